@@ -1,0 +1,19 @@
+#pragma once
+// What checks are built from: the config and the kernel/clock seams.
+
+#include "agent/config.h"
+#include "agent/kernel/command_runner.h"
+#include "agent/kernel/netlink_reader.h"
+#include "agent/kernel/sock_diag.h"
+#include "common/clock.h"
+
+namespace meshprobe::agent {
+
+struct AgentDeps {
+  NetlinkReader& netlink;
+  SockDiag& sock_diag;
+  CommandRunner& commands;
+  const Clock& clock;
+};
+
+}  // namespace meshprobe::agent

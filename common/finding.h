@@ -1,0 +1,43 @@
+#pragma once
+// A diagnosed fault (DESIGN §4). Codes are contract strings; both the agent (local
+// findings in --once) and the aggregator (cluster findings) produce them.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace meshprobe {
+
+namespace codes {
+inline constexpr std::string_view kIstiodUnreachable = "ISTIOD_UNREACHABLE";
+inline constexpr std::string_view kVxlanDeviceMissing = "VXLAN_DEVICE_MISSING";
+inline constexpr std::string_view kVxlanSocketMissing = "VXLAN_SOCKET_MISSING";
+inline constexpr std::string_view kVxlanPortFiltered = "VXLAN_PORT_FILTERED";
+inline constexpr std::string_view kOverlayFdbStale = "OVERLAY_FDB_STALE";
+inline constexpr std::string_view kOverlayPartition = "OVERLAY_PARTITION";
+inline constexpr std::string_view kUnderlayUnreachable = "UNDERLAY_UNREACHABLE";
+inline constexpr std::string_view kZtunnelNotConnected = "ZTUNNEL_NOT_CONNECTED";
+inline constexpr std::string_view kCniAgentDown = "CNI_AGENT_DOWN";
+inline constexpr std::string_view kVxlanConfigMismatch = "VXLAN_CONFIG_MISMATCH";
+inline constexpr std::string_view kAmbientRedirectionBroken = "AMBIENT_REDIRECTION_BROKEN";
+inline constexpr std::string_view kMtuMismatch = "MTU_MISMATCH";
+inline constexpr std::string_view kAgentStale = "AGENT_STALE";
+}  // namespace codes
+
+enum class Severity { kInfo, kWarning, kCritical };
+enum class Layer { kUnspecified, kUnderlay, kOverlay, kIstiod, kAmbient };
+
+std::string_view severityName(Severity s);  // "INFO" | "WARNING" | "CRITICAL"
+std::string_view layerName(Layer l);        // "UNDERLAY" | "OVERLAY" | "ISTIOD" | "AMBIENT" | "LAYER_UNSPECIFIED"
+
+struct Finding {
+  std::string code;
+  Severity severity = Severity::kCritical;
+  std::vector<std::string> nodes;
+  Layer layer = Layer::kUnspecified;
+  std::string summary;
+  std::vector<std::string> evidence;
+  std::string remedy;
+};
+
+}  // namespace meshprobe
