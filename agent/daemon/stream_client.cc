@@ -1,0 +1,110 @@
+#include "agent/daemon/stream_client.h"
+
+#include <spdlog/spdlog.h>
+
+namespace meshprobe::agent {
+
+using meshprobe::v1::AgentMessage;
+using meshprobe::v1::AggregatorMessage;
+
+StreamClient::StreamClient(std::unique_ptr<meshprobe::v1::Collector::StubInterface> stub, ReportBuffer& buffer,
+                           Callbacks callbacks, Backoff backoff)
+    : stub_(std::move(stub)), buffer_(buffer), callbacks_(std::move(callbacks)), backoff_(backoff) {}
+
+StreamClient::~StreamClient() { stop(); }
+
+std::shared_ptr<grpc::Channel> StreamClient::makeChannel(const std::string& target) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+void StreamClient::start() {
+  stopping_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void StreamClient::stop() {
+  stopping_ = true;
+  {
+    std::lock_guard lock(mu_);
+    if (active_ctx_) active_ctx_->TryCancel();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void StreamClient::run() {
+  while (!stopping_) {
+    serveOneStream();
+    if (stopping_) break;
+    ++reconnects_;
+    auto delay = backoff_.next();
+    spdlog::debug("aggregator stream down; reconnecting in {} ms", delay.count());
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, delay, [&] { return stopping_.load(); });
+  }
+}
+
+void StreamClient::serveOneStream() {
+  grpc::ClientContext ctx;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    active_ctx_ = &ctx;
+  }
+  auto stream = stub_->Connect(&ctx);
+  AgentMessage hello_msg;
+  *hello_msg.mutable_hello() = callbacks_.hello();
+  std::string last_hello = hello_msg.hello().SerializeAsString();
+
+  if (stream->Write(hello_msg)) {
+    connected_ = true;
+    backoff_.reset();
+    spdlog::info("connected to the aggregator");
+    std::atomic<bool> reader_done{false};
+    std::thread reader([&] {
+      AggregatorMessage msg;
+      while (stream->Read(&msg)) {
+        if (msg.has_peer_list() && callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
+      }
+      reader_done = true;
+    });
+    while (!stopping_ && !reader_done) {
+      auto report = buffer_.pop(std::chrono::milliseconds(100));
+      if (!report) continue;
+      AgentMessage hello_now;
+      *hello_now.mutable_hello() = callbacks_.hello();
+      std::string serialized = hello_now.hello().SerializeAsString();
+      if (serialized != last_hello) {
+        if (!stream->Write(hello_now)) {
+          buffer_.pushFront(std::move(*report));
+          break;
+        }
+        last_hello = std::move(serialized);
+      }
+      AgentMessage msg;
+      *msg.mutable_report() = std::move(*report);
+      if (!stream->Write(msg)) {
+        buffer_.pushFront(std::move(*msg.mutable_report()));
+        break;
+      }
+      ++reports_sent_;
+    }
+    if (connected_ && !stopping_) spdlog::warn("aggregator stream ended; reconnecting");
+    connected_ = false;
+    ctx.TryCancel();
+    reader.join();
+  }
+  grpc::Status status = stream->Finish();
+  if (!status.ok() && !stopping_) spdlog::debug("aggregator stream: {}", status.error_message());
+  std::lock_guard lock(mu_);
+  active_ctx_ = nullptr;
+}
+
+}  // namespace meshprobe::agent

@@ -1,0 +1,64 @@
+#pragma once
+// The agent's one stream to the aggregator (Collector.Connect). Sends Hello, then the
+// reports from a ReportBuffer; hands every PeerList to a callback. Reconnects with capped
+// exponential backoff plus jitter; while disconnected, reports wait in the (bounded)
+// buffer. Depends on the generated StubInterface so tests use an in-process server.
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "agent/daemon/backoff.h"
+#include "agent/daemon/report_buffer.h"
+#include "meshprobe/v1/collector.grpc.pb.h"
+
+namespace meshprobe::agent {
+
+class StreamClient {
+ public:
+  struct Callbacks {
+    // Current identity and overlay facts; called before every write, a change is re-sent.
+    std::function<meshprobe::v1::Hello()> hello;
+    std::function<void(const meshprobe::v1::PeerList&)> on_peers;
+  };
+
+  StreamClient(std::unique_ptr<meshprobe::v1::Collector::StubInterface> stub, ReportBuffer& buffer,
+               Callbacks callbacks, Backoff backoff);
+  ~StreamClient();
+
+  void start();
+  void stop();  // returns within about a second
+
+  bool connected() const { return connected_; }
+  uint64_t reconnects() const { return reconnects_; }
+  uint64_t reportsSent() const { return reports_sent_; }
+
+  // A channel to HOST:PORT tuned to notice a restarted aggregator within seconds.
+  static std::shared_ptr<grpc::Channel> makeChannel(const std::string& target);
+
+ private:
+  void run();
+  void serveOneStream();
+
+  std::unique_ptr<meshprobe::v1::Collector::StubInterface> stub_;
+  ReportBuffer& buffer_;
+  Callbacks callbacks_;
+  Backoff backoff_;
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> connected_{false};
+  std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> reports_sent_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  grpc::ClientContext* active_ctx_ = nullptr;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace meshprobe::agent

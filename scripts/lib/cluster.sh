@@ -1,0 +1,104 @@
+# shellcheck shell=bash
+# A flannel-VXLAN "cluster" built from network namespaces (DESIGN §7). Sourced by
+# scripts/demo.sh and bench scripts. Everything it creates carries $CLUSTER_PREFIX, so
+# cleanup removes exactly what it made.
+#
+#   CLUSTER_PREFIX=mpdemo-  cluster_up 3      # underlay + node1..node3
+#   cluster_istiod 1                          # TLS istiod pod behind node1's cni0
+#   cluster_down
+#
+# Addresses: underlay 198.51.100.0/24 (node N = .10+N), pod subnets 10.244.N.0/24,
+# VXLAN VNI 1 dstport 4789 — TEST-NET and private ranges inside our namespaces only.
+
+CLUSTER_PREFIX=${CLUSTER_PREFIX:-mpdemo-}
+CLUSTER_DIR=${CLUSTER_DIR:-/tmp/${CLUSTER_PREFIX}state}
+CLUSTER_NODES=0
+
+ns() { echo "${CLUSTER_PREFIX}$1"; }
+nsexec() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+node_ip() { echo "198.51.100.$((10 + $1))"; }
+node_vtep_mac() { printf '0a:58:0a:f4:%02x:00' "$1"; }
+
+cluster_down() {
+  local pidfile
+  for pidfile in "$CLUSTER_DIR"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+  local n
+  for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${CLUSTER_PREFIX}" || true); do
+    ip netns del "$n" 2>/dev/null || true
+  done
+  rm -rf "$CLUSTER_DIR"
+}
+
+# cluster_up N: underlay bridge + N nodes with flannel.1, cni0 and every peer programmed.
+cluster_up() {
+  local count=$1 i j
+  CLUSTER_NODES=$count
+  mkdir -p "$CLUSTER_DIR"
+  ip netns add "$(ns underlay)"
+  nsexec underlay ip link add br0 type bridge
+  nsexec underlay ip link set br0 up
+  for i in $(seq 1 "$count"); do
+    ip netns add "$(ns node$i)"
+    nsexec "node$i" ip link set lo up
+    ip link add "${CLUSTER_PREFIX}v$i" type veth peer name eth0 netns "$(ns node$i)"
+    ip link set "${CLUSTER_PREFIX}v$i" netns "$(ns underlay)"
+    nsexec underlay ip link set "${CLUSTER_PREFIX}v$i" master br0 up
+    nsexec "node$i" ip addr add "$(node_ip "$i")/24" dev eth0
+    nsexec "node$i" ip link set eth0 up
+    nsexec "node$i" ip link add flannel.1 type vxlan id 1 dstport 4789 local "$(node_ip "$i")" dev eth0 nolearning
+    nsexec "node$i" ip link set flannel.1 address "$(node_vtep_mac "$i")" mtu 1450 up
+    nsexec "node$i" ip addr add "10.244.$i.0/32" dev flannel.1
+    nsexec "node$i" ip link add cni0 type bridge
+    nsexec "node$i" ip addr add "10.244.$i.1/24" dev cni0
+    nsexec "node$i" ip link set cni0 up
+    nsexec "node$i" sysctl -qw net.ipv4.ip_forward=1
+    mkdir -p "$CLUSTER_DIR/node$i/run/flannel" "$CLUSTER_DIR/node$i/netns"
+    printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.%d.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n' "$i" \
+      > "$CLUSTER_DIR/node$i/run/flannel/subnet.env"
+  done
+  # What flannel programs on every node for every peer.
+  for i in $(seq 1 "$count"); do
+    for j in $(seq 1 "$count"); do
+      [ "$i" = "$j" ] && continue
+      nsexec "node$i" bridge fdb append "$(node_vtep_mac "$j")" dev flannel.1 dst "$(node_ip "$j")" self permanent
+      nsexec "node$i" ip neigh replace "10.244.$j.0" lladdr "$(node_vtep_mac "$j")" dev flannel.1 nud permanent
+      nsexec "node$i" ip route replace "10.244.$j.0/24" via "10.244.$j.0" dev flannel.1 onlink
+    done
+  done
+}
+
+# cluster_istiod N: a pod netns behind node N's cni0 (10.244.N.10) serving TLS on 15012
+# with ALPN h2 and a certificate for istiod.istio-system.svc from a fresh test CA.
+cluster_istiod() {
+  local n=$1 dir="$CLUSTER_DIR/istiod"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/O=meshprobe demo/CN=Root CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=istiod" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:istiod.istio-system.svc,DNS:istiod.istio-system.svc.cluster.local\n' > "$dir/ext.cnf"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+    -extfile "$dir/ext.cnf" -out "$dir/server.pem" 2>/dev/null
+  ip netns add "$(ns istiod)"
+  nsexec istiod ip link set lo up
+  ip link add "${CLUSTER_PREFIX}istiod" type veth peer name eth0 netns "$(ns istiod)"
+  ip link set "${CLUSTER_PREFIX}istiod" netns "$(ns node$n)"
+  nsexec "node$n" ip link set "${CLUSTER_PREFIX}istiod" master cni0 up
+  nsexec istiod ip addr add "10.244.$n.10/24" dev eth0
+  nsexec istiod ip link set eth0 up
+  nsexec istiod ip route add default via "10.244.$n.1"
+  nsexec istiod openssl s_server -quiet -accept 15012 -alpn h2 -cert "$dir/server.pem" -key "$dir/server.key" \
+    </dev/null >"$dir/s_server.log" 2>&1 &
+  echo $! > "$CLUSTER_DIR/istiod.pid"
+  # Ready when the port accepts (poll with a deadline).
+  local deadline=$((SECONDS + 10))
+  until nsexec istiod bash -c 'exec 3<>/dev/tcp/127.0.0.1/15012' 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then echo "istiod listener did not come up" >&2; return 1; fi
+    sleep 0.1  # poll interval, bounded by the deadline above
+  done
+  ISTIOD_ADDR="10.244.$n.10:15012"
+  ISTIOD_CA="$dir/ca.pem"
+}

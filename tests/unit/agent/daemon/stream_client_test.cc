@@ -1,0 +1,155 @@
+#include "agent/daemon/stream_client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+using namespace meshprobe::agent;
+using namespace std::chrono_literals;
+using meshprobe::v1::AgentMessage;
+using meshprobe::v1::AggregatorMessage;
+
+namespace {
+
+// A minimal in-process aggregator: records what agents send, answers Hello with a PeerList.
+class FakeCollector final : public meshprobe::v1::Collector::Service {
+ public:
+  grpc::Status Connect(grpc::ServerContext*, grpc::ServerReaderWriter<AggregatorMessage, AgentMessage>* stream) override {
+    AgentMessage msg;
+    while (stream->Read(&msg)) {
+      std::lock_guard lock(mu);
+      if (msg.has_hello()) {
+        hellos.push_back(msg.hello());
+        AggregatorMessage reply;
+        auto* peer = reply.mutable_peer_list()->add_peers();
+        peer->set_node_name("peer-from-" + msg.hello().node_name());
+        stream->Write(reply);
+      } else if (msg.has_report()) {
+        sequences.push_back(msg.report().sequence());
+      }
+    }
+    return grpc::Status::OK;
+  }
+  std::mutex mu;
+  std::vector<meshprobe::v1::Hello> hellos;
+  std::vector<uint64_t> sequences;
+};
+
+struct Server {
+  FakeCollector service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  explicit Server(int want_port = 0) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:" + std::to_string(want_port), grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(&service);
+    server = b.BuildAndStart();
+  }
+  ~Server() {
+    if (server) server->Shutdown(std::chrono::system_clock::now() + 200ms);
+  }
+};
+
+// Polls `pred` until it holds or the deadline passes.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds deadline = 10s) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);  // poll interval, bounded by the deadline
+  }
+  return pred();
+}
+
+meshprobe::v1::Report report(uint64_t seq) {
+  meshprobe::v1::Report r;
+  r.set_sequence(seq);
+  return r;
+}
+
+struct Client {
+  ReportBuffer buffer{16};
+  std::mutex mu;
+  std::vector<std::string> peers_seen;
+  std::unique_ptr<StreamClient> client;
+  explicit Client(int port) {
+    auto channel = StreamClient::makeChannel("127.0.0.1:" + std::to_string(port));
+    StreamClient::Callbacks cb;
+    cb.hello = [] {
+      meshprobe::v1::Hello h;
+      h.set_node_name("node-a");
+      h.set_vxlan_port(4789);
+      return h;
+    };
+    cb.on_peers = [this](const meshprobe::v1::PeerList& pl) {
+      std::lock_guard lock(mu);
+      for (const auto& p : pl.peers()) peers_seen.push_back(p.node_name());
+    };
+    client = std::make_unique<StreamClient>(meshprobe::v1::Collector::NewStub(channel), buffer, cb,
+                                            Backoff(20ms, 200ms, 1));
+  }
+};
+
+}  // namespace
+
+TEST(StreamClient, SendsHelloThenReportsInOrderAndReceivesPeers) {
+  Server server;
+  ASSERT_NE(server.port, 0);
+  Client c(server.port);
+  c.buffer.push(report(1));
+  c.buffer.push(report(2));
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    return server.service.sequences.size() == 2;
+  }));
+  {
+    std::lock_guard l(server.service.mu);
+    ASSERT_EQ(server.service.hellos.size(), 1u);
+    EXPECT_EQ(server.service.hellos[0].node_name(), "node-a");
+    EXPECT_EQ(server.service.sequences, (std::vector<uint64_t>{1, 2}));
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(c.mu);
+    return !c.peers_seen.empty();
+  }));
+  EXPECT_EQ(c.peers_seen[0], "peer-from-node-a");
+  EXPECT_TRUE(c.client->connected());
+  c.client->stop();
+}
+
+TEST(StreamClient, HoldsReportsWhileTheAggregatorIsAwayAndReconnects) {
+  int port;
+  {
+    Server first;
+    port = first.port;
+    ASSERT_NE(port, 0);
+  }  // the aggregator is gone before the agent starts
+  Client c(port);
+  c.client->start();
+  c.buffer.push(report(7));
+  ASSERT_TRUE(eventually([&] { return c.client->reconnects() >= 2; }));
+  EXPECT_FALSE(c.client->connected());
+  EXPECT_EQ(c.buffer.size(), 1u);  // held, not lost
+
+  Server second(port);
+  ASSERT_EQ(second.port, port);
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(second.service.mu);
+    return second.service.sequences.size() == 1;
+  }));
+  std::lock_guard l(second.service.mu);
+  EXPECT_EQ(second.service.sequences[0], 7u);
+  EXPECT_EQ(second.service.hellos.size(), 1u);
+}
+
+TEST(StreamClient, StopsWhileDisconnected) {
+  Client c(1);  // nothing listens on port 1 of 127.0.0.1
+  c.client->start();
+  ASSERT_TRUE(eventually([&] { return c.client->reconnects() >= 1; }));
+  c.client->stop();  // must return (ctest's timeout catches a hang)
+  EXPECT_FALSE(c.client->connected());
+}
