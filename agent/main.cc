@@ -1,19 +1,27 @@
 // meshprobe-agent entry point: wiring only.
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
 #include "agent/checks/registry.h"
 #include "agent/config.h"
+#include "agent/daemon/daemon.h"
 #include "agent/doctor/doctor.h"
 #include "agent/doctor/render.h"
 #include "common/logging.h"
+#include "common/version.h"
 
 using namespace meshprobe;
 using namespace meshprobe::agent;
 
 namespace {
+
+std::atomic<bool> g_stop{false};
 
 constexpr std::chrono::milliseconds kKernelReadTimeout{2000};
 
@@ -53,6 +61,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (config.once) return runOnce(config);
-  std::cerr << "meshprobe-agent: daemon mode is not implemented yet; use --once\n";
-  return 2;
+
+  std::signal(SIGTERM, [](int) { g_stop = true; });
+  std::signal(SIGINT, [](int) { g_stop = true; });
+  auto netlink = makeKernelNetlinkReader(kKernelReadTimeout);
+  auto sock_diag = makeKernelSockDiag(kKernelReadTimeout);
+  auto commands = makeProcessCommandRunner();
+  SystemClock clock;
+  AgentDeps deps{*netlink, *sock_diag, *commands, clock};
+  spdlog::info("meshprobe-agent {} on node {} ({})", kVersion, config.node_name, config.node_ip);
+  auto st = runDaemon(config, deps, g_stop);
+  if (!st.ok()) spdlog::error("{}", st.error().message);
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  _exit(st.ok() ? 0 : 1);  // a check round may still run in a detached thread
 }

@@ -1,72 +1,36 @@
-// meshprobe-aggregator entry point. Serves meshprobe.v1.Collector and meshprobe.v1.Query
-// with server reflection and the standard health service. Membership, the matrix and
-// diagnosis arrive with the mesh issue; until then the Query API answers empty.
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
+// meshprobe-aggregator entry point: flags, logging, signals. Everything else is in
+// meshprobe_aggregator_lib (AggregatorServer wires Collector, Query, reflection, health).
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
 #include <iostream>
-#include <thread>
 
+#include "aggregator/server.h"
+#include "common/clock.h"
+#include "common/duration.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/version.h"
-#include "meshprobe/v1/collector.grpc.pb.h"
-#include "meshprobe/v1/query.grpc.pb.h"
 
 namespace po = boost::program_options;
 
-namespace {
-
-class QueryService final : public meshprobe::v1::Query::CallbackService {
-  grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx, const meshprobe::v1::ListNodesRequest*,
-                                      meshprobe::v1::ListNodesResponse*) override {
-    auto* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status::OK);
-    return r;
-  }
-  grpc::ServerUnaryReactor* GetMatrix(grpc::CallbackServerContext* ctx, const meshprobe::v1::GetMatrixRequest* req,
-                                      meshprobe::v1::GetMatrixResponse* resp) override {
-    resp->set_layer(req->layer());
-    auto* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status::OK);
-    return r;
-  }
-  grpc::ServerUnaryReactor* GetNode(grpc::CallbackServerContext* ctx, const meshprobe::v1::GetNodeRequest* req,
-                                    meshprobe::v1::GetNodeResponse*) override {
-    auto* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "no node named '" + req->name() + "'"));
-    return r;
-  }
-  grpc::ServerUnaryReactor* Diagnose(grpc::CallbackServerContext* ctx, const meshprobe::v1::DiagnoseRequest*,
-                                     meshprobe::v1::DiagnoseResponse*) override {
-    auto* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status::OK);
-    return r;
-  }
-};
-
-class CollectorService final : public meshprobe::v1::Collector::CallbackService {};
-
-std::atomic<bool> g_stop{false};
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  std::string grpc_listen, http_listen, stale_after, log_level, log_format;
+  std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
   po::options_description desc(
       "meshprobe-aggregator: cluster reachability matrix and diagnosis for meshprobe agents.\n"
       "Every flag also reads MESHPROBE_<FLAG>; flags win.\n\nFlags");
+  // clang-format off
   desc.add_options()
       ("help,h", "print this help and exit")
       ("version", "print the version and exit")
       ("grpc-listen", po::value(&grpc_listen)->default_value("0.0.0.0:9470"), "gRPC ADDR:PORT (Collector, Query, health, reflection)")
       ("http-listen", po::value(&http_listen)->default_value("0.0.0.0:9471"), "HTTP ADDR:PORT (/metrics, /healthz, /readyz, /)")
-      ("stale-after", po::value(&stale_after)->default_value("10s"), "a node that has not reported for this long turns UNKNOWN")
+      ("stale-after", po::value(&stale_after)->default_value("10s"), "a node that has not reported for this long is down: its cells turn UNKNOWN")
+      ("forget-after", po::value(&forget_after)->default_value("0"), "a node silent for this long leaves the membership (0: 10 x --stale-after)")
       ("log-level", po::value(&log_level)->default_value("info"), "debug | info | warn | error")
       ("log-format", po::value(&log_format)->default_value("text"), "text | json");
+  // clang-format on
   po::variables_map vm;
   auto outcome = meshprobe::parseFlags(argc, argv, desc, vm);
   if (!outcome.ok()) {
@@ -85,27 +49,46 @@ int main(int argc, char** argv) {
     std::cerr << "meshprobe-aggregator: " << st.error().message << "\n";
     return 2;
   }
+  auto stale = meshprobe::parseDuration(stale_after);
+  if (!stale || stale->count() <= 0) {
+    std::cerr << "meshprobe-aggregator: --stale-after '" << stale_after << "' is not a positive duration (e.g. 10s)\n";
+    return 2;
+  }
+  auto forget = meshprobe::parseDuration(forget_after);
+  if (!forget || forget->count() < 0 || (forget->count() > 0 && *forget < *stale)) {
+    std::cerr << "meshprobe-aggregator: --forget-after '" << forget_after
+              << "' must be 0 or a duration not shorter than --stale-after\n";
+    return 2;
+  }
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  QueryService query;
-  CollectorService collector;
-  grpc::ServerBuilder builder;
-  int bound_port = 0;
-  builder.AddListeningPort(grpc_listen, grpc::InsecureServerCredentials(), &bound_port);
-  builder.RegisterService(&query);
-  builder.RegisterService(&collector);
-  auto server = builder.BuildAndStart();
-  if (!server || bound_port == 0) {
-    spdlog::error("cannot listen for gRPC on {}", grpc_listen);
+  // Block SIGTERM/SIGINT before any thread starts (gRPC's threads inherit the mask), so
+  // only sigwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  meshprobe::SystemClock clock;
+  meshprobe::aggregator::ServerOptions options;
+  options.grpc_listen = grpc_listen;
+  options.cluster.stale_after = *stale;
+  options.cluster.forget_after = *forget;
+  meshprobe::aggregator::AggregatorServer server(clock, options);
+  auto port = server.start();
+  if (!port.ok()) {
+    spdlog::error("{}", port.error().message);
     return 1;
   }
-  spdlog::info("meshprobe-aggregator {} serving gRPC on {}", meshprobe::kVersion, grpc_listen);
+  spdlog::info("meshprobe-aggregator {} serving gRPC on {} (port {}); stale after {}, forget after {}",
+               meshprobe::kVersion, grpc_listen, *port, meshprobe::formatDuration(*stale),
+               meshprobe::formatDuration(server.state().options().forget_after));
+  spdlog::info("HTTP (/metrics, /healthz, /) on {} is not served yet", http_listen);
 
-  std::signal(SIGTERM, [](int) { g_stop = true; });
-  std::signal(SIGINT, [](int) { g_stop = true; });
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received signal {}; shutting down", sig);
+  server.shutdown(std::chrono::milliseconds(500));
   spdlog::info("meshprobe-aggregator stopped");
   return 0;
 }

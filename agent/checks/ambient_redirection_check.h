@@ -1,18 +1,51 @@
 #pragma once
+// ambient_redirection: in every pod network namespace on the node, are istio-cni's
+// redirection rules (ISTIO_PRERT / ISTIO_OUTPUT) and ztunnel's in-pod listeners
+// (15001/15006/15008) present together? Rules without listeners blackhole the pod;
+// listeners without rules mean no capture (no HBONE). DESIGN §3 "Ambient redirection".
 
+#include <memory>
+#include <vector>
+
+#include "agent/ambient/inspector.h"
+#include "agent/ambient/pod_netns.h"
+#include "agent/ambient/redirection.h"
 #include "agent/checks/check.h"
 #include "agent/config.h"
+#include "agent/kernel/command_runner.h"
+#include "agent/kernel/sock_diag.h"
 
 namespace meshprobe::agent {
 
+struct PodReport {
+  PodNetns pod;
+  PodInspection inspection;
+  PodVerdict verdict;
+};
+
 class AmbientRedirectionCheck final : public Check {
  public:
-  AmbientRedirectionCheck(const AgentConfig& config);
+  // Kernel inspection through the agent's seams (they must act on the calling thread's netns).
+  AmbientRedirectionCheck(const AgentConfig& config, CommandRunner& commands, SockDiag& sock_diag);
+  // Any inspector (tests: a fake).
+  AmbientRedirectionCheck(const AgentConfig& config, std::unique_ptr<PodNetnsInspector> inspector);
+
   std::string_view name() const override { return "ambient_redirection"; }
   CheckResult run() override;
 
+  // Pod netns inspected at the same time (each one in its own setns thread).
+  static constexpr size_t kMaxParallel = 4;
+
  private:
   const AgentConfig& config_;
+  std::unique_ptr<PodNetnsInspector> inspector_;
 };
+
+// Where the check looks for pod namespaces, from the config.
+NetnsSources ambientNetnsSources(const AgentConfig& config);
+
+// The verdict from what was found (pure): status, summary, details, findings.
+CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsEnumeration& found,
+                                       const std::vector<PodReport>& pods);
 
 }  // namespace meshprobe::agent

@@ -1,8 +1,11 @@
 #pragma once
-#include "agent/kernel/command_runner.h"
-#include "agent/kernel/netlink_reader.h"
+// firewall: reads iptables (the backend kubelet uses, and the other one when it holds
+// rules) and native nftables, and reports every rule that drops or rejects UDP on the
+// VXLAN port (the device's own dstport) or TCP to istiod (--istiod port).
 #include "agent/checks/check.h"
 #include "agent/config.h"
+#include "agent/kernel/command_runner.h"
+#include "agent/kernel/netlink_reader.h"
 
 namespace meshprobe::agent {
 
@@ -13,6 +16,8 @@ class FirewallCheck final : public Check {
   CheckResult run() override;
 
  private:
+  CheckResult runChecked();
+
   const AgentConfig& config_;
   NetlinkReader& netlink_;
   CommandRunner& commands_;

@@ -18,7 +18,7 @@ std::vector<CheckPtr> makeChecks(const AgentConfig& config, const AgentDeps& dep
   checks.push_back(std::make_unique<FirewallCheck>(config, deps.netlink, deps.commands));
   checks.push_back(std::make_unique<IstiodCheck>(config));
   checks.push_back(std::make_unique<ZtunnelCheck>(config, deps.sock_diag));
-  checks.push_back(std::make_unique<AmbientRedirectionCheck>(config));
+  checks.push_back(std::make_unique<AmbientRedirectionCheck>(config, deps.commands, deps.sock_diag));
   return checks;
 }
 

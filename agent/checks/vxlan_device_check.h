@@ -1,7 +1,7 @@
 #pragma once
-#include "agent/kernel/netlink_reader.h"
 #include "agent/checks/check.h"
 #include "agent/config.h"
+#include "agent/kernel/netlink_reader.h"
 
 namespace meshprobe::agent {
 

@@ -1,8 +1,12 @@
 #pragma once
-#include "agent/kernel/netlink_reader.h"
-#include "agent/kernel/sock_diag.h"
+// vxlan_socket: a UDP socket is bound on the VXLAN device's own dstport (IPv4 and IPv6
+// listed separately), read over NETLINK_SOCK_DIAG. The port comes from the device
+// (rtnetlink), never assumed; --vxlan-port is an expectation compared against it.
+
 #include "agent/checks/check.h"
 #include "agent/config.h"
+#include "agent/kernel/netlink_reader.h"
+#include "agent/kernel/sock_diag.h"
 
 namespace meshprobe::agent {
 

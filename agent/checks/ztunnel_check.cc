@@ -1,9 +1,254 @@
 #include "agent/checks/ztunnel_check.h"
 
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "agent/kernel/sock_diag_parse.h"
+
 namespace meshprobe::agent {
+namespace {
+
+constexpr const char* kNoZtunnelConsequence = "new ambient pods will fail: no ztunnel connection";
+constexpr const char* kZtunnelRemedy =
+    "fix ztunnel connectivity first (ztunnel must reach istiod:15012), then new pods start";
+
+std::string typeName(uint8_t type) {
+  switch (type) {
+    case SOCK_STREAM:
+      return "SOCK_STREAM";
+    case SOCK_DGRAM:
+      return "SOCK_DGRAM";
+    case SOCK_SEQPACKET:
+      return "SOCK_SEQPACKET";
+    default:
+      return "type " + std::to_string(type);
+  }
+}
+
+struct SocketFile {
+  bool exists = false;
+  bool is_socket = false;
+  uint64_t inode = 0;
+  uint64_t dev = 0;
+  std::string error;  // stat failed for another reason than ENOENT
+};
+
+SocketFile statPath(const std::string& path) {
+  SocketFile f;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) f.error = std::string("stat ") + path + ": " + std::strerror(errno);
+    return f;
+  }
+  f.exists = true;
+  f.is_socket = S_ISSOCK(st.st_mode);
+  f.inode = st.st_ino;
+  f.dev = st.st_dev;
+  return f;
+}
+
+bool sameFile(const UnixSocket& s, const SocketFile& f) {
+  if (!f.exists || !s.vfs_inode || *s.vfs_inode != f.inode) return false;
+  return !s.vfs_dev || userDevFromKernelDev(*s.vfs_dev) == f.dev;
+}
+
+// Is `s` bound to the same address as `listener` (the accepted side of a connection)?
+bool sameAddress(const UnixSocket& s, const UnixSocket& listener) {
+  if (s.vfs_inode && listener.vfs_inode) return *s.vfs_inode == *listener.vfs_inode && s.vfs_dev == listener.vfs_dev;
+  return !listener.path.empty() && s.path == listener.path;
+}
+
+nlohmann::json fileJson(const std::string& path, const SocketFile& f) {
+  nlohmann::json j = {{"path", path}, {"exists", f.exists}};
+  if (f.exists) {
+    j["is_socket"] = f.is_socket;
+    j["inode"] = f.inode;
+  }
+  if (!f.error.empty()) j["error"] = f.error;
+  return j;
+}
+
+std::string countText(size_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+Finding cniAgentDown(std::string summary, std::vector<std::string> evidence, const std::string& path) {
+  Finding f;
+  f.code = std::string(codes::kCniAgentDown);
+  f.severity = Severity::kCritical;
+  f.layer = Layer::kAmbient;
+  f.summary = std::move(summary);
+  f.evidence = std::move(evidence);
+  f.remedy =
+      "Restart the istio-cni pod on this node (kubectl delete pod <istio-cni-node-pod> -n istio-system) so it "
+      "listens on " +
+      path +
+      " again; until it does and ztunnel connects, new ambient pods stay in "
+      "ContainerCreating (\"no ztunnel connection\")";
+  return f;
+}
+
+}  // namespace
 
 ZtunnelCheck::ZtunnelCheck(const AgentConfig& config, SockDiag& sock_diag) : config_(config), sock_diag_(sock_diag) {}
 
-CheckResult ZtunnelCheck::run() { return result(CheckStatus::kSkip, "not implemented yet"); }
+CheckResult ZtunnelCheck::run() {
+  const std::string& path = config_.ztunnel_socket;
+  const SocketFile file = statPath(path);
+  nlohmann::json details = {{"socket_file", fileJson(path, file)}};
+
+  auto sockets = sock_diag_.unixSockets();
+  if (!sockets) {
+    auto r = result(CheckStatus::kFail, "cannot list unix sockets over sock_diag: " + sockets.error().message);
+    details["error"] = sockets.error().message;
+    r.details = std::move(details);
+    return r;
+  }
+  details["unix_sockets_seen"] = sockets->size();
+
+  // The listener: by the socket file's inode first (robust to how the path was spelled
+  // at bind time), then by the bound name; SOCK_SEQPACKET preferred over other types.
+  const UnixSocket* listener = nullptr;
+  std::string matched_by;
+  auto pick = [&](auto&& matches, const char* how) {
+    for (bool want_seqpacket : {true, false}) {
+      for (const auto& s : *sockets) {
+        if (listener) return;
+        if (s.state != TCP_LISTEN || !matches(s)) continue;
+        if (want_seqpacket && s.type != SOCK_SEQPACKET) continue;
+        listener = &s;
+        matched_by = how;
+      }
+    }
+  };
+  pick([&](const UnixSocket& s) { return sameFile(s, file); }, "socket file inode");
+  pick([&](const UnixSocket& s) { return s.path == path; }, "bound name");
+
+  if (!listener) {
+    if (!file.error.empty()) {
+      auto r = result(CheckStatus::kFail, "cannot tell whether this is an ambient node: " + file.error +
+                                              ", and no unix listener is bound at that name");
+      r.details = std::move(details);
+      return r;
+    }
+    if (!file.exists) {
+      auto r = result(CheckStatus::kSkip, "not an ambient node: no socket file and no istio-cni listener at " + path);
+      details["reason"] = "not an ambient node";
+      r.details = std::move(details);
+      return r;
+    }
+    const std::string what = file.is_socket ? "stale socket file" : "file that is not a socket";
+    auto r = result(CheckStatus::kFail, what + " at " + path + ": istio-cni is not running (no listener)");
+    r.details = std::move(details);
+    r.findings.push_back(cniAgentDown(
+        "no istio-cni listener on " + path + " (" + what + "): istio-cni is not running; " + kNoZtunnelConsequence,
+        {path + " exists (inode " + std::to_string(file.inode) + (file.is_socket ? ", socket" : ", not a socket") + ")",
+         "sock_diag: no unix socket in LISTEN bound to that file or name (" + std::to_string(sockets->size()) +
+             " unix sockets seen)"},
+        path));
+    return r;
+  }
+
+  nlohmann::json lj = {{"inode", listener->inode},     {"type", typeName(listener->type)},
+                       {"bound_name", listener->path}, {"matched_by", matched_by},
+                       {"backlog", listener->wqueue},  {"pending_connections", listener->pending_connections}};
+  if (listener->vfs_inode) lj["file_inode"] = *listener->vfs_inode;
+  details["listener"] = lj;
+
+  if (listener->type != SOCK_SEQPACKET) {
+    auto r = result(CheckStatus::kFail, path + " has a " + typeName(listener->type) +
+                                            " listener, not istio-cni's SOCK_SEQPACKET: ztunnel cannot connect to it");
+    r.details = std::move(details);
+    r.findings.push_back(cniAgentDown("the listener on " + path + " is " + typeName(listener->type) +
+                                          ", not istio-cni's SOCK_SEQPACKET socket: "
+                                          "ztunnel's connect fails (EPROTOTYPE); " +
+                                          kNoZtunnelConsequence,
+                                      {"sock_diag: listener inode " + std::to_string(listener->inode) + " type " +
+                                       typeName(listener->type) + " matched by " + matched_by},
+                                      path));
+    return r;
+  }
+
+  // Connections: the accepted (server) side carries the listener's name and file; its
+  // peer is ztunnel's socket. Embryos still in the accept queue are not connections.
+  std::vector<const UnixSocket*> accepted;
+  for (const auto& s : *sockets) {
+    if (&s == listener || s.state != TCP_ESTABLISHED || s.type != listener->type) continue;
+    if (!sameAddress(s, *listener)) continue;
+    const auto& pending = listener->pending_peer_inodes;
+    if (s.peer_inode != 0 && std::find(pending.begin(), pending.end(), s.peer_inode) != pending.end()) continue;
+    accepted.push_back(&s);
+  }
+  nlohmann::json conns = nlohmann::json::array();
+  for (const auto* s : accepted) {
+    nlohmann::json c = {{"inode", s->inode}, {"peer_inode", s->peer_inode}};
+    const bool peer_seen = std::any_of(sockets->begin(), sockets->end(),
+                                       [&](const UnixSocket& p) { return p.inode == s->peer_inode && p.inode != 0; });
+    c["peer_seen"] = peer_seen;
+    conns.push_back(std::move(c));
+  }
+  details["connections"] = conns;
+  details["established"] = accepted.size();
+  details["pending_peer_inodes"] = listener->pending_peer_inodes;
+
+  // The listener is reachable through the path only when the file there is its file.
+  std::string path_problem;
+  if (matched_by == "bound name") {
+    if (!file.exists && file.error.empty()) {
+      path_problem = "the socket file " + path +
+                     " was deleted while istio-cni still listens: a (re)connecting "
+                     "ztunnel gets ENOENT";
+    } else if (file.exists && listener->vfs_inode) {
+      path_problem = path + " is another file (inode " + std::to_string(file.inode) +
+                     ") than the one istio-cni "
+                     "listens on (inode " +
+                     std::to_string(*listener->vfs_inode) +
+                     "): a (re)connecting ztunnel is "
+                     "refused";
+    }
+  }
+  if (!path_problem.empty()) details["path_problem"] = path_problem;
+
+  if (accepted.empty()) {
+    std::string summary = "istio-cni listens on " + path + " but ztunnel is not connected: " + kNoZtunnelConsequence;
+    std::vector<std::string> evidence = {"sock_diag: SOCK_SEQPACKET listener inode " + std::to_string(listener->inode) +
+                                         " on " + path + ", 0 established connections"};
+    if (listener->pending_connections > 0) {
+      evidence.push_back(countText(listener->pending_connections, "connection waits", "connections wait") +
+                         " in the accept queue: istio-cni is not accepting");
+    }
+    if (!path_problem.empty()) evidence.push_back(path_problem);
+    auto r = result(CheckStatus::kFail, summary);
+    r.details = std::move(details);
+    Finding f;
+    f.code = std::string(codes::kZtunnelNotConnected);
+    f.severity = Severity::kCritical;
+    f.layer = Layer::kAmbient;
+    f.summary = "no ztunnel connection on istio-cni's socket " + path + ": " + kNoZtunnelConsequence;
+    f.evidence = std::move(evidence);
+    f.remedy = kZtunnelRemedy;
+    r.findings.push_back(std::move(f));
+    return r;
+  }
+
+  std::string summary = "istio-cni listening on " + path + " (SOCK_SEQPACKET), " +
+                        countText(accepted.size(), "ztunnel connection", "ztunnel connections");
+  if (listener->pending_connections > 0) summary += ", " + std::to_string(listener->pending_connections) + " pending";
+  if (!path_problem.empty()) {
+    auto r = result(CheckStatus::kWarn, summary + "; but " + path_problem);
+    r.details = std::move(details);
+    return r;
+  }
+  auto r = result(CheckStatus::kOk, summary);
+  r.details = std::move(details);
+  return r;
+}
 
 }  // namespace meshprobe::agent

@@ -1,7 +1,13 @@
 #pragma once
-#include "agent/kernel/sock_diag.h"
+// ztunnel: istio-cni's SOCK_SEQPACKET listener at --ztunnel-socket (istio-cni up) and
+// the established connections on it (ztunnel connected), read over NETLINK_SOCK_DIAG
+// (AF_UNIX). The listener is matched by the socket file's inode (stat() vs
+// UNIX_DIAG_VFS), falling back to the bound name; the accepted side of each connection
+// carries the listener's name and file, the peer of each is ztunnel's socket.
+
 #include "agent/checks/check.h"
 #include "agent/config.h"
+#include "agent/kernel/sock_diag.h"
 
 namespace meshprobe::agent {
 

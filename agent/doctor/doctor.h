@@ -21,7 +21,8 @@ struct DoctorReport {
 
 // Runs `checks` concurrently. A check still running at `timeout` is reported as FAIL
 // ("timed out after ..."); its thread is left to finish on its own (checks bound their
-// own kernel reads and child processes, so it does not run forever).
+// own kernel reads and child processes, so it does not run forever). `checks` and `clock`
+// must therefore outlive such a thread: callers keep them until the process exits.
 DoctorReport runDoctor(const std::string& node, std::vector<CheckPtr>& checks, std::chrono::nanoseconds timeout,
                        const Clock& clock);
 

@@ -11,15 +11,20 @@
 namespace meshprobe::agent {
 
 struct CommandOutput {
-  int exit_code = -1;         // -1 when it did not exit normally
+  std::string program;  // argv[0], for messages
+  int exit_code = -1;   // -1 when it did not exit normally
+  int term_signal = 0;  // the signal that ended it, 0 when it exited
   std::string out;
   std::string err;
-  bool not_found = false;     // the binary is not installed / not executable
+  bool not_found = false;  // the binary is not installed / not executable
   bool timed_out = false;
-  std::string error;          // fork/exec/pipe failure text, empty when it ran
+  std::string error;                     // fork/exec/pipe failure text, empty when it ran
+  std::chrono::milliseconds timeout{0};  // the deadline it ran under
 
   bool succeeded() const { return error.empty() && !not_found && !timed_out && exit_code == 0; }
-  std::string describe() const;  // "iptables-save: not found", "... exited 1: <stderr>"
+  // One line naming the binary: "iptables-save: not found", "nft exited 1: <first stderr
+  // line>", "sleep: timed out after 200ms (killed)", "iptables-save: ok".
+  std::string describe() const;
 };
 
 class CommandRunner {
@@ -28,6 +33,12 @@ class CommandRunner {
   virtual CommandOutput run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) = 0;
 };
 
+// fork + execve with stdin from /dev/null and stdout/stderr captured through pipes read
+// with poll() until the deadline; on expiry the child's process group is SIGKILLed and
+// the child reaped. The binary is looked up in $PATH plus the sbin directories (where
+// iptables lives even when a pod's PATH lacks them); a missing binary is reported as
+// not_found, including exec failures reported by the child through a CLOEXEC pipe.
+// The child runs with LC_ALL=C (stable messages) in the forking thread's namespaces.
 std::unique_ptr<CommandRunner> makeProcessCommandRunner();
 
 }  // namespace meshprobe::agent

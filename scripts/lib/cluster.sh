@@ -102,3 +102,43 @@ cluster_istiod() {
   ISTIOD_ADDR="10.244.$n.10:15012"
   ISTIOD_CA="$dir/ca.pem"
 }
+
+# cluster_control: a netns on the underlay (198.51.100.2) for the aggregator — the
+# diagnostic path must not depend on the overlay it diagnoses (DESIGN §2 rule 1).
+cluster_control() {
+  ip netns add "$(ns control)"
+  nsexec control ip link set lo up
+  ip link add "${CLUSTER_PREFIX}vc" type veth peer name eth0 netns "$(ns control)"
+  ip link set "${CLUSTER_PREFIX}vc" netns "$(ns underlay)"
+  nsexec underlay ip link set "${CLUSTER_PREFIX}vc" master br0 up
+  nsexec control ip addr add 198.51.100.2/24 dev eth0
+  nsexec control ip link set eth0 up
+  CONTROL_IP=198.51.100.2
+}
+
+# start_bg NAME NETNS CMD...: runs CMD in NETNS in the background, logging to
+# $CLUSTER_DIR/NAME.log, and records its PID in $CLUSTER_DIR/NAME.pid.
+start_bg() {
+  local name=$1 where=$2; shift 2
+  nsexec "$where" "$@" >"$CLUSTER_DIR/$name.log" 2>&1 &
+  echo $! > "$CLUSTER_DIR/$name.pid"
+}
+
+# stop_bg NAME [SIGNAL]: ends the process started as NAME (by its recorded PID only).
+stop_bg() {
+  local pidfile="$CLUSTER_DIR/$1.pid"
+  [ -f "$pidfile" ] || return 0
+  kill "-${2:-TERM}" "$(cat "$pidfile")" 2>/dev/null || true
+  wait "$(cat "$pidfile")" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+# wait_for DESCRIPTION TIMEOUT_S CMD...: polls CMD until it succeeds or the deadline passes.
+wait_for() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then echo "timed out after ${timeout}s waiting for $what" >&2; return 1; fi
+    sleep 0.2  # poll interval, bounded by the deadline above
+  done
+}

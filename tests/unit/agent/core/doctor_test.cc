@@ -87,7 +87,7 @@ TEST(Doctor, AHungCheckTimesOutWithoutBlockingTheOthers) {
   auto checks = std::make_shared<std::vector<CheckPtr>>();
   checks->push_back(std::make_unique<FixedCheck>("fast", CheckStatus::kOk));
   checks->push_back(std::make_unique<HangingCheck>(gate));
-  SystemClock clock;
+  static SystemClock clock;  // the detached check thread may still read it after the test
   auto report = runDoctor("n", *checks, 200ms, clock);
   ASSERT_EQ(report.checks.size(), 2u);
   EXPECT_EQ(report.checks[0].status, CheckStatus::kOk);

@@ -1,0 +1,128 @@
+#include "agent/ambient/inspector.h"
+
+#include "agent/kernel/netns.h"
+
+namespace meshprobe::agent {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+std::string firstLine(const std::string& s) {
+  auto end = s.find('\n');
+  return end == std::string::npos ? s : s.substr(0, end);
+}
+
+// One line for a variant that did not give usable output.
+std::string failure(const std::string& tool, const CommandOutput& out) {
+  if (out.not_found) return tool + ": not found";
+  if (out.timed_out) return tool + ": timed out";
+  if (!out.error.empty()) return tool + ": " + out.error;
+  std::string line = tool + ": exited " + std::to_string(out.exit_code);
+  std::string err = firstLine(out.err);
+  if (!err.empty()) line += ": " + err;
+  return line;
+}
+
+bool holdsIstioChains(const std::string& save_output) { return save_output.find(":ISTIO_") != std::string::npos; }
+
+class KernelPodNetnsInspector final : public PodNetnsInspector {
+ public:
+  KernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag) : commands_(commands), sock_diag_(sock_diag) {}
+
+  PodInspection inspect(const PodNetns& pod, milliseconds timeout) override {
+    // Child processes get most of the budget, so they time out (and are killed by the
+    // runner) before the caller stops waiting on the namespace thread.
+    const auto work_deadline = steady_clock::now() + timeout * 9 / 10;
+    CommandRunner* commands = &commands_;
+    SockDiag* sock_diag = &sock_diag_;
+    auto r = runInNetns(pod.path, timeout, [commands, sock_diag, work_deadline]() -> Result<PodInspection> {
+      PodInspection in;
+      auto listeners = sock_diag->tcpListeners();
+      if (listeners.ok()) {
+        in.listeners = ztunnelListenerPorts(*listeners);
+      } else {
+        in.listeners_error = listeners.error().message;
+      }
+      RulesReading rules = readIstioRules(*commands, work_deadline);
+      in.rules = std::move(rules.rules);
+      in.rules_error = std::move(rules.error);
+      in.iptables_tool = std::move(rules.tool);
+      in.tool_notes = std::move(rules.notes);
+      return in;
+    });
+    if (!r.ok()) {
+      PodInspection in;
+      in.error = r.error().message;
+      in.error_errno = r.error().sys_errno;
+      return in;
+    }
+    return std::move(r).value();
+  }
+
+ private:
+  CommandRunner& commands_;
+  SockDiag& sock_diag_;
+};
+
+}  // namespace
+
+std::unique_ptr<PodNetnsInspector> makeKernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag) {
+  return std::make_unique<KernelPodNetnsInspector>(commands, sock_diag);
+}
+
+RulesReading readIstioRules(CommandRunner& commands, steady_clock::time_point deadline) {
+  RulesReading out;
+  struct Ran {
+    std::string tool;
+    std::string text;
+  };
+  std::vector<Ran> ran;       // variants that ran, in order
+  std::optional<Ran> chosen;  // the first with ISTIO_ chains
+  bool all_missing = true;
+
+  auto attempt = [&](const std::string& tool) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now());
+    if (left <= milliseconds(0)) {
+      out.notes.push_back(tool + ": not run (out of time)");
+      all_missing = false;
+      return;
+    }
+    CommandOutput res = commands.run({tool}, left);
+    if (!res.not_found) all_missing = false;
+    if (!res.succeeded()) {
+      out.notes.push_back(failure(tool, res));
+      return;
+    }
+    if (holdsIstioChains(res.out)) {
+      chosen = Ran{tool, std::move(res.out)};
+    } else {
+      out.notes.push_back(tool + ": no ISTIO_ chains");
+      ran.push_back(Ran{tool, std::move(res.out)});
+    }
+  };
+
+  for (const auto& tool : kIptablesSaveTools) {
+    attempt(tool);
+    if (chosen) break;
+  }
+  if (!chosen && ran.empty() && all_missing) attempt(kIptablesSaveFallback);
+  if (!chosen && !ran.empty()) chosen = std::move(ran.front());
+  if (!chosen) {
+    out.error = "no iptables-save variant could run";
+    for (size_t i = 0; i < out.notes.size(); ++i) out.error += (i ? "; " : ": ") + out.notes[i];
+    return out;
+  }
+  // The chosen variant's own note ("no ISTIO_ chains") is redundant with the verdict.
+  std::erase(out.notes, chosen->tool + ": no ISTIO_ chains");
+  out.tool = chosen->tool;
+  auto parsed = parseIptablesSave(chosen->text);
+  if (!parsed.ok()) {
+    out.error = chosen->tool + " output could not be parsed: " + parsed.error().message;
+    return out;
+  }
+  out.rules = analyzeIstioRules(*parsed);
+  return out;
+}
+
+}  // namespace meshprobe::agent

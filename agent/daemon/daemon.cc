@@ -1,0 +1,155 @@
+#include "agent/daemon/daemon.h"
+
+#include <google/protobuf/util/time_util.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "agent/checks/registry.h"
+#include "agent/checks/vxlan_facts.h"
+#include "agent/daemon/report_buffer.h"
+#include "agent/daemon/report_builder.h"
+#include "agent/daemon/stream_client.h"
+#include "agent/doctor/doctor.h"
+#include "agent/probe/prober.h"
+#include "agent/probe/responder.h"
+
+namespace meshprobe::agent {
+namespace {
+
+constexpr size_t kReportBufferCapacity = 120;  // two minutes of reports at 1 s
+constexpr auto kMinCheckInterval = std::chrono::seconds(2);
+
+// What the check thread learns and the report/stream side reads.
+struct SharedState {
+  std::mutex mu;
+  std::optional<DoctorReport> doctor;
+  meshprobe::v1::Hello hello;
+  std::atomic<bool> checks_done{false};
+};
+
+// Sleeps until `until` or until stop is set; returns false when stopping.
+bool waitUntil(std::chrono::steady_clock::time_point until, const std::atomic<bool>& stop) {
+  while (!stop) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= until) return true;
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
+  }
+  return false;
+}
+
+}  // namespace
+
+Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::atomic<bool>& stop) {
+  std::optional<ProbeKey> key;
+  if (!config.probe_key_file.empty()) {
+    auto k = loadProbeKeyFile(config.probe_key_file);
+    if (!k.ok()) return k.error();
+    key = std::move(*k);
+  } else {
+    spdlog::warn("no --probe-key-file: probes are not authenticated (dev mode)");
+  }
+
+  ResponderOptions ropts;
+  ropts.node_name = config.node_name;
+  ropts.key = key;
+  ropts.port = config.probe_port;
+  Responder responder(ropts, deps.clock);
+  if (auto st = responder.start(); !st.ok()) return st.error();
+
+  ProberOptions popts;
+  popts.node_name = config.node_name;
+  popts.key = key;
+  popts.port = config.probe_port;
+  popts.interval = config.interval;
+  Prober prober(popts, deps.clock);
+  if (auto st = prober.start(); !st.ok()) return st.error();
+  if (!config.peers.empty()) {
+    if (auto st = prober.setTargets(targetsFromStaticPeers(config.peers)); !st.ok())
+      spdlog::warn("--peers: {}", st.error().message);
+  }
+
+  // Checks run on their own cadence in their own thread. Leaked on purpose: a check that
+  // timed out may still run in a detached thread after shutdown.
+  auto* checks = new std::vector<CheckPtr>(makeChecks(config, deps));
+  auto state = std::make_shared<SharedState>();
+  state->hello = buildHello(config, nullptr, "");
+  const auto check_interval = std::max<Duration>(config.interval, kMinCheckInterval);
+  std::thread check_thread([&, state, checks] {
+    while (!stop) {
+      auto started = std::chrono::steady_clock::now();
+      auto snapshot = deps.netlink.snapshot();
+      auto subnet = readFlannelSubnet(config.hostPath(config.flannel_subnet_file));
+      auto hello = buildHello(config, snapshot.ok() ? &*snapshot : nullptr, subnet ? subnet->subnet : "");
+      auto report = runDoctor(config.node_name, *checks, config.check_timeout, deps.clock);
+      {
+        std::lock_guard lock(state->mu);
+        state->hello = std::move(hello);
+        state->doctor = std::move(report);
+      }
+      if (!waitUntil(started + check_interval, stop)) break;
+    }
+    state->checks_done = true;
+  });
+
+  ReportBuffer buffer(kReportBufferCapacity);
+  std::unique_ptr<StreamClient> stream;
+  if (!config.aggregator.empty()) {
+    StreamClient::Callbacks cb;
+    cb.hello = [state] {
+      std::lock_guard lock(state->mu);
+      return state->hello;
+    };
+    cb.on_peers = [&prober, &config](const meshprobe::v1::PeerList& peers) {
+      auto targets = targetsFromPeers(peers, config.node_name);
+      spdlog::info("peer list: {} members, {} probe targets", peers.peers_size(), targets.size());
+      if (auto st = prober.setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);
+    };
+    std::random_device rd;
+    stream = std::make_unique<StreamClient>(
+        meshprobe::v1::Collector::NewStub(StreamClient::makeChannel(config.aggregator)), buffer, cb,
+        Backoff(std::chrono::milliseconds(200), std::chrono::seconds(2), rd()));
+    stream->start();
+    spdlog::info("streaming to aggregator {}", config.aggregator);
+  } else {
+    spdlog::info("standalone mode (no --aggregator)");
+  }
+
+  uint64_t sequence = 0;
+  auto next = std::chrono::steady_clock::now();
+  while (waitUntil(next, stop)) {
+    next += config.interval;
+    meshprobe::v1::Report report;
+    report.set_sequence(++sequence);
+    auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(deps.clock.wallNow().time_since_epoch());
+    *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(wall.count());
+    {
+      std::lock_guard lock(state->mu);
+      if (state->doctor) {
+        for (const auto& c : state->doctor->checks) *report.add_checks() = toProto(c);
+        for (const auto& f : state->doctor->findings) *report.add_findings() = toProto(f);
+      }
+    }
+    for (const auto& s : prober.stats()) *report.add_probes() = toProto(s);
+    if (stream) buffer.push(std::move(report));
+  }
+
+  spdlog::info("shutting down");
+  if (stream) stream->stop();
+  prober.stop();
+  responder.stop();
+  // A check round can take up to --check-timeout; shutdown must not. Give it half a
+  // second, then leave it to the process exit (the caller _exits; nothing it uses is freed).
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (!state->checks_done && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (state->checks_done) check_thread.join();
+  else check_thread.detach();
+  return okStatus();
+}
+
+}  // namespace meshprobe::agent

@@ -1,0 +1,141 @@
+#include "agent/daemon/report_builder.h"
+
+#include <arpa/inet.h>
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+
+#include "agent/checks/vxlan_facts.h"
+#include "common/version.h"
+
+namespace meshprobe::agent {
+
+using google::protobuf::util::TimeUtil;
+
+meshprobe::v1::Layer toProto(Layer layer) {
+  switch (layer) {
+    case Layer::kUnderlay: return meshprobe::v1::UNDERLAY;
+    case Layer::kOverlay: return meshprobe::v1::OVERLAY;
+    case Layer::kIstiod: return meshprobe::v1::ISTIOD;
+    case Layer::kAmbient: return meshprobe::v1::AMBIENT;
+    case Layer::kUnspecified: break;
+  }
+  return meshprobe::v1::LAYER_UNSPECIFIED;
+}
+
+meshprobe::v1::Finding toProto(const Finding& f) {
+  meshprobe::v1::Finding out;
+  out.set_code(f.code);
+  switch (f.severity) {
+    case Severity::kInfo: out.set_severity(meshprobe::v1::INFO); break;
+    case Severity::kWarning: out.set_severity(meshprobe::v1::WARNING); break;
+    case Severity::kCritical: out.set_severity(meshprobe::v1::CRITICAL); break;
+  }
+  for (const auto& n : f.nodes) out.add_nodes(n);
+  out.set_layer(toProto(f.layer));
+  out.set_summary(f.summary);
+  for (const auto& e : f.evidence) out.add_evidence(e);
+  out.set_remedy(f.remedy);
+  return out;
+}
+
+meshprobe::v1::CheckResult toProto(const CheckResult& c) {
+  meshprobe::v1::CheckResult out;
+  out.set_name(c.name);
+  switch (c.status) {
+    case CheckStatus::kOk: out.set_status(meshprobe::v1::CheckResult::OK); break;
+    case CheckStatus::kWarn: out.set_status(meshprobe::v1::CheckResult::WARN); break;
+    case CheckStatus::kFail: out.set_status(meshprobe::v1::CheckResult::FAIL); break;
+    case CheckStatus::kSkip: out.set_status(meshprobe::v1::CheckResult::SKIP); break;
+  }
+  out.set_summary(c.summary);
+  if (c.details.is_object()) {
+    // Struct is JSON's own model; a detail that does not convert is dropped, not fatal.
+    auto st = google::protobuf::util::JsonStringToMessage(c.details.dump(), out.mutable_details());
+    if (!st.ok()) out.clear_details();
+  }
+  *out.mutable_duration() = TimeUtil::NanosecondsToDuration(c.duration.count());
+  return out;
+}
+
+meshprobe::v1::ProbeResult toProto(const TargetStats& s) {
+  meshprobe::v1::ProbeResult out;
+  out.set_dst(s.target.peer);
+  out.set_layer(toProto(s.target.layer));
+  out.set_sent(static_cast<uint32_t>(s.window_probes));
+  out.set_received(static_cast<uint32_t>(
+      static_cast<double>(s.window_probes) * (1.0 - s.loss) + 0.5));
+  out.set_loss(s.loss);
+  if (s.rtt_p50) *out.mutable_rtt_p50() = TimeUtil::NanosecondsToDuration(s.rtt_p50->count());
+  if (s.rtt_p99) *out.mutable_rtt_p99() = TimeUtil::NanosecondsToDuration(s.rtt_p99->count());
+  if (s.jitter) *out.mutable_jitter() = TimeUtil::NanosecondsToDuration(s.jitter->count());
+  if (s.last_success) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(s.last_success->time_since_epoch()).count();
+    *out.mutable_last_success() = TimeUtil::NanosecondsToTimestamp(ns);
+  }
+  out.set_tcp_reachable(s.tcp_reachable.value_or(false));
+  std::string error = s.last_error;
+  if (s.consecutive_failures > 0 && s.tcp_reachable.has_value()) {
+    error += *s.tcp_reachable ? " (TCP connect works: UDP filtered)" : " (TCP connect failed: " + s.tcp_error + ")";
+  }
+  if (s.consecutive_failures > 0) out.set_error(error);
+  return out;
+}
+
+namespace {
+
+// "10.244.3.1/24" -> "10.244.3.0/24"; empty when not an IPv4 CIDR.
+std::string networkOf(const std::string& cidr) {
+  auto slash = cidr.find('/');
+  if (slash == std::string::npos) return "";
+  in_addr addr{};
+  if (inet_pton(AF_INET, cidr.substr(0, slash).c_str(), &addr) != 1) return "";
+  int prefix = std::atoi(cidr.c_str() + slash + 1);
+  if (prefix < 0 || prefix > 32) return "";
+  uint32_t mask = prefix == 0 ? 0 : htonl(~uint32_t{0} << (32 - prefix));
+  addr.s_addr &= mask;
+  char buf[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &addr, buf, sizeof buf);
+  return std::string(buf) + "/" + std::to_string(prefix);
+}
+
+}  // namespace
+
+meshprobe::v1::Hello buildHello(const AgentConfig& config, const NetlinkSnapshot* snapshot,
+                                const std::string& flannel_subnet) {
+  meshprobe::v1::Hello h;
+  h.set_node_name(config.node_name);
+  h.set_node_ip(config.node_ip);
+  h.set_agent_version(kVersion);
+  if (snapshot) {
+    auto choice = chooseVxlanDevice(*snapshot, config);
+    if (choice.link && choice.link->vxlan) {
+      h.set_overlay_ip(deviceIPv4(*snapshot, choice.link->ifindex));
+      h.set_vtep_mac(choice.link->mac);
+      h.set_vxlan_vni(choice.link->vxlan->vni);
+      h.set_vxlan_port(choice.link->vxlan->port);
+      h.set_vxlan_mtu(choice.link->mtu);
+    }
+  }
+  std::string cidr = networkOf(flannel_subnet);
+  if (cidr.empty() && !h.overlay_ip().empty()) cidr = networkOf(h.overlay_ip() + "/24");
+  h.set_pod_cidr(cidr);
+  return h;
+}
+
+std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self) {
+  std::vector<ProbeTarget> targets;
+  for (const auto& p : peers.peers()) {
+    if (p.node_name() == self) continue;
+    if (!p.node_ip().empty()) targets.push_back({p.node_name(), Layer::kUnderlay, p.node_ip()});
+    if (!p.overlay_ip().empty()) targets.push_back({p.node_name(), Layer::kOverlay, p.overlay_ip()});
+  }
+  return targets;
+}
+
+std::vector<ProbeTarget> targetsFromStaticPeers(const std::vector<std::string>& peers) {
+  std::vector<ProbeTarget> targets;
+  for (const auto& ip : peers) targets.push_back({ip, Layer::kUnderlay, ip});
+  return targets;
+}
+
+}  // namespace meshprobe::agent

@@ -1,0 +1,501 @@
+#include "agent/probe/prober.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+namespace meshprobe::agent {
+namespace {
+
+namespace asio = boost::asio;
+using udp = asio::ip::udp;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using TimePoint = std::chrono::steady_clock::time_point;
+
+constexpr size_t kClosedMemory = 16384;  // recently completed sequences (late vs duplicate)
+
+std::string tcpErrorText(const error_code& ec) {
+  if (ec == asio::error::connection_refused) return "connection refused";
+  if (ec == asio::error::network_unreachable) return "network unreachable";
+  if (ec == asio::error::host_unreachable) return "host unreachable";
+  if (ec == asio::error::timed_out) return "timed out";
+  return ec.message();
+}
+
+struct Outcome {
+  bool ok = false;
+  Duration rtt{};
+};
+
+struct TargetState {
+  ProbeTarget target;
+  udp::endpoint endpoint;
+  uint64_t sent = 0;
+  uint64_t received = 0;
+  std::deque<Outcome> window;
+  std::optional<Duration> last_rtt;
+  std::optional<std::chrono::system_clock::time_point> last_success;
+  uint32_t consecutive_failures = 0;
+  std::string last_error;
+  std::optional<bool> tcp_reachable;
+  std::string tcp_error;
+  std::string responder;
+  bool tcp_in_flight = false;
+  bool tcp_checked_this_streak = false;
+};
+
+struct Outstanding {
+  TargetId id = 0;
+  TimePoint sent;
+  TimePoint deadline;
+  uint64_t send_time_ns = 0;
+  bool retry = false;
+};
+
+struct TcpCheck {
+  explicit TcpCheck(asio::io_context& io) : socket(io), timer(io) {}
+  tcp::socket socket;
+  asio::steady_timer timer;
+  bool timed_out = false;
+};
+
+Duration percentile(std::vector<Duration>& sorted, double p) {
+  // Nearest rank.
+  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+  rank = std::clamp<size_t>(rank, 1, sorted.size());
+  return sorted[rank - 1];
+}
+
+}  // namespace
+
+struct Prober::Impl {
+  Impl(ProberOptions o, const Clock& c)
+      : options(normalize(std::move(o))), clock(c), scheduler(c, schedulerOptions()), socket(io), timer(io) {
+    std::random_device rd;
+    next_seq = (static_cast<uint64_t>(rd()) << 32 | rd()) >> 1;
+  }
+
+  static ProberOptions normalize(ProberOptions o) {
+    if (o.interval <= Duration::zero()) o.interval = std::chrono::seconds(1);
+    if (o.timeout <= Duration::zero()) o.timeout = std::min<Duration>(o.interval, std::chrono::seconds(1)) * 8 / 10;
+    if (o.max_jitter <= Duration::zero()) o.max_jitter = o.interval / 20;
+    if (o.window == 0) o.window = 1;
+    if (o.tcp_check_after < 1) o.tcp_check_after = 1;
+    if (o.min_tick <= Duration::zero()) {
+      o.min_tick = std::clamp<Duration>(o.interval / 100, std::chrono::milliseconds(1), std::chrono::milliseconds(10));
+    }
+    o.min_tick = std::min<Duration>(o.min_tick, std::chrono::milliseconds(100));
+    return o;
+  }
+
+  SchedulerOptions schedulerOptions() const {
+    SchedulerOptions s;
+    s.interval = options.interval;
+    s.max_jitter = options.max_jitter;
+    s.retries = options.retries;
+    s.retry_spacing = options.retry_spacing;
+    s.seed = options.node_name;
+    s.rng_seed = options.rng_seed;
+    return s;
+  }
+
+  ProberOptions options;
+  const Clock& clock;
+  asio::io_context io;  // declared before the sockets: destroyed after them
+
+  mutable std::mutex mu;  // everything below
+  ProbeScheduler scheduler;
+  std::unordered_map<TargetId, TargetState> states;
+  std::vector<TargetId> order;
+  std::map<uint64_t, Outstanding> outstanding;  // by sequence: same timeout, so also by deadline
+  std::unordered_map<uint64_t, bool> closed;    // sequence -> answered (false: timed out)
+  std::deque<uint64_t> closed_order;
+  ProberCounters counters;
+  uint64_t next_seq = 0;
+  TimePoint last_tick{};
+
+  udp::socket socket;
+  asio::steady_timer timer;
+  std::thread thread;
+  bool running = false;
+  uint16_t local_port = 0;
+  std::array<uint8_t, kMaxProbeSize + 1> rx{};
+  std::array<uint8_t, kMaxProbeSize> tx{};
+  ProbePacket reply;
+
+  const ProbeKey* key() const { return options.key ? &*options.key : nullptr; }
+
+  void remember(uint64_t seq, bool answered) {
+    closed[seq] = answered;
+    closed_order.push_back(seq);
+    while (closed_order.size() > kClosedMemory) {
+      closed.erase(closed_order.front());
+      closed_order.pop_front();
+    }
+  }
+
+  void pushOutcome(TargetState& s, Outcome o) {
+    s.window.push_back(o);
+    while (s.window.size() > options.window) s.window.pop_front();
+  }
+
+  // --- I/O thread, with mu held -------------------------------------------------------
+
+  void recordMiss(TargetId id, bool retry, std::string error) {
+    scheduler.onMiss(id, retry);
+    auto it = states.find(id);
+    if (it == states.end()) return;
+    TargetState& s = it->second;
+    ++s.consecutive_failures;
+    s.last_error = std::move(error);
+    pushOutcome(s, Outcome{false, {}});
+    if (static_cast<int>(s.consecutive_failures) >= options.tcp_check_after && !s.tcp_in_flight &&
+        !s.tcp_checked_this_streak) {
+      startTcpCheck(id, s);
+    }
+  }
+
+  void recordReply(TargetId id, Duration rtt, const std::string& responder) {
+    scheduler.onReply(id);
+    auto it = states.find(id);
+    if (it == states.end()) return;
+    TargetState& s = it->second;
+    ++s.received;
+    s.consecutive_failures = 0;
+    s.last_rtt = rtt;
+    s.last_success = clock.wallNow();
+    s.responder = responder;
+    s.tcp_reachable.reset();
+    s.tcp_error.clear();
+    s.tcp_checked_this_streak = false;
+    pushOutcome(s, Outcome{true, rtt});
+  }
+
+  void startTcpCheck(TargetId id, TargetState& s) {
+    s.tcp_in_flight = true;
+    s.tcp_checked_this_streak = true;
+    ++counters.tcp_checks;
+    auto check = std::make_shared<TcpCheck>(io);
+    tcp::endpoint ep(s.endpoint.address(), options.port);
+    check->timer.expires_after(options.tcp_timeout);
+    check->timer.async_wait([check](const error_code& ec) {
+      if (ec) return;  // cancelled: the connect finished first
+      check->timed_out = true;
+      error_code ignored;
+      check->socket.close(ignored);
+    });
+    check->socket.async_connect(ep, [this, check, id](const error_code& ec) {
+      check->timer.cancel();
+      error_code ignored;
+      check->socket.close(ignored);
+      std::lock_guard lock(mu);
+      auto it = states.find(id);
+      if (it == states.end()) return;
+      TargetState& st = it->second;
+      st.tcp_in_flight = false;
+      if (st.consecutive_failures == 0) return;  // UDP recovered meanwhile
+      st.tcp_reachable = !ec && !check->timed_out;
+      st.tcp_error = *st.tcp_reachable ? "" : check->timed_out ? "timed out" : tcpErrorText(ec);
+    });
+  }
+
+  void expire(TimePoint now) {
+    while (!outstanding.empty() && outstanding.begin()->second.deadline <= now) {
+      auto [seq, out] = *outstanding.begin();
+      outstanding.erase(outstanding.begin());
+      remember(seq, false);
+      ++counters.timeouts;
+      recordMiss(out.id, out.retry, "no reply within " + formatDuration(options.timeout));
+    }
+  }
+
+  void send(const DueProbe& d) {
+    auto it = states.find(d.id);
+    if (it == states.end()) return;
+    TimePoint now = clock.monotonicNow();  // per probe: a batch takes a few microseconds each
+    TargetState& s = it->second;
+    uint64_t seq = next_seq++;
+    ProbePacket p;
+    p.type = ProbeType::kRequest;
+    p.sequence = seq;
+    p.send_time_ns = static_cast<uint64_t>(now.time_since_epoch().count());
+    p.sender = options.node_name;
+    ++s.sent;
+    auto size =
+        encodeProbe(p, key(), std::max(options.request_size, minimumProbeSize(p.sender.size(), key() != nullptr)), tx);
+    if (!size) {
+      ++counters.send_errors;
+      recordMiss(d.id, d.retry, "encode: " + size.error().message);
+      return;
+    }
+    error_code ec;
+    socket.send_to(asio::buffer(tx.data(), *size), s.endpoint, 0, ec);
+    if (ec) {
+      ++counters.send_errors;
+      recordMiss(d.id, d.retry, "send: " + ec.message());
+      return;
+    }
+    ++counters.sent;
+    outstanding.emplace(seq, Outstanding{d.id, now, now + options.timeout, p.send_time_ns, d.retry});
+  }
+
+  void tick() {
+    std::lock_guard lock(mu);
+    TimePoint now = clock.monotonicNow();
+    last_tick = now;
+    drain(now);
+    expire(now);
+    for (const auto& d : scheduler.takeDue()) send(d);
+    arm(now);
+  }
+
+  void arm(TimePoint now) {
+    std::optional<TimePoint> next = scheduler.nextDue();
+    if (!outstanding.empty()) {
+      // Replies are read at ticks: come back after min_tick while anything is outstanding.
+      TimePoint d = std::min(outstanding.begin()->second.deadline, now + options.min_tick);
+      next = next ? std::min(*next, d) : d;
+    }
+    // Re-evaluate at least once a second; never sooner than min_tick after the last tick
+    // (coalesces wake-ups when thousands of targets are spread over the interval).
+    TimePoint wake = next.value_or(now + std::chrono::seconds(1));
+    wake = std::clamp(wake, last_tick + options.min_tick, now + std::chrono::seconds(1));
+    timer.expires_after(std::max<Duration>(wake - now, Duration::zero()));
+    timer.async_wait([this](const error_code& ec) {
+      if (ec == asio::error::operation_aborted || !socket.is_open()) return;
+      tick();
+    });
+  }
+
+  // Reads every queued reply. Replies are read at ticks (every min_tick while probes are
+  // outstanding), not on each arrival, so 2000 targets cost ~100 wake-ups/s instead of
+  // one per reply; the kernel's receive timestamp (SO_TIMESTAMPNS) keeps RTTs exact.
+  void drain(TimePoint now) {
+    int fd = socket.native_handle();
+    for (int i = 0; i < 4096; ++i) {
+      iovec iov{rx.data(), rx.size()};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;  // EAGAIN: drained (ICMP errors are not enabled, so nothing else is queued)
+      }
+      TimePoint received = now;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+          timespec ts{};
+          std::memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+          // Age of the datagram on the wall clock, applied to the monotonic clock.
+          auto arrived =
+              std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                  std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+          auto age = clock.wallNow() - arrived;
+          if (age > std::chrono::system_clock::duration::zero() && age < std::chrono::seconds(10)) {
+            received = now - std::chrono::duration_cast<Duration>(age);
+          }
+        }
+      }
+      handle(static_cast<size_t>(n), received);
+    }
+  }
+
+  void handle(size_t n, TimePoint received) {
+    DecodeStatus st = decodeProbe(std::span<const uint8_t>(rx.data(), n), key(), reply);
+    if (st == DecodeStatus::kMissingMac || st == DecodeStatus::kBadMac) {
+      ++counters.dropped_unauthenticated;
+      return;
+    }
+    if (st != DecodeStatus::kOk || reply.type != ProbeType::kReply) {
+      ++counters.dropped_invalid;
+      return;
+    }
+    auto it = outstanding.find(reply.sequence);
+    if (it == outstanding.end()) {
+      auto c = closed.find(reply.sequence);
+      if (c == closed.end()) {
+        ++counters.dropped_unknown;
+      } else if (c->second) {
+        ++counters.dropped_duplicate;
+      } else {
+        ++counters.dropped_late;
+      }
+      return;
+    }
+    if (it->second.send_time_ns != reply.send_time_ns) {
+      ++counters.dropped_unknown;  // right sequence, wrong timestamp: forged or replayed
+      return;
+    }
+    Outstanding out = it->second;
+    if (received > out.deadline) {
+      ++counters.dropped_late;  // arrived after the timeout; expire() records the miss
+      return;
+    }
+    outstanding.erase(it);
+    remember(reply.sequence, true);
+    ++counters.replies;
+    recordReply(out.id, std::max<Duration>(received - out.sent, Duration(1)), reply.sender);
+  }
+
+  TargetStats snapshot(const TargetState& s) const {
+    TargetStats t;
+    t.target = s.target;
+    t.sent = s.sent;
+    t.received = s.received;
+    t.window_probes = s.window.size();
+    std::vector<Duration> rtts;
+    size_t misses = 0;
+    Duration jitter_sum{};
+    size_t jitter_n = 0;
+    const Outcome* prev = nullptr;
+    for (const auto& o : s.window) {
+      if (!o.ok) {
+        ++misses;
+        prev = nullptr;
+        continue;
+      }
+      rtts.push_back(o.rtt);
+      if (prev != nullptr) {
+        jitter_sum += o.rtt > prev->rtt ? o.rtt - prev->rtt : prev->rtt - o.rtt;
+        ++jitter_n;
+      }
+      prev = &o;
+    }
+    t.loss = s.window.empty() ? 0.0 : static_cast<double>(misses) / static_cast<double>(s.window.size());
+    if (!rtts.empty()) {
+      std::sort(rtts.begin(), rtts.end());
+      t.rtt_p50 = percentile(rtts, 0.50);
+      t.rtt_p99 = percentile(rtts, 0.99);
+    }
+    if (jitter_n > 0) t.jitter = jitter_sum / static_cast<int64_t>(jitter_n);
+    t.last_rtt = s.last_rtt;
+    t.last_success = s.last_success;
+    t.consecutive_failures = s.consecutive_failures;
+    t.last_error = s.last_error;
+    t.tcp_reachable = s.tcp_reachable;
+    t.tcp_error = s.tcp_error;
+    t.responder = s.responder;
+    return t;
+  }
+};
+
+Prober::Prober(ProberOptions options, const Clock& clock) : impl_(std::make_unique<Impl>(std::move(options), clock)) {}
+
+Prober::~Prober() { stop(); }
+
+Status Prober::start() {
+  Impl& m = *impl_;
+  if (m.running) return okStatus();
+  if (m.options.node_name.empty() || m.options.node_name.size() > kMaxNodeNameLength) {
+    return Error{"prober needs a node name of 1.." + std::to_string(kMaxNodeNameLength) + " characters"};
+  }
+  error_code ec;
+  auto addr = asio::ip::make_address(m.options.bind_address, ec);
+  if (ec) return Error{"invalid prober bind address \"" + m.options.bind_address + "\""};
+  udp::endpoint ep(addr, 0);
+  m.socket.open(ep.protocol(), ec);
+  if (!ec) m.socket.bind(ep, ec);
+  if (!ec) m.socket.non_blocking(true, ec);
+  if (!ec && m.options.receive_buffer > 0) {
+    error_code ignored;  // best effort: the kernel caps it at net.core.rmem_max
+    m.socket.set_option(asio::socket_base::receive_buffer_size(m.options.receive_buffer), ignored);
+  }
+  if (ec) {
+    error_code ignored;
+    m.socket.close(ignored);
+    return Error{"cannot open prober socket on " + m.options.bind_address + ": " + ec.message(), ec.value()};
+  }
+  m.local_port = m.socket.local_endpoint().port();
+  int on = 1;  // kernel receive timestamps; without them RTTs include up to min_tick of queueing
+  ::setsockopt(m.socket.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
+  asio::post(m.io, [&m] { m.tick(); });
+  m.running = true;
+  m.thread = std::thread([&m] { m.io.run(); });
+  return okStatus();
+}
+
+void Prober::stop() {
+  Impl& m = *impl_;
+  if (!m.running) return;
+  m.io.stop();
+  if (m.thread.joinable()) m.thread.join();
+  error_code ignored;
+  m.timer.cancel();
+  m.socket.close(ignored);
+  m.running = false;
+}
+
+Status Prober::setTargets(const std::vector<ProbeTarget>& targets) {
+  Impl& m = *impl_;
+  std::vector<ProbeTarget> valid;
+  std::vector<udp::endpoint> endpoints;
+  std::string bad;
+  for (const auto& t : targets) {
+    error_code ec;
+    auto addr = asio::ip::make_address(t.address, ec);
+    if (ec) {
+      bad += (bad.empty() ? "" : ", ") + targetLabel(t);
+      continue;
+    }
+    valid.push_back(t);
+    endpoints.emplace_back(addr, m.options.port);
+  }
+  {
+    std::lock_guard lock(m.mu);
+    std::vector<TargetId> ids = m.scheduler.setTargets(valid);
+    std::unordered_map<TargetId, TargetState> next;
+    std::vector<TargetId> order;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (next.count(ids[i]) != 0) continue;
+      order.push_back(ids[i]);
+      auto old = m.states.find(ids[i]);
+      if (old != m.states.end()) {
+        next.emplace(ids[i], std::move(old->second));
+      } else {
+        TargetState s;
+        s.target = valid[i];
+        s.endpoint = endpoints[i];
+        next.emplace(ids[i], std::move(s));
+      }
+    }
+    m.states = std::move(next);
+    m.order = std::move(order);
+  }
+  if (m.running) asio::post(m.io, [&m] { m.tick(); });  // new targets may be due sooner
+  if (!bad.empty()) return Error{"skipped probe targets without an IP address: " + bad};
+  return okStatus();
+}
+
+std::vector<TargetStats> Prober::stats() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<TargetStats> out;
+  out.reserve(impl_->order.size());
+  for (TargetId id : impl_->order) out.push_back(impl_->snapshot(impl_->states.at(id)));
+  return out;
+}
+
+ProberCounters Prober::counters() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->counters;
+}
+
+uint16_t Prober::localPort() const { return impl_->local_port; }
+const ProberOptions& Prober::options() const { return impl_->options; }
+
+}  // namespace meshprobe::agent

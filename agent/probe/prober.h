@@ -1,0 +1,106 @@
+#pragma once
+// The prober (DESIGN §6): probes every target (peer × layer) over UDP once per interval,
+// spread and jittered by ProbeScheduler, re-probes quickly after a miss, and after
+// consecutive misses tries a TCP connect to the same port (tcp_reachable true = UDP is
+// filtered, false = host down / unreachable / nothing listening).
+//
+// A reply counts only when it decodes (and authenticates, with a key), is a reply, and
+// matches an outstanding sequence with the same send timestamp; late, duplicate,
+// replayed and unknown replies are dropped and counted.
+//
+// One io_context thread; start()/stop(); setTargets() and stats() from any thread.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/probe/packet.h"
+#include "agent/probe/scheduler.h"
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/result.h"
+
+namespace meshprobe::agent {
+
+struct ProberOptions {
+  std::string node_name;                 // sender name in requests (required)
+  std::optional<ProbeKey> key;           // sign requests, require signed replies
+  uint16_t port = kDefaultProbePort;     // destination port (UDP and the TCP check)
+  std::string bind_address = "0.0.0.0";  // local address of the UDP socket
+  Duration interval = std::chrono::seconds(1);
+  Duration timeout{};  // 0 = 0.8 * min(interval, 1s)
+  int retries = 2;     // extra probes after a miss
+  Duration retry_spacing = std::chrono::milliseconds(200);
+  Duration max_jitter{};      // 0 = interval / 20
+  size_t window = 30;         // probes kept per target for loss / RTT / jitter
+  size_t request_size = 128;  // padded request size (room for the responder's name)
+  int tcp_check_after = 2;    // consecutive UDP misses before a TCP connect
+  Duration tcp_timeout = std::chrono::milliseconds(500);
+  Duration min_tick{};           // wake-up coalescing; 0 = interval/100 within [1ms, 10ms]
+  uint64_t rng_seed = 0;         // jitter RNG; 0 = random
+  int receive_buffer = 1 << 20;  // SO_RCVBUF (capped by net.core.rmem_max): absorbs reply bursts
+};
+
+struct TargetStats {
+  ProbeTarget target;
+  uint64_t sent = 0;  // since the target was added
+  uint64_t received = 0;
+  // Over the last `window` completed probes:
+  size_t window_probes = 0;
+  double loss = 0;  // 0..1; 0 with no completed probe yet
+  std::optional<Duration> rtt_p50;
+  std::optional<Duration> rtt_p99;
+  std::optional<Duration> jitter;  // mean |RTT(i) - RTT(i-1)| over consecutive replies
+  std::optional<Duration> last_rtt;
+  std::optional<std::chrono::system_clock::time_point> last_success;  // wall time
+  uint32_t consecutive_failures = 0;
+  std::string last_error;             // "timeout after 800ms", "send: Network is unreachable", ...
+  std::optional<bool> tcp_reachable;  // result of the last TCP check while failing; reset on success
+  std::string tcp_error;              // why the TCP check failed ("connection refused", "timed out")
+  std::string responder;              // node name in the last reply (empty if it did not fit)
+};
+
+struct ProberCounters {
+  uint64_t sent = 0;
+  uint64_t send_errors = 0;
+  uint64_t replies = 0;  // matched
+  uint64_t timeouts = 0;
+  uint64_t dropped_invalid = 0;  // malformed or not a reply
+  uint64_t dropped_unauthenticated = 0;
+  uint64_t dropped_late = 0;       // reply to a probe that had already timed out
+  uint64_t dropped_duplicate = 0;  // second reply to an answered probe
+  uint64_t dropped_unknown = 0;    // never-sent or long-forgotten sequence, or timestamp mismatch (replay)
+  uint64_t tcp_checks = 0;
+};
+
+class Prober {
+ public:
+  Prober(ProberOptions options, const Clock& clock);
+  ~Prober();  // stops
+  Prober(const Prober&) = delete;
+  Prober& operator=(const Prober&) = delete;
+
+  // Opens the UDP socket and starts the I/O thread. Errors name the address.
+  Status start();
+  // Stops probing and joins the I/O thread (well within a second). Idempotent.
+  void stop();
+
+  // Replaces the target set at any time. Stats of targets that remain are kept. Targets
+  // whose address is not an IP literal are skipped and returned as an error listing them
+  // (the valid ones are still applied).
+  Status setTargets(const std::vector<ProbeTarget>& targets);
+
+  std::vector<TargetStats> stats() const;  // in setTargets() order
+  ProberCounters counters() const;
+  uint16_t localPort() const;  // the UDP source port, valid after start()
+  const ProberOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meshprobe::agent

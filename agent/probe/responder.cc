@@ -1,0 +1,193 @@
+#include "agent/probe/responder.h"
+
+#include <array>
+#include <boost/asio.hpp>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "agent/probe/rate_limiter.h"
+
+namespace meshprobe::agent {
+namespace {
+
+namespace asio = boost::asio;
+using udp = asio::ip::udp;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using TimePoint = std::chrono::steady_clock::time_point;
+
+std::string sourceKey(const asio::ip::address& a) {
+  if (a.is_v4()) {
+    auto b = a.to_v4().to_bytes();
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  }
+  auto b = a.to_v6().to_bytes();
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+}  // namespace
+
+struct Responder::Impl {
+  Impl(ResponderOptions o, const Clock& c)
+      : options(std::move(o)),
+        clock(c),
+        limiter(options.rate_per_source, options.burst_per_source, options.max_sources),
+        udp_socket(io),
+        acceptor(io) {}
+
+  ResponderOptions options;
+  const Clock& clock;
+  SourceRateLimiter limiter;  // I/O thread only
+  asio::io_context io;
+  udp::socket udp_socket;
+  tcp::acceptor acceptor;
+  std::thread thread;
+  bool running = false;
+  uint16_t udp_port = 0;
+  uint16_t tcp_port = 0;
+
+  std::array<uint8_t, kMaxProbeSize + 1> rx{};  // one extra byte detects oversized datagrams
+  std::array<uint8_t, kMaxProbeSize> tx{};
+  udp::endpoint from;
+  ProbePacket request;
+
+  mutable std::mutex mu;
+  ResponderCounters counters;
+
+  void receive() {
+    udp_socket.async_receive_from(asio::buffer(rx), from, [this](const error_code& ec, size_t n) {
+      if (ec == asio::error::operation_aborted || !udp_socket.is_open()) return;
+      if (!ec) {
+        handle(n);
+        // Drain what is already queued before going back to the reactor.
+        for (int i = 0; i < 64; ++i) {
+          error_code rec;
+          size_t m = udp_socket.receive_from(asio::buffer(rx), from, 0, rec);
+          if (rec) break;
+          handle(m);
+        }
+      }
+      receive();
+    });
+  }
+
+  void handle(size_t n) {
+    ResponderCounters delta;
+    delta.received = 1;
+    const ProbeKey* key = options.key ? &*options.key : nullptr;
+    DecodeStatus st = decodeProbe(std::span<const uint8_t>(rx.data(), n), key, request);
+    if (st == DecodeStatus::kMissingMac || st == DecodeStatus::kBadMac) {
+      delta.dropped_unauthenticated = 1;
+    } else if (st != DecodeStatus::kOk || request.type != ProbeType::kRequest) {
+      delta.dropped_invalid = 1;
+    } else if (!limiter.allow(sourceKey(from.address()), clock.monotonicNow())) {
+      delta.dropped_rate_limited = 1;
+    } else {
+      auto size = encodeReply(request, n, options.node_name, key, tx);
+      error_code ec;
+      if (size) udp_socket.send_to(asio::buffer(tx.data(), *size), from, 0, ec);
+      if (!size || ec) {
+        delta.send_errors = 1;
+      } else {
+        delta.answered = 1;
+      }
+    }
+    std::lock_guard lock(mu);
+    counters.received += delta.received;
+    counters.answered += delta.answered;
+    counters.dropped_invalid += delta.dropped_invalid;
+    counters.dropped_unauthenticated += delta.dropped_unauthenticated;
+    counters.dropped_rate_limited += delta.dropped_rate_limited;
+    counters.send_errors += delta.send_errors;
+    counters.sources_evicted = limiter.evictions();
+  }
+
+  void accept() {
+    acceptor.async_accept([this](const error_code& ec, tcp::socket sock) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+      if (!ec) {
+        error_code ignored;
+        sock.close(ignored);
+        std::lock_guard lock(mu);
+        ++counters.tcp_accepted;
+      }
+      accept();
+    });
+  }
+};
+
+Responder::Responder(ResponderOptions options, const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), clock)) {}
+
+Responder::~Responder() { stop(); }
+
+Status Responder::start() {
+  Impl& m = *impl_;
+  if (m.running) return okStatus();
+  error_code ec;
+  auto addr = asio::ip::make_address(m.options.bind_address, ec);
+  if (ec) return Error{"invalid probe bind address \"" + m.options.bind_address + "\""};
+  std::string where = m.options.bind_address + ":" + std::to_string(m.options.port);
+  udp::endpoint uep(addr, m.options.port);
+  m.udp_socket.open(uep.protocol(), ec);
+  if (!ec) m.udp_socket.bind(uep, ec);
+  if (!ec) m.udp_socket.non_blocking(true, ec);
+  if (!ec && m.options.receive_buffer > 0) {
+    error_code ignored;  // best effort: the kernel caps it at net.core.rmem_max
+    m.udp_socket.set_option(asio::socket_base::receive_buffer_size(m.options.receive_buffer), ignored);
+  }
+  if (ec) {
+    m.udp_socket.close(ec);
+    return Error{"cannot bind probe responder to udp " + where + ": " + ec.message(), ec.value()};
+  }
+  m.udp_port = m.udp_socket.local_endpoint().port();
+  if (m.options.tcp) {
+    // With port 0, TCP takes the same number UDP got, so one port serves both.
+    tcp::endpoint tep(addr, m.udp_port);
+    m.acceptor.open(tep.protocol(), ec);
+    if (!ec) m.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) m.acceptor.bind(tep, ec);
+    if (!ec) m.acceptor.listen(64, ec);
+    if (ec) {
+      error_code ignored;
+      m.acceptor.close(ignored);
+      m.udp_socket.close(ignored);
+      return Error{"cannot listen for probes on tcp " + m.options.bind_address + ":" + std::to_string(m.udp_port) +
+                       ": " + ec.message(),
+                   ec.value()};
+    }
+    m.tcp_port = m.acceptor.local_endpoint().port();
+    m.accept();
+  }
+  m.receive();
+  m.running = true;
+  m.thread = std::thread([&m] { m.io.run(); });
+  return okStatus();
+}
+
+void Responder::stop() {
+  Impl& m = *impl_;
+  if (!m.running) return;
+  asio::post(m.io, [&m] {
+    error_code ignored;
+    m.udp_socket.close(ignored);
+    m.acceptor.close(ignored);
+  });
+  m.io.stop();
+  if (m.thread.joinable()) m.thread.join();
+  error_code ignored;
+  m.udp_socket.close(ignored);
+  m.acceptor.close(ignored);
+  m.running = false;
+}
+
+uint16_t Responder::udpPort() const { return impl_->udp_port; }
+uint16_t Responder::tcpPort() const { return impl_->tcp_port; }
+
+ResponderCounters Responder::counters() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->counters;
+}
+
+}  // namespace meshprobe::agent

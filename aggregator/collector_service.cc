@@ -1,0 +1,283 @@
+#include "aggregator/collector_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <exception>
+#include <optional>
+#include <string>
+
+namespace meshprobe::aggregator {
+
+namespace v1 = meshprobe::v1;
+
+std::string_view ingestErrorReason(IngestError e) {
+  switch (e) {
+    case IngestError::kFirstNotHello:
+      return "first_not_hello";
+    case IngestError::kInvalidHello:
+      return "invalid_hello";
+    case IngestError::kNodeRenamed:
+      return "node_renamed";
+    case IngestError::kEmptyMessage:
+      return "empty_message";
+    case IngestError::kUnknownNode:
+      return "unknown_node";
+    case IngestError::kInternal:
+      return "internal";
+    case IngestError::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+uint64_t CollectorStats::ingestErrorsTotal() const {
+  uint64_t total = 0;
+  for (const auto& c : ingest_errors) total += c.load();
+  return total;
+}
+
+// One agent's stream. Reads are sequential (one outstanding StartRead); writes go through
+// a queue so at most one StartWrite is outstanding. `mu_` guards the write side and the
+// finish state; the read side (hello_, identified_) is touched only from OnReadDone and,
+// after every operation completed, OnDone.
+class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage> {
+ public:
+  AgentStream(CollectorService* service, std::string peer) : service_(service), peer_(std::move(peer)) {}
+
+  void start() { StartRead(&in_); }
+
+  // Thread-safe. Dropped once the stream is finishing. A PeerList still waiting in the
+  // queue is replaced by the newer one: only the latest membership matters.
+  void send(const v1::AggregatorMessage& msg) {
+    std::lock_guard lock(mu_);
+    if (finishing_) return;
+    if (msg.has_peer_list() && !queue_.empty() && queue_.back().has_peer_list()) {
+      queue_.back() = msg;
+      return;
+    }
+    queue_.push_back(msg);
+    if (!writing_) startWriteLocked();
+  }
+
+  // Thread-safe and idempotent; waits for an outstanding write before finishing.
+  void finish(const grpc::Status& status) {
+    std::lock_guard lock(mu_);
+    finishLocked(status);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the agent half-closed or the call was cancelled
+      finish(grpc::Status::OK);
+      return;
+    }
+    bool keep_reading = false;
+    try {
+      keep_reading = handle(in_);
+    } catch (const std::exception& e) {
+      service_->countError(IngestError::kInternal);
+      spdlog::error("collector stream from {}: {}", peer_, e.what());
+      finish(grpc::Status(grpc::StatusCode::INTERNAL, std::string("aggregator error: ") + e.what()));
+    } catch (...) {
+      service_->countError(IngestError::kInternal);
+      finish(grpc::Status(grpc::StatusCode::INTERNAL, "aggregator error"));
+    }
+    if (!keep_reading) return;
+    std::lock_guard lock(mu_);
+    if (!finishing_) StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    if (pending_finish_) {
+      Finish(*pending_finish_);
+      pending_finish_.reset();
+      return;
+    }
+    if (!ok) {
+      finishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to the agent failed"));
+      return;
+    }
+    if (!queue_.empty()) startWriteLocked();
+  }
+
+  void OnDone() override {
+    if (identified_) spdlog::info("agent stream of node {} ({}) closed", hello_.node_name(), peer_);
+    service_->onDone(this);
+    delete this;
+  }
+
+ private:
+  // Returns whether to keep reading.
+  bool handle(const v1::AgentMessage& msg) {
+    switch (msg.message_case()) {
+      case v1::AgentMessage::kHello: {
+        const v1::Hello& hello = msg.hello();
+        if (auto st = validateHello(hello); !st.ok()) {
+          service_->countError(IngestError::kInvalidHello);
+          spdlog::warn("rejecting Collector stream from {}: {}", peer_, st.error().message);
+          finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid Hello: " + st.error().message));
+          return false;
+        }
+        if (identified_ && hello.node_name() != hello_.node_name()) {
+          service_->countError(IngestError::kNodeRenamed);
+          finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "this stream belongs to node '" + hello_.node_name() +
+                                                                      "'; a Hello for node '" + hello.node_name() +
+                                                                      "' needs its own stream"));
+          return false;
+        }
+        const bool first = !identified_;
+        hello_ = hello;
+        identified_ = true;
+        if (first)
+          spdlog::info("agent {} connected from {} (version {})", hello.node_name(), peer_, hello.agent_version());
+        service_->onHello(this, hello_, first);
+        return true;
+      }
+      case v1::AgentMessage::kReport:
+        if (!identified_) {
+          service_->countError(IngestError::kFirstNotHello);
+          spdlog::warn("rejecting Collector stream from {}: Report before Hello", peer_);
+          finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the first message on a Collector stream must be Hello (node name and overlay facts), "
+                              "got Report"));
+          return false;
+        }
+        service_->onReport(hello_, msg.report());
+        return true;
+      default:
+        if (!identified_) {
+          service_->countError(IngestError::kFirstNotHello);
+          finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "the first message on a Collector stream must be Hello, got an empty AgentMessage"));
+          return false;
+        }
+        service_->countError(IngestError::kEmptyMessage);
+        return true;
+    }
+  }
+
+  void startWriteLocked() {
+    out_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&out_);
+  }
+
+  void finishLocked(const grpc::Status& status) {
+    if (finishing_) return;
+    finishing_ = true;
+    queue_.clear();
+    if (writing_) {
+      pending_finish_ = status;
+    } else {
+      Finish(status);
+    }
+  }
+
+  CollectorService* const service_;
+  const std::string peer_;
+
+  // Read side.
+  v1::AgentMessage in_;
+  v1::Hello hello_;
+  bool identified_ = false;
+
+  // Write side and finish state.
+  std::mutex mu_;
+  std::deque<v1::AggregatorMessage> queue_;
+  v1::AggregatorMessage out_;  // the message being written
+  bool writing_ = false;
+  bool finishing_ = false;
+  std::optional<grpc::Status> pending_finish_;
+};
+
+CollectorService::CollectorService(ClusterState& state) : state_(state) {}
+
+CollectorService::~CollectorService() = default;
+
+grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* CollectorService::Connect(
+    grpc::CallbackServerContext* context) {
+  auto* stream = new AgentStream(this, context->peer());
+  bool refuse = false;
+  {
+    std::lock_guard lock(mu_);
+    streams_.insert(stream);
+    ++stats_.streams_open;
+    refuse = shutting_down_;
+  }
+  if (refuse) {
+    stream->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "aggregator is shutting down"));
+  } else {
+    stream->start();
+  }
+  return stream;
+}
+
+void CollectorService::onHello(AgentStream* stream, const v1::Hello& hello, bool first) {
+  std::lock_guard lock(mu_);
+  ++stats_.hellos;
+  if (first && identified_.insert(stream).second) ++stats_.connected_agents;
+  MembershipDiff diff = state_.applyHello(hello, first);
+  if (!diff.empty()) {
+    spdlog::info("membership changed ({}); pushing the peer list to {} agents", diff.describe(), identified_.size());
+    broadcastLocked();
+  } else if (first) {
+    v1::AggregatorMessage msg;
+    *msg.mutable_peer_list() = state_.peerList();
+    ++stats_.peer_list_pushes;  // counted first: the agent may read it before send() returns
+    stream->send(msg);
+  }
+}
+
+void CollectorService::onReport(const v1::Hello& hello, const v1::Report& report) {
+  ReportOutcome outcome = state_.applyReport(hello.node_name(), report);
+  if (outcome == ReportOutcome::kUnknownNode) {
+    // Forgotten while its stream stayed open: the stream's Hello makes it a member again.
+    std::lock_guard lock(mu_);
+    countError(IngestError::kUnknownNode);
+    MembershipDiff diff = state_.applyHello(hello, /*new_session=*/true);
+    outcome = state_.applyReport(hello.node_name(), report);
+    if (!diff.empty()) broadcastLocked();
+  }
+  if (outcome == ReportOutcome::kAccepted) {
+    ++stats_.reports_received;
+  } else if (outcome == ReportOutcome::kOldSequence) {
+    ++stats_.reports_ignored;
+    spdlog::debug("ignoring report {} from {}: not newer than the last one", report.sequence(), hello.node_name());
+  }
+}
+
+void CollectorService::onDone(AgentStream* stream) {
+  std::lock_guard lock(mu_);
+  streams_.erase(stream);
+  if (identified_.erase(stream) > 0) --stats_.connected_agents;
+  --stats_.streams_open;
+}
+
+void CollectorService::broadcastLocked() {
+  v1::AggregatorMessage msg;
+  *msg.mutable_peer_list() = state_.peerList();
+  for (AgentStream* s : identified_) {
+    ++stats_.peer_list_pushes;
+    s->send(msg);
+  }
+}
+
+void CollectorService::sweep() {
+  std::lock_guard lock(mu_);
+  MembershipDiff diff = state_.sweep();
+  if (diff.empty()) return;
+  spdlog::info("forgetting silent members ({}); pushing the peer list to {} agents", diff.describe(),
+               identified_.size());
+  broadcastLocked();
+}
+
+void CollectorService::finishAll(const grpc::Status& status) {
+  std::lock_guard lock(mu_);
+  shutting_down_ = true;
+  for (AgentStream* s : streams_) s->finish(status);
+}
+
+}  // namespace meshprobe::aggregator

@@ -1,0 +1,93 @@
+#pragma once
+// meshprobe.v1.Collector: one ServerBidiReactor per agent stream (gRPC callback API, the
+// reactor deletes itself in OnDone).
+//
+// Protocol: the first message must be Hello (else the stream ends with INVALID_ARGUMENT
+// naming the problem); then Reports, and possibly a repeated Hello with the same node
+// name when the agent's facts change. Right after its first Hello a stream gets the
+// current PeerList; whenever membership changes every identified stream gets the new one.
+// PeerList holds ALL members, the receiver included: the agent skips its own name.
+// Writes are serialized per stream (one outstanding write; a queued PeerList that has not
+// been sent yet is replaced by a newer one). A stream ending marks nothing by itself:
+// staleness (ClusterState) decides. No exception crosses a reactor callback.
+
+#include <grpcpp/grpcpp.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <string_view>
+
+#include "aggregator/cluster_state.h"
+#include "meshprobe/v1/collector.grpc.pb.h"
+
+namespace meshprobe::aggregator {
+
+enum class IngestError : size_t {
+  kFirstNotHello,  // a stream began with something other than Hello
+  kInvalidHello,   // Hello failed validation (e.g. empty node name)
+  kNodeRenamed,    // a later Hello on a stream carried another node name
+  kEmptyMessage,   // AgentMessage with nothing set
+  kUnknownNode,    // a Report arrived for a node the state had forgotten (re-added)
+  kInternal,       // an exception caught at a reactor boundary
+  kCount,
+};
+std::string_view ingestErrorReason(IngestError e);  // label value for metrics, e.g. "first_not_hello"
+
+// Counters for /metrics. Gauges may be read at any time.
+struct CollectorStats {
+  std::atomic<int64_t> streams_open{0};      // gauge: every open Collector stream
+  std::atomic<int64_t> connected_agents{0};  // gauge: open streams that said Hello
+  std::atomic<uint64_t> hellos{0};
+  std::atomic<uint64_t> reports_received{0};  // accepted reports
+  std::atomic<uint64_t> reports_ignored{0};   // old or duplicate sequence numbers
+  std::atomic<uint64_t> peer_list_pushes{0};  // PeerList messages queued to streams
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(IngestError::kCount)> ingest_errors{};
+
+  uint64_t ingestErrors(IngestError e) const { return ingest_errors[static_cast<size_t>(e)].load(); }
+  uint64_t ingestErrorsTotal() const;
+};
+
+class AgentStream;
+
+class CollectorService final : public meshprobe::v1::Collector::CallbackService {
+ public:
+  explicit CollectorService(ClusterState& state);
+  ~CollectorService() override;
+
+  grpc::ServerBidiReactor<meshprobe::v1::AgentMessage, meshprobe::v1::AggregatorMessage>* Connect(
+      grpc::CallbackServerContext* context) override;
+
+  // Forgets long-silent members (ClusterState::sweep) and pushes PeerList on change.
+  // The server calls this periodically; tests call it after advancing a FakeClock.
+  void sweep();
+
+  // Ends every open stream with `status` and refuses new ones (shutdown: agents see
+  // UNAVAILABLE and reconnect to the next aggregator at once).
+  void finishAll(const grpc::Status& status);
+
+  const CollectorStats& stats() const { return stats_; }
+
+ private:
+  friend class AgentStream;
+
+  // Called by streams (never while holding the stream's own lock).
+  void onHello(AgentStream* stream, const meshprobe::v1::Hello& hello, bool first);
+  void onReport(const meshprobe::v1::Hello& hello, const meshprobe::v1::Report& report);
+  void onDone(AgentStream* stream);
+  void countError(IngestError e) { ++stats_.ingest_errors[static_cast<size_t>(e)]; }
+  void broadcastLocked();
+
+  ClusterState& state_;
+  CollectorStats stats_;
+  // Serializes membership changes with their broadcast, so PeerLists reach every
+  // stream in the order the changes happened. Lock order: mu_, then a stream's lock.
+  std::mutex mu_;
+  std::set<AgentStream*> streams_;     // every open stream
+  std::set<AgentStream*> identified_;  // streams that said Hello: PeerList receivers
+  bool shutting_down_ = false;
+};
+
+}  // namespace meshprobe::aggregator

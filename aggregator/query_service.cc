@@ -1,0 +1,73 @@
+#include "aggregator/query_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <exception>
+#include <utility>
+
+namespace meshprobe::aggregator {
+
+namespace v1 = meshprobe::v1;
+
+namespace {
+
+// Runs `body` (which returns a grpc::Status) and finishes the default reactor with it;
+// an exception becomes INTERNAL instead of crossing into gRPC.
+template <typename Body>
+grpc::ServerUnaryReactor* answer(grpc::CallbackServerContext* ctx, const char* method, Body&& body) {
+  grpc::Status status;
+  try {
+    status = body();
+  } catch (const std::exception& e) {
+    spdlog::error("Query/{}: {}", method, e.what());
+    status = grpc::Status(grpc::StatusCode::INTERNAL, std::string("aggregator error: ") + e.what());
+  } catch (...) {
+    status = grpc::Status(grpc::StatusCode::INTERNAL, "aggregator error");
+  }
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* QueryService::ListNodes(grpc::CallbackServerContext* ctx, const v1::ListNodesRequest*,
+                                                  v1::ListNodesResponse* resp) {
+  return answer(ctx, "ListNodes", [&] {
+    for (auto& n : state_.listNodes()) *resp->add_nodes() = std::move(n);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* QueryService::GetMatrix(grpc::CallbackServerContext* ctx, const v1::GetMatrixRequest* req,
+                                                  v1::GetMatrixResponse* resp) {
+  return answer(ctx, "GetMatrix", [&] {
+    auto matrix = state_.matrix(req->layer());
+    if (!matrix.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, matrix.error().message);
+    *resp = std::move(matrix.value());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* QueryService::GetNode(grpc::CallbackServerContext* ctx, const v1::GetNodeRequest* req,
+                                                v1::GetNodeResponse* resp) {
+  return answer(ctx, "GetNode", [&] {
+    if (req->name().empty()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "GetNode needs a node name");
+    auto node = state_.getNode(req->name());
+    if (!node.ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, node.error().message);
+    *resp = std::move(node.value());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* QueryService::Diagnose(grpc::CallbackServerContext* ctx, const v1::DiagnoseRequest* req,
+                                                 v1::DiagnoseResponse* resp) {
+  return answer(ctx, "Diagnose", [&] {
+    auto findings = state_.reportedFindings(req->node());
+    if (!findings.ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, findings.error().message);
+    for (auto& f : findings.value()) *resp->add_findings() = std::move(f);
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace meshprobe::aggregator

@@ -1,0 +1,62 @@
+#include "aggregator/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+namespace meshprobe::aggregator {
+
+AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
+    : options_(std::move(options)), state_(clock, options_.cluster), collector_(state_), query_(state_) {}
+
+AggregatorServer::~AggregatorServer() { shutdown(); }
+
+Result<int> AggregatorServer::start() {
+  if (server_) return Error{"aggregator server already started"};
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.grpc_listen, grpc::InsecureServerCredentials(), &port_);
+  builder.RegisterService(&collector_);
+  builder.RegisterService(&query_);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) {
+    server_.reset();
+    return Error{"cannot listen for gRPC on " + options_.grpc_listen};
+  }
+  if (auto* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(kCollectorService, true);
+    health->SetServingStatus(kQueryService, true);
+  }
+  sweeper_ = std::thread([this] { sweepLoop(); });
+  return port_;
+}
+
+void AggregatorServer::sweepLoop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, options_.sweep_interval, [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    collector_.sweep();
+    lock.lock();
+  }
+}
+
+void AggregatorServer::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  if (!server_) return;
+  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  collector_.finishAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "aggregator is shutting down"));
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Wait();
+  server_.reset();
+}
+
+}  // namespace meshprobe::aggregator

@@ -1,0 +1,128 @@
+// The process CommandRunner with real, harmless programs.
+#include "agent/kernel/command_runner.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+
+using namespace meshprobe::agent;
+using namespace std::chrono_literals;
+
+namespace {
+
+TEST(ProcessCommandRunner, CapturesStdoutAndExitZero) {
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"/bin/echo", "hello", "a b"}, 5s);
+  EXPECT_TRUE(o.succeeded()) << o.describe();
+  EXPECT_EQ(o.exit_code, 0);
+  EXPECT_EQ(o.out, "hello a b\n");
+  EXPECT_EQ(o.err, "");
+  EXPECT_FALSE(o.not_found);
+  EXPECT_FALSE(o.timed_out);
+  EXPECT_EQ(o.describe(), "/bin/echo: ok");
+}
+
+TEST(ProcessCommandRunner, LooksUpThePath) {
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"echo", "via-path"}, 5s);
+  EXPECT_TRUE(o.succeeded()) << o.describe();
+  EXPECT_EQ(o.out, "via-path\n");
+}
+
+TEST(ProcessCommandRunner, ReportsNonZeroExit) {
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"/bin/false"}, 5s);
+  EXPECT_FALSE(o.succeeded());
+  EXPECT_EQ(o.exit_code, 1);
+  EXPECT_FALSE(o.not_found);
+  EXPECT_FALSE(o.timed_out);
+  EXPECT_EQ(o.describe(), "/bin/false exited 1");
+}
+
+TEST(ProcessCommandRunner, CapturesStderrSeparatelyAndNamesItInDescribe) {
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"/bin/sh", "-c", "echo out; echo 'boom: Permission denied' >&2; exit 4"}, 5s);
+  EXPECT_EQ(o.exit_code, 4);
+  EXPECT_EQ(o.out, "out\n");
+  EXPECT_EQ(o.err, "boom: Permission denied\n");
+  EXPECT_EQ(o.describe(), "/bin/sh exited 4: boom: Permission denied");
+}
+
+TEST(ProcessCommandRunner, MissingBinaryInPathIsNotFound) {
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"meshprobe-no-such-binary-xyz", "-t", "mangle"}, 5s);
+  EXPECT_TRUE(o.not_found);
+  EXPECT_FALSE(o.succeeded());
+  EXPECT_EQ(o.describe().rfind("meshprobe-no-such-binary-xyz: not found", 0), 0u) << o.describe();
+}
+
+TEST(ProcessCommandRunner, ExecFailureIsReportedThroughThePipe) {
+  // An absolute path skips the lookup: the child's execve fails with ENOENT and says so
+  // through the CLOEXEC pipe.
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"/nonexistent/meshprobe-missing"}, 5s);
+  EXPECT_TRUE(o.not_found);
+  EXPECT_NE(o.error.find("No such file or directory"), std::string::npos) << o.error;
+  EXPECT_EQ(o.exit_code, -1);
+}
+
+TEST(ProcessCommandRunner, NonExecutableFileIsNotFound) {
+  char path[] = "/tmp/mph-firewall-noexec-XXXXXX";
+  int fd = ::mkstemp(path);  // mode 0600: not executable, even for root
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({path}, 5s);
+  ::unlink(path);
+  EXPECT_TRUE(o.not_found);
+  EXPECT_NE(o.error.find("Permission denied"), std::string::npos) << o.error;
+}
+
+TEST(ProcessCommandRunner, KillsAndReapsTheChildAtTheDeadline) {
+  auto r = makeProcessCommandRunner();
+  auto start = std::chrono::steady_clock::now();
+  CommandOutput o = r->run({"sleep", "10"}, 200ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(o.timed_out);
+  EXPECT_FALSE(o.succeeded());
+  EXPECT_EQ(o.term_signal, SIGKILL);
+  EXPECT_EQ(o.exit_code, -1);
+  EXPECT_LT(took, 3s);
+  EXPECT_GE(took, 190ms);
+  EXPECT_EQ(o.describe(), "sleep: timed out after 200ms (killed)");
+}
+
+TEST(ProcessCommandRunner, KillsGrandchildrenHoldingThePipe) {
+  // The shell forks a sleeper that keeps stdout open; the deadline still holds.
+  auto r = makeProcessCommandRunner();
+  auto start = std::chrono::steady_clock::now();
+  CommandOutput o = r->run({"/bin/sh", "-c", "sleep 10 & echo started"}, 300ms);
+  EXPECT_TRUE(o.timed_out);
+  EXPECT_EQ(o.out, "started\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST(ProcessCommandRunner, LargeOutputIsReadCompletely) {
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"/bin/sh", "-c", "head -c 3000000 /dev/zero"}, 10s);
+  EXPECT_TRUE(o.succeeded()) << o.describe();
+  EXPECT_EQ(o.out.size(), 3000000u);
+}
+
+TEST(ProcessCommandRunner, RunsWithCLocale) {
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"/bin/sh", "-c", "echo $LC_ALL"}, 5s);
+  EXPECT_EQ(o.out, "C\n");
+}
+
+TEST(ProcessCommandRunner, EmptyArgvIsAnError) {
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({}, 1s);
+  EXPECT_FALSE(o.succeeded());
+  EXPECT_FALSE(o.error.empty());
+}
+
+}  // namespace

@@ -1,0 +1,239 @@
+#include "agent/probe/prober.h"
+
+#include <gtest/gtest.h>
+
+#include "agent/probe/responder.h"
+#include "tests/unit/agent/probe/loopback.h"
+
+namespace meshprobe::agent {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::pollUntil;
+using testing::UdpSocket;
+
+ProberOptions fastOptions(uint16_t port, std::optional<ProbeKey> key = std::nullopt) {
+  ProberOptions o;
+  o.node_name = "node-1";
+  o.key = std::move(key);
+  o.port = port;
+  o.bind_address = "127.0.0.1";
+  o.interval = 100ms;
+  o.timeout = 60ms;
+  o.retries = 2;
+  o.retry_spacing = 20ms;
+  o.window = 10;
+  o.tcp_check_after = 2;
+  o.tcp_timeout = 500ms;
+  o.rng_seed = 1;
+  return o;
+}
+
+ResponderOptions responderOptions(std::optional<ProbeKey> key = std::nullopt) {
+  ResponderOptions o;
+  o.node_name = "node-2";
+  o.key = std::move(key);
+  o.bind_address = "127.0.0.1";
+  o.port = 0;
+  o.rate_per_source = 10000;
+  o.burst_per_source = 10000;
+  return o;
+}
+
+std::vector<ProbeTarget> bothLayers() {
+  return {{"node-2", Layer::kUnderlay, "127.0.0.1"}, {"node-2", Layer::kOverlay, "127.0.0.1"}};
+}
+
+TEST(Prober, AgainstAResponderNoLossAndAnRtt) {
+  SystemClock clock;
+  ProbeKey key = *ProbeKey::fromBytes("cluster");
+  Responder r(responderOptions(key), clock);
+  ASSERT_TRUE(r.start().ok());
+  Prober p(fastOptions(r.udpPort(), key), clock);
+  ASSERT_TRUE(p.setTargets(bothLayers()).ok());
+  ASSERT_TRUE(p.start().ok());
+  ASSERT_TRUE(pollUntil([&] {
+    auto s = p.stats();
+    return s.size() == 2 && s[0].received >= 5 && s[1].received >= 5;
+  }));
+  auto stats = p.stats();
+  for (const auto& s : stats) {
+    EXPECT_EQ(s.loss, 0.0) << targetLabel(s.target);
+    ASSERT_TRUE(s.rtt_p50.has_value());
+    ASSERT_TRUE(s.rtt_p99.has_value());
+    EXPECT_GT(*s.rtt_p50, 0ns);
+    EXPECT_LT(*s.rtt_p50, 60ms);
+    EXPECT_LE(*s.rtt_p50, *s.rtt_p99);
+    EXPECT_TRUE(s.jitter.has_value());
+    EXPECT_TRUE(s.last_success.has_value());
+    EXPECT_EQ(s.consecutive_failures, 0u);
+    EXPECT_EQ(s.responder, "node-2");
+    EXPECT_FALSE(s.tcp_reachable.has_value());
+  }
+  EXPECT_EQ(stats[0].target.layer, Layer::kUnderlay);
+  EXPECT_EQ(stats[1].target.layer, Layer::kOverlay);
+  auto c = p.counters();
+  EXPECT_EQ(c.dropped_unauthenticated, 0u);
+  EXPECT_EQ(c.dropped_invalid, 0u);
+  auto t0 = std::chrono::steady_clock::now();
+  p.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+}
+
+TEST(Prober, ClosedUdpPortWithTcpOpenIsUdpFiltered) {
+  SystemClock clock;
+  testing::TcpListener tcp;  // nothing on UDP at this port
+  Prober p(fastOptions(tcp.port()), clock);
+  ASSERT_TRUE(p.setTargets({{"node-3", Layer::kUnderlay, "127.0.0.1"}}).ok());
+  ASSERT_TRUE(p.start().ok());
+  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].tcp_reachable.has_value(); }));
+  auto s = p.stats()[0];
+  EXPECT_TRUE(*s.tcp_reachable) << s.tcp_error;
+  EXPECT_GE(s.consecutive_failures, 2u);
+  EXPECT_GT(s.loss, 0.0);
+  EXPECT_EQ(s.received, 0u);
+  EXPECT_NE(s.last_error.find("no reply within"), std::string::npos) << s.last_error;
+}
+
+TEST(Prober, NothingListeningIsLossOneAndTcpUnreachable) {
+  SystemClock clock;
+  Prober p(fastOptions(testing::unusedPort()), clock);
+  ASSERT_TRUE(p.setTargets({{"node-4", Layer::kOverlay, "127.0.0.1"}}).ok());
+  ASSERT_TRUE(p.start().ok());
+  ASSERT_TRUE(pollUntil([&] {
+    auto s = p.stats()[0];
+    return s.tcp_reachable.has_value() && s.window_probes >= 3;
+  }));
+  auto s = p.stats()[0];
+  EXPECT_FALSE(*s.tcp_reachable);
+  EXPECT_EQ(s.tcp_error, "connection refused");
+  EXPECT_EQ(s.loss, 1.0);
+  EXPECT_EQ(s.received, 0u);
+  EXPECT_FALSE(s.last_success.has_value());
+  EXPECT_FALSE(s.rtt_p50.has_value());
+  EXPECT_EQ(p.counters().tcp_checks, 1u);  // once per failure streak
+}
+
+TEST(Prober, MissIsConfirmedByQuickRetries) {
+  SystemClock clock;
+  Prober p(fastOptions(testing::unusedPort()), clock);
+  ASSERT_TRUE(p.setTargets({{"node-4", Layer::kUnderlay, "127.0.0.1"}}).ok());
+  ASSERT_TRUE(p.start().ok());
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].consecutive_failures >= 3; }));
+  // First probe within one interval (100 ms + jitter), 60 ms timeout, retries 20/40 ms
+  // later: three misses by ~0.25 s, long before three regular rounds (0.36 s+).
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 340ms);
+}
+
+TEST(Prober, KeyedProberRejectsUnsignedReplies) {
+  SystemClock clock;
+  Responder r(responderOptions(std::nullopt), clock);  // dev-mode responder answers unsigned
+  ASSERT_TRUE(r.start().ok());
+  Prober p(fastOptions(r.udpPort(), *ProbeKey::fromBytes("cluster")), clock);
+  ASSERT_TRUE(p.setTargets({{"node-2", Layer::kUnderlay, "127.0.0.1"}}).ok());
+  ASSERT_TRUE(p.start().ok());
+  ASSERT_TRUE(pollUntil([&] { return p.counters().dropped_unauthenticated >= 3; }));
+  EXPECT_EQ(p.stats()[0].received, 0u);
+  EXPECT_GT(r.counters().answered, 0u);
+}
+
+// A hand-driven responder: answers, duplicates, replays and forges replies.
+TEST(Prober, DuplicateReplayedAndForgedRepliesAreDropped) {
+  SystemClock clock;
+  ProbeKey key = *ProbeKey::fromBytes("cluster");
+  UdpSocket fake;
+  ProberOptions o = fastOptions(fake.port(), key);
+  o.interval = 200ms;
+  o.timeout = 150ms;
+  o.retries = 0;
+  Prober p(o, clock);
+  ASSERT_TRUE(p.setTargets({{"node-2", Layer::kUnderlay, "127.0.0.1"}}).ok());
+  ASSERT_TRUE(p.start().ok());
+
+  auto answer = [&](std::string* sent_reply, bool forge_first) {
+    sockaddr_in from{};
+    auto req = fake.receive(2000ms, &from);
+    ASSERT_TRUE(req.has_value());
+    ProbePacket in;
+    ASSERT_EQ(
+        decodeProbe(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(req->data()), req->size()), &key, in),
+        DecodeStatus::kOk);
+    if (forge_first) {
+      ProbePacket forged = in;
+      forged.type = ProbeType::kReply;
+      forged.sender = "node-2";
+      forged.send_time_ns += 1;  // right sequence, wrong timestamp
+      ASSERT_TRUE(fake.sendTo(*encodeProbe(forged, &key, req->size()), from));
+    }
+    std::array<uint8_t, kMaxProbeSize> buf{};
+    auto n = encodeReply(in, req->size(), "node-2", &key, buf);
+    ASSERT_TRUE(n.ok());
+    *sent_reply = std::string(reinterpret_cast<const char*>(buf.data()), *n);
+    ASSERT_TRUE(fake.sendTo(*sent_reply, from));
+    ASSERT_TRUE(fake.sendTo(*sent_reply, from));  // duplicate
+  };
+  std::string first, second;
+  answer(&first, false);
+  answer(&second, true);
+  sockaddr_in prober_addr = testing::loopback(p.localPort());
+  ASSERT_TRUE(fake.sendTo(first, prober_addr));  // replay of an old reply
+  ASSERT_TRUE(pollUntil([&] {
+    auto c = p.counters();
+    return c.dropped_duplicate >= 3 && c.dropped_unknown >= 1;
+  }));
+  auto c = p.counters();
+  EXPECT_EQ(c.replies, 2u);
+  EXPECT_EQ(c.dropped_duplicate, 3u);
+  EXPECT_EQ(c.dropped_unknown, 1u);
+  EXPECT_EQ(p.stats()[0].received, 2u);
+
+  // A reply to a probe that already timed out is "late".
+  sockaddr_in from{};
+  auto r = fake.receive(2000ms, &from);
+  ASSERT_TRUE(r.has_value());
+  ProbePacket in;
+  ASSERT_EQ(decodeProbe(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(r->data()), r->size()), &key, in),
+            DecodeStatus::kOk);
+  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].consecutive_failures >= 1; }));
+  std::array<uint8_t, kMaxProbeSize> buf{};
+  auto n = encodeReply(in, r->size(), "node-2", &key, buf);
+  ASSERT_TRUE(fake.sendTo(std::string(reinterpret_cast<const char*>(buf.data()), *n), from));
+  ASSERT_TRUE(pollUntil([&] { return p.counters().dropped_late == 1; }));
+  EXPECT_EQ(p.stats()[0].received, 2u);
+}
+
+TEST(Prober, SetTargetsKeepsStatsOfRemainingTargets) {
+  SystemClock clock;
+  Responder r(responderOptions(), clock);
+  ASSERT_TRUE(r.start().ok());
+  Prober p(fastOptions(r.udpPort()), clock);
+  ProbeTarget a{"node-2", Layer::kUnderlay, "127.0.0.1"};
+  ProbeTarget b{"node-3", Layer::kUnderlay, "127.0.0.1"};
+  ASSERT_TRUE(p.setTargets({a}).ok());
+  ASSERT_TRUE(p.start().ok());
+  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].received >= 3; }));
+  uint64_t before = p.stats()[0].received;
+  auto st = p.setTargets({b, a, {"node-5", Layer::kOverlay, "not-an-ip"}});
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("node-5/OVERLAY/not-an-ip"), std::string::npos) << st.error().message;
+  auto s = p.stats();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].target, b);
+  EXPECT_EQ(s[1].target, a);
+  EXPECT_GE(s[1].received, before);
+  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].received >= 2; }));
+  ASSERT_TRUE(p.setTargets({b}).ok());
+  ASSERT_EQ(p.stats().size(), 1u);
+}
+
+TEST(Prober, StartWithoutNodeNameFails) {
+  SystemClock clock;
+  ProberOptions o = fastOptions(1);
+  o.node_name = "";
+  Prober p(o, clock);
+  EXPECT_FALSE(p.start().ok());
+}
+
+}  // namespace
+}  // namespace meshprobe::agent

@@ -1,0 +1,384 @@
+#include "aggregator/cluster_state.h"
+
+#include <gmock/gmock.h>
+#include <google/protobuf/util/time_util.h>
+#include <gtest/gtest.h>
+
+#include "tests/unit/aggregator/test_util.h"
+
+namespace meshprobe::aggregator {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+using std::chrono::seconds;
+using ::testing::ElementsAre;
+using testing::findCell;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using testing::makeCheck;
+using testing::makeHello;
+using testing::makeProbe;
+
+class ClusterStateTest : public ::testing::Test {
+ protected:
+  ClusterStateTest() : state_(clock_, options()) {}
+
+  static ClusterOptions options() {
+    ClusterOptions o;
+    o.stale_after = seconds(10);
+    return o;
+  }
+
+  // A report from `src` with one probe per (dst, layer) given; all delivered unless listed in `lossy`.
+  v1::Report report(uint64_t seq, const std::vector<std::pair<std::string, v1::Layer>>& ok_pairs,
+                    const std::vector<std::pair<std::string, v1::Layer>>& failed_pairs = {}) {
+    v1::Report r;
+    r.set_sequence(seq);
+    for (const auto& [dst, layer] : ok_pairs) *r.add_probes() = makeProbe(dst, layer, 10, 10);
+    for (const auto& [dst, layer] : failed_pairs) *r.add_probes() = makeProbe(dst, layer, 10, 0);
+    return r;
+  }
+
+  v1::Cell::State cellState(v1::Layer layer, const std::string& src, const std::string& dst) {
+    auto m = state_.matrix(layer);
+    EXPECT_TRUE(m.ok());
+    const v1::Cell* c = findCell(*m, src, dst);
+    EXPECT_NE(c, nullptr) << src << "->" << dst;
+    return c ? c->state() : v1::Cell::STATE_UNSPECIFIED;
+  }
+
+  FakeClock clock_;
+  ClusterState state_;
+};
+
+TEST_F(ClusterStateTest, HelloAddsMembersSortedByName) {
+  EXPECT_THAT(state_.applyHello(makeHello("node2", 2), true).added, ElementsAre("node2"));
+  EXPECT_THAT(state_.applyHello(makeHello("node1", 1), true).added, ElementsAre("node1"));
+  auto peers = state_.peerList();
+  ASSERT_EQ(peers.peers_size(), 2);
+  EXPECT_EQ(peers.peers(0).node_name(), "node1");
+  EXPECT_EQ(peers.peers(1).node_name(), "node2");
+  EXPECT_EQ(peers.peers(1).node_ip(), "198.51.100.2");
+  EXPECT_EQ(peers.peers(1).vxlan_mtu(), 1450u);
+}
+
+TEST_F(ClusterStateTest, SameHelloAgainIsNoChangeButNewFactsReplaceOld) {
+  state_.applyHello(makeHello("node1", 1), true);
+  EXPECT_TRUE(state_.applyHello(makeHello("node1", 1), true).empty());
+  auto moved = makeHello("node1", 1);
+  moved.set_vtep_mac("02:de:ad:be:ef:01");
+  moved.set_agent_version("0.2.0");
+  EXPECT_THAT(state_.applyHello(moved, false).changed, ElementsAre("node1"));
+  auto node = state_.getNode("node1");
+  ASSERT_TRUE(node.ok());
+  EXPECT_EQ(node->node().vtep_mac(), "02:de:ad:be:ef:01");
+  EXPECT_EQ(node->node().agent_version(), "0.2.0");
+  EXPECT_EQ(state_.memberCount(), 1u);
+}
+
+TEST_F(ClusterStateTest, SummaryCarriesEveryHelloFact) {
+  state_.applyHello(makeHello("node3", 3, 1, 8472), true);
+  auto nodes = state_.listNodes();
+  ASSERT_EQ(nodes.size(), 1u);
+  const auto& n = nodes[0];
+  EXPECT_EQ(n.name(), "node3");
+  EXPECT_EQ(n.node_ip(), "198.51.100.3");
+  EXPECT_EQ(n.overlay_ip(), "10.244.3.0");
+  EXPECT_EQ(n.vtep_mac(), "02:00:00:00:00:03");
+  EXPECT_EQ(n.vxlan_vni(), 1u);
+  EXPECT_EQ(n.vxlan_port(), 8472u);
+  EXPECT_EQ(n.pod_cidr(), "10.244.3.0/24");
+  EXPECT_EQ(n.agent_version(), "0.1.0");
+  EXPECT_EQ(n.vxlan_mtu(), 1450u);
+  EXPECT_TRUE(n.up());
+  EXPECT_FALSE(n.has_last_report());  // no Report yet
+}
+
+TEST_F(ClusterStateTest, ReportsFromUnknownNodesAreRefused) {
+  EXPECT_EQ(state_.applyReport("ghost", report(1, {})), ReportOutcome::kUnknownNode);
+}
+
+TEST_F(ClusterStateTest, OlderAndDuplicateSequencesAreIgnored) {
+  state_.applyHello(makeHello("a", 1), true);
+  state_.applyHello(makeHello("b", 2), true);
+  EXPECT_EQ(state_.applyReport("a", report(5, {{"b", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  EXPECT_EQ(state_.applyReport("a", report(5, {}, {{"b", v1::OVERLAY}})), ReportOutcome::kOldSequence);
+  EXPECT_EQ(state_.applyReport("a", report(3, {}, {{"b", v1::OVERLAY}})), ReportOutcome::kOldSequence);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::OK);  // still report 5
+  EXPECT_EQ(state_.applyReport("a", report(6, {}, {{"b", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::FAIL);
+}
+
+TEST_F(ClusterStateTest, ANewSessionRestartsSequenceNumbering) {
+  state_.applyHello(makeHello("a", 1), true);
+  state_.applyHello(makeHello("b", 2), true);
+  EXPECT_EQ(state_.applyReport("a", report(40, {{"b", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  // The same stream re-sends Hello (facts changed): numbering continues.
+  state_.applyHello(makeHello("a", 1), /*new_session=*/false);
+  EXPECT_EQ(state_.applyReport("a", report(1, {})), ReportOutcome::kOldSequence);
+  // The agent restarted and opened a new stream: it counts from 1 again.
+  state_.applyHello(makeHello("a", 1), /*new_session=*/true);
+  EXPECT_EQ(state_.applyReport("a", report(1, {}, {{"b", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::FAIL);
+}
+
+TEST_F(ClusterStateTest, MatrixHasEveryOrderedPairOnceInStableOrder) {
+  for (int i : {3, 1, 2}) state_.applyHello(makeHello("node" + std::to_string(i), i), true);
+  auto m = state_.matrix(v1::UNDERLAY);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->layer(), v1::UNDERLAY);
+  EXPECT_THAT(m->nodes(), ElementsAre("node1", "node2", "node3"));
+  ASSERT_EQ(m->cells_size(), 6);
+  std::vector<std::string> pairs;
+  for (const auto& c : m->cells()) {
+    pairs.push_back(c.src() + ">" + c.dst());
+    EXPECT_EQ(c.layer(), v1::UNDERLAY);
+    EXPECT_EQ(c.state(), v1::Cell::UNKNOWN);  // nothing reported yet
+    EXPECT_FALSE(c.has_last_update());
+  }
+  EXPECT_THAT(pairs,
+              ElementsAre("node1>node2", "node1>node3", "node2>node1", "node2>node3", "node3>node1", "node3>node2"));
+}
+
+TEST_F(ClusterStateTest, CellsCarryRttLossAndReportTime) {
+  state_.applyHello(makeHello("a", 1), true);
+  state_.applyHello(makeHello("b", 2), true);
+  v1::Report r;
+  r.set_sequence(1);
+  *r.mutable_time() = TimeUtil::SecondsToTimestamp(1'900'000'000);
+  *r.add_probes() = makeProbe("b", v1::OVERLAY, 10, 8, milliseconds(3), milliseconds(5));
+  *r.add_probes() = makeProbe("b", v1::UNDERLAY, 10, 10, milliseconds(1), milliseconds(2));
+  ASSERT_EQ(state_.applyReport("a", r), ReportOutcome::kAccepted);
+
+  auto overlay = state_.matrix(v1::OVERLAY);
+  ASSERT_TRUE(overlay.ok());
+  const v1::Cell* c = findCell(*overlay, "a", "b");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->state(), v1::Cell::DEGRADED);
+  EXPECT_NEAR(c->loss(), 0.2, 1e-9);
+  EXPECT_EQ(TimeUtil::DurationToMilliseconds(c->rtt()), 3);
+  EXPECT_EQ(TimeUtil::TimestampToSeconds(c->last_update()), 1'900'000'000);
+  EXPECT_EQ(cellState(v1::UNDERLAY, "a", "b"), v1::Cell::OK);
+  EXPECT_EQ(cellState(v1::UNDERLAY, "b", "a"), v1::Cell::UNKNOWN);  // b has not reported
+}
+
+TEST_F(ClusterStateTest, ReportWithoutTimeIsStampedOnReceipt) {
+  state_.applyHello(makeHello("a", 1), true);
+  state_.applyHello(makeHello("b", 2), true);
+  clock_.advance(seconds(3));
+  ASSERT_EQ(state_.applyReport("a", report(1, {{"b", v1::UNDERLAY}})), ReportOutcome::kAccepted);
+  auto m = state_.matrix(v1::UNDERLAY);
+  const auto expected = std::chrono::duration_cast<seconds>(clock_.wallNow().time_since_epoch()).count();
+  EXPECT_EQ(TimeUtil::TimestampToSeconds(findCell(*m, "a", "b")->last_update()), expected);
+  EXPECT_EQ(TimeUtil::TimestampToSeconds(state_.listNodes()[0].last_report()), expected);
+}
+
+TEST_F(ClusterStateTest, StateTransitionsFollowTheLatestReport) {
+  state_.applyHello(makeHello("a", 1), true);
+  state_.applyHello(makeHello("b", 2), true);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::UNKNOWN);
+  uint64_t seq = 0;
+  auto send = [&](uint32_t sent, uint32_t received) {
+    v1::Report r;
+    r.set_sequence(++seq);
+    *r.add_probes() = makeProbe("b", v1::OVERLAY, sent, received);
+    ASSERT_EQ(state_.applyReport("a", r), ReportOutcome::kAccepted);
+  };
+  send(10, 10);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::OK);
+  send(10, 8);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::DEGRADED);
+  send(10, 0);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::FAIL);
+  send(10, 10);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::OK);
+  // A report without a probe for b leaves the cell UNKNOWN, not the old OK.
+  v1::Report empty;
+  empty.set_sequence(++seq);
+  ASSERT_EQ(state_.applyReport("a", empty), ReportOutcome::kAccepted);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::UNKNOWN);
+}
+
+TEST_F(ClusterStateTest, CellsFromAStaleNodeTurnUnknownExactlyAtStaleAfter) {
+  state_.applyHello(makeHello("a", 1), true);
+  state_.applyHello(makeHello("b", 2), true);
+  ASSERT_EQ(state_.applyReport("a", report(1, {{"b", v1::OVERLAY}, {"b", v1::UNDERLAY}})), ReportOutcome::kAccepted);
+  ASSERT_EQ(state_.applyReport("b", report(1, {{"a", v1::OVERLAY}, {"a", v1::UNDERLAY}})), ReportOutcome::kAccepted);
+
+  clock_.advance(seconds(9));
+  // b keeps reporting; a goes silent.
+  ASSERT_EQ(state_.applyReport("b", report(2, {{"a", v1::OVERLAY}, {"a", v1::UNDERLAY}})), ReportOutcome::kAccepted);
+  clock_.advance(milliseconds(999));  // 9.999 s after a's report: still up
+  EXPECT_TRUE(state_.isUp("a"));
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::OK);
+  EXPECT_EQ(cellState(v1::UNDERLAY, "a", "b"), v1::Cell::OK);
+
+  clock_.advance(milliseconds(1));  // exactly 10 s: down
+  EXPECT_FALSE(state_.isUp("a"));
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::UNKNOWN);
+  EXPECT_EQ(cellState(v1::UNDERLAY, "a", "b"), v1::Cell::UNKNOWN);
+  // Cells TO the stale node keep what b reports.
+  EXPECT_EQ(cellState(v1::OVERLAY, "b", "a"), v1::Cell::OK);
+  auto nodes = state_.listNodes();
+  EXPECT_FALSE(nodes[0].up());
+  EXPECT_TRUE(nodes[1].up());
+  // The stale cell keeps its last numbers and their time.
+  auto m = state_.matrix(v1::OVERLAY);
+  EXPECT_TRUE(findCell(*m, "a", "b")->has_last_update());
+
+  // A fresh report brings it back.
+  ASSERT_EQ(state_.applyReport("a", report(2, {{"b", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  EXPECT_TRUE(state_.isUp("a"));
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::OK);
+}
+
+TEST_F(ClusterStateTest, ANodeThatOnlySaidHelloGoesStaleToo) {
+  state_.applyHello(makeHello("a", 1), true);
+  clock_.advance(seconds(10) - nanoseconds(1));
+  EXPECT_TRUE(state_.isUp("a"));
+  clock_.advance(nanoseconds(1));
+  EXPECT_FALSE(state_.isUp("a"));
+}
+
+TEST_F(ClusterStateTest, OldSequenceDoesNotKeepANodeUp) {
+  state_.applyHello(makeHello("a", 1), true);
+  ASSERT_EQ(state_.applyReport("a", report(7, {})), ReportOutcome::kAccepted);
+  clock_.advance(seconds(9));
+  EXPECT_EQ(state_.applyReport("a", report(7, {})), ReportOutcome::kOldSequence);
+  clock_.advance(seconds(1));
+  EXPECT_FALSE(state_.isUp("a"));
+}
+
+TEST_F(ClusterStateTest, SilentNodesAreForgottenAfterTenTimesStaleAfter) {
+  state_.applyHello(makeHello("a", 1), true);
+  state_.applyHello(makeHello("b", 2), true);
+  clock_.advance(seconds(50));
+  ASSERT_EQ(state_.applyReport("b", report(1, {})), ReportOutcome::kAccepted);
+  clock_.advance(seconds(50) - nanoseconds(1));
+  EXPECT_TRUE(state_.sweep().empty());  // a: 99.999… s of silence; stale but still a member
+  EXPECT_FALSE(state_.isUp("a"));
+  clock_.advance(nanoseconds(1));
+  EXPECT_THAT(state_.sweep().removed, ElementsAre("a"));
+  EXPECT_EQ(state_.memberCount(), 1u);
+  EXPECT_FALSE(state_.getNode("a").ok());
+  EXPECT_TRUE(state_.sweep().empty());
+}
+
+TEST_F(ClusterStateTest, IstiodColumnPrefersProbeThenCheck) {
+  for (int i = 1; i <= 4; ++i) state_.applyHello(makeHello("n" + std::to_string(i), i), true);
+  v1::Report r1;  // probe result wins over the check
+  r1.set_sequence(1);
+  *r1.add_probes() = makeProbe("istiod", v1::ISTIOD, 5, 0);
+  *r1.add_checks() = makeCheck("istiod", v1::CheckResult::OK);
+  v1::Report r2;  // check only: OK
+  r2.set_sequence(1);
+  *r2.add_checks() = makeCheck("vxlan_device", v1::CheckResult::FAIL);
+  *r2.add_checks() = makeCheck("istiod", v1::CheckResult::OK);
+  v1::Report r3;  // check only: FAIL
+  r3.set_sequence(1);
+  *r3.add_checks() = makeCheck("istiod", v1::CheckResult::FAIL);
+  v1::Report r4;  // SKIP
+  r4.set_sequence(1);
+  *r4.add_checks() = makeCheck("istiod", v1::CheckResult::SKIP);
+  ASSERT_EQ(state_.applyReport("n1", r1), ReportOutcome::kAccepted);
+  ASSERT_EQ(state_.applyReport("n2", r2), ReportOutcome::kAccepted);
+  ASSERT_EQ(state_.applyReport("n3", r3), ReportOutcome::kAccepted);
+  ASSERT_EQ(state_.applyReport("n4", r4), ReportOutcome::kAccepted);
+
+  auto m = state_.matrix(v1::ISTIOD);
+  ASSERT_TRUE(m.ok());
+  ASSERT_EQ(m->cells_size(), 4);
+  for (const auto& c : m->cells()) {
+    EXPECT_EQ(c.dst(), "istiod");
+    EXPECT_EQ(c.layer(), v1::ISTIOD);
+  }
+  EXPECT_EQ(findCell(*m, "n1", "istiod")->state(), v1::Cell::FAIL);
+  EXPECT_EQ(findCell(*m, "n2", "istiod")->state(), v1::Cell::OK);
+  EXPECT_EQ(findCell(*m, "n3", "istiod")->state(), v1::Cell::FAIL);
+  EXPECT_EQ(findCell(*m, "n4", "istiod")->state(), v1::Cell::UNKNOWN);
+
+  clock_.advance(seconds(10));  // everyone stale: the whole column UNKNOWN
+  m = state_.matrix(v1::ISTIOD);
+  for (const auto& c : m->cells()) EXPECT_EQ(c.state(), v1::Cell::UNKNOWN) << c.src();
+}
+
+TEST_F(ClusterStateTest, LayersWithoutAMatrixAreErrorsNamingTheLayer) {
+  auto m = state_.matrix(v1::LAYER_UNSPECIFIED);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.error().message, HasSubstr("LAYER_UNSPECIFIED"));
+  EXPECT_THAT(m.error().message, HasSubstr("UNDERLAY, OVERLAY or ISTIOD"));
+  EXPECT_FALSE(state_.matrix(v1::AMBIENT).ok());
+}
+
+TEST_F(ClusterStateTest, GetNodeReturnsTheLatestReport) {
+  state_.applyHello(makeHello("a", 1), true);
+  v1::Report r;
+  r.set_sequence(1);
+  *r.add_checks() = makeCheck("vxlan_socket", v1::CheckResult::FAIL);
+  *r.add_probes() = makeProbe("b", v1::OVERLAY, 3, 0);
+  auto* f = r.add_findings();
+  f->set_code("VXLAN_SOCKET_MISSING");
+  ASSERT_EQ(state_.applyReport("a", r), ReportOutcome::kAccepted);
+  auto node = state_.getNode("a");
+  ASSERT_TRUE(node.ok());
+  EXPECT_EQ(node->node().name(), "a");
+  ASSERT_EQ(node->checks_size(), 1);
+  EXPECT_EQ(node->checks(0).name(), "vxlan_socket");
+  ASSERT_EQ(node->probes_size(), 1);
+  ASSERT_EQ(node->findings_size(), 1);
+  EXPECT_EQ(node->findings(0).code(), "VXLAN_SOCKET_MISSING");
+  auto missing = state_.getNode("zz");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.error().message, HasSubstr("'zz'"));
+}
+
+TEST_F(ClusterStateTest, ReportedFindingsFilterByReporterOrBlamedNode) {
+  for (int i = 1; i <= 3; ++i) state_.applyHello(makeHello("n" + std::to_string(i), i), true);
+  v1::Report r1;
+  r1.set_sequence(1);
+  auto* local = r1.add_findings();
+  local->set_code("VXLAN_SOCKET_MISSING");
+  local->add_nodes("n1");
+  auto* fdb = r1.add_findings();
+  fdb->set_code("OVERLAY_FDB_STALE");
+  fdb->add_nodes("n1");
+  fdb->add_nodes("n3");
+  v1::Report r2;
+  r2.set_sequence(1);
+  r2.add_findings()->set_code("ISTIOD_UNREACHABLE");  // outside every node: nodes empty
+  ASSERT_EQ(state_.applyReport("n1", r1), ReportOutcome::kAccepted);
+  ASSERT_EQ(state_.applyReport("n2", r2), ReportOutcome::kAccepted);
+
+  auto all = state_.reportedFindings("");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 3u);
+  auto codes = [](const std::vector<v1::Finding>& fs) {
+    std::vector<std::string> out;
+    for (const auto& f : fs) out.push_back(f.code());
+    return out;
+  };
+  EXPECT_THAT(codes(*state_.reportedFindings("n1")), ElementsAre("VXLAN_SOCKET_MISSING", "OVERLAY_FDB_STALE"));
+  EXPECT_THAT(codes(*state_.reportedFindings("n2")), ElementsAre("ISTIOD_UNREACHABLE"));
+  EXPECT_THAT(codes(*state_.reportedFindings("n3")), ElementsAre("OVERLAY_FDB_STALE"));
+  auto n2 = *state_.reportedFindings("n2");
+  EXPECT_THAT(n2[0].evidence(), ElementsAre("reported by the agent on node n2"));
+  EXPECT_THAT(n2[0].nodes(), IsEmpty());
+  EXPECT_FALSE(state_.reportedFindings("nope").ok());
+}
+
+TEST_F(ClusterStateTest, VxlanMismatchesComeFromHellos) {
+  state_.applyHello(makeHello("n1", 1), true);
+  state_.applyHello(makeHello("n2", 2), true);
+  state_.applyHello(makeHello("n3", 3, 1, 8472), true);
+  auto mm = state_.vxlanMismatches();
+  ASSERT_EQ(mm.size(), 1u);
+  EXPECT_EQ(mm[0].node, "n3");
+  EXPECT_TRUE(mm[0].port_differs);
+  // The summaries carry the facts too.
+  EXPECT_EQ(state_.listNodes()[2].vxlan_port(), 8472u);
+}
+
+}  // namespace
+}  // namespace meshprobe::aggregator

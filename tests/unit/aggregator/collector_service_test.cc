@@ -1,0 +1,236 @@
+#include "aggregator/collector_service.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/unit/aggregator/server_fixture.h"
+#include "tests/unit/aggregator/test_util.h"
+
+namespace meshprobe::aggregator {
+namespace {
+
+using ::testing::ElementsAre;
+using testing::FakeAgent;
+using testing::findCell;
+using ::testing::HasSubstr;
+using testing::makeHello;
+using testing::makeProbe;
+
+std::vector<std::string> names(const v1::PeerList& list) {
+  std::vector<std::string> out;
+  for (const auto& p : list.peers()) out.push_back(p.node_name());
+  return out;
+}
+
+class CollectorTest : public testing::ServerFixture {
+ protected:
+  const CollectorStats& stats() { return server_->collector().stats(); }
+
+  grpc::Status getMatrix(v1::Layer layer, v1::GetMatrixResponse* resp) {
+    grpc::ClientContext ctx;
+    withDeadline(ctx);
+    v1::GetMatrixRequest req;
+    req.set_layer(layer);
+    return query_->GetMatrix(&ctx, req, resp);
+  }
+};
+
+TEST_F(CollectorTest, HelloGetsThePeerListAndAReportShowsInTheMatrix) {
+  FakeAgent a(*collector_);
+  ASSERT_TRUE(a.hello(makeHello("node1", 1)));
+  auto peers = a.readPeers();
+  ASSERT_TRUE(peers.has_value());
+  EXPECT_THAT(names(*peers), ElementsAre("node1"));  // the receiver is included
+  EXPECT_EQ(peers->peers(0).overlay_ip(), "10.244.1.0");
+
+  FakeAgent b(*collector_);
+  ASSERT_TRUE(b.hello(makeHello("node2", 2)));
+  ASSERT_TRUE(b.readPeers().has_value());
+
+  v1::Report r;
+  r.set_sequence(1);
+  *r.add_probes() = makeProbe("node2", v1::OVERLAY, 10, 0);
+  *r.add_probes() = makeProbe("node2", v1::UNDERLAY, 10, 10);
+  ASSERT_TRUE(a.report(r));
+
+  v1::GetMatrixResponse overlay;
+  ASSERT_TRUE(eventually([&] {
+    overlay.Clear();
+    return getMatrix(v1::OVERLAY, &overlay).ok() && findCell(overlay, "node1", "node2") != nullptr &&
+           findCell(overlay, "node1", "node2")->state() == v1::Cell::FAIL;
+  }));
+  EXPECT_THAT(overlay.nodes(), ElementsAre("node1", "node2"));
+  EXPECT_EQ(findCell(overlay, "node2", "node1")->state(), v1::Cell::UNKNOWN);
+  v1::GetMatrixResponse underlay;
+  ASSERT_TRUE(getMatrix(v1::UNDERLAY, &underlay).ok());
+  EXPECT_EQ(findCell(underlay, "node1", "node2")->state(), v1::Cell::OK);
+
+  grpc::ClientContext ctx;
+  withDeadline(ctx);
+  v1::ListNodesResponse nodes;
+  ASSERT_TRUE(query_->ListNodes(&ctx, v1::ListNodesRequest(), &nodes).ok());
+  ASSERT_EQ(nodes.nodes_size(), 2);
+  EXPECT_TRUE(nodes.nodes(0).has_last_report());
+  EXPECT_TRUE(nodes.nodes(0).up());
+
+  EXPECT_EQ(stats().connected_agents.load(), 2);
+  EXPECT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }));  // counted after applying
+  EXPECT_EQ(stats().hellos.load(), 2u);
+  EXPECT_TRUE(a.finish().ok());
+  EXPECT_TRUE(b.finish().ok());
+  EXPECT_TRUE(eventually([&] { return stats().connected_agents.load() == 0 && stats().streams_open.load() == 0; }));
+}
+
+TEST_F(CollectorTest, ASecondAgentMakesTheFirstGetANewPeerList) {
+  FakeAgent a(*collector_);
+  ASSERT_TRUE(a.hello(makeHello("node1", 1)));
+  ASSERT_THAT(names(*a.readPeers()), ElementsAre("node1"));
+
+  FakeAgent b(*collector_);
+  ASSERT_TRUE(b.hello(makeHello("node2", 2)));
+  auto b_peers = b.readPeers();
+  ASSERT_TRUE(b_peers.has_value());
+  EXPECT_THAT(names(*b_peers), ElementsAre("node1", "node2"));
+
+  auto a_peers = a.readPeers();
+  ASSERT_TRUE(a_peers.has_value());
+  EXPECT_THAT(names(*a_peers), ElementsAre("node1", "node2"));
+  EXPECT_EQ(a_peers->peers(1).node_ip(), "198.51.100.2");
+
+  // node2's VTEP MAC changes (flannel recreated flannel.1): both get the new list.
+  auto moved = makeHello("node2", 2);
+  moved.set_vtep_mac("02:de:ad:be:ef:02");
+  ASSERT_TRUE(b.hello(moved));
+  EXPECT_EQ(a.readPeers()->peers(1).vtep_mac(), "02:de:ad:be:ef:02");
+  EXPECT_EQ(b.readPeers()->peers(1).vtep_mac(), "02:de:ad:be:ef:02");
+  EXPECT_TRUE(a.finish().ok());
+  EXPECT_TRUE(b.finish().ok());
+}
+
+TEST_F(CollectorTest, UnchangedMembershipPushesNothing) {
+  FakeAgent a(*collector_);
+  ASSERT_TRUE(a.hello(makeHello("node1", 1)));
+  ASSERT_TRUE(a.readPeers().has_value());
+  const uint64_t pushes = stats().peer_list_pushes.load();
+  auto again = makeHello("node1", 1);
+  again.set_agent_version("0.1.1");  // not a peer fact
+  ASSERT_TRUE(a.hello(again));
+  v1::Report r;
+  r.set_sequence(1);
+  ASSERT_TRUE(a.report(r));
+  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }));
+  EXPECT_EQ(stats().peer_list_pushes.load(), pushes);
+  EXPECT_EQ(server_->state().getNode("node1")->node().agent_version(), "0.1.1");
+  EXPECT_TRUE(a.finish().ok());
+}
+
+TEST_F(CollectorTest, FirstMessageNotHelloIsInvalidArgument) {
+  FakeAgent a(*collector_);
+  v1::Report r;
+  r.set_sequence(1);
+  a.report(r);
+  grpc::Status st = a.status();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("first message"));
+  EXPECT_THAT(st.error_message(), HasSubstr("Hello"));
+  EXPECT_EQ(stats().ingestErrors(IngestError::kFirstNotHello), 1u);
+  EXPECT_EQ(server_->state().memberCount(), 0u);
+}
+
+TEST_F(CollectorTest, EmptyFirstMessageIsInvalidArgument) {
+  FakeAgent a(*collector_);
+  a.write(v1::AgentMessage());
+  grpc::Status st = a.status();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("Hello"));
+}
+
+TEST_F(CollectorTest, HelloWithoutNodeNameIsInvalidArgumentNamingTheField) {
+  FakeAgent a(*collector_);
+  a.hello(makeHello("", 1));
+  grpc::Status st = a.status();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("node_name"));
+  EXPECT_EQ(stats().ingestErrors(IngestError::kInvalidHello), 1u);
+}
+
+TEST_F(CollectorTest, AStreamCannotChangeItsNodeName) {
+  FakeAgent a(*collector_);
+  ASSERT_TRUE(a.hello(makeHello("node1", 1)));
+  ASSERT_TRUE(a.readPeers().has_value());
+  a.hello(makeHello("node9", 9));
+  grpc::Status st = a.status();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("node1"));
+  EXPECT_THAT(st.error_message(), HasSubstr("node9"));
+  EXPECT_EQ(stats().ingestErrors(IngestError::kNodeRenamed), 1u);
+  // The membership keeps node1 (a closed stream marks nothing) and never had node9.
+  EXPECT_EQ(server_->state().memberCount(), 1u);
+}
+
+TEST_F(CollectorTest, OldSequencesAreCountedAndIgnored) {
+  FakeAgent a(*collector_);
+  ASSERT_TRUE(a.hello(makeHello("node1", 1)));
+  ASSERT_TRUE(a.readPeers().has_value());
+  for (uint64_t seq : {3, 2, 3, 4}) {
+    v1::Report r;
+    r.set_sequence(seq);
+    ASSERT_TRUE(a.report(r));
+  }
+  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() + stats().reports_ignored.load() == 4; }));
+  EXPECT_EQ(stats().reports_received.load(), 2u);
+  EXPECT_EQ(stats().reports_ignored.load(), 2u);
+  EXPECT_TRUE(a.finish().ok());
+}
+
+TEST_F(CollectorTest, AClosedStreamLeavesTheNodeUntilItIsStale) {
+  {
+    FakeAgent a(*collector_);
+    ASSERT_TRUE(a.hello(makeHello("node1", 1)));
+    ASSERT_TRUE(a.readPeers().has_value());
+    EXPECT_TRUE(a.finish().ok());
+  }
+  ASSERT_TRUE(eventually([&] { return stats().streams_open.load() == 0; }));
+  EXPECT_EQ(server_->state().memberCount(), 1u);
+  EXPECT_TRUE(server_->state().isUp("node1"));
+  clock_.advance(std::chrono::seconds(10));
+  EXPECT_FALSE(server_->state().isUp("node1"));
+}
+
+TEST_F(CollectorTest, ForgettingASilentNodePushesTheShorterList) {
+  FakeAgent a(*collector_);
+  ASSERT_TRUE(a.hello(makeHello("node1", 1)));
+  ASSERT_TRUE(a.readPeers().has_value());
+  {
+    FakeAgent b(*collector_);
+    ASSERT_TRUE(b.hello(makeHello("node2", 2)));
+    ASSERT_TRUE(b.readPeers().has_value());
+    ASSERT_THAT(names(*a.readPeers()), ElementsAre("node1", "node2"));
+    EXPECT_TRUE(b.finish().ok());
+  }
+  clock_.advance(std::chrono::seconds(60));
+  v1::Report r;
+  r.set_sequence(1);
+  ASSERT_TRUE(a.report(r));  // node1 keeps reporting
+  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }));
+  clock_.advance(std::chrono::seconds(40));  // node2 silent for 100 s = 10 x stale-after
+  server_->collector().sweep();
+  auto peers = a.readPeers();
+  ASSERT_TRUE(peers.has_value());
+  EXPECT_THAT(names(*peers), ElementsAre("node1"));
+  EXPECT_TRUE(a.finish().ok());
+}
+
+TEST_F(CollectorTest, ShutdownEndsAgentStreamsWithUnavailable) {
+  FakeAgent a(*collector_);
+  ASSERT_TRUE(a.hello(makeHello("node1", 1)));
+  ASSERT_TRUE(a.readPeers().has_value());
+  const auto start = std::chrono::steady_clock::now();
+  server_->shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  grpc::Status st = a.status();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace meshprobe::aggregator

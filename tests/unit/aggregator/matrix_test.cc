@@ -1,0 +1,81 @@
+#include "aggregator/matrix.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/aggregator/test_util.h"
+
+namespace meshprobe::aggregator {
+namespace {
+
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+using testing::makeCheck;
+using testing::makeProbe;
+
+TEST(ClassifyProbe, AllReceivedWithLowRttIsOk) {
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 10, 10), {}), v1::Cell::OK);
+}
+
+TEST(ClassifyProbe, NothingSentYetIsUnknown) {
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 0, 0), {}), v1::Cell::UNKNOWN);
+}
+
+TEST(ClassifyProbe, NothingReceivedIsFail) {
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 3, 0), {}), v1::Cell::FAIL);
+  // Even when the agent left `loss` at 0.
+  auto p = makeProbe("b", v1::OVERLAY, 3, 0);
+  p.set_loss(0);
+  EXPECT_EQ(classifyProbe(p, {}), v1::Cell::FAIL);
+}
+
+TEST(ClassifyProbe, LossThresholdSeparatesDegradedFromFail) {
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 10, 9), {}), v1::Cell::DEGRADED);  // 10 %
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 10, 6), {}), v1::Cell::DEGRADED);  // 40 %
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 10, 5), {}), v1::Cell::FAIL);      // 50 %: FAIL
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 10, 1), {}), v1::Cell::FAIL);
+}
+
+TEST(ClassifyProbe, HighP99IsDegraded) {
+  // Absolute: p99 at the limit.
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, milliseconds(150), milliseconds(200)), {}),
+            v1::Cell::DEGRADED);
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, milliseconds(150), milliseconds(199)), {}),
+            v1::Cell::OK);
+  // Spike: p99 >= 10 x p50 and above the 20 ms floor.
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, milliseconds(2), milliseconds(25)), {}),
+            v1::Cell::DEGRADED);
+  // Sub-floor jitter on a LAN is fine even at 20 x the median.
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, microseconds(100), milliseconds(2)), {}), v1::Cell::OK);
+}
+
+TEST(ClassifyProbe, OptionsMoveTheThresholds) {
+  MatrixOptions strict;
+  strict.fail_loss = 0.2;
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 10, 8), strict), v1::Cell::FAIL);
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 10, 9), strict), v1::Cell::DEGRADED);
+}
+
+TEST(ClassifyIstiodCheck, MapsCheckStatuses) {
+  auto ok = makeCheck("istiod", v1::CheckResult::OK);
+  auto warn = makeCheck("istiod", v1::CheckResult::WARN);
+  auto fail = makeCheck("istiod", v1::CheckResult::FAIL);
+  auto skip = makeCheck("istiod", v1::CheckResult::SKIP);
+  auto unset = makeCheck("istiod", v1::CheckResult::STATUS_UNSPECIFIED);
+  EXPECT_EQ(classifyIstiodCheck(&ok), v1::Cell::OK);
+  EXPECT_EQ(classifyIstiodCheck(&warn), v1::Cell::DEGRADED);
+  EXPECT_EQ(classifyIstiodCheck(&fail), v1::Cell::FAIL);
+  EXPECT_EQ(classifyIstiodCheck(&skip), v1::Cell::UNKNOWN);
+  EXPECT_EQ(classifyIstiodCheck(&unset), v1::Cell::UNKNOWN);
+  EXPECT_EQ(classifyIstiodCheck(nullptr), v1::Cell::UNKNOWN);
+}
+
+TEST(HasMatrix, OnlyProbeLayers) {
+  EXPECT_TRUE(hasMatrix(v1::UNDERLAY));
+  EXPECT_TRUE(hasMatrix(v1::OVERLAY));
+  EXPECT_TRUE(hasMatrix(v1::ISTIOD));
+  EXPECT_FALSE(hasMatrix(v1::AMBIENT));
+  EXPECT_FALSE(hasMatrix(v1::LAYER_UNSPECIFIED));
+}
+
+}  // namespace
+}  // namespace meshprobe::aggregator

@@ -1,0 +1,114 @@
+#pragma once
+// An in-process aggregator on 127.0.0.1:<port 0> with a FakeClock, and a synchronous fake
+// agent speaking Collector.Connect. Every blocking call has a deadline, so a broken server
+// fails the test instead of hanging it.
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "aggregator/server.h"
+#include "meshprobe/v1/collector.grpc.pb.h"
+#include "meshprobe/v1/query.grpc.pb.h"
+
+namespace meshprobe::aggregator::testing {
+
+inline constexpr std::chrono::seconds kRpcDeadline{10};
+
+class ServerFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.grpc_listen = "127.0.0.1:0";
+    options.cluster.stale_after = std::chrono::seconds(10);
+    server_ = std::make_unique<AggregatorServer>(clock_, options);
+    auto port = server_->start();
+    ASSERT_TRUE(port.ok()) << port.error().message;
+    address_ = "127.0.0.1:" + std::to_string(*port);
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    collector_ = meshprobe::v1::Collector::NewStub(channel_);
+    query_ = meshprobe::v1::Query::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (server_) server_->shutdown();
+  }
+
+  // Polls `pred` until it holds or `timeout` passes (server work happens on gRPC threads).
+  template <typename Pred>
+  static bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return pred();
+  }
+
+  static void withDeadline(grpc::ClientContext& ctx) {
+    ctx.set_deadline(std::chrono::system_clock::now() + kRpcDeadline);
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<AggregatorServer> server_;
+  std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<meshprobe::v1::Collector::Stub> collector_;
+  std::unique_ptr<meshprobe::v1::Query::Stub> query_;
+};
+
+// One agent stream.
+class FakeAgent {
+ public:
+  explicit FakeAgent(meshprobe::v1::Collector::Stub& stub) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + kRpcDeadline);
+    stream_ = stub.Connect(&ctx_);
+  }
+
+  bool hello(const meshprobe::v1::Hello& h) {
+    meshprobe::v1::AgentMessage m;
+    *m.mutable_hello() = h;
+    return stream_->Write(m);
+  }
+  bool report(const meshprobe::v1::Report& r) {
+    meshprobe::v1::AgentMessage m;
+    *m.mutable_report() = r;
+    return stream_->Write(m);
+  }
+  bool write(const meshprobe::v1::AgentMessage& m) { return stream_->Write(m); }
+
+  // Next PeerList, or nullopt when the stream ended.
+  std::optional<meshprobe::v1::PeerList> readPeers() {
+    meshprobe::v1::AggregatorMessage m;
+    while (stream_->Read(&m)) {
+      if (m.has_peer_list()) return m.peer_list();
+    }
+    return std::nullopt;
+  }
+
+  grpc::Status finish() {
+    stream_->WritesDone();
+    meshprobe::v1::AggregatorMessage m;
+    while (stream_->Read(&m)) {
+    }
+    return stream_->Finish();
+  }
+  // For streams the server already ended.
+  grpc::Status status() {
+    meshprobe::v1::AggregatorMessage m;
+    while (stream_->Read(&m)) {
+    }
+    return stream_->Finish();
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<meshprobe::v1::AgentMessage, meshprobe::v1::AggregatorMessage>> stream_;
+};
+
+}  // namespace meshprobe::aggregator::testing
