@@ -1,6 +1,7 @@
 #pragma once
 // What checks are built from: the config and the kernel/clock seams.
 
+#include "agent/checks/peer_directory.h"
 #include "agent/config.h"
 #include "agent/kernel/command_runner.h"
 #include "agent/kernel/netlink_reader.h"
@@ -14,6 +15,7 @@ struct AgentDeps {
   SockDiag& sock_diag;
   CommandRunner& commands;
   const Clock& clock;
+  const PeerDirectory* peers = nullptr;  // membership, in daemon mode
 };
 
 }  // namespace meshprobe::agent

@@ -14,7 +14,7 @@ std::vector<CheckPtr> makeChecks(const AgentConfig& config, const AgentDeps& dep
   std::vector<CheckPtr> checks;
   checks.push_back(std::make_unique<VxlanDeviceCheck>(config, deps.netlink));
   checks.push_back(std::make_unique<VxlanSocketCheck>(config, deps.netlink, deps.sock_diag));
-  checks.push_back(std::make_unique<VxlanFdbCheck>(config, deps.netlink));
+  checks.push_back(std::make_unique<VxlanFdbCheck>(config, deps.netlink, deps.peers));
   checks.push_back(std::make_unique<FirewallCheck>(config, deps.netlink, deps.commands));
   checks.push_back(std::make_unique<IstiodCheck>(config));
   checks.push_back(std::make_unique<ZtunnelCheck>(config, deps.sock_diag));

@@ -43,7 +43,8 @@ std::string firstProblems(const std::vector<const OverlayPeerGroup*>& groups) {
 
 }  // namespace
 
-VxlanFdbCheck::VxlanFdbCheck(const AgentConfig& config, NetlinkReader& netlink) : config_(config), netlink_(netlink) {}
+VxlanFdbCheck::VxlanFdbCheck(const AgentConfig& config, NetlinkReader& netlink, const PeerDirectory* peers)
+    : config_(config), netlink_(netlink), peers_(peers) {}
 
 CheckResult VxlanFdbCheck::run() {
   auto snap = netlink_.snapshot();
@@ -99,16 +100,41 @@ CheckResult VxlanFdbCheck::run() {
   if (list.size() > kMaxGroupsInDetails) list.erase(list.begin() + kMaxGroupsInDetails, list.end());
   details["groups"] = std::move(list);
 
+  // Against membership: each peer's entries must match the peer's own Hello.
+  std::vector<PeerMismatch> mismatches;      // missing / stale entries: a fault
+  std::vector<PeerMismatch> unexpected;      // routes to subnets no member owns: a leftover
+  if (auto expected = peers_ ? peers_->get() : std::nullopt) {
+    nlohmann::json list = nlohmann::json::array();
+    for (auto& m : comparePeers(groups, *expected)) {
+      list.push_back({{"kind", peerMismatchKindName(m.kind)},
+                      {"node", m.node},
+                      {"entry", m.entry},
+                      {"expected", m.expected},
+                      {"actual", m.actual}});
+      (m.kind == PeerMismatchKind::kUnexpected ? unexpected : mismatches).push_back(std::move(m));
+    }
+    details["membership"] = {{"peers", expected->size()}, {"mismatches", std::move(list)}};
+  }
+
   CheckResult r;
-  if (!incomplete.empty()) {
-    const std::string summary = std::to_string(incomplete.size()) + " of " + std::to_string(peers) + " peers on " +
-                                dev.name + " have incomplete overlay entries: " + firstProblems(incomplete);
+  if (!incomplete.empty() || !mismatches.empty()) {
+    std::string summary;
+    if (!mismatches.empty()) {
+      summary = std::to_string(mismatches.size()) + " overlay entries on " + dev.name +
+                " disagree with the peers' own facts: " + mismatches.front().describe();
+    } else {
+      summary = std::to_string(incomplete.size()) + " of " + std::to_string(peers) + " peers on " + dev.name +
+                " have incomplete overlay entries: " + firstProblems(incomplete);
+    }
     r = result(CheckStatus::kFail, summary);
     Finding f;
     f.code = std::string(codes::kOverlayFdbStale);
     f.severity = Severity::kCritical;
     f.layer = Layer::kOverlay;
     f.summary = summary;
+    for (size_t i = 0; i < mismatches.size() && i < kMaxEvidence; ++i) {
+      f.evidence.push_back("vxlan_fdb: " + mismatches[i].describe());
+    }
     for (size_t i = 0; i < incomplete.size() && i < kMaxEvidence; ++i) {
       std::string e = "vxlan_fdb: " + incomplete[i]->key + ": ";
       for (size_t k = 0; k < incomplete[i]->problems.size(); ++k) e += (k ? "; " : "") + incomplete[i]->problems[k];
@@ -119,6 +145,9 @@ CheckResult VxlanFdbCheck::run() {
     }
     f.remedy = kRemedy;
     r.findings.push_back(std::move(f));
+  } else if (!unexpected.empty()) {
+    r = result(CheckStatus::kWarn, std::to_string(unexpected.size()) + " routes on " + dev.name +
+                                       " lead to subnets no member owns: " + unexpected.front().describe());
   } else if (!leftovers.empty()) {
     r = result(CheckStatus::kWarn, std::to_string(peers) + " peers complete on " + dev.name + "; " +
                                        std::to_string(leftovers.size()) +

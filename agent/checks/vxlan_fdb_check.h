@@ -1,5 +1,6 @@
 #pragma once
 #include "agent/checks/check.h"
+#include "agent/checks/peer_directory.h"
 #include "agent/config.h"
 #include "agent/kernel/netlink_reader.h"
 
@@ -7,13 +8,16 @@ namespace meshprobe::agent {
 
 class VxlanFdbCheck final : public Check {
  public:
-  VxlanFdbCheck(const AgentConfig& config, NetlinkReader& netlink);
+  // With `peers`, every peer's route, neighbour and FDB entry is also compared with the
+  // peer's own facts from membership (missing / stale MAC / stale dst / stale route).
+  VxlanFdbCheck(const AgentConfig& config, NetlinkReader& netlink, const PeerDirectory* peers = nullptr);
   std::string_view name() const override { return "vxlan_fdb"; }
   CheckResult run() override;
 
  private:
   const AgentConfig& config_;
   NetlinkReader& netlink_;
+  const PeerDirectory* peers_;
 };
 
 }  // namespace meshprobe::agent

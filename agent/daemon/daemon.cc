@@ -75,7 +75,10 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
 
   // Checks run on their own cadence in their own thread. Leaked on purpose: a check that
   // timed out may still run in a detached thread after shutdown.
-  auto* checks = new std::vector<CheckPtr>(makeChecks(config, deps));
+  auto* directory = new PeerDirectory();  // leaked with the checks that read it
+  AgentDeps check_deps = deps;
+  check_deps.peers = directory;
+  auto* checks = new std::vector<CheckPtr>(makeChecks(config, check_deps));
   auto state = std::make_shared<SharedState>();
   state->hello = buildHello(config, nullptr, "");
   const auto check_interval = std::max<Duration>(config.interval, kMinCheckInterval);
@@ -104,7 +107,8 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
       std::lock_guard lock(state->mu);
       return state->hello;
     };
-    cb.on_peers = [&prober, &config](const meshprobe::v1::PeerList& peers) {
+    cb.on_peers = [&prober, &config, directory](const meshprobe::v1::PeerList& peers) {
+      directory->set(expectationsFromPeers(peers, config.node_name));
       auto targets = targetsFromPeers(peers, config.node_name);
       spdlog::info("peer list: {} members, {} probe targets", peers.peers_size(), targets.size());
       if (auto st = prober.setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);

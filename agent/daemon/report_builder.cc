@@ -132,6 +132,15 @@ std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, 
   return targets;
 }
 
+std::vector<PeerExpectation> expectationsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self) {
+  std::vector<PeerExpectation> out;
+  for (const auto& p : peers.peers()) {
+    if (p.node_name() == self || p.overlay_ip().empty() || p.vtep_mac().empty()) continue;
+    out.push_back({p.node_name(), p.node_ip(), p.overlay_ip(), p.vtep_mac(), p.pod_cidr()});
+  }
+  return out;
+}
+
 std::vector<ProbeTarget> targetsFromStaticPeers(const std::vector<std::string>& peers) {
   std::vector<ProbeTarget> targets;
   for (const auto& ip : peers) targets.push_back({ip, Layer::kUnderlay, ip});

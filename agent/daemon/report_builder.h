@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/checks/check.h"
+#include "agent/checks/vxlan_facts.h"
 #include "agent/config.h"
 #include "agent/kernel/netlink_types.h"
 #include "agent/probe/prober.h"
@@ -27,6 +28,10 @@ meshprobe::v1::Hello buildHello(const AgentConfig& config, const NetlinkSnapshot
 // Probe targets for a peer list: every other member's node IP (UNDERLAY) and VXLAN
 // device address (OVERLAY). The list includes the receiver; it is skipped by name.
 std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self);
+
+// What each other member's overlay entries on this node must be (for vxlan_fdb). Members
+// without a VXLAN device (no overlay facts) are left out.
+std::vector<PeerExpectation> expectationsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self);
 
 // Standalone mode: --peers IPs probed on the underlay, named by their address.
 std::vector<ProbeTarget> targetsFromStaticPeers(const std::vector<std::string>& peers);

@@ -84,4 +84,17 @@ const TestNetns& Cluster::addNetns(const std::string& name) {
   return *pods_.back();
 }
 
+std::string Cluster::controlIp() { return "198.51.100.2"; }
+
+const TestNetns& Cluster::addControl() {
+  if (control_) return *control_;
+  control_ = std::make_unique<TestNetns>("control");
+  const std::string mtu = std::to_string(options_.underlay_mtu);
+  mustRun({"ip", "-n", underlay_->name(), "link", "add", "vc", "mtu", mtu, "type", "veth", "peer", "name", "eth0",
+           "mtu", mtu, "netns", control_->name()});
+  underlay_->sh("ip link set vc master br0 up");
+  control_->sh("ip addr add " + controlIp() + "/24 dev eth0\nip link set eth0 up\n");
+  return *control_;
+}
+
 }  // namespace meshprobe::e2e

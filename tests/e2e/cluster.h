@@ -45,10 +45,17 @@ class Cluster {
   // What flannel programs on node `on` for `peer`.
   void programPeer(int on, int peer) const;
 
+  // The control plane's netns "control" on the underlay bridge (eth0 = controlIp()/24), for
+  // the aggregator: the diagnostic path must not depend on the overlay (DESIGN §2 rule 1).
+  // Created once; later calls return the same netns.
+  const TestNetns& addControl();
+  static std::string controlIp();  // 198.51.100.2
+
  private:
   ClusterOptions options_;
   std::unique_ptr<TestNetns> underlay_;
   std::vector<std::unique_ptr<TestNetns>> nodes_;
+  std::unique_ptr<TestNetns> control_;
   std::vector<std::unique_ptr<TestNetns>> pods_;  // destroyed first (declared last)
 };
 

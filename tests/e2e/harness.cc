@@ -484,6 +484,7 @@ bool Process::alive() {
   pid_t r = waitpid(pid_, &status, WNOHANG);
   if (r == pid_) {
     reaped_ = true;
+    exit_code_ = decodeStatus(status);
     unregisterPid(pid_);
     return false;
   }
@@ -514,6 +515,11 @@ void Process::kill9() {
   if (!alive()) return;
   kill(pid_, SIGKILL);
   reap(5s);
+}
+
+bool Process::signal(int sig) {
+  if (!alive()) return false;
+  return kill(pid_, sig) == 0;
 }
 
 std::string Process::describe() const { return "`" + joinArgs(argv_) + "`; log: " + tail(log(), 2000); }

@@ -135,12 +135,18 @@ class Process {
   std::string log() const { return readFile(log_path_); }
   std::string describe() const;  // argv + log tail
 
+  // Sends `sig` to this PID only (no reaping; poll alive() for the exit). False when gone.
+  bool signal(int sig);
+  // Once reaped by alive(): the exit code (-1 when killed by a signal); nullopt before.
+  std::optional<int> exitCode() const { return exit_code_; }
+
  private:
   void reap(std::chrono::milliseconds grace);
   std::vector<std::string> argv_;
   std::string log_path_;
   pid_t pid_ = -1;
   bool reaped_ = false;
+  std::optional<int> exit_code_;
 };
 
 // Polls `ready` until it returns true or `timeout` passes (then throws naming `what`).

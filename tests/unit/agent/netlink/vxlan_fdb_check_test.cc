@@ -178,6 +178,38 @@ TEST(VxlanFdbCheck, PeerWhoseRouteWasDeletedFails) {
   EXPECT_NE(r.findings[0].evidence[0].find("10.244.3.0"), std::string::npos);
 }
 
+TEST(VxlanFdbCheck, AgainstMembershipNamesTheStalePeer) {
+  auto s = twoHealthyPeers();
+  PeerDirectory directory;
+  directory.set({{"node-2", "198.51.100.12", "10.244.2.0", "6e:1f:00:00:02:00", "10.244.2.0/24"},
+                 // node-3 moved: its node IP is now .23, the FDB still says .13
+                 {"node-3", "198.51.100.23", "10.244.3.0", "6e:1f:00:00:03:00", "10.244.3.0/24"}});
+  FakeNetlinkReader reader(s);
+  AgentConfig config;
+  VxlanFdbCheck check(config, reader, &directory);
+  auto r = check.run();
+  EXPECT_EQ(r.status, CheckStatus::kFail) << r.summary;
+  EXPECT_NE(r.summary.find("node-3"), std::string::npos) << r.summary;
+  ASSERT_EQ(r.findings.size(), 1u);
+  EXPECT_EQ(r.findings[0].code, "OVERLAY_FDB_STALE");
+  EXPECT_NE(r.findings[0].evidence[0].find("198.51.100.13"), std::string::npos) << r.findings[0].evidence[0];
+  EXPECT_EQ(r.details["membership"]["peers"], 2);
+  EXPECT_EQ(r.details["membership"]["mismatches"][0]["node"], "node-3");
+}
+
+TEST(VxlanFdbCheck, MatchingMembershipIsOk) {
+  auto s = twoHealthyPeers();
+  PeerDirectory directory;
+  directory.set({{"node-2", "198.51.100.12", "10.244.2.0", "6e:1f:00:00:02:00", "10.244.2.0/24"},
+                 {"node-3", "198.51.100.13", "10.244.3.0", "6e:1f:00:00:03:00", "10.244.3.0/24"}});
+  FakeNetlinkReader reader(s);
+  AgentConfig config;
+  VxlanFdbCheck check(config, reader, &directory);
+  auto r = check.run();
+  EXPECT_EQ(r.status, CheckStatus::kOk) << r.summary;
+  EXPECT_TRUE(r.findings.empty());
+}
+
 TEST(VxlanFdbCheck, NoDeviceSkips) {
   auto s = nodeSnapshot();
   s.links.pop_back();

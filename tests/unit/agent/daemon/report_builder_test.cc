@@ -1,0 +1,81 @@
+#include "agent/daemon/report_builder.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+using namespace meshprobe;
+using namespace meshprobe::agent;
+
+namespace {
+meshprobe::v1::PeerList threePeers() {
+  meshprobe::v1::PeerList pl;
+  for (int i = 1; i <= 3; ++i) {
+    auto* p = pl.add_peers();
+    p->set_node_name("n" + std::to_string(i));
+    p->set_node_ip("198.51.100." + std::to_string(10 + i));
+    p->set_overlay_ip("10.244." + std::to_string(i) + ".0");
+    p->set_vtep_mac("0a:58:0a:f4:0" + std::to_string(i) + ":00");
+    p->set_pod_cidr("10.244." + std::to_string(i) + ".0/24");
+  }
+  pl.mutable_peers(2)->clear_overlay_ip();  // n3 has no VXLAN device
+  return pl;
+}
+}  // namespace
+
+TEST(ReportBuilder, TargetsCoverBothLayersOfEveryOtherMember) {
+  auto targets = targetsFromPeers(threePeers(), "n1");
+  ASSERT_EQ(targets.size(), 3u);  // n2 underlay + overlay, n3 underlay only
+  EXPECT_EQ(targets[0].peer, "n2");
+  EXPECT_EQ(targets[0].layer, Layer::kUnderlay);
+  EXPECT_EQ(targets[0].address, "198.51.100.12");
+  EXPECT_EQ(targets[1].layer, Layer::kOverlay);
+  EXPECT_EQ(targets[1].address, "10.244.2.0");
+  EXPECT_EQ(targets[2].peer, "n3");
+  EXPECT_EQ(targets[2].layer, Layer::kUnderlay);
+}
+
+TEST(ReportBuilder, ExpectationsSkipSelfAndMembersWithoutOverlay) {
+  auto e = expectationsFromPeers(threePeers(), "n1");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].node, "n2");
+  EXPECT_EQ(e[0].vtep_mac, "0a:58:0a:f4:02:00");
+  EXPECT_EQ(e[0].pod_cidr, "10.244.2.0/24");
+}
+
+TEST(ReportBuilder, HelloCarriesTheDeviceFactsAndThePodCidr) {
+  NetlinkSnapshot snap;
+  LinkInfo dev;
+  dev.ifindex = 3;
+  dev.name = "flannel.1";
+  dev.kind = "vxlan";
+  dev.mtu = 1450;
+  dev.mac = "0a:58:0a:f4:05:00";
+  dev.vxlan = VxlanInfo{1, 4789, "198.51.100.15", 2, false};
+  snap.links.push_back(dev);
+  snap.addresses.push_back({3, AF_INET, "10.244.5.0", 32});
+  AgentConfig config;
+  config.node_name = "n5";
+  config.node_ip = "198.51.100.15";
+  auto h = buildHello(config, &snap, "10.244.5.1/24");
+  EXPECT_EQ(h.node_name(), "n5");
+  EXPECT_EQ(h.overlay_ip(), "10.244.5.0");
+  EXPECT_EQ(h.vtep_mac(), "0a:58:0a:f4:05:00");
+  EXPECT_EQ(h.vxlan_vni(), 1u);
+  EXPECT_EQ(h.vxlan_port(), 4789u);
+  EXPECT_EQ(h.vxlan_mtu(), 1450u);
+  EXPECT_EQ(h.pod_cidr(), "10.244.5.0/24");
+  auto bare = buildHello(config, nullptr, "");
+  EXPECT_TRUE(bare.overlay_ip().empty());
+  EXPECT_TRUE(bare.pod_cidr().empty());
+}
+
+TEST(ReportBuilder, CheckDetailsBecomeAStruct) {
+  CheckResult c;
+  c.name = "vxlan_device";
+  c.status = CheckStatus::kFail;
+  c.details = {{"mtu", 1450}, {"device", "flannel.1"}};
+  auto p = toProto(c);
+  EXPECT_EQ(p.status(), meshprobe::v1::CheckResult::FAIL);
+  EXPECT_EQ(p.details().fields().at("device").string_value(), "flannel.1");
+  EXPECT_EQ(p.details().fields().at("mtu").number_value(), 1450);
+}
