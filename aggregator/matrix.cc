@@ -12,8 +12,14 @@ v1::Cell::State classifyProbe(const v1::ProbeResult& probe, const MatrixOptions&
   // with a little slack so a threshold hit exactly counts.
   constexpr double kSlack = 1e-9;
   if (probe.sent() == 0) return v1::Cell::UNKNOWN;
-  if (probe.received() == 0 || probe.loss() >= options.fail_loss - kSlack) return v1::Cell::FAIL;
-  if (probe.loss() > kSlack) return v1::Cell::DEGRADED;
+  // A probe and its quick retries all missed: a hard fault, confirmed without waiting for
+  // the loss window to fill.
+  if (probe.consecutive_failures() >= options.confirm_failures) return v1::Cell::FAIL;
+  // The state follows recent loss when the agent sends it, so a recovered pair turns OK
+  // within a few probes instead of after the whole window.
+  const double loss = probe.has_recent_loss() ? probe.recent_loss() : probe.loss();
+  if (probe.received() == 0 || loss >= options.fail_loss - kSlack) return v1::Cell::FAIL;
+  if (loss > kSlack) return v1::Cell::DEGRADED;
   const auto p50 = std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(probe.rtt_p50()));
   const auto p99 = std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(probe.rtt_p99()));
   if (p99 >= options.rtt_p99_degraded) return v1::Cell::DEGRADED;

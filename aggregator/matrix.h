@@ -3,6 +3,7 @@
 // functions; ClusterState applies them to each source node's latest Report.
 
 #include <chrono>
+#include <cstdint>
 #include <string_view>
 
 #include "meshprobe/v1/collector.pb.h"
@@ -16,6 +17,8 @@ inline constexpr std::string_view kIstiodDst = "istiod";
 struct MatrixOptions {
   // loss >= fail_loss (or nothing received) is FAIL; any smaller loss above 0 is DEGRADED.
   double fail_loss = 0.5;
+  // This many consecutive misses (a probe and its two quick retries) is FAIL at once.
+  uint32_t confirm_failures = 3;
   // RTT p99 at or above this is DEGRADED whatever the median.
   std::chrono::nanoseconds rtt_p99_degraded{std::chrono::milliseconds(200)};
   // A p99 at least `rtt_spike_factor` times the p50 is DEGRADED too, but only once it is
@@ -26,7 +29,8 @@ struct MatrixOptions {
 
 // One probe summary (the src node's view of dst on a layer):
 //   sent == 0                              -> UNKNOWN (no probe finished in the window yet)
-//   received == 0, or loss >= fail_loss    -> FAIL
+//   consecutive_failures >= confirm_failures, received == 0,
+//   or loss >= fail_loss                   -> FAIL   (loss = recent_loss when present)
 //   0 < loss < fail_loss, or RTT p99 high  -> DEGRADED
 //   otherwise                              -> OK
 meshprobe::v1::Cell::State classifyProbe(const meshprobe::v1::ProbeResult& probe, const MatrixOptions& options);

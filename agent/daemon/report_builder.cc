@@ -65,6 +65,8 @@ meshprobe::v1::ProbeResult toProto(const TargetStats& s) {
   out.set_received(static_cast<uint32_t>(
       static_cast<double>(s.window_probes) * (1.0 - s.loss) + 0.5));
   out.set_loss(s.loss);
+  out.set_recent_loss(s.recent_loss);
+  out.set_consecutive_failures(s.consecutive_failures);
   if (s.rtt_p50) *out.mutable_rtt_p50() = TimeUtil::NanosecondsToDuration(s.rtt_p50->count());
   if (s.rtt_p99) *out.mutable_rtt_p99() = TimeUtil::NanosecondsToDuration(s.rtt_p99->count());
   if (s.jitter) *out.mutable_jitter() = TimeUtil::NanosecondsToDuration(s.jitter->count());

@@ -378,6 +378,11 @@ struct Prober::Impl {
       prev = &o;
     }
     t.loss = s.window.empty() ? 0.0 : static_cast<double>(misses) / static_cast<double>(s.window.size());
+    size_t recent = 0, recent_misses = 0;
+    for (auto it = s.window.rbegin(); it != s.window.rend() && recent < kRecentProbes; ++it, ++recent) {
+      if (!it->ok) ++recent_misses;
+    }
+    t.recent_loss = recent == 0 ? 0.0 : static_cast<double>(recent_misses) / static_cast<double>(recent);
     if (!rtts.empty()) {
       std::sort(rtts.begin(), rtts.end());
       t.rtt_p50 = percentile(rtts, 0.50);

@@ -44,13 +44,16 @@ struct ProberOptions {
   int receive_buffer = 1 << 20;  // SO_RCVBUF (capped by net.core.rmem_max): absorbs reply bursts
 };
 
+inline constexpr size_t kRecentProbes = 5;
+
 struct TargetStats {
   ProbeTarget target;
   uint64_t sent = 0;  // since the target was added
   uint64_t received = 0;
   // Over the last `window` completed probes:
   size_t window_probes = 0;
-  double loss = 0;  // 0..1; 0 with no completed probe yet
+  double loss = 0;         // 0..1; 0 with no completed probe yet
+  double recent_loss = 0;  // 0..1 over the last kRecentProbes completed probes (quick to recover)
   std::optional<Duration> rtt_p50;
   std::optional<Duration> rtt_p99;
   std::optional<Duration> jitter;  // mean |RTT(i) - RTT(i-1)| over consecutive replies

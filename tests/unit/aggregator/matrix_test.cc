@@ -35,6 +35,24 @@ TEST(ClassifyProbe, LossThresholdSeparatesDegradedFromFail) {
   EXPECT_EQ(classifyProbe(makeProbe("b", v1::OVERLAY, 10, 1), {}), v1::Cell::FAIL);
 }
 
+TEST(ClassifyProbe, ConfirmedConsecutiveMissesFailBeforeTheWindowFills) {
+  auto p = makeProbe("b", v1::OVERLAY, 30, 27);  // 10 % over the window: would be DEGRADED
+  p.set_consecutive_failures(2);
+  EXPECT_EQ(classifyProbe(p, {}), v1::Cell::DEGRADED);
+  p.set_consecutive_failures(3);  // a probe and its two retries missed
+  EXPECT_EQ(classifyProbe(p, {}), v1::Cell::FAIL);
+}
+
+TEST(ClassifyProbe, StateFollowsRecentLossWhenTheAgentSendsIt) {
+  auto p = makeProbe("b", v1::OVERLAY, 30, 12);  // 60 % over the window (the fault just ended)
+  p.set_recent_loss(0.0);                        // the last probes all came back
+  EXPECT_EQ(classifyProbe(p, {}), v1::Cell::OK);
+  p.set_recent_loss(0.2);
+  EXPECT_EQ(classifyProbe(p, {}), v1::Cell::DEGRADED);
+  p.set_recent_loss(0.6);
+  EXPECT_EQ(classifyProbe(p, {}), v1::Cell::FAIL);
+}
+
 TEST(ClassifyProbe, HighP99IsDegraded) {
   // Absolute: p99 at the limit.
   EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, milliseconds(150), milliseconds(200)), {}),

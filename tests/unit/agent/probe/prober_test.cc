@@ -59,6 +59,7 @@ TEST(Prober, AgainstAResponderNoLossAndAnRtt) {
   auto stats = p.stats();
   for (const auto& s : stats) {
     EXPECT_EQ(s.loss, 0.0) << targetLabel(s.target);
+    EXPECT_EQ(s.recent_loss, 0.0) << targetLabel(s.target);
     ASSERT_TRUE(s.rtt_p50.has_value());
     ASSERT_TRUE(s.rtt_p99.has_value());
     EXPECT_GT(*s.rtt_p50, 0ns);
@@ -108,6 +109,7 @@ TEST(Prober, NothingListeningIsLossOneAndTcpUnreachable) {
   EXPECT_FALSE(*s.tcp_reachable);
   EXPECT_EQ(s.tcp_error, "connection refused");
   EXPECT_EQ(s.loss, 1.0);
+  EXPECT_EQ(s.recent_loss, 1.0);
   EXPECT_EQ(s.received, 0u);
   EXPECT_FALSE(s.last_success.has_value());
   EXPECT_FALSE(s.rtt_p50.has_value());
