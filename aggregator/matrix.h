@@ -22,9 +22,10 @@ struct MatrixOptions {
   // RTT p99 at or above this is DEGRADED whatever the median.
   std::chrono::nanoseconds rtt_p99_degraded{std::chrono::milliseconds(200)};
   // A p99 at least `rtt_spike_factor` times the p50 is DEGRADED too, but only once it is
-  // above `rtt_spike_floor` (sub-millisecond LAN jitter is not a fault).
+  // above `rtt_spike_floor`: LAN jitter and a busy node's scheduling hiccups (tens of ms)
+  // are not a network fault.
   double rtt_spike_factor = 10.0;
-  std::chrono::nanoseconds rtt_spike_floor{std::chrono::milliseconds(20)};
+  std::chrono::nanoseconds rtt_spike_floor{std::chrono::milliseconds(100)};
 };
 
 // One probe summary (the src node's view of dst on a layer):

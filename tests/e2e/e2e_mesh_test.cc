@@ -144,6 +144,7 @@ struct Matrix {
   std::vector<std::string> nodes;
   std::map<std::pair<std::string, std::string>, std::string> cells;  // (src, dst) -> state
   size_t cell_count = 0;
+  std::vector<std::string> not_ok;  // the JSON of every cell not OK (RTT, loss, last update)
 
   std::string state(const std::string& src, const std::string& dst) const {
     auto it = cells.find({src, dst});
@@ -166,6 +167,7 @@ struct Matrix {
       for (const auto& d : dsts) o << std::setw(10) << (s == d ? "-" : state(s, d) == "(absent)" ? "." : state(s, d));
       o << "\n";
     }
+    for (const auto& c : not_ok) o << "  " << c << "\n";
     return o.str();
   }
 };
@@ -183,7 +185,9 @@ Matrix parseMatrix(const nlohmann::json& j) {
   }
   if (j.contains("cells") && j["cells"].is_array()) {
     for (const auto& c : j["cells"]) {
-      m.cells[{c.value("src", ""), c.value("dst", "")}] = c.value("state", "STATE_UNSPECIFIED");
+      const std::string state = c.value("state", "STATE_UNSPECIFIED");
+      m.cells[{c.value("src", ""), c.value("dst", "")}] = state;
+      if (state != "OK") m.not_ok.push_back(c.dump());
       ++m.cell_count;
     }
   }
@@ -266,6 +270,7 @@ class Mesh {
   const Cluster& cluster() const { return cluster_; }
   Process& agent(int n) { return *agents_.at(n - 1); }
   Process& aggregator() { return *aggregator_; }
+  std::string logsDir() const { return tmp_.sub("logs"); }
   static std::string grpcAddr() { return Cluster::controlIp() + ":" + std::to_string(kGrpcPort); }
 
   // (Re)starts the aggregator on the same address; returns once its gRPC port listens.
@@ -413,17 +418,31 @@ class MeshTest : public ::testing::Test {
     dropMeshprobeEnv();
     mesh_ = std::make_unique<Mesh>();
   }
-  void TearDown() override { mesh_.reset(); }
+  void TearDown() override {
+    // MPE2E_LOGS=DIR keeps every process log of each test under DIR/<test name>/.
+    if (const char* keep = std::getenv("MPE2E_LOGS"); keep && *keep && mesh_) {
+      const std::string dst = std::string(keep) + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+      runCommand({"mkdir", "-p", dst});
+      runCommand({"sh", "-c", "cp -r \"$0\"/. \"$1\"/", mesh_->logsDir(), dst});
+    }
+    mesh_.reset();
+  }
 
   // Polls `mismatch` (returns "" once the wanted state holds, else what differs) until it
   // holds or `timeout` passes. `elapsed` gets the seconds from `t0` to the first success.
   ::testing::AssertionResult eventually(const std::string& what, const std::function<std::string()>& mismatch,
                                         std::chrono::milliseconds timeout, double* elapsed = nullptr,
                                         SteadyClock::time_point t0 = SteadyClock::now()) {
+    // MPE2E_VERBOSE=1 prints every change of the mismatch while waiting (what a slow wait waited on).
+    const char* verbose = std::getenv("MPE2E_VERBOSE");
     std::string last;
     bool held = pollUntil(
         [&] {
-          last = mismatch();
+          std::string now = mismatch();
+          if (verbose && *verbose && now != last) {
+            std::cerr << "[" << seconds(secondsSince(t0)) << "] " << what << ":\n" << (now.empty() ? "  holds\n" : now);
+          }
+          last = std::move(now);
           return last.empty();
         },
         timeout);
@@ -622,6 +641,7 @@ TEST_F(MeshTest, StaleFdbEntryOnNode1ForNode4) {
       },
       30s, &detection, injected));
   std::cout << "stale fdb: node1->node4 FAIL after " << seconds(detection) << std::endl;
+  double exact = 0, istiod = 0;
 
   // Which cells fail. node1 -> node4: node1 encapsulates for node4's VTEP MAC towards the
   // wrong IP, so the probe never arrives. node4 -> node1 fails as well, although node4's
@@ -634,7 +654,8 @@ TEST_F(MeshTest, StaleFdbEntryOnNode1ForNode4) {
   };
   EXPECT_TRUE(eventually(
       "OVERLAY FAIL set is exactly {node1->node4, node4->node1}, everything else and every UNDERLAY cell OK",
-      [&] { return layerMismatch("OVERLAY", expect) + layerMismatch("UNDERLAY", kAllOk); }, 20s));
+      [&] { return layerMismatch("OVERLAY", expect) + layerMismatch("UNDERLAY", kAllOk); }, 20s, &exact, injected));
+  std::cout << "stale fdb: OVERLAY FAIL set {node1->node4, node4->node1} after " << seconds(exact) << std::endl;
   // The same asymmetry shows in the ISTIOD column: istiod sits behind node1's cni0, so its
   // answers to node4 leave node1 through the stale entry too; node1..node3 still reach it.
   EXPECT_TRUE(eventually(
@@ -642,7 +663,8 @@ TEST_F(MeshTest, StaleFdbEntryOnNode1ForNode4) {
       [&] {
         return istiodMismatch(mesh_->matrix("ISTIOD"), [](int n) { return std::string(n == 4 ? "FAIL" : "OK"); });
       },
-      30s));
+      30s, &istiod, injected));
+  std::cout << "stale fdb: ISTIOD node4 FAIL after " << seconds(istiod) << std::endl;
 
   // node1's own vxlan_fdb check, against membership (node4's Hello says its VTEP MAC sits
   // at 198.51.100.14), names node4's entry as stale.

@@ -59,11 +59,13 @@ TEST(ClassifyProbe, HighP99IsDegraded) {
             v1::Cell::DEGRADED);
   EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, milliseconds(150), milliseconds(199)), {}),
             v1::Cell::OK);
-  // Spike: p99 >= 10 x p50 and above the 20 ms floor.
-  EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, milliseconds(2), milliseconds(25)), {}),
+  // Spike: p99 >= 10 x p50 and above the 100 ms floor.
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, milliseconds(12), milliseconds(150)), {}),
             v1::Cell::DEGRADED);
-  // Sub-floor jitter on a LAN is fine even at 20 x the median.
-  EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, microseconds(100), milliseconds(2)), {}), v1::Cell::OK);
+  // Sub-floor jitter is fine even at 100 x the median: a busy node's 20 ms scheduling
+  // hiccup over a 0.2 ms path is not a network fault.
+  EXPECT_EQ(classifyProbe(makeProbe("b", v1::UNDERLAY, 10, 10, microseconds(200), milliseconds(20)), {}),
+            v1::Cell::OK);
 }
 
 TEST(ClassifyProbe, OptionsMoveTheThresholds) {
