@@ -58,7 +58,7 @@ elapsed_until() {
   awk -v a="$(now)" -v b="$start" 'BEGIN { printf "%.3f", a - b }'
 }
 stats() {  # prints "p50 p95 max" of the numbers on stdin
-  sort -g | awk '{v[NR]=$1} END {p50=v[int((NR+1)*0.5)]; i95=int(NR*0.95+0.999); if(i95<1)i95=1; printf "%.2f %.2f %.2f", p50, v[i95], v[NR]}'
+  sort -g | awk '{v[NR]=$1} END {p50=v[int((NR+1)*0.5)]; i95=int(NR*0.95+0.999); if(i95<1)i95=1; printf "%.2f %.2f %.2f\n", p50, v[i95], v[NR]}'
 }
 
 det=(); rec=()

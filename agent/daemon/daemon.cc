@@ -66,6 +66,10 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   popts.key = key;
   popts.port = config.probe_port;
   popts.interval = config.interval;
+  // Node-to-node RTTs are far below a millisecond: a probe unanswered after 500 ms is lost.
+  // A short timeout lets a probe and its two retries confirm a hard fault in ~1.5 s.
+  popts.timeout = std::min<Duration>(std::chrono::milliseconds(500),
+                                     std::chrono::duration_cast<Duration>(config.interval * 0.8));
   Prober prober(popts, deps.clock);
   if (auto st = prober.start(); !st.ok()) return st.error();
   if (!config.peers.empty()) {

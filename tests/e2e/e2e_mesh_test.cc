@@ -60,6 +60,12 @@ constexpr const char* kStaleAfter = "3s";
 constexpr const char* kWrongDst = "198.51.100.99";  // on the underlay subnet, nobody has it
 constexpr const char* kIstiodSan = "istiod.istio-system.svc";
 
+// MPE2E_LOG_LEVEL=debug raises the daemons' log level (logs are kept with MPE2E_LOGS=DIR).
+std::string logLevel() {
+  const char* level = std::getenv("MPE2E_LOG_LEVEL");
+  return level && *level ? level : "info";
+}
+
 std::string nodeName(int n) { return "node" + std::to_string(n); }
 
 double secondsSince(SteadyClock::time_point t0) {
@@ -276,11 +282,12 @@ class Mesh {
   // (Re)starts the aggregator on the same address; returns once its gRPC port listens.
   void startAggregator() {
     ++aggregator_runs_;
-    aggregator_ = std::make_unique<Process>(
-        control_->name(),
-        std::vector<std::string>{kAggregatorBin, "--grpc-listen", grpcAddr(), "--http-listen",
-                                 Cluster::controlIp() + ":9471", "--stale-after", kStaleAfter, "--log-level", "info"},
-        tmp_.sub("logs/aggregator-" + std::to_string(aggregator_runs_) + ".log"));
+    aggregator_ =
+        std::make_unique<Process>(control_->name(),
+                                  std::vector<std::string>{kAggregatorBin, "--grpc-listen", grpcAddr(), "--http-listen",
+                                                           Cluster::controlIp() + ":9471", "--stale-after", kStaleAfter,
+                                                           "--log-level", logLevel()},
+                                  tmp_.sub("logs/aggregator-" + std::to_string(aggregator_runs_) + ".log"));
     pid_t pid = aggregator_->pid();
     waitFor([pid] { return tcpListening(pid, kGrpcPort); }, 20s, "aggregator gRPC listener", aggregator_.get());
   }
@@ -311,7 +318,7 @@ class Mesh {
             "--check-timeout",
             "4s",
             "--log-level",
-            "info"};
+            logLevel()};
   }
 
   // ---- the Query API ----
