@@ -12,6 +12,7 @@
 #include "agent/checks/registry.h"
 #include "agent/checks/vxlan_facts.h"
 #include "agent/daemon/report_buffer.h"
+#include "agent/daemon/peer_set.h"
 #include "agent/daemon/report_builder.h"
 #include "agent/daemon/stream_client.h"
 #include "agent/doctor/doctor.h"
@@ -23,6 +24,8 @@ namespace {
 
 constexpr size_t kReportBufferCapacity = 120;  // two minutes of reports at 1 s
 constexpr auto kMinCheckInterval = std::chrono::seconds(2);
+// A peer missing from the aggregator's lists is still probed for this long (see PeerSet).
+constexpr auto kPeerGrace = std::chrono::seconds(30);
 
 // What the check thread learns and the report/stream side reads.
 struct SharedState {
@@ -103,6 +106,18 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
     state->checks_done = true;
   });
 
+  // Membership: the stream's PeerLists feed a PeerSet; its current peers drive the prober
+  // and vxlan_fdb's expectations. Guarded by peer_mu (stream thread and report loop).
+  std::mutex peer_mu;
+  PeerSet peer_set(deps.clock, kPeerGrace);
+  auto apply_peers = [&] {
+    auto peers = peer_set.current();
+    directory->set(expectationsFromPeers(peers, config.node_name));
+    auto targets = targetsFromPeers(peers, config.node_name);
+    spdlog::info("membership: {} peers, {} probe targets", peers.peers_size(), targets.size());
+    if (auto st = prober.setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);
+  };
+
   ReportBuffer buffer(kReportBufferCapacity);
   std::unique_ptr<StreamClient> stream;
   if (!config.aggregator.empty()) {
@@ -111,11 +126,9 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
       std::lock_guard lock(state->mu);
       return state->hello;
     };
-    cb.on_peers = [&prober, &config, directory](const meshprobe::v1::PeerList& peers) {
-      directory->set(expectationsFromPeers(peers, config.node_name));
-      auto targets = targetsFromPeers(peers, config.node_name);
-      spdlog::info("peer list: {} members, {} probe targets", peers.peers_size(), targets.size());
-      if (auto st = prober.setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);
+    cb.on_peers = [&apply_peers, &peer_mu, &peer_set, &config](const meshprobe::v1::PeerList& peers) {
+      std::lock_guard lock(peer_mu);
+      if (peer_set.apply(peers, config.node_name)) apply_peers();
     };
     std::random_device rd;
     stream = std::make_unique<StreamClient>(
@@ -131,6 +144,10 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   auto next = std::chrono::steady_clock::now();
   while (waitUntil(next, stop)) {
     next += config.interval;
+    if (stream) {
+      std::lock_guard lock(peer_mu);
+      if (peer_set.expire()) apply_peers();
+    }
     meshprobe::v1::Report report;
     report.set_sequence(++sequence);
     auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(deps.clock.wallNow().time_since_epoch());

@@ -19,7 +19,9 @@ std::shared_ptr<grpc::Channel> StreamClient::makeChannel(const std::string& targ
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  // gRPC also uses the minimum reconnect backoff as the connect timeout: 100 ms would abort
+  // handshakes on a busy node. Retry quickly (initial 100 ms), but give a connect 2 s.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2'000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }

@@ -1,0 +1,47 @@
+#include "agent/daemon/peer_set.h"
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include <set>
+
+namespace meshprobe::agent {
+
+bool PeerSet::apply(const meshprobe::v1::PeerList& list, const std::string& self) {
+  const auto now = clock_.monotonicNow();
+  bool changed = false;
+  std::set<std::string> listed;
+  for (const auto& p : list.peers()) {
+    if (p.node_name() == self || p.node_name().empty()) continue;
+    listed.insert(p.node_name());
+    auto it = peers_.find(p.node_name());
+    if (it == peers_.end()) {
+      peers_.emplace(p.node_name(), Entry{p, std::nullopt});
+      changed = true;
+    } else {
+      if (!google::protobuf::util::MessageDifferencer::Equals(it->second.peer, p)) {
+        it->second.peer = p;
+        changed = true;
+      }
+      it->second.missing_since.reset();
+    }
+  }
+  for (auto& [name, e] : peers_) {
+    if (!listed.count(name) && !e.missing_since) e.missing_since = now;
+  }
+  return expire() || changed;
+}
+
+bool PeerSet::expire() {
+  const auto now = clock_.monotonicNow();
+  return std::erase_if(peers_, [&](const auto& kv) {
+           return kv.second.missing_since && now - *kv.second.missing_since > grace_;
+         }) > 0;
+}
+
+meshprobe::v1::PeerList PeerSet::current() const {
+  meshprobe::v1::PeerList out;
+  for (const auto& [name, e] : peers_) *out.add_peers() = e.peer;
+  return out;
+}
+
+}  // namespace meshprobe::agent

@@ -1,0 +1,40 @@
+#pragma once
+// Membership as the agent keeps it. A PeerList adds and updates peers at once, but a peer
+// missing from a list is kept for `grace` before it is dropped: a restarted aggregator
+// rebuilds membership one reconnecting agent at a time, and its first, partial lists must
+// not throw away the probe history of peers that are still there.
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "meshprobe/v1/collector.pb.h"
+
+namespace meshprobe::agent {
+
+class PeerSet {
+ public:
+  PeerSet(const Clock& clock, std::chrono::nanoseconds grace) : clock_(clock), grace_(grace) {}
+
+  // Applies a PeerList (the receiver's own entry is skipped). Returns true when the
+  // effective set changed.
+  bool apply(const meshprobe::v1::PeerList& list, const std::string& self);
+  // Drops peers that every list for longer than the grace has left out (the aggregator
+  // sends lists only on change, so a quiet cluster expires nothing). True when it did.
+  bool expire();
+  // The current peers, sorted by name, as a PeerList.
+  meshprobe::v1::PeerList current() const;
+
+ private:
+  struct Entry {
+    meshprobe::v1::Peer peer;
+    std::optional<std::chrono::steady_clock::time_point> missing_since;  // first list without it
+  };
+  const Clock& clock_;
+  std::chrono::nanoseconds grace_;
+  std::map<std::string, Entry> peers_;
+};
+
+}  // namespace meshprobe::agent
