@@ -87,14 +87,17 @@ TEST(Doctor, AHungCheckTimesOutWithoutBlockingTheOthers) {
   auto checks = std::make_shared<std::vector<CheckPtr>>();
   checks->push_back(std::make_unique<FixedCheck>("fast", CheckStatus::kOk));
   checks->push_back(std::make_unique<HangingCheck>(gate));
-  static SystemClock clock;  // the detached check thread may still read it after the test
-  auto report = runDoctor("n", *checks, 200ms, clock);
+  // The detached check thread may still use the clock and the checks after the test (and
+  // during exit): keep both alive for the life of the process, reachable from a global.
+  static auto* clock = new SystemClock();
+  static auto* keep_checks = new std::vector<std::shared_ptr<std::vector<CheckPtr>>>();
+  keep_checks->push_back(checks);
+  auto report = runDoctor("n", *checks, 200ms, *clock);
   ASSERT_EQ(report.checks.size(), 2u);
   EXPECT_EQ(report.checks[0].status, CheckStatus::kOk);
   EXPECT_EQ(report.checks[1].status, CheckStatus::kFail);
   EXPECT_NE(report.checks[1].summary.find("timed out"), std::string::npos);
-  gate->release();  // let the detached thread finish; `checks` stays alive via the leak below
-  new std::shared_ptr<std::vector<CheckPtr>>(checks);  // NOLINT: detached thread may still touch it
+  gate->release();  // let the detached thread finish
 }
 
 TEST(Doctor, AThrowingCheckIsAFailureNotACrash) {
