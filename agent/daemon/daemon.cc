@@ -141,9 +141,19 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   }
 
   uint64_t sequence = 0;
+  uint64_t transitions_reported = 0;
   auto next = std::chrono::steady_clock::now();
-  while (waitUntil(next, stop)) {
-    next += config.interval;
+  while (!stop) {
+    // A report every interval, and one at once when a target turns confirmed-down or
+    // recovers, so the aggregator sees a hard fault without waiting for the next round.
+    const uint64_t transitions = prober.counters().transitions;
+    const bool early = transitions != transitions_reported;
+    if (!early && std::chrono::steady_clock::now() < next) {
+      waitUntil(std::min(next, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)), stop);
+      continue;
+    }
+    transitions_reported = transitions;
+    next = std::chrono::steady_clock::now() + config.interval;
     if (stream) {
       std::lock_guard lock(peer_mu);
       if (peer_set.expire()) apply_peers();

@@ -159,6 +159,7 @@ struct Prober::Impl {
     if (it == states.end()) return;
     TargetState& s = it->second;
     ++s.consecutive_failures;
+    if (s.consecutive_failures == static_cast<uint32_t>(options.retries) + 1) ++counters.transitions;
     s.last_error = std::move(error);
     pushOutcome(s, Outcome{false, {}});
     if (static_cast<int>(s.consecutive_failures) >= options.tcp_check_after && !s.tcp_in_flight &&
@@ -173,6 +174,7 @@ struct Prober::Impl {
     if (it == states.end()) return;
     TargetState& s = it->second;
     ++s.received;
+    if (s.consecutive_failures > static_cast<uint32_t>(options.retries)) ++counters.transitions;
     s.consecutive_failures = 0;
     s.last_rtt = rtt;
     s.last_success = clock.wallNow();

@@ -77,6 +77,9 @@ struct ProberCounters {
   uint64_t dropped_duplicate = 0;  // second reply to an answered probe
   uint64_t dropped_unknown = 0;    // never-sent or long-forgotten sequence, or timestamp mismatch (replay)
   uint64_t tcp_checks = 0;
+  // A target became confirmed-down (a probe and all its retries missed) or came back from
+  // that. The daemon sends a report early when this moves, instead of at the next interval.
+  uint64_t transitions = 0;
 };
 
 class Prober {

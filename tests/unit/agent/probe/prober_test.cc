@@ -114,6 +114,7 @@ TEST(Prober, NothingListeningIsLossOneAndTcpUnreachable) {
   EXPECT_FALSE(s.last_success.has_value());
   EXPECT_FALSE(s.rtt_p50.has_value());
   EXPECT_EQ(p.counters().tcp_checks, 1u);  // once per failure streak
+  EXPECT_EQ(p.counters().transitions, 1u);  // confirmed down once, never back
 }
 
 TEST(Prober, MissIsConfirmedByQuickRetries) {
