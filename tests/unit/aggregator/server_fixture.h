@@ -45,7 +45,7 @@ class ServerFixture : public ::testing::Test {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // poll interval, bounded by the deadline
     }
     return pred();
   }

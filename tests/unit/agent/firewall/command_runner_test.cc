@@ -99,7 +99,7 @@ TEST(ProcessCommandRunner, KillsGrandchildrenHoldingThePipe) {
   // The shell forks a sleeper that keeps stdout open; the deadline still holds.
   auto r = makeProcessCommandRunner();
   auto start = std::chrono::steady_clock::now();
-  CommandOutput o = r->run({"/bin/sh", "-c", "sleep 10 & echo started"}, 300ms);
+  CommandOutput o = r->run({"/bin/sh", "-c", "sleep 10 & echo started"}, 300ms);  // the child hangs; the 300 ms deadline must end it
   EXPECT_TRUE(o.timed_out);
   EXPECT_EQ(o.out, "started\n");
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);

@@ -30,7 +30,7 @@ inline bool pollUntil(const std::function<bool()>& cond, std::chrono::millisecon
   auto end = std::chrono::steady_clock::now() + deadline;
   while (std::chrono::steady_clock::now() < end) {
     if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval, bounded by the deadline
   }
   return cond();
 }
