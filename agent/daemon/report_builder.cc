@@ -4,6 +4,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
+
 #include "agent/checks/vxlan_facts.h"
 #include "common/version.h"
 
@@ -80,6 +82,19 @@ meshprobe::v1::ProbeResult toProto(const TargetStats& s) {
     error += *s.tcp_reachable ? " (TCP connect works: UDP filtered)" : " (TCP connect failed: " + s.tcp_error + ")";
   }
   if (s.consecutive_failures > 0) out.set_error(error);
+  if (s.path_mtu.size > 0) {
+    const PathMtuStats& m = s.path_mtu;
+    auto* pm = out.mutable_path_mtu();
+    pm->set_size(m.size);
+    pm->set_sent(static_cast<uint32_t>(m.sent));
+    pm->set_received(static_cast<uint32_t>(m.received));
+    pm->set_consecutive_failures(m.consecutive_failures);
+    if (m.last_success) {
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(m.last_success->time_since_epoch()).count();
+      *pm->mutable_last_success() = TimeUtil::NanosecondsToTimestamp(ns);
+    }
+    if (m.consecutive_failures > 0) pm->set_error(m.last_error);
+  }
   return out;
 }
 
@@ -124,12 +139,22 @@ meshprobe::v1::Hello buildHello(const AgentConfig& config, const NetlinkSnapshot
   return h;
 }
 
-std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self) {
+uint32_t overlayPathMtu(uint32_t local_vxlan_mtu, uint32_t peer_vxlan_mtu) {
+  if (local_vxlan_mtu == 0) return peer_vxlan_mtu;
+  if (peer_vxlan_mtu == 0) return local_vxlan_mtu;
+  return std::min(local_vxlan_mtu, peer_vxlan_mtu);
+}
+
+std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self,
+                                          uint32_t local_vxlan_mtu) {
   std::vector<ProbeTarget> targets;
   for (const auto& p : peers.peers()) {
     if (p.node_name() == self) continue;
     if (!p.node_ip().empty()) targets.push_back({p.node_name(), Layer::kUnderlay, p.node_ip()});
-    if (!p.overlay_ip().empty()) targets.push_back({p.node_name(), Layer::kOverlay, p.overlay_ip()});
+    if (!p.overlay_ip().empty()) {
+      targets.push_back(
+          {p.node_name(), Layer::kOverlay, p.overlay_ip(), overlayPathMtu(local_vxlan_mtu, p.vxlan_mtu())});
+    }
   }
   return targets;
 }

@@ -18,6 +18,7 @@ namespace meshprobe::agent {
 meshprobe::v1::Layer toProto(Layer layer);
 meshprobe::v1::Finding toProto(const Finding& f);
 meshprobe::v1::CheckResult toProto(const CheckResult& c);
+// OVERLAY targets with path-MTU probing also fill path_mtu (its error only while failing).
 meshprobe::v1::ProbeResult toProto(const TargetStats& s);
 
 // Hello from config + the node's VXLAN device as rtnetlink shows it (empty overlay facts
@@ -27,7 +28,15 @@ meshprobe::v1::Hello buildHello(const AgentConfig& config, const NetlinkSnapshot
 
 // Probe targets for a peer list: every other member's node IP (UNDERLAY) and VXLAN
 // device address (OVERLAY). The list includes the receiver; it is skipped by name.
-std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self);
+// OVERLAY targets get DF path-MTU probes at the overlay MTU (path_mtu_size): the smaller
+// of `local_vxlan_mtu` (this node's VXLAN device MTU, the Hello's vxlan_mtu) and the
+// peer's vxlan_mtu. An unknown (0) side is left out of the min; both unknown: no
+// path-MTU probes for that peer.
+std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self,
+                                          uint32_t local_vxlan_mtu = 0);
+
+// The overlay MTU of a pair: min of the two device MTUs, ignoring an unknown (0) one.
+uint32_t overlayPathMtu(uint32_t local_vxlan_mtu, uint32_t peer_vxlan_mtu);
 
 // What each other member's overlay entries on this node must be (for vxlan_fdb). Members
 // without a VXLAN device (no overlay facts) are left out.

@@ -159,6 +159,11 @@ size_t minimumProbeSize(size_t sender_length, bool with_mac) {
   return kProbeHeaderSize + sender_length + (with_mac ? kProbeMacSize : 0);
 }
 
+size_t probePayloadForIpSize(size_t ip_packet_size, bool ipv6) {
+  size_t overhead = ipv6 ? kIpv6UdpOverhead : kIpv4UdpOverhead;
+  return ip_packet_size > overhead ? ip_packet_size - overhead : 0;
+}
+
 Result<size_t> encodeProbe(const ProbePacket& p, const ProbeKey* key, size_t total_size, std::span<uint8_t> out) {
   if (p.type != ProbeType::kRequest && p.type != ProbeType::kReply) return Error{"invalid probe type"};
   if (!validName(p.sender, p.type)) {

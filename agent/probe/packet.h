@@ -17,6 +17,11 @@
 // A reply is always the same size as the request it answers (never larger: no
 // amplification). It carries the responder's name when it fits in that size, else an
 // empty name.
+//
+// Padding is how path-MTU probes reach their size: it must be zero and, with a key, it
+// is covered by the HMAC like every other byte, so a padded probe is as authenticated as
+// a small one and a responder cannot be made to echo attacker-chosen bytes. Small probes
+// are the same format with less (or no) padding, so old and new sizes interoperate.
 
 #include <array>
 #include <cstddef>
@@ -88,6 +93,16 @@ std::string_view decodeStatusName(DecodeStatus status);
 
 // Smallest encoding of `p` (no padding), with or without a MAC trailer.
 size_t minimumProbeSize(size_t sender_length, bool with_mac);
+
+// IP + UDP header bytes in front of a probe: IPv4 20 + 8, IPv6 40 + 8 (no options or
+// extension headers: the prober sets none).
+inline constexpr size_t kIpv4UdpOverhead = 28;
+inline constexpr size_t kIpv6UdpOverhead = 48;
+
+// The probe (UDP payload) size that makes the IP packet exactly `ip_packet_size` bytes:
+// a DF path-MTU probe at MTU M carries probePayloadForIpSize(M) bytes. 0 when the packet
+// cannot hold the UDP/IP headers.
+size_t probePayloadForIpSize(size_t ip_packet_size, bool ipv6);
 
 // Encodes `p` into `out`, padded to `total_size` bytes (0 = no padding), signed when `key`
 // is non-null. Returns the number of bytes written. Errors: invalid name, total_size

@@ -15,6 +15,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "agent/probe/df_socket.h"
+
 namespace meshprobe::agent {
 namespace {
 
@@ -54,6 +56,10 @@ struct TargetState {
   std::string responder;
   bool tcp_in_flight = false;
   bool tcp_checked_this_streak = false;
+  // DF path-MTU probes (df.size == target.path_mtu_size).
+  PathMtuStats df;
+  uint32_t regular_since_df = 0;  // regular probes since the last DF probe
+  bool df_outstanding = false;
 };
 
 struct Outstanding {
@@ -62,6 +68,8 @@ struct Outstanding {
   TimePoint deadline;
   uint64_t send_time_ns = 0;
   bool retry = false;
+  bool df = false;  // a DF path-MTU probe
+  size_t size = 0;  // request bytes (UDP payload)
 };
 
 struct TcpCheck {
@@ -82,7 +90,12 @@ Duration percentile(std::vector<Duration>& sorted, double p) {
 
 struct Prober::Impl {
   Impl(ProberOptions o, const Clock& c)
-      : options(normalize(std::move(o))), clock(c), scheduler(c, schedulerOptions()), socket(io), timer(io) {
+      : options(normalize(std::move(o))),
+        clock(c),
+        scheduler(c, schedulerOptions()),
+        socket(io),
+        df_socket(io),
+        timer(io) {
     std::random_device rd;
     next_seq = (static_cast<uint64_t>(rd()) << 32 | rd()) >> 1;
   }
@@ -93,6 +106,7 @@ struct Prober::Impl {
     if (o.max_jitter <= Duration::zero()) o.max_jitter = o.interval / 20;
     if (o.window == 0) o.window = 1;
     if (o.tcp_check_after < 1) o.tcp_check_after = 1;
+    if (o.path_mtu_every < 1) o.path_mtu_every = 1;
     if (o.min_tick <= Duration::zero()) {
       o.min_tick = std::clamp<Duration>(o.interval / 100, std::chrono::milliseconds(1), std::chrono::milliseconds(10));
     }
@@ -127,10 +141,12 @@ struct Prober::Impl {
   TimePoint last_tick{};
 
   udp::socket socket;
+  udp::socket df_socket;  // IP_PMTUDISC_PROBE: DF path-MTU probes
   asio::steady_timer timer;
   std::thread thread;
   bool running = false;
   uint16_t local_port = 0;
+  uint16_t df_local_port = 0;
   std::array<uint8_t, kMaxProbeSize + 1> rx{};
   std::array<uint8_t, kMaxProbeSize> tx{};
   ProbePacket reply;
@@ -183,6 +199,49 @@ struct Prober::Impl {
     s.tcp_error.clear();
     s.tcp_checked_this_streak = false;
     pushOutcome(s, Outcome{true, rtt});
+    if (options.on_rtt) options.on_rtt(s.target, rtt);
+  }
+
+  // DF probes: their own accounting, never the regular probes' (loss, failures, on_rtt).
+  // The state of the DF probe of `request_size` bytes, or nullptr when the target is gone
+  // or its size changed since (the outcome then belongs to no current history).
+  TargetState* dfOwner(TargetId id, size_t request_size) {
+    auto it = states.find(id);
+    if (it == states.end()) return nullptr;
+    TargetState& s = it->second;
+    s.df_outstanding = false;
+    const size_t expected = probePayloadForIpSize(s.df.size, s.endpoint.address().is_v6());
+    return request_size == expected ? &s : nullptr;
+  }
+
+  void recordDfMiss(TargetId id, size_t request_size, std::string error) {
+    ++counters.path_mtu_failures;
+    TargetState* owner = dfOwner(id, request_size);
+    if (owner == nullptr) return;
+    TargetState& s = *owner;
+    if (s.df.consecutive_failures + 1 == kPathMtuConfirm) ++counters.path_mtu_transitions;
+    ++s.df.consecutive_failures;
+    s.df.last_error = std::move(error);
+  }
+
+  void recordDfReply(TargetId id, size_t request_size) {
+    ++counters.path_mtu_replies;
+    TargetState* owner = dfOwner(id, request_size);
+    if (owner == nullptr) return;
+    TargetState& s = *owner;
+    if (s.df.consecutive_failures >= kPathMtuConfirm) ++counters.path_mtu_transitions;
+    ++s.df.received;
+    s.df.consecutive_failures = 0;
+    s.df.last_success = clock.wallNow();
+  }
+
+  // "no reply within 500ms", plus the kernel's path MTU when it is below the probe size
+  // (a VXLAN device that met a smaller underlay MTU caches it for the inner destination).
+  std::string dfTimeoutText(const TargetState& s) const {
+    std::string text = "no reply within " + formatDuration(options.timeout);
+    auto mtu = kernelPathMtu(s.target.address);
+    if (mtu && *mtu < s.df.size) text += " (kernel path MTU " + std::to_string(*mtu) + ")";
+    return text;
   }
 
   void startTcpCheck(TargetId id, TargetState& s) {
@@ -218,6 +277,11 @@ struct Prober::Impl {
       auto [seq, out] = *outstanding.begin();
       outstanding.erase(outstanding.begin());
       remember(seq, false);
+      if (out.df) {
+        auto st = states.find(out.id);
+        recordDfMiss(out.id, out.size, st == states.end() ? std::string() : dfTimeoutText(st->second));
+        continue;
+      }
       ++counters.timeouts;
       recordMiss(out.id, out.retry, "no reply within " + formatDuration(options.timeout));
     }
@@ -250,7 +314,54 @@ struct Prober::Impl {
       return;
     }
     ++counters.sent;
-    outstanding.emplace(seq, Outstanding{d.id, now, now + options.timeout, p.send_time_ns, d.retry});
+    outstanding.emplace(seq, Outstanding{d.id, now, now + options.timeout, p.send_time_ns, d.retry, false, *size});
+  }
+
+  // With each regular probe: a DF probe when the cadence says so (see prober.h).
+  void maybeSendDf(TargetId id) {
+    auto it = states.find(id);
+    if (it == states.end() || it->second.df.size == 0) return;
+    TargetState& s = it->second;
+    ++s.regular_since_df;
+    const bool confirming = s.df.consecutive_failures > 0 && s.df.consecutive_failures < kPathMtuConfirm;
+    const bool due =
+        s.df.sent == 0 || confirming || s.regular_since_df >= static_cast<uint32_t>(options.path_mtu_every);
+    if (!due || s.df_outstanding) return;
+    s.regular_since_df = 0;
+    sendDf(id, s);
+  }
+
+  void sendDf(TargetId id, TargetState& s) {
+    TimePoint now = clock.monotonicNow();
+    uint64_t seq = next_seq++;
+    ProbePacket p;
+    p.type = ProbeType::kRequest;
+    p.sequence = seq;
+    p.send_time_ns = static_cast<uint64_t>(now.time_since_epoch().count());
+    p.sender = options.node_name;
+    ++s.df.sent;
+    const size_t payload = probePayloadForIpSize(s.df.size, s.endpoint.address().is_v6());
+    const size_t minimum = minimumProbeSize(p.sender.size(), key() != nullptr);
+    if (payload < minimum) {
+      recordDfMiss(id, payload, "path MTU probe size " + std::to_string(s.df.size) + " is below the smallest probe");
+      return;
+    }
+    auto size = encodeProbe(p, key(), payload, tx);
+    if (!size) {
+      recordDfMiss(id, payload, "encode: " + size.error().message);
+      return;
+    }
+    error_code ec;
+    df_socket.send_to(asio::buffer(tx.data(), *size), s.endpoint, 0, ec);
+    if (ec) {
+      // EMSGSIZE: larger than the outgoing device's MTU (with PROBE the cached path MTU
+      // does not count): say what the kernel thinks the path MTU is.
+      recordDfMiss(id, payload, dfSendErrorText(s.df.size, ec.value(), kernelPathMtu(s.target.address)));
+      return;
+    }
+    ++counters.path_mtu_sent;
+    s.df_outstanding = true;
+    outstanding.emplace(seq, Outstanding{id, now, now + options.timeout, p.send_time_ns, false, true, *size});
   }
 
   void tick() {
@@ -259,7 +370,10 @@ struct Prober::Impl {
     last_tick = now;
     drain(now);
     expire(now);
-    for (const auto& d : scheduler.takeDue()) send(d);
+    for (const auto& d : scheduler.takeDue()) {
+      send(d);
+      if (!d.retry) maybeSendDf(d.id);
+    }
     arm(now);
   }
 
@@ -285,7 +399,11 @@ struct Prober::Impl {
   // outstanding), not on each arrival, so 2000 targets cost ~100 wake-ups/s instead of
   // one per reply; the kernel's receive timestamp (SO_TIMESTAMPNS) keeps RTTs exact.
   void drain(TimePoint now) {
-    int fd = socket.native_handle();
+    drain(socket.native_handle(), now);
+    if (df_socket.is_open()) drain(df_socket.native_handle(), now);
+  }
+
+  void drain(int fd, TimePoint now) {
     for (int i = 0; i < 4096; ++i) {
       iovec iov{rx.data(), rx.size()};
       alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
@@ -351,6 +469,17 @@ struct Prober::Impl {
     }
     outstanding.erase(it);
     remember(reply.sequence, true);
+    if (out.df) {
+      // The responder answers with exactly the request's size; anything else did not
+      // carry the full size back.
+      if (n != out.size) {
+        recordDfMiss(out.id, out.size,
+                     "reply of " + std::to_string(n) + " bytes to a " + std::to_string(out.size) + "-byte DF probe");
+      } else {
+        recordDfReply(out.id, out.size);
+      }
+      return;
+    }
     ++counters.replies;
     recordReply(out.id, std::max<Duration>(received - out.sent, Duration(1)), reply.sender);
   }
@@ -398,6 +527,7 @@ struct Prober::Impl {
     t.tcp_reachable = s.tcp_reachable;
     t.tcp_error = s.tcp_error;
     t.responder = s.responder;
+    t.path_mtu = s.df;
     return t;
   }
 };
@@ -416,21 +546,40 @@ Status Prober::start() {
   auto addr = asio::ip::make_address(m.options.bind_address, ec);
   if (ec) return Error{"invalid prober bind address \"" + m.options.bind_address + "\""};
   udp::endpoint ep(addr, 0);
-  m.socket.open(ep.protocol(), ec);
-  if (!ec) m.socket.bind(ep, ec);
-  if (!ec) m.socket.non_blocking(true, ec);
-  if (!ec && m.options.receive_buffer > 0) {
-    error_code ignored;  // best effort: the kernel caps it at net.core.rmem_max
-    m.socket.set_option(asio::socket_base::receive_buffer_size(m.options.receive_buffer), ignored);
-  }
+  auto open = [&](udp::socket& sock) {
+    sock.open(ep.protocol(), ec);
+    if (!ec) sock.bind(ep, ec);
+    if (!ec) sock.non_blocking(true, ec);
+    if (!ec && m.options.receive_buffer > 0) {
+      error_code ignored;  // best effort: the kernel caps it at net.core.rmem_max
+      sock.set_option(asio::socket_base::receive_buffer_size(m.options.receive_buffer), ignored);
+    }
+    if (ec) return;
+    int on = 1;  // kernel receive timestamps; without them RTTs include up to min_tick of queueing
+    ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
+  };
+  open(m.socket);
   if (ec) {
     error_code ignored;
     m.socket.close(ignored);
     return Error{"cannot open prober socket on " + m.options.bind_address + ": " + ec.message(), ec.value()};
   }
+  // The DF socket: its own port, so replies to DF probes come back to it.
+  open(m.df_socket);
+  if (!ec) {
+    if (int err = setDontFragmentProbe(m.df_socket.native_handle(), addr.is_v6()); err != 0) {
+      ec = error_code(err, boost::system::system_category());
+    }
+  }
+  if (ec) {
+    error_code ignored;
+    m.socket.close(ignored);
+    m.df_socket.close(ignored);
+    return Error{"cannot open the DF (path MTU) prober socket on " + m.options.bind_address + ": " + ec.message(),
+                 ec.value()};
+  }
   m.local_port = m.socket.local_endpoint().port();
-  int on = 1;  // kernel receive timestamps; without them RTTs include up to min_tick of queueing
-  ::setsockopt(m.socket.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
+  m.df_local_port = m.df_socket.local_endpoint().port();
   asio::post(m.io, [&m] { m.tick(); });
   m.running = true;
   m.thread = std::thread([&m] { m.io.run(); });
@@ -445,6 +594,7 @@ void Prober::stop() {
   error_code ignored;
   m.timer.cancel();
   m.socket.close(ignored);
+  m.df_socket.close(ignored);
   m.running = false;
 }
 
@@ -473,11 +623,18 @@ Status Prober::setTargets(const std::vector<ProbeTarget>& targets) {
       order.push_back(ids[i]);
       auto old = m.states.find(ids[i]);
       if (old != m.states.end()) {
-        next.emplace(ids[i], std::move(old->second));
+        TargetState& s = next.emplace(ids[i], std::move(old->second)).first->second;
+        if (s.df.size != valid[i].path_mtu_size) {
+          s.df = PathMtuStats{};  // a new size: its history does not apply
+          s.df.size = valid[i].path_mtu_size;
+          s.regular_since_df = 0;
+        }
+        s.target = valid[i];
       } else {
         TargetState s;
         s.target = valid[i];
         s.endpoint = endpoints[i];
+        s.df.size = valid[i].path_mtu_size;
         next.emplace(ids[i], std::move(s));
       }
     }
@@ -503,6 +660,7 @@ ProberCounters Prober::counters() const {
 }
 
 uint16_t Prober::localPort() const { return impl_->local_port; }
+uint16_t Prober::dfLocalPort() const { return impl_->df_local_port; }
 const ProberOptions& Prober::options() const { return impl_->options; }
 
 }  // namespace meshprobe::agent

@@ -8,10 +8,28 @@
 // matches an outstanding sequence with the same send timestamp; late, duplicate,
 // replayed and unknown replies are dropped and counted.
 //
+// Path MTU (DESIGN §6): a target with path_mtu_size > 0 (OVERLAY targets, from
+// targetsFromPeers) also gets DF-set probes padded so the IP packet is exactly that size,
+// sent from a second UDP socket with IP_MTU_DISCOVER = IP_PMTUDISC_PROBE (DF set, the
+// kernel's cached path MTU ignored, so every probe really crosses the path at full size
+// and a fixed path is seen at the next probe instead of after the cache expires). The
+// responder answers with the same size, also DF, so both directions are covered. A DF
+// probe goes out together with a regular (non-retry) probe: with the first one, then on
+// every `path_mtu_every`-th one while it passes, and on every one while it fails until
+// kPathMtuConfirm misses in a row confirm the fault (then every `path_mtu_every`-th
+// again). DF probes have their own accounting (TargetStats::path_mtu); they never change
+// the regular probes' loss, RTT, consecutive_failures, counters or on_rtt. EMSGSIZE on
+// send is a failure whose error names the size and the kernel's IP_MTU for the
+// destination; a timeout's error adds the kernel's IP_MTU when it is below the size (a
+// VXLAN device learns a smaller path MTU from its underlay and caches it there). A new
+// path_mtu_size for a target restarts its path-MTU history (the outcome of a probe still
+// in flight at the old size is discarded).
+//
 // One io_context thread; start()/stop(); setTargets() and stats() from any thread.
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,9 +60,31 @@ struct ProberOptions {
   Duration min_tick{};           // wake-up coalescing; 0 = interval/100 within [1ms, 10ms]
   uint64_t rng_seed = 0;         // jitter RNG; 0 = random
   int receive_buffer = 1 << 20;  // SO_RCVBUF (capped by net.core.rmem_max): absorbs reply bursts
+  // Called on the prober's I/O thread for every matched reply (e.g. to feed an RTT
+  // histogram). Must be cheap and must not call back into the Prober.
+  std::function<void(const ProbeTarget&, Duration rtt)> on_rtt;
+  // DF path-MTU probe cadence in regular probes (see above); 1 = with every one. At the
+  // default 1 s interval and 10, a node with N overlay peers sends N/10 probes/s of
+  // about the overlay MTU (~145 B/s per peer each way at 1450).
+  int path_mtu_every = 10;
 };
 
 inline constexpr size_t kRecentProbes = 5;
+// DF probes missed in a row that confirm a path-MTU fault (probed every interval until then).
+inline constexpr uint32_t kPathMtuConfirm = 3;
+
+// DF-set probes of one OVERLAY target at the overlay MTU.
+struct PathMtuStats {
+  uint32_t size = 0;  // IP packet size of each DF probe; 0 = not probed
+  uint64_t sent = 0;  // since the target was added (or its size changed)
+  uint64_t received = 0;
+  uint32_t consecutive_failures = 0;
+  std::optional<std::chrono::system_clock::time_point> last_success;  // wall time
+  // Last failure: "no reply within 500ms", "no reply within 500ms (kernel path MTU 1350)",
+  // "send 1450 bytes with DF: EMSGSIZE (path MTU 1400)", "reply of 100 bytes to a
+  // 1422-byte DF probe". Kept after a success; consecutive_failures says if it is current.
+  std::string last_error;
+};
 
 struct TargetStats {
   ProbeTarget target;
@@ -64,6 +104,7 @@ struct TargetStats {
   std::optional<bool> tcp_reachable;  // result of the last TCP check while failing; reset on success
   std::string tcp_error;              // why the TCP check failed ("connection refused", "timed out")
   std::string responder;              // node name in the last reply (empty if it did not fit)
+  PathMtuStats path_mtu;              // size 0 unless the target has a path_mtu_size
 };
 
 struct ProberCounters {
@@ -80,6 +121,13 @@ struct ProberCounters {
   // A target became confirmed-down (a probe and all its retries missed) or came back from
   // that. The daemon sends a report early when this moves, instead of at the next interval.
   uint64_t transitions = 0;
+  // DF path-MTU probes, apart from everything above (which counts regular probes only;
+  // the dropped_* counters count replies of both kinds).
+  uint64_t path_mtu_sent = 0;
+  uint64_t path_mtu_replies = 0;
+  uint64_t path_mtu_failures = 0;  // timeouts, send errors (EMSGSIZE) and wrong-size replies
+  // A target's DF probes reached kPathMtuConfirm misses in a row, or passed after that.
+  uint64_t path_mtu_transitions = 0;
 };
 
 class Prober {
@@ -101,7 +149,8 @@ class Prober {
 
   std::vector<TargetStats> stats() const;  // in setTargets() order
   ProberCounters counters() const;
-  uint16_t localPort() const;  // the UDP source port, valid after start()
+  uint16_t localPort() const;    // the UDP source port, valid after start()
+  uint16_t dfLocalPort() const;  // the DF (path-MTU) probes' UDP source port
   const ProberOptions& options() const;
 
  private:

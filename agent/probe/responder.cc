@@ -6,6 +6,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "agent/probe/df_socket.h"
 #include "agent/probe/rate_limiter.h"
 
 namespace meshprobe::agent {
@@ -137,8 +138,17 @@ Status Responder::start() {
     error_code ignored;  // best effort: the kernel caps it at net.core.rmem_max
     m.udp_socket.set_option(asio::socket_base::receive_buffer_size(m.options.receive_buffer), ignored);
   }
+  if (!ec) {
+    // Replies go out with DF, ignoring any cached path MTU: a padded path-MTU probe's
+    // same-size reply must cross the return path whole or not at all (never fragmented
+    // locally), so a small MTU on the way back is detected too. Small replies are unaffected.
+    if (int err = setDontFragmentProbe(m.udp_socket.native_handle(), addr.is_v6()); err != 0) {
+      ec = error_code(err, boost::system::system_category());
+    }
+  }
   if (ec) {
-    m.udp_socket.close(ec);
+    error_code ignored;
+    m.udp_socket.close(ignored);
     return Error{"cannot bind probe responder to udp " + where + ": " + ec.message(), ec.value()};
   }
   m.udp_port = m.udp_socket.local_endpoint().port();

@@ -3,7 +3,9 @@
 //
 // UDP: answers only valid requests, with a reply exactly as large as the request (never
 // larger), signed when a key is configured; unsigned or wrongly signed requests are then
-// dropped. Each source IP has a token bucket (bounded table, least recently seen source
+// dropped. Replies are sent with DF (IP_PMTUDISC_PROBE): a padded path-MTU probe's reply
+// crosses the return path at full size or fails (EMSGSIZE counts as a send error), so a
+// path MTU below the overlay MTU is caught in both directions. Each source IP has a token bucket (bounded table, least recently seen source
 // evicted). Every drop is counted by reason.
 // TCP: accepts and closes at once, so a prober can tell "UDP filtered" from "host down".
 //

@@ -27,6 +27,10 @@ struct ProbeTarget {
   std::string peer;  // the peer's node name
   Layer layer = Layer::kUnderlay;
   std::string address;  // destination IP literal
+  // OVERLAY: IP packet size of the DF-set path-MTU probes (the overlay MTU: min of both
+  // ends' VXLAN device MTUs); 0 = no path-MTU probing. Not part of the identity: a
+  // target whose size changes keeps its id and stats (targetLabel() leaves it out).
+  uint32_t path_mtu_size = 0;
 
   bool operator==(const ProbeTarget&) const = default;
 };

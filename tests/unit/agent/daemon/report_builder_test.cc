@@ -79,3 +79,62 @@ TEST(ReportBuilder, CheckDetailsBecomeAStruct) {
   EXPECT_EQ(p.details().fields().at("device").string_value(), "flannel.1");
   EXPECT_EQ(p.details().fields().at("mtu").number_value(), 1450);
 }
+
+TEST(ReportBuilder, OverlayTargetsProbeThePathMtuAtTheSmallerDeviceMtu) {
+  auto peers = threePeers();
+  auto* n4 = peers.add_peers();
+  n4->set_node_name("n4");
+  n4->set_node_ip("198.51.100.14");
+  n4->set_overlay_ip("10.244.4.0");
+  peers.mutable_peers(1)->set_vxlan_mtu(1450);  // n2
+  n4->set_vxlan_mtu(1400);                      // smaller than this node's device
+  auto targets = targetsFromPeers(peers, "n1", 1450);
+  ASSERT_EQ(targets.size(), 5u);            // n2 u+o, n3 u, n4 u+o
+  EXPECT_EQ(targets[0].path_mtu_size, 0u);  // underlay: never
+  EXPECT_EQ(targets[1].layer, Layer::kOverlay);
+  EXPECT_EQ(targets[1].path_mtu_size, 1450u);
+  EXPECT_EQ(targets[2].path_mtu_size, 0u);
+  EXPECT_EQ(targets[4].peer, "n4");
+  EXPECT_EQ(targets[4].path_mtu_size, 1400u);  // min(1450, 1400)
+  // This node's MTU not known yet (before its first device read): the peer's alone.
+  EXPECT_EQ(targetsFromPeers(peers, "n1", 0)[4].path_mtu_size, 1400u);
+  // A peer that did not report its MTU: this node's alone; neither known: no DF probes.
+  peers.mutable_peers(1)->set_vxlan_mtu(0);
+  EXPECT_EQ(targetsFromPeers(peers, "n1", 1380)[1].path_mtu_size, 1380u);
+  EXPECT_EQ(targetsFromPeers(peers, "n1", 0)[1].path_mtu_size, 0u);
+  EXPECT_EQ(overlayPathMtu(1450, 9000), 1450u);
+  EXPECT_EQ(overlayPathMtu(0, 0), 0u);
+}
+
+TEST(ReportBuilder, PathMtuStatsMapToTheProbeResult) {
+  TargetStats s;
+  s.target = {"n2", Layer::kOverlay, "10.244.2.0", 1450};
+  s.window_probes = 10;
+  s.path_mtu.size = 1450;
+  s.path_mtu.sent = 7;
+  s.path_mtu.received = 4;
+  s.path_mtu.consecutive_failures = 3;
+  s.path_mtu.last_success = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
+  s.path_mtu.last_error = "send 1450 bytes with DF: EMSGSIZE (path MTU 1400)";
+  auto p = toProto(s);
+  ASSERT_TRUE(p.has_path_mtu());
+  EXPECT_EQ(p.path_mtu().size(), 1450u);
+  EXPECT_EQ(p.path_mtu().sent(), 7u);
+  EXPECT_EQ(p.path_mtu().received(), 4u);
+  EXPECT_EQ(p.path_mtu().consecutive_failures(), 3u);
+  EXPECT_EQ(p.path_mtu().last_success().seconds(), 1700000000);
+  EXPECT_EQ(p.path_mtu().error(), "send 1450 bytes with DF: EMSGSIZE (path MTU 1400)");
+  // The regular probe result is not affected by the DF probes' failures.
+  EXPECT_EQ(p.consecutive_failures(), 0u);
+  EXPECT_TRUE(p.error().empty());
+  EXPECT_EQ(p.loss(), 0.0);
+
+  s.path_mtu.consecutive_failures = 0;  // passing again: the old error is history
+  auto ok = toProto(s);
+  EXPECT_TRUE(ok.path_mtu().error().empty());
+  EXPECT_EQ(ok.path_mtu().consecutive_failures(), 0u);
+
+  TargetStats underlay;
+  underlay.target = {"n2", Layer::kUnderlay, "198.51.100.12"};
+  EXPECT_FALSE(toProto(underlay).has_path_mtu());
+}

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -167,6 +168,45 @@ TEST(ProbePacket, PaddingIsCoveredAndChecked) {
   EXPECT_EQ(decode(u, nullptr), DecodeStatus::kBadPadding);
   // Too small a total size for header + name + MAC.
   EXPECT_FALSE(encodeProbe(request(), &k, kProbeHeaderSize + 6 + kProbeMacSize - 1).ok());
+}
+
+TEST(ProbePacket, PathMtuPayloadMakesTheIpPacketExactlyTheMtu) {
+  EXPECT_EQ(probePayloadForIpSize(1450, false), 1422u);  // flannel over a 1500 underlay
+  EXPECT_EQ(probePayloadForIpSize(1450, true), 1402u);
+  EXPECT_EQ(probePayloadForIpSize(8950, false), 8922u);  // jumbo frames
+  EXPECT_EQ(probePayloadForIpSize(28, false), 0u);       // no room for a payload
+  EXPECT_EQ(probePayloadForIpSize(0, false), 0u);
+  EXPECT_EQ(probePayloadForIpSize(40, true), 0u);
+}
+
+TEST(ProbePacket, MtuSizedProbesAndRepliesAuthenticateAndKeepTheirSize) {
+  ProbeKey k = key("mtu");
+  for (size_t mtu : {size_t{1450}, size_t{1400}, size_t{8950}}) {
+    size_t payload = probePayloadForIpSize(mtu, false);
+    auto req = encodeProbe(request(9), &k, payload);
+    ASSERT_TRUE(req.ok()) << mtu;
+    ASSERT_EQ(req->size(), payload);
+    ProbePacket in;
+    ASSERT_EQ(decode(*req, &k, &in), DecodeStatus::kOk) << mtu;
+    std::array<uint8_t, kMaxProbeSize> buf{};
+    auto n = encodeReply(in, req->size(), "node-2", &k, buf);
+    ASSERT_TRUE(n.ok());
+    EXPECT_EQ(*n, payload);
+    ProbePacket rep;
+    ASSERT_EQ(decode(std::string(reinterpret_cast<const char*>(buf.data()), *n), &k, &rep), DecodeStatus::kOk);
+    EXPECT_EQ(rep.type, ProbeType::kReply);
+    EXPECT_EQ(rep.sequence, 9u);
+    EXPECT_EQ(rep.sender, "node-2");
+    // The padding is authenticated: flipping its last byte (just before the MAC) fails.
+    std::string t = *req;
+    t[payload - kProbeMacSize - 1] = 1;
+    EXPECT_EQ(decode(t, &k), DecodeStatus::kBadMac);
+  }
+  // The same key still accepts an unpadded (old-size) probe: one format, any size.
+  auto small = encodeProbe(request(10), &k, 0);
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(small->size(), minimumProbeSize(6, true));
+  EXPECT_EQ(decode(*small, &k), DecodeStatus::kOk);
 }
 
 TEST(ProbePacket, ReplyIsSameSizeAndFallsBackToEmptyName) {

@@ -59,6 +59,36 @@ TEST(Responder, RepliesAreNeverLargerThanRequests) {
   EXPECT_TRUE(pollUntil([&] { return r.counters().answered == 5; }));
 }
 
+// Path-MTU probes: padded to the overlay MTU (minus IP + UDP headers); the reply is the
+// same size (it must cross the return path at full size, with DF) and authenticated.
+TEST(Responder, PathMtuSizedRequestsGetSameSizeReplies) {
+  FakeClock clock;
+  ProbeKey k = key("cluster");
+  Responder r(options(k), clock);
+  ASSERT_TRUE(r.start().ok());
+  UdpSocket c;
+  uint64_t seq = 100;
+  for (size_t mtu : {size_t{1450}, size_t{1400}, size_t{8950}, kMaxProbeSize + kIpv4UdpOverhead}) {
+    std::string req = request(seq, &k, probePayloadForIpSize(mtu, false));
+    ASSERT_TRUE(c.sendTo(req, r.udpPort())) << mtu;
+    auto rep = c.receive(2000ms);
+    ASSERT_TRUE(rep.has_value()) << mtu;
+    EXPECT_EQ(rep->size(), mtu - kIpv4UdpOverhead);
+    ProbePacket p;
+    ASSERT_EQ(decodeProbe(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(rep->data()), rep->size()), &k, p),
+              DecodeStatus::kOk);
+    EXPECT_EQ(p.sequence, seq);
+    EXPECT_EQ(p.sender, "node-2");
+    ++seq;
+  }
+  // One byte above the largest probe: dropped as invalid, never answered.
+  std::string big(kMaxProbeSize + 1, '\0');
+  ASSERT_TRUE(c.sendTo(big, r.udpPort()));
+  EXPECT_TRUE(pollUntil([&] { return r.counters().dropped_invalid == 1; }));
+  EXPECT_EQ(r.counters().answered, 4u);
+  EXPECT_EQ(r.counters().send_errors, 0u);
+}
+
 TEST(Responder, DropsUnauthenticatedInvalidAndReplies) {
   FakeClock clock;
   ProbeKey k = key("cluster");
