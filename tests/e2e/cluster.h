@@ -30,6 +30,8 @@ class Cluster {
   int size() const { return static_cast<int>(nodes_.size()); }
   const TestNetns& node(int n) const { return *nodes_.at(n - 1); }  // 1-based
   const std::string& nodeNs(int n) const { return node(n).name(); }
+  // The underlay netns holding the bridge br0 (every node's eth0 and the control netns hang off it).
+  const TestNetns& underlay() const { return *underlay_; }
 
   static std::string nodeIp(int n);           // 198.51.100.(10+n)
   static std::string vtepMac(int n);          // 0a:58:0a:f4:NN:00

@@ -27,7 +27,6 @@ namespace {
 
 constexpr int kIstiodNode = 1;
 constexpr int kAgentNode = 2;
-constexpr const char* kIstiodSan = "istiod.istio-system.svc";
 const std::vector<std::string> kCheckNames = {"vxlan_device", "vxlan_socket", "vxlan_fdb",          "firewall",
                                               "istiod",       "ztunnel",      "ambient_redirection"};
 
@@ -75,58 +74,6 @@ COMMIT
 -A ISTIO_PRERT ! -d 127.0.0.1/32 -p tcp -m tcp ! --dport 15008 -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15006
 COMMIT
 )";
-
-// ---- test certificates (openssl CLI), once per process ----
-
-struct Certs {
-  std::string ca;    // root CA (what --istiod-ca gets)
-  std::string cert;  // istiod serving cert, SAN istiod.istio-system.svc
-  std::string key;
-  std::string other_ca;  // an unrelated CA
-};
-
-const Certs& certs() {
-  static std::unique_ptr<TempDir> dir;
-  static Certs c;
-  if (dir) return c;
-  dir = std::make_unique<TempDir>("certs");
-  chmod(dir->path().c_str(), 0755);
-  const std::string d = dir->path();
-  auto mkCa = [&](const std::string& name, const std::string& cn) {
-    mustRun({"openssl",
-             "req",
-             "-x509",
-             "-newkey",
-             "ec",
-             "-pkeyopt",
-             "ec_paramgen_curve:prime256v1",
-             "-nodes",
-             "-days",
-             "2",
-             "-subj",
-             "/O=cluster.local/CN=" + cn,
-             "-addext",
-             "basicConstraints=critical,CA:TRUE",
-             "-addext",
-             "keyUsage=critical,keyCertSign,cRLSign",
-             "-keyout",
-             d + "/" + name + ".key",
-             "-out",
-             d + "/" + name + ".pem"});
-  };
-  mkCa("ca", "e2e root CA");
-  mkCa("other-ca", "unrelated CA");
-  mustRun({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
-           "/O=cluster.local", "-keyout", d + "/server.key", "-out", d + "/server.csr"});
-  writeFile(d + "/ext.cnf", std::string("subjectAltName=DNS:") + kIstiodSan +
-                                "\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-                                "extendedKeyUsage=serverAuth,clientAuth\n");
-  mustRun({"openssl", "x509", "-req", "-in", d + "/server.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca.key",
-           "-CAcreateserial", "-days", "2", "-extfile", d + "/ext.cnf", "-out", d + "/server.pem"});
-  for (const char* f : {"ca.pem", "other-ca.pem", "server.pem", "server.key"}) chmod((d + "/" + f).c_str(), 0644);
-  c = {d + "/ca.pem", d + "/server.pem", d + "/server.key", d + "/other-ca.pem"};
-  return c;
-}
 
 // ---- one node under test, healthy unless told otherwise ----
 
@@ -183,7 +130,7 @@ class NodeEnv {
             "--istiod",
             istiodAddr(),
             "--istiod-ca",
-            certs().ca,
+            testCerts().ca,
             "--ztunnel-socket",
             ztunnelSocket(),
             "--netns-dir",
@@ -202,7 +149,7 @@ class NodeEnv {
   AgentRun run() const { return run(agentArgs()); }
 
   void startIstiod(IstiodMode mode) {
-    const auto& c = certs();
+    const auto& c = testCerts();
     std::vector<std::string> argv;
     if (mode == IstiodMode::kPlainTcp) {
       argv = {kFakeDaemonBin, "tcp-listen", "15012"};
@@ -650,7 +597,7 @@ TEST_F(Istiod, TlsWithoutH2FailsNamingH2) {
 
 TEST_F(Istiod, UntrustedChainFailsAtTls) {
   NodeEnv env;
-  auto run = env.run(withFlag(env.agentArgs(), "--istiod-ca", certs().other_ca));
+  auto run = env.run(withFlag(env.agentArgs(), "--istiod-ca", testCerts().other_ca));
   EXPECT_TRUE(exitIs(run, 1));
   EXPECT_TRUE(checkIs(run, "istiod", {"FAIL"}));
   EXPECT_TRUE(checkMentions(run, "istiod", {"tls"}));

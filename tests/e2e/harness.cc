@@ -711,4 +711,47 @@ bool containsNoCase(std::string_view haystack, std::string_view needle) {
                                        << run.describe();
 }
 
+const TestCerts& testCerts() {
+  static std::unique_ptr<TempDir> dir;
+  static TestCerts c;
+  if (dir) return c;
+  dir = std::make_unique<TempDir>("certs");
+  chmod(dir->path().c_str(), 0755);
+  const std::string d = dir->path();
+  auto mkCa = [&](const std::string& name, const std::string& cn) {
+    mustRun({"openssl",
+             "req",
+             "-x509",
+             "-newkey",
+             "ec",
+             "-pkeyopt",
+             "ec_paramgen_curve:prime256v1",
+             "-nodes",
+             "-days",
+             "2",
+             "-subj",
+             "/O=cluster.local/CN=" + cn,
+             "-addext",
+             "basicConstraints=critical,CA:TRUE",
+             "-addext",
+             "keyUsage=critical,keyCertSign,cRLSign",
+             "-keyout",
+             d + "/" + name + ".key",
+             "-out",
+             d + "/" + name + ".pem"});
+  };
+  mkCa("ca", "e2e root CA");
+  mkCa("other-ca", "unrelated CA");
+  mustRun({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
+           "/O=cluster.local", "-keyout", d + "/server.key", "-out", d + "/server.csr"});
+  writeFile(d + "/ext.cnf", std::string("subjectAltName=DNS:") + kIstiodSan +
+                                "\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                                "extendedKeyUsage=serverAuth,clientAuth\n");
+  mustRun({"openssl", "x509", "-req", "-in", d + "/server.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca.key",
+           "-CAcreateserial", "-days", "2", "-extfile", d + "/ext.cnf", "-out", d + "/server.pem"});
+  for (const char* f : {"ca.pem", "other-ca.pem", "server.pem", "server.key"}) chmod((d + "/" + f).c_str(), 0644);
+  c = {d + "/ca.pem", d + "/server.pem", d + "/server.key", d + "/other-ca.pem"};
+  return c;
+}
+
 }  // namespace meshprobe::e2e

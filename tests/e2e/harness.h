@@ -208,4 +208,17 @@ AgentRun runAgentOnce(const std::string& netns, const std::vector<std::string>& 
 
 bool containsNoCase(std::string_view haystack, std::string_view needle);
 
+// ---- istiod's test certificates (openssl CLI), made once per process ----
+
+inline constexpr const char* kIstiodSan = "istiod.istio-system.svc";
+
+struct TestCerts {
+  std::string ca;        // root CA (what --istiod-ca gets)
+  std::string cert;      // istiod serving cert, SAN kIstiodSan, signed by `ca`
+  std::string key;
+  std::string other_ca;  // an unrelated CA (chain verification must fail with it)
+};
+// World-readable files in a temp dir that lives until the process exits.
+const TestCerts& testCerts();
+
 }  // namespace meshprobe::e2e
