@@ -188,22 +188,77 @@ Result<v1::GetMatrixResponse> ClusterState::matrix(v1::Layer layer) const {
   return resp;
 }
 
-Result<std::vector<v1::Finding>> ClusterState::reportedFindings(const std::string& node) const {
+Result<MatrixSummary> ClusterState::matrixSummary(v1::Layer layer) const {
+  if (!hasMatrix(layer)) {
+    return Error{"layer " + layerLabel(layer) + " has no matrix; ask for UNDERLAY, OVERLAY or ISTIOD"};
+  }
+  const auto now = clock_.monotonicNow();
   std::lock_guard lock(mu_);
-  if (!node.empty() && !nodes_.count(node))
-    return Error{"no node named '" + node + "' has said Hello to this aggregator"};
-  std::vector<v1::Finding> out;
-  for (const auto& [name, rec] : nodes_) {
-    if (!rec.has_report) continue;
-    for (const auto& f : rec.report.findings()) {
-      const bool blames = std::find(f.nodes().begin(), f.nodes().end(), node) != f.nodes().end();
-      if (!node.empty() && name != node && !blames) continue;
-      v1::Finding copy = f;
-      copy.add_evidence("reported by the agent on node " + name);
-      out.push_back(std::move(copy));
+  MatrixSummary out;
+  out.nodes.reserve(nodes_.size());
+  out.reachable.reserve(nodes_.size());
+  for (const auto& [src_name, src] : nodes_) {
+    out.nodes.push_back(src_name);
+    uint32_t reachable = 0;
+    const auto count = [&](v1::Cell::State st, const std::string& dst) {
+      if (st == v1::Cell::OK || st == v1::Cell::DEGRADED) ++reachable;
+      if (st == v1::Cell::FAIL) out.failed.emplace_back(src_name, dst);
+    };
+    // A down source's cells are all UNKNOWN, as are those of a source without a report.
+    if (src.has_report && isUpLocked(src, now)) {
+      if (layer == v1::ISTIOD) {
+        const std::string dst(kIstiodDst);
+        auto it = src.probe_index.find({static_cast<int>(layer), dst});
+        if (it != src.probe_index.end()) {
+          count(classifyProbe(src.report.probes(it->second), options_.matrix), dst);
+        } else {
+          const v1::CheckResult* check = nullptr;
+          for (const auto& c : src.report.checks()) {
+            if (c.name() == "istiod") check = &c;
+          }
+          count(classifyIstiodCheck(check), dst);
+        }
+      } else {
+        // probe_index is ordered by (layer, dst): this layer's probes are one sorted run,
+        // walked together with the (sorted) members, so the cells come out in matrix order
+        // without a lookup per cell. Only members other than the source have cells.
+        auto member = nodes_.begin();
+        for (auto it = src.probe_index.lower_bound({static_cast<int>(layer), std::string()});
+             it != src.probe_index.end() && it->first.first == static_cast<int>(layer); ++it) {
+          const std::string& dst = it->first.second;
+          while (member != nodes_.end() && member->first < dst) ++member;
+          if (member == nodes_.end()) break;
+          if (member->first != dst || dst == src_name) continue;
+          count(classifyProbe(src.report.probes(it->second), options_.matrix), dst);
+        }
+      }
     }
+    out.reachable.push_back(reachable);
   }
   return out;
+}
+
+ClusterSnapshot ClusterState::diagnosisSnapshot() const {
+  ClusterSnapshot snap;
+  if (auto m = matrix(v1::UNDERLAY); m.ok()) snap.underlay = std::move(m.value());
+  if (auto m = matrix(v1::OVERLAY); m.ok()) snap.overlay = std::move(m.value());
+  if (auto m = matrix(v1::ISTIOD); m.ok()) snap.istiod = std::move(m.value());
+  snap.vxlan_mismatches = vxlanMismatches();
+  const auto now = clock_.monotonicNow();
+  std::lock_guard lock(mu_);
+  snap.nodes.reserve(nodes_.size());
+  for (const auto& [name, rec] : nodes_) {
+    NodeEvidence ev;
+    ev.summary = summaryLocked(rec, now);
+    if (rec.has_report && ev.summary.up()) {
+      ev.has_report = true;
+      ev.checks.assign(rec.report.checks().begin(), rec.report.checks().end());
+      ev.findings.assign(rec.report.findings().begin(), rec.report.findings().end());
+      ev.probes.assign(rec.report.probes().begin(), rec.report.probes().end());
+    }
+    snap.nodes.push_back(std::move(ev));
+  }
+  return snap;
 }
 
 std::vector<VxlanMismatch> ClusterState::vxlanMismatches() const { return findVxlanMismatches(peerList()); }

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "aggregator/diagnosis/rules.h"
 #include "aggregator/matrix.h"
 #include "aggregator/membership.h"
 #include "common/clock.h"
@@ -36,6 +37,14 @@ struct ClusterOptions {
   // 0 means 10 × stale_after.
   std::chrono::nanoseconds forget_after{0};
   MatrixOptions matrix;
+};
+
+// A matrix reduced to what /metrics exports, computed without building the cells (at 1,000
+// nodes a matrix is a million protos). Agrees with matrix(): same states, same order.
+struct MatrixSummary {
+  std::vector<std::string> nodes;   // every member, sorted by name
+  std::vector<uint32_t> reachable;  // per node (same order): cells FROM it that are OK or DEGRADED
+  std::vector<std::pair<std::string, std::string>> failed;  // (src, dst) of every FAIL cell, in matrix order
 };
 
 enum class ReportOutcome {
@@ -70,10 +79,13 @@ class ClusterState {
   // UNDERLAY / OVERLAY: every ordered pair of distinct members. ISTIOD: one cell per
   // member with dst "istiod". Any other layer is an error naming the layer.
   Result<meshprobe::v1::GetMatrixResponse> matrix(meshprobe::v1::Layer layer) const;
-  // Findings from the members' latest Reports. With a non-empty `node`, only those the
-  // node reported or that blame it; error when there is no such member. Each finding
-  // gets an evidence line naming the reporting node.
-  Result<std::vector<meshprobe::v1::Finding>> reportedFindings(const std::string& node) const;
+  // matrix(layer) reduced to per-node reachable counts and FAIL cells (read-only, cheap:
+  // one pass over each source's probes). Same errors as matrix().
+  Result<MatrixSummary> matrixSummary(meshprobe::v1::Layer layer) const;
+  // Everything the diagnosis rules look at, taken under one lock pass per matrix.
+  // Down nodes keep their summary (up = false) but not their checks, findings or probes:
+  // a silent node's last words are not evidence.
+  ClusterSnapshot diagnosisSnapshot() const;
   // Members whose VNI or port disagree with the majority (see findVxlanMismatches).
   std::vector<VxlanMismatch> vxlanMismatches() const;
 

@@ -2,19 +2,29 @@
 // meshprobe.v1.Query (DESIGN §4): ListNodes, GetMatrix, GetNode, Diagnose over the
 // ClusterState. Unary callback handlers; no exception crosses them (INTERNAL instead).
 //
-// Diagnose, for now, returns the findings the agents put in their latest Reports
-// (filtered by node); the cluster-wide diagnosis engine replaces it in the next issue.
+// Diagnose returns the diagnosis engine's active findings, most severe first.
 
 #include <grpcpp/grpcpp.h>
 
+#include <array>
+#include <string_view>
+
 #include "aggregator/cluster_state.h"
+#include "aggregator/diagnosis/engine.h"
+#include "common/metrics.h"
 #include "meshprobe/v1/query.grpc.pb.h"
 
 namespace meshprobe::aggregator {
 
+enum class QueryMethod : size_t { kListNodes, kGetMatrix, kGetNode, kDiagnose, kCount };
+std::string_view queryMethodName(QueryMethod m);  // "ListNodes", ... (the metrics label)
+
 class QueryService final : public meshprobe::v1::Query::CallbackService {
  public:
-  explicit QueryService(const ClusterState& state) : state_(state) {}
+  QueryService(const ClusterState& state, const DiagnosisEngine& engine) : state_(state), engine_(engine) {}
+
+  // Time spent handling each method, errors included (meshprobe_aggregator_query_duration_seconds).
+  HistogramSnapshot latency(QueryMethod m) const { return latency_[static_cast<size_t>(m)].snapshot(); }
 
   grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx, const meshprobe::v1::ListNodesRequest* req,
                                       meshprobe::v1::ListNodesResponse* resp) override;
@@ -30,6 +40,10 @@ class QueryService final : public meshprobe::v1::Query::CallbackService {
 
  private:
   const ClusterState& state_;
+  const DiagnosisEngine& engine_;
+  std::array<Histogram, static_cast<size_t>(QueryMethod::kCount)> latency_{
+      Histogram(Histogram::latencyBounds()), Histogram(Histogram::latencyBounds()),
+      Histogram(Histogram::latencyBounds()), Histogram(Histogram::latencyBounds())};
 };
 
 }  // namespace meshprobe::aggregator

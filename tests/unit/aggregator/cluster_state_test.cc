@@ -334,38 +334,39 @@ TEST_F(ClusterStateTest, GetNodeReturnsTheLatestReport) {
   EXPECT_THAT(missing.error().message, HasSubstr("'zz'"));
 }
 
-TEST_F(ClusterStateTest, ReportedFindingsFilterByReporterOrBlamedNode) {
+TEST_F(ClusterStateTest, DiagnosisSnapshotKeepsEvidenceOfUpNodesOnly) {
   for (int i = 1; i <= 3; ++i) state_.applyHello(makeHello("n" + std::to_string(i), i), true);
-  v1::Report r1;
-  r1.set_sequence(1);
-  auto* local = r1.add_findings();
-  local->set_code("VXLAN_SOCKET_MISSING");
-  local->add_nodes("n1");
-  auto* fdb = r1.add_findings();
-  fdb->set_code("OVERLAY_FDB_STALE");
-  fdb->add_nodes("n1");
-  fdb->add_nodes("n3");
-  v1::Report r2;
-  r2.set_sequence(1);
-  r2.add_findings()->set_code("ISTIOD_UNREACHABLE");  // outside every node: nodes empty
+  v1::Report r1 = report(1, {{"n2", v1::OVERLAY}}, {{"n3", v1::OVERLAY}});
+  r1.add_findings()->set_code("VXLAN_SOCKET_MISSING");
+  *r1.add_checks() = makeCheck("vxlan_socket", v1::CheckResult::FAIL);
   ASSERT_EQ(state_.applyReport("n1", r1), ReportOutcome::kAccepted);
+  v1::Report r2 = report(1, {{"n1", v1::OVERLAY}});
+  r2.add_findings()->set_code("CNI_AGENT_DOWN");
   ASSERT_EQ(state_.applyReport("n2", r2), ReportOutcome::kAccepted);
 
-  auto all = state_.reportedFindings("");
-  ASSERT_TRUE(all.ok());
-  EXPECT_EQ(all->size(), 3u);
-  auto codes = [](const std::vector<v1::Finding>& fs) {
-    std::vector<std::string> out;
-    for (const auto& f : fs) out.push_back(f.code());
-    return out;
-  };
-  EXPECT_THAT(codes(*state_.reportedFindings("n1")), ElementsAre("VXLAN_SOCKET_MISSING", "OVERLAY_FDB_STALE"));
-  EXPECT_THAT(codes(*state_.reportedFindings("n2")), ElementsAre("ISTIOD_UNREACHABLE"));
-  EXPECT_THAT(codes(*state_.reportedFindings("n3")), ElementsAre("OVERLAY_FDB_STALE"));
-  auto n2 = *state_.reportedFindings("n2");
-  EXPECT_THAT(n2[0].evidence(), ElementsAre("reported by the agent on node n2"));
-  EXPECT_THAT(n2[0].nodes(), IsEmpty());
-  EXPECT_FALSE(state_.reportedFindings("nope").ok());
+  auto snap = state_.diagnosisSnapshot();
+  ASSERT_EQ(snap.nodes.size(), 3u);
+  EXPECT_EQ(snap.nodes[0].summary.name(), "n1");
+  EXPECT_TRUE(snap.nodes[0].has_report);
+  ASSERT_EQ(snap.nodes[0].findings.size(), 1u);
+  EXPECT_EQ(snap.nodes[0].findings[0].code(), "VXLAN_SOCKET_MISSING");
+  EXPECT_EQ(snap.nodes[0].checks.size(), 1u);
+  EXPECT_EQ(snap.nodes[0].probes.size(), 2u);
+  EXPECT_FALSE(snap.nodes[2].has_report);  // n3 never reported
+  EXPECT_EQ(snap.overlay.cells_size(), 6);
+  EXPECT_EQ(findCell(snap.overlay, "n1", "n3")->state(), v1::Cell::FAIL);
+  EXPECT_EQ(snap.istiod.cells_size(), 3);
+
+  // n2 goes silent: it stays a member (down) but its findings and probes are not evidence.
+  clock_.advance(seconds(5));
+  ASSERT_EQ(state_.applyReport("n1", report(2, {{"n2", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  clock_.advance(seconds(6));
+  snap = state_.diagnosisSnapshot();
+  EXPECT_FALSE(snap.nodes[1].summary.up());
+  EXPECT_FALSE(snap.nodes[1].has_report);
+  EXPECT_TRUE(snap.nodes[1].findings.empty());
+  EXPECT_TRUE(snap.nodes[1].probes.empty());
+  EXPECT_TRUE(snap.nodes[0].summary.up());
 }
 
 TEST_F(ClusterStateTest, VxlanMismatchesComeFromHellos) {

@@ -1,0 +1,76 @@
+#pragma once
+// Diagnosis rules (DESIGN §4): a pure function from a cluster snapshot to candidate
+// findings. No clock, no I/O: unit tests build snapshots by hand.
+//
+// Blame over the matrix, per layer (UNDERLAY, OVERLAY, and the DF path-MTU probes):
+//   - only FAIL cells from up nodes count; UNKNOWN never blames anyone;
+//   - a node is blamed when it fails with at least `min_witnesses` distinct peers
+//     (either direction) and with at least `blame_ratio` of the peers it is measured
+//     with; nodes are taken greedily, most failing pairs first, and the pairs a blamed
+//     node explains are removed before the next pick, so two broken nodes are both named
+//     and their healthy peers are not;
+//   - failing pairs left over blame the pair (PAIR_UNREACHABLE), not a node;
+//   - every measured pair failing (at least 3 nodes) is one cluster-wide finding.
+// Then the "why": a blamed node's own check findings (no VXLAN device, no socket on the
+// port, a firewall rule, stale FDB, MTU) and the cluster's VNI/port disagreement explain
+// its overlay failures, and become the finding (with the matrix as evidence) instead of
+// a bare OVERLAY_PARTITION. Underlay blame explains overlay and istiod failures.
+// ISTIOD failing from every reporting node blames istiod (no node); failing only from
+// nodes whose overlay/underlay is broken blames those nodes.
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "aggregator/membership.h"
+#include "meshprobe/v1/collector.pb.h"
+#include "meshprobe/v1/query.pb.h"
+#include "meshprobe/v1/types.pb.h"
+
+namespace meshprobe::aggregator {
+
+// Code for a failing pair that no node explains (an addition to the contract codes).
+inline constexpr const char* kPairUnreachable = "PAIR_UNREACHABLE";
+
+struct RuleOptions {
+  size_t min_witnesses = 2;   // distinct peers failing with a node before it is blamed
+  double blame_ratio = 0.5;   // ... and at least this share of the peers it is measured with
+  uint32_t mtu_failures = 3;  // DF probes missed in a row (while small probes pass) = MTU fault
+  // How long a candidate must persist before it becomes an active finding.
+  std::chrono::nanoseconds onset_local{0};                             // a node's own check finding
+  std::chrono::nanoseconds onset_matrix{std::chrono::milliseconds(900)};  // node blamed from probes
+  std::chrono::nanoseconds onset_pair{std::chrono::seconds(4)};         // one bad pair
+  // A node that cannot reach istiod while its own path looks fine: wait for the other
+  // nodes' istiod checks (every 2 s) before saying it is this node and not istiod.
+  std::chrono::nanoseconds onset_istiod_node{std::chrono::milliseconds(2500)};
+};
+
+// What the rules see of one node.
+struct NodeEvidence {
+  meshprobe::v1::NodeSummary summary;  // name, IPs, VNI/port, MTU, up
+  bool has_report = false;
+  std::vector<meshprobe::v1::CheckResult> checks;
+  std::vector<meshprobe::v1::Finding> findings;  // the agent's own (local) findings
+  std::vector<meshprobe::v1::ProbeResult> probes;
+};
+
+struct ClusterSnapshot {
+  std::vector<NodeEvidence> nodes;  // sorted by name
+  meshprobe::v1::GetMatrixResponse underlay;
+  meshprobe::v1::GetMatrixResponse overlay;
+  meshprobe::v1::GetMatrixResponse istiod;
+  std::vector<VxlanMismatch> vxlan_mismatches;
+};
+
+struct Candidate {
+  meshprobe::v1::Finding finding;  // id, code, severity, nodes, layer, summary, evidence, remedy
+  std::chrono::nanoseconds onset_after{0};
+  // Ids of findings this one explains (e.g. VXLAN_PORT_FILTERED/n2 explains
+  // OVERLAY_PARTITION/n2): an earlier, vaguer guess with such an id ends at once instead
+  // of lingering through its clear delay.
+  std::vector<std::string> supersedes;
+};
+
+std::vector<Candidate> diagnose(const ClusterSnapshot& snapshot, const RuleOptions& options = {});
+
+}  // namespace meshprobe::aggregator
