@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   meshprobe::SystemClock clock;
   meshprobe::aggregator::ServerOptions options;
   options.grpc_listen = grpc_listen;
+  options.http_listen = http_listen;
   options.cluster.stale_after = *stale;
   options.cluster.forget_after = *forget;
   meshprobe::aggregator::AggregatorServer server(clock, options);
@@ -83,7 +84,8 @@ int main(int argc, char** argv) {
   spdlog::info("meshprobe-aggregator {} serving gRPC on {} (port {}); stale after {}, forget after {}",
                meshprobe::kVersion, grpc_listen, *port, meshprobe::formatDuration(*stale),
                meshprobe::formatDuration(server.state().options().forget_after));
-  spdlog::info("HTTP (/metrics, /healthz, /) on {} is not served yet", http_listen);
+  spdlog::info("serving HTTP (/metrics, /healthz, /readyz, /, /api/v1/state) on {} (port {})", http_listen,
+               server.httpPort());
 
   int sig = 0;
   sigwait(&signals, &sig);

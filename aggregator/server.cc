@@ -7,7 +7,11 @@
 namespace meshprobe::aggregator {
 
 AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
-    : options_(std::move(options)), state_(clock, options_.cluster), collector_(state_), query_(state_) {}
+    : options_(std::move(options)),
+      state_(clock, options_.cluster),
+      diagnosis_(clock, state_, options_.diagnosis),
+      collector_(state_),
+      query_(state_, diagnosis_) {}
 
 AggregatorServer::~AggregatorServer() { shutdown(); }
 
@@ -28,7 +32,24 @@ Result<int> AggregatorServer::start() {
     health->SetServingStatus(kCollectorService, true);
     health->SetServingStatus(kQueryService, true);
   }
+  ready_ = true;
+  if (!options_.http_listen.empty()) {
+    http_ = std::make_unique<AggregatorHttp>(AggregatorMetricsSources{state_, diagnosis_, &collector_.stats(), &query_},
+                                             [this] { return ready(); });
+    auto http_port = http_->start(options_.http_listen);
+    if (!http_port.ok()) {
+      ready_ = false;
+      http_.reset();
+      server_->Shutdown(std::chrono::system_clock::now());
+      server_->Wait();
+      server_.reset();
+      port_ = 0;
+      return http_port.error();
+    }
+    http_port_ = *http_port;
+  }
   sweeper_ = std::thread([this] { sweepLoop(); });
+  diagnoser_ = std::thread([this] { diagnosisLoop(); });
   return port_;
 }
 
@@ -43,14 +64,27 @@ void AggregatorServer::sweepLoop() {
   }
 }
 
+void AggregatorServer::diagnosisLoop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    diagnosis_.evaluate();
+    lock.lock();
+    cv_.wait_for(lock, options_.diagnosis_interval, [this] { return stopping_; });
+  }
+}
+
 void AggregatorServer::shutdown(std::chrono::milliseconds grace) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
     stopping_ = true;
   }
+  ready_ = false;
+  if (http_) http_->stop();
   cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
+  if (diagnoser_.joinable()) diagnoser_.join();
   if (!server_) return;
   if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
   collector_.finishAll(grpc::Status(grpc::StatusCode::UNAVAILABLE, "aggregator is shutting down"));

@@ -1,10 +1,11 @@
 #pragma once
 // The aggregator's gRPC server: Collector + Query, server reflection (grpc.reflection.
 // v1alpha) and the standard health service, plus a sweeper thread that forgets members
-// silent for forget_after. main() and the tests both build one; tests bind 127.0.0.1:0.
+// silent for forget_after, and a diagnosis thread that re-evaluates findings. main() and the tests both build one; tests bind 127.0.0.1:0.
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -14,6 +15,8 @@
 
 #include "aggregator/cluster_state.h"
 #include "aggregator/collector_service.h"
+#include "aggregator/diagnosis/engine.h"
+#include "aggregator/http/aggregator_http.h"
 #include "aggregator/query_service.h"
 #include "common/clock.h"
 #include "common/result.h"
@@ -22,9 +25,15 @@ namespace meshprobe::aggregator {
 
 struct ServerOptions {
   std::string grpc_listen = "0.0.0.0:9470";
+  // HTTP (/metrics, /healthz, /readyz, /, /api/v1/state); empty = no HTTP server (tests
+  // that do not need it). main() passes --http-listen (default 0.0.0.0:9471).
+  std::string http_listen;
   ClusterOptions cluster;
   // How often the sweeper looks for members to forget (real time).
   std::chrono::milliseconds sweep_interval{1000};
+  DiagnosisOptions diagnosis;
+  // How often the diagnosis engine re-evaluates the cluster (real time).
+  std::chrono::milliseconds diagnosis_interval{250};
 };
 
 class AggregatorServer {
@@ -32,15 +41,21 @@ class AggregatorServer {
   AggregatorServer(const Clock& clock, ServerOptions options);
   ~AggregatorServer();  // shutdown()
 
-  // Binds and starts serving; returns the bound port (useful with port 0).
+  // Binds gRPC, then HTTP (when http_listen is set), and starts serving; returns the bound
+  // gRPC port (useful with port 0). Either listener failing is an error naming its address.
   Result<int> start();
   // Marks health NOT_SERVING, ends every agent stream with UNAVAILABLE, then shuts the
   // server down, cancelling what is still running after `grace`. Idempotent.
   void shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(500));
 
   ClusterState& state() { return state_; }
+  DiagnosisEngine& diagnosis() { return diagnosis_; }
   CollectorService& collector() { return collector_; }
+  QueryService& query() { return query_; }
   int port() const { return port_; }
+  int httpPort() const { return http_port_; }  // 0 without HTTP
+  // True from the moment gRPC listens until shutdown begins (/readyz).
+  bool ready() const { return ready_; }
 
   // Service names the health service reports SERVING for (besides "").
   static constexpr const char* kCollectorService = "meshprobe.v1.Collector";
@@ -48,18 +63,24 @@ class AggregatorServer {
 
  private:
   void sweepLoop();
+  void diagnosisLoop();
 
   ServerOptions options_;
   ClusterState state_;
+  DiagnosisEngine diagnosis_;
   CollectorService collector_;
   QueryService query_;
   std::unique_ptr<grpc::Server> server_;  // destroyed before the services it serves
   int port_ = 0;
+  std::unique_ptr<AggregatorHttp> http_;  // stopped before anything it reads goes away
+  int http_port_ = 0;
+  std::atomic<bool> ready_{false};
 
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
   std::thread sweeper_;
+  std::thread diagnoser_;
 };
 
 }  // namespace meshprobe::aggregator

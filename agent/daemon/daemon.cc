@@ -16,6 +16,7 @@
 #include "agent/daemon/report_builder.h"
 #include "agent/daemon/stream_client.h"
 #include "agent/doctor/doctor.h"
+#include "agent/http/agent_http.h"
 #include "agent/probe/prober.h"
 #include "agent/probe/responder.h"
 
@@ -33,6 +34,7 @@ struct SharedState {
   std::optional<DoctorReport> doctor;
   meshprobe::v1::Hello hello;
   std::atomic<bool> checks_done{false};
+  std::atomic<bool> responder_bound{false};
 };
 
 // Sleeps until `until` or until stop is set; returns false when stopping.
@@ -63,6 +65,11 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   ropts.port = config.probe_port;
   Responder responder(ropts, deps.clock);
   if (auto st = responder.start(); !st.ok()) return st.error();
+  auto state = std::make_shared<SharedState>();
+  state->responder_bound = true;
+
+  // Answered probes feed the RTT histograms of /metrics (on the prober's I/O thread).
+  RttHistograms rtt;
 
   ProberOptions popts;
   popts.node_name = config.node_name;
@@ -71,13 +78,45 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   popts.interval = config.interval;
   // Node-to-node RTTs are far below a millisecond: a probe unanswered after 500 ms is lost.
   // A short timeout lets a probe and its two retries confirm a hard fault in ~1.5 s.
-  popts.timeout = std::min<Duration>(std::chrono::milliseconds(500),
-                                     std::chrono::duration_cast<Duration>(config.interval * 0.8));
+  popts.timeout =
+      std::min<Duration>(std::chrono::milliseconds(500), std::chrono::duration_cast<Duration>(config.interval * 0.8));
+  popts.on_rtt = [&rtt](const ProbeTarget& target, Duration d) { rtt.observe(target.layer, d); };
   Prober prober(popts, deps.clock);
   if (auto st = prober.start(); !st.ok()) return st.error();
   if (!config.peers.empty()) {
     if (auto st = prober.setTargets(targetsFromStaticPeers(config.peers)); !st.ok())
       spdlog::warn("--peers: {}", st.error().message);
+  }
+
+  // /metrics, /healthz, /readyz, /checks: everything is read at request time. Started
+  // before the checks and the stream so a port in use fails fast; the stream appears in
+  // stream_view once it exists.
+  ReportBuffer buffer(kReportBufferCapacity);
+  std::atomic<StreamClient*> stream_view{nullptr};
+  AgentHttp http(
+      [&]() {
+        AgentStatus s;
+        s.node = config.node_name;
+        {
+          std::lock_guard lock(state->mu);
+          s.doctor = state->doctor;
+        }
+        s.prober = prober.counters();
+        for (const auto& t : prober.stats()) ++s.targets[t.target.layer];
+        s.responder = responder.counters();
+        s.responder_bound = state->responder_bound;
+        if (StreamClient* sc = stream_view.load()) {
+          s.stream_connected = sc->connected();
+          s.stream_reconnects = sc->reconnects();
+        }
+        s.report_buffer_dropped = buffer.dropped();
+        return s;
+      },
+      rtt);
+  if (!config.http_listen.empty()) {
+    auto port = http.start(config.http_listen);
+    if (!port.ok()) return port.error();
+    spdlog::info("serving /metrics, /healthz, /readyz, /checks on {} (port {})", config.http_listen, *port);
   }
 
   // Checks run on their own cadence in their own thread. Leaked on purpose: a check that
@@ -86,7 +125,6 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   AgentDeps check_deps = deps;
   check_deps.peers = directory;
   auto* checks = new std::vector<CheckPtr>(makeChecks(config, check_deps));
-  auto state = std::make_shared<SharedState>();
   state->hello = buildHello(config, nullptr, "");
   const auto check_interval = std::max<Duration>(config.interval, kMinCheckInterval);
   std::thread check_thread([&, state, checks] {
@@ -113,12 +151,14 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   auto apply_peers = [&] {
     auto peers = peer_set.current();
     directory->set(expectationsFromPeers(peers, config.node_name));
-    auto targets = targetsFromPeers(peers, config.node_name);
+    auto targets = targetsFromPeers(peers, config.node_name, [&] {
+      std::lock_guard lock(state->mu);  // this node's VXLAN MTU, as its Hello reports it
+      return state->hello.vxlan_mtu();
+    }());
     spdlog::info("membership: {} peers, {} probe targets", peers.peers_size(), targets.size());
     if (auto st = prober.setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);
   };
 
-  ReportBuffer buffer(kReportBufferCapacity);
   std::unique_ptr<StreamClient> stream;
   if (!config.aggregator.empty()) {
     StreamClient::Callbacks cb;
@@ -135,10 +175,12 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
         meshprobe::v1::Collector::NewStub(StreamClient::makeChannel(config.aggregator)), buffer, cb,
         Backoff(std::chrono::milliseconds(200), std::chrono::seconds(2), rd()));
     stream->start();
+    stream_view = stream.get();
     spdlog::info("streaming to aggregator {}", config.aggregator);
   } else {
     spdlog::info("standalone mode (no --aggregator)");
   }
+
 
   uint64_t sequence = 0;
   uint64_t transitions_reported = 0;
@@ -174,6 +216,8 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   }
 
   spdlog::info("shutting down");
+  http.stop();
+  stream_view = nullptr;
   if (stream) stream->stop();
   prober.stop();
   responder.stop();

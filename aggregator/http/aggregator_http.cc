@@ -1,0 +1,133 @@
+#include "aggregator/http/aggregator_http.h"
+
+#include <set>
+#include <tuple>
+
+#include "aggregator/web/matrix_page_html.h"
+#include "aggregator/web/page_data.h"
+#include "common/metrics.h"
+#include "common/version.h"
+
+namespace meshprobe::aggregator {
+
+namespace v1 = meshprobe::v1;
+
+std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t* series) {
+  MetricsWriter w;
+  const auto nodes = src.state.listNodes();
+
+  // ---- contract ----
+  w.family("meshprobe_node_up", "1 while the node's agent reports (within --stale-after), 0 once it is silent.",
+           MetricType::kGauge);
+  for (const auto& n : nodes) w.sample({{"node", n.name()}}, n.up() ? 1 : 0);
+
+  struct LayerSummary {
+    v1::Layer layer;
+    MatrixSummary summary;
+  };
+  std::vector<LayerSummary> layers;
+  for (v1::Layer layer : {v1::UNDERLAY, v1::OVERLAY, v1::ISTIOD}) {
+    auto s = src.state.matrixSummary(layer);
+    layers.push_back({layer, s.ok() ? std::move(s.value()) : MatrixSummary{}});
+  }
+
+  w.family("meshprobe_node_reachable_peers", "Peers this node reaches (matrix cells from it that are OK or DEGRADED).",
+           MetricType::kGauge);
+  for (const auto& l : layers) {
+    if (l.layer == v1::ISTIOD) continue;
+    for (size_t i = 0; i < l.summary.nodes.size(); ++i) {
+      w.sample({{"node", l.summary.nodes[i]}, {"layer", v1::Layer_Name(l.layer)}},
+               static_cast<double>(l.summary.reachable[i]));
+    }
+  }
+  w.family("meshprobe_broken_pairs", "Matrix cells in state FAIL, by layer.", MetricType::kGauge);
+  for (const auto& l : layers) {
+    w.sample({{"layer", v1::Layer_Name(l.layer)}}, static_cast<double>(l.summary.failed.size()));
+  }
+  w.family("meshprobe_pair_broken", "1 for each matrix cell in state FAIL; absent while the cell is not FAIL.",
+           MetricType::kGauge);
+  for (const auto& l : layers) {
+    for (const auto& [s, d] : l.summary.failed) {
+      w.sample({{"src", s}, {"dst", d}, {"layer", v1::Layer_Name(l.layer)}}, 1);
+    }
+  }
+  w.family("meshprobe_finding",
+           "1 while a diagnosis finding is active; one series per blamed node (node=\"\" when none is blamed).",
+           MetricType::kGauge);
+  std::set<std::tuple<std::string, std::string, std::string>> findings;  // distinct label sets
+  for (const auto& f : src.diagnosis.active()) {
+    const std::string severity = v1::Severity_Name(f.severity());
+    if (f.nodes().empty()) findings.emplace(f.code(), "", severity);
+    for (const auto& n : f.nodes()) findings.emplace(f.code(), n, severity);
+  }
+  for (const auto& [code, node, severity] : findings) {
+    w.sample({{"code", code}, {"node", node}, {"severity", severity}}, 1);
+  }
+
+  // ---- operator ----
+  const CollectorStats* c = src.collector;
+  w.family("meshprobe_aggregator_connected_agents", "Open Collector streams whose agent said Hello.",
+           MetricType::kGauge);
+  w.sample(c ? static_cast<double>(c->connected_agents.load()) : 0);
+  w.family("meshprobe_aggregator_reports_received_total", "Agent reports accepted.", MetricType::kCounter);
+  w.sample(c ? static_cast<double>(c->reports_received.load()) : 0);
+  w.family("meshprobe_aggregator_ingest_errors_total", "Agent messages refused, by reason.", MetricType::kCounter);
+  for (size_t i = 0; i < static_cast<size_t>(IngestError::kCount); ++i) {
+    const auto e = static_cast<IngestError>(i);
+    w.sample({{"reason", std::string(ingestErrorReason(e))}}, c ? static_cast<double>(c->ingestErrors(e)) : 0);
+  }
+  w.family("meshprobe_aggregator_query_duration_seconds", "Time spent answering Query API calls, by method.",
+           MetricType::kHistogram);
+  for (size_t i = 0; i < static_cast<size_t>(QueryMethod::kCount); ++i) {
+    const auto m = static_cast<QueryMethod>(i);
+    HistogramSnapshot snap;
+    if (src.query) {
+      snap = src.query->latency(m);
+    } else {
+      snap.bounds = Histogram::latencyBounds();
+      snap.counts.assign(snap.bounds.size() + 1, 0);
+    }
+    w.histogram({{"method", std::string(queryMethodName(m))}}, snap);
+  }
+  w.family("meshprobe_aggregator_nodes", "Members (nodes that said Hello and were not forgotten).", MetricType::kGauge);
+  w.sample(static_cast<double>(nodes.size()));
+  w.family("meshprobe_build_info", "Always 1; the aggregator's version in a label.", MetricType::kGauge);
+  w.sample({{"version", kVersion}}, 1);
+  if (series) *series = w.seriesCount();
+  return w.take();
+}
+
+AggregatorHttp::AggregatorHttp(AggregatorMetricsSources sources, std::function<bool()> ready)
+    : sources_(sources), ready_(std::move(ready)) {}
+
+HttpResponse AggregatorHttp::handle(const HttpRequest& req) const {
+  if (req.path == "/healthz") return HttpResponse::text(200, "ok\n");
+  if (req.path == "/readyz") {
+    return ready_ && ready_() ? HttpResponse::text(200, "ready\n")
+                              : HttpResponse::text(503, "not ready: the gRPC server is not listening\n");
+  }
+  if (req.path == "/metrics") {
+    HttpResponse res = HttpResponse::text(200, renderAggregatorMetrics(sources_));
+    res.content_type = kPrometheusContentType;
+    return res;
+  }
+  if (req.path == "/" || req.path == "/index.html") {
+    HttpResponse res = HttpResponse::text(200, std::string(web::kMatrixPageHtml));
+    res.content_type = "text/html; charset=utf-8";
+    return res;
+  }
+  if (req.path == "/api/v1/state")
+    return HttpResponse::json(200, web::pageStateJson(sources_.state, sources_.diagnosis));
+  return HttpResponse::notFound(req.path);
+}
+
+Result<uint16_t> AggregatorHttp::start(const std::string& listen) {
+  server_ = std::make_unique<HttpServer>([this](const HttpRequest& req) { return handle(req); });
+  return server_->start(listen);
+}
+
+void AggregatorHttp::stop() {
+  if (server_) server_->stop();
+}
+
+}  // namespace meshprobe::aggregator

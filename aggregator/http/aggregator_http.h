@@ -1,0 +1,55 @@
+#pragma once
+// The aggregator's HTTP endpoints on --http-listen (default 0.0.0.0:9471, DESIGN §3/§5):
+//   /metrics        Prometheus text, computed at scrape time from the current ClusterState,
+//                   the diagnosis engine's active findings and the services' counters, so
+//                   the series of a departed node or a healed pair simply disappear
+//   /healthz        200 while the process runs
+//   /readyz         200 while the gRPC server is started and listening for agents
+//   /               the matrix page (text/html)
+//   /api/v1/state   the page's JSON (web::pageStateJson)
+//
+// Series (notes/metrics.md): meshprobe_node_up{node}, meshprobe_node_reachable_peers{node,
+// layer}, meshprobe_broken_pairs{layer}, meshprobe_pair_broken{src,dst,layer} (only FAIL
+// cells), meshprobe_finding{code,node,severity}, and the operator series
+// meshprobe_aggregator_* and meshprobe_build_info. Budget: 3·N + ~90 series for N nodes
+// with no broken pairs and no findings (contract: at most 20·N + 100).
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "aggregator/cluster_state.h"
+#include "aggregator/collector_service.h"
+#include "aggregator/diagnosis/engine.h"
+#include "aggregator/query_service.h"
+#include "common/http_server.h"
+
+namespace meshprobe::aggregator {
+
+struct AggregatorMetricsSources {
+  const ClusterState& state;
+  const DiagnosisEngine& diagnosis;
+  const CollectorStats* collector = nullptr;  // nullptr: those series read 0
+  const QueryService* query = nullptr;        // nullptr: empty latency histograms
+};
+
+// The /metrics text. `series` (optional) gets the number of time series written.
+std::string renderAggregatorMetrics(const AggregatorMetricsSources& sources, size_t* series = nullptr);
+
+class AggregatorHttp {
+ public:
+  AggregatorHttp(AggregatorMetricsSources sources, std::function<bool()> ready);
+
+  // Routes one request (what unit tests call without sockets).
+  HttpResponse handle(const HttpRequest& request) const;
+
+  Result<uint16_t> start(const std::string& listen);
+  void stop();
+
+ private:
+  AggregatorMetricsSources sources_;
+  std::function<bool()> ready_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+}  // namespace meshprobe::aggregator
