@@ -1,0 +1,377 @@
+// The CLI front end (cli/app.h) against a fake Query API: usage errors and help (exit 2 / 0,
+// never a query), the aggregator's failures as one-line messages naming the address (exit 1),
+// unknown nodes, every command in text and JSON, the TTY/NO_COLOR decision.
+#include "cli/app.h"
+
+#include <google/protobuf/util/time_util.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace meshprobe::cli {
+namespace {
+
+namespace v1 = meshprobe::v1;
+using namespace std::chrono_literals;
+
+struct Calls {
+  std::vector<std::string> log;  // "ListNodes", "GetMatrix OVERLAY", "GetNode node1", "Diagnose node2"
+  std::vector<QueryClient::Deadline> deadlines;
+  std::string address;
+  int clients = 0;
+};
+
+// Answers from a small 2-node cluster, or `fail` for every call.
+class FakeClient : public QueryClient {
+ public:
+  FakeClient(Calls& calls, grpc::Status fail) : calls_(calls), fail_(std::move(fail)) {}
+
+  grpc::Status listNodes(Deadline d, v1::ListNodesResponse* out) override {
+    record("ListNodes", d);
+    if (!fail_.ok()) return fail_;
+    for (const char* n : {"node1", "node2"}) {
+      auto* s = out->add_nodes();
+      s->set_name(n);
+      s->set_up(true);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status getMatrix(Deadline d, v1::Layer layer, v1::GetMatrixResponse* out) override {
+    record("GetMatrix " + v1::Layer_Name(layer), d);
+    if (!fail_.ok()) return fail_;
+    out->set_layer(layer);
+    out->add_nodes("node1");
+    out->add_nodes("node2");
+    for (auto [s, t] : {std::pair{"node1", "node2"}, std::pair{"node2", "node1"}}) {
+      auto* c = out->add_cells();
+      c->set_src(s);
+      c->set_dst(layer == v1::ISTIOD ? "istiod" : t);
+      c->set_layer(layer);
+      c->set_state(v1::Cell::OK);
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status getNode(Deadline d, const std::string& name, v1::GetNodeResponse* out) override {
+    record("GetNode " + name, d);
+    if (!fail_.ok()) return fail_;
+    if (name != "node1" && name != "node2") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no node named '" + name + "' has said Hello");
+    }
+    out->mutable_node()->set_name(name);
+    auto* c = out->add_checks();
+    c->set_name("vxlan_socket");
+    c->set_status(v1::CheckResult::OK);
+    c->set_summary("udp 0.0.0.0:4789 bound");
+    return grpc::Status::OK;
+  }
+  grpc::Status diagnose(Deadline d, const std::string& node, v1::DiagnoseResponse* out) override {
+    record("Diagnose " + node, d);
+    if (!fail_.ok()) return fail_;
+    if (!node.empty() && node != "node1" && node != "node2") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no node named '" + node + "' has said Hello");
+    }
+    if (node != "node1") {
+      auto* f = out->add_findings();
+      f->set_code("OVERLAY_PARTITION");
+      f->set_severity(v1::CRITICAL);
+      f->add_nodes("node2");
+      f->set_summary("node2 is cut off on the overlay");
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  void record(std::string what, Deadline d) {
+    calls_.log.push_back(std::move(what));
+    calls_.deadlines.push_back(d);
+  }
+  Calls& calls_;
+  grpc::Status fail_;
+};
+
+const auto kNow = std::chrono::system_clock::time_point(std::chrono::seconds(1795000000));
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+  Calls calls;
+};
+
+Run run(std::vector<std::string> args, grpc::Status fail = grpc::Status::OK, Terminal term = {}) {
+  std::vector<const char*> argv = {"meshprobe"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  Run r;
+  std::ostringstream out, err;
+  r.code = runCli(
+      static_cast<int>(argv.size()), argv.data(), out, err, term,
+      [&](const std::string& address) {
+        r.calls.address = address;
+        ++r.calls.clients;
+        return std::make_unique<FakeClient>(r.calls, fail);
+      },
+      kNow);
+  r.out = out.str();
+  r.err = err.str();
+  return r;
+}
+
+bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+// ---------------- help and usage ----------------
+
+TEST(CliHelp, ToolHelpDocumentsCommandsFlagsAndExitCodes) {
+  for (auto args : {std::vector<std::string>{"--help"}, {"-h"}, {"help"}}) {
+    auto r = run(args);
+    EXPECT_EQ(r.code, 0);
+    EXPECT_EQ(r.calls.clients, 0);
+    for (const char* what :
+         {"nodes", "matrix [--layer L]", "node NAME", "diagnose [--node N]", "--aggregator HOST:PORT",
+          "--output text|json", "--timeout", "MESHPROBE_AGGREGATOR", "NO_COLOR", "Exit status",
+          "  0  the query succeeded", "  1  the query failed", "  2  usage error"}) {
+      EXPECT_TRUE(contains(r.out, what)) << what << " missing from:\n" << r.out;
+    }
+  }
+}
+
+TEST(CliHelp, EachCommandHasItsOwnHelp) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string first_line;
+  };
+  for (const auto& c : std::vector<Case>{{{"nodes", "--help"}, "Usage: meshprobe [FLAGS] nodes"},
+                                         {{"matrix", "--help"}, "Usage: meshprobe [FLAGS] matrix [--layer"},
+                                         {{"help", "node"}, "Usage: meshprobe [FLAGS] node NAME"},
+                                         {{"diagnose", "-h"}, "Usage: meshprobe [FLAGS] diagnose [--node N]"}}) {
+    auto r = run(c.args);
+    EXPECT_EQ(r.code, 0) << c.args[0];
+    EXPECT_EQ(r.out.rfind(c.first_line, 0), 0u) << r.out;
+    EXPECT_TRUE(contains(r.out, "Exit status")) << r.out;
+    EXPECT_EQ(r.calls.clients, 0);
+  }
+  EXPECT_TRUE(contains(run({"help", "diagnose"}).out, "no active findings"));
+}
+
+TEST(CliHelp, VersionPrintsVersion) {
+  auto r = run({"--version"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out.rfind("meshprobe ", 0), 0u);
+}
+
+TEST(CliUsage, BadInvocationsExit2WithOneLineAndNeverQuery) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{}, "missing command"},
+      {{"status"}, "unknown command 'status'"},
+      {{"help", "status"}, "no help for unknown command 'status'"},
+      {{"--bogus", "nodes"}, "--bogus"},
+      {{"--output", "yaml", "nodes"}, "--output must be text or json, got 'yaml'"},
+      {{"matrix", "--layer", "AMBIENT"}, "--layer must be UNDERLAY, OVERLAY or ISTIOD, got 'AMBIENT'"},
+      {{"matrix", "--layer", "mesh"}, "--layer must be UNDERLAY, OVERLAY or ISTIOD, got 'mesh'"},
+      {{"nodes", "--layer", "OVERLAY"}, "--layer applies to matrix only"},
+      {{"node", "node1", "--node", "node2"}, "--node applies to diagnose only"},
+      {{"node"}, "node: missing NAME"},
+      {{"node", "a", "b"}, "node: unexpected argument 'b'"},
+      {{"nodes", "extra"}, "nodes: unexpected argument 'extra'"},
+      {{"--timeout", "soon", "nodes"}, "--timeout must be a positive duration"},
+      {{"--timeout", "0", "nodes"}, "--timeout must be a positive duration"},
+      {{"--aggregator", "10.0.0.1", "nodes"}, "--aggregator must be HOST:PORT"},
+      {{"--aggregator", "10.0.0.1:99999", "nodes"}, "--aggregator must be HOST:PORT"},
+      {{"--layer"}, "layer"},  // a flag without its value
+  };
+  for (const auto& c : cases) {
+    auto r = run(c.args);
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    EXPECT_EQ(r.code, kExitUsage) << joined;
+    EXPECT_TRUE(contains(r.err, c.message)) << joined << "-> " << r.err;
+    EXPECT_EQ(r.err.rfind("meshprobe: ", 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(contains(r.err, "--help)")) << r.err;
+    EXPECT_TRUE(r.out.empty()) << joined;
+    EXPECT_EQ(r.calls.clients, 0) << joined;
+  }
+}
+
+TEST(CliUsage, CommandScopedFlagsInTheEnvironmentDoNotBreakOtherCommands) {
+  setenv("MESHPROBE_LAYER", "ISTIOD", 1);
+  auto nodes = run({"nodes"});
+  auto matrix = run({"matrix"});
+  unsetenv("MESHPROBE_LAYER");
+  EXPECT_EQ(nodes.code, 0) << nodes.err;
+  EXPECT_EQ(matrix.code, 0) << matrix.err;
+  EXPECT_EQ(matrix.calls.log, std::vector<std::string>{"GetMatrix ISTIOD"});
+}
+
+TEST(CliUsage, AggregatorFromTheEnvironmentAndFlagWins) {
+  setenv("MESHPROBE_AGGREGATOR", "10.9.9.9:9470", 1);
+  auto env = run({"nodes"});
+  auto flag = run({"--aggregator", "[fd00::1]:9470", "nodes"});
+  unsetenv("MESHPROBE_AGGREGATOR");
+  EXPECT_EQ(env.calls.address, "10.9.9.9:9470");
+  EXPECT_EQ(flag.calls.address, "[fd00::1]:9470");
+  EXPECT_EQ(run({"nodes"}).calls.address, "127.0.0.1:9470");  // the default
+}
+
+// ---------------- the aggregator fails ----------------
+
+TEST(CliErrors, RefusedConnectionNamesTheAddressAndTheReason) {
+  // gRPC 1.51's message for a refused TCP connect.
+  grpc::Status refused(grpc::StatusCode::UNAVAILABLE,
+                       "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.0.0.1:9470: Failed to "
+                       "connect to remote host: Connection refused");
+  for (auto args : {std::vector<std::string>{"nodes"}, {"matrix"}, {"node", "node1"}, {"diagnose"}}) {
+    std::vector<std::string> full = {"--aggregator", "10.0.0.1:9470"};
+    full.insert(full.end(), args.begin(), args.end());
+    auto r = run(full, refused);
+    EXPECT_EQ(r.code, kExitQueryFailed) << args[0];
+    EXPECT_EQ(r.err, "meshprobe: cannot reach the aggregator at 10.0.0.1:9470: connection refused (UNAVAILABLE)\n");
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+}
+
+TEST(CliErrors, TimeoutSaysHowLongItWaited) {
+  auto r = run({"--aggregator", "10.0.0.1:9470", "--timeout", "2s", "matrix", "--layer", "OVERLAY"},
+               grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"));
+  EXPECT_EQ(r.code, kExitQueryFailed);
+  EXPECT_EQ(r.err,
+            "meshprobe: cannot reach the aggregator at 10.0.0.1:9470: no answer within 2s (DEADLINE_EXCEEDED)\n");
+}
+
+TEST(CliErrors, DescribeRpcErrorReasons) {
+  auto d = [](grpc::StatusCode c, const std::string& m) { return describeRpcError(grpc::Status(c, m), "h:1", "5s"); };
+  EXPECT_EQ(d(grpc::StatusCode::UNAVAILABLE, "... Failed to connect to remote host: No route to host"),
+            "cannot reach the aggregator at h:1: no route to host (UNAVAILABLE)");
+  EXPECT_EQ(d(grpc::StatusCode::UNAVAILABLE, "DNS resolution failed for nope:9470: C-ares status is not ARES_SUCCESS"),
+            "cannot reach the aggregator at h:1: cannot resolve the host name (UNAVAILABLE)");
+  EXPECT_EQ(d(grpc::StatusCode::UNAVAILABLE, "Socket closed"),
+            "cannot reach the aggregator at h:1: Socket closed (UNAVAILABLE)");
+  EXPECT_EQ(d(grpc::StatusCode::UNIMPLEMENTED, ""),
+            "the server at h:1 does not serve meshprobe.v1.Query (UNIMPLEMENTED): is this the aggregator's gRPC port "
+            "(9470)?");
+  EXPECT_EQ(d(grpc::StatusCode::INTERNAL, "aggregator error: boom\nmore"),
+            "the aggregator at h:1 refused the query: aggregator error: boom (INTERNAL)");
+}
+
+TEST(CliErrors, UnknownNodeIsNamed) {
+  auto r = run({"node", "node9"});
+  EXPECT_EQ(r.code, kExitQueryFailed);
+  EXPECT_EQ(r.err,
+            "meshprobe: no node named 'node9' is known to the aggregator at 127.0.0.1:9470 (meshprobe nodes lists "
+            "them)\n");
+  auto d = run({"diagnose", "--node", "node9"});
+  EXPECT_EQ(d.code, kExitQueryFailed);
+  EXPECT_TRUE(contains(d.err, "no node named 'node9'")) << d.err;
+}
+
+// ---------------- every command answers ----------------
+
+TEST(CliCommands, DeadlineIsNowPlusTimeoutForEveryCall) {
+  auto r = run({"--timeout", "1500ms", "matrix"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.calls.log, (std::vector<std::string>{"GetMatrix UNDERLAY", "GetMatrix OVERLAY", "GetMatrix ISTIOD"}));
+  for (auto d : r.calls.deadlines) EXPECT_EQ(d, kNow + 1500ms);
+}
+
+TEST(CliCommands, MatrixTextShowsEveryLayerOrTheOneAsked) {
+  auto all = run({"matrix"});
+  EXPECT_EQ(all.code, 0);
+  for (const char* l : {"UNDERLAY  rows", "OVERLAY  rows", "ISTIOD  rows"}) EXPECT_TRUE(contains(all.out, l)) << l;
+  auto one = run({"matrix", "--layer", "overlay"});  // case-insensitive
+  EXPECT_EQ(one.code, 0) << one.err;
+  EXPECT_EQ(one.calls.log, std::vector<std::string>{"GetMatrix OVERLAY"});
+  EXPECT_TRUE(contains(one.out, "OVERLAY: 2 pairs: 2 OK")) << one.out;
+  EXPECT_FALSE(contains(one.out, "UNDERLAY"));
+  auto flag_first = run({"--layer", "UNDERLAY", "matrix"});
+  EXPECT_EQ(flag_first.calls.log, std::vector<std::string>{"GetMatrix UNDERLAY"});
+}
+
+TEST(CliCommands, JsonIsTheQueryAnswer) {
+  auto one = run({"--output", "json", "matrix", "--layer", "OVERLAY"});
+  ASSERT_EQ(one.code, 0);
+  auto j = nlohmann::json::parse(one.out);
+  EXPECT_EQ(j["layer"], "OVERLAY");
+  EXPECT_EQ(j["cells"].size(), 2u);
+  EXPECT_EQ(j["cells"][0]["loss"], 0);  // primitives always printed
+
+  auto all = nlohmann::json::parse(run({"--output", "json", "matrix"}).out);
+  ASSERT_EQ(all["matrices"].size(), 3u);
+  EXPECT_EQ(all["matrices"][2]["layer"], "ISTIOD");
+  EXPECT_EQ(all["matrices"][2]["cells"][0]["dst"], "istiod");
+
+  auto nodes = nlohmann::json::parse(run({"--output", "json", "nodes"}).out);
+  EXPECT_EQ(nodes["nodes"][1]["name"], "node2");
+  EXPECT_EQ(nodes["nodes"][1]["vxlanPort"], 0);
+
+  auto node = nlohmann::json::parse(run({"--output", "json", "node", "node1"}).out);
+  EXPECT_EQ(node["checks"][0]["status"], "OK");
+
+  auto diag = nlohmann::json::parse(run({"--output", "json", "diagnose"}).out);
+  EXPECT_EQ(diag["findings"][0]["code"], "OVERLAY_PARTITION");
+  auto none = nlohmann::json::parse(run({"--output", "json", "diagnose", "--node", "node1"}).out);
+  EXPECT_EQ(none["findings"].size(), 0u);
+}
+
+TEST(CliCommands, DiagnoseExitsZeroWithOrWithoutFindings) {
+  auto some = run({"diagnose"});
+  EXPECT_EQ(some.code, 0);
+  EXPECT_TRUE(contains(some.out, "OVERLAY_PARTITION")) << some.out;
+  EXPECT_EQ(some.calls.log, std::vector<std::string>{"Diagnose "});
+  auto none = run({"diagnose", "--node", "node1"});
+  EXPECT_EQ(none.code, 0);
+  EXPECT_EQ(none.out, "no active findings for node1\n");
+  EXPECT_EQ(none.calls.log, std::vector<std::string>{"Diagnose node1"});
+}
+
+TEST(CliCommands, NodeShowsItsChecksAndTheFindingsBlamingIt) {
+  auto r = run({"node", "node2"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.calls.log, (std::vector<std::string>{"GetNode node2", "Diagnose node2"}));
+  EXPECT_TRUE(contains(r.out, "OK      vxlan_socket  udp 0.0.0.0:4789 bound")) << r.out;
+  EXPECT_TRUE(contains(r.out, "Findings\n  CRITICAL  OVERLAY_PARTITION\n")) << r.out;
+  auto healthy = run({"node", "node1"});
+  EXPECT_TRUE(contains(healthy.out, "Findings\n  no active findings for node1")) << healthy.out;
+  // JSON is GetNodeResponse alone.
+  auto j = run({"--output", "json", "node", "node2"});
+  EXPECT_EQ(j.calls.log, std::vector<std::string>{"GetNode node2"});
+}
+
+// ---------------- terminal ----------------
+
+TEST(CliTerminal, ColourOnlyOnATtyWithoutNoColor) {
+  Terminal piped;
+  Terminal tty{.stdout_tty = true, .no_color = false, .width = 80};
+  Terminal tty_no_color{.stdout_tty = true, .no_color = true, .width = 80};
+  auto p = run({"matrix", "--layer", "OVERLAY"}, grpc::Status::OK, piped);
+  auto t = run({"matrix", "--layer", "OVERLAY"}, grpc::Status::OK, tty);
+  auto n = run({"matrix", "--layer", "OVERLAY"}, grpc::Status::OK, tty_no_color);
+  EXPECT_FALSE(contains(p.out, "\033[")) << p.out;
+  EXPECT_TRUE(contains(p.out, "1 node1  - o")) << p.out;
+  EXPECT_TRUE(contains(t.out, "\033[32m●\033[0m")) << t.out;
+  EXPECT_FALSE(contains(n.out, "\033[")) << n.out;
+  EXPECT_TRUE(contains(n.out, "●")) << n.out;
+  // JSON is never coloured.
+  EXPECT_FALSE(contains(run({"--output", "json", "nodes"}, grpc::Status::OK, tty).out, "\033["));
+}
+
+TEST(CliTerminal, FromTheEnvironment) {
+  auto t = terminalFrom(true, nullptr, "xterm-256color", 132, "80");
+  EXPECT_TRUE(t.stdout_tty);
+  EXPECT_FALSE(t.no_color);
+  EXPECT_EQ(t.width, 132);  // the tty's own size wins over $COLUMNS
+  EXPECT_TRUE(terminalFrom(true, "1", "xterm", 80, nullptr).no_color);
+  EXPECT_FALSE(terminalFrom(true, "", "xterm", 80, nullptr).no_color);  // no-color.org: empty means unset
+  EXPECT_TRUE(terminalFrom(true, nullptr, "dumb", 80, nullptr).no_color);
+  auto piped = terminalFrom(false, nullptr, nullptr, 0, "60");
+  EXPECT_FALSE(piped.stdout_tty);
+  EXPECT_EQ(piped.width, 60);
+  EXPECT_EQ(terminalFrom(false, nullptr, nullptr, 0, "junk").width, 100);
+}
+
+}  // namespace
+}  // namespace meshprobe::cli
