@@ -31,11 +31,25 @@ constexpr auto kPeerGrace = std::chrono::seconds(30);
 // What the check thread learns and the report/stream side reads.
 struct SharedState {
   std::mutex mu;
-  std::optional<DoctorReport> doctor;
+  std::optional<DoctorReport> doctor;  // the latest result of every check, registry order
   meshprobe::v1::Hello hello;
-  std::atomic<bool> checks_done{false};
+  std::atomic<uint64_t> doctor_generation{0};  // bumped whenever `doctor` changes
+  std::atomic<bool> checks_done{false};          // the local-check thread has ended
+  std::atomic<bool> network_checks_done{false};  // the network-check thread has ended
   std::atomic<bool> responder_bound{false};
 };
+
+// Sleeps until `until`, until stop is set, or until `wake()` returns true; returns false
+// when stopping.
+template <typename Wake>
+bool waitUntilOr(std::chrono::steady_clock::time_point until, const std::atomic<bool>& stop, Wake wake) {
+  while (!stop) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= until || wake()) return true;
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
+  }
+  return false;
+}
 
 // Sleeps until `until` or until stop is set; returns false when stopping.
 bool waitUntil(std::chrono::steady_clock::time_point until, const std::atomic<bool>& stop) {
@@ -124,23 +138,69 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   auto* directory = new PeerDirectory();  // leaked with the checks that read it
   AgentDeps check_deps = deps;
   check_deps.peers = directory;
-  auto* checks = new std::vector<CheckPtr>(makeChecks(config, check_deps));
+  // Two groups on their own threads, so a check that waits on the network (istiod: a
+  // connect timeout through a broken overlay) never delays what the node's own kernel
+  // state says (device, socket, firewall rule, FDB). Both also run at once when the
+  // prober confirms a target down or back: the evidence for a fault arrives with it.
+  auto* all_checks = new std::vector<CheckPtr>(makeChecks(config, check_deps));
+  auto* local_checks = new std::vector<CheckPtr>();
+  auto* network_checks = new std::vector<CheckPtr>();
+  std::vector<std::string> check_order;
+  for (auto& c : *all_checks) {
+    check_order.emplace_back(c->name());
+    (c->name() == "istiod" ? network_checks : local_checks)->push_back(std::move(c));
+  }
   state->hello = buildHello(config, nullptr, "");
   const auto check_interval = std::max<Duration>(config.interval, kMinCheckInterval);
-  std::thread check_thread([&, state, checks] {
+  auto* parts = new std::vector<std::optional<DoctorReport>>(2);  // [local, network]; guarded by state->mu
+  // Publishes one group's report and rebuilds the merged one (registry order).
+  auto publish = [state, parts, check_order, &config](size_t part, DoctorReport report) {
+    std::lock_guard lock(state->mu);
+    (*parts)[part] = std::move(report);
+    DoctorReport merged;
+    merged.node = config.node_name;
+    for (const auto& name : check_order) {
+      for (const auto& p : *parts) {
+        if (!p) continue;
+        for (const auto& c : p->checks)
+          if (c.name == name) merged.checks.push_back(c);
+      }
+    }
+    for (const auto& p : *parts) {
+      if (p) merged.findings.insert(merged.findings.end(), p->findings.begin(), p->findings.end());
+    }
+    state->doctor = std::move(merged);
+    ++state->doctor_generation;
+  };
+  // Captures what outlives runDaemon (config, deps, stop belong to the caller; state,
+  // parts and the checks are shared or leaked): after shutdown gives up on a slow round,
+  // the thread may finish it after runDaemon returned. It touches the prober only while
+  // `stop` is unset, and runDaemon waits for that before destroying the prober.
+  auto check_loop = [state, publish, check_interval, &config, &deps, &stop, &prober](
+                        size_t part, std::vector<CheckPtr>* checks, bool reads_facts) {
+    uint64_t transitions_seen = prober.counters().transitions;
     while (!stop) {
       auto started = std::chrono::steady_clock::now();
-      auto snapshot = deps.netlink.snapshot();
-      auto subnet = readFlannelSubnet(config.hostPath(config.flannel_subnet_file));
-      auto hello = buildHello(config, snapshot.ok() ? &*snapshot : nullptr, subnet ? subnet->subnet : "");
-      auto report = runDoctor(config.node_name, *checks, config.check_timeout, deps.clock);
-      {
+      transitions_seen = prober.counters().transitions;
+      if (reads_facts) {
+        auto snapshot = deps.netlink.snapshot();
+        auto subnet = readFlannelSubnet(config.hostPath(config.flannel_subnet_file));
+        auto hello = buildHello(config, snapshot.ok() ? &*snapshot : nullptr, subnet ? subnet->subnet : "");
         std::lock_guard lock(state->mu);
         state->hello = std::move(hello);
-        state->doctor = std::move(report);
       }
-      if (!waitUntil(started + check_interval, stop)) break;
+      publish(part, runDoctor(config.node_name, *checks, config.check_timeout, deps.clock));
+      if (!waitUntilOr(started + check_interval, stop,
+                       [&] { return prober.counters().transitions != transitions_seen; }))
+        break;
     }
+  };
+  std::thread network_check_thread([check_loop, state, network_checks] {
+    check_loop(1, network_checks, false);
+    state->network_checks_done = true;
+  });
+  std::thread check_thread([check_loop, state, local_checks] {
+    check_loop(0, local_checks, true);
     state->checks_done = true;
   });
 
@@ -184,21 +244,33 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
 
   uint64_t sequence = 0;
   uint64_t transitions_reported = 0;
+  uint64_t generation_reported = 0;
+  uint32_t vxlan_mtu_applied = 0;
   auto next = std::chrono::steady_clock::now();
   while (!stop) {
     // A report every interval, and one at once when a target turns confirmed-down or
-    // recovers, so the aggregator sees a hard fault without waiting for the next round.
+    // recovers or a check round finishes, so the aggregator sees a hard fault and the
+    // node's own evidence for it without waiting for the next round.
     const uint64_t transitions = prober.counters().transitions;
-    const bool early = transitions != transitions_reported;
+    const uint64_t generation = state->doctor_generation;
+    const bool early = transitions != transitions_reported || generation != generation_reported;
     if (!early && std::chrono::steady_clock::now() < next) {
-      waitUntil(std::min(next, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)), stop);
+      waitUntil(std::min(next, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)), stop);
       continue;
     }
     transitions_reported = transitions;
+    generation_reported = generation;
     next = std::chrono::steady_clock::now() + config.interval;
     if (stream) {
+      uint32_t mtu = 0;
+      {
+        std::lock_guard lock(state->mu);
+        mtu = state->hello.vxlan_mtu();
+      }
       std::lock_guard lock(peer_mu);
-      if (peer_set.expire()) apply_peers();
+      // The DF probe size follows this node's VXLAN MTU: re-target when it changes.
+      if (peer_set.expire() || mtu != vxlan_mtu_applied) apply_peers();
+      vxlan_mtu_applied = mtu;
     }
     meshprobe::v1::Report report;
     report.set_sequence(++sequence);
@@ -224,10 +296,12 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   // A check round can take up to --check-timeout; shutdown must not. Give it half a
   // second, then leave it to the process exit (the caller _exits; nothing it uses is freed).
   auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-  while (!state->checks_done && std::chrono::steady_clock::now() < give_up)
+  while (!(state->checks_done && state->network_checks_done) && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (state->checks_done) check_thread.join();
   else check_thread.detach();
+  if (state->network_checks_done) network_check_thread.join();
+  else network_check_thread.detach();
   return okStatus();
 }
 

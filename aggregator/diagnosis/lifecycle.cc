@@ -33,7 +33,13 @@ void FindingTracker::update(const std::vector<Candidate>& candidates, std::chron
   };
 
   std::set<std::string> seen, superseded;
-  for (const auto& c : candidates) superseded.insert(c.supersedes.begin(), c.supersedes.end());
+  for (const auto& c : candidates) {
+    for (const auto& id : c.supersedes) {
+      superseded.insert(id);
+      quarantined_until_[id] = now + options_.quarantine;
+    }
+  }
+  std::erase_if(quarantined_until_, [&](const auto& q) { return q.second + options_.quarantine < now; });
   for (const auto& c : candidates) {
     const std::string& id = c.finding.id();
     if (!seen.insert(id).second) continue;  // first candidate of an id wins
@@ -46,6 +52,11 @@ void FindingTracker::update(const std::vector<Candidate>& candidates, std::chron
     e.finding = c.finding;
     e.last_seen = now;
     e.last_seen_wall = wall_now;
+    if (auto q = quarantined_until_.find(id); !e.active && q != quarantined_until_.end() && e.first_seen < q->second) {
+      // Not before the quarantine ends: its onset clock starts there.
+      e.first_seen_wall = wall_now + std::chrono::duration_cast<std::chrono::system_clock::duration>(q->second - now);
+      e.first_seen = q->second;
+    }
     if (!e.active && now - e.first_seen >= c.onset_after) {
       e.active = true;
       addHistory(id, "ACTIVE", e.first_seen_wall);

@@ -21,6 +21,10 @@ struct LifecycleOptions {
   std::chrono::nanoseconds clear_after{std::chrono::seconds(5)};
   std::chrono::nanoseconds keep_cleared{std::chrono::minutes(10)};
   size_t history = 10;
+  // A superseded guess cannot start again until this long after whatever explained it
+  // was last seen: while a fault heals, the matrix lags the node's own evidence by a few
+  // probes, and that lag is not a new fault.
+  std::chrono::nanoseconds quarantine{std::chrono::seconds(5)};
 };
 
 class FindingTracker {
@@ -51,6 +55,7 @@ class FindingTracker {
   std::map<std::string, Entry> entries_;  // by id: pending and active
   std::map<std::string, std::vector<meshprobe::v1::FindingTransition>> history_;
   std::vector<Cleared> cleared_;
+  std::map<std::string, std::chrono::steady_clock::time_point> quarantined_until_;
 };
 
 }  // namespace meshprobe::aggregator

@@ -140,6 +140,28 @@ TEST_F(LifecycleTest, SupersededGuessEndsAtOnceWithoutAClearedRecord) {
   EXPECT_THAT(tracker_.recentlyCleared(), IsEmpty());
 }
 
+TEST_F(LifecycleTest, SupersededGuessWaitsOutTheQuarantineAfterItsCauseHeals) {
+  auto cause = candidate("VXLAN_PORT_FILTERED/n2");
+  cause.supersedes = {"OVERLAY_PARTITION/n2"};
+  const auto lag = candidate("OVERLAY_PARTITION/n2", milliseconds(900));
+  at(seconds(0), {cause});
+  at(seconds(1), {lag});  // the rule is gone; the matrix still shows the old failures
+  at(seconds(3), {lag});
+  ASSERT_THAT(tracker_.active(), SizeIs(1));  // only the cause, clearing
+  EXPECT_EQ(tracker_.active()[0].id(), "VXLAN_PORT_FILTERED/n2");
+  at(seconds(5), {lag});
+  EXPECT_THAT(tracker_.active(), IsEmpty());  // the cause cleared; the lag is still held back
+  at(seconds(6), {});  // healed: the lagging guess never became a finding
+  at(seconds(7), {});
+  for (const auto& f : tracker_.active()) EXPECT_NE(f.id(), "OVERLAY_PARTITION/n2");
+  // A real partition that outlasts the quarantine still becomes one.
+  at(seconds(8), {lag});
+  at(seconds(9), {lag});
+  bool found = false;
+  for (const auto& f : tracker_.active()) found = found || f.id() == "OVERLAY_PARTITION/n2";
+  EXPECT_TRUE(found);
+}
+
 TEST_F(LifecycleTest, LatestContentWins) {
   auto c = candidate("OVERLAY_PARTITION/n2");
   at(seconds(0), {c});
