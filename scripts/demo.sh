@@ -73,8 +73,10 @@ cli matrix --layer OVERLAY
 bold "meshprobe matrix --layer UNDERLAY  (still fine: the network is up, VXLAN is not)"
 cli matrix --layer UNDERLAY
 
-bold "meshprobe diagnose   (what the agents' node doctors found)"
-wait_for "node3's firewall finding" 20 bash -c "$(declare -f nsexec ns); CLUSTER_PREFIX=$CLUSTER_PREFIX; nsexec control $CLI --aggregator $CONTROL_IP:9470 diagnose | grep -q VXLAN_PORT_FILTERED"
+bold "meshprobe diagnose   (which node, which layer, why — the matrix joined with each node's own evidence)"
+# The firewall rule comes from node3's own check; node3's istiod check needs its connect
+# timeout to run out before it fails (istiod lives behind node1, reached only via VXLAN).
+wait_for "node3's firewall finding and its istiod finding" 20 bash -c "$(declare -f nsexec ns); CLUSTER_PREFIX=$CLUSTER_PREFIX; out=\$(nsexec control $CLI --aggregator $CONTROL_IP:9470 diagnose); grep -q VXLAN_PORT_FILTERED <<<\"\$out\" && grep -q ISTIOD_UNREACHABLE <<<\"\$out\""
 cli diagnose
 
 bold "The node doctor on node3:  meshprobe-agent --once"
