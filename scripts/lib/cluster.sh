@@ -21,11 +21,15 @@ node_vtep_mac() { printf '0a:58:0a:f4:%02x:00' "$1"; }
 
 cluster_down() {
   local pidfile
+  local pids=()
   for pidfile in "$CLUSTER_DIR"/*.pid; do
     [ -e "$pidfile" ] || continue
-    kill "$(cat "$pidfile")" 2>/dev/null || true
+    pids+=("$(cat "$pidfile")")
+    kill "${pids[-1]}" 2>/dev/null || true
     rm -f "$pidfile"
   done
+  # Our own children (started by start_bg): reap them before their namespaces go.
+  [ "${#pids[@]}" -eq 0 ] || wait "${pids[@]}" 2>/dev/null || true
   local n
   for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${CLUSTER_PREFIX}" || true); do
     ip netns del "$n" 2>/dev/null || true
@@ -90,8 +94,9 @@ cluster_istiod() {
   nsexec istiod ip addr add "10.244.$n.10/24" dev eth0
   nsexec istiod ip link set eth0 up
   nsexec istiod ip route add default via "10.244.$n.1"
-  nsexec istiod openssl s_server -quiet -accept 15012 -alpn h2 -cert "$dir/server.pem" -key "$dir/server.key" \
-    </dev/null >"$dir/s_server.log" 2>&1 &
+  # A simple command (not the nsexec function) so that $! is s_server's own PID.
+  ip netns exec "$(ns istiod)" openssl s_server -quiet -accept 15012 -alpn h2 -cert "$dir/server.pem" \
+    -key "$dir/server.key" </dev/null >"$dir/s_server.log" 2>&1 &
   echo $! > "$CLUSTER_DIR/istiod.pid"
   # Ready when the port accepts (poll with a deadline).
   local deadline=$((SECONDS + 10))
@@ -120,7 +125,10 @@ cluster_control() {
 # $CLUSTER_DIR/NAME.log, and records its PID in $CLUSTER_DIR/NAME.pid.
 start_bg() {
   local name=$1 where=$2; shift 2
-  nsexec "$where" "$@" >"$CLUSTER_DIR/$name.log" 2>&1 &
+  # A simple command, not the nsexec function: a backgrounded function runs in a subshell
+  # whose PID ($!) is not the process's, so stop_bg's signal would miss it. `ip netns exec`
+  # execs CMD, so $! is CMD's own PID.
+  ip netns exec "$(ns "$where")" "$@" >"$CLUSTER_DIR/$name.log" 2>&1 &
   echo $! > "$CLUSTER_DIR/$name.pid"
 }
 
