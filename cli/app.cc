@@ -11,6 +11,7 @@
 
 #include "cli/render.h"
 #include "common/duration.h"
+#include "common/grpc_status.h"
 #include "common/flags.h"
 #include "common/version.h"
 
@@ -140,46 +141,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-const char* codeName(grpc::StatusCode c) {
-  switch (c) {
-    case grpc::StatusCode::OK:
-      return "OK";
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return "UNKNOWN";
-  }
-}
 
 // "HOST:PORT", "[v6]:PORT": a non-empty host and a port 1..65535.
 bool validAddress(const std::string& a) {
@@ -225,7 +186,7 @@ std::string helpText(const std::string& command) {
 }
 
 std::string describeRpcError(const grpc::Status& status, const std::string& address, const std::string& timeout) {
-  const std::string code = codeName(status.error_code());
+  const std::string code = grpcStatusCodeName(status.error_code());
   const std::string msg = firstLine(status.error_message());
   const std::string m = lower(msg);
   switch (status.error_code()) {

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!result->status.ok()) {
-    std::cerr << "ERROR:\n  Code: " << meshprobe::tools::statusCodeName(result->status.error_code())
+    std::cerr << "ERROR:\n  Code: " << meshprobe::grpcStatusCodeName(result->status.error_code())
               << "\n  Message: " << result->status.error_message() << "\n";
     return 1;
   }

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/grpc_status.h"
 #include "common/result.h"
 
 namespace meshprobe::tools {
@@ -102,46 +103,6 @@ inline constexpr const char* kReflectionProtoText = R"pb(
   }
 )pb";
 
-inline const char* statusCodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK:
-      return "OK";
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return "UNRECOGNIZED";
-  }
-}
 
 inline grpc::ByteBuffer toByteBuffer(const pb::Message& msg) {
   std::string bytes = msg.SerializeAsString();
@@ -308,7 +269,7 @@ class ReflectionClient {
     cq.Shutdown();
     drain(cq);
     if (!got) {
-      return Error{std::string("reflection call failed: ") + statusCodeName(status.error_code()) + ": " +
+      return Error{std::string("reflection call failed: ") + grpcStatusCodeName(status.error_code()) + ": " +
                    status.error_message()};
     }
     if (!fromByteBuffer(in, response->get())) return Error{"cannot parse the ServerReflectionResponse"};
