@@ -720,7 +720,7 @@ while True:
             s.sendto(payload, (dst, 9))
         except OSError:
             pass
-    time.sleep(random.uniform(0.1, 0.6))
+    time.sleep(random.uniform(0.1, 0.6))  # traffic pacing of the jitter source, not synchronization
 )";
 
 TEST_F(Diagnosis, HealthySoakHasNoFindings) {
@@ -775,8 +775,9 @@ TEST_F(Diagnosis, HealthySoakHasNoFindings) {
     for (const auto& [tag, p] : daemons_) {
       ASSERT_TRUE(p->alive()) << tag << " died: " << p->describe();
     }
+    // Poll interval: the soak polls Diagnose once a second for its whole duration.
     std::this_thread::sleep_for(std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::max(SteadyClock::duration::zero(), round + 1s - SteadyClock::now())));  // poll once a second
+        std::max(SteadyClock::duration::zero(), round + 1s - SteadyClock::now())));
   }
   std::cout << "node1 eth0 qdisc after: " << node(1).sh("tc -s qdisc show dev eth0");
   // Probe RTT spread the jitter produced (p50/p99 per pair), for the record.
