@@ -2,12 +2,15 @@
 // Offline checks of manifests/ and the Dockerfile (registered in CTest by
 // tests/deploy/CMakeLists.txt with label `deploy`). No network, no cluster, no Docker.
 //
-//   node check.js schema      render base, monitoring and the example overlay with
-//                             `kubectl kustomize`; validate every object against the
-//                             Kubernetes / prometheus-operator OpenAPI schemas
-//   node check.js properties  the DaemonSet/Deployment/Service properties DESIGN §2-3
-//                             require; ports = the binaries' --help defaults; every hostPath
-//                             is one an agent flag points to (and vice versa)
+//   node check.js schema      render manifests/ (what `kubectl apply -k manifests/`
+//                             deploys), base, monitoring and the example overlay with
+//                             `kubectl kustomize`, with no warning on stderr; validate every
+//                             object against the Kubernetes / prometheus-operator OpenAPI
+//                             schemas
+//   node check.js properties  the DaemonSet/Deployment/Service properties the design
+//                             requires (hostNetwork, no API rights, ...); ports = the
+//                             binaries' --help defaults; every hostPath is one an agent flag
+//                             points to (and vice versa)
 //   node check.js rules       promtool on the rules file and the PrometheusRule's groups,
 //                             both equal; promtool unit tests; dashboard PromQL parses;
 //                             only agreed metric names
@@ -68,10 +71,32 @@ function mustRun(cmd, cmdArgs, opts) {
 }
 
 // ---------------------------------------------------------------- rendering
+// The kustomizations use `labels` (kustomize >= v4.1) and `patches` with `target`; an
+// older kustomize (kubectl 1.20's v2.0.3) fails on them with an unhelpful message.
+const KUSTOMIZE_MIN = [4, 1, 0];
+function kustomizeVersion() {
+  const r = run(KUBECTL, ['version', '--client']);
+  const m = `${r.stdout}${r.stderr}`.match(/Kustomize Version:\s*v?(\d+)\.(\d+)\.(\d+)/);
+  return m ? m.slice(1, 4).map(Number) : null;
+}
+let kustomizeChecked = false;
+function requireKustomize() {
+  if (kustomizeChecked) return;
+  kustomizeChecked = true;
+  const v = kustomizeVersion();
+  const older = (a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+  if (!v || older(v, KUSTOMIZE_MIN) < 0) {
+    throw new Error(`${KUBECTL} embeds kustomize ${v ? 'v' + v.join('.') : '(no version reported: older than v4)'}; ` +
+                    `manifests/ needs v${KUSTOMIZE_MIN.join('.')} or newer (kubectl >= 1.22)`);
+  }
+}
 // Renders a kustomization from a temporary copy of manifests/ (the example overlay needs
-// its git-ignored probe-key file; the real one is never read).
+// its git-ignored probe-key file; the real one is never read). renderStderr[rel] keeps
+// what kubectl printed on stderr (kustomize's deprecation warnings go there).
+const renderStderr = {};
 let renderRoot = null;
 function render(rel) {
+  requireKustomize();
   if (!renderRoot) {
     renderRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'meshprobe-deploy-'));
     fs.cpSync(path.join(SRC, 'manifests'), path.join(renderRoot, 'manifests'), {recursive: true});
@@ -79,7 +104,10 @@ function render(rel) {
                      require('crypto').randomBytes(32).toString('base64') + '\n');
     process.on('exit', () => fs.rmSync(renderRoot, {recursive: true, force: true}));
   }
-  const out = mustRun(KUBECTL, ['kustomize', path.join(renderRoot, rel)]);
+  const r = run(KUBECTL, ['kustomize', path.join(renderRoot, rel)]);
+  if (r.status !== 0) throw new Error(`kubectl kustomize ${rel} exited ${r.status}: ${r.stderr}`);
+  renderStderr[rel] = r.stderr;
+  const out = r.stdout;
   return YAML.parseAllDocuments(out).map((d) => d.toJSON()).filter((o) => o);
 }
 function find(objs, kind, name) {
@@ -125,9 +153,14 @@ function modelFor(apiVersion, kind) {
 }
 
 function cmdSchema() {
-  for (const rel of ['manifests/base', 'manifests/monitoring', 'manifests/overlays/example']) {
+  for (const rel of ['manifests', 'manifests/base', 'manifests/monitoring', 'manifests/overlays/example']) {
     const objs = render(rel);
     check(objs.length > 0, `${rel} renders objects`);
+    // Deprecated fields (bases, commonLabels, patchesStrategicMerge, ...) make kustomize v5
+    // print "# Warning: '<field>' is deprecated"; users see that on every apply.
+    const stderr = renderStderr[rel].trim();
+    check(stderr === '', `${rel}: kubectl kustomize prints nothing on stderr (got: ${stderr})`);
+    check(!/warning|deprecated/i.test(stderr), `${rel}: no kustomize warning or deprecation`);
     for (const o of objs) {
       const id = `${rel}: ${o.kind}/${o.metadata && o.metadata.name}`;
       let Model;
@@ -146,6 +179,23 @@ function cmdSchema() {
       if (o.kind !== 'Namespace') check(o.metadata.namespace === 'meshprobe', `${id}: in namespace meshprobe`);
     }
     console.log(`${rel}: ${objs.length} objects`);
+  }
+  // `kubectl apply -k manifests/` is the base, and needs no CRD.
+  const top = render('manifests');
+  const ids = (objs) => objs.map((o) => `${o.apiVersion} ${o.kind} ${o.metadata.namespace || ''}/${o.metadata.name}`).sort();
+  check(canonical(top) === canonical(render('manifests/base')), 'manifests/ renders exactly manifests/base');
+  check(!top.some((o) => /monitoring\.coreos\.com|apiextensions/.test(o.apiVersion)),
+        `manifests/ needs no CRD (${ids(top).join(', ')})`);
+  // Its agents mount a Secret it does not create: the deploy instructions must create
+  // exactly that name.
+  const topDs = find(top, 'DaemonSet', 'meshprobe-agent');
+  const keyVol = topDs && topDs.spec.template.spec.volumes.find((v) => v.name === 'probe-key');
+  const keyName = keyVol && keyVol.secret && keyVol.secret.secretName;
+  check(keyName && !top.some((o) => o.kind === 'Secret'), `manifests/: agents mount Secret ${keyName}, not generated here`);
+  for (const doc of ['README.md', 'docs/operations.md', 'manifests/kustomization.yaml']) {
+    const text = fs.readFileSync(path.join(SRC, doc), 'utf8');
+    check(keyName && new RegExp(`kubectl -n meshprobe create secret generic ${keyName} --from-file=key=`).test(text),
+          `${doc} tells how to create Secret ${keyName} (key \`key\`) for manifests/`);
   }
   // The overlay wires the generated Secret (name with hash) into the DaemonSet.
   const ov = render('manifests/overlays/example');
@@ -170,7 +220,7 @@ function cmdProperties() {
   check(agentHttp > 0 && agentProbe > 0 && aggGrpc > 0 && aggHttp > 0, 'ports parsed from --help');
   console.log(`ports from --help: agent http ${agentHttp}, probe ${agentProbe}; aggregator grpc ${aggGrpc}, http ${aggHttp}`);
 
-  for (const rel of ['manifests/base', 'manifests/overlays/example']) {
+  for (const rel of ['manifests', 'manifests/overlays/example']) {
     const objs = render(rel);
     const p = (s) => `${rel}: ${s}`;
     const ds = find(objs, 'DaemonSet', 'meshprobe-agent');
@@ -378,7 +428,7 @@ function cmdRules() {
   check(t.status === 0, `promtool test rules rules_test.yaml:\n${t.stdout}${t.stderr}`);
   console.log(`promtool test rules: ${t.status === 0 ? 'SUCCESS' : 'FAILED'}`);
 
-  // Required alerts (issue 5), each with severity and summary.
+  // Required alerts, each with severity and summary.
   const alerts = plain.groups.flatMap((g) => g.rules).filter((r) => r.alert);
   for (const name of ['MeshprobeNodeDown', 'MeshprobeOverlayPartition', 'MeshprobeIstiodUnreachable',
                       'MeshprobeZtunnelNotConnected', 'MeshprobeAgentStale', 'MeshprobeTooManyBrokenPairs']) {
