@@ -79,6 +79,29 @@ std::string countText(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
+std::string shutdownText(uint8_t mask) {
+  if (mask == 0) return "none";
+  std::string out;
+  if (mask & kUnixRcvShutdown) out = "read";
+  if (mask & kUnixSendShutdown) out += out.empty() ? "write" : "+write";
+  return out;
+}
+
+// "" while ztunnel's end of an accepted connection is alive, else why it is not.
+std::string peerGoneReason(const UnixSocket& s) {
+  const uint8_t shut = s.shutdown.value_or(0);
+  if (s.peer_inode == 0) {
+    std::string why = "ztunnel's end is released (peer inode 0";
+    if (shut != 0) why += ", shut down for " + shutdownText(shut);
+    return why + ")";
+  }
+  if (shut != 0) {
+    return "shut down for " + shutdownText(shut) + " (peer inode " + std::to_string(s.peer_inode) +
+           "): the connection is closing";
+  }
+  return "";
+}
+
 Finding cniAgentDown(std::string summary, std::vector<std::string> evidence, const std::string& path) {
   Finding f;
   f.code = std::string(codes::kCniAgentDown);
@@ -186,16 +209,35 @@ CheckResult ZtunnelCheck::run() {
     if (s.peer_inode != 0 && std::find(pending.begin(), pending.end(), s.peer_inode) != pending.end()) continue;
     accepted.push_back(&s);
   }
+  // A connection counts only while ztunnel's end is alive. When ztunnel dies, the kernel
+  // releases its socket, sets both shutdown bits on istio-cni's accepted end and reports
+  // its peer inode as 0 — but that end stays ESTABLISHED until istio-cni closes it, which
+  // it does only at its next keepalive read (seconds later) or, in older releases, at its
+  // next failed send (never, on a quiet node). So peer inode 0 or any shutdown bit means
+  // "ztunnel is gone". Whether the peer appears in this dump is no evidence either way:
+  // ztunnel's socket lives in ztunnel's own netns, and sock_diag lists only this netns's.
+  std::vector<const UnixSocket*> alive;
+  std::vector<std::string> gone;  // why each stale connection is not counted
   nlohmann::json conns = nlohmann::json::array();
   for (const auto* s : accepted) {
     nlohmann::json c = {{"inode", s->inode}, {"peer_inode", s->peer_inode}};
     const bool peer_seen = std::any_of(sockets->begin(), sockets->end(),
                                        [&](const UnixSocket& p) { return p.inode == s->peer_inode && p.inode != 0; });
     c["peer_seen"] = peer_seen;
+    if (s->shutdown) c["shutdown"] = shutdownText(*s->shutdown);
+    const std::string why = peerGoneReason(*s);
+    c["peer_alive"] = why.empty();
+    if (why.empty()) {
+      alive.push_back(s);
+    } else {
+      c["not_counted"] = why;
+      gone.push_back("accepted socket inode " + std::to_string(s->inode) + ": " + why);
+    }
     conns.push_back(std::move(c));
   }
   details["connections"] = conns;
-  details["established"] = accepted.size();
+  details["established"] = alive.size();
+  details["stale"] = gone.size();
   details["pending_peer_inodes"] = listener->pending_peer_inodes;
 
   // The listener is reachable through the path only when the file there is its file.
@@ -216,10 +258,20 @@ CheckResult ZtunnelCheck::run() {
   }
   if (!path_problem.empty()) details["path_problem"] = path_problem;
 
-  if (accepted.empty()) {
+  if (alive.empty()) {
     std::string summary = "istio-cni listens on " + path + " but ztunnel is not connected: " + kNoZtunnelConsequence;
+    if (!gone.empty()) {
+      summary += " (" + countText(gone.size(), "connection", "connections") +
+                 " still held by istio-cni, ztunnel's end gone)";
+    }
     std::vector<std::string> evidence = {"sock_diag: SOCK_SEQPACKET listener inode " + std::to_string(listener->inode) +
-                                         " on " + path + ", 0 established connections"};
+                                         " on " + path + ", 0 connections with a live ztunnel end"};
+    if (!gone.empty()) {
+      evidence.push_back(countText(gone.size(), "accepted connection is", "accepted connections are") +
+                         " still open on istio-cni's side although ztunnel's end is gone (istio-cni closes it at "
+                         "its next keepalive read or failed send)");
+      evidence.insert(evidence.end(), gone.begin(), gone.end());
+    }
     if (listener->pending_connections > 0) {
       evidence.push_back(countText(listener->pending_connections, "connection waits", "connections wait") +
                          " in the accept queue: istio-cni is not accepting");
@@ -239,8 +291,9 @@ CheckResult ZtunnelCheck::run() {
   }
 
   std::string summary = "istio-cni listening on " + path + " (SOCK_SEQPACKET), " +
-                        countText(accepted.size(), "ztunnel connection", "ztunnel connections");
+                        countText(alive.size(), "ztunnel connection", "ztunnel connections");
   if (listener->pending_connections > 0) summary += ", " + std::to_string(listener->pending_connections) + " pending";
+  if (!gone.empty()) summary += ", " + std::to_string(gone.size()) + " stale (ztunnel's end gone) not counted";
   if (!path_problem.empty()) {
     auto r = result(CheckStatus::kWarn, summary + "; but " + path_problem);
     r.details = std::move(details);

@@ -3,7 +3,11 @@
 // the established connections on it (ztunnel connected), read over NETLINK_SOCK_DIAG
 // (AF_UNIX). The listener is matched by the socket file's inode (stat() vs
 // UNIX_DIAG_VFS), falling back to the bound name; the accepted side of each connection
-// carries the listener's name and file, the peer of each is ztunnel's socket.
+// carries the listener's name and file, the peer of each is ztunnel's socket. A connection
+// counts only while ztunnel's end is alive (peer inode non-zero, no shutdown bit): after
+// ztunnel dies, istio-cni may hold its accepted socket for seconds (until its keepalive
+// read) or indefinitely (older releases, until a send fails), and that socket must not
+// hide ZTUNNEL_NOT_CONNECTED.
 
 #include "agent/checks/check.h"
 #include "agent/config.h"

@@ -202,6 +202,10 @@ Result<UnixSocket> parseUnixMessage(std::span<const uint8_t> payload) {
           s.wqueue = rq.udiag_wqueue;
           break;
         }
+        case UNIX_DIAG_SHUTDOWN:
+          if (v.size() < sizeof(uint8_t)) return Error{"UNIX_DIAG_SHUTDOWN attribute is empty"};
+          s.shutdown = v[0];
+          break;
         default:
           break;
       }

@@ -35,6 +35,14 @@ struct UnixSocket {
   std::vector<uint64_t> pending_peer_inodes;  // UNIX_DIAG_ICONS: the connecting (client) sockets not yet accepted
   uint32_t rqueue = 0;                        // UNIX_DIAG_RQLEN: listeners: queued connections; others: bytes queued
   uint32_t wqueue = 0;                        // UNIX_DIAG_RQLEN: listeners: backlog limit; others: bytes unsent
+  // UNIX_DIAG_SHUTDOWN (sent unconditionally since Linux 3.10): sk_shutdown, a mask of
+  // kUnixRcvShutdown | kUnixSendShutdown. When a connected stream/seqpacket socket's peer is
+  // released (its process died or closed it), the kernel sets both bits here and the peer
+  // inode reads 0, while this end stays ESTABLISHED until its owner closes it.
+  std::optional<uint8_t> shutdown;
 };
+
+inline constexpr uint8_t kUnixRcvShutdown = 1;   // RCV_SHUTDOWN: nothing more will arrive
+inline constexpr uint8_t kUnixSendShutdown = 2;  // SEND_SHUTDOWN: nothing more can be sent
 
 }  // namespace meshprobe::agent

@@ -2,10 +2,11 @@
 // namespace into files, for the parser tests (tests/data/sockdiag/README.md).
 //
 //   capture_sock_diag OUTDIR
+//   capture_sock_diag OUTDIR --unix-only NAME
 //
 // writes OUTDIR/{udp4,udp6,tcp4_listen,tcp6_listen,unix}.bin (reply messages up to and
 // including NLMSG_DONE, exactly what sockDiagDump returns) and prints what the parsers
-// make of them.
+// make of them. With --unix-only, only the AF_UNIX dump, as OUTDIR/NAME.bin.
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -53,24 +54,26 @@ bool captureInet(const std::string& dir, const char* name, uint8_t family, uint8
   return true;
 }
 
-bool captureUnix(const std::string& dir) {
+bool captureUnix(const std::string& dir, const std::string& name = "unix") {
   auto dump = sockDiagDump(buildUnixDiagRequest(defaultUnixDiagShow(), 0), kTimeout);
   if (!dump) {
     std::fprintf(stderr, "unix: %s\n", dump.error().message.c_str());
     return false;
   }
-  if (!writeFile(dir + "/unix.bin", *dump)) return false;
+  if (!writeFile(dir + "/" + name + ".bin", *dump)) return false;
   auto parsed = parseUnixDiagDump(*dump);
   if (!parsed) {
     std::fprintf(stderr, "unix: parse: %s\n", parsed.error().message.c_str());
     return false;
   }
-  std::printf("unix: %zu bytes, %zu sockets\n", dump->size(), parsed->size());
+  std::printf("%s: %zu bytes, %zu sockets\n", name.c_str(), dump->size(), parsed->size());
   for (const auto& s : *parsed) {
-    std::printf("  inode=%llu type=%u state=%u path=%s peer=%llu vfs=%lld dev=%lld pending=%u rq=%u wq=%u\n",
-                static_cast<unsigned long long>(s.inode), s.type, s.state, s.path.c_str(),
-                static_cast<unsigned long long>(s.peer_inode), s.vfs_inode ? static_cast<long long>(*s.vfs_inode) : -1,
-                s.vfs_dev ? static_cast<long long>(*s.vfs_dev) : -1, s.pending_connections, s.rqueue, s.wqueue);
+    std::printf(
+        "  inode=%llu type=%u state=%u path=%s peer=%llu vfs=%lld dev=%lld pending=%u rq=%u wq=%u shutdown=%d\n",
+        static_cast<unsigned long long>(s.inode), s.type, s.state, s.path.c_str(),
+        static_cast<unsigned long long>(s.peer_inode), s.vfs_inode ? static_cast<long long>(*s.vfs_inode) : -1,
+        s.vfs_dev ? static_cast<long long>(*s.vfs_dev) : -1, s.pending_connections, s.rqueue, s.wqueue,
+        s.shutdown ? static_cast<int>(*s.shutdown) : -1);
   }
   return true;
 }
@@ -78,8 +81,9 @@ bool captureUnix(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[2]) == "--unix-only") return captureUnix(argv[1], argv[3]) ? 0 : 1;
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
+    std::fprintf(stderr, "usage: %s OUTDIR [--unix-only NAME]\n", argv[0]);
     return 2;
   }
   const std::string dir = argv[1];

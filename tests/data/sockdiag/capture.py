@@ -3,6 +3,11 @@
 
 Run as root from the repository root:
     python3 tests/data/sockdiag/capture.py BUILD_DIR/tests/tools/capture_sock_diag tests/data/sockdiag
+    python3 tests/data/sockdiag/capture.py --stale BUILD_DIR/tests/tools/capture_sock_diag tests/data/sockdiag
+
+The second form captures only the stale-connection case (unix_stale.bin and its
+facts_stale.txt / capture_stale.txt / ss_stale.txt): ztunnel's end gone while istio-cni
+still holds the accepted socket.
 
 It makes a network namespace `mph-sockdiag-cap`, re-runs itself inside it (--inside),
 builds the sockets listed in README.md, records what user space knows about them
@@ -109,16 +114,82 @@ def inside(capture_bin, outdir):
         shutil.rmtree(tmp)
 
 
+def inside_stale(capture_bin, outdir):
+    """istio-cni's listener with three accepted connections: ztunnel alive; ztunnel's
+    process dead (its socket released: the accepted end stays ESTABLISHED with peer inode
+    0 and both shutdown bits, until istio-cni closes it); ztunnel half-closed
+    (shutdown(SHUT_WR): the accepted end has RCV_SHUTDOWN, the peer inode is kept)."""
+    tmp = tempfile.mkdtemp(prefix="mph-sockdiag-")
+    keep = []
+    try:
+        path = os.path.join(tmp, "ztunnel.sock")
+        lst = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        lst.bind(path)
+        lst.listen(8)
+        keep.append(lst)
+        alive = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        alive.connect(path)
+        alive_acc, _ = lst.accept()
+        keep += [alive, alive_acc]
+
+        # A ztunnel process that connects, is accepted, then dies.
+        up_r, up_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            c.connect(path)
+            os.write(up_w, str(inode(c)).encode())
+            os.read(go_r, 1)
+            os._exit(0)
+        gone_client = int(os.read(up_r, 64).decode())
+        gone_acc, _ = lst.accept()
+        keep.append(gone_acc)
+        os.write(go_w, b"x")
+        os.waitpid(pid, 0)
+        for fd in (up_r, up_w, go_r, go_w):
+            os.close(fd)
+
+        half = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        half.connect(path)
+        half_acc, _ = lst.accept()
+        half.shutdown(socket.SHUT_WR)
+        keep += [half, half_acc]
+
+        st = os.stat(path)
+        facts = dict(
+            seqpacket_path=path, seqpacket_file_inode=st.st_ino, seqpacket_file_dev=st.st_dev,
+            listener_inode=inode(lst), alive_client_inode=inode(alive), alive_accepted_inode=inode(alive_acc),
+            gone_client_inode=gone_client, gone_accepted_inode=inode(gone_acc),
+            halfclosed_client_inode=inode(half), halfclosed_accepted_inode=inode(half_acc))
+        with open(os.path.join(outdir, "facts_stale.txt"), "w") as f:
+            for k, v in facts.items():
+                f.write(f"{k}={v}\n")
+        with open(os.path.join(outdir, "capture_stale.txt"), "w") as f:
+            subprocess.run([capture_bin, outdir, "--unix-only", "unix_stale"], check=True, stdout=f)
+        with open(os.path.join(outdir, "ss_stale.txt"), "w") as f:
+            subprocess.run(["ss", "-xaneH"], check=True, stdout=f, stderr=subprocess.DEVNULL)
+    finally:
+        for s in keep:
+            s.close()
+        shutil.rmtree(tmp)
+
+
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "--inside":
-        inside(os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3]))
+    if len(sys.argv) == 4 and sys.argv[1] in ("--inside", "--inside-stale"):
+        fn = inside if sys.argv[1] == "--inside" else inside_stale
+        fn(os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3]))
         return
+    stale = len(sys.argv) == 4 and sys.argv[1] == "--stale"
+    if stale:
+        del sys.argv[1]
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     capture_bin, outdir = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     sh("ip", "netns", "add", NS)
     try:
-        sh("ip", "netns", "exec", NS, sys.executable, os.path.abspath(__file__), "--inside", capture_bin, outdir)
+        sh("ip", "netns", "exec", NS, sys.executable, os.path.abspath(__file__),
+           "--inside-stale" if stale else "--inside", capture_bin, outdir)
     finally:
         sh("ip", "netns", "del", NS)
 

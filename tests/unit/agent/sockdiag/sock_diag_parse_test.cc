@@ -277,6 +277,60 @@ TEST(SockDiagParse, UnixDumpListenerAcceptedClientPendingStreamAbstract) {
   EXPECT_FALSE(abstract->vfs_inode.has_value());
 }
 
+// The stale case (capture.py --stale): istio-cni's listener with three accepted
+// connections, whose ztunnel end is alive / released (process died) / half-closed.
+TEST(SockDiagParse, UnixStaleDumpShowsPeerInodeZeroAndShutdownBits) {
+  std::map<std::string, std::string> facts;
+  {
+    std::ifstream in(kDir + "facts_stale.txt");
+    for (std::string line; std::getline(in, line);) {
+      if (const auto eq = line.find('='); eq != std::string::npos) facts[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+  }
+  ASSERT_FALSE(facts.empty()) << "facts_stale.txt missing or empty";
+  auto parsed = parseUnixDiagDump(readBytes("unix_stale.bin"));
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  auto byInode = [&](const std::string& key) {
+    const uint64_t ino = num(facts, key);
+    return findOne(*parsed, [ino](const UnixSocket& s) { return s.inode == ino; });
+  };
+  const std::string path = facts.at("seqpacket_path");
+
+  // Every socket carries UNIX_DIAG_SHUTDOWN (the kernel sends it without a show flag).
+  for (const auto& s : *parsed) EXPECT_TRUE(s.shutdown.has_value()) << "inode " << s.inode;
+
+  const auto* alive = byInode("alive_accepted_inode");
+  ASSERT_NE(alive, nullptr);
+  EXPECT_EQ(alive->state, TCP_ESTABLISHED);
+  EXPECT_EQ(alive->peer_inode, num(facts, "alive_client_inode"));
+  EXPECT_EQ(alive->shutdown, std::optional<uint8_t>(0));
+
+  // ztunnel's process died: the accepted end is still ESTABLISHED, on the listener's name,
+  // with no peer inode and both directions shut down.
+  const auto* gone = byInode("gone_accepted_inode");
+  ASSERT_NE(gone, nullptr);
+  EXPECT_EQ(gone->state, TCP_ESTABLISHED);
+  EXPECT_EQ(gone->path, path);
+  EXPECT_EQ(gone->peer_inode, 0u);
+  EXPECT_EQ(gone->shutdown, std::optional<uint8_t>(kUnixRcvShutdown | kUnixSendShutdown));
+  EXPECT_EQ(byInode("gone_client_inode"), nullptr) << "the dead client's socket is released";
+
+  // shutdown(SHUT_WR) by the client: the accepted end can no longer receive; the peer stays.
+  const auto* half = byInode("halfclosed_accepted_inode");
+  ASSERT_NE(half, nullptr);
+  EXPECT_EQ(half->state, TCP_ESTABLISHED);
+  EXPECT_EQ(half->peer_inode, num(facts, "halfclosed_client_inode"));
+  EXPECT_EQ(half->shutdown, std::optional<uint8_t>(kUnixRcvShutdown));
+  const auto* half_client = byInode("halfclosed_client_inode");
+  ASSERT_NE(half_client, nullptr);
+  EXPECT_EQ(half_client->shutdown, std::optional<uint8_t>(kUnixSendShutdown));
+
+  const auto* listener = byInode("listener_inode");
+  ASSERT_NE(listener, nullptr);
+  EXPECT_EQ(listener->state, TCP_LISTEN);
+  EXPECT_EQ(listener->shutdown, std::optional<uint8_t>(0));
+}
+
 TEST(SockDiagParse, KernelDevEncodingConvertsToStatEncoding) {
   EXPECT_EQ(userDevFromKernelDev((254u << 20) | 0u), makedev(254, 0));
   EXPECT_EQ(userDevFromKernelDev((8u << 20) | 300u), makedev(8, 300));
@@ -285,10 +339,11 @@ TEST(SockDiagParse, KernelDevEncodingConvertsToStatEncoding) {
 // --- bad input: an Error, never a crash ----------------------------------------------
 
 TEST(SockDiagParse, EveryTruncationOfEveryCaptureIsAnError) {
-  for (const char* name : {"udp4.bin", "udp6.bin", "tcp4_listen.bin", "tcp6_listen.bin", "unix.bin"}) {
+  for (const char* name :
+       {"udp4.bin", "udp6.bin", "tcp4_listen.bin", "tcp6_listen.bin", "unix.bin", "unix_stale.bin"}) {
     const auto bytes = readBytes(name);
     ASSERT_GT(bytes.size(), 20u) << name;
-    const bool is_unix = std::string(name) == "unix.bin";
+    const bool is_unix = std::string(name).rfind("unix", 0) == 0;
     for (size_t len = 0; len < bytes.size(); ++len) {
       std::span<const uint8_t> prefix(bytes.data(), len);
       const bool ok = is_unix ? parseUnixDiagDump(prefix).ok() : parseInetDiagDump(prefix).ok();

@@ -281,6 +281,94 @@ TEST_F(ZtunnelCheckTest, UnstatablePathWithoutListenerFailsWithTheReason) {
   EXPECT_TRUE(contains(r.summary, "Not a directory")) << r.summary;
 }
 
+// ---- ztunnel's end of a connection gone while istio-cni still holds its accepted socket ----
+
+// What the kernel reports for istio-cni's accepted socket after ztunnel's process died:
+// still ESTABLISHED, peer inode 0, both shutdown bits (tests/data/sockdiag/unix_stale.bin).
+UnixSocket peerGone(const UnixSocket& accepted_side) {
+  UnixSocket s = accepted_side;
+  s.peer_inode = 0;
+  s.shutdown = kUnixRcvShutdown | kUnixSendShutdown;
+  return s;
+}
+
+TEST_F(ZtunnelCheckTest, HeldConnectionWhosePeerIsGoneIsZtunnelNotConnected) {
+  makeStaleSocketFile();
+  UnixSocket l = listener(100, config.ztunnel_socket);
+  diag.unix_sockets = std::vector<UnixSocket>{l, peerGone(accepted(l, 101, 200))};
+  auto r = run();
+  EXPECT_EQ(r.status, CheckStatus::kFail) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "ztunnel is not connected")) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "1 connection still held by istio-cni, ztunnel's end gone")) << r.summary;
+  const Finding* f = findingWith(r, codes::kZtunnelNotConnected);
+  ASSERT_NE(f, nullptr);
+  bool named = false;
+  for (const auto& e : f->evidence) named |= contains(e, "accepted socket inode 101: ztunnel's end is released (peer inode 0, shut down for read+write)");
+  EXPECT_TRUE(named) << ::testing::PrintToString(f->evidence);
+  EXPECT_EQ(r.details["established"], 0);
+  EXPECT_EQ(r.details["stale"], 1);
+  ASSERT_EQ(r.details["connections"].size(), 1u);
+  EXPECT_EQ(r.details["connections"][0]["peer_alive"], false);
+  EXPECT_EQ(r.details["connections"][0]["shutdown"], "read+write");
+}
+
+TEST_F(ZtunnelCheckTest, PeerInodeZeroAloneMeansGoneEvenWithoutAShutdownAttribute) {
+  makeStaleSocketFile();
+  UnixSocket l = listener(100, config.ztunnel_socket);
+  UnixSocket held = accepted(l, 101, 0);  // a kernel that sends no UNIX_DIAG_SHUTDOWN
+  ASSERT_FALSE(held.shutdown.has_value());
+  diag.unix_sockets = std::vector<UnixSocket>{l, held};
+  auto r = run();
+  EXPECT_EQ(r.status, CheckStatus::kFail) << r.summary;
+  EXPECT_NE(findingWith(r, codes::kZtunnelNotConnected), nullptr);
+}
+
+TEST_F(ZtunnelCheckTest, ShutDownConnectionWithAPeerInodeIsNotCounted) {
+  makeStaleSocketFile();
+  UnixSocket l = listener(100, config.ztunnel_socket);
+  // ztunnel called shutdown(SHUT_WR): istio-cni's end can no longer receive; the peer inode stays.
+  UnixSocket closing = accepted(l, 101, 200);
+  closing.shutdown = kUnixRcvShutdown;
+  UnixSocket write_shut = accepted(l, 102, 201);
+  write_shut.shutdown = kUnixSendShutdown;
+  diag.unix_sockets = std::vector<UnixSocket>{l, closing, write_shut};
+  auto r = run();
+  EXPECT_EQ(r.status, CheckStatus::kFail) << r.summary;
+  EXPECT_NE(findingWith(r, codes::kZtunnelNotConnected), nullptr);
+  EXPECT_EQ(r.details["stale"], 2);
+  EXPECT_TRUE(contains(r.details["connections"][0]["not_counted"].get<std::string>(), "shut down for read (peer inode 200)"));
+  EXPECT_TRUE(contains(r.details["connections"][1]["not_counted"].get<std::string>(), "shut down for write"));
+}
+
+TEST_F(ZtunnelCheckTest, PeerInAnotherNetnsIsAliveThoughNotSeen) {
+  // ztunnel's client socket lives in ztunnel's own netns: sock_diag here never lists it.
+  makeStaleSocketFile();
+  UnixSocket l = listener(100, config.ztunnel_socket);
+  UnixSocket live = accepted(l, 101, 999);
+  live.shutdown = 0;
+  diag.unix_sockets = std::vector<UnixSocket>{l, live};
+  auto r = run();
+  EXPECT_EQ(r.status, CheckStatus::kOk) << r.summary;
+  EXPECT_EQ(r.details["established"], 1);
+  EXPECT_EQ(r.details["connections"][0]["peer_seen"], false);
+  EXPECT_EQ(r.details["connections"][0]["peer_alive"], true);
+}
+
+TEST_F(ZtunnelCheckTest, NewZtunnelNextToAStaleConnectionIsOk) {
+  makeStaleSocketFile();
+  UnixSocket l = listener(100, config.ztunnel_socket);
+  UnixSocket live = accepted(l, 103, 300);
+  live.shutdown = 0;
+  diag.unix_sockets = std::vector<UnixSocket>{l, peerGone(accepted(l, 101, 200)), live};
+  auto r = run();
+  EXPECT_EQ(r.status, CheckStatus::kOk) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "1 ztunnel connection")) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "1 stale (ztunnel's end gone) not counted")) << r.summary;
+  EXPECT_TRUE(r.findings.empty());
+  EXPECT_EQ(r.details["established"], 1);
+  EXPECT_EQ(r.details["stale"], 1);
+}
+
 // The captured dump (tests/data/sockdiag): the capture's socket file is gone now, so
 // the listener is found by its bound name, with ztunnel's connection and a pending one.
 TEST_F(ZtunnelCheckTest, CapturedDumpListenerWithConnection) {
@@ -309,6 +397,62 @@ TEST_F(ZtunnelCheckTest, CapturedDumpListenerWithConnection) {
   r = run();
   EXPECT_EQ(r.status, CheckStatus::kFail);
   EXPECT_NE(findingWith(r, codes::kCniAgentDown), nullptr);
+}
+
+std::map<std::string, std::string> readFacts(const std::string& file) {
+  std::map<std::string, std::string> facts;
+  std::ifstream ff(std::string(MESHPROBE_TEST_DATA) + "/sockdiag/" + file);
+  for (std::string line; std::getline(ff, line);) {
+    if (auto eq = line.find('='); eq != std::string::npos) facts[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return facts;
+}
+
+std::vector<UnixSocket> readStaleCapture() {
+  std::ifstream in(std::string(MESHPROBE_TEST_DATA) + "/sockdiag/unix_stale.bin", std::ios::binary);
+  std::vector<uint8_t> bytes(std::istreambuf_iterator<char>(in), {});
+  auto parsed = parseUnixDiagDump(bytes);
+  EXPECT_TRUE(parsed.ok()) << parsed.error().message;
+  return parsed.ok() ? *parsed : std::vector<UnixSocket>{};
+}
+
+// The captured stale case: one live ztunnel, one whose process died (its accepted socket
+// still held), one half-closed. Only the live one counts.
+TEST_F(ZtunnelCheckTest, CapturedStaleDumpCountsOnlyTheLiveConnection) {
+  auto facts = readFacts("facts_stale.txt");
+  diag.unix_sockets = readStaleCapture();
+  config.ztunnel_socket = facts.at("seqpacket_path");
+  auto r = run();
+  EXPECT_EQ(r.status, CheckStatus::kWarn) << r.summary;  // connected, but the capture's file is gone
+  EXPECT_EQ(r.details["established"], 1);
+  EXPECT_EQ(r.details["stale"], 2);
+  EXPECT_TRUE(r.findings.empty());
+  std::map<uint64_t, nlohmann::json> by_inode;
+  for (const auto& c : r.details["connections"]) by_inode[c["inode"].get<uint64_t>()] = c;
+  const auto alive = by_inode.at(std::stoull(facts.at("alive_accepted_inode")));
+  EXPECT_EQ(alive["peer_alive"], true);
+  EXPECT_EQ(alive["peer_inode"], std::stoull(facts.at("alive_client_inode")));
+  const auto gone = by_inode.at(std::stoull(facts.at("gone_accepted_inode")));
+  EXPECT_EQ(gone["peer_alive"], false);
+  EXPECT_EQ(gone["peer_inode"], 0);
+  const auto half = by_inode.at(std::stoull(facts.at("halfclosed_accepted_inode")));
+  EXPECT_EQ(half["peer_alive"], false);
+  EXPECT_EQ(half["peer_inode"], std::stoull(facts.at("halfclosed_client_inode")));
+}
+
+// The same capture without the live connection: what the agent sees on a quiet node after
+// ztunnel died under an istio-cni that has not closed its socket.
+TEST_F(ZtunnelCheckTest, CapturedStaleDumpWithoutTheLiveOneIsZtunnelNotConnected) {
+  auto facts = readFacts("facts_stale.txt");
+  auto sockets = readStaleCapture();
+  const uint64_t live = std::stoull(facts.at("alive_accepted_inode"));
+  std::erase_if(sockets, [live](const UnixSocket& s) { return s.inode == live; });
+  diag.unix_sockets = sockets;
+  config.ztunnel_socket = facts.at("seqpacket_path");
+  auto r = run();
+  EXPECT_EQ(r.status, CheckStatus::kFail) << r.summary;
+  EXPECT_NE(findingWith(r, codes::kZtunnelNotConnected), nullptr);
+  EXPECT_TRUE(contains(r.summary, "2 connections still held by istio-cni")) << r.summary;
 }
 
 }  // namespace
