@@ -14,12 +14,19 @@ namespace {
 
 std::string errnoText(int err) { return std::strerror(err); }
 
+// The probe's stat, or stat(2).
+int statPath(const NetnsProbe& probe, const std::string& path, struct stat& st) {
+  if (probe.stat) return probe.stat(path, st);
+  return ::stat(path.c_str(), &st) == 0 ? 0 : errno;
+}
+
 // stat() follows the /proc/PID/ns/net magic link (and a bind mount shows the nsfs inode),
 // so (st_dev, st_ino) identifies the namespace itself.
-std::optional<NetnsId> statNetns(const std::string& path, int& err, bool* is_dir = nullptr) {
+std::optional<NetnsId> statNetns(const NetnsProbe& probe, const std::string& path, int& err,
+                                 bool* is_dir = nullptr) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    err = errno;
+  if (int e = statPath(probe, path, st); e != 0) {
+    err = e;
     return std::nullopt;
   }
   err = 0;
@@ -74,7 +81,7 @@ class Collector {
   std::vector<NetnsId> excluded_;
 };
 
-void fromNetnsDir(const std::string& dir, Collector& collector, NetnsEnumeration& out) {
+void fromNetnsDir(const NetnsProbe& probe, const std::string& dir, Collector& collector, NetnsEnumeration& out) {
   if (dir.empty()) return;
   int err = 0;
   auto names = listDir(dir, err);
@@ -90,7 +97,7 @@ void fromNetnsDir(const std::string& dir, Collector& collector, NetnsEnumeration
   for (const auto& name : *names) {
     std::string path = joinPath(dir, name);
     bool is_dir = false;
-    auto id = statNetns(path, err, &is_dir);
+    auto id = statNetns(probe, path, err, &is_dir);
     if (!id) {
       if (err != ENOENT) out.errors.push_back("cannot stat " + path + ": " + errnoText(err));
       continue;  // ENOENT: removed while we looked
@@ -103,7 +110,7 @@ void fromNetnsDir(const std::string& dir, Collector& collector, NetnsEnumeration
   }
 }
 
-void fromProc(const std::string& proc, Collector& collector, NetnsEnumeration& out) {
+void fromProc(const NetnsProbe& probe, const std::string& proc, Collector& collector, NetnsEnumeration& out) {
   int err = 0;
   auto names = listDir(proc, err);
   if (!names) {
@@ -122,7 +129,7 @@ void fromProc(const std::string& proc, Collector& collector, NetnsEnumeration& o
   for (long pid : pids) {
     ++out.proc_entries;
     std::string path = joinPath(proc, std::to_string(pid) + "/ns/net");
-    auto id = statNetns(path, err);
+    auto id = statNetns(probe, path, err);
     if (!id) {
       // ENOENT/ESRCH: the process exited, or has no ns dir (fake trees); not an error.
       if (err == EACCES || err == EPERM) ++out.proc_unreadable;
@@ -133,34 +140,46 @@ void fromProc(const std::string& proc, Collector& collector, NetnsEnumeration& o
   if (out.proc_unreadable > 0) {
     out.errors.push_back("cannot read the network namespace of " + std::to_string(out.proc_unreadable) + " of " +
                          std::to_string(out.proc_entries) + " processes under " + proc +
-                         " (permission denied: run the agent as root)");
+                         " (permission denied): " + procNetnsAdvice(probe.privileges ? probe.privileges() : Privileges{}));
   }
 }
 
 }  // namespace
 
-NetnsEnumeration enumeratePodNetns(const NetnsSources& sources) {
+NetnsEnumeration enumeratePodNetns(const NetnsSources& sources, const NetnsProbe& probe) {
   NetnsEnumeration out;
   Collector collector(out);
   int err = 0;
   if (!sources.self_netns.empty()) {
-    if (auto self = statNetns(sources.self_netns, err)) {
+    if (auto self = statNetns(probe, sources.self_netns, err)) {
       collector.exclude(*self);
     } else {
       out.notes.push_back("cannot identify the agent's own netns " + sources.self_netns + ": " + errnoText(err));
     }
   }
+  bool scan_proc = !sources.proc_dir.empty();
   if (!sources.host_netns.empty()) {
-    if (auto host = statNetns(sources.host_netns, err)) {
+    if (auto host = statNetns(probe, sources.host_netns, err)) {
       collector.exclude(*host);
-    } else if (err == ENOENT) {
-      out.notes.push_back("host netns " + sources.host_netns + " not found: it is not excluded");
     } else {
-      out.errors.push_back("cannot identify the host netns " + sources.host_netns + ": " + errnoText(err));
+      struct stat st {};
+      const bool proc_exists = !sources.proc_dir.empty() && statPath(probe, sources.proc_dir, st) == 0;
+      if (err == ENOENT && !proc_exists) {
+        // No /proc there at all: fromProc says so; nothing to tell apart.
+        out.notes.push_back("host netns " + sources.host_netns + " not found: it is not excluded");
+      } else if (scan_proc) {
+        // Which netns is the host's is unknown: a host process's netns would pass for a
+        // pod's, so that part of the check is skipped (with the reason), not failed.
+        const Privileges who = (err == ENOENT || !probe.privileges) ? Privileges{} : probe.privileges();
+        out.proc_skipped = hostNetnsProblem(sources.host_netns, err, who, sources.proc_dir);
+        scan_proc = false;
+      } else {
+        out.notes.push_back("cannot identify the host netns " + sources.host_netns + ": " + errnoText(err));
+      }
     }
   }
-  fromNetnsDir(sources.netns_dir, collector, out);
-  if (!sources.proc_dir.empty()) fromProc(sources.proc_dir, collector, out);
+  fromNetnsDir(probe, sources.netns_dir, collector, out);
+  if (scan_proc) fromProc(probe, sources.proc_dir, collector, out);
   return out;
 }
 

@@ -153,6 +153,7 @@ CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsE
   r.details["pods"] = std::move(pod_list);
   r.details["notes"] = found.notes;
   r.details["errors"] = found.errors;
+  if (!found.proc_skipped.empty()) r.details["proc_skipped"] = found.proc_skipped;
 
   if (pods.empty()) {
     if (!found.errors.empty()) {
@@ -161,6 +162,13 @@ CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsE
       return r;
     }
     r.status = CheckStatus::kSkip;
+    if (!found.proc_skipped.empty()) {
+      // Not a verdict on the node's datapath: this agent cannot tell pods from the host.
+      r.summary = "no pod network namespaces in " + sources.netns_dir + ", and " + sources.proc_dir +
+                  "/*/ns/net not looked at: " + found.proc_skipped;
+      if (!found.notes.empty()) r.summary += "; " + joinLines(found.notes, "; ");
+      return r;
+    }
     r.summary = "no pod network namespaces on this node (looked in " + sources.netns_dir + " and " + sources.proc_dir +
                 "/*/ns/net)";
     if (!found.notes.empty()) r.summary += ": " + joinLines(found.notes, "; ");
@@ -181,9 +189,12 @@ CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsE
     problems.push_back("cannot inspect " + std::to_string(unknown.size()) + " pod netns: " + nameList(unknown, true));
   }
   for (const auto& e : found.errors) problems.push_back(e);
+  // Said after any failure and after the verdict on the pods that were inspected.
+  const std::string proc_note =
+      found.proc_skipped.empty() ? "" : "; pods seen only in " + sources.proc_dir + " not looked at: " + found.proc_skipped;
   if (!problems.empty()) {
     r.status = CheckStatus::kFail;
-    r.summary = joinLines(problems, "; ");
+    r.summary = joinLines(problems, "; ") + proc_note;
     return r;
   }
 
@@ -198,6 +209,7 @@ CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsE
     if (!uncaptured.empty()) r.summary += ", " + std::to_string(uncaptured.size()) + " not in ambient";
   }
   if (!sidecar.empty()) r.summary += ", " + std::to_string(sidecar.size()) + " with Istio sidecars";
+  r.summary += proc_note;
   return r;
 }
 
@@ -206,12 +218,12 @@ AmbientRedirectionCheck::AmbientRedirectionCheck(const AgentConfig& config, Comm
     : AmbientRedirectionCheck(config, makeKernelPodNetnsInspector(commands, sock_diag)) {}
 
 AmbientRedirectionCheck::AmbientRedirectionCheck(const AgentConfig& config,
-                                                 std::unique_ptr<PodNetnsInspector> inspector)
-    : config_(config), inspector_(std::move(inspector)) {}
+                                                 std::unique_ptr<PodNetnsInspector> inspector, NetnsProbe probe)
+    : config_(config), inspector_(std::move(inspector)), probe_(std::move(probe)) {}
 
 CheckResult AmbientRedirectionCheck::run() {
   const NetnsSources sources = ambientNetnsSources(config_);
-  NetnsEnumeration found = enumeratePodNetns(sources);
+  NetnsEnumeration found = enumeratePodNetns(sources, probe_);
 
   // Finish inside the doctor's per-check timeout, with room to spare for the verdict.
   auto budget = std::chrono::duration_cast<milliseconds>(config_.check_timeout) * 8 / 10;

@@ -2,7 +2,9 @@
 // ambient_redirection: in every pod network namespace on the node, are istio-cni's
 // redirection rules (ISTIO_PRERT / ISTIO_OUTPUT) and ztunnel's in-pod listeners
 // (15001/15006/15008) present together? Rules without listeners blackhole the pod;
-// listeners without rules mean no capture (no HBONE). DESIGN §3 "Ambient redirection".
+// listeners without rules mean no capture (no HBONE). When the host's own netns cannot be
+// identified, processes' namespaces under /proc are not looked at and the check says why and
+// what to do (SKIP when nothing else is left to inspect), instead of failing the node.
 
 #include <memory>
 #include <vector>
@@ -27,8 +29,10 @@ class AmbientRedirectionCheck final : public Check {
  public:
   // Kernel inspection through the agent's seams (they must act on the calling thread's netns).
   AmbientRedirectionCheck(const AgentConfig& config, CommandRunner& commands, SockDiag& sock_diag);
-  // Any inspector (tests: a fake).
-  AmbientRedirectionCheck(const AgentConfig& config, std::unique_ptr<PodNetnsInspector> inspector);
+  // Any inspector (tests: a fake), and what enumerating pod netns asks of the system
+  // (tests: a fake stat and privileges).
+  AmbientRedirectionCheck(const AgentConfig& config, std::unique_ptr<PodNetnsInspector> inspector,
+                          NetnsProbe probe = {});
 
   std::string_view name() const override { return "ambient_redirection"; }
   CheckResult run() override;
@@ -39,6 +43,7 @@ class AmbientRedirectionCheck final : public Check {
  private:
   const AgentConfig& config_;
   std::unique_ptr<PodNetnsInspector> inspector_;
+  NetnsProbe probe_;
 };
 
 // Where the check looks for pod namespaces, from the config.

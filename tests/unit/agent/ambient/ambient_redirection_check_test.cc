@@ -1,8 +1,10 @@
 #include "agent/checks/ambient_redirection_check.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -319,4 +321,83 @@ TEST_F(AmbientCheckOnFakeNode, KernelInspectorOnFilesThatAreNotNamespacesFailsNa
       << r.summary;
   EXPECT_EQ(r.details["pods"][0]["state"], "unknown");
   EXPECT_FALSE(commands.ran) << "iptables-save must not run in the agent's own namespace";
+}
+
+// ---- /proc/1/ns/net unreadable: which netns is the host's is unknown ----
+
+namespace {
+
+// The fake node with a host /proc whose 1/ns/net fails stat() with `err`, for an agent with
+// the given privileges.
+NetnsProbe hostNetnsFails(const AgentConfig& config, int err, Privileges who) {
+  NetnsProbe probe;
+  probe.privileges = [who] { return who; };
+  const std::string host = config.hostPath("/proc/1/ns/net");
+  probe.stat = [host, err](const std::string& path, struct stat& st) {
+    if (path == host) return err;
+    return ::stat(path.c_str(), &st) == 0 ? 0 : errno;
+  };
+  return probe;
+}
+
+constexpr uint64_t kEveryCap = 0x000001ffffffffffull;
+
+}  // namespace
+
+TEST_F(AmbientCheckOnFakeNode, UnknownHostNetnsWithNoOtherPodsIsSkipWithTheRemedyNotAFailure) {
+  fs::create_directories(root_ / "host/proc/1/ns");
+  std::ofstream(root_ / "host/proc/1/ns/net") << "ns\n";
+  auto inspector = std::make_unique<FakeInspector>(std::map<std::string, PodInspection>{});
+  FakeInspector* fake = inspector.get();
+  AmbientRedirectionCheck check(config_, std::move(inspector),
+                                hostNetnsFails(config_, EACCES, Privileges{true, 0, kEveryCap}));
+  auto r = check.run();
+  EXPECT_EQ(r.status, CheckStatus::kSkip) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "not looked at")) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "Permission denied")) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "hostPID: true")) << r.summary;
+  EXPECT_FALSE(contains(r.summary, "run it as root")) << r.summary;
+  EXPECT_TRUE(r.findings.empty());
+  EXPECT_TRUE(r.details["errors"].empty()) << r.details.dump();
+  EXPECT_TRUE(contains(r.details["proc_skipped"].get<std::string>(), "hostPID: true"));
+  EXPECT_TRUE(fake->inspected.empty()) << "the host's /proc/1 must not be inspected as a pod";
+}
+
+TEST_F(AmbientCheckOnFakeNode, UnknownHostNetnsStillJudgesTheNetnsDirPods) {
+  pod("cni-a");
+  fs::create_directories(root_ / "host/proc");
+  AmbientRedirectionCheck check(
+      config_, std::make_unique<FakeInspector>(std::map<std::string, PodInspection>{{"cni-a", captured()}}),
+      hostNetnsFails(config_, EACCES, Privileges{true, 1000, 0}));
+  auto r = check.run();
+  EXPECT_EQ(r.status, CheckStatus::kOk) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "1 pod netns: 1 captured by ambient")) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "not looked at")) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "uid 1000, not root")) << r.summary;
+}
+
+TEST_F(AmbientCheckOnFakeNode, UnknownHostNetnsDoesNotHideABrokenPod) {
+  pod("cni-a");
+  fs::create_directories(root_ / "host/proc");
+  AmbientRedirectionCheck check(
+      config_, std::make_unique<FakeInspector>(std::map<std::string, PodInspection>{{"cni-a", rulesOnly()}}),
+      hostNetnsFails(config_, EPERM, Privileges{true, 0, kEveryCap & ~(1ull << kCapSysPtrace)}));
+  auto r = check.run();
+  EXPECT_EQ(r.status, CheckStatus::kFail) << r.summary;
+  ASSERT_EQ(r.findings.size(), 1u);
+  EXPECT_EQ(r.findings[0].code, codes::kAmbientRedirectionBroken);
+  EXPECT_TRUE(contains(r.summary, "lacks CAP_SYS_PTRACE")) << r.summary;
+}
+
+TEST_F(AmbientCheckOnFakeNode, HostProcWithoutPid1IsSkipSayingItIsNotTheHostsProc) {
+  fs::create_directories(root_ / "host/proc/42/ns");
+  std::ofstream(root_ / "host/proc/42/ns/net") << "ns\n";
+  auto inspector = std::make_unique<FakeInspector>(std::map<std::string, PodInspection>{});
+  FakeInspector* fake = inspector.get();
+  AmbientRedirectionCheck check(config_, std::move(inspector));
+  auto r = check.run();
+  EXPECT_EQ(r.status, CheckStatus::kSkip) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "does not exist")) << r.summary;
+  EXPECT_TRUE(contains(r.summary, "is not the host's /proc")) << r.summary;
+  EXPECT_TRUE(fake->inspected.empty());
 }

@@ -1,7 +1,10 @@
 #include "agent/ambient/pod_netns.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <filesystem>
 #include <fstream>
@@ -78,7 +81,8 @@ TEST_F(FakeHost, AliasesInTheNetnsDirAreListedOnce) {
   fs::create_directories(root_ / "netns" / "subdir");
   auto e = enumeratePodNetns(sources());
   EXPECT_EQ(names(e), (std::vector<std::string>{"cni-a"}));
-  ASSERT_EQ(e.notes.size(), 2u);  // the ignored directory + host netns not found
+  ASSERT_EQ(e.notes.size(), 1u);         // the ignored directory
+  EXPECT_FALSE(e.proc_skipped.empty());  // proc/ exists, proc/1/ns/net does not
 }
 
 TEST_F(FakeHost, TheHostAndTheAgentAreNeverPods) {
@@ -105,6 +109,7 @@ TEST_F(FakeHost, MissingNetnsDirAndHostProcAreNotesNotErrors) {
 TEST_F(FakeHost, NetnsDirThatIsNotADirectoryIsAnError) {
   fs::remove_all(root_ / "netns");
   touch(root_ / "netns");
+  touch(procNs(1));  // the host
   touch(procNs(5));  // /proc pods are still found
   auto e = enumeratePodNetns(sources());
   ASSERT_EQ(e.errors.size(), 1u);
@@ -117,6 +122,94 @@ TEST_F(FakeHost, EmptySourcesAreSkipped) {
   EXPECT_TRUE(e.pods.empty());
   EXPECT_TRUE(e.errors.empty());
   EXPECT_TRUE(e.notes.empty());
+}
+
+// ---- the host's netns cannot be identified (/proc/1/ns/net) ----
+
+namespace {
+
+// FakeHost with stat() failing with `err` on the host netns path, and the privileges the
+// agent is said to have (counting how often they are asked for).
+class UnreadableHostNetns : public FakeHost {
+ protected:
+  void SetUp() override {
+    FakeHost::SetUp();
+    netnsFile("cni-a");
+    touch(procNs(1));
+    touch(procNs(100));  // a pod seen only in /proc: must not be listed
+    procLink(101, procNs(1));  // a host process: would pass for a pod if /proc were scanned
+  }
+  NetnsEnumeration enumerate(int err, Privileges who) {
+    NetnsProbe probe;
+    probe.privileges = [this, who] {
+      ++privilege_lookups_;
+      return who;
+    };
+    const std::string host = sources().host_netns;
+    probe.stat = [host, err](const std::string& path, struct stat& st) {
+      if (path == host) return err;
+      return ::stat(path.c_str(), &st) == 0 ? 0 : errno;
+    };
+    return enumeratePodNetns(sources(), probe);
+  }
+  int privilege_lookups_ = 0;
+};
+
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+constexpr uint64_t kAllCaps = 0x000001ffffffffffull;
+
+}  // namespace
+
+TEST_F(UnreadableHostNetns, EaccesAsRootWithCapsSkipsProcWithThePidNamespaceAdvice) {
+  auto e = enumerate(EACCES, Privileges{true, 0, kAllCaps});
+  EXPECT_EQ(names(e), (std::vector<std::string>{"cni-a"})) << "the netns dir is still listed, /proc is not";
+  EXPECT_EQ(e.proc_entries, 0u);
+  EXPECT_TRUE(e.errors.empty()) << "cannot tell the host's netns is not a failure";
+  EXPECT_TRUE(has(e.proc_skipped, "Permission denied")) << e.proc_skipped;
+  EXPECT_TRUE(has(e.proc_skipped, "hostPID: true")) << e.proc_skipped;
+  EXPECT_FALSE(has(e.proc_skipped, "run it as root")) << e.proc_skipped;
+  EXPECT_EQ(privilege_lookups_, 1);
+}
+
+TEST_F(UnreadableHostNetns, EaccesWithoutRootSaysRunAsRoot) {
+  auto e = enumerate(EACCES, Privileges{true, 65534, 0});
+  EXPECT_TRUE(e.errors.empty());
+  EXPECT_TRUE(has(e.proc_skipped, "uid 65534, not root")) << e.proc_skipped;
+  EXPECT_EQ(names(e), (std::vector<std::string>{"cni-a"}));
+}
+
+TEST_F(UnreadableHostNetns, RootWithoutPtraceNamesTheMissingCapability) {
+  auto e = enumerate(EPERM, Privileges{true, 0, kAllCaps & ~(1ull << kCapSysPtrace)});
+  EXPECT_TRUE(has(e.proc_skipped, "lacks CAP_SYS_PTRACE")) << e.proc_skipped;
+  EXPECT_TRUE(e.errors.empty());
+}
+
+TEST_F(UnreadableHostNetns, EnoentWithAProcDirSkipsProcWithoutAskingForPrivileges) {
+  auto e = enumerate(ENOENT, Privileges{true, 0, kAllCaps});
+  EXPECT_TRUE(has(e.proc_skipped, "does not exist")) << e.proc_skipped;
+  EXPECT_TRUE(has(e.proc_skipped, "--host-root")) << e.proc_skipped;
+  EXPECT_EQ(e.proc_entries, 0u);
+  EXPECT_EQ(privilege_lookups_, 0);
+  EXPECT_TRUE(e.errors.empty());
+}
+
+TEST_F(FakeHost, UnreadableProcessNamespacesGiveAdviceForWhoTheAgentIs) {
+  touch(procNs(1));
+  touch(procNs(7));
+  NetnsProbe probe;
+  probe.privileges = [] { return Privileges{true, 0, kAllCaps}; };
+  const std::string denied = procNs(7).string();
+  probe.stat = [denied](const std::string& path, struct stat& st) {
+    if (path == denied) return EACCES;
+    return ::stat(path.c_str(), &st) == 0 ? 0 : errno;
+  };
+  auto e = enumeratePodNetns(sources(), probe);
+  EXPECT_EQ(e.proc_unreadable, 1u);
+  ASSERT_EQ(e.errors.size(), 1u);
+  EXPECT_TRUE(has(e.errors[0], "cannot read the network namespace of 1 of 2 processes")) << e.errors[0];
+  EXPECT_FALSE(has(e.errors[0], "run the agent as root")) << "root with every capability: " << e.errors[0];
+  EXPECT_TRUE(has(e.errors[0], "hostPID: true")) << e.errors[0];
 }
 
 TEST(EnumeratePodNetnsReal, TheAgentsOwnNamespaceIsExcluded) {
