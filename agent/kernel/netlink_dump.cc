@@ -4,21 +4,14 @@
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
-#include <poll.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <string>
 
 namespace meshprobe::agent {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-constexpr size_t kRecvBufferBytes = 64 * 1024;  // kernel dump skbs are at most ~32 KiB
-constexpr int kSocketRcvBuf = 4 * 1024 * 1024;  // SO_RCVBUF(FORCE): room for a burst of replies
 
 struct Request {
   uint16_t type;
@@ -41,13 +34,17 @@ Request requestFor(DumpKind kind) {
   return {RTM_GETLINK, AF_UNSPEC};
 }
 
-// Builds the dump request into buf; returns its length.
-size_t buildRequest(DumpKind kind, uint32_t seq, char* buf) {
+}  // namespace
+
+std::vector<uint8_t> buildDumpRequest(DumpKind kind, uint32_t seq, int ifindex) {
+  alignas(nlmsghdr) char buf[256] = {};
   const Request req = requestFor(kind);
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = req.type;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   nlh->nlmsg_seq = seq;
+  // Under NETLINK_GET_STRICT_CHK every header field the kernel does not use as a filter
+  // must be zero, and only filter attributes are accepted.
   switch (kind) {
     case DumpKind::kLinks: {
       auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
@@ -63,12 +60,19 @@ size_t buildRequest(DumpKind kind, uint32_t seq, char* buf) {
     case DumpKind::kAddresses: {
       auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
       ifa->ifa_family = req.family;
+      ifa->ifa_index = static_cast<uint32_t>(ifindex);
       break;
     }
-    case DumpKind::kNeighbours:
+    case DumpKind::kNeighbours: {
+      auto* nd = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ndmsg)));
+      nd->ndm_family = req.family;
+      if (ifindex != 0) mnl_attr_put_u32(nlh, NDA_IFINDEX, static_cast<uint32_t>(ifindex));
+      break;
+    }
     case DumpKind::kFdb: {
       auto* nd = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ndmsg)));
       nd->ndm_family = req.family;
+      nd->ndm_ifindex = ifindex;  // the bridge port (or VXLAN device) to dump
       break;
     }
     case DumpKind::kRoutes: {
@@ -77,15 +81,9 @@ size_t buildRequest(DumpKind kind, uint32_t seq, char* buf) {
       break;
     }
   }
-  return nlh->nlmsg_len;
+  const auto* begin = reinterpret_cast<const uint8_t*>(buf);
+  return std::vector<uint8_t>(begin, begin + nlh->nlmsg_len);
 }
-
-int remainingMs(SteadyClock::time_point deadline) {
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
-  return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 60'000));
-}
-
-}  // namespace
 
 std::string_view dumpKindName(DumpKind kind) {
   switch (kind) {
@@ -104,126 +102,13 @@ std::string_view dumpKindName(DumpKind kind) {
 }
 
 Result<RtnetlinkDumper> RtnetlinkDumper::open() {
-  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return Error::fromErrno("socket(AF_NETLINK, NETLINK_ROUTE)", errno);
-  // Large receive buffer; SO_RCVBUFFORCE needs CAP_NET_ADMIN, SO_RCVBUF is capped by rmem_max.
-  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kSocketRcvBuf, sizeof(kSocketRcvBuf)) != 0) {
-    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kSocketRcvBuf, sizeof(kSocketRcvBuf));
-  }
-  const int one = 1;
-  (void)::setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));  // error text from the kernel
-  sockaddr_nl addr{};
-  addr.nl_family = AF_NETLINK;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Error::fromErrno("bind(NETLINK_ROUTE)", err);
-  }
-  socklen_t len = sizeof(addr);
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Error::fromErrno("getsockname(NETLINK_ROUTE)", err);
-  }
-  RtnetlinkDumper d(fd, addr.nl_pid);
-  d.seq_ = static_cast<uint32_t>(SteadyClock::now().time_since_epoch().count());
-  return d;
+  auto sock = NetlinkSocket::open(NETLINK_ROUTE);
+  if (!sock) return sock.error();
+  return RtnetlinkDumper(std::move(sock).value());
 }
 
-RtnetlinkDumper::RtnetlinkDumper(RtnetlinkDumper&& other) noexcept
-    : fd_(other.fd_),
-      portid_(other.portid_),
-      seq_(other.seq_),
-      interrupted_retries_(other.interrupted_retries_),
-      broken_(other.broken_),
-      buf_(std::move(other.buf_)) {
-  other.fd_ = -1;
-}
-
-RtnetlinkDumper::~RtnetlinkDumper() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-Result<std::vector<uint8_t>> RtnetlinkDumper::dump(DumpKind kind, SteadyClock::time_point deadline) {
-  if (broken_) {
-    return Error{std::string(dumpKindName(kind)) + " dump: socket unusable after an earlier failed dump", EBUSY};
-  }
-  for (int attempt = 1;; ++attempt) {
-    bool interrupted = false;
-    auto bytes = dumpOnce(kind, deadline, interrupted);
-    if (!bytes) {
-      broken_ = true;
-      return bytes;
-    }
-    if (!interrupted) return bytes;
-    if (attempt >= kMaxDumpAttempts) {
-      return Error{std::string(dumpKindName(kind)) + " dump interrupted by concurrent changes (NLM_F_DUMP_INTR) " +
-                   std::to_string(attempt) + " times in a row"};
-    }
-    ++interrupted_retries_;
-  }
-}
-
-Result<std::vector<uint8_t>> RtnetlinkDumper::dumpOnce(DumpKind kind, SteadyClock::time_point deadline,
-                                                       bool& interrupted) {
-  const std::string what = std::string(dumpKindName(kind)) + " dump";
-  const uint32_t seq = ++seq_;
-  alignas(nlmsghdr) char req[MNL_SOCKET_BUFFER_SIZE];
-  const size_t req_len = buildRequest(kind, seq, req);
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(fd_, req, req_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
-    return Error::fromErrno(what + ": sendto", errno);
-  }
-
-  buf_.resize(kRecvBufferBytes);
-  std::vector<uint8_t> out;
-  for (;;) {
-    const int wait_ms = remainingMs(deadline);
-    if (wait_ms == 0) return Error{what + ": timed out waiting for the kernel", ETIMEDOUT};
-    pollfd pfd{fd_, POLLIN, 0};
-    const int pr = ::poll(&pfd, 1, wait_ms);
-    if (pr < 0) {
-      if (errno == EINTR) continue;
-      return Error::fromErrno(what + ": poll", errno);
-    }
-    if (pr == 0) return Error{what + ": timed out waiting for the kernel", ETIMEDOUT};
-    const ssize_t n = ::recv(fd_, buf_.data(), buf_.size(), MSG_DONTWAIT | MSG_TRUNC);
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return Error::fromErrno(what + ": recv", errno);  // ENOBUFS: replies were dropped
-    }
-    if (static_cast<size_t>(n) > buf_.size()) {
-      return Error{what + ": a reply of " + std::to_string(n) + " bytes did not fit the receive buffer"};
-    }
-    const auto* nlh = reinterpret_cast<const nlmsghdr*>(buf_.data());
-    int left = static_cast<int>(n);
-    for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
-      if (nlh->nlmsg_pid != portid_ || nlh->nlmsg_seq != seq) continue;  // stale reply of an earlier request
-      if ((nlh->nlmsg_flags & NLM_F_DUMP_INTR) != 0) interrupted = true;
-      if (nlh->nlmsg_type == NLMSG_ERROR) {
-        int code = EPROTO;
-        if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(nlmsgerr)) {
-          code = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh))->error;
-        }
-        if (code == 0) continue;  // an ACK, not expected for dumps but harmless
-        return Error::fromErrno(what, code);
-      }
-      if (nlh->nlmsg_type == NLMSG_DONE) {
-        if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(int)) {
-          int code = 0;
-          std::memcpy(&code, mnl_nlmsg_get_payload(nlh), sizeof(code));
-          if (code < 0) return Error::fromErrno(what + " ended with an error", -code);
-        }
-        return out;
-      }
-      if (nlh->nlmsg_type == NLMSG_NOOP || nlh->nlmsg_type == NLMSG_OVERRUN) continue;
-      const auto* p = reinterpret_cast<const uint8_t*>(nlh);
-      out.insert(out.end(), p, p + nlh->nlmsg_len);
-      out.resize(out.size() + (NLMSG_ALIGN(nlh->nlmsg_len) - nlh->nlmsg_len), 0);
-    }
-    if (left != 0) return Error{what + ": malformed reply (" + std::to_string(left) + " trailing bytes)"};
-  }
+Result<std::vector<uint8_t>> RtnetlinkDumper::dump(DumpKind kind, SteadyClock::time_point deadline, int ifindex) {
+  return sock_.dump(buildDumpRequest(kind, 0, ifindex), deadline, std::string(dumpKindName(kind)) + " dump");
 }
 
 Result<RawNetlinkDumps> dumpAll(std::chrono::milliseconds timeout) {
@@ -276,16 +161,20 @@ Status dumpAndParse(RtnetlinkDumper& dumper, DumpKind kind, SteadyClock::time_po
 
 }  // namespace
 
+Result<NetlinkSnapshot> readSnapshot(RtnetlinkDumper& dumper, SteadyClock::time_point deadline) {
+  NetlinkSnapshot snap;
+  for (DumpKind kind :
+       {DumpKind::kLinks, DumpKind::kAddresses, DumpKind::kNeighbours, DumpKind::kFdb, DumpKind::kRoutes}) {
+    if (Status st = dumpAndParse(dumper, kind, deadline, snap); !st) return st.error();
+  }
+  return snap;
+}
+
 Result<NetlinkSnapshot> readSnapshot(std::chrono::milliseconds timeout) {
   const auto deadline = SteadyClock::now() + timeout;
   auto dumper = RtnetlinkDumper::open();
   if (!dumper) return dumper.error();
-  NetlinkSnapshot snap;
-  for (DumpKind kind :
-       {DumpKind::kLinks, DumpKind::kAddresses, DumpKind::kNeighbours, DumpKind::kFdb, DumpKind::kRoutes}) {
-    if (Status st = dumpAndParse(*dumper, kind, deadline, snap); !st) return st.error();
-  }
-  return snap;
+  return readSnapshot(*dumper, deadline);
 }
 
 }  // namespace meshprobe::agent

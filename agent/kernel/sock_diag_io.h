@@ -1,8 +1,8 @@
 #pragma once
-// The one place that talks to NETLINK_SOCK_DIAG (libmnl): send one dump request and
-// read every reply datagram until NLMSG_DONE, bounded by a deadline (poll, never a
-// blocking recv). Replies of another seq/portid are dropped; NLMSG_ERROR becomes an
-// Error. Reads the calling thread's network namespace.
+// NETLINK_SOCK_DIAG dumps over the shared netlink transport (netlink_socket.h): one
+// socket per dump, every read bounded by a deadline, sequence and port id checked,
+// NLMSG_ERROR (with the kernel's extended-ack text) an Error, NLM_F_DUMP_INTR retried a
+// bounded number of times as for rtnetlink. Reads the calling thread's network namespace.
 
 #include <chrono>
 #include <cstdint>
