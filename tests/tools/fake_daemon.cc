@@ -1,15 +1,28 @@
 // fake_daemon: stands in for node daemons in e2e tests (run it inside a test netns).
 //
-//   fake_daemon seqpacket-listen PATH [--ready-file F]   istio-cni: SOCK_SEQPACKET listener on PATH;
-//                                                         accepts and holds connections
+//   fake_daemon seqpacket-listen PATH [--keepalive MS] [--ready-file F]
+//                                                         istio-cni: SOCK_SEQPACKET listener on PATH;
+//                                                         accepts and holds connections (see below)
 //   fake_daemon seqpacket-connect PATH [--ready-file F]  ztunnel: connects to PATH and holds the connection
 //   fake_daemon tcp-listen PORT... [--ready-file F]       TCP listeners on [::]:PORT (dual-stack) (e.g. 15001 15006
 //   15008);
 //                                                         each accepted connection gets "not tls\n" and is closed
 //
 // The ready file is written (atomically, by rename) once every socket is set up, and rewritten as
-// "accepted N" after each accepted connection, so tests poll it with a deadline instead of sleeping.
+// "accepted N" (tcp) or "accepted N open M" (seqpacket) after each accepted connection and, for
+// seqpacket, after each one it closes, so tests poll it with a deadline instead of sleeping.
 // Runs until SIGTERM/SIGINT. A listener does not unlink PATH on exit (like a crashed istio-cni).
+//
+// istio-cni's ZDS server (cni/pkg/nodeagent/ztunnelserver.go, handleConn) never reads from an
+// accepted ztunnel connection except when it waits for an ack after sending, and does not close
+// it when ztunnel goes away until it notices:
+//   - without --keepalive: only a failed send ("sendmsg: broken pipe") disposes of a connection,
+//     so on a quiet node (no pod added or deleted) a dead ztunnel's connection is held forever —
+//     as by releases without the keepalive, and by any release between keepalives;
+//   - with --keepalive MS: like current releases (defaultZTunnelKeepAliveCheckInterval = 5 s),
+//     every MS it does a short read (CheckAlive) on each connection: EOF or an error closes it;
+//     data is a protocol error (ztunnel never speaks first) and closes it too; "would block"
+//     means alive.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,7 +32,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -58,15 +73,49 @@ sockaddr_un unixAddr(const std::string& path) {
   return addr;
 }
 
+using Clock = std::chrono::steady_clock;
+
+// istio-cni's keepalive: a non-blocking read on every held connection; closes the ones whose
+// peer is gone (EOF/error) or that sent something unasked. Returns how many it closed.
+int keepaliveSweep(std::vector<int>& held) {
+  int closed = 0;
+  for (auto it = held.begin(); it != held.end();) {
+    char buf[1024];
+    const ssize_t n = recv(*it, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      ++it;  // alive: nothing to read
+      continue;
+    }
+    close(*it);  // EOF, an error, or an unexpected message
+    it = held.erase(it);
+    ++closed;
+  }
+  return closed;
+}
+
 // Accepts on every listener until a signal; accepted sockets are held (seqpacket) or
-// answered and closed (tcp).
-void serve(const std::vector<int>& listeners, bool hold, const std::string& ready_file) {
+// answered and closed (tcp). `keepalive` > 0: held sockets are checked that often.
+void serve(const std::vector<int>& listeners, bool hold, const std::string& ready_file,
+           std::chrono::milliseconds keepalive = std::chrono::milliseconds(0)) {
   std::vector<int> held;
   int accepted = 0;
+  auto next_keepalive = Clock::now() + keepalive;
+  auto state = [&] {
+    return "accepted " + std::to_string(accepted) + (hold ? " open " + std::to_string(held.size()) : "");
+  };
   while (!g_stop) {
+    if (keepalive.count() > 0 && Clock::now() >= next_keepalive) {
+      if (keepaliveSweep(held) > 0) writeReady(ready_file, state() + " closed");
+      next_keepalive = Clock::now() + keepalive;
+    }
     std::vector<pollfd> fds;
     for (int fd : listeners) fds.push_back({fd, POLLIN, 0});
-    int n = poll(fds.data(), fds.size(), 1000);
+    int timeout_ms = 1000;
+    if (keepalive.count() > 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_keepalive - Clock::now()).count();
+      timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1000));
+    }
+    int n = poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       die("poll");
@@ -83,7 +132,7 @@ void serve(const std::vector<int>& listeners, bool hold, const std::string& read
         (void)!write(c, msg, sizeof msg - 1);
         close(c);
       }
-      writeReady(ready_file, "accepted " + std::to_string(accepted));
+      writeReady(ready_file, state());
     }
   }
   for (int c : held) close(c);
@@ -94,16 +143,19 @@ void serve(const std::vector<int>& listeners, bool hold, const std::string& read
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
-                 "usage: fake_daemon seqpacket-listen|seqpacket-connect PATH | tcp-listen PORT... "
-                 "[--ready-file F]\n");
+                 "usage: fake_daemon seqpacket-listen PATH [--keepalive MS] | seqpacket-connect PATH | "
+                 "tcp-listen PORT... [--ready-file F]\n");
     return 2;
   }
   std::string mode = argv[1];
   std::vector<std::string> args;
   std::string ready_file;
+  std::chrono::milliseconds keepalive{0};
   for (int i = 2; i < argc; ++i) {
     if (std::string(argv[i]) == "--ready-file" && i + 1 < argc) {
       ready_file = argv[++i];
+    } else if (std::string(argv[i]) == "--keepalive" && i + 1 < argc) {
+      keepalive = std::chrono::milliseconds(std::atol(argv[++i]));
     } else {
       args.push_back(argv[i]);
     }
@@ -122,7 +174,7 @@ int main(int argc, char** argv) {
     if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("bind " + args[0]);
     if (listen(fd, 16) != 0) die("listen");
     writeReady(ready_file, "listening");
-    serve({fd}, /*hold=*/true, ready_file);
+    serve({fd}, /*hold=*/true, ready_file, keepalive);
     return 0;
   }
   if (mode == "seqpacket-connect") {
