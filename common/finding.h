@@ -1,6 +1,7 @@
 #pragma once
-// A diagnosed fault (DESIGN §4). Codes are contract strings; both the agent (local
-// findings in --once) and the aggregator (cluster findings) produce them.
+// A diagnosed fault. Codes are contract strings; both the agent (local findings in
+// --once) and the aggregator (cluster findings) produce them. Every code has a row in the
+// finding catalogue (common/finding_catalogue.h): severity, layer, relations, remedy.
 
 #include <string>
 #include <string_view>
@@ -22,6 +23,8 @@ inline constexpr std::string_view kVxlanConfigMismatch = "VXLAN_CONFIG_MISMATCH"
 inline constexpr std::string_view kAmbientRedirectionBroken = "AMBIENT_REDIRECTION_BROKEN";
 inline constexpr std::string_view kMtuMismatch = "MTU_MISMATCH";
 inline constexpr std::string_view kAgentStale = "AGENT_STALE";
+// One failing pair that no node explains: the pair is blamed, not a node.
+inline constexpr std::string_view kPairUnreachable = "PAIR_UNREACHABLE";
 }  // namespace codes
 
 enum class Severity { kInfo, kWarning, kCritical };

@@ -1,5 +1,5 @@
 #pragma once
-// The findings engine (DESIGN §4): joins the cluster's probe matrices with every node's
+// The findings engine: joins the cluster's probe matrices with every node's
 // own check results and says which node is broken, on which layer, and why.
 //
 //   ClusterState ──snapshot──▶ rules (blame over the matrices + node evidence)

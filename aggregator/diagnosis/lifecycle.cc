@@ -23,11 +23,13 @@ FindingTracker::FindingTracker(LifecycleOptions options) : options_(options) {}
 
 void FindingTracker::update(const std::vector<Candidate>& candidates, std::chrono::steady_clock::time_point now,
                             std::chrono::system_clock::time_point wall_now) {
-  auto addHistory = [&](const std::string& id, const char* state, std::chrono::system_clock::time_point when) {
+  auto addHistory = [&](const std::string& id, v1::FindingTransition::State state,
+                        std::chrono::system_clock::time_point when) {
     auto& h = history_[id];
     v1::FindingTransition t;
     *t.mutable_time() = toTimestamp(when);
-    t.set_state(state);
+    t.set_new_state(state);
+    t.set_state(v1::FindingTransition::State_Name(state));  // the text older readers take
     h.push_back(std::move(t));
     if (h.size() > options_.history) h.erase(h.begin(), h.begin() + static_cast<long>(h.size() - options_.history));
   };
@@ -59,7 +61,7 @@ void FindingTracker::update(const std::vector<Candidate>& candidates, std::chron
     }
     if (!e.active && now - e.first_seen >= c.onset_after) {
       e.active = true;
-      addHistory(id, "ACTIVE", e.first_seen_wall);
+      addHistory(id, v1::FindingTransition::ACTIVE, e.first_seen_wall);
       // A fault that comes back is a new occurrence: it leaves the cleared list.
       std::erase_if(cleared_, [&](const Cleared& cl) { return cl.finding.id() == id; });
     }
@@ -83,7 +85,7 @@ void FindingTracker::update(const std::vector<Candidate>& candidates, std::chron
       ++it;
       continue;
     }
-    addHistory(it->first, "CLEARED", e.last_seen_wall);
+    addHistory(it->first, v1::FindingTransition::CLEARED, e.last_seen_wall);
     Cleared cl{e.finding, now};
     *cl.finding.mutable_onset_time() = toTimestamp(e.first_seen_wall);
     *cl.finding.mutable_clear_time() = toTimestamp(e.last_seen_wall);

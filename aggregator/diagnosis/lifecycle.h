@@ -5,7 +5,10 @@
 //   ACTIVE, candidate absent ──(absent for clear_after)──▶ CLEARED (clear_time = last seen)
 //   a candidate that comes back within clear_after never left: a flapping pair keeps one
 //   finding instead of flapping it. An active finding that another candidate supersedes
-//   (explains) ends at once and leaves no CLEARED record: it was a vaguer guess. History keeps the last `history` transitions per id.
+//   (explains) ends at once and leaves no CLEARED record: it was a vaguer guess (which
+//   codes supersede which is the finding catalogue's; the rules name the ids). History
+//   keeps the last `history` transitions per id, each with its state as an enum and, for
+//   older readers, as text.
 
 #include <chrono>
 #include <map>

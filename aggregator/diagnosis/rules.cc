@@ -11,6 +11,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "common/finding.h"
+#include "common/finding_catalogue.h"
 
 namespace meshprobe::aggregator {
 
@@ -21,13 +22,62 @@ namespace {
 using State = v1::Cell::State;
 constexpr size_t kMaxEvidence = 12;
 
+v1::Severity toProto(Severity s) {
+  switch (s) {
+    case Severity::kInfo: return v1::INFO;
+    case Severity::kWarning: return v1::WARNING;
+    case Severity::kCritical: return v1::CRITICAL;
+  }
+  return v1::SEVERITY_UNSPECIFIED;
+}
+
+v1::Layer toProto(Layer l) {
+  switch (l) {
+    case Layer::kUnderlay: return v1::UNDERLAY;
+    case Layer::kOverlay: return v1::OVERLAY;
+    case Layer::kIstiod: return v1::ISTIOD;
+    case Layer::kAmbient: return v1::AMBIENT;
+    case Layer::kUnspecified: break;
+  }
+  return v1::LAYER_UNSPECIFIED;
+}
+
+// A finding of `code` with the catalogue's severity and layer (kept unspecified when the
+// catalogue has none: the caller sets the layer it saw).
+v1::Finding newFinding(std::string_view code) {
+  v1::Finding f;
+  f.set_code(std::string(code));
+  if (const FindingSpec* spec = findFinding(code)) {
+    f.set_severity(toProto(spec->severity));
+    f.set_layer(toProto(spec->layer));
+  }
+  return f;
+}
+
+// Whether an agent's own finding is on its code's catalogue layer (or has none). The
+// firewall check reports VXLAN_PORT_FILTERED on ISTIOD for a rule on 15012: that rule
+// explains the node's istiod failure, not its overlay.
+bool onCatalogueLayer(const v1::Finding& f) {
+  const FindingSpec* spec = findFinding(f.code());
+  return spec != nullptr && (f.layer() == v1::LAYER_UNSPECIFIED || spec->layer == Layer::kUnspecified ||
+                             f.layer() == toProto(spec->layer));
+}
+
 // Codes an agent reports about its own VXLAN datapath: each explains overlay failures of
-// that node (and of istiod, which other nodes reach through VXLAN).
+// that node (the catalogue says it supersedes OVERLAY_PARTITION) and, through them, of
+// istiod, which other nodes reach through VXLAN.
 bool explainsOverlay(const v1::Finding& f) {
-  const std::string& c = f.code();
-  if (c == codes::kVxlanPortFiltered) return f.layer() != v1::ISTIOD;  // 15012 rules explain istiod only
-  return c == codes::kVxlanDeviceMissing || c == codes::kVxlanSocketMissing || c == codes::kOverlayFdbStale ||
-         c == codes::kVxlanConfigMismatch;
+  return supersedes(f.code(), codes::kOverlayPartition) && onCatalogueLayer(f);
+}
+
+// Whether the TCP connect to a peer's probe port was refused: the host is up and answers,
+// nothing listens (its agent is down). Agents fill tcp_failure; older agents only say it
+// in the error text ("(TCP connect failed: connection refused)").
+bool tcpRefused(const v1::ProbeResult& p) {
+  if (p.failure() != v1::PROBE_FAILURE_UNSPECIFIED || p.tcp_failure() != v1::PROBE_FAILURE_UNSPECIFIED) {
+    return p.tcp_failure() == v1::PROBE_FAILURE_REFUSED;
+  }
+  return p.error().find("refused") != std::string::npos;
 }
 
 std::string layerText(v1::Layer l) { return v1::Layer_Name(l); }
@@ -201,6 +251,11 @@ class Diagnoser {
     if (std::find(v.begin(), v.end(), superseded_id) == v.end()) v.push_back(superseded_id);
   }
 
+  // Finding `by_id` (of `code`) supersedes the catalogue's codes for node x.
+  void supersedeFor(const std::string& by_id, std::string_view code, size_t x) {
+    for (std::string_view s : findFinding(code)->supersedes) supersede(by_id, idOf(std::string(s), {name(x)}));
+  }
+
   static void addEvidence(v1::Finding& f, const std::string& line) {
     if (std::find(f.evidence().begin(), f.evidence().end(), line) == f.evidence().end()) f.add_evidence(line);
   }
@@ -249,22 +304,23 @@ class Diagnoser {
   }
 
   // ---- the node's own check findings ----
-  // With its VXLAN device gone or down, the kernel closes the device's UDP socket and
-  // drops the routes through it: those findings of the same node are consequences.
-  static bool consequenceOfMissingDevice(const std::string& code) {
-    return code == codes::kVxlanSocketMissing || code == codes::kOverlayFdbStale;
+  // A finding of the node that another of its own findings supersedes (the catalogue: no
+  // VXLAN device means no socket and no FDB entries) is a consequence: it is folded into
+  // the cause as evidence, not reported.
+  const v1::Finding* causeOf(size_t i, const v1::Finding& f) const {
+    for (const auto& g : node(i).findings) {
+      if (&g != &f && g.code() != f.code() && supersedes(g.code(), f.code())) return &g;
+    }
+    return nullptr;
   }
 
   void localFindings() {
     for (size_t i = 0; i < names_.size(); ++i) {
       if (!up(i)) continue;  // a silent node's last words are not evidence
-      const bool device_missing =
-          std::any_of(node(i).findings.begin(), node(i).findings.end(),
-                      [](const v1::Finding& f) { return f.code() == codes::kVxlanDeviceMissing; });
-      std::vector<std::string> folded;
+      std::map<std::string, std::vector<std::string>> folded;  // cause code -> lines
       for (const auto& f : node(i).findings) {
-        if (device_missing && consequenceOfMissingDevice(f.code())) {
-          folded.push_back(f.code() + ": " + f.summary());
+        if (const v1::Finding* cause = causeOf(i, f)) {
+          folded[cause->code()].push_back(f.code() + ": " + f.summary());
           continue;
         }
         v1::Finding copy = f;
@@ -272,6 +328,7 @@ class Diagnoser {
         copy.add_nodes(name(i));
         copy.clear_id();
         addEvidence(copy, "reported by the agent on " + name(i));
+        if (copy.remedy().empty()) copy.set_remedy(remedyFor(copy.code(), "", name(i)));
         if (explainsOverlay(f)) overlay_cause_[i].push_back(idOf(f.code(), {name(i)}));
         if (f.code() == codes::kIstiodUnreachable) {
           local_istiod_[i] = copy;  // decided in istiodRules()
@@ -279,12 +336,17 @@ class Diagnoser {
         }
         add(std::move(copy), options_.onset_local);
       }
-      if (!folded.empty()) {
-        const std::string id = idOf(std::string(codes::kVxlanDeviceMissing), {name(i)});
-        auto& device = byId_.at(id);
-        for (const auto& line : folded) addEvidence(device.finding, "follows from it: " + line);
-        supersede(id, idOf(std::string(codes::kVxlanSocketMissing), {name(i)}));
-        supersede(id, idOf(std::string(codes::kOverlayFdbStale), {name(i)}));
+      for (const auto& [code, lines] : folded) {
+        const std::string id = idOf(code, {name(i)});
+        auto it = byId_.find(id);
+        if (it == byId_.end()) continue;  // the cause itself folded into another: its lines are gone with it
+        for (const auto& line : lines) addEvidence(it->second.finding, "follows from it: " + line);
+        // Its consequences that a node's own check raises end at once, present or not
+        // (they come back while the cause heals).
+        for (std::string_view s : findFinding(code)->supersedes) {
+          const FindingSpec* other = findFinding(s);
+          if (other != nullptr && !other->check.empty()) supersede(id, idOf(std::string(s), {name(i)}));
+        }
       }
     }
   }
@@ -294,11 +356,8 @@ class Diagnoser {
     for (const auto& m : snap_.vxlan_mismatches) {
       auto it = index_.find(m.node);
       if (it == index_.end() || !up(it->second)) continue;
-      v1::Finding f;
-      f.set_code(std::string(codes::kVxlanConfigMismatch));
-      f.set_severity(v1::CRITICAL);
+      v1::Finding f = newFinding(codes::kVxlanConfigMismatch);
       f.add_nodes(m.node);
-      f.set_layer(v1::OVERLAY);
       std::string what;
       if (m.port_differs) {
         what = "UDP port " + std::to_string(m.port) + " while the other nodes use " + std::to_string(m.majority_port);
@@ -311,8 +370,7 @@ class Diagnoser {
       f.add_evidence("Hello from " + m.node + ": vni " + std::to_string(m.vni) + ", port " + std::to_string(m.port) +
                      "; cluster majority: vni " + std::to_string(m.majority_vni) + ", port " +
                      std::to_string(m.majority_port));
-      f.set_remedy("Make " + m.node + "'s flannel backend use the cluster's VNI and port (flannel net-conf.json " +
-                   "Backend.VNI / Backend.Port), then restart the flannel pod on " + m.node + ".");
+      f.set_remedy(remedyFor(codes::kVxlanConfigMismatch, "", m.node));
       overlay_cause_[it->second].push_back(add(std::move(f), options_.onset_local).id());
     }
   }
@@ -321,10 +379,7 @@ class Diagnoser {
   void underlayRules() {
     const Blame b = blame(failedOf(underlay_), knownOf(underlay_), options_);
     if (b.everything) {
-      v1::Finding f;
-      f.set_code(std::string(codes::kUnderlayUnreachable));
-      f.set_severity(v1::CRITICAL);
-      f.set_layer(v1::UNDERLAY);
+      v1::Finding f = newFinding(codes::kUnderlayUnreachable);
       for (size_t i = 0; i < names_.size(); ++i) {
         if (up(i)) f.add_nodes(name(i));
       }
@@ -332,8 +387,7 @@ class Diagnoser {
                     "is down cluster-wide");
       for (size_t i = 0; i < names_.size(); ++i)
         for (const auto& e : failingCells(underlay_, v1::UNDERLAY, i)) addEvidence(f, e);
-      f.set_remedy("Check the node network (switches, routes, security groups) and that UDP/TCP 9473 is allowed "
-                   "between nodes.");
+      f.set_remedy(remedyFor(codes::kUnderlayUnreachable, "cluster"));
       f.set_id(std::string(codes::kUnderlayUnreachable) + "/*");
       add(std::move(f), options_.onset_matrix);
       for (size_t i = 0; i < names_.size(); ++i) underlay_blamed_.insert(i);
@@ -347,28 +401,22 @@ class Diagnoser {
       for (size_t y = 0; y < names_.size(); ++y) {
         if (y == x || !up(y) || !underlay_.failed(y, x)) continue;
         ++witnesses;
-        if (const auto* p = probe(y, v1::UNDERLAY, name(x)); p && p->error().find("refused") != std::string::npos)
-          ++refused;
+        if (const auto* p = probe(y, v1::UNDERLAY, name(x)); p && tcpRefused(*p)) ++refused;
       }
       if (witnesses > 0 && refused * 2 > witnesses) {
         agent_gone_.insert(x);
         agent_gone_evidence_[x] = cells;
         continue;
       }
-      v1::Finding f;
-      f.set_code(std::string(codes::kUnderlayUnreachable));
-      f.set_severity(v1::CRITICAL);
+      v1::Finding f = newFinding(codes::kUnderlayUnreachable);
       f.add_nodes(name(x));
-      f.set_layer(v1::UNDERLAY);
       f.set_summary(name(x) + " is unreachable on the node network: underlay probes to and from it fail with " +
                     std::to_string(countPeers(underlay_, x)) + " peers" +
                     (up(x) ? "" : ", and its agent stopped reporting"));
       for (const auto& e : cells) f.add_evidence(e);
-      f.set_remedy("Check " + name(x) + " itself: its network interface and link, routes, and whether the node is "
-                   "running at all; overlay and istiod failures of this node follow from it.");
+      f.set_remedy(remedyFor(codes::kUnderlayUnreachable, "", name(x)));
       const std::string id = add(std::move(f), options_.onset_matrix).id();
-      supersede(id, idOf(std::string(codes::kOverlayPartition), {name(x)}));
-      supersede(id, idOf(std::string(codes::kAgentStale), {name(x)}));
+      supersedeFor(id, codes::kUnderlayUnreachable, x);
     }
     for (const auto& [i, j] : b.pairs) pairFinding(v1::UNDERLAY, underlay_, i, j);
   }
@@ -382,9 +430,7 @@ class Diagnoser {
   }
 
   void pairFinding(v1::Layer layer, const Grid& g, size_t i, size_t j) {
-    v1::Finding f;
-    f.set_code(kPairUnreachable);
-    f.set_severity(v1::WARNING);
+    v1::Finding f = newFinding(codes::kPairUnreachable);
     f.add_nodes(name(i));
     f.add_nodes(name(j));
     f.set_layer(layer);
@@ -392,12 +438,7 @@ class Diagnoser {
                   " fail while both work with their other peers: the fault is on this pair's path, not in a node");
     if (up(i) && g.failed(i, j)) f.add_evidence(cellEvidence(layer, i, j, g.state[i][j]));
     if (up(j) && g.failed(j, i)) f.add_evidence(cellEvidence(layer, j, i, g.state[j][i]));
-    f.set_remedy(layer == v1::OVERLAY
-                     ? "Compare what flannel programmed for each other on " + name(i) + " and " + name(j) +
-                           " (bridge fdb / ip neigh / ip route on flannel.1) and any filter on the VXLAN port "
-                           "between their node IPs."
-                     : "Check the network path between " + name(i) + " and " + name(j) +
-                           " (routes, ACLs, security groups).");
+    f.set_remedy(remedyFor(codes::kPairUnreachable, layer == v1::OVERLAY ? "" : "underlay", name(i), name(j)));
     add(std::move(f), options_.onset_pair);
   }
 
@@ -417,10 +458,7 @@ class Diagnoser {
         }
       }
       if (all_explained) return;
-      v1::Finding f;
-      f.set_code(std::string(codes::kOverlayPartition));
-      f.set_severity(v1::CRITICAL);
-      f.set_layer(v1::OVERLAY);
+      v1::Finding f = newFinding(codes::kOverlayPartition);
       for (size_t i = 0; i < names_.size(); ++i) {
         if (up(i)) {
           f.add_nodes(name(i));
@@ -430,8 +468,7 @@ class Diagnoser {
       f.set_summary("every measured overlay pair fails while the underlay works: VXLAN is broken cluster-wide");
       for (size_t i = 0; i < names_.size(); ++i)
         for (const auto& e : failingCells(overlay_, v1::OVERLAY, i)) addEvidence(f, e);
-      f.set_remedy("Check that UDP to the VXLAN port is allowed between all nodes on the underlay network, and "
-                   "that every node's flannel uses the same VNI and port; then restart flannel.");
+      f.set_remedy(remedyFor(codes::kOverlayPartition, "cluster"));
       f.set_id(std::string(codes::kOverlayPartition) + "/*");
       add(std::move(f), options_.onset_matrix);
       return;
@@ -439,17 +476,13 @@ class Diagnoser {
     for (size_t x : b.nodes) {
       overlay_broken_.insert(x);
       if (explainOverlay(x)) continue;
-      v1::Finding f;
-      f.set_code(std::string(codes::kOverlayPartition));
-      f.set_severity(v1::CRITICAL);
+      v1::Finding f = newFinding(codes::kOverlayPartition);
       f.add_nodes(name(x));
-      f.set_layer(v1::OVERLAY);
       f.set_summary(name(x) + "'s overlay is cut off: VXLAN probes to and from it fail with " +
                     std::to_string(countPeers(overlay_, x)) +
                     " peers while the underlay works, and its own VXLAN device, socket, firewall and FDB look right");
       for (const auto& e : failingCells(overlay_, v1::OVERLAY, x)) f.add_evidence(e);
-      f.set_remedy("Restart the flannel pod on " + name(x) + " and check UDP to the VXLAN port on the path to " +
-                   name(x) + " (network ACLs, security groups, filters outside the node).");
+      f.set_remedy(remedyFor(codes::kOverlayPartition, "", name(x)));
       add(std::move(f), options_.onset_matrix);
     }
     for (const auto& [i, j] : b.pairs) {
@@ -484,7 +517,8 @@ class Diagnoser {
     for (const auto& id : it->second) {
       auto c = byId_.find(id);
       if (c == byId_.end()) continue;
-      supersede(id, idOf(kPairUnreachable, {name(i), name(j)}));
+      if (supersedes(c->second.finding.code(), codes::kPairUnreachable))
+        supersede(id, idOf(std::string(codes::kPairUnreachable), {name(i), name(j)}));
       if (up(i) && overlay_.failed(i, j)) addEvidence(c->second.finding, cellEvidence(v1::OVERLAY, i, j, overlay_.state[i][j]));
       if (up(j) && overlay_.failed(j, i)) addEvidence(c->second.finding, cellEvidence(v1::OVERLAY, j, i, overlay_.state[j][i]));
     }
@@ -530,10 +564,7 @@ class Diagnoser {
     };
     const Blame b = blame(failed, known, options_);
     auto addMtu = [&](std::vector<size_t> nodes) {
-      v1::Finding f;
-      f.set_code(std::string(codes::kMtuMismatch));
-      f.set_severity(v1::WARNING);
-      f.set_layer(v1::OVERLAY);
+      v1::Finding f = newFinding(codes::kMtuMismatch);
       for (size_t x : nodes) f.add_nodes(name(x));
       const size_t x = nodes.front();
       const uint32_t mtu = node(x).summary.vxlan_mtu();
@@ -550,9 +581,7 @@ class Diagnoser {
             std::find(nodes.begin(), nodes.end(), k.second) != nodes.end())
           f.add_evidence(dfEvidence(k.first, k.second));
       }
-      f.set_remedy("Make the VXLAN device MTU the underlay MTU minus 50 on every node (flannel derives it from the "
-                   "underlay interface; restart flannel after an underlay MTU change), or raise the underlay MTU on " +
-                   name(x) + ".");
+      f.set_remedy(remedyFor(codes::kMtuMismatch, "", name(x)));
       add(std::move(f), options_.onset_matrix);
     };
     if (b.everything) {
@@ -588,19 +617,15 @@ class Diagnoser {
     if (failing.empty()) return;
     // Every node whose own path is fine fails too: istiod itself (or its Service) is down.
     if (known.size() >= 2 && !unexplained_failing.empty() && unexplained_failing.size() == unexplained_known.size()) {
-      v1::Finding f;
-      f.set_code(std::string(codes::kIstiodUnreachable));
-      f.set_severity(v1::CRITICAL);
-      f.set_layer(v1::ISTIOD);
+      v1::Finding f = newFinding(codes::kIstiodUnreachable);
       f.set_summary("istiod:15012 is unreachable from every node (" + std::to_string(failing.size()) + " of " +
                     std::to_string(known.size()) + "): istiod itself or its Service is down, so ztunnel on every "
                     "node cannot get certificates or configuration");
       for (size_t i : failing) f.add_evidence(istiodEvidence(i));
-      f.set_remedy("Check istiod: its pod is Running and listening on 15012 (ss -ltnp in the pod), and the istiod "
-                   "Service's port 15012 and endpoints (kubectl get svc,endpoints istiod -n istio-system).");
+      f.set_remedy(remedyFor(codes::kIstiodUnreachable, "cluster"));
       f.set_id(std::string(codes::kIstiodUnreachable) + "/istiod");
       const std::string id = add(std::move(f), options_.onset_matrix).id();
-      for (size_t i : failing) supersede(id, idOf(std::string(codes::kIstiodUnreachable), {name(i)}));
+      for (size_t i : failing) supersedeFor(id, codes::kIstiodUnreachable, i);
       for (size_t i : failing) {
         if (pathBroken(i)) nodeIstiod(i);
       }
@@ -609,9 +634,16 @@ class Diagnoser {
     for (size_t i : failing) nodeIstiod(i);
   }
 
+  // Whether node i's own path to istiod is broken: its underlay or overlay is blamed, its
+  // agent is gone, or it has a finding the catalogue says explains ISTIOD_UNREACHABLE.
   bool pathBroken(size_t i) const {
-    return underlay_blamed_.count(i) || overlay_broken_.count(i) || agent_gone_.count(i) ||
-           (overlay_cause_.count(i) && !overlay_cause_.at(i).empty());
+    if (underlay_blamed_.count(i) || overlay_broken_.count(i) || agent_gone_.count(i)) return true;
+    auto it = overlay_cause_.find(i);
+    if (it == overlay_cause_.end()) return false;
+    return std::any_of(it->second.begin(), it->second.end(), [&](const std::string& id) {
+      auto c = byId_.find(id);
+      return c != byId_.end() && explains(c->second.finding.code(), codes::kIstiodUnreachable);
+    });
   }
 
   std::string istiodEvidence(size_t i) const {
@@ -627,10 +659,8 @@ class Diagnoser {
     if (local != local_istiod_.end()) {
       f = local->second;
     } else {
-      f.set_code(std::string(codes::kIstiodUnreachable));
-      f.set_severity(v1::CRITICAL);
+      f = newFinding(codes::kIstiodUnreachable);
       f.add_nodes(name(i));
-      f.set_layer(v1::ISTIOD);
       f.set_summary(name(i) + " cannot reach istiod:15012");
     }
     f.set_layer(v1::ISTIOD);
@@ -644,10 +674,9 @@ class Diagnoser {
     if (!cause.empty()) {
       f.set_summary(name(i) + " cannot reach istiod:15012 because " + cause +
                     "; ztunnel on " + name(i) + " stays not ready until that is fixed");
-      f.set_remedy("Fix " + name(i) + "'s overlay first (see its other findings); istiod itself is reachable from "
-                   "the other nodes.");
+      f.set_remedy(remedyFor(codes::kIstiodUnreachable, "caused", name(i)));
     } else if (f.remedy().empty()) {
-      f.set_remedy("Check network connectivity from " + name(i) + " to istiod:15012 and the istiod Service.");
+      f.set_remedy(remedyFor(codes::kIstiodUnreachable, "", name(i)));
     }
     add(std::move(f), cause.empty() ? options_.onset_istiod_node : options_.onset_local);
   }
@@ -658,9 +687,7 @@ class Diagnoser {
       const bool gone = agent_gone_.count(i) > 0;
       if (up(i) && !gone) continue;
       if (underlay_blamed_.count(i) && !gone) continue;  // UNDERLAY_UNREACHABLE says it
-      v1::Finding f;
-      f.set_code(std::string(codes::kAgentStale));
-      f.set_severity(v1::WARNING);
+      v1::Finding f = newFinding(codes::kAgentStale);
       f.add_nodes(name(i));
       if (!up(i)) {
         f.set_summary("the agent on " + name(i) + " stopped reporting: its cells are UNKNOWN, not healthy");
@@ -677,14 +704,11 @@ class Diagnoser {
       if (gone) {
         for (const auto& e : agent_gone_evidence_[i]) f.add_evidence(e);
       }
-      f.set_remedy("Check the meshprobe agent pod on " + name(i) +
-                   " (kubectl -n meshprobe get pods -o wide; its logs); until it reports, nothing is known about "
-                   "that node.");
+      f.set_remedy(remedyFor(codes::kAgentStale, "", name(i)));
       const std::string id = add(std::move(f), up(i) ? options_.onset_matrix : options_.onset_local).id();
-      if (gone) {
-        supersede(id, idOf(std::string(codes::kUnderlayUnreachable), {name(i)}));
-        supersede(id, idOf(std::string(codes::kOverlayPartition), {name(i)}));
-      }
+      // Only an agent known to be gone (its host refuses the probe port) is the cause of
+      // the node's failing cells; a silent one may just have lost its stream.
+      if (gone) supersedeFor(id, codes::kAgentStale, i);
     }
   }
 

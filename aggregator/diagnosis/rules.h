@@ -1,5 +1,5 @@
 #pragma once
-// Diagnosis rules (DESIGN §4): a pure function from a cluster snapshot to candidate
+// Diagnosis rules: a pure function from a cluster snapshot to candidate
 // findings. No clock, no I/O: unit tests build snapshots by hand.
 //
 // Blame over the matrix, per layer (UNDERLAY, OVERLAY, and the DF path-MTU probes):
@@ -17,6 +17,8 @@
 // a bare OVERLAY_PARTITION. Underlay blame explains overlay and istiod failures.
 // ISTIOD failing from every reporting node blames istiod (no node); failing only from
 // nodes whose overlay/underlay is broken blames those nodes.
+// Which code explains or supersedes which, each code's severity, layer and remedy come
+// from the finding catalogue (common/finding_catalogue.h), not from here.
 
 #include <chrono>
 #include <string>
@@ -28,9 +30,6 @@
 #include "meshprobe/v1/types.pb.h"
 
 namespace meshprobe::aggregator {
-
-// Code for a failing pair that no node explains (an addition to the contract codes).
-inline constexpr const char* kPairUnreachable = "PAIR_UNREACHABLE";
 
 struct RuleOptions {
   size_t min_witnesses = 2;   // distinct peers failing with a node before it is blamed
