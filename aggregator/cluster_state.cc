@@ -33,8 +33,9 @@ MembershipDiff ClusterState::applyHello(const v1::Hello& hello, bool new_session
   const auto now = clock_.monotonicNow();
   std::lock_guard lock(mu_);
   const v1::PeerList before = peerListLocked();
-  NodeRecord& rec = nodes_[hello.node_name()];
-  rec.hello = hello;
+  v1::Hello normalized = normalizedHello(hello);  // idempotent: the Collector normalized it already
+  NodeRecord& rec = nodes_[normalized.node_name()];
+  rec.hello = std::move(normalized);
   rec.last_heard = now;
   if (new_session) {
     rec.has_sequence = false;
@@ -102,6 +103,7 @@ v1::NodeSummary ClusterState::summaryLocked(const NodeRecord& rec, std::chrono::
   s.set_pod_cidr(h.pod_cidr());
   s.set_agent_version(h.agent_version());
   s.set_vxlan_mtu(h.vxlan_mtu());
+  *s.mutable_identity() = identityOf(h);  // the same facts as one message
   s.set_up(isUpLocked(rec, now));
   if (rec.has_report) *s.mutable_last_report() = toTimestamp(rec.report_received_wall);
   return s;

@@ -113,7 +113,8 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   bool handle(const v1::AgentMessage& msg) {
     switch (msg.message_case()) {
       case v1::AgentMessage::kHello: {
-        const v1::Hello& hello = msg.hello();
+        // Identity from Hello.identity, or from the flat fields of an agent that predates it.
+        const v1::Hello hello = normalizedHello(msg.hello());
         if (auto st = validateHello(hello); !st.ok()) {
           service_->countError(IngestError::kInvalidHello);
           spdlog::warn("rejecting Collector stream from {}: {}", peer_, st.error().message);

@@ -80,8 +80,39 @@ MembershipDiff diffPeers(const v1::PeerList& before, const v1::PeerList& after) 
   return diff;
 }
 
+v1::NodeIdentity identityOf(const v1::Hello& hello) {
+  v1::NodeIdentity id;
+  id.set_name(hello.node_name());
+  id.set_node_ip(hello.node_ip());
+  id.set_overlay_ip(hello.overlay_ip());
+  id.set_vtep_mac(hello.vtep_mac());
+  id.set_vxlan_vni(hello.vxlan_vni());
+  id.set_vxlan_port(hello.vxlan_port());
+  id.set_pod_cidr(hello.pod_cidr());
+  id.set_vxlan_mtu(hello.vxlan_mtu());
+  return id;
+}
+
+v1::Hello normalizedHello(const v1::Hello& hello) {
+  v1::Hello h = hello;
+  if (hello.has_identity()) {
+    const v1::NodeIdentity& id = hello.identity();
+    if (!id.name().empty()) h.set_node_name(id.name());
+    if (!id.node_ip().empty()) h.set_node_ip(id.node_ip());
+    if (!id.overlay_ip().empty()) h.set_overlay_ip(id.overlay_ip());
+    if (!id.vtep_mac().empty()) h.set_vtep_mac(id.vtep_mac());
+    if (id.vxlan_vni() != 0) h.set_vxlan_vni(id.vxlan_vni());
+    if (id.vxlan_port() != 0) h.set_vxlan_port(id.vxlan_port());
+    if (!id.pod_cidr().empty()) h.set_pod_cidr(id.pod_cidr());
+    if (id.vxlan_mtu() != 0) h.set_vxlan_mtu(id.vxlan_mtu());
+  }
+  *h.mutable_identity() = identityOf(h);
+  return h;
+}
+
 v1::Peer peerFromHello(const v1::Hello& hello) {
   v1::Peer peer;
+  *peer.mutable_identity() = identityOf(hello);
   peer.set_node_name(hello.node_name());
   peer.set_node_ip(hello.node_ip());
   peer.set_overlay_ip(hello.overlay_ip());

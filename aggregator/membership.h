@@ -25,8 +25,17 @@ struct MembershipDiff {
 // Compares by node name; list order does not matter.
 MembershipDiff diffPeers(const meshprobe::v1::PeerList& before, const meshprobe::v1::PeerList& after);
 
-// The facts of a Hello that other agents need (what PeerList carries).
+// The facts of a Hello that other agents need (what PeerList carries): the identity
+// message and, for agents that predate it, the same facts in the flat fields.
 meshprobe::v1::Peer peerFromHello(const meshprobe::v1::Hello& hello);
+
+// A Hello with its identity in both forms: from `identity` where it sets a field, from
+// the flat fields otherwise (an agent that predates NodeIdentity sends only those).
+// Everything past the Collector reads a normalized Hello.
+meshprobe::v1::Hello normalizedHello(const meshprobe::v1::Hello& hello);
+
+// The NodeIdentity of a normalized Hello.
+meshprobe::v1::NodeIdentity identityOf(const meshprobe::v1::Hello& hello);
 
 // A Hello the aggregator accepts: a node name (1..253 bytes, no whitespace or control
 // characters) and, where given, parseable IPv4/IPv6 node and overlay addresses. The

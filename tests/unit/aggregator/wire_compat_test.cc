@@ -1,0 +1,301 @@
+// Wire compatibility with the previous release of meshprobe.v1, both ways. The previous
+// protos are frozen in tests/data/proto_v0/ and loaded here as a descriptor pool of their
+// own; messages cross between the two only as bytes, as they do between processes.
+//   - old agent -> new aggregator: a Hello/Report written with the old schema is ingested
+//     with the same result as the same facts written by a new agent;
+//   - new agent/aggregator -> old reader: what the new code writes, read with the old
+//     schema, carries the same meaning (flat identity fields, error text, state string).
+#include <gmock/gmock.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+
+#include "aggregator/cluster_state.h"
+#include "aggregator/diagnosis/lifecycle.h"
+#include "aggregator/diagnosis/rules.h"
+#include "aggregator/membership.h"
+#include "common/clock.h"
+#include "tests/unit/aggregator/test_util.h"
+
+namespace meshprobe::aggregator {
+namespace {
+
+namespace pb = google::protobuf;
+using pb::util::MessageDifferencer;
+using std::chrono::seconds;
+using testing::makeHello;
+using testing::makeProbe;
+using ::testing::ElementsAre;
+
+class OldSchema {
+ public:
+  OldSchema() {
+    std::ifstream in(MESHPROBE_PROTO_V0_DESC, std::ios::binary);
+    pb::FileDescriptorSet set;
+    ok_ = in.good() && set.ParseFromIstream(&in);
+    for (const auto& f : set.file()) ok_ = ok_ && pool_.BuildFile(f) != nullptr;
+  }
+  bool ok() const { return ok_; }
+
+  // An empty old-schema message of `type` ("meshprobe.v1.Hello").
+  std::unique_ptr<pb::Message> make(const std::string& type) {
+    const pb::Descriptor* d = pool_.FindMessageTypeByName(type);
+    EXPECT_NE(d, nullptr) << type;
+    return std::unique_ptr<pb::Message>(factory_.GetPrototype(d)->New());
+  }
+  // `m` (new schema) as the old schema reads it.
+  std::unique_ptr<pb::Message> read(const pb::Message& m) {
+    auto old = make(m.GetDescriptor()->full_name());
+    EXPECT_TRUE(old->ParseFromString(m.SerializeAsString()));
+    return old;
+  }
+
+ private:
+  pb::DescriptorPool pool_;
+  pb::DynamicMessageFactory factory_{&pool_};
+  bool ok_ = false;
+};
+
+// Old-schema message -> new-schema message, through bytes.
+template <typename T>
+T fromOld(const pb::Message& old) {
+  T m;
+  EXPECT_TRUE(m.ParseFromString(old.SerializeAsString()));
+  return m;
+}
+
+std::string str(const pb::Message& m, const std::string& field) {
+  const auto* f = m.GetDescriptor()->FindFieldByName(field);
+  EXPECT_NE(f, nullptr) << field;
+  return m.GetReflection()->GetString(m, f);
+}
+uint32_t u32(const pb::Message& m, const std::string& field) {
+  const auto* f = m.GetDescriptor()->FindFieldByName(field);
+  EXPECT_NE(f, nullptr) << field;
+  return m.GetReflection()->GetUInt32(m, f);
+}
+void setStr(pb::Message& m, const std::string& field, const std::string& v) {
+  m.GetReflection()->SetString(&m, m.GetDescriptor()->FindFieldByName(field), v);
+}
+void setU32(pb::Message& m, const std::string& field, uint32_t v) {
+  m.GetReflection()->SetUInt32(&m, m.GetDescriptor()->FindFieldByName(field), v);
+}
+
+// What an old agent sends: the flat fields only (the old schema has nothing else).
+std::unique_ptr<pb::Message> oldHello(OldSchema& old, const v1::Hello& facts) {
+  auto h = old.make("meshprobe.v1.Hello");
+  setStr(*h, "node_name", facts.node_name());
+  setStr(*h, "node_ip", facts.node_ip());
+  setStr(*h, "overlay_ip", facts.overlay_ip());
+  setStr(*h, "vtep_mac", facts.vtep_mac());
+  setU32(*h, "vxlan_vni", facts.vxlan_vni());
+  setU32(*h, "vxlan_port", facts.vxlan_port());
+  setStr(*h, "pod_cidr", facts.pod_cidr());
+  setStr(*h, "agent_version", facts.agent_version());
+  setU32(*h, "vxlan_mtu", facts.vxlan_mtu());
+  return h;
+}
+
+// What a new agent sends: the identity message and the flat fields.
+v1::Hello newHello(const std::string& name, int n, uint32_t vni = 1) {
+  v1::Hello h = makeHello(name, n, vni);
+  *h.mutable_identity() = identityOf(h);
+  return h;
+}
+
+class WireCompat : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(old_.ok()) << "cannot load " << MESHPROBE_PROTO_V0_DESC; }
+
+  static ClusterOptions options() {
+    ClusterOptions o;
+    o.stale_after = seconds(10);
+    return o;
+  }
+
+  OldSchema old_;
+  FakeClock clock_;
+};
+
+TEST_F(WireCompat, OldHelloIsIngestedLikeANewOne) {
+  ClusterState from_old(clock_, options()), from_new(clock_, options());
+  for (int n = 1; n <= 3; ++n) {
+    const std::string name = "node" + std::to_string(n);
+    const uint32_t vni = n == 3 ? 7 : 1;  // node3 disagrees: the VNI is read the same way
+    from_old.applyHello(fromOld<v1::Hello>(*oldHello(old_, makeHello(name, n, vni))), true);
+    from_new.applyHello(newHello(name, n, vni), true);
+  }
+  EXPECT_TRUE(MessageDifferencer::Equals(from_old.peerList(), from_new.peerList()));
+  const auto a = from_old.listNodes(), b = from_new.listNodes();
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(MessageDifferencer::Equals(a[i], b[i])) << a[i].DebugString();
+  // The old agent's facts reach the new readers' identity message too.
+  EXPECT_EQ(a[0].identity().name(), "node1");
+  EXPECT_EQ(a[0].identity().overlay_ip(), "10.244.1.0");
+  EXPECT_EQ(a[0].identity().vxlan_mtu(), 1450u);
+  ASSERT_EQ(from_old.vxlanMismatches().size(), 1u);
+  EXPECT_EQ(from_old.vxlanMismatches()[0].node, "node3");
+  EXPECT_EQ(from_new.vxlanMismatches()[0].node, "node3");
+}
+
+TEST_F(WireCompat, IdentityWinsOverFlatFieldsAndAnIdentityOnlyHelloWorks) {
+  v1::Hello only_identity;
+  *only_identity.mutable_identity() = identityOf(makeHello("node4", 4));
+  const v1::Hello n = normalizedHello(only_identity);
+  EXPECT_EQ(n.node_name(), "node4");
+  EXPECT_EQ(n.node_ip(), "198.51.100.4");
+  EXPECT_EQ(n.vxlan_port(), 4789u);
+  EXPECT_TRUE(validateHello(n).ok());
+
+  v1::Hello both = makeHello("node4", 4);
+  both.mutable_identity()->set_overlay_ip("10.244.40.0");  // the message is the newer truth
+  EXPECT_EQ(normalizedHello(both).overlay_ip(), "10.244.40.0");
+  EXPECT_EQ(normalizedHello(both).identity().node_ip(), "198.51.100.4");  // filled from flat
+}
+
+TEST_F(WireCompat, NewMessagesReadByTheOldSchemaMeanTheSame) {
+  // Hello from a new agent, read by an old aggregator: the flat fields.
+  const v1::Hello hello = newHello("node2", 2);
+  auto old_hello = old_.read(hello);
+  EXPECT_EQ(str(*old_hello, "node_name"), "node2");
+  EXPECT_EQ(str(*old_hello, "overlay_ip"), "10.244.2.0");
+  EXPECT_EQ(u32(*old_hello, "vxlan_port"), 4789u);
+  EXPECT_EQ(u32(*old_hello, "vxlan_mtu"), 1450u);
+  // ... and an old aggregator passing it on (unknown fields kept) loses nothing.
+  EXPECT_TRUE(MessageDifferencer::Equals(fromOld<v1::Hello>(*old_hello), hello));
+
+  // Peer list and node summary from a new aggregator, read by old agents / CLIs.
+  ClusterState state(clock_, options());
+  state.applyHello(hello, true);
+  const v1::PeerList peers = state.peerList();
+  ASSERT_EQ(peers.peers_size(), 1);
+  EXPECT_TRUE(peers.peers(0).has_identity());
+  auto old_peer = old_.read(peers.peers(0));
+  EXPECT_EQ(str(*old_peer, "node_name"), "node2");
+  EXPECT_EQ(str(*old_peer, "node_ip"), "198.51.100.2");
+  EXPECT_EQ(str(*old_peer, "vtep_mac"), "02:00:00:00:00:02");
+  EXPECT_EQ(u32(*old_peer, "vxlan_mtu"), 1450u);
+  auto old_summary = old_.read(state.listNodes().at(0));
+  EXPECT_EQ(str(*old_summary, "name"), "node2");
+  EXPECT_EQ(str(*old_summary, "pod_cidr"), "10.244.2.0/24");
+}
+
+TEST_F(WireCompat, FindingHistoryStateReadsTheSameBothWays) {
+  FindingTracker tracker;
+  Candidate c;
+  c.finding.set_code("AGENT_STALE");
+  c.finding.set_id("AGENT_STALE/n1");
+  const auto t0 = std::chrono::steady_clock::time_point{} + seconds(100);
+  tracker.update({c}, t0, std::chrono::system_clock::time_point{} + seconds(1000));
+  const auto active = tracker.active();
+  ASSERT_EQ(active.size(), 1u);
+  ASSERT_EQ(active[0].history_size(), 1);
+  EXPECT_EQ(active[0].history(0).new_state(), v1::FindingTransition::ACTIVE);
+  auto old_finding = old_.read(active[0]);
+  const auto* history = old_finding->GetDescriptor()->FindFieldByName("history");
+  ASSERT_EQ(old_finding->GetReflection()->FieldSize(*old_finding, history), 1);
+  EXPECT_EQ(str(old_finding->GetReflection()->GetRepeatedMessage(*old_finding, history, 0), "state"), "ACTIVE");
+
+  // An old aggregator's transition (text only) reads as UNSPECIFIED + the text.
+  auto old_t = old_.make("meshprobe.v1.FindingTransition");
+  setStr(*old_t, "state", "CLEARED");
+  const auto t = fromOld<v1::FindingTransition>(*old_t);
+  EXPECT_EQ(t.new_state(), v1::FindingTransition::STATE_UNSPECIFIED);
+  EXPECT_EQ(t.state(), "CLEARED");
+}
+
+// node3's agent is gone, its host up: peers' TCP connects to the probe port are refused.
+class AgentGone : public WireCompat {
+ protected:
+  // Runs the rules over 4 nodes whose probes to node3 fail as `probe` describes.
+  std::vector<std::string> codesFor(const std::function<v1::ProbeResult(const std::string& dst, v1::Layer)>& failing) {
+    ClusterState state(clock_, options());
+    for (int n = 1; n <= 4; ++n) state.applyHello(newHello("node" + std::to_string(n), n), true);
+    for (int n = 1; n <= 4; ++n) {
+      if (n == 3) continue;  // node3 still counts as up (not yet stale) but sends nothing new
+      v1::Report r;
+      r.set_sequence(1);
+      for (int d = 1; d <= 4; ++d) {
+        if (d == n) continue;
+        const std::string dst = "node" + std::to_string(d);
+        for (v1::Layer l : {v1::UNDERLAY, v1::OVERLAY}) {
+          *r.add_probes() = d == 3 ? failing(dst, l) : makeProbe(dst, l, 10, 10);
+        }
+      }
+      EXPECT_EQ(state.applyReport("node" + std::to_string(n), r), ReportOutcome::kAccepted);
+    }
+    std::vector<std::string> out;
+    for (const auto& c : diagnose(state.diagnosisSnapshot())) out.push_back(c.finding.id());
+    return out;
+  }
+
+  static v1::ProbeResult failed(const std::string& dst, v1::Layer l) {
+    v1::ProbeResult p = makeProbe(dst, l, 10, 0);
+    p.set_consecutive_failures(5);
+    p.set_recent_loss(1.0);
+    return p;
+  }
+};
+
+TEST_F(AgentGone, OldAgentsRefusedTextAndNewAgentsReasonGiveTheSameFinding) {
+  // The old agent: only the text says refused, written with the old schema.
+  const auto old_agent = codesFor([&](const std::string& dst, v1::Layer l) {
+    auto p = old_.make("meshprobe.v1.ProbeResult");
+    EXPECT_TRUE(p->ParseFromString(failed(dst, l).SerializeAsString()));
+    setStr(*p, "error", "no reply within 800ms (TCP connect failed: connection refused)");
+    return fromOld<v1::ProbeResult>(*p);
+  });
+  // The new agent: the same text and the reasons.
+  const auto new_agent = codesFor([&](const std::string& dst, v1::Layer l) {
+    auto p = failed(dst, l);
+    p.set_error("no reply within 800ms (TCP connect failed: connection refused)");
+    p.set_failure(v1::PROBE_FAILURE_TIMEOUT);
+    p.set_tcp_failure(v1::PROBE_FAILURE_REFUSED);
+    return p;
+  });
+  EXPECT_THAT(old_agent, ElementsAre("AGENT_STALE/node3"));
+  EXPECT_EQ(new_agent, old_agent);
+}
+
+TEST_F(AgentGone, TheReasonDecidesNotTheText) {
+  // Typed REFUSED with a text that never says so: still the agent.
+  EXPECT_THAT(codesFor([&](const std::string& dst, v1::Layer l) {
+                auto p = failed(dst, l);
+                p.set_error("no reply within 800ms (TCP connect failed: Connection reset)");
+                p.set_failure(v1::PROBE_FAILURE_TIMEOUT);
+                p.set_tcp_failure(v1::PROBE_FAILURE_REFUSED);
+                return p;
+              }),
+              ElementsAre("AGENT_STALE/node3"));
+  // A typed timeout whose text happens to contain "refused" is not a refusal: the node
+  // is unreachable.
+  EXPECT_THAT(codesFor([&](const std::string& dst, v1::Layer l) {
+                auto p = failed(dst, l);
+                p.set_error("no reply within 800ms (TCP connect failed: timed out; earlier refused)");
+                p.set_failure(v1::PROBE_FAILURE_TIMEOUT);
+                p.set_tcp_failure(v1::PROBE_FAILURE_TIMEOUT);
+                return p;
+              }),
+              ElementsAre("UNDERLAY_UNREACHABLE/node3"));
+}
+
+TEST_F(AgentGone, NewProbeResultReadByTheOldSchemaKeepsTheText) {
+  auto p = failed("node3", v1::UNDERLAY);
+  p.set_error("no reply within 800ms (TCP connect failed: connection refused)");
+  p.set_failure(v1::PROBE_FAILURE_TIMEOUT);
+  p.set_tcp_failure(v1::PROBE_FAILURE_REFUSED);
+  p.mutable_path_mtu()->set_failure(v1::PROBE_FAILURE_MESSAGE_TOO_LONG);
+  auto old_p = old_.read(p);
+  EXPECT_NE(str(*old_p, "error").find("refused"), std::string::npos);  // what the old rules search
+  EXPECT_EQ(u32(*old_p, "consecutive_failures"), 5u);
+  EXPECT_TRUE(MessageDifferencer::Equals(fromOld<v1::ProbeResult>(*old_p), p));  // passed on intact
+}
+
+}  // namespace
+}  // namespace meshprobe::aggregator
