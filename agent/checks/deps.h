@@ -11,6 +11,8 @@
 namespace meshprobe::agent {
 
 struct AgentDeps {
+  // Shared by every check of a round and the Hello: whoever runs a round calls
+  // netlink.beginRound() first, and the round's reads then share one snapshot.
   NetlinkReader& netlink;
   SockDiag& sock_diag;
   CommandRunner& commands;

@@ -81,9 +81,9 @@ CheckResult FirewallCheck::runChecked() {
   // --- what to look for ---------------------------------------------------------------
   std::vector<Target> targets;
   std::optional<uint16_t> device_port;
-  auto snap = netlink_.snapshot();
+  auto snap = netlink_.view();  // shared with the round's other readers, not copied
   if (snap) {
-    VxlanDeviceChoice choice = chooseVxlanDevice(*snap, config_);
+    VxlanDeviceChoice choice = chooseVxlanDevice(**snap, config_);
     if (choice.link && choice.link->vxlan && choice.link->vxlan->port != 0) {
       device_port = choice.link->vxlan->port;
       targets.push_back({{"udp", *device_port}, Layer::kOverlay, "dstport of " + choice.link->name});

@@ -34,13 +34,13 @@ VxlanDeviceCheck::VxlanDeviceCheck(const AgentConfig& config, NetlinkReader& net
     : config_(config), netlink_(netlink) {}
 
 CheckResult VxlanDeviceCheck::run() {
-  auto snap = netlink_.snapshot();
+  auto snap = netlink_.view();  // shared with the round's other readers, not copied
   if (!snap) {
     auto r = result(CheckStatus::kFail, "cannot read the node's links over rtnetlink: " + snap.error().message);
     r.details["error"] = snap.error().message;
     return r;
   }
-  const VxlanDeviceChoice choice = chooseVxlanDevice(*snap, config_);
+  const VxlanDeviceChoice choice = chooseVxlanDevice(**snap, config_);
   nlohmann::json details = {{"device", choice.wanted}, {"choice", choice.reason}};
 
   auto missing = [&](const std::string& summary, std::vector<std::string> evidence) {
@@ -55,7 +55,7 @@ CheckResult VxlanDeviceCheck::run() {
     return missing("VXLAN device " + choice.wanted + " is missing: " + choice.reason, {choice.reason});
   }
   const LinkInfo& dev = *choice.link;
-  const std::string address = deviceIPv4(*snap, dev.ifindex);
+  const std::string address = deviceIPv4(**snap, dev.ifindex);
   details["ifindex"] = dev.ifindex;
   details["kind"] = dev.kind;
   details["mac"] = dev.mac;
@@ -74,7 +74,7 @@ CheckResult VxlanDeviceCheck::run() {
   details["port"] = vx.port;
   details["local"] = vx.local;
   details["learning"] = vx.learning;
-  const LinkInfo* underlay = vxlanUnderlay(*snap, dev);
+  const LinkInfo* underlay = vxlanUnderlay(**snap, dev);
   if (underlay != nullptr) {
     details["underlay"] = {{"name", underlay->name}, {"ifindex", underlay->ifindex}, {"mtu", underlay->mtu}};
   } else {

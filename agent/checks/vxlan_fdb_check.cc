@@ -47,14 +47,14 @@ VxlanFdbCheck::VxlanFdbCheck(const AgentConfig& config, NetlinkReader& netlink, 
     : config_(config), netlink_(netlink), peers_(peers) {}
 
 CheckResult VxlanFdbCheck::run() {
-  auto snap = netlink_.snapshot();
+  auto snap = netlink_.view();  // shared with the round's other readers, not copied
   if (!snap) {
     auto r =
         result(CheckStatus::kFail, "cannot read FDB, neighbours and routes over rtnetlink: " + snap.error().message);
     r.details["error"] = snap.error().message;
     return r;
   }
-  const VxlanDeviceChoice choice = chooseVxlanDevice(*snap, config_);
+  const VxlanDeviceChoice choice = chooseVxlanDevice(**snap, config_);
   if (choice.link == nullptr || choice.link->kind != "vxlan") {
     auto r =
         result(CheckStatus::kSkip, "no VXLAN device to inspect (vxlan_device reports it): " +
@@ -63,7 +63,7 @@ CheckResult VxlanFdbCheck::run() {
     return r;
   }
   const LinkInfo& dev = *choice.link;
-  const auto groups = groupOverlayPeers(*snap, dev.ifindex);
+  const auto groups = groupOverlayPeers(**snap, dev.ifindex);
 
   std::vector<const OverlayPeerGroup*> incomplete;
   std::vector<const OverlayPeerGroup*> leftovers;

@@ -44,13 +44,13 @@ VxlanSocketCheck::VxlanSocketCheck(const AgentConfig& config, NetlinkReader& net
     : config_(config), netlink_(netlink), sock_diag_(sock_diag) {}
 
 CheckResult VxlanSocketCheck::run() {
-  auto snap = netlink_.snapshot();
+  auto snap = netlink_.view();  // shared with the round's other readers, not copied
   if (!snap) {
     auto r = result(CheckStatus::kFail, "cannot read the VXLAN device over netlink: " + snap.error().message);
     r.details["error"] = snap.error().message;
     return r;
   }
-  const VxlanDeviceChoice choice = chooseVxlanDevice(*snap, config_);
+  const VxlanDeviceChoice choice = chooseVxlanDevice(**snap, config_);
   if (!choice.link) {
     auto r = result(CheckStatus::kSkip, "no VXLAN device to check (" + choice.reason + "; vxlan_device reports that)");
     r.details["device"] = choice.wanted;

@@ -3,24 +3,65 @@
 #include "agent/kernel/netlink_dump.h"
 
 namespace meshprobe::agent {
-namespace {
 
-// Each snapshot opens its own sockets, so concurrent checks may share one reader, and the
-// namespace read is the one of the thread that calls snapshot().
-class KernelNetlinkReader final : public NetlinkReader {
- public:
-  explicit KernelNetlinkReader(std::chrono::milliseconds timeout) : timeout_(timeout) {}
+Result<SnapshotPtr> NetlinkReader::view() {
+  auto snap = snapshot();
+  if (!snap) return snap.error();
+  return SnapshotPtr(std::make_shared<const NetlinkSnapshot>(std::move(snap).value()));
+}
 
-  Result<NetlinkSnapshot> snapshot() override { return readSnapshot(timeout_); }
+Result<NetlinkSnapshot> SharedSnapshotReader::snapshot() {
+  auto v = view();
+  if (!v) return v.error();
+  return NetlinkSnapshot(**v);
+}
 
- private:
-  std::chrono::milliseconds timeout_;
-};
+Result<SnapshotPtr> SharedSnapshotReader::view() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (round_ > 0 && pinned_round_ == round_) return *pinned_;
+    if (!reading_) break;
+    const uint64_t flight = flights_;
+    cv_.wait(lock, [&] { return flights_ != flight; });
+    if (round_ == 0) return *last_;  // no rounds: share the read that was in flight
+  }
+  reading_ = true;
+  const uint64_t round = round_;
+  lock.unlock();
+  auto result = source_();  // the source has its own deadline
+  lock.lock();
+  reading_ = false;
+  ++flights_;
+  last_ = result;
+  if (round > 0) {
+    pinned_round_ = round;
+    pinned_ = result;
+  }
+  cv_.notify_all();
+  return result;
+}
 
-}  // namespace
+void SharedSnapshotReader::beginRound() {
+  std::lock_guard lock(mu_);
+  ++round_;
+}
+
+uint64_t SharedSnapshotReader::sourceReads() const {
+  std::lock_guard lock(mu_);
+  return flights_;
+}
+
+uint64_t SharedSnapshotReader::rounds() const {
+  std::lock_guard lock(mu_);
+  return round_;
+}
 
 std::unique_ptr<NetlinkReader> makeKernelNetlinkReader(std::chrono::milliseconds timeout) {
-  return std::make_unique<KernelNetlinkReader>(timeout);
+  return std::make_unique<SharedSnapshotReader>([timeout]() -> Result<SnapshotPtr> {
+    auto snap = readSnapshot(timeout);
+    if (!snap) return snap.error();
+    return SnapshotPtr(std::make_shared<const NetlinkSnapshot>(std::move(snap).value()));
+  });
 }
 
 }  // namespace meshprobe::agent
