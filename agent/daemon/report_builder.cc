@@ -24,6 +24,19 @@ meshprobe::v1::Layer toProto(Layer layer) {
   return meshprobe::v1::LAYER_UNSPECIFIED;
 }
 
+meshprobe::v1::ProbeFailure toProto(ProbeFailure f) {
+  switch (f) {
+    case ProbeFailure::kTimeout: return meshprobe::v1::PROBE_FAILURE_TIMEOUT;
+    case ProbeFailure::kRefused: return meshprobe::v1::PROBE_FAILURE_REFUSED;
+    case ProbeFailure::kUnreachable: return meshprobe::v1::PROBE_FAILURE_UNREACHABLE;
+    case ProbeFailure::kMessageTooLong: return meshprobe::v1::PROBE_FAILURE_MESSAGE_TOO_LONG;
+    case ProbeFailure::kBadReply: return meshprobe::v1::PROBE_FAILURE_BAD_REPLY;
+    case ProbeFailure::kOther: return meshprobe::v1::PROBE_FAILURE_OTHER;
+    case ProbeFailure::kNone: break;
+  }
+  return meshprobe::v1::PROBE_FAILURE_UNSPECIFIED;
+}
+
 meshprobe::v1::Finding toProto(const Finding& f) {
   meshprobe::v1::Finding out;
   out.set_code(f.code);
@@ -81,7 +94,14 @@ meshprobe::v1::ProbeResult toProto(const TargetStats& s) {
   if (s.consecutive_failures > 0 && s.tcp_reachable.has_value()) {
     error += *s.tcp_reachable ? " (TCP connect works: UDP filtered)" : " (TCP connect failed: " + s.tcp_error + ")";
   }
-  if (s.consecutive_failures > 0) out.set_error(error);
+  if (s.consecutive_failures > 0) {
+    out.set_error(error);
+    // A failure with no reason recorded (none should be) still says it is a failure, so
+    // readers do not fall back to the text.
+    out.set_failure(s.last_failure == ProbeFailure::kNone ? meshprobe::v1::PROBE_FAILURE_OTHER
+                                                          : toProto(s.last_failure));
+    if (s.tcp_reachable.has_value() && !*s.tcp_reachable) out.set_tcp_failure(toProto(s.tcp_failure));
+  }
   if (s.path_mtu.size > 0) {
     const PathMtuStats& m = s.path_mtu;
     auto* pm = out.mutable_path_mtu();
@@ -93,7 +113,10 @@ meshprobe::v1::ProbeResult toProto(const TargetStats& s) {
       auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(m.last_success->time_since_epoch()).count();
       *pm->mutable_last_success() = TimeUtil::NanosecondsToTimestamp(ns);
     }
-    if (m.consecutive_failures > 0) pm->set_error(m.last_error);
+    if (m.consecutive_failures > 0) {
+      pm->set_error(m.last_error);
+      pm->set_failure(toProto(m.last_failure));
+    }
   }
   return out;
 }
@@ -136,6 +159,16 @@ meshprobe::v1::Hello buildHello(const AgentConfig& config, const NetlinkSnapshot
   std::string cidr = networkOf(flannel_subnet);
   if (cidr.empty() && !h.overlay_ip().empty()) cidr = networkOf(h.overlay_ip() + "/24");
   h.set_pod_cidr(cidr);
+  // The same facts as one message; the flat fields stay filled for older aggregators.
+  auto* id = h.mutable_identity();
+  id->set_name(h.node_name());
+  id->set_node_ip(h.node_ip());
+  id->set_overlay_ip(h.overlay_ip());
+  id->set_vtep_mac(h.vtep_mac());
+  id->set_vxlan_vni(h.vxlan_vni());
+  id->set_vxlan_port(h.vxlan_port());
+  id->set_pod_cidr(h.pod_cidr());
+  id->set_vxlan_mtu(h.vxlan_mtu());
   return h;
 }
 
@@ -145,15 +178,30 @@ uint32_t overlayPathMtu(uint32_t local_vxlan_mtu, uint32_t peer_vxlan_mtu) {
   return std::min(local_vxlan_mtu, peer_vxlan_mtu);
 }
 
+meshprobe::v1::NodeIdentity identityOf(const meshprobe::v1::Peer& peer) {
+  meshprobe::v1::NodeIdentity id = peer.identity();
+  if (!peer.has_identity()) {  // an aggregator that predates NodeIdentity
+    id.set_name(peer.node_name());
+    id.set_node_ip(peer.node_ip());
+    id.set_overlay_ip(peer.overlay_ip());
+    id.set_vtep_mac(peer.vtep_mac());
+    id.set_vxlan_vni(peer.vxlan_vni());
+    id.set_vxlan_port(peer.vxlan_port());
+    id.set_pod_cidr(peer.pod_cidr());
+    id.set_vxlan_mtu(peer.vxlan_mtu());
+  }
+  return id;
+}
+
 std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self,
                                           uint32_t local_vxlan_mtu) {
   std::vector<ProbeTarget> targets;
-  for (const auto& p : peers.peers()) {
-    if (p.node_name() == self) continue;
-    if (!p.node_ip().empty()) targets.push_back({p.node_name(), Layer::kUnderlay, p.node_ip()});
+  for (const auto& peer : peers.peers()) {
+    const auto p = identityOf(peer);
+    if (p.name() == self) continue;
+    if (!p.node_ip().empty()) targets.push_back({p.name(), Layer::kUnderlay, p.node_ip()});
     if (!p.overlay_ip().empty()) {
-      targets.push_back(
-          {p.node_name(), Layer::kOverlay, p.overlay_ip(), overlayPathMtu(local_vxlan_mtu, p.vxlan_mtu())});
+      targets.push_back({p.name(), Layer::kOverlay, p.overlay_ip(), overlayPathMtu(local_vxlan_mtu, p.vxlan_mtu())});
     }
   }
   return targets;
@@ -161,9 +209,10 @@ std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, 
 
 std::vector<PeerExpectation> expectationsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self) {
   std::vector<PeerExpectation> out;
-  for (const auto& p : peers.peers()) {
-    if (p.node_name() == self || p.overlay_ip().empty() || p.vtep_mac().empty()) continue;
-    out.push_back({p.node_name(), p.node_ip(), p.overlay_ip(), p.vtep_mac(), p.pod_cidr()});
+  for (const auto& peer : peers.peers()) {
+    const auto p = identityOf(peer);
+    if (p.name() == self || p.overlay_ip().empty() || p.vtep_mac().empty()) continue;
+    out.push_back({p.name(), p.node_ip(), p.overlay_ip(), p.vtep_mac(), p.pod_cidr()});
   }
   return out;
 }

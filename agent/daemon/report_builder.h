@@ -16,15 +16,22 @@
 namespace meshprobe::agent {
 
 meshprobe::v1::Layer toProto(Layer layer);
+meshprobe::v1::ProbeFailure toProto(ProbeFailure failure);
 meshprobe::v1::Finding toProto(const Finding& f);
 meshprobe::v1::CheckResult toProto(const CheckResult& c);
 // OVERLAY targets with path-MTU probing also fill path_mtu (its error only while failing).
+// While failing: `error` (text, as older aggregators read it) and `failure` /
+// `tcp_failure` (the same facts as reasons).
 meshprobe::v1::ProbeResult toProto(const TargetStats& s);
 
 // Hello from config + the node's VXLAN device as rtnetlink shows it (empty overlay facts
-// when there is no device: the aggregator then sees a node without an overlay).
+// when there is no device: the aggregator then sees a node without an overlay). The facts
+// are in Hello.identity and, for older aggregators, in the flat fields.
 meshprobe::v1::Hello buildHello(const AgentConfig& config, const NetlinkSnapshot* snapshot,
                                 const std::string& flannel_subnet);
+
+// A peer's identity: Peer.identity, or the flat fields from an aggregator that predates it.
+meshprobe::v1::NodeIdentity identityOf(const meshprobe::v1::Peer& peer);
 
 // Probe targets for a peer list: every other member's node IP (UNDERLAY) and VXLAN
 // device address (OVERLAY). The list includes the receiver; it is skipped by name.

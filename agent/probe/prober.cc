@@ -51,8 +51,10 @@ struct TargetState {
   std::optional<std::chrono::system_clock::time_point> last_success;
   uint32_t consecutive_failures = 0;
   std::string last_error;
+  ProbeFailure last_failure = ProbeFailure::kNone;
   std::optional<bool> tcp_reachable;
   std::string tcp_error;
+  ProbeFailure tcp_failure = ProbeFailure::kNone;
   std::string responder;
   bool tcp_in_flight = false;
   bool tcp_checked_this_streak = false;
@@ -169,14 +171,18 @@ struct Prober::Impl {
 
   // --- I/O thread, with mu held -------------------------------------------------------
 
-  void recordMiss(TargetId id, bool retry, std::string error) {
+  void recordMiss(TargetId id, bool retry, std::string error, ProbeFailure failure) {
     scheduler.onMiss(id, retry);
     auto it = states.find(id);
     if (it == states.end()) return;
     TargetState& s = it->second;
     ++s.consecutive_failures;
-    if (s.consecutive_failures == static_cast<uint32_t>(options.retries) + 1) ++counters.transitions;
+    if (s.consecutive_failures == static_cast<uint32_t>(options.retries) + 1) {
+      ++counters.transitions;
+      if (options.on_transition) options.on_transition();
+    }
     s.last_error = std::move(error);
+    s.last_failure = failure;
     pushOutcome(s, Outcome{false, {}});
     if (static_cast<int>(s.consecutive_failures) >= options.tcp_check_after && !s.tcp_in_flight &&
         !s.tcp_checked_this_streak) {
@@ -190,13 +196,17 @@ struct Prober::Impl {
     if (it == states.end()) return;
     TargetState& s = it->second;
     ++s.received;
-    if (s.consecutive_failures > static_cast<uint32_t>(options.retries)) ++counters.transitions;
+    if (s.consecutive_failures > static_cast<uint32_t>(options.retries)) {
+      ++counters.transitions;
+      if (options.on_transition) options.on_transition();
+    }
     s.consecutive_failures = 0;
     s.last_rtt = rtt;
     s.last_success = clock.wallNow();
     s.responder = responder;
     s.tcp_reachable.reset();
     s.tcp_error.clear();
+    s.tcp_failure = ProbeFailure::kNone;
     s.tcp_checked_this_streak = false;
     pushOutcome(s, Outcome{true, rtt});
     if (options.on_rtt) options.on_rtt(s.target, rtt);
@@ -214,7 +224,7 @@ struct Prober::Impl {
     return request_size == expected ? &s : nullptr;
   }
 
-  void recordDfMiss(TargetId id, size_t request_size, std::string error) {
+  void recordDfMiss(TargetId id, size_t request_size, std::string error, ProbeFailure failure) {
     ++counters.path_mtu_failures;
     TargetState* owner = dfOwner(id, request_size);
     if (owner == nullptr) return;
@@ -222,6 +232,7 @@ struct Prober::Impl {
     if (s.df.consecutive_failures + 1 == kPathMtuConfirm) ++counters.path_mtu_transitions;
     ++s.df.consecutive_failures;
     s.df.last_error = std::move(error);
+    s.df.last_failure = failure;
   }
 
   void recordDfReply(TargetId id, size_t request_size) {
@@ -269,6 +280,9 @@ struct Prober::Impl {
       if (st.consecutive_failures == 0) return;  // UDP recovered meanwhile
       st.tcp_reachable = !ec && !check->timed_out;
       st.tcp_error = *st.tcp_reachable ? "" : check->timed_out ? "timed out" : tcpErrorText(ec);
+      st.tcp_failure = *st.tcp_reachable ? ProbeFailure::kNone
+                       : check->timed_out ? ProbeFailure::kTimeout
+                                          : probeFailureOf(ec.value());
     });
   }
 
@@ -279,11 +293,12 @@ struct Prober::Impl {
       remember(seq, false);
       if (out.df) {
         auto st = states.find(out.id);
-        recordDfMiss(out.id, out.size, st == states.end() ? std::string() : dfTimeoutText(st->second));
+        recordDfMiss(out.id, out.size, st == states.end() ? std::string() : dfTimeoutText(st->second),
+                     ProbeFailure::kTimeout);
         continue;
       }
       ++counters.timeouts;
-      recordMiss(out.id, out.retry, "no reply within " + formatDuration(options.timeout));
+      recordMiss(out.id, out.retry, "no reply within " + formatDuration(options.timeout), ProbeFailure::kTimeout);
     }
   }
 
@@ -303,14 +318,14 @@ struct Prober::Impl {
         encodeProbe(p, key(), std::max(options.request_size, minimumProbeSize(p.sender.size(), key() != nullptr)), tx);
     if (!size) {
       ++counters.send_errors;
-      recordMiss(d.id, d.retry, "encode: " + size.error().message);
+      recordMiss(d.id, d.retry, "encode: " + size.error().message, ProbeFailure::kOther);
       return;
     }
     error_code ec;
     socket.send_to(asio::buffer(tx.data(), *size), s.endpoint, 0, ec);
     if (ec) {
       ++counters.send_errors;
-      recordMiss(d.id, d.retry, "send: " + ec.message());
+      recordMiss(d.id, d.retry, "send: " + ec.message(), probeFailureOf(ec.value()));
       return;
     }
     ++counters.sent;
@@ -343,12 +358,13 @@ struct Prober::Impl {
     const size_t payload = probePayloadForIpSize(s.df.size, s.endpoint.address().is_v6());
     const size_t minimum = minimumProbeSize(p.sender.size(), key() != nullptr);
     if (payload < minimum) {
-      recordDfMiss(id, payload, "path MTU probe size " + std::to_string(s.df.size) + " is below the smallest probe");
+      recordDfMiss(id, payload, "path MTU probe size " + std::to_string(s.df.size) + " is below the smallest probe",
+                   ProbeFailure::kOther);
       return;
     }
     auto size = encodeProbe(p, key(), payload, tx);
     if (!size) {
-      recordDfMiss(id, payload, "encode: " + size.error().message);
+      recordDfMiss(id, payload, "encode: " + size.error().message, ProbeFailure::kOther);
       return;
     }
     error_code ec;
@@ -356,7 +372,8 @@ struct Prober::Impl {
     if (ec) {
       // EMSGSIZE: larger than the outgoing device's MTU (with PROBE the cached path MTU
       // does not count): say what the kernel thinks the path MTU is.
-      recordDfMiss(id, payload, dfSendErrorText(s.df.size, ec.value(), kernelPathMtu(s.target.address)));
+      recordDfMiss(id, payload, dfSendErrorText(s.df.size, ec.value(), kernelPathMtu(s.target.address)),
+                   probeFailureOf(ec.value()));
       return;
     }
     ++counters.path_mtu_sent;
@@ -474,7 +491,8 @@ struct Prober::Impl {
       // carry the full size back.
       if (n != out.size) {
         recordDfMiss(out.id, out.size,
-                     "reply of " + std::to_string(n) + " bytes to a " + std::to_string(out.size) + "-byte DF probe");
+                     "reply of " + std::to_string(n) + " bytes to a " + std::to_string(out.size) + "-byte DF probe",
+                     ProbeFailure::kBadReply);
       } else {
         recordDfReply(out.id, out.size);
       }
@@ -524,13 +542,26 @@ struct Prober::Impl {
     t.last_success = s.last_success;
     t.consecutive_failures = s.consecutive_failures;
     t.last_error = s.last_error;
+    t.last_failure = s.last_failure;
     t.tcp_reachable = s.tcp_reachable;
     t.tcp_error = s.tcp_error;
+    t.tcp_failure = s.tcp_failure;
     t.responder = s.responder;
     t.path_mtu = s.df;
     return t;
   }
 };
+
+ProbeFailure probeFailureOf(int err) {
+  switch (err) {
+    case ECONNREFUSED: return ProbeFailure::kRefused;
+    case ENETUNREACH:
+    case EHOSTUNREACH: return ProbeFailure::kUnreachable;
+    case EMSGSIZE: return ProbeFailure::kMessageTooLong;
+    case ETIMEDOUT: return ProbeFailure::kTimeout;
+    default: return ProbeFailure::kOther;
+  }
+}
 
 Prober::Prober(ProberOptions options, const Clock& clock) : impl_(std::make_unique<Impl>(std::move(options), clock)) {}
 

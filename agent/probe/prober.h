@@ -63,6 +63,10 @@ struct ProberOptions {
   // Called on the prober's I/O thread for every matched reply (e.g. to feed an RTT
   // histogram). Must be cheap and must not call back into the Prober.
   std::function<void(const ProbeTarget&, Duration rtt)> on_rtt;
+  // Called on the I/O thread whenever counters().transitions moves (a target turned
+  // confirmed-down or recovered), so a daemon can act at once instead of polling. Same
+  // rules as on_rtt.
+  std::function<void()> on_transition;
   // DF path-MTU probe cadence in regular probes (see above); 1 = with every one. At the
   // default 1 s interval and 10, a node with N overlay peers sends N/10 probes/s of
   // about the overlay MTU (~145 B/s per peer each way at 1450).
@@ -70,6 +74,13 @@ struct ProberOptions {
 };
 
 inline constexpr size_t kRecentProbes = 5;
+
+// Why a probe failed, as a fact (the error text beside it is for people); it goes on the
+// wire as meshprobe.v1.ProbeFailure.
+enum class ProbeFailure { kNone, kTimeout, kRefused, kUnreachable, kMessageTooLong, kBadReply, kOther };
+// The failure an errno (or Boost.Asio error value) stands for: ECONNREFUSED, ENETUNREACH /
+// EHOSTUNREACH, EMSGSIZE, ETIMEDOUT; anything else is kOther.
+ProbeFailure probeFailureOf(int err);
 // DF probes missed in a row that confirm a path-MTU fault (probed every interval until then).
 inline constexpr uint32_t kPathMtuConfirm = 3;
 
@@ -84,6 +95,7 @@ struct PathMtuStats {
   // "send 1450 bytes with DF: EMSGSIZE (path MTU 1400)", "reply of 100 bytes to a
   // 1422-byte DF probe". Kept after a success; consecutive_failures says if it is current.
   std::string last_error;
+  ProbeFailure last_failure = ProbeFailure::kNone;  // the same failure as a reason
 };
 
 struct TargetStats {
@@ -101,8 +113,10 @@ struct TargetStats {
   std::optional<std::chrono::system_clock::time_point> last_success;  // wall time
   uint32_t consecutive_failures = 0;
   std::string last_error;             // "timeout after 800ms", "send: Network is unreachable", ...
+  ProbeFailure last_failure = ProbeFailure::kNone;  // last_error as a reason
   std::optional<bool> tcp_reachable;  // result of the last TCP check while failing; reset on success
   std::string tcp_error;              // why the TCP check failed ("connection refused", "timed out")
+  ProbeFailure tcp_failure = ProbeFailure::kNone;  // tcp_error as a reason (kRefused: the host is up)
   std::string responder;              // node name in the last reply (empty if it did not fit)
   PathMtuStats path_mtu;              // size 0 unless the target has a path_mtu_size
 };

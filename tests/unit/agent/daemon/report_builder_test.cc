@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <cerrno>
+
 using namespace meshprobe;
 using namespace meshprobe::agent;
 
@@ -137,4 +139,82 @@ TEST(ReportBuilder, PathMtuStatsMapToTheProbeResult) {
   TargetStats underlay;
   underlay.target = {"n2", Layer::kUnderlay, "198.51.100.12"};
   EXPECT_FALSE(toProto(underlay).has_path_mtu());
+}
+
+TEST(ReportBuilder, FailureReasonsGoBesideTheErrorText) {
+  TargetStats s;
+  s.target = {"n3", Layer::kUnderlay, "198.51.100.13"};
+  s.window_probes = 5;
+  s.loss = 1.0;
+  s.consecutive_failures = 4;
+  s.last_error = "no reply within 800ms";
+  s.last_failure = ProbeFailure::kTimeout;
+  s.tcp_reachable = false;
+  s.tcp_error = "connection refused";
+  s.tcp_failure = ProbeFailure::kRefused;
+  auto p = toProto(s);
+  EXPECT_EQ(p.error(), "no reply within 800ms (TCP connect failed: connection refused)");  // as older aggregators read it
+  EXPECT_EQ(p.failure(), meshprobe::v1::PROBE_FAILURE_TIMEOUT);
+  EXPECT_EQ(p.tcp_failure(), meshprobe::v1::PROBE_FAILURE_REFUSED);
+
+  s.tcp_reachable = true;  // TCP works: UDP filtered, no TCP failure
+  s.tcp_failure = ProbeFailure::kNone;
+  EXPECT_EQ(toProto(s).tcp_failure(), meshprobe::v1::PROBE_FAILURE_UNSPECIFIED);
+  EXPECT_EQ(toProto(s).failure(), meshprobe::v1::PROBE_FAILURE_TIMEOUT);
+
+  s.consecutive_failures = 0;  // answering again: no reason, no text
+  EXPECT_EQ(toProto(s).failure(), meshprobe::v1::PROBE_FAILURE_UNSPECIFIED);
+  EXPECT_TRUE(toProto(s).error().empty());
+
+  TargetStats df;
+  df.target = {"n2", Layer::kOverlay, "10.244.2.0", 1450};
+  df.path_mtu.size = 1450;
+  df.path_mtu.consecutive_failures = 3;
+  df.path_mtu.last_error = "send 1450 bytes with DF: EMSGSIZE (path MTU 1400)";
+  df.path_mtu.last_failure = ProbeFailure::kMessageTooLong;
+  EXPECT_EQ(toProto(df).path_mtu().failure(), meshprobe::v1::PROBE_FAILURE_MESSAGE_TOO_LONG);
+}
+
+TEST(ReportBuilder, ProbeFailureOfErrno) {
+  EXPECT_EQ(probeFailureOf(ECONNREFUSED), ProbeFailure::kRefused);
+  EXPECT_EQ(probeFailureOf(ENETUNREACH), ProbeFailure::kUnreachable);
+  EXPECT_EQ(probeFailureOf(EHOSTUNREACH), ProbeFailure::kUnreachable);
+  EXPECT_EQ(probeFailureOf(EMSGSIZE), ProbeFailure::kMessageTooLong);
+  EXPECT_EQ(probeFailureOf(ETIMEDOUT), ProbeFailure::kTimeout);
+  EXPECT_EQ(probeFailureOf(EPERM), ProbeFailure::kOther);
+}
+
+TEST(ReportBuilder, HelloCarriesTheIdentityBothWays) {
+  AgentConfig config;
+  config.node_name = "n5";
+  config.node_ip = "198.51.100.15";
+  auto h = buildHello(config, nullptr, "10.244.5.1/24");
+  ASSERT_TRUE(h.has_identity());
+  EXPECT_EQ(h.identity().name(), "n5");
+  EXPECT_EQ(h.identity().node_ip(), "198.51.100.15");
+  EXPECT_EQ(h.identity().pod_cidr(), "10.244.5.0/24");
+  EXPECT_EQ(h.node_name(), "n5");  // the flat fields stay filled for older aggregators
+  EXPECT_EQ(h.pod_cidr(), "10.244.5.0/24");
+}
+
+TEST(ReportBuilder, PeersAreReadFromTheIdentityOrFromAnOlderAggregatorsFlatFields) {
+  const auto flat = threePeers();  // an older aggregator: flat fields only
+  auto with_identity = flat;
+  for (auto& p : *with_identity.mutable_peers()) {
+    *p.mutable_identity() = identityOf(p);
+    p.clear_node_ip();  // a newer aggregator may stop filling the flat fields
+    p.clear_overlay_ip();
+  }
+  const auto a = targetsFromPeers(flat, "n1"), b = targetsFromPeers(with_identity, "n1");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].peer, b[i].peer);
+    EXPECT_EQ(a[i].layer, b[i].layer);
+    EXPECT_EQ(a[i].address, b[i].address);
+  }
+  const auto ea = expectationsFromPeers(flat, "n1"), eb = expectationsFromPeers(with_identity, "n1");
+  ASSERT_EQ(eb.size(), ea.size());
+  EXPECT_EQ(eb[0].node_ip, ea[0].node_ip);
+  EXPECT_EQ(eb[0].overlay_ip, ea[0].overlay_ip);
 }
