@@ -60,3 +60,20 @@ ip netns exec "$NS" "$CAPTURE" "$OUT"
   echo "# bridge fdb show"; b fdb show
   echo "# ip route show table all"; n route show table all
 } > "$OUT/state.txt"
+
+# Notifications, each captured while SCRIPT changes the namespace above, in order
+# (tests/unit/agent/netlink/netlink_cache_test.cc applies them to the dumps):
+ev() { ip netns exec "$NS" "$CAPTURE" --events "$OUT/$1" "$2"; }
+# A new healthy peer 7: FDB entry, PERMANENT neighbour, onlink route.
+ev events_add.bin "bridge fdb append 6e:1f:00:00:07:00 dev flannel.1 dst 198.51.100.17 self permanent
+ip neigh replace 10.244.7.0 lladdr 6e:1f:00:00:07:00 dev flannel.1 nud permanent
+ip route replace 10.244.7.0/24 via 10.244.7.0 dev flannel.1 onlink"
+# Changes: peer 4's neighbour gets the MAC its FDB entry has; peer 6's neighbour turns PERMANENT.
+ev events_change.bin "ip neigh replace 10.244.4.0 lladdr 6e:1f:00:00:04:00 dev flannel.1 nud permanent
+ip neigh replace 10.244.6.0 lladdr 6e:1f:00:00:06:00 dev flannel.1 nud permanent"
+# Peer 3 removed, as flannel does when a node leaves.
+ev events_delete.bin "ip route del 10.244.3.0/24 dev flannel.1
+ip neigh del 10.244.3.0 dev flannel.1
+bridge fdb del 6e:1f:00:00:03:00 dev flannel.1 dst 198.51.100.13 self"
+# Peer 2's FDB entry moved to another node IP in place (announced only as the new entry).
+ev events_fdb_replace.bin "bridge fdb replace 6e:1f:00:00:02:00 dev flannel.1 dst 198.51.100.22 self permanent"
