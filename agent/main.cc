@@ -1,12 +1,13 @@
 // meshprobe-agent entry point: wiring only.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include "agent/checks/registry.h"
 #include "agent/config.h"
@@ -21,29 +22,46 @@ using namespace meshprobe::agent;
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-
 constexpr std::chrono::milliseconds kKernelReadTimeout{2000};
 
-int runOnce(const AgentConfig& config) {
-  auto netlink = makeKernelNetlinkReader(kKernelReadTimeout);
-  auto sock_diag = makeKernelSockDiag(kKernelReadTimeout);
-  auto commands = makeProcessCommandRunner();
+// The kernel seams and the clock, in one shared object: a check abandoned on shutdown
+// (blocked in the kernel) holds a reference and keeps them alive until it returns.
+struct Seams {
+  std::unique_ptr<NetlinkReader> netlink = makeKernelNetlinkReader(kKernelReadTimeout);
+  std::unique_ptr<SockDiag> sock_diag = makeKernelSockDiag(kKernelReadTimeout);
+  std::unique_ptr<CommandRunner> commands = makeProcessCommandRunner();
   SystemClock clock;
-  AgentDeps deps{*netlink, *sock_diag, *commands, clock};
-  // Leaked on purpose: a check that timed out may still be running in a detached
-  // thread, so its object and the seams must outlive this function.
-  auto* checks = new std::vector<CheckPtr>(makeChecks(config, deps));
-  auto report = runDoctor(config.node_name, *checks, config.check_timeout, clock);
+  AgentDeps deps() { return AgentDeps{*netlink, *sock_diag, *commands, clock}; }
+};
+
+int runOnce(const AgentConfig& config) {
+  auto seams = std::make_shared<Seams>();
+  AgentDeps deps = seams->deps();
+  deps.netlink.beginRound();  // one rtnetlink snapshot for every check
+  auto report = runDoctor(config.node_name, makeChecks(config, deps), config.check_timeout, seams->clock, seams);
   if (config.output == "json") {
     std::cout << reportToJson(report).dump(2) << std::endl;
   } else {
     std::cout << renderText(report, isatty(STDOUT_FILENO) == 1) << std::flush;
   }
-  int code = report.anyFailed() ? 1 : 0;
-  std::fflush(nullptr);
-  // _exit: do not wait on, or destroy the seams under, a check thread that timed out.
-  _exit(code);
+  return report.anyFailed() ? 1 : 0;
+}
+
+// SIGTERM/SIGINT are blocked in every thread (the mask is inherited) and taken here
+// with sigwait: no handler, no flag to poll.
+int runDaemon(const AgentConfig& config, const sigset_t& stop_signals) {
+  auto seams = std::make_shared<Seams>();
+  spdlog::info("meshprobe-agent {} on node {} ({})", kVersion, config.node_name, config.node_ip);
+  Daemon daemon(config, seams->deps(), seams);
+  if (auto st = daemon.start(); !st.ok()) {
+    spdlog::error("{}", st.error().message);
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("signal {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  daemon.stop();
+  return 0;
 }
 
 }  // namespace
@@ -56,23 +74,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (*outcome == ConfigOutcome::kExitOk) return 0;
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  if (!config.once) pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // before any thread starts
   if (auto st = setupLogging(config.log_level, config.log_format); !st.ok()) {
     std::cerr << "meshprobe-agent: " << st.error().message << "\n";
     return 2;
   }
-  if (config.once) return runOnce(config);
-
-  std::signal(SIGTERM, [](int) { g_stop = true; });
-  std::signal(SIGINT, [](int) { g_stop = true; });
-  auto netlink = makeKernelNetlinkReader(kKernelReadTimeout);
-  auto sock_diag = makeKernelSockDiag(kKernelReadTimeout);
-  auto commands = makeProcessCommandRunner();
-  SystemClock clock;
-  AgentDeps deps{*netlink, *sock_diag, *commands, clock};
-  spdlog::info("meshprobe-agent {} on node {} ({})", kVersion, config.node_name, config.node_ip);
-  auto st = runDaemon(config, deps, g_stop);
-  if (!st.ok()) spdlog::error("{}", st.error().message);
+  const int code = config.once ? runOnce(config) : runDaemon(config, stop_signals);
   spdlog::shutdown();
-  std::fflush(nullptr);
-  _exit(st.ok() ? 0 : 1);  // a check round may still run in a detached thread
+  return code;
 }

@@ -3,19 +3,17 @@
 #include <google/protobuf/util/time_util.h>
 #include <spdlog/spdlog.h>
 
-#include <condition_variable>
+#include <array>
 #include <mutex>
-#include <optional>
 #include <random>
 #include <thread>
 
 #include "agent/checks/registry.h"
 #include "agent/checks/vxlan_facts.h"
-#include "agent/daemon/report_buffer.h"
 #include "agent/daemon/peer_set.h"
+#include "agent/daemon/report_buffer.h"
 #include "agent/daemon/report_builder.h"
 #include "agent/daemon/stream_client.h"
-#include "agent/doctor/doctor.h"
 #include "agent/http/agent_http.h"
 #include "agent/probe/prober.h"
 #include "agent/probe/responder.h"
@@ -23,47 +21,159 @@
 namespace meshprobe::agent {
 namespace {
 
+using TimePoint = std::chrono::steady_clock::time_point;
+
 constexpr size_t kReportBufferCapacity = 120;  // two minutes of reports at 1 s
 constexpr auto kMinCheckInterval = std::chrono::seconds(2);
 // A peer missing from the aggregator's lists is still probed for this long (see PeerSet).
 constexpr auto kPeerGrace = std::chrono::seconds(30);
+constexpr size_t kLocal = 0;
+constexpr size_t kNetwork = 1;
 
-// What the check thread learns and the report/stream side reads.
-struct SharedState {
-  std::mutex mu;
-  std::optional<DoctorReport> doctor;  // the latest result of every check, registry order
-  meshprobe::v1::Hello hello;
-  std::atomic<uint64_t> doctor_generation{0};  // bumped whenever `doctor` changes
-  std::atomic<bool> checks_done{false};          // the local-check thread has ended
-  std::atomic<bool> network_checks_done{false};  // the network-check thread has ended
-  std::atomic<bool> responder_bound{false};
+// Lets another thread cut one loop's wait short. A poke that comes while the loop is busy
+// is kept, so the loop's next wait returns at once; clear() at the start of a round drops
+// the pokes that the round covers.
+class Wakeup {
+ public:
+  void poke() {
+    std::lock_guard lock(mu_);
+    poked_ = true;
+    waiting_.request_stop();  // no-op when nobody waits (a source with no stop state)
+  }
+  void clear() {
+    std::lock_guard lock(mu_);
+    poked_ = false;
+  }
+  // Until `deadline`, a poke, or `stop`; false when stopping.
+  bool wait(const Clock& clock, TimePoint deadline, const std::stop_token& stop) {
+    std::stop_source source;
+    {
+      std::lock_guard lock(mu_);
+      if (poked_) return !stop.stop_requested();
+      waiting_ = source;
+    }
+    {
+      std::stop_callback link(stop, [&source] { source.request_stop(); });
+      clock.waitUntil(deadline, source.get_token());
+    }
+    std::lock_guard lock(mu_);
+    waiting_ = std::stop_source(std::nostopstate);
+    return !stop.stop_requested();
+  }
+
+ private:
+  std::mutex mu_;
+  bool poked_ = false;
+  std::stop_source waiting_{std::nostopstate};
 };
 
-// Sleeps until `until`, until stop is set, or until `wake()` returns true; returns false
-// when stopping.
-template <typename Wake>
-bool waitUntilOr(std::chrono::steady_clock::time_point until, const std::atomic<bool>& stop, Wake wake) {
-  while (!stop) {
-    auto now = std::chrono::steady_clock::now();
-    if (now >= until || wake()) return true;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
-  }
-  return false;
-}
+// The Hello's node facts (VXLAN device, flannel subnet), shared with the job that reads them.
+struct HelloBox {
+  std::mutex mu;
+  meshprobe::v1::Hello hello;
+};
 
-// Sleeps until `until` or until stop is set; returns false when stopping.
-bool waitUntil(std::chrono::steady_clock::time_point until, const std::atomic<bool>& stop) {
-  while (!stop) {
-    auto now = std::chrono::steady_clock::now();
-    if (now >= until) return true;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
+// Re-reads the Hello's facts as one more job of the local group, on a worker of its own, so
+// a slow rtnetlink dump never holds up the loop (or stop()). Not a node check: its result
+// is not in check_order and so never published.
+class HelloFactsJob final : public Check {
+ public:
+  HelloFactsJob(const AgentConfig& config, NetlinkReader& netlink, std::shared_ptr<HelloBox> box)
+      : config_(config), netlink_(netlink), box_(std::move(box)) {}
+  std::string_view name() const override { return "hello_facts"; }
+  CheckResult run() override {
+    auto snapshot = netlink_.snapshot();
+    auto subnet = readFlannelSubnet(config_.hostPath(config_.flannel_subnet_file));
+    auto hello = buildHello(config_, snapshot.ok() ? &*snapshot : nullptr, subnet ? subnet->subnet : "");
+    std::lock_guard lock(box_->mu);
+    box_->hello = std::move(hello);
+    return result(CheckStatus::kOk, "");
   }
-  return false;
-}
+
+ private:
+  const AgentConfig config_;  // a copy: an abandoned job may outlive the daemon
+  NetlinkReader& netlink_;
+  std::shared_ptr<HelloBox> box_;
+};
+
+// What an abandoned check may still touch: the caller's seams and the peer directory.
+struct CheckKeepAlive {
+  std::shared_ptr<const void> deps_owner;
+  std::shared_ptr<PeerDirectory> directory;
+};
 
 }  // namespace
 
-Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::atomic<bool>& stop) {
+struct Daemon::Impl {
+  Impl(AgentConfig c, const AgentDeps& d, std::shared_ptr<const void> owner, DaemonHooks h)
+      : config(std::move(c)),
+        deps(d),
+        deps_owner(std::move(owner)),
+        hooks(std::move(h)),
+        buffer(kReportBufferCapacity),
+        http([this] { return status(); }, rtt),
+        peer_set(deps.clock, kPeerGrace) {}
+
+  Status start();
+  Status startProbing(const std::optional<ProbeKey>& key);  // responder and prober
+  void makeRunners();
+  void startStream();  // with --aggregator
+  void stop();
+  void checkLoop(const std::stop_token& stop, size_t part);
+  void reportLoop(const std::stop_token& stop);
+  void publish(size_t part, DoctorReport report);
+  void applyPeers();  // with peer_mu held
+  AgentStatus status() const;
+  void onTransition() {  // re-run both check groups and report, at once
+    for (auto& w : check_wake) w.poke();
+    report_wake.poke();
+  }
+  size_t checksRunning() const {
+    return (local ? local->running() : 0) + (network ? network->running() : 0);
+  }
+
+  const AgentConfig config;
+  const AgentDeps deps;
+  const std::shared_ptr<const void> deps_owner;
+  const DaemonHooks hooks;
+  Duration check_interval{};
+  bool started = false;
+  bool stopped = false;
+
+  RttHistograms rtt;  // answered probes, fed on the prober's I/O thread
+  std::unique_ptr<Responder> responder;
+  std::unique_ptr<Prober> prober;
+  ReportBuffer buffer;
+  AgentHttp http;
+  std::unique_ptr<StreamClient> stream;
+
+  std::shared_ptr<PeerDirectory> directory = std::make_shared<PeerDirectory>();
+  std::unique_ptr<CheckRunner> local;    // and the Hello facts job
+  std::unique_ptr<CheckRunner> network;  // istiod
+  std::vector<std::string> check_order;  // registry order, for the merged report
+
+  mutable std::mutex mu;  // guards doctor and parts
+  std::optional<DoctorReport> doctor;
+  std::array<std::optional<DoctorReport>, 2> parts;  // [local, network]
+  std::shared_ptr<HelloBox> hello = std::make_shared<HelloBox>();
+
+  std::array<Wakeup, 2> check_wake;  // [local, network]
+  Wakeup report_wake;
+  std::atomic<uint64_t> rounds[2] = {0, 0};
+  std::atomic<uint64_t> reports{0};
+  std::atomic<bool> responder_bound{false};
+  std::atomic<size_t> loops_running{0};
+
+  std::mutex peer_mu;  // membership: the stream thread and the report loop
+  PeerSet peer_set;
+  uint32_t vxlan_mtu_applied = 0;  // guarded by peer_mu
+
+  std::jthread local_thread;
+  std::jthread network_thread;
+  std::jthread report_thread;
+};
+
+Status Daemon::Impl::start() {
   std::optional<ProbeKey> key;
   if (!config.probe_key_file.empty()) {
     auto k = loadProbeKeyFile(config.probe_key_file);
@@ -73,17 +183,31 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
     spdlog::warn("no --probe-key-file: probes are not authenticated (dev mode)");
   }
 
+  if (auto st = startProbing(key); !st.ok()) return st;
+  // /metrics, /healthz, /readyz, /checks: everything is read at request time. Started
+  // before the checks and the stream so a port in use fails fast.
+  if (!config.http_listen.empty()) {
+    auto port = http.start(config.http_listen);
+    if (!port.ok()) return port.error();
+    spdlog::info("serving /metrics, /healthz, /readyz, /checks on {} (port {})", config.http_listen, *port);
+  }
+  makeRunners();
+  startStream();
+  local_thread = std::jthread([this](std::stop_token st) { checkLoop(st, kLocal); });
+  network_thread = std::jthread([this](std::stop_token st) { checkLoop(st, kNetwork); });
+  report_thread = std::jthread([this](std::stop_token st) { reportLoop(st); });
+  loops_running = 3;
+  return okStatus();
+}
+
+Status Daemon::Impl::startProbing(const std::optional<ProbeKey>& key) {
   ResponderOptions ropts;
   ropts.node_name = config.node_name;
   ropts.key = key;
   ropts.port = config.probe_port;
-  Responder responder(ropts, deps.clock);
-  if (auto st = responder.start(); !st.ok()) return st.error();
-  auto state = std::make_shared<SharedState>();
-  state->responder_bound = true;
-
-  // Answered probes feed the RTT histograms of /metrics (on the prober's I/O thread).
-  RttHistograms rtt;
+  responder = std::make_unique<Responder>(ropts, deps.clock);
+  if (auto st = responder->start(); !st.ok()) return st.error();
+  responder_bound = true;
 
   ProberOptions popts;
   popts.node_name = config.node_name;
@@ -94,182 +218,129 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
   // A short timeout lets a probe and its two retries confirm a hard fault in ~1.5 s.
   popts.timeout =
       std::min<Duration>(std::chrono::milliseconds(500), std::chrono::duration_cast<Duration>(config.interval * 0.8));
-  popts.on_rtt = [&rtt](const ProbeTarget& target, Duration d) { rtt.observe(target.layer, d); };
-  Prober prober(popts, deps.clock);
-  if (auto st = prober.start(); !st.ok()) return st.error();
+  popts.on_rtt = [this](const ProbeTarget& target, Duration d) { rtt.observe(target.layer, d); };
+  popts.on_transition = [this] { onTransition(); };
+  prober = std::make_unique<Prober>(popts, deps.clock);
+  if (auto st = prober->start(); !st.ok()) return st.error();
   if (!config.peers.empty()) {
-    if (auto st = prober.setTargets(targetsFromStaticPeers(config.peers)); !st.ok())
+    if (auto st = prober->setTargets(targetsFromStaticPeers(config.peers)); !st.ok())
       spdlog::warn("--peers: {}", st.error().message);
   }
+  return okStatus();
+}
 
-  // /metrics, /healthz, /readyz, /checks: everything is read at request time. Started
-  // before the checks and the stream so a port in use fails fast; the stream appears in
-  // stream_view once it exists.
-  ReportBuffer buffer(kReportBufferCapacity);
-  std::atomic<StreamClient*> stream_view{nullptr};
-  AgentHttp http(
-      [&]() {
-        AgentStatus s;
-        s.node = config.node_name;
-        {
-          std::lock_guard lock(state->mu);
-          s.doctor = state->doctor;
-        }
-        s.prober = prober.counters();
-        for (const auto& t : prober.stats()) ++s.targets[t.target.layer];
-        s.responder = responder.counters();
-        s.responder_bound = state->responder_bound;
-        if (StreamClient* sc = stream_view.load()) {
-          s.stream_connected = sc->connected();
-          s.stream_reconnects = sc->reconnects();
-        }
-        s.report_buffer_dropped = buffer.dropped();
-        return s;
-      },
-      rtt);
-  if (!config.http_listen.empty()) {
-    auto port = http.start(config.http_listen);
-    if (!port.ok()) return port.error();
-    spdlog::info("serving /metrics, /healthz, /readyz, /checks on {} (port {})", config.http_listen, *port);
-  }
-
-  // Checks run on their own cadence in their own thread. Leaked on purpose: a check that
-  // timed out may still run in a detached thread after shutdown.
-  auto* directory = new PeerDirectory();  // leaked with the checks that read it
+// The registry's checks in two runners (network: istiod; local: the rest and the Hello
+// facts job), sharing ownership of what they use with any worker abandoned on stop().
+void Daemon::Impl::makeRunners() {
   AgentDeps check_deps = deps;
-  check_deps.peers = directory;
-  // Two groups on their own threads, so a check that waits on the network (istiod: a
-  // connect timeout through a broken overlay) never delays what the node's own kernel
-  // state says (device, socket, firewall rule, FDB). Both also run at once when the
-  // prober confirms a target down or back: the evidence for a fault arrives with it.
-  auto* all_checks = new std::vector<CheckPtr>(makeChecks(config, check_deps));
-  auto* local_checks = new std::vector<CheckPtr>();
-  auto* network_checks = new std::vector<CheckPtr>();
-  std::vector<std::string> check_order;
-  for (auto& c : *all_checks) {
+  check_deps.peers = directory.get();
+  auto checks = hooks.make_checks ? hooks.make_checks(config, check_deps) : makeChecks(config, check_deps);
+  std::vector<CheckPtr> local_checks;
+  std::vector<CheckPtr> network_checks;
+  for (auto& c : checks) {
     check_order.emplace_back(c->name());
-    (c->name() == "istiod" ? network_checks : local_checks)->push_back(std::move(c));
+    (c->name() == "istiod" ? network_checks : local_checks).push_back(std::move(c));
   }
-  state->hello = buildHello(config, nullptr, "");
-  const auto check_interval = std::max<Duration>(config.interval, kMinCheckInterval);
-  auto* parts = new std::vector<std::optional<DoctorReport>>(2);  // [local, network]; guarded by state->mu
-  // Publishes one group's report and rebuilds the merged one (registry order).
-  auto publish = [state, parts, check_order, &config](size_t part, DoctorReport report) {
-    std::lock_guard lock(state->mu);
-    (*parts)[part] = std::move(report);
-    DoctorReport merged;
-    merged.node = config.node_name;
-    for (const auto& name : check_order) {
-      for (const auto& p : *parts) {
-        if (!p) continue;
-        for (const auto& c : p->checks)
-          if (c.name == name) merged.checks.push_back(c);
-      }
-    }
-    for (const auto& p : *parts) {
-      if (p) merged.findings.insert(merged.findings.end(), p->findings.begin(), p->findings.end());
-    }
-    state->doctor = std::move(merged);
-    ++state->doctor_generation;
-  };
-  // Captures what outlives runDaemon (config, deps, stop belong to the caller; state,
-  // parts and the checks are shared or leaked): after shutdown gives up on a slow round,
-  // the thread may finish it after runDaemon returned. It touches the prober only while
-  // `stop` is unset, and runDaemon waits for that before destroying the prober.
-  auto check_loop = [state, publish, check_interval, &config, &deps, &stop, &prober](
-                        size_t part, std::vector<CheckPtr>* checks, bool reads_facts) {
-    uint64_t transitions_seen = prober.counters().transitions;
-    while (!stop) {
-      auto started = std::chrono::steady_clock::now();
-      transitions_seen = prober.counters().transitions;
-      if (reads_facts) {
-        auto snapshot = deps.netlink.snapshot();
-        auto subnet = readFlannelSubnet(config.hostPath(config.flannel_subnet_file));
-        auto hello = buildHello(config, snapshot.ok() ? &*snapshot : nullptr, subnet ? subnet->subnet : "");
-        std::lock_guard lock(state->mu);
-        state->hello = std::move(hello);
-      }
-      publish(part, runDoctor(config.node_name, *checks, config.check_timeout, deps.clock));
-      if (!waitUntilOr(started + check_interval, stop,
-                       [&] { return prober.counters().transitions != transitions_seen; }))
-        break;
-    }
-  };
-  std::thread network_check_thread([check_loop, state, network_checks] {
-    check_loop(1, network_checks, false);
-    state->network_checks_done = true;
-  });
-  std::thread check_thread([check_loop, state, local_checks] {
-    check_loop(0, local_checks, true);
-    state->checks_done = true;
-  });
+  local_checks.push_back(std::make_unique<HelloFactsJob>(config, deps.netlink, hello));
+  auto keep_alive = std::make_shared<CheckKeepAlive>(CheckKeepAlive{deps_owner, directory});
+  local = std::make_unique<CheckRunner>(std::move(local_checks), deps.clock, keep_alive);
+  network = std::make_unique<CheckRunner>(std::move(network_checks), deps.clock, keep_alive);
+  hello->hello = buildHello(config, nullptr, "");
+  check_interval = std::max<Duration>(config.interval, kMinCheckInterval);
+}
 
-  // Membership: the stream's PeerLists feed a PeerSet; its current peers drive the prober
-  // and vxlan_fdb's expectations. Guarded by peer_mu (stream thread and report loop).
-  std::mutex peer_mu;
-  PeerSet peer_set(deps.clock, kPeerGrace);
-  auto apply_peers = [&] {
-    auto peers = peer_set.current();
-    directory->set(expectationsFromPeers(peers, config.node_name));
-    auto targets = targetsFromPeers(peers, config.node_name, [&] {
-      std::lock_guard lock(state->mu);  // this node's VXLAN MTU, as its Hello reports it
-      return state->hello.vxlan_mtu();
-    }());
-    spdlog::info("membership: {} peers, {} probe targets", peers.peers_size(), targets.size());
-    if (auto st = prober.setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);
-  };
-
-  std::unique_ptr<StreamClient> stream;
+void Daemon::Impl::startStream() {
   if (!config.aggregator.empty()) {
     StreamClient::Callbacks cb;
-    cb.hello = [state] {
-      std::lock_guard lock(state->mu);
-      return state->hello;
+    cb.hello = [box = hello] {
+      std::lock_guard lock(box->mu);
+      return box->hello;
     };
-    cb.on_peers = [&apply_peers, &peer_mu, &peer_set, &config](const meshprobe::v1::PeerList& peers) {
+    cb.on_peers = [this](const meshprobe::v1::PeerList& peers) {
       std::lock_guard lock(peer_mu);
-      if (peer_set.apply(peers, config.node_name)) apply_peers();
+      if (peer_set.apply(peers, config.node_name)) applyPeers();
     };
     std::random_device rd;
     stream = std::make_unique<StreamClient>(
         meshprobe::v1::Collector::NewStub(StreamClient::makeChannel(config.aggregator)), buffer, cb,
         Backoff(std::chrono::milliseconds(200), std::chrono::seconds(2), rd()));
     stream->start();
-    stream_view = stream.get();
     spdlog::info("streaming to aggregator {}", config.aggregator);
   } else {
     spdlog::info("standalone mode (no --aggregator)");
   }
+}
 
+// A round every check_interval, and at once when the prober saw a transition since this
+// round began: the evidence for a fault arrives with it.
+void Daemon::Impl::checkLoop(const std::stop_token& stop, size_t part) {
+  CheckRunner& runner = part == kLocal ? *local : *network;
+  Wakeup& wake = check_wake[part];
+  while (!stop.stop_requested()) {
+    const TimePoint started = deps.clock.monotonicNow();
+    wake.clear();
+    // One rtnetlink snapshot for the round's checks and the Hello (the network group
+    // reads none, and must not re-pin it in the middle of a local round).
+    if (part == kLocal) deps.netlink.beginRound();
+    DoctorReport report = runner.run(config.node_name, config.check_timeout, stop);
+    if (stop.stop_requested()) break;  // cut short: not a verdict
+    publish(part, std::move(report));
+    if (!wake.wait(deps.clock, started + check_interval, stop)) break;
+  }
+}
 
-  uint64_t sequence = 0;
-  uint64_t transitions_reported = 0;
-  uint64_t generation_reported = 0;
-  uint32_t vxlan_mtu_applied = 0;
-  auto next = std::chrono::steady_clock::now();
-  while (!stop) {
-    // A report every interval, and one at once when a target turns confirmed-down or
-    // recovers or a check round finishes, so the aggregator sees a hard fault and the
-    // node's own evidence for it without waiting for the next round.
-    const uint64_t transitions = prober.counters().transitions;
-    const uint64_t generation = state->doctor_generation;
-    const bool early = transitions != transitions_reported || generation != generation_reported;
-    if (!early && std::chrono::steady_clock::now() < next) {
-      waitUntil(std::min(next, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)), stop);
-      continue;
+// Publishes one group's report and rebuilds the merged one (registry order).
+void Daemon::Impl::publish(size_t part, DoctorReport report) {
+  {
+    std::lock_guard lock(mu);
+    parts[part] = std::move(report);
+    DoctorReport merged;
+    merged.node = config.node_name;
+    for (const auto& name : check_order) {
+      for (const auto& p : parts) {
+        if (!p) continue;
+        for (const auto& c : p->checks)
+          if (c.name == name) merged.checks.push_back(c);
+      }
     }
-    transitions_reported = transitions;
-    generation_reported = generation;
-    next = std::chrono::steady_clock::now() + config.interval;
+    for (const auto& p : parts) {
+      if (p) merged.findings.insert(merged.findings.end(), p->findings.begin(), p->findings.end());
+    }
+    doctor = std::move(merged);
+  }
+  ++rounds[part];
+  report_wake.poke();
+}
+
+void Daemon::Impl::applyPeers() {
+  auto peers = peer_set.current();
+  directory->set(expectationsFromPeers(peers, config.node_name));
+  uint32_t mtu = 0;
+  {
+    std::lock_guard lock(hello->mu);  // this node's VXLAN MTU, as its Hello reports it
+    mtu = hello->hello.vxlan_mtu();
+  }
+  auto targets = targetsFromPeers(peers, config.node_name, mtu);
+  spdlog::info("membership: {} peers, {} probe targets", peers.peers_size(), targets.size());
+  if (auto st = prober->setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);
+}
+
+// A report every interval, and one at once when a target turns confirmed-down or recovers
+// or a check round finishes, so the aggregator sees a hard fault and the node's own
+// evidence for it without waiting for the next round.
+void Daemon::Impl::reportLoop(const std::stop_token& stop) {
+  uint64_t sequence = 0;
+  while (!stop.stop_requested()) {
+    report_wake.clear();
     if (stream) {
       uint32_t mtu = 0;
       {
-        std::lock_guard lock(state->mu);
-        mtu = state->hello.vxlan_mtu();
+        std::lock_guard lock(hello->mu);
+        mtu = hello->hello.vxlan_mtu();
       }
       std::lock_guard lock(peer_mu);
       // The DF probe size follows this node's VXLAN MTU: re-target when it changes.
-      if (peer_set.expire() || mtu != vxlan_mtu_applied) apply_peers();
+      if (peer_set.expire() || mtu != vxlan_mtu_applied) applyPeers();
       vxlan_mtu_applied = mtu;
     }
     meshprobe::v1::Report report;
@@ -277,32 +348,94 @@ Status runDaemon(const AgentConfig& config, const AgentDeps& deps, const std::at
     auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(deps.clock.wallNow().time_since_epoch());
     *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(wall.count());
     {
-      std::lock_guard lock(state->mu);
-      if (state->doctor) {
-        for (const auto& c : state->doctor->checks) *report.add_checks() = toProto(c);
-        for (const auto& f : state->doctor->findings) *report.add_findings() = toProto(f);
+      std::lock_guard lock(mu);
+      if (doctor) {
+        for (const auto& c : doctor->checks) *report.add_checks() = toProto(c);
+        for (const auto& f : doctor->findings) *report.add_findings() = toProto(f);
       }
     }
-    for (const auto& s : prober.stats()) *report.add_probes() = toProto(s);
+    for (const auto& s : prober->stats()) *report.add_probes() = toProto(s);
+    if (hooks.on_report) hooks.on_report(report);
     if (stream) buffer.push(std::move(report));
+    ++reports;
+    if (!report_wake.wait(deps.clock, deps.clock.monotonicNow() + config.interval, stop)) break;
   }
-
-  spdlog::info("shutting down");
-  http.stop();
-  stream_view = nullptr;
-  if (stream) stream->stop();
-  prober.stop();
-  responder.stop();
-  // A check round can take up to --check-timeout; shutdown must not. Give it half a
-  // second, then leave it to the process exit (the caller _exits; nothing it uses is freed).
-  auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-  while (!(state->checks_done && state->network_checks_done) && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (state->checks_done) check_thread.join();
-  else check_thread.detach();
-  if (state->network_checks_done) network_check_thread.join();
-  else network_check_thread.detach();
-  return okStatus();
 }
+
+AgentStatus Daemon::Impl::status() const {
+  AgentStatus s;
+  s.node = config.node_name;
+  {
+    std::lock_guard lock(mu);
+    s.doctor = doctor;
+  }
+  s.prober = prober->counters();
+  for (const auto& t : prober->stats()) ++s.targets[t.target.layer];
+  s.responder = responder->counters();
+  s.responder_bound = responder_bound;
+  if (stream) {
+    s.stream_connected = stream->connected();
+    s.stream_reconnects = stream->reconnects();
+  }
+  s.report_buffer_dropped = buffer.dropped();
+  s.checks_running = checksRunning();
+  return s;
+}
+
+void Daemon::Impl::stop() {
+  if (!started || stopped) return;
+  stopped = true;
+  spdlog::info("shutting down");
+  // The loops first: they read the prober and feed the stream. Every wait of theirs ends
+  // on the stop request; a check round in progress is cut short, not waited for.
+  for (std::jthread* t : {&local_thread, &network_thread, &report_thread}) t->request_stop();
+  for (std::jthread* t : {&local_thread, &network_thread, &report_thread}) {
+    if (t->joinable()) t->join();
+  }
+  loops_running = 0;
+  http.stop();  // before the runners and the prober: it reads them
+  if (stream) stream->stop();
+  // A check still blocked in the kernel cannot be interrupted: its worker is abandoned and
+  // keeps what it uses alive (CheckKeepAlive) until the check returns or the process ends.
+  if (local) local->shutdown();
+  if (network) network->shutdown();
+  if (prober) prober->stop();
+  if (responder) responder->stop();
+}
+
+Daemon::Daemon(AgentConfig config, const AgentDeps& deps, std::shared_ptr<const void> deps_owner, DaemonHooks hooks)
+    : impl_(std::make_unique<Impl>(std::move(config), deps, std::move(deps_owner), std::move(hooks))) {}
+
+Daemon::~Daemon() { stop(); }
+
+Status Daemon::start() {
+  if (impl_->started) return Error{"the daemon was already started"};
+  impl_->started = true;
+  Status st = impl_->start();
+  if (!st.ok()) impl_->stop();  // whatever did start
+  return st;
+}
+
+void Daemon::stop() { impl_->stop(); }
+
+void Daemon::proberTransition() { impl_->onTransition(); }
+
+std::optional<DoctorReport> Daemon::doctor() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->doctor;
+}
+
+DaemonCounters Daemon::counters() const {
+  const Impl& m = *impl_;
+  DaemonCounters c;
+  c.local_rounds = m.rounds[kLocal];
+  c.network_rounds = m.rounds[kNetwork];
+  c.reports = m.reports;
+  c.checks_running = m.checksRunning();
+  c.threads = m.loops_running + (m.local ? m.local->threads() : 0) + (m.network ? m.network->threads() : 0);
+  return c;
+}
+
+uint16_t Daemon::probePort() const { return impl_->responder ? impl_->responder->udpPort() : 0; }
 
 }  // namespace meshprobe::agent

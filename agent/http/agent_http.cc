@@ -40,6 +40,11 @@ std::string renderAgentMetrics(const AgentStatus& s, const RttHistograms& rtt) {
     for (const auto& c : s.doctor->checks)
       w.sample({{"check", c.name}}, std::chrono::duration<double>(c.duration).count());
   }
+  w.family("meshprobe_agent_checks_running",
+           "Checks whose run has not returned yet; one that stays up across rounds is hung (its rounds "
+           "report it FAIL, previous run still in progress).",
+           MetricType::kGauge);
+  w.sample(static_cast<double>(s.checks_running));
   const ProberCounters p = s.prober.value_or(ProberCounters{});
   w.family("meshprobe_probes_sent_total", "UDP probes sent.", MetricType::kCounter);
   w.sample(static_cast<double>(p.sent));

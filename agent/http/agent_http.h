@@ -1,7 +1,7 @@
 #pragma once
-// The agent's HTTP endpoints on --http-listen (default 0.0.0.0:9472, DESIGN §3/§5):
+// The agent's HTTP endpoints on --http-listen (default 0.0.0.0:9472):
 //   /metrics  Prometheus text: meshprobe_check_ok{check}, meshprobe_probe_rtt_seconds{layer}
-//             (contract) and the operator series of notes/metrics.md
+//             (contract) and the operator series (docs/operations.md §10)
 //   /healthz  200 while the process runs
 //   /readyz   200 once the probe responder is bound and the first check round finished
 //   /checks   the latest check round as JSON, exactly `meshprobe-agent --once --output json`
@@ -49,6 +49,7 @@ struct AgentStatus {
   bool stream_connected = false;  // always false in standalone mode
   uint64_t stream_reconnects = 0;
   uint64_t report_buffer_dropped = 0;
+  size_t checks_running = 0;  // checks whose run has not returned yet (a hung one stays counted)
 };
 
 std::string renderAgentMetrics(const AgentStatus& status, const RttHistograms& rtt);

@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <future>
 #include <mutex>
+#include <thread>
 
 #include "agent/doctor/render.h"
 
@@ -31,24 +34,40 @@ class FixedCheck final : public Check {
   std::vector<Finding> findings_;
 };
 
-// Blocks until released: stands in for a hung kernel read.
+// Blocks until released: stands in for a hung kernel read. Counts its runs and says when
+// the check object is gone (an abandoned worker destroys it once run() returns).
 struct Gate {
   std::mutex mu;
   std::condition_variable cv;
   bool open = false;
+  int starts = 0;
+  bool destroyed = false;
   void release() {
     std::lock_guard l(mu);
     open = true;
     cv.notify_all();
+  }
+  int startCount() {
+    std::lock_guard l(mu);
+    return starts;
+  }
+  bool isDestroyed() {
+    std::lock_guard l(mu);
+    return destroyed;
   }
 };
 
 class HangingCheck final : public Check {
  public:
   explicit HangingCheck(std::shared_ptr<Gate> gate) : gate_(std::move(gate)) {}
+  ~HangingCheck() override {
+    std::lock_guard l(gate_->mu);
+    gate_->destroyed = true;
+  }
   std::string_view name() const override { return "hangs"; }
   CheckResult run() override {
     std::unique_lock l(gate_->mu);
+    ++gate_->starts;
     gate_->cv.wait(l, [&] { return gate_->open; });
     return result(CheckStatus::kOk, "released");
   }
@@ -56,6 +75,29 @@ class HangingCheck final : public Check {
  private:
   std::shared_ptr<Gate> gate_;
 };
+
+class CountingCheck final : public Check {
+ public:
+  explicit CountingCheck(std::shared_ptr<std::atomic<int>> runs) : runs_(std::move(runs)) {}
+  std::string_view name() const override { return "counts"; }
+  CheckResult run() override {
+    ++*runs_;
+    return result(CheckStatus::kOk, "ran");
+  }
+
+ private:
+  std::shared_ptr<std::atomic<int>> runs_;
+};
+
+// Polls `cond` until it holds or a 5 s deadline passes (a bound, not a synchronisation).
+bool pollUntil(const std::function<bool()>& cond) {
+  auto end = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(1ms);  // poll interval
+  }
+  return cond();
+}
 
 class ThrowingCheck final : public Check {
  public:
@@ -72,7 +114,7 @@ TEST(Doctor, KeepsRegistryOrderAndAttributesFindingsToTheNode) {
   checks.push_back(std::make_unique<FixedCheck>("b", CheckStatus::kFail, std::vector<Finding>{f}));
   checks.push_back(std::make_unique<FixedCheck>("c", CheckStatus::kSkip));
   SystemClock clock;
-  auto report = runDoctor("node-7", checks, 5s, clock);
+  auto report = runDoctor("node-7", std::move(checks), 5s, clock);
   ASSERT_EQ(report.checks.size(), 3u);
   EXPECT_EQ(report.checks[0].name, "a");
   EXPECT_EQ(report.checks[1].name, "b");
@@ -84,27 +126,108 @@ TEST(Doctor, KeepsRegistryOrderAndAttributesFindingsToTheNode) {
 
 TEST(Doctor, AHungCheckTimesOutWithoutBlockingTheOthers) {
   auto gate = std::make_shared<Gate>();
-  auto checks = std::make_shared<std::vector<CheckPtr>>();
-  checks->push_back(std::make_unique<FixedCheck>("fast", CheckStatus::kOk));
-  checks->push_back(std::make_unique<HangingCheck>(gate));
-  // The detached check thread may still use the clock and the checks after the test (and
-  // during exit): keep both alive for the life of the process, reachable from a global.
-  static auto* clock = new SystemClock();
-  static auto* keep_checks = new std::vector<std::shared_ptr<std::vector<CheckPtr>>>();
-  keep_checks->push_back(checks);
-  auto report = runDoctor("n", *checks, 200ms, *clock);
-  ASSERT_EQ(report.checks.size(), 2u);
-  EXPECT_EQ(report.checks[0].status, CheckStatus::kOk);
-  EXPECT_EQ(report.checks[1].status, CheckStatus::kFail);
-  EXPECT_NE(report.checks[1].summary.find("timed out"), std::string::npos);
-  gate->release();  // let the detached thread finish
+  std::vector<CheckPtr> checks;
+  checks.push_back(std::make_unique<FixedCheck>("fast", CheckStatus::kOk));
+  checks.push_back(std::make_unique<HangingCheck>(gate));
+  {
+    SystemClock clock;  // destroyed before the hung check returns: the abandoned worker must not read it
+    auto report = runDoctor("n", std::move(checks), 200ms, clock);
+    ASSERT_EQ(report.checks.size(), 2u);
+    EXPECT_EQ(report.checks[0].status, CheckStatus::kOk);
+    EXPECT_EQ(report.checks[1].status, CheckStatus::kFail);
+    EXPECT_NE(report.checks[1].summary.find("timed out after 200ms"), std::string::npos);
+  }
+  // The abandoned worker owns the check: releasing it lets the worker finish and destroy
+  // it, touching nothing that is gone (ASan builds catch it if it did).
+  EXPECT_FALSE(gate->isDestroyed());
+  gate->release();
+  EXPECT_TRUE(pollUntil([&] { return gate->isDestroyed(); }));
+}
+
+TEST(CheckRunner, AHungCheckIsNotStartedAgainAndHoldsOnlyItsOwnWorker) {
+  FakeClock clock;
+  auto gate = std::make_shared<Gate>();
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  std::vector<CheckPtr> checks;
+  checks.push_back(std::make_unique<CountingCheck>(runs));
+  checks.push_back(std::make_unique<HangingCheck>(gate));
+  CheckRunner runner(std::move(checks), clock);
+  EXPECT_EQ(runner.threads(), 2u);
+
+  // Round 1 waits on the clock for the hung check; time, not a sleep, ends it.
+  auto first = std::async(std::launch::async, [&] { return runner.run("n", 5s); });
+  ASSERT_TRUE(pollUntil([&] { return clock.waiters() == 1 && gate->startCount() == 1; }));
+  clock.advance(4s);
+  EXPECT_EQ(first.wait_for(50ms), std::future_status::timeout);  // 4 s of 5: still waiting
+  ASSERT_TRUE(pollUntil([&] { return clock.waiters() == 1; }));
+  clock.advance(1s);
+  auto r1 = first.get();
+  ASSERT_EQ(r1.checks.size(), 2u);
+  EXPECT_EQ(r1.checks[0].status, CheckStatus::kOk);
+  EXPECT_EQ(r1.checks[1].status, CheckStatus::kFail);
+  EXPECT_EQ(r1.checks[1].summary, "check timed out after 5s");
+  EXPECT_EQ(runner.running(), 1u);
+
+  // Rounds 2..21: the hung check is reported, not restarted; the other one runs every time,
+  // and a round does not wait for a check it did not start.
+  for (int i = 0; i < 20; ++i) {
+    clock.advance(2s);
+    auto r = runner.run("n", 5s);
+    ASSERT_EQ(r.checks.size(), 2u);
+    EXPECT_EQ(r.checks[0].status, CheckStatus::kOk);
+    EXPECT_EQ(r.checks[1].status, CheckStatus::kFail);
+    EXPECT_NE(r.checks[1].summary.find("previous run still in progress"), std::string::npos) << r.checks[1].summary;
+  }
+  EXPECT_NE(runner.run("n", 5s).checks[1].summary.find("started 45s ago"), std::string::npos);
+  EXPECT_EQ(gate->startCount(), 1);
+  EXPECT_EQ(runs->load(), 22);
+  EXPECT_EQ(runner.threads(), 2u);
+  EXPECT_EQ(runner.running(), 1u);
+
+  // Once it returns, its worker is free and the next round starts it again.
+  gate->release();
+  ASSERT_TRUE(pollUntil([&] { return runner.running() == 0; }));
+  auto r = runner.run("n", 5s);
+  EXPECT_EQ(r.checks[1].status, CheckStatus::kOk);
+  EXPECT_EQ(gate->startCount(), 2);
+  EXPECT_EQ(runner.abandoned(), 0u);
+}
+
+TEST(CheckRunner, ShutdownAbandonsAHungWorkerAtOnceAndItEndsSafelyLater) {
+  auto gate = std::make_shared<Gate>();
+  auto clock = std::make_unique<FakeClock>();
+  auto runner = std::make_unique<CheckRunner>(
+      [&] {
+        std::vector<CheckPtr> checks;
+        checks.push_back(std::make_unique<FixedCheck>("idle", CheckStatus::kOk));
+        checks.push_back(std::make_unique<HangingCheck>(gate));
+        return checks;
+      }(),
+      *clock);
+  auto round = std::async(std::launch::async, [&] { return runner->run("n", 5s); });
+  ASSERT_TRUE(pollUntil([&] { return clock->waiters() == 1 && gate->startCount() == 1; }));
+  clock->advance(5s);
+  round.get();
+
+  const auto t0 = std::chrono::steady_clock::now();
+  runner->shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 100ms);  // joins the idle worker, never waits on the hung one
+  EXPECT_EQ(runner->threads(), 0u);
+  EXPECT_EQ(runner->abandoned(), 1u);
+  auto after = runner->run("n", 5s);  // starts nothing (it would wait forever on the fake clock)
+  EXPECT_EQ(after.checks[0].summary, "not run: the agent is stopping");
+  runner.reset();
+  clock.reset();
+  // The runner and the clock are gone; the hung check returns now.
+  gate->release();
+  EXPECT_TRUE(pollUntil([&] { return gate->isDestroyed(); }));
 }
 
 TEST(Doctor, AThrowingCheckIsAFailureNotACrash) {
   std::vector<CheckPtr> checks;
   checks.push_back(std::make_unique<ThrowingCheck>());
   SystemClock clock;
-  auto report = runDoctor("n", checks, 5s, clock);
+  auto report = runDoctor("n", std::move(checks), 5s, clock);
   ASSERT_EQ(report.checks.size(), 1u);
   EXPECT_EQ(report.checks[0].status, CheckStatus::kFail);
   EXPECT_NE(report.checks[0].summary.find("boom"), std::string::npos);

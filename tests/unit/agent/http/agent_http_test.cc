@@ -74,6 +74,7 @@ AgentStatus status(bool with_doctor) {
   s.stream_connected = true;
   s.stream_reconnects = 2;
   s.report_buffer_dropped = 5;
+  s.checks_running = 1;
   return s;
 }
 
@@ -123,6 +124,7 @@ TEST(AgentMetricsTest, RendersContractAndOperatorSeries) {
   EXPECT_THAT(m, HasSubstr("meshprobe_stream_connected 1\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_stream_reconnects_total 2\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_report_buffer_dropped_total 5\n"));
+  EXPECT_THAT(m, HasSubstr("# TYPE meshprobe_agent_checks_running gauge\nmeshprobe_agent_checks_running 1\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_build_info{version=\""));
 
   std::string out;
@@ -138,6 +140,7 @@ TEST(AgentMetricsTest, BeforeTheFirstCheckRoundAndStandalone) {
   EXPECT_THAT(m, Not(HasSubstr("meshprobe_check_ok{")));
   EXPECT_THAT(m, HasSubstr("# TYPE meshprobe_check_ok gauge\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_stream_connected 0\n"));
+  EXPECT_THAT(m, HasSubstr("meshprobe_agent_checks_running 0\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_probe_rtt_seconds_count{layer=\"UNDERLAY\"} 0\n"));
   std::string out;
   int rc = promtool(m, &out);

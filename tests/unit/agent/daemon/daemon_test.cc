@@ -1,0 +1,314 @@
+// The daemon's schedule, driven by a FakeClock: every wait in the daemon goes through the
+// Clock, so these tests advance time instead of sleeping. A test knows the daemon is idle
+// when its three loops are parked on the clock (FakeClock::waiters() == 3) and only then
+// advances it or reads the counters.
+#include "agent/daemon/daemon.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+using namespace meshprobe;
+using namespace meshprobe::agent;
+using namespace std::chrono_literals;
+
+namespace {
+
+class NoNetlink final : public NetlinkReader {
+ public:
+  Result<NetlinkSnapshot> snapshot() override { return Error{"no rtnetlink in unit tests"}; }
+  void beginRound() override { ++rounds; }
+  std::atomic<int> rounds{0};  // local check rounds begun
+};
+class NoSockDiag final : public SockDiag {
+ public:
+  Result<std::vector<InetSocket>> udpSockets() override { return std::vector<InetSocket>{}; }
+  Result<std::vector<InetSocket>> tcpListeners() override { return std::vector<InetSocket>{}; }
+  Result<std::vector<UnixSocket>> unixSockets() override { return std::vector<UnixSocket>{}; }
+};
+class NoCommands final : public CommandRunner {
+ public:
+  CommandOutput run(const std::vector<std::string>& argv, std::chrono::milliseconds) override {
+    CommandOutput out;
+    out.program = argv.empty() ? "" : argv[0];
+    out.not_found = true;
+    return out;
+  }
+};
+
+// The seams, owned through a shared_ptr handed to the daemon as deps_owner.
+struct Seams {
+  NoNetlink netlink;
+  NoSockDiag sock_diag;
+  NoCommands commands;
+  FakeClock clock;
+  AgentDeps deps() { return AgentDeps{netlink, sock_diag, commands, clock}; }
+};
+
+class CountingCheck final : public Check {
+ public:
+  CountingCheck(std::string name, std::shared_ptr<std::atomic<int>> runs) : name_(std::move(name)), runs_(std::move(runs)) {}
+  std::string_view name() const override { return name_; }
+  CheckResult run() override {
+    ++*runs_;
+    return result(CheckStatus::kOk, "ran");
+  }
+
+ private:
+  std::string name_;
+  std::shared_ptr<std::atomic<int>> runs_;
+};
+
+// Blocks until released, like a kernel read that never returns.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  int starts = 0;
+  bool destroyed = false;
+  void release() {
+    std::lock_guard l(mu);
+    open = true;
+    cv.notify_all();
+  }
+  template <typename F>
+  auto read(F f) {
+    std::lock_guard l(mu);
+    return f();
+  }
+};
+
+class HangingCheck final : public Check {
+ public:
+  explicit HangingCheck(std::shared_ptr<Gate> gate) : gate_(std::move(gate)) {}
+  ~HangingCheck() override {
+    std::lock_guard l(gate_->mu);
+    gate_->destroyed = true;
+  }
+  std::string_view name() const override { return "ztunnel"; }
+  CheckResult run() override {
+    std::unique_lock l(gate_->mu);
+    ++gate_->starts;
+    gate_->cv.wait(l, [&] { return gate_->open; });
+    return result(CheckStatus::kOk, "released");
+  }
+
+ private:
+  std::shared_ptr<Gate> gate_;
+};
+
+// Polls `cond` until it holds or a 5 s deadline passes (a bound, not a synchronisation).
+bool pollUntil(const std::function<bool()>& cond) {
+  auto end = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(1ms);  // poll interval
+  }
+  return cond();
+}
+
+size_t processThreads() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+struct Fixture {
+  std::shared_ptr<Seams> seams = std::make_shared<Seams>();
+  std::shared_ptr<std::atomic<int>> local_runs = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<std::atomic<int>> network_runs = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<Gate> gate;  // set: a hanging "ztunnel" check joins the local group
+  std::atomic<int> reports{0};
+  std::unique_ptr<Daemon> daemon;
+
+  void start(Duration interval, Duration check_timeout = 1s) {
+    AgentConfig config;
+    config.node_name = "node-1";
+    config.interval = interval;
+    config.check_timeout = check_timeout;
+    config.probe_port = 0;       // ephemeral
+    config.http_listen.clear();  // no HTTP in these tests
+    config.host_root = "/nonexistent-host-root";
+    DaemonHooks hooks;
+    hooks.make_checks = [this](const AgentConfig&, const AgentDeps&) {
+      std::vector<CheckPtr> checks;
+      checks.push_back(std::make_unique<CountingCheck>("vxlan_device", local_runs));
+      if (gate) checks.push_back(std::make_unique<HangingCheck>(gate));
+      checks.push_back(std::make_unique<CountingCheck>("istiod", network_runs));
+      return checks;
+    };
+    hooks.on_report = [this](const meshprobe::v1::Report&) { ++reports; };
+    daemon = std::make_unique<Daemon>(config, seams->deps(), seams, hooks);
+    ASSERT_TRUE(daemon->start().ok());
+  }
+  // The three loops are parked on the clock: nothing moves until time or a poke does.
+  bool settle() const { return pollUntil([&] { return seams->clock.waiters() == 3; }); }
+  void advance(Duration d) { seams->clock.advance(d); }
+  // Both groups have published `n` rounds (a round still waiting on its checks is not done).
+  bool rounds(uint64_t n) const {
+    return pollUntil([&] {
+      auto c = daemon->counters();
+      return c.local_rounds == n && c.network_rounds == n;
+    });
+  }
+};
+
+}  // namespace
+
+TEST(Daemon, ChecksEveryTwoSecondsAtLeastAndReportsEveryInterval) {
+  Fixture f;
+  f.start(1s);
+  ASSERT_TRUE(f.rounds(1));
+  ASSERT_TRUE(f.settle());
+  EXPECT_EQ(*f.local_runs, 1);
+  EXPECT_EQ(*f.network_runs, 1);
+  ASSERT_TRUE(f.daemon->doctor().has_value());
+  EXPECT_EQ(f.daemon->doctor()->checks.size(), 2u);  // registry order; the Hello facts job is not a check
+  EXPECT_EQ(f.daemon->doctor()->checks[0].name, "vxlan_device");
+  EXPECT_EQ(f.daemon->doctor()->checks[1].name, "istiod");
+
+  for (int round = 2; round <= 6; ++round) {
+    // 1 s: a report, no check round (the check interval is max(1 s, 2 s)).
+    int reports = f.reports;
+    f.advance(1s);
+    ASSERT_TRUE(pollUntil([&] { return f.reports == reports + 1; }));
+    ASSERT_TRUE(f.settle());
+    EXPECT_EQ(f.reports, reports + 1);
+    EXPECT_EQ(*f.local_runs, round - 1);
+    EXPECT_EQ(*f.network_runs, round - 1);
+    // 2 s: both groups run once, and each finished round is reported at once.
+    reports = f.reports;
+    f.advance(1s);
+    ASSERT_TRUE(f.rounds(round));
+    ASSERT_TRUE(f.settle());
+    EXPECT_EQ(*f.local_runs, round);
+    EXPECT_EQ(*f.network_runs, round);
+    EXPECT_EQ(f.seams->netlink.rounds, round);  // one pinned rtnetlink snapshot per local round
+    EXPECT_GE(f.reports, reports + 1);
+    EXPECT_LE(f.reports, reports + 3);  // the interval's report and at most one per finished round
+  }
+}
+
+TEST(Daemon, ALongerIntervalIsTheCheckInterval) {
+  Fixture f;
+  f.start(3s);
+  ASSERT_TRUE(f.rounds(1));
+  ASSERT_TRUE(f.settle());
+  f.advance(2s);
+  ASSERT_TRUE(f.settle());
+  EXPECT_EQ(*f.local_runs, 1);  // not at 2 s
+  f.advance(1s);
+  ASSERT_TRUE(f.rounds(2));
+  EXPECT_EQ(*f.local_runs, 2);
+  EXPECT_EQ(*f.network_runs, 2);
+}
+
+TEST(Daemon, AProberTransitionRerunsBothGroupsAndReportsAtOnce) {
+  Fixture f;
+  f.start(1s);
+  ASSERT_TRUE(f.rounds(1));
+  ASSERT_TRUE(f.settle());
+  const int reports = f.reports;
+  f.daemon->proberTransition();  // what the prober's on_transition calls; no time passes
+  ASSERT_TRUE(f.rounds(2));
+  EXPECT_EQ(*f.local_runs, 2);
+  EXPECT_EQ(*f.network_runs, 2);
+  ASSERT_TRUE(pollUntil([&] { return f.reports > reports; }));
+  ASSERT_TRUE(f.settle());
+  // Back on the 2 s cadence, counted from the re-run.
+  f.advance(1s);
+  ASSERT_TRUE(f.settle());
+  EXPECT_EQ(*f.local_runs, 2);
+  f.advance(1s);
+  ASSERT_TRUE(f.rounds(3));
+  EXPECT_EQ(*f.local_runs, 3);
+}
+
+TEST(Daemon, AHungCheckNeverCostsAThreadPerRound) {
+  Fixture f;
+  f.gate = std::make_shared<Gate>();
+  f.start(1s, 1s);
+  // Round 1 waits the check timeout (1 s) for the hung check; every other check has
+  // returned (else the advance below would time it out too).
+  ASSERT_TRUE(pollUntil([&] {
+    auto c = f.daemon->counters();
+    return f.gate->read([&] { return f.gate->starts; }) == 1 && c.network_rounds == 1 && c.checks_running == 1;
+  }));
+  ASSERT_TRUE(f.settle());
+  const size_t threads_before = processThreads();
+  const size_t daemon_threads = f.daemon->counters().threads;
+  EXPECT_EQ(daemon_threads, 3u + 3u + 0u + 1u);  // three loops; workers: 2 local checks + Hello facts, istiod
+
+  for (uint64_t round = 1; round <= 100; ++round) {
+    // Round 1 ends at its 1 s timeout, every later one at once (the hung check is not
+    // started again); a round begins every 2 s.
+    f.advance(1s);
+    ASSERT_TRUE(f.rounds(round)) << round;
+    ASSERT_TRUE(f.settle());
+    f.advance(1s);
+    ASSERT_TRUE(f.rounds(round + 1)) << round;
+    ASSERT_TRUE(f.settle());
+    auto d = f.daemon->doctor();
+    ASSERT_TRUE(d && d->checks.size() == 3);
+    ASSERT_EQ(d->checks[0].status, CheckStatus::kOk) << round << ": " << d->checks[0].summary;
+  }
+  EXPECT_EQ(processThreads(), threads_before);
+  EXPECT_EQ(f.daemon->counters().threads, daemon_threads);
+  EXPECT_EQ(f.gate->read([&] { return f.gate->starts; }), 1);
+  EXPECT_EQ(f.daemon->counters().checks_running, 1u);
+  EXPECT_EQ(*f.local_runs, 101);
+  auto doctor = f.daemon->doctor();
+  ASSERT_TRUE(doctor.has_value());
+  ASSERT_EQ(doctor->checks.size(), 3u);
+  EXPECT_EQ(doctor->checks[1].name, "ztunnel");
+  EXPECT_EQ(doctor->checks[1].status, CheckStatus::kFail);
+  EXPECT_NE(doctor->checks[1].summary.find("previous run still in progress"), std::string::npos)
+      << doctor->checks[1].summary;
+  EXPECT_EQ(doctor->checks[0].status, CheckStatus::kOk);
+  EXPECT_EQ(doctor->checks[2].status, CheckStatus::kOk);
+
+  // Released, the check runs again at the next round.
+  f.gate->release();
+  ASSERT_TRUE(pollUntil([&] { return f.daemon->counters().checks_running == 0; }));
+  f.advance(2s);
+  ASSERT_TRUE(pollUntil([&] { return f.gate->read([&] { return f.gate->starts; }) == 2; }));
+  ASSERT_TRUE(pollUntil([&] {
+    auto d = f.daemon->doctor();
+    return d && d->checks[1].status == CheckStatus::kOk;
+  }));
+}
+
+TEST(Daemon, StopReturnsWithinASecondWhileACheckHangsAndTheCheckEndsSafelyLater) {
+  Fixture f;
+  f.gate = std::make_shared<Gate>();
+  f.start(1s, 5s);
+  ASSERT_TRUE(pollUntil([&] { return f.gate->read([&] { return f.gate->starts; }) == 1; }));
+  // The network round is done and only the hung check is still running; the local loop
+  // waits on its round (5 s timeout) for it.
+  ASSERT_TRUE(pollUntil([&] {
+    auto c = f.daemon->counters();
+    return c.network_rounds == 1 && c.checks_running == 1;
+  }));
+  ASSERT_TRUE(f.settle());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  f.daemon->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  EXPECT_EQ(f.daemon->counters().threads, 0u);
+  EXPECT_EQ(f.daemon->counters().checks_running, 1u);  // abandoned, still inside run()
+
+  // Destroy the daemon and drop the test's own hold on the seams: the abandoned worker
+  // keeps them (and its check) alive. Releasing the check now must touch nothing freed;
+  // the ASan build of this test says so.
+  f.daemon.reset();
+  std::weak_ptr<Seams> seams = f.seams;
+  f.seams.reset();
+  EXPECT_FALSE(seams.expired());
+  f.gate->release();
+  EXPECT_TRUE(pollUntil([&] { return f.gate->read([&] { return f.gate->destroyed; }); }));
+  EXPECT_TRUE(pollUntil([&] { return seams.expired(); }));
+}
