@@ -7,7 +7,7 @@ PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config git
   # libraries the binaries link
-  libnl-3-dev libnl-route-3-dev libmnl-dev
+  libmnl-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost-dev libboost-program-options-dev
   nlohmann-json3-dev libspdlog-dev libssl-dev
