@@ -14,6 +14,7 @@
 #include "agent/daemon/daemon.h"
 #include "agent/doctor/doctor.h"
 #include "agent/doctor/render.h"
+#include "agent/kernel/netlink_cache.h"
 #include "common/logging.h"
 #include "common/version.h"
 
@@ -51,6 +52,13 @@ int runOnce(const AgentConfig& config) {
 // with sigwait: no handler, no flag to poll.
 int runDaemon(const AgentConfig& config, const sigset_t& stop_signals) {
   auto seams = std::make_shared<Seams>();
+  // rtnetlink from the notification-fed cache (one dump, then the kernel's events; the
+  // reader owns the cache, whose thread ends with it). --once keeps a fresh dump.
+  if (auto cache = NetlinkCache::start(); cache.ok()) {
+    seams->netlink = makeCachedNetlinkReader(*cache);
+  } else {
+    spdlog::warn("rtnetlink cache unavailable, dumping every round: {}", cache.error().message);
+  }
   spdlog::info("meshprobe-agent {} on node {} ({})", kVersion, config.node_name, config.node_ip);
   Daemon daemon(config, seams->deps(), seams);
   if (auto st = daemon.start(); !st.ok()) {
