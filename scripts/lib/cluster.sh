@@ -1,10 +1,12 @@
 # shellcheck shell=bash
-# A flannel-VXLAN "cluster" built from network namespaces (DESIGN §7). Sourced by
-# scripts/demo.sh and bench scripts. Everything it creates carries $CLUSTER_PREFIX, so
-# cleanup removes exactly what it made.
+# A flannel-VXLAN "cluster" built from network namespaces, the same layout as the e2e
+# tests' (tests/e2e/cluster.h). Sourced by scripts/demo.sh and bench scripts. Everything it
+# creates carries $CLUSTER_PREFIX, so cleanup removes exactly what it made.
 #
 #   CLUSTER_PREFIX=mpdemo-  cluster_up 3      # underlay + node1..node3
 #   cluster_istiod 1                          # TLS istiod pod behind node1's cni0
+#   FAKE_DAEMON=build/tests/tools/fake_daemon
+#   cluster_ambient 2                         # istio-cni + ztunnel stand-ins, ambient pod2
 #   cluster_down
 #
 # Addresses: underlay 198.51.100.0/24 (node N = .10+N), pod subnets 10.244.N.0/24,
@@ -20,7 +22,7 @@ node_ip() { echo "198.51.100.$((10 + $1))"; }
 node_vtep_mac() { printf '0a:58:0a:f4:%02x:00' "$1"; }
 
 cluster_down() {
-  local pidfile
+  local pidfile f
   local pids=()
   for pidfile in "$CLUSTER_DIR"/*.pid; do
     [ -e "$pidfile" ] || continue
@@ -30,6 +32,11 @@ cluster_down() {
   done
   # Our own children (started by start_bg): reap them before their namespaces go.
   [ "${#pids[@]}" -eq 0 ] || wait "${pids[@]}" 2>/dev/null || true
+  # cluster_ambient's netns bind mounts keep their namespaces alive.
+  for f in "$CLUSTER_DIR"/node*/netns/* "$CLUSTER_DIR"/node*/proc/1/ns/net; do
+    [ -e "$f" ] || continue
+    umount "$f" 2>/dev/null || true
+  done
   local n
   for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${CLUSTER_PREFIX}" || true); do
     ip netns del "$n" 2>/dev/null || true
@@ -109,7 +116,7 @@ cluster_istiod() {
 }
 
 # cluster_control: a netns on the underlay (198.51.100.2) for the aggregator — the
-# diagnostic path must not depend on the overlay it diagnoses (DESIGN §2 rule 1).
+# diagnostic path must not depend on the overlay it diagnoses.
 cluster_control() {
   ip netns add "$(ns control)"
   nsexec control ip link set lo up
@@ -150,3 +157,82 @@ wait_for() {
     sleep 0.2  # poll interval, bounded by the deadline above
   done
 }
+
+# ---- Istio ambient on a node: istio-cni, ztunnel and one ambient pod ----
+# Stand-ins are tests/tools/fake_daemon ($FAKE_DAEMON), as in the e2e tests:
+#   istio-cni  its ZDS server: a SOCK_SEQPACKET listener at the agent's --ztunnel-socket
+#              ($CLUSTER_DIR/nodeN/ztunnel.sock) in the node's netns, which holds ztunnel's
+#              connection and, like current istio-cni releases, reads it every 5 s
+#              (defaultZTunnelKeepAliveCheckInterval) and closes it once ztunnel is gone;
+#   ztunnel    its ZDS client connected to that socket, and its in-pod listeners (15001
+#              outbound, 15006 inbound, 15008 HBONE) inside each ambient pod's netns, which
+#              ztunnel opens after istio-cni hands it the pod and which die with ztunnel;
+#   the pod    netns podN with istio-cni's in-pod iptables rules (Istio 1.24, REDIRECT mode:
+#              the e2e tests' copy in tests/e2e/harness.h), bind-mounted under the agent's
+#              --netns-dir as containerd's /var/run/netns entry would be;
+#   /proc      the agent's --host-root/proc holds just 1/ns/net, the node's own netns (PID 1
+#              of a host /proc), so the agent tells the host's netns from pods' as it does on
+#              a node, and finds no other process to look at.
+
+# The Istio 1.24 in-pod rules (iptables-restore input), read from the e2e harness so that
+# the demo and the tests restore the same rules.
+istio_inpod_rules() {
+  local header
+  header="$(dirname "${BASH_SOURCE[0]}")/../../tests/e2e/harness.h"
+  sed -n '/kIstio124InPodRules = R"(/,/^)";/p' "$header" | sed -e '1s/.*R"(//' -e '$d'
+}
+
+# cluster_ambient N: istio-cni, a connected ztunnel and ambient pod podN on node N. Call it
+# before the agents start: each agent's mount namespace (made by `ip netns exec`) copies
+# the bind mounts that exist when it starts.
+cluster_ambient() {
+  local n=$1 dir="$CLUSTER_DIR/node$1" pod
+  pod=$(ns "pod$n")
+  ip netns add "$pod"
+  nsexec "pod$n" ip link set lo up
+  cluster_pod_rules_restore "$n"
+  mkdir -p "$dir/netns" "$dir/proc/1/ns"
+  : > "$dir/netns/pod$n"
+  mount --bind "/run/netns/$pod" "$dir/netns/pod$n"
+  : > "$dir/proc/1/ns/net"
+  mount --bind "/run/netns/$(ns "node$n")" "$dir/proc/1/ns/net"
+  cluster_istio_cni_start "$n"
+  cluster_ztunnel_start "$n"
+}
+
+# The node-N istio-cni listener (replacing a previous one's socket file, as istio-cni does).
+cluster_istio_cni_start() {
+  local n=$1 dir="$CLUSTER_DIR/node$1"
+  rm -f "$dir/istio-cni.ready"
+  start_bg "istio-cni$n" "node$n" "$FAKE_DAEMON" seqpacket-listen "$dir/ztunnel.sock" --keepalive 5000 \
+    --ready-file "$dir/istio-cni.ready"
+  wait_for "istio-cni on node$n to listen" 10 test -s "$dir/istio-cni.ready"
+}
+
+# ztunnel on node N: connects to istio-cni, then opens its listeners in podN.
+cluster_ztunnel_start() {
+  local n=$1 dir="$CLUSTER_DIR/node$1"
+  rm -f "$dir/ztunnel.ready" "$dir/ztunnel-inpod.ready"
+  start_bg "ztunnel$n" "node$n" "$FAKE_DAEMON" seqpacket-connect "$dir/ztunnel.sock" --ready-file "$dir/ztunnel.ready"
+  wait_for "ztunnel on node$n to connect to istio-cni" 10 test -s "$dir/ztunnel.ready"
+  start_bg "ztunnel$n-inpod" "pod$n" "$FAKE_DAEMON" tcp-listen 15001 15006 15008 --ready-file "$dir/ztunnel-inpod.ready"
+  wait_for "ztunnel's listeners in pod$n" 10 test -s "$dir/ztunnel-inpod.ready"
+}
+
+# ztunnel on node N exits: its ZDS connection and its in-pod listeners go with it.
+cluster_ztunnel_stop() {
+  stop_bg "ztunnel$1"
+  stop_bg "ztunnel$1-inpod"
+}
+
+# istio-cni's in-pod rules in podN: restored (the pod is captured) or flushed (it is not).
+cluster_pod_rules_restore() {
+  local rules
+  rules=$(istio_inpod_rules)
+  if ! grep -q -- '-j REDIRECT --to-ports 15001' <<<"$rules"; then
+    echo "cannot read the in-pod rules from tests/e2e/harness.h" >&2
+    return 1
+  fi
+  nsexec "pod$1" iptables-restore <<<"$rules"
+}
+cluster_pod_rules_flush() { printf '*raw\nCOMMIT\n*mangle\nCOMMIT\n*nat\nCOMMIT\n' | nsexec "pod$1" iptables-restore; }
