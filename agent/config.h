@@ -1,5 +1,5 @@
 #pragma once
-// AgentConfig: every agent setting with its default in one place (DESIGN §3 flags).
+// AgentConfig: every agent setting with its default in one place.
 
 #include <chrono>
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// meshprobe.v1.Query (DESIGN §4): ListNodes, GetMatrix, GetNode, Diagnose over the
+// meshprobe.v1.Query: ListNodes, GetMatrix, GetNode, Diagnose over the
 // ClusterState. Unary callback handlers; no exception crosses them (INTERNAL instead).
 //
 // Diagnose returns the diagnosis engine's active findings, most severe first.

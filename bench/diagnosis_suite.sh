@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Diagnosis quality (issue 4): runs the e2e_diagnosis suite (tests/e2e/e2e_diagnosis_test.cc,
+# Diagnosis quality : runs the e2e_diagnosis suite (tests/e2e/e2e_diagnosis_test.cc,
 # one real fault per scenario on a 4-node namespace mesh) N times and tabulates, per
 # scenario, the time from fault injection to the expected findings in Diagnose
 # (median / p95 / max), precision and recall; then overall precision and recall, and p95

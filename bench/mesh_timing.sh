@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mesh timings (issue 3 targets), measured through the Query API on a namespace cluster:
+# Mesh timings , measured through the Query API on a namespace cluster:
 #   detection — iptables DROP of udp/4789 on one node until every overlay cell to and
 #               from it is FAIL (target p95 <= 3 s at a 1 s interval);
 #   recovery  — rule deleted until the overlay matrix is all OK again;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wall time of `meshprobe-agent --once` on a healthy node (issue 2 target: <= 200 ms,
+# Wall time of `meshprobe-agent --once` on a healthy node (target: <= 200 ms,
 # probe timeouts aside), against a baseline measured in the same run and the same netns:
 # one `ip -d link show` process.
 #
@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The cluster (DESIGN §7): underlay bridge; per node eth0, flannel.1 (VNI 1, 4789), cni0,
+# The cluster: underlay bridge; per node eth0, flannel.1 (VNI 1, 4789), cni0,
 # and what flannel programs per peer. Interfaces are created inside our namespaces only.
 ip netns add "$(ns underlay)"
 nsexec underlay ip link set lo up

@@ -1,4 +1,4 @@
-// Probe engine benchmarks (issue 3), each against a baseline measured in the same run.
+// Probe engine benchmarks , each against a baseline measured in the same run.
 //
 //  (a) throughput on one core (the process is pinned to one CPU):
 //      baseline  raw UDP sendto/recvfrom ping-pong against a C echo loop;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Probe engine at scale (issue 3, benchmark c): a standalone prober probing PEERS peers x
+# Probe engine at scale (benchmark c): a standalone prober probing PEERS peers x
 # {UNDERLAY, OVERLAY} at 1 Hz for DURATION seconds, inside network namespaces this script
 # creates (prefix mpbench-<pid>-) and always deletes (trap). Peers are 2 x PEERS addresses
 # on a dummy interface in a second namespace, answered by one responder; the prober's

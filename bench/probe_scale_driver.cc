@@ -1,4 +1,4 @@
-// Standalone prober / responder for bench/probe_scale.sh (issue 3, benchmark c): the
+// Standalone prober / responder for bench/probe_scale.sh (benchmark c): the
 // agent's daemon mode does not exist yet, so this drives the probe engine alone.
 //
 //   probe_scale_driver --mode responder [--port 9473] [--key-file F]

@@ -1,6 +1,6 @@
 #pragma once
 // Command-line parsing shared by the three binaries (Boost.Program_options). Every flag
-// also reads MESHPROBE_<FLAG_IN_CAPS> from the environment (DESIGN §3); the command line
+// also reads MESHPROBE_<FLAG_IN_CAPS> from the environment; the command line
 // wins over the environment.
 
 #include <boost/program_options.hpp>

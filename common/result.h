@@ -1,5 +1,5 @@
 #pragma once
-// Expected failures are values (STYLE.md): a Result<T> holds either a value or an Error
+// Expected failures are values (docs/architecture.md): a Result<T> holds either a value or an Error
 // that names what failed. Invariants use assert; exceptions never cross callbacks.
 
 #include <cerrno>

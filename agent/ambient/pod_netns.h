@@ -1,5 +1,5 @@
 #pragma once
-// Pod network namespaces on this node (DESIGN §3 "Ambient redirection").
+// Pod network namespaces on this node (docs/architecture.md, "Domain facts").
 //
 // Two sources: the files in --netns-dir (bind-mounted netns files, what CNI runtimes
 // create: /var/run/netns/cni-...) and /proc/*/ns/net under --host-root. One namespace is

@@ -1,5 +1,5 @@
 #pragma once
-// What makes a pod "captured" by Istio ambient (DESIGN §3 "Ambient redirection"), as pure
+// What makes a pod "captured" by Istio ambient (docs/architecture.md, "Domain facts"), as pure
 // functions over data: the ISTIO_* chains istio-cni installs in the pod's netns, the
 // ztunnel listeners inside it, and the verdict for the pod.
 //

@@ -1,5 +1,5 @@
 #pragma once
-// One node-local check (STYLE.md: a collector is one small unit registered in one
+// One node-local check (a collector is one small unit registered in one
 // table). A check is a class with name() and run(); it gets its kernel access through
 // the seams in AgentDeps, so its logic is unit-tested with fakes and proven against
 // the real kernel in network namespaces. run() never throws: failures are results.

@@ -1,5 +1,5 @@
 #pragma once
-// Reading the node's firewall: which iptables backend is in use (DESIGN §3, as
+// Reading the node's firewall: which iptables backend is in use (as
 // kube-proxy's iptables-wrapper decides it), the iptables-save / ip6tables-save output of
 // that backend (and of the other one when it holds rules), and the native nftables
 // ruleset. Every command goes through the CommandRunner seam with a deadline; each

@@ -1,5 +1,5 @@
 #pragma once
-// Staged probe of istiod's xDS endpoint (DESIGN §3): `dns` (bounded resolution, skipped
+// Staged probe of istiod's xDS endpoint: `dns` (bounded resolution, skipped
 // for an IP literal), `connect` (TCP; refused vs timeout vs unreachable), `tls` (handshake
 // with SNI and ALPN "h2", optional chain + server-name verification against a CA file).
 // Istio 1.24 rejects connections that do not negotiate h2, so a handshake that ends

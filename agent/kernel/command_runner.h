@@ -1,5 +1,5 @@
 #pragma once
-// Seam for the one place the agent execs tools: iptables-save / nft (DESIGN §2 rule 6).
+// Seam for the one place the agent execs tools: iptables-save / nft (docs/architecture.md, design rule 6).
 // The real runner forks and execs with a deadline (killing the child on expiry) in the
 // calling thread's network namespace; tests substitute canned output.
 

@@ -1,5 +1,5 @@
 #pragma once
-// Pure parsers over rtnetlink dump replies (STYLE.md: parse functions are pure functions
+// Pure parsers over rtnetlink dump replies (parse functions are pure functions
 // over bytes). Input is the concatenation of the netlink messages of one dump, exactly
 // as the kernel sent them (netlink_dump.h produces it; tests load captured files).
 // A truncated or garbled buffer is an Error, never a crash or a partial read.

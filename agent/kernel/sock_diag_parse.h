@@ -1,5 +1,5 @@
 #pragma once
-// NETLINK_SOCK_DIAG as pure functions over bytes (STYLE.md: katran/osquery habit):
+// NETLINK_SOCK_DIAG as pure functions over bytes (message as a value, I/O separate):
 // build the dump requests, and parse the kernel's reply bytes into the plain structs
 // of sock_diag_types.h. No I/O here; sock_diag_io.h sends and reads with a deadline.
 //

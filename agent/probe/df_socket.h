@@ -1,5 +1,5 @@
 #pragma once
-// Socket helpers for DF-set path-MTU probes (DESIGN §6), shared by the prober (requests)
+// Socket helpers for DF-set path-MTU probes, shared by the prober (requests)
 // and the responder (replies).
 
 #include <cstdint>

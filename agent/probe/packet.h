@@ -1,5 +1,5 @@
 #pragma once
-// Probe packet codec (DESIGN §6): pure functions over bytes, no I/O.
+// Probe packet codec: pure functions over bytes, no I/O.
 //
 // Wire format (all integers big-endian):
 //   offset  size  field

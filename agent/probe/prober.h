@@ -1,5 +1,5 @@
 #pragma once
-// The prober (DESIGN §6): probes every target (peer × layer) over UDP once per interval,
+// The prober: probes every target (peer × layer) over UDP once per interval,
 // spread and jittered by ProbeScheduler, re-probes quickly after a miss, and after
 // consecutive misses tries a TCP connect to the same port (tcp_reachable true = UDP is
 // filtered, false = host down / unreachable / nothing listening).
@@ -8,7 +8,7 @@
 // matches an outstanding sequence with the same send timestamp; late, duplicate,
 // replayed and unknown replies are dropped and counted.
 //
-// Path MTU (DESIGN §6): a target with path_mtu_size > 0 (OVERLAY targets, from
+// Path MTU: a target with path_mtu_size > 0 (OVERLAY targets, from
 // targetsFromPeers) also gets DF-set probes padded so the IP packet is exactly that size,
 // sent from a second UDP socket with IP_MTU_DISCOVER = IP_PMTUDISC_PROBE (DF set, the
 // kernel's cached path MTU ignored, so every probe really crosses the path at full size

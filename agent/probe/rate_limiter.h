@@ -1,5 +1,5 @@
 #pragma once
-// Per-source token buckets for the probe responder (DESIGN §6), pure: the caller passes
+// Per-source token buckets for the probe responder, pure: the caller passes
 // the time. The table is bounded; when full, the least recently seen source is evicted
 // (it starts again with a full bucket if it comes back).
 

@@ -1,5 +1,5 @@
 #pragma once
-// The probe responder (DESIGN §6) on UDP and TCP, default port 9473.
+// The probe responder on UDP and TCP, default port 9473.
 //
 // UDP: answers only valid requests, with a reply exactly as large as the request (never
 // larger), signed when a key is configured; unsigned or wrongly signed requests are then

@@ -1,5 +1,5 @@
 #pragma once
-// Probe scheduling, pure and driven by a Clock (DESIGN §6): which target is due when.
+// Probe scheduling, pure and driven by a Clock: which target is due when.
 // No I/O here; the Prober asks takeDue(), sends, and reports onReply()/onMiss().
 //
 // Each target gets a fixed offset inside the interval (a hash of seed + peer + layer +

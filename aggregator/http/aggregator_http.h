@@ -1,5 +1,5 @@
 #pragma once
-// The aggregator's HTTP endpoints on --http-listen (default 0.0.0.0:9471, DESIGN §3/§5):
+// The aggregator's HTTP endpoints on --http-listen (default 0.0.0.0:9471):
 //   /metrics        Prometheus text, computed at scrape time from the current ClusterState,
 //                   the diagnosis engine's active findings and the services' counters, so
 //                   the series of a departed node or a healed pair simply disappear
