@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/e2e/harness.h"
+#include "tests/support/eventually.h"
 
 namespace meshprobe::e2e {
 namespace {
@@ -45,21 +46,26 @@ class NetlinkCacheE2e : public ::testing::Test {
   // Polls the tool's output (every 10 ms, up to 5 s) for the first snapshot line after the
   // one the previous call returned that satisfies `want`; throws with the log when none does.
   Json waitFor(const std::string& what, const std::function<bool(const Json&)>& want) {
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::istringstream lines(watch_->log());
-      int index = 0;
-      for (std::string line; std::getline(lines, line); ++index) {
-        if (index <= matched_) continue;
-        Json j = Json::parse(line, nullptr, false);
-        if (!j.is_discarded() && j.is_object() && want(j)) {
-          matched_ = index;
-          return j;
-        }
-      }
-      if (!watch_->alive()) break;
-      std::this_thread::sleep_for(10ms);  // poll interval
-    }
+    Json found;
+    bool exited = false;
+    const bool seen = test::pollUntil(
+        [&] {
+          std::istringstream lines(watch_->log());
+          int index = 0;
+          for (std::string line; std::getline(lines, line); ++index) {
+            if (index <= matched_) continue;
+            Json j = Json::parse(line, nullptr, false);
+            if (!j.is_discarded() && j.is_object() && want(j)) {
+              matched_ = index;
+              found = std::move(j);
+              return true;
+            }
+          }
+          exited = !watch_->alive();
+          return exited;  // nothing more will come
+        },
+        5s, 10ms);
+    if (seen && !exited) return found;
     throw HarnessError("cache never showed " + what + "; " + watch_->describe());
   }
 

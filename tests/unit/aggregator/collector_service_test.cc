@@ -10,6 +10,7 @@ namespace meshprobe::aggregator {
 namespace {
 
 using ::testing::ElementsAre;
+using testing::eventually;
 using testing::FakeAgent;
 using testing::findCell;
 using ::testing::HasSubstr;
@@ -25,6 +26,15 @@ std::vector<std::string> names(const v1::PeerList& list) {
 class CollectorTest : public testing::ServerFixture {
  protected:
   const CollectorStats& stats() { return server_->collector().stats(); }
+  // The counters, as the last observed state when a wait fails.
+  std::string statsNow() {
+    const auto& c = stats();
+    return "streams_open=" + std::to_string(c.streams_open.load()) +
+           " connected_agents=" + std::to_string(c.connected_agents.load()) +
+           " hellos=" + std::to_string(c.hellos.load()) +
+           " reports_received=" + std::to_string(c.reports_received.load()) +
+           " reports_ignored=" + std::to_string(c.reports_ignored.load());
+  }
 
   grpc::Status getMatrix(v1::Layer layer, v1::GetMatrixResponse* resp) {
     grpc::ClientContext ctx;
@@ -54,11 +64,13 @@ TEST_F(CollectorTest, HelloGetsThePeerListAndAReportShowsInTheMatrix) {
   ASSERT_TRUE(a.report(r));
 
   v1::GetMatrixResponse overlay;
-  ASSERT_TRUE(eventually([&] {
-    overlay.Clear();
-    return getMatrix(v1::OVERLAY, &overlay).ok() && findCell(overlay, "node1", "node2") != nullptr &&
-           findCell(overlay, "node1", "node2")->state() == v1::Cell::FAIL;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        overlay.Clear();
+        return getMatrix(v1::OVERLAY, &overlay).ok() && findCell(overlay, "node1", "node2") != nullptr &&
+               findCell(overlay, "node1", "node2")->state() == v1::Cell::FAIL;
+      },
+      [&] { return overlay.ShortDebugString(); }));
   EXPECT_THAT(overlay.nodes(), ElementsAre("node1", "node2"));
   EXPECT_EQ(findCell(overlay, "node2", "node1")->state(), v1::Cell::UNKNOWN);
   v1::GetMatrixResponse underlay;
@@ -74,11 +86,13 @@ TEST_F(CollectorTest, HelloGetsThePeerListAndAReportShowsInTheMatrix) {
   EXPECT_TRUE(nodes.nodes(0).up());
 
   EXPECT_EQ(stats().connected_agents.load(), 2);
-  EXPECT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }));  // counted after applying
+  EXPECT_TRUE(eventually([&] { return stats().reports_received.load() == 1; },
+                         [&] { return statsNow(); }));  // counted after applying
   EXPECT_EQ(stats().hellos.load(), 2u);
   EXPECT_TRUE(a.finish().ok());
   EXPECT_TRUE(b.finish().ok());
-  EXPECT_TRUE(eventually([&] { return stats().connected_agents.load() == 0 && stats().streams_open.load() == 0; }));
+  EXPECT_TRUE(eventually([&] { return stats().connected_agents.load() == 0 && stats().streams_open.load() == 0; },
+                         [&] { return statsNow(); }));
 }
 
 TEST_F(CollectorTest, ASecondAgentMakesTheFirstGetANewPeerList) {
@@ -118,7 +132,7 @@ TEST_F(CollectorTest, UnchangedMembershipPushesNothing) {
   v1::Report r;
   r.set_sequence(1);
   ASSERT_TRUE(a.report(r));
-  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }));
+  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }, [&] { return statsNow(); }));
   EXPECT_EQ(stats().peer_list_pushes.load(), pushes);
   EXPECT_EQ(server_->state().getNode("node1")->node().agent_version(), "0.1.1");
   EXPECT_TRUE(a.finish().ok());
@@ -177,7 +191,8 @@ TEST_F(CollectorTest, OldSequencesAreCountedAndIgnored) {
     r.set_sequence(seq);
     ASSERT_TRUE(a.report(r));
   }
-  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() + stats().reports_ignored.load() == 4; }));
+  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() + stats().reports_ignored.load() == 4; },
+                         [&] { return statsNow(); }));
   EXPECT_EQ(stats().reports_received.load(), 2u);
   EXPECT_EQ(stats().reports_ignored.load(), 2u);
   EXPECT_TRUE(a.finish().ok());
@@ -190,7 +205,7 @@ TEST_F(CollectorTest, AClosedStreamLeavesTheNodeUntilItIsStale) {
     ASSERT_TRUE(a.readPeers().has_value());
     EXPECT_TRUE(a.finish().ok());
   }
-  ASSERT_TRUE(eventually([&] { return stats().streams_open.load() == 0; }));
+  ASSERT_TRUE(eventually([&] { return stats().streams_open.load() == 0; }, [&] { return statsNow(); }));
   EXPECT_EQ(server_->state().memberCount(), 1u);
   EXPECT_TRUE(server_->state().isUp("node1"));
   clock_.advance(std::chrono::seconds(10));
@@ -212,7 +227,7 @@ TEST_F(CollectorTest, ForgettingASilentNodePushesTheShorterList) {
   v1::Report r;
   r.set_sequence(1);
   ASSERT_TRUE(a.report(r));  // node1 keeps reporting
-  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }));
+  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }, [&] { return statsNow(); }));
   clock_.advance(std::chrono::seconds(40));  // node2 silent for 100 s = 10 x stale-after
   server_->collector().sweep();
   auto peers = a.readPeers();
@@ -227,6 +242,9 @@ TEST_F(CollectorTest, ShutdownEndsAgentStreamsWithUnavailable) {
   ASSERT_TRUE(a.readPeers().has_value());
   const auto start = std::chrono::steady_clock::now();
   server_->shutdown();
+  // A real deadline: shutdown() ends open agent streams itself instead of waiting for
+  // them; a stream left open would hold grpc::Server::Shutdown for its whole grace
+  // (500 ms) and Wait() after it. The bound is twice that grace.
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
   grpc::Status st = a.status();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);

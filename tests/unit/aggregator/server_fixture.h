@@ -15,10 +15,14 @@
 #include "aggregator/server.h"
 #include "meshprobe/v1/collector.grpc.pb.h"
 #include "meshprobe/v1/query.grpc.pb.h"
+#include "tests/support/eventually.h"
 
 namespace meshprobe::aggregator::testing {
 
 inline constexpr std::chrono::seconds kRpcDeadline{10};
+
+// Server work happens on gRPC threads: tests wait for it with the shared polling helper.
+using meshprobe::test::eventually;
 
 class ServerFixture : public ::testing::Test {
  protected:
@@ -37,17 +41,6 @@ class ServerFixture : public ::testing::Test {
 
   void TearDown() override {
     if (server_) server_->shutdown();
-  }
-
-  // Polls `pred` until it holds or `timeout` passes (server work happens on gRPC threads).
-  template <typename Pred>
-  static bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // poll interval, bounded by the deadline
-    }
-    return pred();
   }
 
   static void withDeadline(grpc::ClientContext& ctx) {

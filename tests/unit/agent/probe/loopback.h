@@ -1,6 +1,6 @@
 #pragma once
 // Loopback helpers for the probe tests: a plain UDP socket with deadline-bounded receive,
-// a TCP listener, and polling with a deadline (no sleeps as synchronization).
+// a TCP listener, and descriptions of the counters for polling with a deadline.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,8 +12,14 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "agent/probe/prober.h"
+#include "agent/probe/responder.h"
+#include "tests/support/eventually.h"
 
 namespace meshprobe::agent::testing {
 
@@ -25,14 +31,40 @@ inline sockaddr_in loopback(uint16_t port) {
   return a;
 }
 
-// Polls `cond` every few milliseconds until it holds or `deadline` passes.
-inline bool pollUntil(const std::function<bool()>& cond, std::chrono::milliseconds deadline = std::chrono::seconds(5)) {
-  auto end = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval, bounded by the deadline
+// Waiting for the prober's and responder's I/O threads: tests/support/eventually.h, with
+// the counters below as the last observed state in a failure.
+using meshprobe::test::eventually;
+
+inline std::string describe(const ResponderCounters& c) {
+  std::ostringstream o;
+  o << "responder{received=" << c.received << " answered=" << c.answered << " dropped_invalid=" << c.dropped_invalid
+    << " dropped_unauthenticated=" << c.dropped_unauthenticated << " dropped_rate_limited=" << c.dropped_rate_limited
+    << " send_errors=" << c.send_errors << " tcp_accepted=" << c.tcp_accepted << "}";
+  return o.str();
+}
+
+inline std::string describe(const ProberCounters& c) {
+  std::ostringstream o;
+  o << "prober{sent=" << c.sent << " replies=" << c.replies << " timeouts=" << c.timeouts
+    << " dropped_invalid=" << c.dropped_invalid << " dropped_late=" << c.dropped_late
+    << " dropped_duplicate=" << c.dropped_duplicate << " dropped_unknown=" << c.dropped_unknown
+    << " tcp_checks=" << c.tcp_checks << " path_mtu_sent=" << c.path_mtu_sent
+    << " path_mtu_replies=" << c.path_mtu_replies << "}";
+  return o.str();
+}
+
+inline std::string describe(const std::vector<TargetStats>& stats) {
+  std::ostringstream o;
+  o << stats.size() << " targets";
+  for (const auto& s : stats) {
+    o << "\n  {sent=" << s.sent << " received=" << s.received << " consecutive_failures=" << s.consecutive_failures
+      << " last_error='" << s.last_error
+      << "' tcp_reachable=" << (s.tcp_reachable ? (*s.tcp_reachable ? "true" : "false") : "unset")
+      << " path_mtu{sent=" << s.path_mtu.sent << " received=" << s.path_mtu.received
+      << " consecutive_failures=" << s.path_mtu.consecutive_failures << " last_error='" << s.path_mtu.last_error
+      << "'}}";
   }
-  return cond();
+  return o.str();
 }
 
 class UdpSocket {

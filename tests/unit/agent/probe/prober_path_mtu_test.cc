@@ -19,7 +19,8 @@ namespace meshprobe::agent {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::pollUntil;
+using testing::describe;
+using testing::eventually;
 using testing::UdpSocket;
 
 constexpr uint32_t kOverlayMtu = 1450;
@@ -109,7 +110,7 @@ TEST(ProberPathMtu, DfProbesAreMtuSizedFromTheirOwnSocketOnTheCadence) {
   ASSERT_TRUE(p.setTargets({overlay(), {"node-2", Layer::kUnderlay, "127.0.0.1"}}).ok());
   ASSERT_TRUE(p.start().ok());
   ASSERT_NE(p.localPort(), p.dfLocalPort());
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].path_mtu.received >= 3; }));
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].path_mtu.received >= 3; }, [&] { return describe(p.stats()); }));
   auto s = p.stats();
   // One DF probe with the first regular probe, then with every second one.
   EXPECT_EQ(s[0].path_mtu.sent, 1 + (s[0].sent - 1) / 2) << "regular probes: " << s[0].sent;
@@ -154,7 +155,7 @@ TEST(ProberPathMtu, LostDfProbesFailWithoutTouchingTheRegularProbes) {
   Prober p(o, clock);
   ASSERT_TRUE(p.setTargets({overlay()}).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].sent >= 6; }));
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].sent >= 6; }, [&] { return describe(p.stats()); }));
   auto s = p.stats()[0];
   // Every regular probe until kPathMtuConfirm misses, then every 2nd again.
   EXPECT_EQ(s.path_mtu.sent, kPathMtuConfirm + (s.sent - kPathMtuConfirm) / 2) << "regular probes: " << s.sent;
@@ -184,7 +185,8 @@ TEST(ProberPathMtu, AShortenedReplyIsAFailure) {
   Prober p(o, clock);
   ASSERT_TRUE(p.setTargets({overlay()}).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].path_mtu.consecutive_failures >= 1; }));
+  ASSERT_TRUE(
+      eventually([&] { return p.stats()[0].path_mtu.consecutive_failures >= 1; }, [&] { return describe(p.stats()); }));
   auto s = p.stats()[0];
   EXPECT_EQ(s.path_mtu.received, 0u);
   EXPECT_EQ(s.path_mtu.last_error, "reply of 500 bytes to a 1422-byte DF probe");
@@ -208,7 +210,8 @@ TEST(ProberPathMtu, AgainstTheRealResponderBothSizesPass) {
   Prober p(o, clock);
   ASSERT_TRUE(p.setTargets({overlay(8950)}).ok());  // jumbo: still one datagram on loopback
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].path_mtu.received >= 3 && p.stats()[0].received >= 3; }));
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].path_mtu.received >= 3 && p.stats()[0].received >= 3; },
+                         [&] { return describe(p.stats()); }));
   auto s = p.stats()[0];
   EXPECT_EQ(s.path_mtu.size, 8950u);
   EXPECT_EQ(s.path_mtu.consecutive_failures, 0u);
@@ -222,7 +225,8 @@ TEST(ProberPathMtu, ANewSizeRestartsOnlyThePathMtuHistory) {
   Prober p(options(path.port(), key), clock);
   ASSERT_TRUE(p.setTargets({overlay()}).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].path_mtu.consecutive_failures >= 1; }));
+  ASSERT_TRUE(
+      eventually([&] { return p.stats()[0].path_mtu.consecutive_failures >= 1; }, [&] { return describe(p.stats()); }));
   uint64_t regular = p.stats()[0].received;
   ASSERT_TRUE(p.setTargets({overlay(1000 + kIpv4UdpOverhead)}).ok());  // fits the fake path
   auto s = p.stats()[0];
@@ -231,7 +235,7 @@ TEST(ProberPathMtu, ANewSizeRestartsOnlyThePathMtuHistory) {
   EXPECT_EQ(s.path_mtu.sent, 0u);
   EXPECT_EQ(s.path_mtu.consecutive_failures, 0u);
   EXPECT_GE(s.received, regular);  // the regular history stays
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].path_mtu.received >= 1; }));
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].path_mtu.received >= 1; }, [&] { return describe(p.stats()); }));
   s = p.stats()[0];
   EXPECT_EQ(s.path_mtu.consecutive_failures, 0u);
   EXPECT_LE(s.path_mtu.received, s.path_mtu.sent);  // an old-size outcome is not counted
@@ -244,7 +248,8 @@ TEST(ProberPathMtu, ASizeTooSmallForAProbeIsReportedNotSent) {
   Prober p(options(path.port(), key), clock);
   ASSERT_TRUE(p.setTargets({overlay(60)}).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].path_mtu.consecutive_failures >= 1; }));
+  ASSERT_TRUE(
+      eventually([&] { return p.stats()[0].path_mtu.consecutive_failures >= 1; }, [&] { return describe(p.stats()); }));
   EXPECT_EQ(p.stats()[0].path_mtu.last_error, "path MTU probe size 60 is below the smallest probe");
   EXPECT_EQ(p.counters().path_mtu_sent, 0u);
 }

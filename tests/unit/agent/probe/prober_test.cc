@@ -9,7 +9,8 @@ namespace meshprobe::agent {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::pollUntil;
+using testing::describe;
+using testing::eventually;
 using testing::UdpSocket;
 
 ProberOptions fastOptions(uint16_t port, std::optional<ProbeKey> key = std::nullopt) {
@@ -52,10 +53,12 @@ TEST(Prober, AgainstAResponderNoLossAndAnRtt) {
   Prober p(fastOptions(r.udpPort(), key), clock);
   ASSERT_TRUE(p.setTargets(bothLayers()).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] {
-    auto s = p.stats();
-    return s.size() == 2 && s[0].received >= 5 && s[1].received >= 5;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto s = p.stats();
+        return s.size() == 2 && s[0].received >= 5 && s[1].received >= 5;
+      },
+      [&] { return describe(p.stats()); }));
   auto stats = p.stats();
   for (const auto& s : stats) {
     EXPECT_EQ(s.loss, 0.0) << targetLabel(s.target);
@@ -78,6 +81,8 @@ TEST(Prober, AgainstAResponderNoLossAndAnRtt) {
   EXPECT_EQ(c.dropped_invalid, 0u);
   auto t0 = std::chrono::steady_clock::now();
   p.stop();
+  // A real deadline: stop() interrupts the I/O thread's timer wait (up to 1 s, the
+  // longest tick) instead of waiting for it to expire.
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
 }
 
@@ -87,7 +92,7 @@ TEST(Prober, ClosedUdpPortWithTcpOpenIsUdpFiltered) {
   Prober p(fastOptions(tcp.port()), clock);
   ASSERT_TRUE(p.setTargets({{"node-3", Layer::kUnderlay, "127.0.0.1"}}).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].tcp_reachable.has_value(); }));
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].tcp_reachable.has_value(); }, [&] { return describe(p.stats()); }));
   auto s = p.stats()[0];
   EXPECT_TRUE(*s.tcp_reachable) << s.tcp_error;
   EXPECT_GE(s.consecutive_failures, 2u);
@@ -101,10 +106,12 @@ TEST(Prober, NothingListeningIsLossOneAndTcpUnreachable) {
   Prober p(fastOptions(testing::unusedPort()), clock);
   ASSERT_TRUE(p.setTargets({{"node-4", Layer::kOverlay, "127.0.0.1"}}).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] {
-    auto s = p.stats()[0];
-    return s.tcp_reachable.has_value() && s.window_probes >= 3;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto s = p.stats()[0];
+        return s.tcp_reachable.has_value() && s.window_probes >= 3;
+      },
+      [&] { return describe(p.stats()); }));
   auto s = p.stats()[0];
   EXPECT_FALSE(*s.tcp_reachable);
   EXPECT_EQ(s.tcp_error, "connection refused");
@@ -113,20 +120,29 @@ TEST(Prober, NothingListeningIsLossOneAndTcpUnreachable) {
   EXPECT_EQ(s.received, 0u);
   EXPECT_FALSE(s.last_success.has_value());
   EXPECT_FALSE(s.rtt_p50.has_value());
-  EXPECT_EQ(p.counters().tcp_checks, 1u);  // once per failure streak
+  EXPECT_EQ(p.counters().tcp_checks, 1u);   // once per failure streak
   EXPECT_EQ(p.counters().transitions, 1u);  // confirmed down once, never back
 }
 
 TEST(Prober, MissIsConfirmedByQuickRetries) {
   SystemClock clock;
-  Prober p(fastOptions(testing::unusedPort()), clock);
+  ProberOptions o = fastOptions(testing::unusedPort());
+  o.interval = 2s;  // regular rounds far apart: only the quick retries can miss three times soon
+  Prober p(o, clock);
   ASSERT_TRUE(p.setTargets({{"node-4", Layer::kUnderlay, "127.0.0.1"}}).ok());
   ASSERT_TRUE(p.start().ok());
-  auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].consecutive_failures >= 3; }));
-  // First probe within one interval (100 ms + jitter), 60 ms timeout, retries 20/40 ms
-  // later: three misses by ~0.25 s, long before three regular rounds (0.36 s+).
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 340ms);
+  // Timed from the first miss, so the first probe's offset in its interval does not count.
+  ASSERT_TRUE(
+      eventually([&] { return p.stats()[0].consecutive_failures >= 1; }, [&] { return describe(p.stats()); }, 5s, 1ms));
+  const auto first_miss = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].consecutive_failures >= 3; }, [&] { return describe(p.stats()); },
+                         10s, 1ms));
+  // A real deadline on the prober's real timers: two retries 20 ms after each 60 ms miss
+  // confirm the fault ~0.16 s after the first miss; without quick retries the second and
+  // third misses would wait for the next two regular rounds (2 s apart, 4 s). The 2 s bound
+  // sits between the two with a wide margin for a loaded box.
+  EXPECT_LT(std::chrono::steady_clock::now() - first_miss, 2s);
+  EXPECT_EQ(p.stats()[0].received, 0u);
 }
 
 TEST(Prober, KeyedProberRejectsUnsignedReplies) {
@@ -136,7 +152,8 @@ TEST(Prober, KeyedProberRejectsUnsignedReplies) {
   Prober p(fastOptions(r.udpPort(), *ProbeKey::fromBytes("cluster")), clock);
   ASSERT_TRUE(p.setTargets({{"node-2", Layer::kUnderlay, "127.0.0.1"}}).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] { return p.counters().dropped_unauthenticated >= 3; }));
+  ASSERT_TRUE(
+      eventually([&] { return p.counters().dropped_unauthenticated >= 3; }, [&] { return describe(p.counters()); }));
   EXPECT_EQ(p.stats()[0].received, 0u);
   EXPECT_GT(r.counters().answered, 0u);
 }
@@ -181,10 +198,12 @@ TEST(Prober, DuplicateReplayedAndForgedRepliesAreDropped) {
   answer(&second, true);
   sockaddr_in prober_addr = testing::loopback(p.localPort());
   ASSERT_TRUE(fake.sendTo(first, prober_addr));  // replay of an old reply
-  ASSERT_TRUE(pollUntil([&] {
-    auto c = p.counters();
-    return c.dropped_duplicate >= 3 && c.dropped_unknown >= 1;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto c = p.counters();
+        return c.dropped_duplicate >= 3 && c.dropped_unknown >= 1;
+      },
+      [&] { return describe(p.counters()); }));
   auto c = p.counters();
   EXPECT_EQ(c.replies, 2u);
   EXPECT_EQ(c.dropped_duplicate, 3u);
@@ -198,11 +217,11 @@ TEST(Prober, DuplicateReplayedAndForgedRepliesAreDropped) {
   ProbePacket in;
   ASSERT_EQ(decodeProbe(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(r->data()), r->size()), &key, in),
             DecodeStatus::kOk);
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].consecutive_failures >= 1; }));
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].consecutive_failures >= 1; }, [&] { return describe(p.stats()); }));
   std::array<uint8_t, kMaxProbeSize> buf{};
   auto n = encodeReply(in, r->size(), "node-2", &key, buf);
   ASSERT_TRUE(fake.sendTo(std::string(reinterpret_cast<const char*>(buf.data()), *n), from));
-  ASSERT_TRUE(pollUntil([&] { return p.counters().dropped_late == 1; }));
+  ASSERT_TRUE(eventually([&] { return p.counters().dropped_late == 1; }, [&] { return describe(p.counters()); }));
   EXPECT_EQ(p.stats()[0].received, 2u);
 }
 
@@ -215,7 +234,7 @@ TEST(Prober, SetTargetsKeepsStatsOfRemainingTargets) {
   ProbeTarget b{"node-3", Layer::kUnderlay, "127.0.0.1"};
   ASSERT_TRUE(p.setTargets({a}).ok());
   ASSERT_TRUE(p.start().ok());
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].received >= 3; }));
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].received >= 3; }, [&] { return describe(p.stats()); }));
   uint64_t before = p.stats()[0].received;
   auto st = p.setTargets({b, a, {"node-5", Layer::kOverlay, "not-an-ip"}});
   ASSERT_FALSE(st.ok());
@@ -225,7 +244,7 @@ TEST(Prober, SetTargetsKeepsStatsOfRemainingTargets) {
   EXPECT_EQ(s[0].target, b);
   EXPECT_EQ(s[1].target, a);
   EXPECT_GE(s[1].received, before);
-  ASSERT_TRUE(pollUntil([&] { return p.stats()[0].received >= 2; }));
+  ASSERT_TRUE(eventually([&] { return p.stats()[0].received >= 2; }, [&] { return describe(p.stats()); }));
   ASSERT_TRUE(p.setTargets({b}).ok());
   ASSERT_EQ(p.stats().size(), 1u);
 }

@@ -8,7 +8,8 @@ namespace meshprobe::agent {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::pollUntil;
+using testing::describe;
+using testing::eventually;
 using testing::UdpSocket;
 
 ProbeKey key(std::string_view k) { return *ProbeKey::fromBytes(k); }
@@ -56,7 +57,7 @@ TEST(Responder, RepliesAreNeverLargerThanRequests) {
     EXPECT_EQ(p.sender, size == 0 ? "" : "node-2");
     ++seq;
   }
-  EXPECT_TRUE(pollUntil([&] { return r.counters().answered == 5; }));
+  EXPECT_TRUE(eventually([&] { return r.counters().answered == 5; }, [&] { return describe(r.counters()); }));
 }
 
 // Path-MTU probes: padded to the overlay MTU (minus IP + UDP headers); the reply is the
@@ -84,7 +85,7 @@ TEST(Responder, PathMtuSizedRequestsGetSameSizeReplies) {
   // One byte above the largest probe: dropped as invalid, never answered.
   std::string big(kMaxProbeSize + 1, '\0');
   ASSERT_TRUE(c.sendTo(big, r.udpPort()));
-  EXPECT_TRUE(pollUntil([&] { return r.counters().dropped_invalid == 1; }));
+  EXPECT_TRUE(eventually([&] { return r.counters().dropped_invalid == 1; }, [&] { return describe(r.counters()); }));
   EXPECT_EQ(r.counters().answered, 4u);
   EXPECT_EQ(r.counters().send_errors, 0u);
 }
@@ -104,7 +105,7 @@ TEST(Responder, DropsUnauthenticatedInvalidAndReplies) {
   reply.sequence = 3;
   reply.sender = "node-9";
   ASSERT_TRUE(c.sendTo(*encodeProbe(reply, &k, 128), r.udpPort()));  // a reply is never answered
-  ASSERT_TRUE(pollUntil([&] { return r.counters().received == 4; }));
+  ASSERT_TRUE(eventually([&] { return r.counters().received == 4; }, [&] { return describe(r.counters()); }));
   auto cnt = r.counters();
   EXPECT_EQ(cnt.dropped_unauthenticated, 2u);
   EXPECT_EQ(cnt.dropped_invalid, 2u);
@@ -121,7 +122,7 @@ TEST(Responder, RateLimitsPerSource) {
   ASSERT_TRUE(r.start().ok());
   UdpSocket a, b;
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(a.sendTo(request(static_cast<uint64_t>(i), nullptr, 64), r.udpPort()));
-  ASSERT_TRUE(pollUntil([&] { return r.counters().received == 20; }));
+  ASSERT_TRUE(eventually([&] { return r.counters().received == 20; }, [&] { return describe(r.counters()); }));
   int replies = 0;
   while (a.receive(100ms)) ++replies;
   EXPECT_EQ(replies, 5);
@@ -129,7 +130,7 @@ TEST(Responder, RateLimitsPerSource) {
   // One second refills two tokens.
   clock.advance(1s);
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(a.sendTo(request(100 + static_cast<uint64_t>(i), nullptr, 64), r.udpPort()));
-  ASSERT_TRUE(pollUntil([&] { return r.counters().received == 25; }));
+  ASSERT_TRUE(eventually([&] { return r.counters().received == 25; }, [&] { return describe(r.counters()); }));
   replies = 0;
   while (a.receive(100ms)) ++replies;
   EXPECT_EQ(replies, 2);
@@ -150,7 +151,7 @@ TEST(Responder, TcpAcceptsAndCloses) {
   char buf[8];
   EXPECT_EQ(::read(fd, buf, sizeof(buf)), 0);
   ::close(fd);
-  EXPECT_TRUE(pollUntil([&] { return r.counters().tcp_accepted == 1; }));
+  EXPECT_TRUE(eventually([&] { return r.counters().tcp_accepted == 1; }, [&] { return describe(r.counters()); }));
 }
 
 TEST(Responder, BindErrorNamesTheAddress) {
@@ -173,6 +174,8 @@ TEST(Responder, StopIsIdempotentAndFast) {
   auto t0 = std::chrono::steady_clock::now();
   r.stop();
   r.stop();
+  // A real deadline: stop() wakes the I/O thread blocked on its idle sockets (it would
+  // otherwise wait for the next datagram forever) and joins it; 1 s is generous.
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
 }
 
