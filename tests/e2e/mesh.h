@@ -35,6 +35,7 @@
 
 #include "tests/e2e/cluster.h"
 #include "tests/e2e/harness.h"
+#include "tests/support/eventually.h"
 
 extern char** environ;
 
@@ -84,15 +85,12 @@ std::string seconds(double s) {
   return o.str();
 }
 
-// Polls `ready` every `every` until it returns true or `timeout` passes.
+// Polls `ready` every `every` until it returns true or `timeout` passes (the shared loop of
+// tests/support/eventually.h; mesh checks run the CLI or an RPC, so they poll every 100 ms).
+constexpr std::chrono::milliseconds kMeshPollInterval = 100ms;
 bool pollUntil(const std::function<bool()>& ready, std::chrono::milliseconds timeout,
-               std::chrono::milliseconds every = 100ms) {
-  const auto deadline = SteadyClock::now() + timeout;
-  while (true) {
-    if (ready()) return true;
-    if (SteadyClock::now() >= deadline) return false;
-    std::this_thread::sleep_for(every);  // poll interval, bounded by the deadline above
-  }
+               std::chrono::milliseconds every = kMeshPollInterval) {
+  return test::pollUntil(ready, timeout, every);
 }
 
 // The agents and the aggregator inherit this process's environment: only our flags count.
@@ -557,23 +555,22 @@ class MeshTest : public ::testing::Test {
     // MPE2E_VERBOSE=1 prints every change of the mismatch while waiting (what a slow wait waited on).
     const char* verbose = std::getenv("MPE2E_VERBOSE");
     std::string last;
-    bool held = pollUntil(
+    auto held = test::eventually(
+        what,
         [&] {
           std::string now = mismatch();
           if (verbose && *verbose && now != last) {
             std::cerr << "[" << seconds(secondsSince(t0)) << "] " << what << ":\n" << (now.empty() ? "  holds\n" : now);
           }
-          last = std::move(now);
-          return last.empty();
+          last = now;
+          return now;
         },
-        timeout);
+        timeout, kMeshPollInterval);
     if (held) {
       if (elapsed) *elapsed = secondsSince(t0);
-      return ::testing::AssertionSuccess();
+      return held;
     }
-    return ::testing::AssertionFailure() << "not within " << timeout.count() << " ms: " << what
-                                         << "\n---- last mismatch ----\n"
-                                         << last << mesh_->diagnostics();
+    return held << mesh_->diagnostics();
   }
 
   // Several conditions watched together, so each gets its own time to first hold.
