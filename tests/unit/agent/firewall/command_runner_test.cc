@@ -90,6 +90,8 @@ TEST(ProcessCommandRunner, KillsAndReapsTheChildAtTheDeadline) {
   EXPECT_FALSE(o.succeeded());
   EXPECT_EQ(o.term_signal, SIGKILL);
   EXPECT_EQ(o.exit_code, -1);
+  // A real deadline on a real child process: killed at 200 ms (not earlier, and well
+  // before `sleep 10` would end; 3 s is generous for a loaded box).
   EXPECT_LT(took, 3s);
   EXPECT_GE(took, 190ms);
   EXPECT_EQ(o.describe(), "sleep: timed out after 200ms (killed)");
@@ -102,6 +104,8 @@ TEST(ProcessCommandRunner, KillsGrandchildrenHoldingThePipe) {
   CommandOutput o = r->run({"/bin/sh", "-c", "sleep 10 & echo started"}, 300ms);  // the child hangs; the 300 ms deadline must end it
   EXPECT_TRUE(o.timed_out);
   EXPECT_EQ(o.out, "started\n");
+  // A real deadline: the run ends near 300 ms although the grandchild keeps the pipe open
+  // for 10 s (3 s is generous for a loaded box).
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
 }
 
