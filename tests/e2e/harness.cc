@@ -22,6 +22,8 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/support/eventually.h"
+
 extern char** environ;
 
 namespace meshprobe::e2e {
@@ -492,17 +494,11 @@ bool Process::alive() {
 }
 
 void Process::reap(std::chrono::milliseconds grace) {
-  const auto deadline = std::chrono::steady_clock::now() + grace;
-  while (alive()) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-      reaped_ = true;
-      unregisterPid(pid_);
-      return;
-    }
-    std::this_thread::sleep_for(10ms);  // poll interval for the exit, bounded by the deadline
-  }
+  if (test::pollUntil([this] { return !alive(); }, grace, 10ms)) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  reaped_ = true;
+  unregisterPid(pid_);
 }
 
 void Process::stop() {
@@ -526,15 +522,16 @@ std::string Process::describe() const { return "`" + joinArgs(argv_) + "`; log: 
 
 void waitFor(const std::function<bool()>& ready, std::chrono::milliseconds timeout, const std::string& what,
              Process* proc) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    if (ready()) return;
-    if (proc && !proc->alive()) throw HarnessError(what + ": process exited: " + proc->describe());
-    if (std::chrono::steady_clock::now() >= deadline) {
-      throw HarnessError(what + ": not ready within " + std::to_string(timeout.count()) + " ms" +
-                         (proc ? "; " + proc->describe() : ""));
-    }
-    std::this_thread::sleep_for(10ms);  // poll interval, bounded by the deadline above
+  const bool ready_in_time = test::pollUntil(
+      [&] {
+        if (ready()) return true;
+        if (proc && !proc->alive()) throw HarnessError(what + ": process exited: " + proc->describe());
+        return false;
+      },
+      timeout, 10ms);
+  if (!ready_in_time) {
+    throw HarnessError(what + ": not ready within " + std::to_string(timeout.count()) + " ms" +
+                       (proc ? "; " + proc->describe() : ""));
   }
 }
 
@@ -709,49 +706,6 @@ bool containsNoCase(std::string_view haystack, std::string_view needle) {
   if (found.empty()) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "unexpected finding " << code << ": " << found.front()->dump() << "\n"
                                        << run.describe();
-}
-
-const TestCerts& testCerts() {
-  static std::unique_ptr<TempDir> dir;
-  static TestCerts c;
-  if (dir) return c;
-  dir = std::make_unique<TempDir>("certs");
-  chmod(dir->path().c_str(), 0755);
-  const std::string d = dir->path();
-  auto mkCa = [&](const std::string& name, const std::string& cn) {
-    mustRun({"openssl",
-             "req",
-             "-x509",
-             "-newkey",
-             "ec",
-             "-pkeyopt",
-             "ec_paramgen_curve:prime256v1",
-             "-nodes",
-             "-days",
-             "2",
-             "-subj",
-             "/O=cluster.local/CN=" + cn,
-             "-addext",
-             "basicConstraints=critical,CA:TRUE",
-             "-addext",
-             "keyUsage=critical,keyCertSign,cRLSign",
-             "-keyout",
-             d + "/" + name + ".key",
-             "-out",
-             d + "/" + name + ".pem"});
-  };
-  mkCa("ca", "e2e root CA");
-  mkCa("other-ca", "unrelated CA");
-  mustRun({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
-           "/O=cluster.local", "-keyout", d + "/server.key", "-out", d + "/server.csr"});
-  writeFile(d + "/ext.cnf", std::string("subjectAltName=DNS:") + kIstiodSan +
-                                "\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-                                "extendedKeyUsage=serverAuth,clientAuth\n");
-  mustRun({"openssl", "x509", "-req", "-in", d + "/server.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca.key",
-           "-CAcreateserial", "-days", "2", "-extfile", d + "/ext.cnf", "-out", d + "/server.pem"});
-  for (const char* f : {"ca.pem", "other-ca.pem", "server.pem", "server.key"}) chmod((d + "/" + f).c_str(), 0644);
-  c = {d + "/ca.pem", d + "/server.pem", d + "/server.key", d + "/other-ca.pem"};
-  return c;
 }
 
 }  // namespace meshprobe::e2e

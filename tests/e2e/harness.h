@@ -21,6 +21,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tests/support/test_pki.h"
+
 namespace meshprobe::e2e {
 
 using namespace std::chrono_literals;
@@ -208,18 +210,11 @@ AgentRun runAgentOnce(const std::string& netns, const std::vector<std::string>& 
 
 bool containsNoCase(std::string_view haystack, std::string_view needle);
 
-// ---- istiod's test certificates (openssl CLI), made once per process ----
+// ---- istiod's test certificates: the shared test PKI (tests/support/test_pki.h) ----
 
-inline constexpr const char* kIstiodSan = "istiod.istio-system.svc";
-
-struct TestCerts {
-  std::string ca;        // root CA (what --istiod-ca gets)
-  std::string cert;      // istiod serving cert, SAN kIstiodSan, signed by `ca`
-  std::string key;
-  std::string other_ca;  // an unrelated CA (chain verification must fail with it)
-};
-// World-readable files in a temp dir that lives until the process exits.
-const TestCerts& testCerts();
+using test::kIstiodSan;
+using test::TestCerts;
+using test::testCerts;
 
 // The Istio 1.24 in-pod rules (istio-cni, REDIRECT mode), as `iptables-save` shows them in
 // an ambient pod's netns: what the e2e tests restore into their ambient "pods".

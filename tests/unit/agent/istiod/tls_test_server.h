@@ -17,11 +17,12 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/test_pki.h"
+
 namespace meshprobe::agent::testing {
 
-inline std::string istiodTestData(const std::string& file) {
-  return std::string(MESHPROBE_TEST_DATA) + "/istiod/" + file;
-}
+// The shared test PKI (tests/support/test_pki.h), by file name.
+inline std::string istiodTestData(const std::string& file) { return meshprobe::test::testPkiFile(file); }
 
 enum class ServerMode {
   kTlsH2,      // TLS with the test istiod cert; selects ALPN h2
