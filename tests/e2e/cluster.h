@@ -1,5 +1,5 @@
 #pragma once
-// A flannel-VXLAN "cluster" out of network namespaces (DESIGN §7): one underlay netns with
+// A flannel-VXLAN "cluster" out of network namespaces: one underlay netns with
 // a bridge, and per node a netns with eth0 (veth into the bridge) on 198.51.100.(10+N)/24,
 // flannel.1 (VXLAN, VNI 1, local = node IP, dev eth0, nolearning, MTU = eth0 − 50) holding
 // 10.244.N.0/32, a cni0 bridge with 10.244.N.1/24, and for every peer what flannel
@@ -48,7 +48,7 @@ class Cluster {
   void programPeer(int on, int peer) const;
 
   // The control plane's netns "control" on the underlay bridge (eth0 = controlIp()/24), for
-  // the aggregator: the diagnostic path must not depend on the overlay (DESIGN §2 rule 1).
+  // the aggregator: the diagnostic path must not depend on the overlay (design rule 1, docs/architecture.md).
   // Created once; later calls return the same netns.
   const TestNetns& addControl();
   static std::string controlIp();  // 198.51.100.2

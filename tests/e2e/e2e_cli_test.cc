@@ -1,4 +1,4 @@
-// E2E tests of the meshprobe CLI (issue 5): the real binary in the control netns against the
+// E2E tests of the meshprobe CLI: the real binary in the control netns against the
 // real aggregator of a 4-node mesh (mesh.h), every subcommand in text and in JSON, content
 // asserted (node names, cell counts, states, checks, findings); then one fault (VXLAN port
 // dropped on node3) to see FAIL cells and findings rendered. One mesh for all of it (a mesh

@@ -1,4 +1,4 @@
-// E2E tests of the diagnosis (issue 4, DESIGN §4/§7): one fault scenario per finding code /
+// E2E tests of the diagnosis: one fault scenario per finding code /
 // runbook row, injected into a fresh 4-node mesh (mesh.h: namespace cluster, istiod behind
 // node1, the real aggregator in the control netns, one real agent per node). Each scenario:
 //

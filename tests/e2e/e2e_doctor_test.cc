@@ -1,9 +1,9 @@
 // E2E tests of the node doctor: the real `meshprobe-agent --once` binary, run inside a
-// node netns of a two-node flannel-VXLAN "cluster" made of network namespaces (DESIGN §7),
+// node netns of a two-node flannel-VXLAN "cluster" made of network namespaces,
 // against real VXLAN devices, FDB/neighbour/route entries, firewall rules, a TLS istiod,
 // SOCK_SEQPACKET ztunnel sockets and ambient pod netns. Each test builds a healthy node,
 // injects exactly one fault, and asserts the exit code, the check's status and the
-// finding code (DESIGN §3/§4 contract).
+// finding code (the contract).
 //
 // Layout: node1 hosts the istiod pod (10.244.1.10:15012 behind node1's cni0); the agent
 // runs on node2, so it reaches istiod only through VXLAN, as in the runbook. node2 has

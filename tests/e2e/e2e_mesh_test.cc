@@ -1,4 +1,4 @@
-// E2E tests of the mesh (issue 3, DESIGN §2/§4/§7): a 4-node flannel-VXLAN "cluster" made
+// E2E tests of the mesh: a 4-node flannel-VXLAN "cluster" made
 // of network namespaces, the real meshprobe-aggregator in a control netns on the underlay
 // (198.51.100.2, so the diagnostic path never depends on the overlay), and one real
 // meshprobe-agent per node (--interval 1s) streaming to it. Every assertion goes through

@@ -1,4 +1,4 @@
-// E2E tests of observability (issue 5, DESIGN §3/§5): the aggregator's and every agent's
+// E2E tests of observability: the aggregator's and every agent's
 // HTTP endpoints in the 4-node namespace mesh (mesh.h), `promtool check metrics` on every
 // /metrics, a real Prometheus (Debian's /usr/bin/prometheus) in the control netns scraping
 // them every second while a VXLAN fault is injected, and the metric names the monitoring

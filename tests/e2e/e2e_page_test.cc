@@ -1,4 +1,4 @@
-// E2E test of the matrix page (issue 5): the real meshprobe-aggregator serves the page at
+// E2E test of the matrix page: the real meshprobe-aggregator serves the page at
 // http://198.51.100.2:9471/ in the control netns of the 4-node mesh (mesh.h); Debian's
 // headless Chromium loads it there (--dump-dom, --screenshot), so the page's JavaScript
 // really fetches /api/v1/state and builds the DOM. Fault: node3 drops every VXLAN packet

@@ -1,6 +1,6 @@
 // The Query API over a real in-process channel: plain generated stubs for the error
 // cases, and the grpcurl-like reflection client (tests/tools/reflection_client.h) for the
-// JSON contract of DESIGN §4. Also the standard health service.
+// JSON contract (README, docs/operations.md). Also the standard health service.
 #include "aggregator/query_service.h"
 
 #include <gmock/gmock.h>

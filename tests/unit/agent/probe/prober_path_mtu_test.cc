@@ -1,4 +1,4 @@
-// DF path-MTU probes (DESIGN §6): sizes on the wire, cadence, and accounting apart from
+// DF path-MTU probes: sizes on the wire, cadence, and accounting apart from
 // the regular probes. Loopback cannot have a small MTU without privileges, so a fake
 // responder on 127.0.0.1 plays the path: it answers small requests and drops (or
 // shortens the replies to) large ones. The real DF behaviour is proven in namespaces.

@@ -241,7 +241,7 @@ TEST_F(AggregatorMetricsTest, ActiveFindingsAreSeries) {
       << ::testing::PrintToString(got);
 }
 
-// The contract's series budget (DESIGN §5): at most 20·N + 100 series for N nodes with no
+// The contract's series budget: at most 20·N + 100 series for N nodes with no
 // broken pairs, and a broken pair costs exactly one meshprobe_pair_broken series.
 TEST_F(AggregatorMetricsTest, CardinalityAtOneThousandNodes) {
   constexpr int kN = 1000;
