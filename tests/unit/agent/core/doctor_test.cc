@@ -156,7 +156,8 @@ TEST(CheckRunner, AHungCheckIsNotStartedAgainAndHoldsOnlyItsOwnWorker) {
 
   // Round 1 waits on the clock for the hung check; time, not a sleep, ends it.
   auto first = std::async(std::launch::async, [&] { return runner.run("n", 5s); });
-  ASSERT_TRUE(pollUntil([&] { return clock.waiters() == 1 && gate->startCount() == 1; }));
+  // The other check has returned; only the hung one is still running.
+  ASSERT_TRUE(pollUntil([&] { return clock.waiters() == 1 && gate->startCount() == 1 && runner.running() == 1; }));
   clock.advance(4s);
   EXPECT_EQ(first.wait_for(50ms), std::future_status::timeout);  // 4 s of 5: still waiting
   ASSERT_TRUE(pollUntil([&] { return clock.waiters() == 1; }));
@@ -205,7 +206,7 @@ TEST(CheckRunner, ShutdownAbandonsAHungWorkerAtOnceAndItEndsSafelyLater) {
       }(),
       *clock);
   auto round = std::async(std::launch::async, [&] { return runner->run("n", 5s); });
-  ASSERT_TRUE(pollUntil([&] { return clock->waiters() == 1 && gate->startCount() == 1; }));
+  ASSERT_TRUE(pollUntil([&] { return clock->waiters() == 1 && gate->startCount() == 1 && runner->running() == 1; }));
   clock->advance(5s);
   round.get();
 
