@@ -15,7 +15,13 @@
 
 extern char** environ;
 
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
 namespace meshprobe::agent {
+constexpr unsigned kCloseRangeCloexec = 1U << 2;  // CLOSE_RANGE_CLOEXEC, linux/close_range.h
+
 
 std::string CommandOutput::describe() const {
   const std::string prog = program.empty() ? "command" : program;
@@ -150,6 +156,11 @@ class ProcessCommandRunner final : public CommandRunner {
         [[maybe_unused]] auto n = ::write(exec_w.get(), &e, sizeof e);
         ::_exit(127);
       }
+      // Nothing but stdin/stdout/stderr crosses into the tool: the agent's own sockets
+      // (the probe responder's, gRPC's) are opened by libraries without O_CLOEXEC.
+      // close_range(CLOSE_RANGE_CLOEXEC) is Linux >= 5.11; on older kernels the call
+      // fails and the exec goes on as before.
+      [[maybe_unused]] long cr = ::syscall(SYS_close_range, 3U, ~0U, kCloseRangeCloexec);
       ::execve(path.c_str(), cargv.data(), cenv.data());
       int e = errno;
       [[maybe_unused]] auto n = ::write(exec_w.get(), &e, sizeof e);

@@ -130,3 +130,18 @@ TEST(ProcessCommandRunner, EmptyArgvIsAnError) {
 }
 
 }  // namespace
+
+// The tool sees only stdin, stdout and stderr: a descriptor the agent holds without
+// O_CLOEXEC (Asio opens the responder's socket that way) must not leak into it.
+TEST(ProcessCommandRunner, ChildInheritsNoDescriptorBeyondStdio) {
+  // A high number, so it cannot be confused with the descriptor ls opens for the listing.
+  const int leaky = ::dup2(1, 200);  // dup2() never sets FD_CLOEXEC
+  ASSERT_EQ(leaky, 200);
+  auto r = makeProcessCommandRunner();
+  CommandOutput o = r->run({"/bin/sh", "-c", "ls /proc/self/fd"}, 5s);
+  ::close(leaky);
+  ASSERT_EQ(o.exit_code, 0) << o.describe();
+  // ls itself opens one descriptor for the directory it lists; sh may keep one for
+  // the script on some shells, so allow 0,1,2 plus ls's own, and never the leaked one.
+  EXPECT_EQ(o.out.find("\n" + std::to_string(leaky) + "\n"), std::string::npos) << o.out;
+}
