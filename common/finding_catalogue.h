@@ -29,8 +29,7 @@ struct RemedyVariant {
 
 struct FindingSpec {
   std::string_view code;
-  // As the aggregator raises it. A node's own check may rate its local finding higher
-  // (the agent's `vxlan_device` check reports MTU_MISMATCH as CRITICAL).
+  // As the aggregator raises it; the agent's vxlan_device check takes it from here too.
   Severity severity = Severity::kCritical;
   // kUnspecified: the finding takes the layer it was seen on (PAIR_UNREACHABLE) or has none.
   Layer layer = Layer::kUnspecified;

@@ -3,6 +3,7 @@
 #include <cerrno>
 
 #include "agent/checks/vxlan_facts.h"
+#include "common/finding_catalogue.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -20,7 +21,9 @@ constexpr const char* kFixMtu =
 Finding makeFinding(std::string_view code, std::string summary, std::vector<std::string> evidence, std::string remedy) {
   Finding f;
   f.code = std::string(code);
-  f.severity = Severity::kCritical;
+  // The severity is the catalogue's, so the node doctor and the aggregator agree.
+  const FindingSpec* spec = findFinding(code);
+  f.severity = spec != nullptr ? spec->severity : Severity::kCritical;
   f.layer = Layer::kOverlay;
   f.summary = std::move(summary);
   f.evidence = std::move(evidence);

@@ -149,6 +149,8 @@ TEST_F(VxlanDeviceCheckTest, MtuAboveUnderlayFails) {
   const Finding* f = findingWithCode(r, codes::kMtuMismatch);
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->layer, Layer::kOverlay);
+  // The same severity the aggregator gives the code (the finding catalogue's).
+  EXPECT_EQ(f->severity, Severity::kWarning);
   EXPECT_EQ(findingWithCode(r, codes::kVxlanDeviceMissing), nullptr);
 }
 
