@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # The whole test suite: installs packages, builds, runs unit tests, e2e tests (real
 # network namespaces, VXLAN devices, iptables rules and sockets; needs root) and then the
-# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer. The image tests
+# (ctest -L image) build the container image from the Dockerfile with podman and run it in
+# the namespace cluster; scripts/podman-setup.sh prepares podman for them.
 #   sudo bash scripts/test.sh            # everything
 #   SKIP_ASAN=1 bash scripts/test.sh     # skip the sanitizer pass
+#   SKIP_IMAGE=1 bash scripts/test.sh    # skip the image tests (and podman-setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+if [ -z "${SKIP_IMAGE:-}" ]; then
+  bash scripts/podman-setup.sh
+fi
 
 echo "== build (RelWithDebInfo)"
 BUILD_DIR=build bash scripts/build.sh
 
 echo "== unit and e2e tests"
-(cd build && ctest --output-on-failure --timeout 600 -j1)
+(cd build && ctest --output-on-failure --timeout 600 -j1 ${SKIP_IMAGE:+-LE image})
 
 if [ -z "${SKIP_ASAN:-}" ]; then
   echo "== build (ASan + UBSan)"
   BUILD_DIR=build-asan BUILD_TYPE=Debug bash scripts/build.sh -DMESHPROBE_SANITIZE=ON -DMESHPROBE_BUILD_BENCH=OFF
   echo "== unit and e2e tests under ASan + UBSan"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure --timeout 600 -j1)
+     ctest --output-on-failure --timeout 600 -j1 -LE image)
 fi
 echo "== all tests passed"

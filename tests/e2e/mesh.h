@@ -294,12 +294,20 @@ Findings parseFindings(const nlohmann::json& j) {
 
 enum class Via { kCli, kReflection };
 
+// How the mesh starts a daemon. Unset: its argv runs in its netns (`ip netns exec`). Set
+// (tests/image runs the image's binaries in containers): called with the daemon's role
+// ("aggregator", "agent-nodeN"), its netns and argv; returns the argv to run instead, in
+// the test's own netns (entering the daemon's netns is then the launcher's job).
+using Launcher = std::function<std::vector<std::string>(const std::string& role, const std::string& netns,
+                                                        const std::vector<std::string>& argv)>;
+
 struct MeshOptions {
   int nodes = kNodes;
   int istiod_node = kIstiodNode;
   std::string stale_after = kStaleAfter;
   std::vector<std::string> agent_args;       // appended to every agent's flags
   std::vector<std::string> aggregator_args;  // appended to the aggregator's flags
+  Launcher launcher;                         // unset: ip netns exec
 };
 
 class Mesh {
@@ -325,8 +333,8 @@ class Mesh {
     }
     startAggregator();
     for (int n = 1; n <= options_.nodes; ++n) {
-      agents_.push_back(
-          std::make_unique<Process>(cluster_.nodeNs(n), agentArgs(n), tmp_.sub("logs/agent-" + nodeName(n) + ".log")));
+      agents_.push_back(launch("agent-" + nodeName(n), cluster_.nodeNs(n), agentArgs(n),
+                               tmp_.sub("logs/agent-" + nodeName(n) + ".log")));
     }
   }
 
@@ -356,8 +364,8 @@ class Mesh {
                                      httpAddr(),       "--stale-after",       options_.stale_after,
                                      "--log-level",    logLevel()};
     args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
-    aggregator_ = std::make_unique<Process>(control_->name(), args,
-                                            tmp_.sub("logs/aggregator-" + std::to_string(aggregator_runs_) + ".log"));
+    aggregator_ = launch("aggregator", control_->name(), args,
+                         tmp_.sub("logs/aggregator-" + std::to_string(aggregator_runs_) + ".log"));
     pid_t pid = aggregator_->pid();
     waitFor([pid] { return tcpListening(pid, kGrpcPort); }, 20s, "aggregator gRPC listener", aggregator_.get());
   }
@@ -395,8 +403,8 @@ class Mesh {
 
   // Restarts node n's agent (after stopAgent or a crash) with the same flags.
   void restartAgent(int n) {
-    agents_.at(n - 1) = std::make_unique<Process>(cluster_.nodeNs(n), agentArgs(n),
-                                                  tmp_.sub("logs/agent-" + nodeName(n) + "-restarted.log"));
+    agents_.at(n - 1) = launch("agent-" + nodeName(n), cluster_.nodeNs(n), agentArgs(n),
+                               tmp_.sub("logs/agent-" + nodeName(n) + "-restarted.log"));
   }
   // Ends node n's agent (SIGTERM, then SIGKILL) and waits for it.
   void stopAgent(int n) { agents_.at(n - 1).reset(); }
@@ -498,6 +506,12 @@ class Mesh {
   }
 
  private:
+  std::unique_ptr<Process> launch(const std::string& role, const std::string& netns,
+                                  const std::vector<std::string>& argv, const std::string& log) const {
+    if (!options_.launcher) return std::make_unique<Process>(netns, argv, log);
+    return std::make_unique<Process>("", options_.launcher(role, netns, argv), log);
+  }
+
   CmdOptions queryOptions() const {
     CmdOptions o;
     o.netns = control_->name();
