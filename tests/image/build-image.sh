@@ -18,13 +18,19 @@ fi
 bash "$src/scripts/podman-setup.sh"
 
 old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+# Untagged images nothing builds on (e.g. the build stage of an earlier build): removed
+# after a successful build unless this build used them (then they have children now).
+dangling=$(podman images --filter dangling=true --quiet --no-trunc)
 t0=$(date +%s)
 podman build --network host -t "$image" -f "$src/Dockerfile" "$src"
 build_s=$(($(date +%s) - t0))
 id=$(podman image inspect --format '{{.Id}}' "$image")
-# The image this build replaced (now untagged), unless a container still uses it.
-if [ -n "$old" ] && [ "$old" != "$id" ]; then
-  podman rmi "$old" >/dev/null 2>&1 || true
-fi
+# The image this build replaced (now untagged) and the stale build stages, unless a
+# container or a newer layer still uses them (podman rmi without --force refuses then).
+for stale in $old $dangling; do
+  if [ "$stale" != "$id" ]; then
+    podman rmi "$stale" >/dev/null 2>&1 || true
+  fi
+done
 size=$(podman image inspect --format '{{.Size}}' "$image")
 echo "IMAGE image=$image id=${id:0:12} size_mb=$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }') build_s=$build_s"
