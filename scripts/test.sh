@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs packages, builds, runs unit tests, e2e tests (real
 # network namespaces, VXLAN devices, iptables rules and sockets; needs root) and then the
-# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer. The image tests
+# unit tests and the core e2e suites (ctest label `sanitize`) again under AddressSanitizer +
+# UndefinedBehaviorSanitizer. The image tests
 # (ctest -L image) build the container image from the Dockerfile with podman and run it in
 # the namespace cluster; scripts/podman-setup.sh prepares podman for them.
 #   sudo bash scripts/test.sh            # everything
@@ -24,8 +25,8 @@ echo "== unit and e2e tests"
 if [ -z "${SKIP_ASAN:-}" ]; then
   echo "== build (ASan + UBSan)"
   BUILD_DIR=build-asan BUILD_TYPE=Debug bash scripts/build.sh -DMESHPROBE_SANITIZE=ON -DMESHPROBE_BUILD_BENCH=OFF
-  echo "== unit and e2e tests under ASan + UBSan"
+  echo "== unit tests and the core e2e suites under ASan + UBSan"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-     ctest --output-on-failure --timeout 600 -j1 -LE image)
+     ctest --output-on-failure --timeout 600 -j1 -L 'unit|sanitize')
 fi
 echo "== all tests passed"
