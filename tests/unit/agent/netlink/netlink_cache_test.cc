@@ -66,7 +66,8 @@ TEST_F(CacheState, AddedPeerAppearsComplete) {
   ASSERT_NE(route(s, "10.244.7.0/24"), nullptr);
   EXPECT_EQ(route(s, "10.244.7.0/24")->gateway, "10.244.7.0");
   EXPECT_EQ(s.links.size(), links);
-  const auto* g = group(groupOverlayPeers(s, flannel_), "10.244.7.0/24");
+  const auto groups = groupOverlayPeers(s, flannel_);  // g points into it: keep it alive
+  const auto* g = group(groups, "10.244.7.0/24");
   ASSERT_NE(g, nullptr);
   EXPECT_TRUE(g->complete()) << (g->problems.empty() ? "" : g->problems.front());
   EXPECT_EQ(g->vtepDst(), "198.51.100.17");
