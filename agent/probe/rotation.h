@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -77,8 +78,12 @@ class RotationPlan {
   // Window of distances probed in `round`: [first, first + perRound()) along the ring.
   size_t windowStart(uint64_t round) const;
 
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   std::vector<std::string> ring_;
-  std::unordered_map<std::string, size_t> position_;
+  std::unordered_map<std::string, size_t, NameHash, std::equal_to<>> position_;
   size_t per_round_ = 1;
 };
 
