@@ -79,7 +79,42 @@ ProbeScheduler::TimePoint ProbeScheduler::nextSlot(const Entry& e, TimePoint aft
   return first + k * options_.interval;
 }
 
+ProbeScheduler::TimePoint ProbeScheduler::assignedSlot(const Entry& e, TimePoint slot) {
+  if (!rotation_ || !rotation_->sparse()) return slot;
+  // The slot's wall time, hence its round; the target's slots are one interval apart, so
+  // its i-th next slot is in round + i.
+  const auto wall = clock_.wallNow() + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                           slot - clock_.monotonicNow());
+  const uint64_t round = roundOf(wall, options_.interval);
+  const uint64_t cycle = rotation_->coverageRounds();
+  for (uint64_t i = 0; i <= cycle; ++i) {
+    if (rotation_->assigned(e.target.peer, round + i)) {
+      skipped_ += i;
+      return slot + static_cast<int64_t>(i) * options_.interval;
+    }
+  }
+  return slot;  // never assigned (its own node): keep the interval rather than stop
+}
+
+void ProbeScheduler::setRotation(std::shared_ptr<const ProbeRotation> rotation) {
+  auto same = [](const ProbeRotation* a, const ProbeRotation* b) {
+    if (a == nullptr || b == nullptr) return a == b;
+    return a->self() == b->self() && a->perRound() == b->perRound() && a->plan().ring() == b->plan().ring();
+  };
+  const bool changed = !same(rotation_.get(), rotation.get());
+  rotation_ = std::move(rotation);
+  if (!changed) return;
+  // Re-plan every target's next regular probe: its next grid slot from now, then the
+  // first one the new plan assigns. A slot already taken this interval is not repeated.
+  TimePoint now = clock_.monotonicNow();
+  for (auto& [id, e] : entries_) {
+    ++e.regular_gen;
+    scheduleRegular(id, e, nextSlot(e, now - Duration(1)));
+  }
+}
+
 void ProbeScheduler::scheduleRegular(TargetId id, Entry& e, TimePoint slot) {
+  slot = assignedSlot(e, slot);
   Duration jitter{};
   if (options_.max_jitter > Duration::zero()) {
     std::uniform_int_distribution<int64_t> dist(0, options_.max_jitter.count() - 1);

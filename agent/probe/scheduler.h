@@ -7,9 +7,16 @@
 // (Goldpinger #69); each regular probe adds a random jitter in [0, max_jitter). A miss of
 // a regular probe schedules `retries` extra probes `retry_spacing` apart so a hard fault
 // is confirmed within about three probes; a reply cancels retries not yet sent.
+//
+// Sparse probing (setRotation with a sparse ProbeRotation): a target's regular probe fires
+// only in the rounds (roundOf(wall time of its slot)) where the rotation assigns its peer;
+// its other slots are skipped (counted by skipped()) and it sleeps until the next assigned
+// round. Retries after a miss are not rotated. Targets stay (their stats with them) whether
+// assigned or not. Without a rotation, or with one that is not sparse, nothing changes.
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <queue>
 #include <random>
@@ -17,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/probe/rotation.h"
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/finding.h"
@@ -74,6 +82,14 @@ class ProbeScheduler {
   void onReply(TargetId id);
   void onMiss(TargetId id, bool was_retry);
 
+  // Which peers to probe in which round; nullptr = every target every interval. A plan
+  // that differs from the current one (ring or per-round count) re-plans every target's
+  // next regular probe from now; an equal one changes nothing.
+  void setRotation(std::shared_ptr<const ProbeRotation> rotation);
+  const std::shared_ptr<const ProbeRotation>& rotation() const { return rotation_; }
+  // Regular slots skipped because the rotation did not assign the peer in that round.
+  uint64_t skipped() const { return skipped_; }
+
   // The fixed offset of `id` inside the interval (for tests and debugging).
   std::optional<Duration> offsetOf(TargetId id) const;
   const ProbeTarget* target(TargetId id) const;
@@ -100,6 +116,9 @@ class ProbeScheduler {
   TimePoint nextSlot(const Entry& e, TimePoint after);
   void scheduleRegular(TargetId id, Entry& e, TimePoint after);
   bool live(const Event& ev) const;
+  // The first grid slot at or after `slot` whose round assigns the target's peer (`slot`
+  // itself without a sparse rotation); counts the slots passed over in skipped_.
+  TimePoint assignedSlot(const Entry& e, TimePoint slot);
 
   const Clock& clock_;
   SchedulerOptions options_;
@@ -108,6 +127,8 @@ class ProbeScheduler {
   TargetId next_id_ = 1;
   std::unordered_map<TargetId, Entry> entries_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> queue_;
+  std::shared_ptr<const ProbeRotation> rotation_;
+  uint64_t skipped_ = 0;
 };
 
 }  // namespace meshprobe::agent

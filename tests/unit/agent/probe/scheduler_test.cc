@@ -219,5 +219,138 @@ TEST(ProbeScheduler, NextDueReportsTheEarliestProbe) {
   EXPECT_GE(*s.nextDue(), clock.monotonicNow() + 1s - 50ms);
 }
 
+// ---- sparse probing (ProbeRotation) ----
+
+// node-1 .. node-<peers>, both layers; this node is node-0.
+std::vector<ProbeTarget> peerTargets(int peers) {
+  std::vector<ProbeTarget> out;
+  for (int i = 1; i <= peers; ++i) {
+    out.push_back({"node-" + std::to_string(i), Layer::kUnderlay, "198.51.100." + std::to_string(i % 250 + 1)});
+    out.push_back({"node-" + std::to_string(i), Layer::kOverlay, "10.244." + std::to_string(i % 250) + ".0"});
+  }
+  return out;
+}
+
+std::shared_ptr<const ProbeRotation> rotationFor(int peers, size_t per_round) {
+  std::vector<std::string> members;
+  for (int i = 0; i <= peers; ++i) members.push_back("node-" + std::to_string(i));
+  return std::make_shared<const ProbeRotation>(members, "node-0", per_round);
+}
+
+// The round of a probe's due time (its wall time, from the clock's wall/monotonic pair).
+uint64_t roundAt(const FakeClock& clock, TimePoint due, Duration interval) {
+  auto wall = clock.wallNow() - std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                    clock.monotonicNow() - due);
+  return roundOf(wall, interval);
+}
+
+TEST(ProbeScheduler, SparseProbesOnlyTheAssignedPeersEachRound) {
+  FakeClock clock;
+  SchedulerOptions o = opts();
+  o.max_jitter = 0ns;  // so a probe's due time is its slot and its round is exact
+  ProbeScheduler s(clock, o);
+  auto rotation = rotationFor(100, 10);  // 101 members, k = 10: C = 10 rounds
+  ASSERT_TRUE(rotation->sparse());
+  ASSERT_EQ(rotation->coverageRounds(), 10u);
+  s.setRotation(rotation);
+  s.setTargets(peerTargets(100));
+  EXPECT_EQ(s.size(), 200u);  // every target is kept
+
+  const uint64_t first = roundOf(clock.wallNow(), 1s);
+  auto sent = run(clock, s, 21s);
+  std::map<std::pair<uint64_t, Layer>, std::set<std::string>> per_round;
+  for (const auto& [t, d] : sent) {
+    ASSERT_FALSE(d.retry);
+    const ProbeTarget* target = s.target(d.id);
+    ASSERT_NE(target, nullptr);
+    uint64_t r = roundAt(clock, d.scheduled, 1s);
+    EXPECT_TRUE(rotation->assigned(target->peer, r)) << target->peer << " round " << r;
+    EXPECT_TRUE(per_round[std::make_pair(r, target->layer)].insert(target->peer).second) << "twice in round " << r;
+  }
+  // Every whole round: exactly k peers per layer, the rotation's own list.
+  for (uint64_t r = first + 1; r < first + 21; ++r) {
+    for (Layer layer : {Layer::kUnderlay, Layer::kOverlay}) {
+      const auto& got = per_round[{r, layer}];
+      auto want = rotation->peersForRound(r);
+      EXPECT_EQ(got, std::set<std::string>(want.begin(), want.end())) << "round " << r;
+      EXPECT_EQ(got.size(), 10u);
+    }
+  }
+  // Every peer within C rounds.
+  std::set<std::string> covered;
+  for (uint64_t r = first + 1; r <= first + 10; ++r)
+    covered.insert(per_round[{r, Layer::kUnderlay}].begin(), per_round[{r, Layer::kUnderlay}].end());
+  EXPECT_EQ(covered.size(), 100u);
+  EXPECT_GT(s.skipped(), 0u);
+}
+
+TEST(ProbeScheduler, SparseStillRetriesAfterAMiss) {
+  FakeClock clock;
+  ProbeScheduler s(clock, opts());
+  auto rotation = rotationFor(100, 10);
+  s.setRotation(rotation);
+  s.setTargets(peerTargets(100));
+  // Wait for the first regular probe, miss it: two retries follow 200 ms apart, although
+  // the peer is not assigned again for several rounds.
+  std::optional<DueProbe> first;
+  for (int i = 0; i < 3000 && !first; ++i) {
+    clock.advance(1ms);
+    for (const auto& d : s.takeDue()) {
+      if (!first) first = d;
+    }
+  }
+  ASSERT_TRUE(first.has_value());
+  const std::string peer = s.target(first->id)->peer;
+  s.onMiss(first->id, false);
+  auto sent = run(clock, s, 500ms);
+  int retries = 0;
+  for (const auto& [t, d] : sent) retries += d.id == first->id && d.retry;
+  EXPECT_EQ(retries, 2);
+  // And the next round does not assign it (k = 10 of 100 peers, windows of 10 distances).
+  EXPECT_FALSE(rotation->assigned(peer, roundOf(clock.wallNow(), 1s) + 1));
+}
+
+TEST(ProbeScheduler, FullMeshRotationChangesNothing) {
+  FakeClock c1, c2;
+  ProbeScheduler plain(c1, opts()), rotated(c2, opts());
+  auto full = rotationFor(100, 200);  // 100 peers <= 200 per round
+  ASSERT_FALSE(full->sparse());
+  rotated.setRotation(full);
+  plain.setTargets(peerTargets(100));
+  rotated.setTargets(peerTargets(100));
+  auto a = run(c1, plain, 3s), b = run(c2, rotated, 3s);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_GE(a.size(), 400u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    EXPECT_EQ(a[i].second.id, b[i].second.id);
+  }
+  EXPECT_EQ(rotated.skipped(), 0u);
+}
+
+TEST(ProbeScheduler, SwitchingToSparseReplansWithoutProbingTwiceInARound) {
+  FakeClock clock;
+  SchedulerOptions o = opts();
+  o.max_jitter = 0ns;
+  ProbeScheduler s(clock, o);
+  s.setTargets(peerTargets(100));
+  auto before = run(clock, s, 1500ms);  // full mesh for a while
+  auto rotation = rotationFor(100, 10);
+  s.setRotation(rotation);
+  s.setRotation(rotationFor(100, 10));  // an equal plan: no re-planning
+  auto after = run(clock, s, 3s);
+  std::map<std::pair<uint64_t, TargetId>, int> count;
+  for (const auto& [t, d] : before) ++count[{roundAt(clock, d.scheduled, 1s), d.id}];
+  for (const auto& [t, d] : after) {
+    uint64_t r = roundAt(clock, d.scheduled, 1s);
+    EXPECT_TRUE(rotation->assigned(s.target(d.id)->peer, r));
+    EXPECT_EQ(++count[std::make_pair(r, d.id)], 1) << "target " << d.id << " twice in round " << r;
+  }
+  EXPECT_LE(after.size(), 3u * 2 * 10 + 2 * 10);
+  s.setRotation(nullptr);  // back to every target every interval
+  auto full = run(clock, s, 2s);
+  EXPECT_GE(full.size(), 200u);
+}
+
 }  // namespace
 }  // namespace meshprobe::agent
