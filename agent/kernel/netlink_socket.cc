@@ -23,22 +23,6 @@ int remainingMs(SteadyClock::time_point deadline) {
   return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 60'000));
 }
 
-int onExtAckAttr(const nlattr* attr, void* data) {
-  if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0) {
-    *static_cast<std::string*>(data) = mnl_attr_get_str(attr);
-  }
-  return MNL_CB_OK;
-}
-
-// The status word of NLMSG_ERROR (nlmsgerr.error) or NLMSG_DONE (int); 0 when absent.
-int statusOf(const nlmsghdr* msg) {
-  const size_t need = msg->nlmsg_type == NLMSG_ERROR ? sizeof(nlmsgerr) : sizeof(int);
-  if (mnl_nlmsg_get_payload_len(msg) < need) return msg->nlmsg_type == NLMSG_ERROR ? -EBADMSG : 0;
-  int code = 0;
-  std::memcpy(&code, mnl_nlmsg_get_payload(msg), sizeof(code));
-  return code;
-}
-
 // What mnl_cb_run's callbacks collect for one dump.
 struct DumpContext {
   std::vector<uint8_t>* out = nullptr;
@@ -62,7 +46,7 @@ int onNoop(const nlmsghdr*, void*) { return MNL_CB_OK; }
 
 int onError(const nlmsghdr* nlh, void* data) {
   auto* ctx = static_cast<DumpContext*>(data);
-  if (statusOf(nlh) == 0) return MNL_CB_OK;  // an ACK: not expected for a dump, harmless
+  if (netlinkStatus(nlh) == 0) return MNL_CB_OK;  // an ACK: not expected for a dump, harmless
   ctx->error = netlinkError(nlh, ctx->what);
   errno = ctx->error->sys_errno;
   return MNL_CB_ERROR;
@@ -70,7 +54,7 @@ int onError(const nlmsghdr* nlh, void* data) {
 
 int onDone(const nlmsghdr* nlh, void* data) {
   auto* ctx = static_cast<DumpContext*>(data);
-  if (statusOf(nlh) < 0) {
+  if (netlinkStatus(nlh) < 0) {
     ctx->error = netlinkError(nlh, ctx->what + " ended with an error");
     errno = ctx->error->sys_errno;
     return MNL_CB_ERROR;
@@ -98,34 +82,6 @@ bool endsDump(std::span<const uint8_t> datagram, uint32_t seq) {
 }
 
 }  // namespace
-
-std::string extAckMessage(const nlmsghdr* msg) {
-  if ((msg->nlmsg_flags & NLM_F_ACK_TLVS) == 0) return "";
-  size_t offset = 0;
-  if (msg->nlmsg_type == NLMSG_ERROR) {
-    if (mnl_nlmsg_get_payload_len(msg) < sizeof(nlmsgerr)) return "";
-    const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(msg));
-    offset = sizeof(nlmsgerr);
-    // Without NLM_F_CAPPED the kernel echoes the whole request after the header.
-    if ((msg->nlmsg_flags & NLM_F_CAPPED) == 0) offset += mnl_nlmsg_get_payload_len(&err->msg);
-  } else if (msg->nlmsg_type == NLMSG_DONE) {
-    offset = sizeof(int);
-  } else {
-    return "";
-  }
-  if (MNL_ALIGN(offset) > mnl_nlmsg_get_payload_len(msg)) return "";
-  std::string text;
-  mnl_attr_parse(msg, static_cast<unsigned>(offset), onExtAckAttr, &text);
-  return text;
-}
-
-Error netlinkError(const nlmsghdr* msg, std::string_view what) {
-  const int code = statusOf(msg);
-  const int err = code < 0 ? -code : (code == 0 ? EPROTO : code);
-  Error e = Error::fromErrno(std::string(what), err);
-  if (std::string ext = extAckMessage(msg); !ext.empty()) e.message += " (kernel: " + ext + ")";
-  return e;
-}
 
 Result<NetlinkSocket> NetlinkSocket::open(int bus, std::span<const unsigned> groups) {
   mnl_socket* sock = mnl_socket_open2(bus, SOCK_CLOEXEC | SOCK_NONBLOCK);

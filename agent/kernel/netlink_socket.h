@@ -9,7 +9,8 @@
 // request (an interface index for neighbours and FDB) are applied by the kernel and a
 // malformed request is refused instead of silently widened.
 //
-// No parsing here: the reply comes back as bytes (netlink_parse.h, sock_diag_parse.h).
+// No parsing here: the reply comes back as bytes (netlink_parse.h, sock_diag_parse.h, both
+// over the one message walker of netlink_walk.h, which also words kernel errors).
 // The same class receives multicast notifications (netlink_cache.h).
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/kernel/netlink_walk.h"  // netlinkError, extAckMessage
 #include "common/result.h"
 
 struct mnl_socket;
@@ -27,12 +29,6 @@ struct nlmsghdr;
 namespace meshprobe::agent {
 
 inline constexpr int kMaxDumpAttempts = 4;  // first try + 3 retries on NLM_F_DUMP_INTR
-
-// "what: <strerror> (<kernel's extended-ack message>)" for an NLMSG_ERROR or NLMSG_DONE
-// message (ext-ack attributes read when NLM_F_ACK_TLVS is set). Pure, over the message.
-Error netlinkError(const nlmsghdr* msg, std::string_view what);
-// The NLMSGERR_ATTR_MSG text of an NLMSG_ERROR / NLMSG_DONE message; empty when none.
-std::string extAckMessage(const nlmsghdr* msg);
 
 // One netlink socket in the calling thread's network namespace (fixed at creation).
 // Not thread-safe; cheap to open.
