@@ -1,0 +1,711 @@
+// meshprobe-loadgen: N simulated agents on the real Collector protocol, for measuring the
+// aggregator at cluster scale without a cluster (see sim_model.h for what each node says).
+//
+// Each node is one Collector.Connect stream driven by gRPC's callback API (a
+// ClientBidiReactor per stream); a few worker threads (--threads) build and start the
+// writes, gRPC's own threads run the reactions. A node sends its Hello, counts itself
+// connected at the first PeerList, then sends a Report every --interval (nodes spread
+// evenly over the interval) probing the members of its latest PeerList. A stream that
+// ends is re-opened with the agent's own capped, jittered backoff.
+//
+// `--query-bench` instead times the Query API (ListNodes, Diagnose, GetMatrix).
+#include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <google/protobuf/util/time_util.h>
+
+#include "agent/daemon/backoff.h"
+#include "agent/daemon/report_builder.h"
+#include "agent/probe/rotation.h"
+#include "bench/loadgen/sim_model.h"
+#include "common/duration.h"
+#include "common/flags.h"
+#include "common/version.h"
+#include "meshprobe/v1/collector.grpc.pb.h"
+#include "meshprobe/v1/query.grpc.pb.h"
+
+namespace po = boost::program_options;
+
+namespace meshprobe::loadgen {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+using SysClock = std::chrono::system_clock;
+using meshprobe::v1::AgentMessage;
+using meshprobe::v1::AggregatorMessage;
+
+struct Options {
+  std::string aggregator;
+  size_t nodes = 0;
+  Duration interval = std::chrono::seconds(1);
+  double probe_budget = 0;  // 0: full mesh
+  Duration duration{};      // 0: until SIGINT/SIGTERM
+  std::string prefix = "sim-";
+  std::vector<FaultSpec> faults;
+  Duration fault_after{};
+  size_t threads = 2;
+  size_t channels = 0;  // 0: one per node
+  Duration connect_timeout = std::chrono::seconds(5);
+  bool watch_diagnose = false;
+  bool query_bench = false;
+  size_t count = 200;
+};
+
+double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string unixSeconds(SysClock::time_point t) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", std::chrono::duration<double>(t.time_since_epoch()).count());
+  return buf;
+}
+
+// A channel like the agent's (StreamClient::makeChannel), with a subchannel of its own so
+// each channel is its own TCP connection, as each real agent's is.
+std::shared_ptr<grpc::Channel> makeChannel(const std::string& target) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2'000);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetMaxReceiveMessageSize(-1);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+// Waits up to `timeout` for a connection to `target`.
+bool canConnect(const std::string& target, Duration timeout) {
+  auto channel = makeChannel(target);
+  return channel->WaitForConnected(SysClock::now() + std::chrono::duration_cast<SysClock::duration>(timeout));
+}
+
+struct Counters {
+  std::atomic<uint64_t> connected{0};
+  std::atomic<uint64_t> max_connected{0};
+  std::atomic<uint64_t> streams_started{0};
+  std::atomic<uint64_t> streams_failed{0};
+  std::atomic<uint64_t> live_streams{0};
+  std::atomic<uint64_t> reports_sent{0};
+  std::atomic<uint64_t> report_bytes{0};
+  std::atomic<uint64_t> reports_replaced{0};  // a newer report replaced one still waiting for the stream
+  std::atomic<uint64_t> write_failures{0};
+  std::atomic<uint64_t> peer_lists{0};
+  std::atomic<uint64_t> membership_bytes{0};
+  std::atomic<uint64_t> foreign_peers{0};  // PeerList entries that are not simulated nodes
+  std::mutex mu;
+  std::string last_error;  // guarded by mu
+};
+
+class Simulation;
+class NodeStream;
+
+struct Node {
+  size_t index = 0;
+  std::string name;
+  AgentMessage hello;
+  std::mutex mu;
+  NodeStream* stream = nullptr;  // guarded by mu; owned by gRPC until OnDone
+  bool connected = false;
+  std::vector<bool> known;  // members of the latest PeerList, by node index
+  uint64_t sequence = 0;
+  Steady::time_point next_report{};
+  Steady::time_point reconnect_due{};
+  agent::Backoff backoff{std::chrono::milliseconds(200), std::chrono::seconds(2), 0};
+};
+
+class Simulation {
+ public:
+  Simulation(const Options& options, FaultSet faults);
+  ~Simulation();
+
+  void start();
+  // Cancels every stream and waits (bounded) for gRPC to finish them.
+  void stop();
+  void inject();
+
+  Counters& counters() { return counters_; }
+  size_t nodes() const { return nodes_.size(); }
+  const Options& options() const { return options_; }
+
+  // --- called from the reactors ------------------------------------------------------
+  void onPeerList(Node& n, const meshprobe::v1::PeerList& list);
+  void onDone(Node& n, NodeStream* stream, const grpc::Status& status);
+  meshprobe::v1::Collector::Stub* stubFor(const Node& n) { return stubs_[n.index % stubs_.size()].get(); }
+  bool stopping() const { return stopping_; }
+
+ private:
+  struct WorkerCache {
+    uint64_t round = 0;
+    std::vector<meshprobe::v1::ProbeResult> healthy;  // [2 * dst + (overlay ? 1 : 0)]
+  };
+  void worker(size_t w);
+  void buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache& cache, Steady::time_point now);
+
+  Options options_;
+  FaultSet faults_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<agent::ProbeTarget> underlay_, overlay_;  // by node index
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<meshprobe::v1::Collector::Stub>> stubs_;
+  std::vector<meshprobe::v1::CheckResult> checks_;
+  std::unique_ptr<agent::RotationPlan> plan_;  // with --probe-budget
+  std::vector<size_t> ring_to_index_, index_to_ring_;
+  Counters counters_;
+  Steady::time_point start_{};
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> injected_{false};
+  Steady::time_point injected_steady_{};
+  SysClock::time_point injected_wall_{};
+  std::vector<std::thread> workers_;
+};
+
+class NodeStream : public grpc::ClientBidiReactor<AgentMessage, AggregatorMessage> {
+ public:
+  NodeStream(Simulation& sim, Node& node) : sim_(sim), node_(node) {
+    sim_.stubFor(node_)->async()->Connect(&ctx_, this);
+    write_ = node_.hello;
+    writing_ = true;
+    StartWrite(&write_);
+    StartRead(&read_);
+    AddHold();  // released when the read side ends: OnDone cannot run before that
+    StartCall();
+  }
+
+  // With node_.mu held. The stream keeps at most one report waiting behind the write in
+  // flight; a newer one replaces it (a real agent's buffer drops the oldest too).
+  void send(AgentMessage&& msg) {
+    if (broken_) return;
+    if (writing_) {
+      if (pending_) sim_.counters().reports_replaced++;
+      pending_ = std::move(msg);
+      return;
+    }
+    write_ = std::move(msg);
+    writing_ = true;
+    StartWrite(&write_);
+  }
+  void cancel() { ctx_.TryCancel(); }  // with node_.mu held
+  bool broken() const { return broken_; }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(node_.mu);
+    if (!ok) {
+      writing_ = false;
+      broken_ = true;
+      sim_.counters().write_failures++;
+      return;
+    }
+    if (write_.has_report()) {
+      sim_.counters().reports_sent++;
+      sim_.counters().report_bytes += write_.ByteSizeLong();
+    }
+    if (pending_ && !broken_) {
+      write_ = std::move(*pending_);
+      pending_.reset();
+      StartWrite(&write_);
+    } else {
+      writing_ = false;
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      sim_.counters().membership_bytes += read_.ByteSizeLong();
+      if (read_.has_peer_list()) sim_.onPeerList(node_, read_.peer_list());
+      StartRead(&read_);
+      return;
+    }
+    {
+      std::lock_guard lock(node_.mu);
+      broken_ = true;
+    }
+    RemoveHold();
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    sim_.onDone(node_, this, status);
+    delete this;
+  }
+
+ private:
+  Simulation& sim_;
+  Node& node_;
+  grpc::ClientContext ctx_;
+  AgentMessage write_;
+  AggregatorMessage read_;
+  std::optional<AgentMessage> pending_;  // guarded by node_.mu, as are the two below
+  bool writing_ = false;
+  bool broken_ = false;
+};
+
+Simulation::Simulation(const Options& options, FaultSet faults) : options_(options), faults_(std::move(faults)) {
+  const size_t n = options_.nodes;
+  std::random_device rd;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < n; ++i) {
+    auto node = std::make_unique<Node>();
+    node->index = i;
+    const auto id = identityOf(options_.prefix, i, n);
+    node->name = id.name;
+    *node->hello.mutable_hello() = helloFor(id);
+    node->known.assign(n, false);
+    node->backoff = agent::Backoff(std::chrono::milliseconds(200), std::chrono::seconds(2), rd());
+    underlay_.push_back({id.name, Layer::kUnderlay, id.node_ip, 0});
+    overlay_.push_back({id.name, Layer::kOverlay, id.overlay_ip, agent::overlayPathMtu(kSimVxlanMtu, kSimVxlanMtu)});
+    names.push_back(id.name);
+    nodes_.push_back(std::move(node));
+  }
+  const size_t channels = options_.channels == 0 ? n : std::min(options_.channels, n);
+  for (size_t c = 0; c < channels; ++c) {
+    channels_.push_back(makeChannel(options_.aggregator));
+    stubs_.push_back(meshprobe::v1::Collector::NewStub(channels_.back()));
+  }
+  checks_ = healthyChecks();
+  if (options_.probe_budget > 0) {
+    plan_ = std::make_unique<agent::RotationPlan>(
+        names, agent::perRoundCapacity(options_.probe_budget, options_.interval));
+    ring_to_index_.resize(n);
+    index_to_ring_.resize(n);
+    for (size_t r = 0; r < plan_->ring().size(); ++r) {
+      auto idx = indexOfName(options_.prefix, plan_->ring()[r], n);
+      ring_to_index_[r] = *idx;
+      index_to_ring_[*idx] = r;
+    }
+  }
+}
+
+Simulation::~Simulation() { stop(); }
+
+void Simulation::start() {
+  start_ = Steady::now();
+  for (size_t w = 0; w < options_.threads; ++w) workers_.emplace_back([this, w] { worker(w); });
+}
+
+void Simulation::inject() {
+  injected_steady_ = Steady::now();
+  injected_wall_ = SysClock::now();
+  injected_ = true;
+}
+
+void Simulation::stop() {
+  if (stopping_.exchange(true)) return;
+  for (auto& t : workers_) t.join();
+  for (auto& n : nodes_) {
+    std::lock_guard lock(n->mu);
+    if (n->stream) n->stream->cancel();
+  }
+  // Bounded: cancelled streams finish within milliseconds.
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  while (counters_.live_streams > 0 && Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void Simulation::onPeerList(Node& n, const meshprobe::v1::PeerList& list) {
+  counters_.peer_lists++;
+  std::lock_guard lock(n.mu);
+  std::fill(n.known.begin(), n.known.end(), false);
+  uint64_t foreign = 0;
+  for (const auto& peer : list.peers()) {
+    auto idx = indexOfName(options_.prefix, agent::identityOf(peer).name(), nodes_.size());
+    if (idx) {
+      n.known[*idx] = true;
+    } else {
+      ++foreign;
+    }
+  }
+  if (foreign) counters_.foreign_peers += foreign;
+  if (!n.connected) {
+    n.connected = true;
+    n.backoff.reset();
+    const uint64_t now_connected = ++counters_.connected;
+    uint64_t prev = counters_.max_connected;
+    while (now_connected > prev && !counters_.max_connected.compare_exchange_weak(prev, now_connected)) {
+    }
+    // Nodes report evenly spread over the interval, as independent agents do.
+    const auto phase = options_.interval * static_cast<int64_t>(n.index) / static_cast<int64_t>(nodes_.size());
+    n.next_report = Steady::now() + std::chrono::duration_cast<Steady::duration>(phase);
+  }
+}
+
+void Simulation::onDone(Node& n, NodeStream* stream, const grpc::Status& status) {
+  std::lock_guard lock(n.mu);
+  if (n.stream == stream) n.stream = nullptr;
+  if (n.connected) {
+    n.connected = false;
+    counters_.connected--;
+  }
+  if (!stopping_) {
+    counters_.streams_failed++;
+    {
+      std::lock_guard elock(counters_.mu);
+      counters_.last_error = n.name + ": " + std::to_string(status.error_code()) + " " + status.error_message();
+    }
+    n.reconnect_due = Steady::now() + n.backoff.next();
+  }
+  counters_.live_streams--;
+}
+
+void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache& cache, Steady::time_point now) {
+  RoundFacts facts;
+  facts.now = SysClock::now();
+  facts.round = static_cast<uint64_t>((now - start_) / options_.interval) + 1;
+  facts.probe_timeout = std::chrono::duration_cast<Duration>(
+      0.8 * std::min<Duration>(options_.interval, std::chrono::seconds(1)));
+  const bool injected = injected_;
+  if (injected) {
+    facts.failed_rounds = static_cast<uint64_t>((now - injected_steady_) / options_.interval) + 1;
+    facts.injected_at = injected_wall_;
+  }
+  const size_t count = nodes_.size();
+  if (cache.round != facts.round || cache.healthy.empty()) {
+    cache.round = facts.round;
+    cache.healthy.resize(2 * count);
+    for (size_t j = 0; j < count; ++j) {
+      cache.healthy[2 * j] = agent::toProto(targetStats(underlay_[j], j, false, facts));
+      cache.healthy[2 * j + 1] = agent::toProto(targetStats(overlay_[j], j, false, facts));
+    }
+  }
+  report.set_sequence(++n.sequence);
+  *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(facts.now.time_since_epoch()).count());
+  for (const auto& c : checks_) *report.add_checks() = c;
+  auto add = [&](size_t j) {
+    if (j == n.index || !n.known[j]) return;
+    // The agent's target order: per peer (sorted by name), UNDERLAY then OVERLAY.
+    for (int layer = 0; layer < 2; ++layer) {
+      const Layer l = layer == 0 ? Layer::kUnderlay : Layer::kOverlay;
+      if (injected && faults_.fails(n.index, j, l)) {
+        *report.add_probes() = agent::toProto(targetStats(layer == 0 ? underlay_[j] : overlay_[j], j, true, facts));
+      } else {
+        *report.add_probes() = cache.healthy[2 * j + static_cast<size_t>(layer)];
+      }
+    }
+  };
+  if (plan_ && plan_->sparse()) {
+    const uint64_t round = agent::roundOf(facts.now, options_.interval);
+    auto ring = plan_->targetsAt(index_to_ring_[n.index], round);
+    std::vector<size_t> peers;
+    peers.reserve(ring.size());
+    for (size_t r : ring) peers.push_back(ring_to_index_[r]);
+    std::sort(peers.begin(), peers.end());  // names sort as indices do
+    for (size_t j : peers) add(j);
+  } else {
+    for (size_t j = 0; j < count; ++j) add(j);
+  }
+}
+
+void Simulation::worker(size_t w) {
+  WorkerCache cache;
+  const size_t step = options_.threads;
+  while (!stopping_) {
+    const auto now = Steady::now();
+    auto wake = now + std::chrono::milliseconds(20);
+    for (size_t i = w; i < nodes_.size(); i += step) {
+      Node& n = *nodes_[i];
+      std::lock_guard lock(n.mu);
+      if (n.stream == nullptr) {
+        if (now >= n.reconnect_due) {
+          counters_.streams_started++;
+          counters_.live_streams++;
+          n.stream = new NodeStream(*this, n);
+        } else {
+          wake = std::min(wake, n.reconnect_due);
+        }
+        continue;
+      }
+      if (!n.connected || n.stream->broken()) continue;
+      if (now >= n.next_report) {
+        AgentMessage msg;
+        buildReport(n, *msg.mutable_report(), cache, now);
+        n.stream->send(std::move(msg));
+        n.next_report += std::chrono::duration_cast<Steady::duration>(options_.interval);
+        if (n.next_report < now) n.next_report = now + std::chrono::duration_cast<Steady::duration>(options_.interval);
+      }
+      wake = std::min(wake, n.next_report);
+    }
+    std::this_thread::sleep_until(wake);  // next node due, at most 20 ms
+  }
+}
+
+// ---- the Query API ------------------------------------------------------------------
+
+bool findingMatches(const meshprobe::v1::Finding& f, const FaultSpec& fault) {
+  const auto want = agent::toProto(fault.layer);
+  if (f.layer() != want) return false;
+  auto has = [&](const std::string& name) { return std::find(f.nodes().begin(), f.nodes().end(), name) != f.nodes().end(); };
+  return fault.b.empty() ? has(fault.a) : has(fault.a) && has(fault.b);
+}
+
+// True when Diagnose shows every fault.
+bool faultsVisible(meshprobe::v1::Query::Stub& query, const std::vector<FaultSpec>& faults) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(SysClock::now() + std::chrono::seconds(5));
+  meshprobe::v1::DiagnoseResponse resp;
+  if (!query.Diagnose(&ctx, {}, &resp).ok()) return false;
+  for (const auto& fault : faults) {
+    bool seen = false;
+    for (const auto& f : resp.findings()) seen = seen || findingMatches(f, fault);
+    if (!seen) return false;
+  }
+  return true;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t idx = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
+  return v[idx];
+}
+
+int queryBench(const Options& o) {
+  auto channel = makeChannel(o.aggregator);
+  auto query = meshprobe::v1::Query::NewStub(channel);
+  auto time = [&](const char* name, auto call) {
+    std::vector<double> ms;
+    uint64_t errors = 0, items = 0, bytes = 0;
+    for (size_t i = 0; i < o.count; ++i) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(SysClock::now() + std::chrono::seconds(30));
+      const auto t0 = Steady::now();
+      auto [status, n, size] = call(ctx);
+      const auto t1 = Steady::now();
+      if (!status.ok()) {
+        ++errors;
+        continue;
+      }
+      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      items = n;
+      bytes = size;
+    }
+    std::printf("query %s count=%zu errors=%llu p50_ms=%.3f p99_ms=%.3f items=%llu bytes=%llu\n", name, ms.size(),
+                static_cast<unsigned long long>(errors), percentile(ms, 0.50), percentile(ms, 0.99),
+                static_cast<unsigned long long>(items), static_cast<unsigned long long>(bytes));
+    std::fflush(stdout);
+    return errors == 0;
+  };
+  bool ok = true;
+  ok &= time("ListNodes", [&](grpc::ClientContext& ctx) {
+    meshprobe::v1::ListNodesResponse r;
+    auto st = query->ListNodes(&ctx, {}, &r);
+    return std::tuple{st, static_cast<uint64_t>(r.nodes_size()), static_cast<uint64_t>(r.ByteSizeLong())};
+  });
+  ok &= time("Diagnose", [&](grpc::ClientContext& ctx) {
+    meshprobe::v1::DiagnoseResponse r;
+    auto st = query->Diagnose(&ctx, {}, &r);
+    return std::tuple{st, static_cast<uint64_t>(r.findings_size()), static_cast<uint64_t>(r.ByteSizeLong())};
+  });
+  ok &= time("GetMatrix(UNDERLAY)", [&](grpc::ClientContext& ctx) {
+    meshprobe::v1::GetMatrixRequest req;
+    req.set_layer(meshprobe::v1::UNDERLAY);
+    meshprobe::v1::GetMatrixResponse r;
+    auto st = query->GetMatrix(&ctx, req, &r);
+    return std::tuple{st, static_cast<uint64_t>(r.cells_size()), static_cast<uint64_t>(r.ByteSizeLong())};
+  });
+  return ok ? 0 : 1;
+}
+
+void raiseFileLimit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int run(const Options& o, const std::vector<FaultSpec>& faults) {
+  std::string error;
+  FaultSet fault_set(faults, o.prefix, o.nodes, &error);
+  if (!error.empty()) {
+    std::cerr << "meshprobe-loadgen: " << error << "\n";
+    return 2;
+  }
+  raiseFileLimit();
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const auto t_start = Steady::now();
+  Simulation sim(o, std::move(fault_set));
+  sim.start();
+  auto& c = sim.counters();
+  std::unique_ptr<meshprobe::v1::Query::Stub> query;
+  if (o.watch_diagnose && !faults.empty()) query = meshprobe::v1::Query::NewStub(makeChannel(o.aggregator));
+
+  bool ramped = false, injected = false, visible = false;
+  auto last_progress = t_start;
+  SysClock::time_point injected_wall{};
+  Steady::time_point injected_steady{};
+  auto last_watch = t_start;
+  while (true) {
+    timespec ts{0, 100'000'000};  // the main loop's tick: progress, injection, the end
+    if (sigtimedwait(&signals, nullptr, &ts) > 0) {
+      std::cerr << "meshprobe-loadgen: signal; stopping\n";
+      break;
+    }
+    const auto now = Steady::now();
+    if (!ramped) {
+      if (c.connected >= o.nodes) {
+        ramped = true;
+        std::fprintf(stderr, "meshprobe-loadgen: all %zu streams connected after %.2f s\n", o.nodes,
+                     seconds(now - t_start));
+      } else if (now - last_progress >= std::chrono::seconds(1)) {
+        last_progress = now;
+        std::fprintf(stderr, "meshprobe-loadgen: connected %llu/%zu (%.0f s)\n",
+                     static_cast<unsigned long long>(c.connected.load()), o.nodes, seconds(now - t_start));
+      }
+    }
+    if (!injected && !faults.empty() && now - t_start >= o.fault_after) {
+      injected = true;
+      sim.inject();
+      injected_wall = SysClock::now();
+      injected_steady = now;
+      std::printf("injected %s\n", unixSeconds(injected_wall).c_str());
+      std::fflush(stdout);
+    }
+    if (injected && query && !visible && now - last_watch >= std::chrono::milliseconds(100)) {
+      last_watch = now;
+      if (faultsVisible(*query, faults)) {
+        visible = true;
+        std::printf("visible %s after %.3f s\n", unixSeconds(SysClock::now()).c_str(),
+                    seconds(Steady::now() - injected_steady));
+        std::fflush(stdout);
+      }
+    }
+    if (o.duration.count() > 0 && now - t_start >= o.duration) break;
+  }
+  sim.stop();
+  const double wall = seconds(Steady::now() - t_start);
+  std::string last_error;
+  {
+    std::lock_guard lock(c.mu);
+    last_error = c.last_error;
+  }
+  std::fprintf(stderr,
+               "meshprobe-loadgen summary: nodes=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
+               "stream_errors=%llu write_failures=%llu reports_sent=%llu report_bytes=%llu "
+               "reports_replaced=%llu peer_lists=%llu membership_bytes=%llu foreign_peers=%llu\n",
+               o.nodes, wall, static_cast<unsigned long long>(c.max_connected.load()),
+               static_cast<unsigned long long>(c.streams_started.load()),
+               static_cast<unsigned long long>(c.streams_failed.load()),
+               static_cast<unsigned long long>(c.write_failures.load()),
+               static_cast<unsigned long long>(c.reports_sent.load()),
+               static_cast<unsigned long long>(c.report_bytes.load()),
+               static_cast<unsigned long long>(c.reports_replaced.load()),
+               static_cast<unsigned long long>(c.peer_lists.load()),
+               static_cast<unsigned long long>(c.membership_bytes.load()),
+               static_cast<unsigned long long>(c.foreign_peers.load()));
+  if (!last_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: last stream error: %s\n", last_error.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace meshprobe::loadgen
+
+int main(int argc, char** argv) {
+  using namespace meshprobe;
+  using namespace meshprobe::loadgen;
+  Options o;
+  std::string interval = "1s", duration = "0", fault_after = "0", connect_timeout = "5s";
+  std::vector<std::string> fault_nodes, fault_pairs;
+  po::options_description desc(
+      "meshprobe-loadgen: N simulated agents on the Collector protocol, to load an aggregator.\n"
+      "Every flag also reads MESHPROBE_<FLAG>; flags win.\n\nFlags");
+  // clang-format off
+  desc.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("aggregator", po::value(&o.aggregator), "aggregator gRPC HOST:PORT (required)")
+      ("nodes", po::value(&o.nodes), "simulated agents, 1..32768 (required unless --query-bench)")
+      ("interval", po::value(&interval)->default_value(interval), "report interval of every node")
+      ("probe-budget", po::value(&o.probe_budget)->default_value(0),
+       "probes per second per layer each node may send (agent/probe/rotation.h): report only the peers the "
+       "rotation assigns to the round; 0 = full mesh")
+      ("duration", po::value(&duration)->default_value(duration), "stop after this long (0: at SIGINT/SIGTERM)")
+      ("name-prefix", po::value(&o.prefix)->default_value(o.prefix), "node names are PREFIX0001, PREFIX0002, ...")
+      ("fault-node", po::value(&fault_nodes)->composing(),
+       "NAME:LAYER (underlay|overlay): every probe to and from NAME on LAYER fails (repeatable)")
+      ("fault-pair", po::value(&fault_pairs)->composing(),
+       "A:B:LAYER: probes between A and B on LAYER fail, both ways (repeatable)")
+      ("fault-after", po::value(&fault_after)->default_value(fault_after),
+       "inject the faults this long after start; prints `injected <unix seconds>` on stdout")
+      ("watch-diagnose", po::bool_switch(&o.watch_diagnose),
+       "after injection poll Diagnose (every 100 ms) and print `visible <unix seconds> after <s> s` once it "
+       "shows every fault")
+      ("threads", po::value(&o.threads)->default_value(o.threads), "worker threads building and sending reports")
+      ("channels", po::value(&o.channels)->default_value(0),
+       "gRPC channels (TCP connections) shared by the nodes; 0 = one per node, as real agents")
+      ("connect-timeout", po::value(&connect_timeout)->default_value(connect_timeout),
+       "give up when the aggregator cannot be reached within this long")
+      ("query-bench", po::bool_switch(&o.query_bench),
+       "instead of simulating: time --count calls each of ListNodes, Diagnose, GetMatrix(UNDERLAY)")
+      ("count", po::value(&o.count)->default_value(o.count), "calls per RPC with --query-bench");
+  // clang-format on
+  po::variables_map vm;
+  auto outcome = parseFlags(argc, argv, desc, vm);
+  if (!outcome.ok()) {
+    std::cerr << "meshprobe-loadgen: " << outcome.error().message << "\n";
+    return 2;
+  }
+  if (*outcome == ParseOutcome::kHelp) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (*outcome == ParseOutcome::kVersion) {
+    std::cout << "meshprobe-loadgen " << kVersion << "\n";
+    return 0;
+  }
+  auto bad = [](const std::string& msg) {
+    std::cerr << "meshprobe-loadgen: " << msg << "\n";
+    return 2;
+  };
+  if (o.aggregator.empty()) return bad("--aggregator HOST:PORT is required");
+  auto iv = parseDuration(interval), du = parseDuration(duration), fa = parseDuration(fault_after),
+       ct = parseDuration(connect_timeout);
+  if (!iv || iv->count() <= 0) return bad("--interval '" + interval + "' is not a positive duration");
+  if (!du || du->count() < 0) return bad("--duration '" + duration + "' is not a duration");
+  if (!fa || fa->count() < 0) return bad("--fault-after '" + fault_after + "' is not a duration");
+  if (!ct || ct->count() <= 0) return bad("--connect-timeout '" + connect_timeout + "' is not a positive duration");
+  o.interval = *iv;
+  o.duration = *du;
+  o.fault_after = *fa;
+  o.connect_timeout = *ct;
+  if (o.threads < 1 || o.threads > 64) return bad("--threads must be 1..64");
+  if (o.probe_budget < 0) return bad("--probe-budget must not be negative");
+  if (!o.query_bench && (o.nodes < 1 || o.nodes > kMaxNodes)) {
+    return bad("--nodes must be 1.." + std::to_string(kMaxNodes));
+  }
+  std::vector<FaultSpec> faults;
+  for (const auto& f : fault_nodes) {
+    auto spec = parseNodeFault(f);
+    if (!spec.ok()) return bad(spec.error().message);
+    faults.push_back(*spec);
+  }
+  for (const auto& f : fault_pairs) {
+    auto spec = parsePairFault(f);
+    if (!spec.ok()) return bad(spec.error().message);
+    faults.push_back(*spec);
+  }
+  if (!canConnect(o.aggregator, o.connect_timeout)) {
+    std::cerr << "meshprobe-loadgen: cannot connect to the aggregator at " << o.aggregator << " within "
+              << formatDuration(o.connect_timeout) << "\n";
+    return 1;
+  }
+  if (o.query_bench) return queryBench(o);
+  return run(o, faults);
+}
