@@ -29,6 +29,10 @@ struct AgentConfig {
   std::string probe_key_file;
   std::string http_listen = "0.0.0.0:9472";
   uint16_t probe_port = 9473;
+  // --probe-budget: regular probes per second per layer (retries and DF path-MTU probes
+  // not counted). Up to budget × interval peers, every peer every interval; beyond it each
+  // agent probes that many peers per round in a rotation (agent/probe/rotation.h).
+  double probe_budget = 200;
   std::vector<std::string> peers;           // static peers for standalone mode
   bool once = false;
   std::string output = "text";              // text | json

@@ -89,6 +89,10 @@ meshprobe::v1::ProbeResult toProto(const TargetStats& s) {
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(s.last_success->time_since_epoch()).count();
     *out.mutable_last_success() = TimeUtil::NanosecondsToTimestamp(ns);
   }
+  if (s.last_probe) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(s.last_probe->time_since_epoch()).count();
+    *out.mutable_last_probe() = TimeUtil::NanosecondsToTimestamp(ns);
+  }
   out.set_tcp_reachable(s.tcp_reachable.value_or(false));
   std::string error = s.last_error;
   if (s.consecutive_failures > 0 && s.tcp_reachable.has_value()) {

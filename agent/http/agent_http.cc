@@ -61,6 +61,25 @@ std::string renderAgentMetrics(const AgentStatus& s, const RttHistograms& rtt) {
     auto it = s.targets.find(layer);
     w.sample({{"layer", std::string(layerName(layer))}}, it == s.targets.end() ? 0 : static_cast<double>(it->second));
   }
+  const ProbeRotationStatus rot = s.rotation.value_or(ProbeRotationStatus{});
+  w.family("meshprobe_probe_targets_per_round",
+           "Probe targets of the layer probed in the current round (interval): all of them while the peers fit "
+           "--probe-budget x --interval, else this agent's share of the rotation.",
+           MetricType::kGauge);
+  for (Layer layer : {Layer::kUnderlay, Layer::kOverlay}) {
+    auto it = rot.targets_this_round.find(layer);
+    w.sample({{"layer", std::string(layerName(layer))}},
+             it == rot.targets_this_round.end() ? 0 : static_cast<double>(it->second));
+  }
+  w.family("meshprobe_probe_coverage_rounds",
+           "Rounds (intervals) within which every peer is probed: 1 while the peers fit --probe-budget x --interval, "
+           "else ceil(peers / (budget x interval)).",
+           MetricType::kGauge);
+  w.sample(static_cast<double>(rot.coverage_rounds));
+  w.family("meshprobe_probe_rotation_skipped_total",
+           "Regular probe slots passed over because the rotation gave the peer to other agents in that round.",
+           MetricType::kCounter);
+  w.sample(static_cast<double>(rot.skipped));
   const ResponderCounters r = s.responder.value_or(ResponderCounters{});
   w.family("meshprobe_responder_requests_total", "UDP probe requests received by the responder.", MetricType::kCounter);
   w.sample(static_cast<double>(r.received));

@@ -44,6 +44,7 @@ struct AgentStatus {
   std::optional<DoctorReport> doctor;  // the latest check round; nullopt before the first
   std::optional<ProberCounters> prober;
   std::map<Layer, size_t> targets;  // current probe targets per layer
+  std::optional<ProbeRotationStatus> rotation;  // the probe budget's rotation
   std::optional<ResponderCounters> responder;
   bool responder_bound = false;
   bool stream_connected = false;  // always false in standalone mode

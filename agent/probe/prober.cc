@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -49,6 +50,7 @@ struct TargetState {
   std::deque<Outcome> window;
   std::optional<Duration> last_rtt;
   std::optional<std::chrono::system_clock::time_point> last_success;
+  std::optional<std::chrono::system_clock::time_point> last_probe;
   uint32_t consecutive_failures = 0;
   std::string last_error;
   ProbeFailure last_failure = ProbeFailure::kNone;
@@ -314,6 +316,7 @@ struct Prober::Impl {
     p.send_time_ns = static_cast<uint64_t>(now.time_since_epoch().count());
     p.sender = options.node_name;
     ++s.sent;
+    s.last_probe = clock.wallNow();
     auto size =
         encodeProbe(p, key(), std::max(options.request_size, minimumProbeSize(p.sender.size(), key() != nullptr)), tx);
     if (!size) {
@@ -540,6 +543,7 @@ struct Prober::Impl {
     if (jitter_n > 0) t.jitter = jitter_sum / static_cast<int64_t>(jitter_n);
     t.last_rtt = s.last_rtt;
     t.last_success = s.last_success;
+    t.last_probe = s.last_probe;
     t.consecutive_failures = s.consecutive_failures;
     t.last_error = s.last_error;
     t.last_failure = s.last_failure;
@@ -646,6 +650,14 @@ Status Prober::setTargets(const std::vector<ProbeTarget>& targets) {
   }
   {
     std::lock_guard lock(m.mu);
+    if (m.options.probe_budget > 0) {
+      // The rotation's members: this node and every peer with a target (any layer). An
+      // equal plan leaves the schedule as it is.
+      std::vector<std::string> members{m.options.node_name};
+      for (const auto& t : valid) members.push_back(t.peer);
+      m.scheduler.setRotation(std::make_shared<const ProbeRotation>(
+          std::move(members), m.options.node_name, perRoundCapacity(m.options.probe_budget, m.options.interval)));
+    }
     std::vector<TargetId> ids = m.scheduler.setTargets(valid);
     std::unordered_map<TargetId, TargetState> next;
     std::vector<TargetId> order;
@@ -688,6 +700,27 @@ std::vector<TargetStats> Prober::stats() const {
 ProberCounters Prober::counters() const {
   std::lock_guard lock(impl_->mu);
   return impl_->counters;
+}
+
+ProbeRotationStatus Prober::rotationStatus() const {
+  std::lock_guard lock(impl_->mu);
+  ProbeRotationStatus st;
+  st.skipped = impl_->scheduler.skipped();
+  const auto& r = impl_->scheduler.rotation();
+  const uint64_t round = roundOf(impl_->clock.wallNow(), impl_->options.interval);
+  std::set<std::string> peers;
+  for (const auto& [id, s] : impl_->states) {
+    peers.insert(s.target.peer);
+    if (!r || r->assigned(s.target.peer, round)) ++st.targets_this_round[s.target.layer];
+  }
+  if (!r) {  // no budget: every peer every round
+    st.per_round = peers.size();
+    return st;
+  }
+  st.sparse = r->sparse();
+  st.per_round = r->perRound();
+  st.coverage_rounds = r->coverageRounds();
+  return st;
 }
 
 uint16_t Prober::localPort() const { return impl_->local_port; }

@@ -25,11 +25,20 @@
 // path_mtu_size for a target restarts its path-MTU history (the outcome of a probe still
 // in flight at the old size is discarded).
 //
+// Probe budget: with probe_budget > 0 the prober limits its regular probes to
+// perRoundCapacity(probe_budget, interval) peers per layer per round. The members of the
+// rotation are this node and every peer of the targets; while they fit (peers <= that
+// capacity) every target is probed every interval as above, beyond it the ProbeRotation
+// (rotation.h) picks the peers of each round and the others wait for theirs. Retries and
+// DF probes do not count against the budget (DF probes ride on regular probes, so they
+// thin out with them).
+//
 // One io_context thread; start()/stop(); setTargets() and stats() from any thread.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +80,18 @@ struct ProberOptions {
   // default 1 s interval and 10, a node with N overlay peers sends N/10 probes/s of
   // about the overlay MTU (~145 B/s per peer each way at 1450).
   int path_mtu_every = 10;
+  // Regular probes per second per layer (see above); 0 = no limit, every target every interval.
+  double probe_budget = 0;
+};
+
+// Where the probe budget stands (Prober::rotationStatus).
+struct ProbeRotationStatus {
+  bool sparse = false;         // the peers do not all fit the budget: rotating
+  size_t per_round = 0;        // peers probed per layer per round (all peers when not sparse)
+  size_t coverage_rounds = 1;  // rounds within which every peer is probed; 1 = every round
+  uint64_t skipped = 0;        // regular slots passed over because the peer was not assigned
+  // Targets of each layer probed in the current round (all of them when not sparse).
+  std::map<Layer, size_t> targets_this_round;
 };
 
 inline constexpr size_t kRecentProbes = 5;
@@ -111,6 +132,9 @@ struct TargetStats {
   std::optional<Duration> jitter;  // mean |RTT(i) - RTT(i-1)| over consecutive replies
   std::optional<Duration> last_rtt;
   std::optional<std::chrono::system_clock::time_point> last_success;  // wall time
+  // Wall time the last probe (regular or retry) was sent; under a probe budget a target
+  // waits up to ProbeRotationStatus::coverage_rounds intervals between regular probes.
+  std::optional<std::chrono::system_clock::time_point> last_probe;
   uint32_t consecutive_failures = 0;
   std::string last_error;             // "timeout after 800ms", "send: Network is unreachable", ...
   ProbeFailure last_failure = ProbeFailure::kNone;  // last_error as a reason
@@ -163,6 +187,7 @@ class Prober {
 
   std::vector<TargetStats> stats() const;  // in setTargets() order
   ProberCounters counters() const;
+  ProbeRotationStatus rotationStatus() const;
   uint16_t localPort() const;    // the UDP source port, valid after start()
   uint16_t dfLocalPort() const;  // the DF (path-MTU) probes' UDP source port
   const ProberOptions& options() const;

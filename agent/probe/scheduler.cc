@@ -101,20 +101,24 @@ void ProbeScheduler::setRotation(std::shared_ptr<const ProbeRotation> rotation) 
     if (a == nullptr || b == nullptr) return a == b;
     return a->self() == b->self() && a->perRound() == b->perRound() && a->plan().ring() == b->plan().ring();
   };
-  const bool changed = !same(rotation_.get(), rotation.get());
+  auto sparse = [](const ProbeRotation* r) { return r != nullptr && r->sparse(); };
+  // Full mesh before and after: the rotation is not consulted, nothing to re-plan.
+  const bool replan = !same(rotation_.get(), rotation.get()) && (sparse(rotation_.get()) || sparse(rotation.get()));
   rotation_ = std::move(rotation);
-  if (!changed) return;
-  // Re-plan every target's next regular probe: its next grid slot from now, then the
-  // first one the new plan assigns. A slot already taken this interval is not repeated.
-  TimePoint now = clock_.monotonicNow();
+  if (!replan) return;
+  // Re-plan every target's next regular probe from the slot it was waiting for, or the
+  // next grid slot after now if that is sooner (the old plan may have had it wait rounds):
+  // that one if the new plan assigns its round, else the first the new plan assigns.
+  const TimePoint now = clock_.monotonicNow();
   for (auto& [id, e] : entries_) {
     ++e.regular_gen;
-    scheduleRegular(id, e, nextSlot(e, now - Duration(1)));
+    scheduleRegular(id, e, std::min(e.pending_slot, nextSlot(e, now)));
   }
 }
 
 void ProbeScheduler::scheduleRegular(TargetId id, Entry& e, TimePoint slot) {
   slot = assignedSlot(e, slot);
+  e.pending_slot = slot;
   Duration jitter{};
   if (options_.max_jitter > Duration::zero()) {
     std::uniform_int_distribution<int64_t> dist(0, options_.max_jitter.count() - 1);

@@ -82,9 +82,10 @@ class ProbeScheduler {
   void onReply(TargetId id);
   void onMiss(TargetId id, bool was_retry);
 
-  // Which peers to probe in which round; nullptr = every target every interval. A plan
-  // that differs from the current one (ring or per-round count) re-plans every target's
-  // next regular probe from now; an equal one changes nothing.
+  // Which peers to probe in which round; nullptr = every target every interval. A sparse
+  // plan that differs from the current one (ring or per-round count), or a switch between
+  // sparse and full, re-plans every target's next regular probe (from the slot it waits
+  // for: nothing is probed twice in a round); otherwise nothing changes.
   void setRotation(std::shared_ptr<const ProbeRotation> rotation);
   const std::shared_ptr<const ProbeRotation>& rotation() const { return rotation_; }
   // Regular slots skipped because the rotation did not assign the peer in that round.
@@ -103,6 +104,7 @@ class ProbeScheduler {
     Duration offset{};
     uint64_t regular_gen = 0;
     uint64_t retry_gen = 0;
+    TimePoint pending_slot{};  // the grid slot of the next regular probe
   };
   struct Event {
     TimePoint at;

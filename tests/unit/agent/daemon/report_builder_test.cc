@@ -141,6 +141,19 @@ TEST(ReportBuilder, PathMtuStatsMapToTheProbeResult) {
   EXPECT_FALSE(toProto(underlay).has_path_mtu());
 }
 
+TEST(ReportBuilder, LastProbeTimeGoesOnTheProbeResult) {
+  TargetStats s;
+  s.target = {"n2", Layer::kUnderlay, "198.51.100.12"};
+  EXPECT_FALSE(toProto(s).has_last_probe());  // never probed yet
+  s.last_probe = std::chrono::system_clock::time_point(std::chrono::milliseconds(1700000000250));
+  s.last_success = std::chrono::system_clock::time_point(std::chrono::seconds(1699999990));
+  auto p = toProto(s);
+  ASSERT_TRUE(p.has_last_probe());
+  EXPECT_EQ(p.last_probe().seconds(), 1700000000);
+  EXPECT_EQ(p.last_probe().nanos(), 250000000);
+  EXPECT_EQ(p.last_success().seconds(), 1699999990);
+}
+
 TEST(ReportBuilder, FailureReasonsGoBesideTheErrorText) {
   TargetStats s;
   s.target = {"n3", Layer::kUnderlay, "198.51.100.13"};

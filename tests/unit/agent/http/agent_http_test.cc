@@ -66,6 +66,13 @@ AgentStatus status(bool with_doctor) {
   p.dropped_late = 2;
   s.prober = p;
   s.targets = {{Layer::kUnderlay, 3}, {Layer::kOverlay, 3}};
+  ProbeRotationStatus rot;
+  rot.sparse = true;
+  rot.per_round = 2;
+  rot.coverage_rounds = 2;
+  rot.skipped = 11;
+  rot.targets_this_round = {{Layer::kUnderlay, 2}, {Layer::kOverlay, 1}};
+  s.rotation = rot;
   ResponderCounters r;
   r.received = 90;
   r.dropped_rate_limited = 4;
@@ -119,6 +126,11 @@ TEST(AgentMetricsTest, RendersContractAndOperatorSeries) {
   EXPECT_THAT(m, HasSubstr("meshprobe_probe_errors_total{reason=\"late\"} 2\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_probe_errors_total{reason=\"unknown\"} 0\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_probe_targets{layer=\"OVERLAY\"} 3\n"));
+  EXPECT_THAT(m, HasSubstr("# TYPE meshprobe_probe_targets_per_round gauge\n"));
+  EXPECT_THAT(m, HasSubstr("meshprobe_probe_targets_per_round{layer=\"UNDERLAY\"} 2\n"));
+  EXPECT_THAT(m, HasSubstr("meshprobe_probe_targets_per_round{layer=\"OVERLAY\"} 1\n"));
+  EXPECT_THAT(m, HasSubstr("meshprobe_probe_coverage_rounds 2\n"));
+  EXPECT_THAT(m, HasSubstr("meshprobe_probe_rotation_skipped_total 11\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_responder_requests_total 90\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_responder_dropped_total{reason=\"rate_limited\"} 4\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_stream_connected 1\n"));
