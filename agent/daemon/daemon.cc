@@ -218,6 +218,9 @@ Status Daemon::Impl::startProbing(const std::optional<ProbeKey>& key) {
   // A short timeout lets a probe and its two retries confirm a hard fault in ~1.5 s.
   popts.timeout =
       std::min<Duration>(std::chrono::milliseconds(500), std::chrono::duration_cast<Duration>(config.interval * 0.8));
+  // Peers beyond budget × interval are probed in a rotation (derived from the peer list
+  // each setTargets() brings), so the probe cost stays flat as the cluster grows.
+  popts.probe_budget = config.probe_budget;
   popts.on_rtt = [this](const ProbeTarget& target, Duration d) { rtt.observe(target.layer, d); };
   popts.on_transition = [this] { onTransition(); };
   prober = std::make_unique<Prober>(popts, deps.clock);
@@ -323,6 +326,10 @@ void Daemon::Impl::applyPeers() {
   auto targets = targetsFromPeers(peers, config.node_name, mtu);
   spdlog::info("membership: {} peers, {} probe targets", peers.peers_size(), targets.size());
   if (auto st = prober->setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);
+  if (auto rot = prober->rotationStatus(); rot.sparse) {
+    spdlog::info("probe budget: {} peers per round of {} (--probe-budget {}), every pair within {} rounds",
+                 rot.per_round, formatDuration(config.interval), config.probe_budget, rot.coverage_rounds);
+  }
 }
 
 // A report every interval, and one at once when a target turns confirmed-down or recovers
@@ -371,6 +378,7 @@ AgentStatus Daemon::Impl::status() const {
   }
   s.prober = prober->counters();
   for (const auto& t : prober->stats()) ++s.targets[t.target.layer];
+  s.rotation = prober->rotationStatus();
   s.responder = responder->counters();
   s.responder_bound = responder_bound;
   if (stream) {
