@@ -82,9 +82,9 @@ class HelloFactsJob final : public Check {
       : config_(config), netlink_(netlink), box_(std::move(box)) {}
   std::string_view name() const override { return "hello_facts"; }
   CheckResult run() override {
-    auto snapshot = netlink_.snapshot();
+    auto view = netlink_.view();  // the round's shared snapshot, as the checks read it
     auto subnet = readFlannelSubnet(config_.hostPath(config_.flannel_subnet_file));
-    auto hello = buildHello(config_, snapshot.ok() ? &*snapshot : nullptr, subnet ? subnet->subnet : "");
+    auto hello = buildHello(config_, view.ok() ? view->get() : nullptr, subnet ? subnet->subnet : "");
     std::lock_guard lock(box_->mu);
     box_->hello = std::move(hello);
     return result(CheckStatus::kOk, "");
