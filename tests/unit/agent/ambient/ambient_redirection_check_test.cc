@@ -10,8 +10,13 @@
 #include <map>
 #include <mutex>
 
+#include "tests/support/fakes/command_runner.h"
+#include "tests/support/fakes/sock_diag.h"
+
 using namespace meshprobe;
 using namespace meshprobe::agent;
+using meshprobe::test::FakeCommandRunner;
+using meshprobe::test::FakeSockDiag;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -221,24 +226,6 @@ class FakeInspector final : public PodNetnsInspector {
   std::map<std::string, PodInspection> by_name_;
 };
 
-class FakeCommands final : public CommandRunner {
- public:
-  CommandOutput run(const std::vector<std::string>&, std::chrono::milliseconds) override {
-    ran = true;
-    CommandOutput o;
-    o.not_found = true;
-    return o;
-  }
-  bool ran = false;
-};
-
-class NoSockDiag final : public SockDiag {
- public:
-  Result<std::vector<InetSocket>> udpSockets() override { return Error{"unused"}; }
-  Result<std::vector<InetSocket>> tcpListeners() override { return Error{"unused"}; }
-  Result<std::vector<UnixSocket>> unixSockets() override { return Error{"unused"}; }
-};
-
 // A fake node: <root>/netns holds regular files named like CNI netns; <root>/host is a
 // --host-root without /proc.
 class AmbientCheckOnFakeNode : public ::testing::Test {
@@ -311,8 +298,8 @@ TEST_F(AmbientCheckOnFakeNode, NoNetnsAnywhereIsSkip) {
 
 TEST_F(AmbientCheckOnFakeNode, KernelInspectorOnFilesThatAreNotNamespacesFailsNamingThePath) {
   pod("cni-fake");
-  FakeCommands commands;
-  NoSockDiag diag;
+  FakeCommandRunner commands;
+  FakeSockDiag diag{Error{"unused"}};
   AmbientRedirectionCheck check(config_, commands, diag);
   auto r = check.run();
   EXPECT_EQ(r.status, CheckStatus::kFail);
@@ -320,7 +307,7 @@ TEST_F(AmbientCheckOnFakeNode, KernelInspectorOnFilesThatAreNotNamespacesFailsNa
   EXPECT_TRUE(contains(r.summary, "cni-fake: setns " + path + ": Invalid argument (not a network namespace)"))
       << r.summary;
   EXPECT_EQ(r.details["pods"][0]["state"], "unknown");
-  EXPECT_FALSE(commands.ran) << "iptables-save must not run in the agent's own namespace";
+  EXPECT_TRUE(commands.calls.empty()) << "iptables-save must not run in the agent's own namespace";
 }
 
 // ---- /proc/1/ns/net unreadable: which netns is the host's is unknown ----

@@ -10,84 +10,15 @@
 #include <thread>
 
 #include "agent/doctor/render.h"
+#include "tests/support/fakes/checks.h"
+#include "tests/support/fakes/clock.h"
 
 using namespace meshprobe;
 using namespace meshprobe::agent;
+using namespace meshprobe::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-class FixedCheck final : public Check {
- public:
-  FixedCheck(std::string name, CheckStatus status, std::vector<Finding> findings = {})
-      : name_(std::move(name)), status_(status), findings_(std::move(findings)) {}
-  std::string_view name() const override { return name_; }
-  CheckResult run() override {
-    auto r = result(status_, "fixed " + name_);
-    r.findings = findings_;
-    return r;
-  }
-
- private:
-  std::string name_;
-  CheckStatus status_;
-  std::vector<Finding> findings_;
-};
-
-// Blocks until released: stands in for a hung kernel read. Counts its runs and says when
-// the check object is gone (an abandoned worker destroys it once run() returns).
-struct Gate {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool open = false;
-  int starts = 0;
-  bool destroyed = false;
-  void release() {
-    std::lock_guard l(mu);
-    open = true;
-    cv.notify_all();
-  }
-  int startCount() {
-    std::lock_guard l(mu);
-    return starts;
-  }
-  bool isDestroyed() {
-    std::lock_guard l(mu);
-    return destroyed;
-  }
-};
-
-class HangingCheck final : public Check {
- public:
-  explicit HangingCheck(std::shared_ptr<Gate> gate) : gate_(std::move(gate)) {}
-  ~HangingCheck() override {
-    std::lock_guard l(gate_->mu);
-    gate_->destroyed = true;
-  }
-  std::string_view name() const override { return "hangs"; }
-  CheckResult run() override {
-    std::unique_lock l(gate_->mu);
-    ++gate_->starts;
-    gate_->cv.wait(l, [&] { return gate_->open; });
-    return result(CheckStatus::kOk, "released");
-  }
-
- private:
-  std::shared_ptr<Gate> gate_;
-};
-
-class CountingCheck final : public Check {
- public:
-  explicit CountingCheck(std::shared_ptr<std::atomic<int>> runs) : runs_(std::move(runs)) {}
-  std::string_view name() const override { return "counts"; }
-  CheckResult run() override {
-    ++*runs_;
-    return result(CheckStatus::kOk, "ran");
-  }
-
- private:
-  std::shared_ptr<std::atomic<int>> runs_;
-};
 
 // Polls `cond` until it holds or a 5 s deadline passes (a bound, not a synchronisation).
 bool pollUntil(const std::function<bool()>& cond) {
@@ -98,12 +29,6 @@ bool pollUntil(const std::function<bool()>& cond) {
   }
   return cond();
 }
-
-class ThrowingCheck final : public Check {
- public:
-  std::string_view name() const override { return "throws"; }
-  CheckResult run() override { throw std::runtime_error("boom"); }
-};
 
 }  // namespace
 
@@ -149,7 +74,7 @@ TEST(CheckRunner, AHungCheckIsNotStartedAgainAndHoldsOnlyItsOwnWorker) {
   auto gate = std::make_shared<Gate>();
   auto runs = std::make_shared<std::atomic<int>>(0);
   std::vector<CheckPtr> checks;
-  checks.push_back(std::make_unique<CountingCheck>(runs));
+  checks.push_back(std::make_unique<CountingCheck>("counts", runs));
   checks.push_back(std::make_unique<HangingCheck>(gate));
   CheckRunner runner(std::move(checks), clock);
   EXPECT_EQ(runner.threads(), 2u);

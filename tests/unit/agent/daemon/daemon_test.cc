@@ -12,93 +12,26 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/support/fakes/checks.h"
+#include "tests/support/fakes/clock.h"
+#include "tests/support/fakes/command_runner.h"
+#include "tests/support/fakes/netlink.h"
+#include "tests/support/fakes/sock_diag.h"
+
 using namespace meshprobe;
 using namespace meshprobe::agent;
+using namespace meshprobe::test;
 using namespace std::chrono_literals;
 
 namespace {
 
-class NoNetlink final : public NetlinkReader {
- public:
-  Result<NetlinkSnapshot> snapshot() override { return Error{"no rtnetlink in unit tests"}; }
-  void beginRound() override { ++rounds; }
-  std::atomic<int> rounds{0};  // local check rounds begun
-};
-class NoSockDiag final : public SockDiag {
- public:
-  Result<std::vector<InetSocket>> udpSockets() override { return std::vector<InetSocket>{}; }
-  Result<std::vector<InetSocket>> tcpListeners() override { return std::vector<InetSocket>{}; }
-  Result<std::vector<UnixSocket>> unixSockets() override { return std::vector<UnixSocket>{}; }
-};
-class NoCommands final : public CommandRunner {
- public:
-  CommandOutput run(const std::vector<std::string>& argv, std::chrono::milliseconds) override {
-    CommandOutput out;
-    out.program = argv.empty() ? "" : argv[0];
-    out.not_found = true;
-    return out;
-  }
-};
-
 // The seams, owned through a shared_ptr handed to the daemon as deps_owner.
 struct Seams {
-  NoNetlink netlink;
-  NoSockDiag sock_diag;
-  NoCommands commands;
+  FakeNetlinkReader netlink{Error{"no rtnetlink in unit tests"}};
+  FakeSockDiag sock_diag;
+  FakeCommandRunner commands;  // nothing scripted: every binary is "not found"
   FakeClock clock;
   AgentDeps deps() { return AgentDeps{netlink, sock_diag, commands, clock}; }
-};
-
-class CountingCheck final : public Check {
- public:
-  CountingCheck(std::string name, std::shared_ptr<std::atomic<int>> runs) : name_(std::move(name)), runs_(std::move(runs)) {}
-  std::string_view name() const override { return name_; }
-  CheckResult run() override {
-    ++*runs_;
-    return result(CheckStatus::kOk, "ran");
-  }
-
- private:
-  std::string name_;
-  std::shared_ptr<std::atomic<int>> runs_;
-};
-
-// Blocks until released, like a kernel read that never returns.
-struct Gate {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool open = false;
-  int starts = 0;
-  bool destroyed = false;
-  void release() {
-    std::lock_guard l(mu);
-    open = true;
-    cv.notify_all();
-  }
-  template <typename F>
-  auto read(F f) {
-    std::lock_guard l(mu);
-    return f();
-  }
-};
-
-class HangingCheck final : public Check {
- public:
-  explicit HangingCheck(std::shared_ptr<Gate> gate) : gate_(std::move(gate)) {}
-  ~HangingCheck() override {
-    std::lock_guard l(gate_->mu);
-    gate_->destroyed = true;
-  }
-  std::string_view name() const override { return "ztunnel"; }
-  CheckResult run() override {
-    std::unique_lock l(gate_->mu);
-    ++gate_->starts;
-    gate_->cv.wait(l, [&] { return gate_->open; });
-    return result(CheckStatus::kOk, "released");
-  }
-
- private:
-  std::shared_ptr<Gate> gate_;
 };
 
 // Polls `cond` until it holds or a 5 s deadline passes (a bound, not a synchronisation).
@@ -137,7 +70,7 @@ struct Fixture {
     hooks.make_checks = [this](const AgentConfig&, const AgentDeps&) {
       std::vector<CheckPtr> checks;
       checks.push_back(std::make_unique<CountingCheck>("vxlan_device", local_runs));
-      if (gate) checks.push_back(std::make_unique<HangingCheck>(gate));
+      if (gate) checks.push_back(std::make_unique<HangingCheck>(gate, "ztunnel"));
       checks.push_back(std::make_unique<CountingCheck>("istiod", network_runs));
       return checks;
     };

@@ -9,10 +9,14 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/firewall/iptables_mode.h"
+#include "tests/support/fakes/command_runner.h"
+#include "tests/support/fakes/netlink.h"
 #include "tests/unit/agent/firewall/testdata.h"
 
 using namespace meshprobe;
 using namespace meshprobe::agent;
+using meshprobe::test::FakeCommandRunner;
+using meshprobe::test::FakeNetlinkReader;
 using meshprobe::agent::testing::firewallData;
 using namespace std::chrono_literals;
 
@@ -20,42 +24,9 @@ namespace {
 
 const char* kEmptyNft = R"({"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}]})";
 
-class FakeRunner final : public CommandRunner {
- public:
-  // Commands not scripted are "not found".
-  CommandOutput run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) override {
-    std::string key;
-    for (const auto& a : argv) key += (key.empty() ? "" : " ") + a;
-    calls.push_back(key);
-    CommandOutput o;
-    auto it = scripted.find(key);
-    if (it != scripted.end())
-      o = it->second;
-    else
-      o.not_found = true;
-    o.program = argv[0];
-    o.timeout = timeout;
-    return o;
-  }
-  void ok(const std::string& cmd, std::string out) {
-    CommandOutput o;
-    o.exit_code = 0;
-    o.out = std::move(out);
-    scripted[cmd] = o;
-  }
-  void fail(const std::string& cmd, int code, std::string err) {
-    CommandOutput o;
-    o.exit_code = code;
-    o.err = std::move(err);
-    scripted[cmd] = o;
-  }
-  std::map<std::string, CommandOutput> scripted;
-  std::vector<std::string> calls;
-};
-
 // Answers `nft -j list chains` and `nft -j list table F T` from a full ruleset capture,
 // the way nft would. Text that is not JSON is returned as the chains listing.
-void scriptNft(FakeRunner& r, const std::string& ruleset) {
+void scriptNft(FakeCommandRunner& r, const std::string& ruleset) {
   auto doc = nlohmann::json::parse(ruleset, nullptr, false);
   if (doc.is_discarded() || !doc.contains("nftables")) {
     r.ok("nft -j list chains", ruleset);
@@ -79,29 +50,21 @@ void scriptNft(FakeRunner& r, const std::string& ruleset) {
   for (const auto& [key, t] : tables) r.ok("nft -j list table " + key, t.dump());
 }
 
-class FakeNetlink final : public NetlinkReader {
- public:
-  Result<NetlinkSnapshot> snapshot() override {
-    if (!error.empty()) return Error{error};
-    return snap;
-  }
-  void vxlan(const std::string& name, uint16_t port) {
-    LinkInfo l;
-    l.ifindex = 7;
-    l.name = name;
-    l.kind = "vxlan";
-    l.vxlan = VxlanInfo{};
-    l.vxlan->vni = 1;
-    l.vxlan->port = port;
-    snap.links.push_back(l);
-  }
-  NetlinkSnapshot snap;
-  std::string error;
-};
+// The VXLAN device whose port the check reads, in the fake reader's snapshot.
+void addVxlanDevice(FakeNetlinkReader& netlink, const std::string& name, uint16_t port) {
+  LinkInfo l;
+  l.ifindex = 7;
+  l.name = name;
+  l.kind = "vxlan";
+  l.vxlan = VxlanInfo{};
+  l.vxlan->vni = 1;
+  l.vxlan->port = port;
+  netlink.snap->links.push_back(l);
+}
 
 // An nft-mode node (kubelet's hint in iptables-nft) whose iptables-nft filter table is
 // `filter_file`; legacy empty; native nft `nft_json`.
-void nftModeNode(FakeRunner& r, const std::string& filter_file, const std::string& nft_json = kEmptyNft) {
+void nftModeNode(FakeCommandRunner& r, const std::string& filter_file, const std::string& nft_json = kEmptyNft) {
   r.ok("iptables-nft-save -t mangle", firewallData("mangle_hint_nft.txt"));
   r.ok("iptables-nft-save", firewallData(filter_file));
   r.ok("ip6tables-nft-save", "");
@@ -112,13 +75,13 @@ void nftModeNode(FakeRunner& r, const std::string& filter_file, const std::strin
 
 struct Fixture : ::testing::Test {
   AgentConfig config;
-  FakeNetlink netlink;
-  FakeRunner runner;
+  FakeNetlinkReader netlink;
+  FakeCommandRunner runner;
   CheckResult run() {
     FirewallCheck check(config, netlink, runner);
     return check.run();
   }
-  void SetUp() override { netlink.vxlan("flannel.1", 4789); }
+  void SetUp() override { addVxlanDevice(netlink, "flannel.1", 4789); }
 };
 
 using FirewallCheckTest = Fixture;
@@ -199,7 +162,7 @@ TEST_F(FirewallCheckTest, LegacyRulesAreReadInNftModeWhenPresent) {
 TEST_F(FirewallCheckTest, MultiportRangeAndProtocolWideDrops) {
   for (const char* file :
        {"drop_multiport.txt", "drop_port_range.txt", "drop_udp_protocol_wide.txt", "drop_via_jump.txt"}) {
-    FakeRunner fresh;
+    FakeCommandRunner fresh;
     nftModeNode(fresh, file);
     FirewallCheck check(config, netlink, fresh);
     CheckResult r = check.run();
@@ -236,8 +199,8 @@ TEST_F(FirewallCheckTest, NativeNftDrop) {
 
 TEST_F(FirewallCheckTest, DevicePortDecidesWhatIsChecked) {
   // flannel's Linux default: the device listens on 8472, so a DROP of 4789 is harmless.
-  netlink.snap.links.clear();
-  netlink.vxlan("flannel.1", 8472);
+  netlink.snap->links.clear();
+  addVxlanDevice(netlink, "flannel.1", 8472);
   nftModeNode(runner, "drop_port_range.txt");
   CheckResult r = run();
   EXPECT_EQ(r.status, CheckStatus::kOk) << r.summary;
@@ -249,7 +212,7 @@ TEST_F(FirewallCheckTest, DevicePortDecidesWhatIsChecked) {
 }
 
 TEST_F(FirewallCheckTest, NoDeviceChecksBothDefaultPorts) {
-  netlink.error = "netlink: not implemented";
+  netlink.snap = Error{"netlink: not implemented"};
   nftModeNode(runner, "drop_multiport.txt");
   CheckResult r = run();
   ASSERT_EQ(r.status, CheckStatus::kFail);
@@ -341,7 +304,7 @@ TEST_F(FirewallCheckTest, TimedOutToolIsReported) {
   nftModeNode(runner, "host_flannel_istio_nft.txt");
   CommandOutput slow;
   slow.timed_out = true;
-  runner.scripted["nft -j list chains"] = slow;
+  runner.by_command["nft -j list chains"] = slow;
   CheckResult r = run();
   EXPECT_EQ(r.status, CheckStatus::kWarn);
   EXPECT_NE(r.summary.find("nft: timed out after"), std::string::npos) << r.summary;
@@ -358,7 +321,7 @@ TEST(IptablesMode, HintDetection) {
 }
 
 TEST(IptablesMode, NftHintWins) {
-  FakeRunner r;
+  FakeCommandRunner r;
   r.ok("iptables-nft-save -t mangle", firewallData("mangle_hint_nft.txt"));
   r.ok("iptables-legacy-save -t mangle", firewallData("mangle_hint_legacy.txt"));
   auto d = detectIptablesMode(r, 1s);
@@ -367,7 +330,7 @@ TEST(IptablesMode, NftHintWins) {
 }
 
 TEST(IptablesMode, LegacyWhenOnlyLegacyHasTheHint) {
-  FakeRunner r;
+  FakeCommandRunner r;
   r.ok("iptables-nft-save -t mangle", "");
   r.ok("iptables-legacy-save -t mangle", firewallData("mangle_hint_legacy.txt"));
   auto d = detectIptablesMode(r, 1s);
@@ -376,14 +339,14 @@ TEST(IptablesMode, LegacyWhenOnlyLegacyHasTheHint) {
 }
 
 TEST(IptablesMode, NftByDefault) {
-  FakeRunner r;  // neither tool exists
+  FakeCommandRunner r;  // neither tool exists
   auto d = detectIptablesMode(r, 1s);
   EXPECT_EQ(d.mode, IptablesBackend::kNft);
   EXPECT_EQ(r.calls.size(), 2u);
 }
 
 TEST(ReadFirewall, OtherBackendWithoutRulesIsReadButNotUsed) {
-  FakeRunner r;
+  FakeCommandRunner r;
   nftModeNode(r, "drop_udp_4789_nft.txt");
   auto snap = readFirewall(r);
   ASSERT_EQ(snap.iptables.size(), 2u);  // iptables-nft-save and ip6tables-nft-save
@@ -403,7 +366,7 @@ TEST(ReadFirewall, OtherBackendWithoutRulesIsReadButNotUsed) {
 }
 
 TEST(ReadFirewall, NftListsOnlyTablesIptablesNftDoesNotManage) {
-  FakeRunner r;
+  FakeCommandRunner r;
   nftModeNode(r, "host_flannel_istio_nft.txt", firewallData("nft_from_iptables_nft.json"));
   // A native table beside the iptables-nft ones.
   auto doc = nlohmann::json::parse(firewallData("nft_from_iptables_nft.json"));
@@ -423,7 +386,7 @@ TEST(ReadFirewall, NftListsOnlyTablesIptablesNftDoesNotManage) {
 }
 
 TEST(ReadFirewall, EveryCommandGetsABoundedTimeout) {
-  FakeRunner r;
+  FakeCommandRunner r;
   nftModeNode(r, "drop_udp_4789_nft.txt");
   struct Recording final : CommandRunner {
     explicit Recording(CommandRunner& in) : inner(in) {}

@@ -1,5 +1,6 @@
 #pragma once
-// Shared by the netlink unit tests: captured fixtures and a fake NetlinkReader.
+// Shared by the netlink unit tests: captured fixtures and snapshot builders (the fake
+// NetlinkReader is tests/support/fakes/netlink.h).
 
 #include <gtest/gtest.h>
 #include <linux/neighbour.h>
@@ -14,6 +15,7 @@
 
 #include "agent/kernel/netlink_parse.h"
 #include "agent/kernel/netlink_reader.h"
+#include "tests/support/fakes/netlink.h"
 
 namespace meshprobe::agent::nltest {
 
@@ -44,18 +46,7 @@ inline NetlinkSnapshot capturedSnapshot() {
   return snap.ok() ? *snap : NetlinkSnapshot{};
 }
 
-class FakeNetlinkReader final : public NetlinkReader {
- public:
-  explicit FakeNetlinkReader(Result<NetlinkSnapshot> r) : result_(std::move(r)) {}
-  Result<NetlinkSnapshot> snapshot() override {
-    ++calls;
-    return result_;
-  }
-  int calls = 0;
-
- private:
-  Result<NetlinkSnapshot> result_;
-};
+using test::FakeNetlinkReader;  // the one fake reader, tests/support/fakes/netlink.h
 
 // Builders for hand-made snapshots: a node with eth0 (ifindex 2, MTU 1500) and
 // flannel.1 (ifindex 3, VNI 1, port 4789, MTU 1450, 10.244.1.0/32).

@@ -11,29 +11,15 @@
 #include <iterator>
 
 #include "agent/kernel/sock_diag_parse.h"
+#include "tests/support/fakes/netlink.h"
+#include "tests/support/fakes/sock_diag.h"
 
 using namespace meshprobe;
 using namespace meshprobe::agent;
+using meshprobe::test::FakeNetlinkReader;
+using meshprobe::test::FakeSockDiag;
 
 namespace {
-
-class FakeNetlink final : public NetlinkReader {
- public:
-  Result<NetlinkSnapshot> snapshot() override { return snap; }
-  Result<NetlinkSnapshot> snap = NetlinkSnapshot{};
-};
-
-class FakeSockDiag final : public SockDiag {
- public:
-  Result<std::vector<InetSocket>> udpSockets() override {
-    ++udp_calls;
-    return udp;
-  }
-  Result<std::vector<InetSocket>> tcpListeners() override { return std::vector<InetSocket>{}; }
-  Result<std::vector<UnixSocket>> unixSockets() override { return std::vector<UnixSocket>{}; }
-  Result<std::vector<InetSocket>> udp = std::vector<InetSocket>{};
-  int udp_calls = 0;
-};
 
 LinkInfo vxlanLink(const std::string& name, uint16_t port, int ifindex = 5) {
   LinkInfo l;
@@ -61,7 +47,7 @@ InetSocket udp(int family, const std::string& addr, uint16_t port, uint64_t inod
 
 struct VxlanSocketCheckTest : ::testing::Test {
   AgentConfig config;
-  FakeNetlink netlink;
+  FakeNetlinkReader netlink;
   FakeSockDiag diag;
   CheckResult run() { return VxlanSocketCheck(config, netlink, diag).run(); }
   void device(uint16_t port) { netlink.snap->links = {vxlanLink("flannel.1", port)}; }

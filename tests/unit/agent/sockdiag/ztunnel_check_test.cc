@@ -18,19 +18,13 @@
 #include <map>
 
 #include "agent/kernel/sock_diag_parse.h"
+#include "tests/support/fakes/sock_diag.h"
 
 using namespace meshprobe;
 using namespace meshprobe::agent;
+using meshprobe::test::FakeSockDiag;
 
 namespace {
-
-class FakeSockDiag final : public SockDiag {
- public:
-  Result<std::vector<InetSocket>> udpSockets() override { return std::vector<InetSocket>{}; }
-  Result<std::vector<InetSocket>> tcpListeners() override { return std::vector<InetSocket>{}; }
-  Result<std::vector<UnixSocket>> unixSockets() override { return unix_sockets; }
-  Result<std::vector<UnixSocket>> unix_sockets = std::vector<UnixSocket>{};
-};
 
 class ZtunnelCheckTest : public ::testing::Test {
  protected:
