@@ -6,6 +6,8 @@
 #include <exception>
 #include <utility>
 
+#include "aggregator/matrix_query.h"
+
 namespace meshprobe::aggregator {
 
 namespace v1 = meshprobe::v1;
@@ -64,8 +66,7 @@ grpc::ServerUnaryReactor* QueryService::GetMatrix(grpc::CallbackServerContext* c
   return answer(ctx, "GetMatrix", latency_[static_cast<size_t>(QueryMethod::kGetMatrix)], [&] {
     auto matrix = state_.matrix(req->layer());
     if (!matrix.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, matrix.error().message);
-    *resp = std::move(matrix.value());
-    return grpc::Status::OK;
+    return queryMatrix(std::move(matrix.value()), *req, resp);
   });
 }
 

@@ -28,7 +28,9 @@ class QueryService final : public meshprobe::v1::Query::CallbackService {
 
   grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx, const meshprobe::v1::ListNodesRequest* req,
                                       meshprobe::v1::ListNodesResponse* resp) override;
-  // LAYER_UNSPECIFIED (or a layer without a matrix) -> INVALID_ARGUMENT naming it.
+  // LAYER_UNSPECIFIED (or a layer without a matrix) -> INVALID_ARGUMENT naming it. Filters
+  // and paging (aggregator/matrix_query.h): unknown `nodes` -> NOT_FOUND naming them, a bad
+  // state or page token -> INVALID_ARGUMENT saying what is wrong.
   grpc::ServerUnaryReactor* GetMatrix(grpc::CallbackServerContext* ctx, const meshprobe::v1::GetMatrixRequest* req,
                                       meshprobe::v1::GetMatrixResponse* resp) override;
   // Unknown name -> NOT_FOUND naming it.
