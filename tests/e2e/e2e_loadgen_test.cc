@@ -1,0 +1,185 @@
+// meshprobe-loadgen against the real aggregator binary on loopback (ephemeral ports):
+// 50 simulated agents join, a node fault and a pair fault show in Diagnose with the right
+// nodes and layers after the `injected` line, and nothing listening is a clear non-zero
+// exit. Needs no privileges; traffic stays on 127.0.0.1.
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <regex>
+#include <string>
+
+#include "common/result.h"
+#include "meshprobe/v1/query.grpc.pb.h"
+#include "tests/e2e/harness.h"
+#include "tests/support/eventually.h"
+
+namespace meshprobe::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+using test::eventually;
+
+constexpr const char* kLoadgen = MESHPROBE_LOADGEN_BIN;
+constexpr const char* kAggregator = MESHPROBE_AGGREGATOR_BIN;
+
+// The first "(port N)" in a log line that contains `what`; 0 until it is there.
+int portFromLog(const std::string& log, const std::string& what) {
+  std::regex re(what + R"(.*\(port ([0-9]+)\))");
+  std::smatch m;
+  return std::regex_search(log, m, re) ? std::atoi(m[1].str().c_str()) : 0;
+}
+
+bool hasNode(const v1::Finding& f, const std::string& name) {
+  return std::find(f.nodes().begin(), f.nodes().end(), name) != f.nodes().end();
+}
+
+std::string describe(const v1::DiagnoseResponse& resp) {
+  std::string s;
+  for (const auto& f : resp.findings()) {
+    s += f.code() + " layer=" + v1::Layer_Name(f.layer()) + " nodes=[";
+    for (const auto& n : f.nodes()) s += n + " ";
+    s += "]\n";
+  }
+  return s.empty() ? "(no findings)" : s;
+}
+
+class LoadgenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    aggregator_ = std::make_unique<Process>(
+        "", std::vector<std::string>{kAggregator, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
+        tmp_.sub("aggregator.log"));
+    ASSERT_TRUE(eventually([&] { return portFromLog(aggregator_->log(), "serving gRPC") > 0; },
+                           [&] { return aggregator_->describe(); }, 20s, 20ms));
+    addr_ = "127.0.0.1:" + std::to_string(portFromLog(aggregator_->log(), "serving gRPC"));
+    query_ = v1::Query::NewStub(grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials()));
+  }
+
+  Result<v1::ListNodesResponse> listNodes() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 3s);
+    v1::ListNodesResponse resp;
+    auto st = query_->ListNodes(&ctx, {}, &resp);
+    if (!st.ok()) return Error{"ListNodes: " + st.error_message()};
+    return resp;
+  }
+  Result<v1::DiagnoseResponse> diagnose() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 3s);
+    v1::DiagnoseResponse resp;
+    auto st = query_->Diagnose(&ctx, {}, &resp);
+    if (!st.ok()) return Error{"Diagnose: " + st.error_message()};
+    return resp;
+  }
+
+  TempDir tmp_{"loadgen"};
+  std::unique_ptr<Process> aggregator_;
+  std::string addr_;
+  std::unique_ptr<v1::Query::Stub> query_;
+};
+
+TEST_F(LoadgenTest, FiftyNodesJoinAndInjectedFaultsShowInDiagnose) {
+  const auto started = std::chrono::system_clock::now();
+  Process loadgen("",
+                  {kLoadgen, "--aggregator", addr_, "--nodes", "50", "--interval", "1s", "--duration", "120s",
+                   "--fault-node", "sim-0007:underlay", "--fault-pair", "sim-0002:sim-0003:overlay", "--fault-after",
+                   "3s"},
+                  tmp_.sub("loadgen.log"));
+
+  // Every simulated node is a member and up (reporting).
+  EXPECT_TRUE(eventually(
+      "50 sim nodes up",
+      [&]() -> std::string {
+        auto r = listNodes();
+        if (!r.ok()) return r.error().message;
+        size_t up = 0;
+        for (const auto& n : r->nodes()) up += n.up() && n.name().rfind("sim-", 0) == 0 ? 1 : 0;
+        if (r->nodes_size() == 50 && up == 50) return "";
+        return std::to_string(r->nodes_size()) + " nodes, " + std::to_string(up) + " up\n" + loadgen.describe();
+      },
+      30s, 100ms));
+
+  // One `injected <unix seconds>` line, within the run.
+  std::smatch m;
+  std::string log;
+  ASSERT_TRUE(eventually(
+      [&] {
+        log = loadgen.log();
+        return std::regex_search(log, m, std::regex(R"(injected ([0-9]+\.[0-9]+)\n)"));
+      },
+      [&] { return loadgen.describe(); }, 20s, 100ms));
+  const double injected = std::atof(m[1].str().c_str());
+  const double start_s = std::chrono::duration<double>(started.time_since_epoch()).count();
+  EXPECT_GE(injected, start_s + 2.5);
+  EXPECT_LE(injected, start_s + 20);
+
+  // The node fault blames sim-0007 on UNDERLAY; the pair fault names both ends on OVERLAY;
+  // no finding blames a healthy node.
+  EXPECT_TRUE(eventually(
+      "both faults in Diagnose",
+      [&]() -> std::string {
+        auto r = diagnose();
+        if (!r.ok()) return r.error().message;
+        bool node = false, pair = false;
+        for (const auto& f : r->findings()) {
+          node = node || (f.layer() == v1::UNDERLAY && hasNode(f, "sim-0007"));
+          pair = pair || (f.layer() == v1::OVERLAY && hasNode(f, "sim-0002") && hasNode(f, "sim-0003"));
+        }
+        return node && pair ? "" : describe(*r);
+      },
+      30s, 100ms));
+  auto r = diagnose();
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  for (const auto& f : r->findings()) {
+    for (const auto& n : f.nodes()) {
+      EXPECT_TRUE(n == "sim-0007" || n == "sim-0002" || n == "sim-0003") << describe(*r);
+    }
+  }
+  // Exactly one injected line.
+  log = loadgen.log();
+  size_t lines = 0;
+  for (size_t pos = 0; (pos = log.find("injected ", pos)) != std::string::npos; ++pos) ++lines;
+  EXPECT_EQ(lines, 1u) << log;
+
+  // SIGTERM ends the run with the summary.
+  loadgen.signal(SIGTERM);
+  EXPECT_TRUE(eventually([&] { return !loadgen.alive(); }, [&] { return loadgen.describe(); }, 15s, 50ms));
+  EXPECT_EQ(loadgen.exitCode(), 0) << loadgen.describe();
+  EXPECT_NE(loadgen.log().find("streams_connected_max=50 "), std::string::npos) << loadgen.describe();
+}
+
+TEST(LoadgenNoAggregator, ExitsNonZeroNamingTheAddress) {
+  // A port bound but not listening, held for the test: connects are refused.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  CmdOptions opts;
+  opts.timeout = 30s;
+  opts.drop_meshprobe_env = true;
+  auto res = runCommand({kLoadgen, "--aggregator", addr, "--nodes", "10", "--connect-timeout", "2s"}, opts);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ::close(fd);
+  EXPECT_FALSE(res.timed_out);
+  EXPECT_EQ(res.exit_code, 1) << res.describe();
+  EXPECT_NE(res.err.find("cannot connect to the aggregator at " + addr), std::string::npos) << res.err;
+  // Bounded by --connect-timeout (2 s), with room for a loaded machine.
+  EXPECT_LT(took, 15s);
+}
+
+}  // namespace
+}  // namespace meshprobe::e2e
