@@ -18,6 +18,7 @@
 #include "aggregator/cluster_state.h"
 #include "aggregator/diagnosis/lifecycle.h"
 #include "aggregator/diagnosis/rules.h"
+#include "aggregator/matrix_query.h"
 #include "aggregator/membership.h"
 #include "common/clock.h"
 #include "tests/unit/aggregator/test_util.h"
@@ -184,6 +185,30 @@ TEST_F(WireCompat, NewMessagesReadByTheOldSchemaMeanTheSame) {
   auto old_summary = old_.read(state.listNodes().at(0));
   EXPECT_EQ(str(*old_summary, "name"), "node2");
   EXPECT_EQ(str(*old_summary, "pod_cidr"), "10.244.2.0/24");
+}
+
+TEST_F(WireCompat, AnOldGetMatrixRequestGetsTheOldAnswer) {
+  // An old CLI's request (layer only) over a cluster that fits one default page: the
+  // answer is the whole matrix, byte for byte, with no field the old schema lacks.
+  ClusterState state(clock_, options());
+  for (int n = 1; n <= 4; ++n) state.applyHello(newHello("node" + std::to_string(n), n), true);
+  v1::Report r;
+  r.set_sequence(1);
+  *r.add_probes() = makeProbe("node2", v1::OVERLAY, 10, 0);
+  ASSERT_EQ(state.applyReport("node1", r), ReportOutcome::kAccepted);
+  for (const char* layer : {"UNDERLAY", "OVERLAY", "ISTIOD"}) {
+    auto old_req = old_.make("meshprobe.v1.GetMatrixRequest");
+    const auto* field = old_req->GetDescriptor()->FindFieldByName("layer");
+    old_req->GetReflection()->SetEnum(old_req.get(), field, field->enum_type()->FindValueByName(layer));
+    const auto req = fromOld<v1::GetMatrixRequest>(*old_req);
+    auto full = state.matrix(req.layer());
+    ASSERT_TRUE(full.ok()) << layer;
+    v1::GetMatrixResponse answer;
+    ASSERT_TRUE(queryMatrix(*full, req, &answer).ok()) << layer;
+    EXPECT_EQ(answer.SerializeAsString(), full->SerializeAsString()) << layer;
+    auto old_answer = old_.read(answer);
+    EXPECT_EQ(old_answer->GetReflection()->GetUnknownFields(*old_answer).field_count(), 0) << layer;
+  }
 }
 
 TEST_F(WireCompat, FindingHistoryStateReadsTheSameBothWays) {
