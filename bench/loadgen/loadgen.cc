@@ -57,6 +57,7 @@ struct Options {
   size_t threads = 2;
   size_t channels = 0;  // 0: one per node
   Duration connect_timeout = std::chrono::seconds(5);
+  Duration ramp{};  // first connects spread evenly over this long
   bool watch_diagnose = false;
   bool query_bench = false;
   size_t count = 200;
@@ -290,6 +291,10 @@ Simulation::~Simulation() { stop(); }
 
 void Simulation::start() {
   start_ = Steady::now();
+  for (auto& n : nodes_) {
+    const auto offset = options_.ramp * static_cast<int64_t>(n->index) / static_cast<int64_t>(nodes_.size());
+    n->reconnect_due = start_ + std::chrono::duration_cast<Steady::duration>(offset);
+  }
   for (size_t w = 0; w < options_.threads; ++w) workers_.emplace_back([this, w] { worker(w); });
 }
 
@@ -538,6 +543,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const auto t_start = Steady::now();
@@ -554,7 +560,10 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
   auto last_watch = t_start;
   while (true) {
     timespec ts{0, 100'000'000};  // the main loop's tick: progress, injection, the end
-    if (sigtimedwait(&signals, nullptr, &ts) > 0) {
+    bool inject_now = false;
+    if (const int sig = sigtimedwait(&signals, nullptr, &ts); sig == SIGUSR1) {
+      inject_now = true;
+    } else if (sig > 0) {
       std::cerr << "meshprobe-loadgen: signal; stopping\n";
       break;
     }
@@ -570,7 +579,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
                      static_cast<unsigned long long>(c.connected.load()), o.nodes, seconds(now - t_start));
       }
     }
-    if (!injected && !faults.empty() && now - t_start >= o.fault_after) {
+    if (!injected && !faults.empty() && (inject_now || now - t_start >= o.fault_after)) {
       injected = true;
       sim.inject();
       injected_wall = SysClock::now();
@@ -621,7 +630,7 @@ int main(int argc, char** argv) {
   using namespace meshprobe;
   using namespace meshprobe::loadgen;
   Options o;
-  std::string interval = "1s", duration = "0", fault_after = "0", connect_timeout = "5s";
+  std::string interval = "1s", duration = "0", fault_after = "0", connect_timeout = "5s", ramp = "0";
   std::vector<std::string> fault_nodes, fault_pairs;
   po::options_description desc(
       "meshprobe-loadgen: N simulated agents on the Collector protocol, to load an aggregator.\n"
@@ -643,10 +652,12 @@ int main(int argc, char** argv) {
       ("fault-pair", po::value(&fault_pairs)->composing(),
        "A:B:LAYER: probes between A and B on LAYER fail, both ways (repeatable)")
       ("fault-after", po::value(&fault_after)->default_value(fault_after),
-       "inject the faults this long after start; prints `injected <unix seconds>` on stdout")
+       "inject the faults this long after start (or at SIGUSR1); prints `injected <unix seconds>` on stdout")
       ("watch-diagnose", po::bool_switch(&o.watch_diagnose),
        "after injection poll Diagnose (every 100 ms) and print `visible <unix seconds> after <s> s` once it "
        "shows every fault")
+      ("ramp", po::value(&ramp)->default_value(ramp),
+       "spread the nodes' first connects evenly over this long (0: all at once, like a restarted aggregator's agents)")
       ("threads", po::value(&o.threads)->default_value(o.threads), "worker threads building and sending reports")
       ("channels", po::value(&o.channels)->default_value(0),
        "gRPC channels (TCP connections) shared by the nodes; 0 = one per node, as real agents")
@@ -676,11 +687,13 @@ int main(int argc, char** argv) {
   };
   if (o.aggregator.empty()) return bad("--aggregator HOST:PORT is required");
   auto iv = parseDuration(interval), du = parseDuration(duration), fa = parseDuration(fault_after),
-       ct = parseDuration(connect_timeout);
+       ct = parseDuration(connect_timeout), rp = parseDuration(ramp);
   if (!iv || iv->count() <= 0) return bad("--interval '" + interval + "' is not a positive duration");
   if (!du || du->count() < 0) return bad("--duration '" + duration + "' is not a duration");
   if (!fa || fa->count() < 0) return bad("--fault-after '" + fault_after + "' is not a duration");
   if (!ct || ct->count() <= 0) return bad("--connect-timeout '" + connect_timeout + "' is not a positive duration");
+  if (!rp || rp->count() < 0) return bad("--ramp '" + ramp + "' is not a duration");
+  o.ramp = *rp;
   o.interval = *iv;
   o.duration = *du;
   o.fault_after = *fa;

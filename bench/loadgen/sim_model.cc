@@ -81,14 +81,15 @@ std::string nodeName(const std::string& prefix, size_t index, size_t nodes) {
 }
 
 std::optional<size_t> indexOfName(const std::string& prefix, const std::string& name, size_t nodes) {
-  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  // Called for every member of every PeerList: no allocation.
+  const size_t width = std::max<size_t>(4, digits(nodes));
+  if (name.size() != prefix.size() + width || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
   size_t value = 0;
   for (size_t i = prefix.size(); i < name.size(); ++i) {
     if (!std::isdigit(static_cast<unsigned char>(name[i]))) return std::nullopt;
     value = value * 10 + static_cast<size_t>(name[i] - '0');
-    if (value > nodes) return std::nullopt;
   }
-  if (value == 0 || nodeName(prefix, value - 1, nodes) != name) return std::nullopt;
+  if (value == 0 || value > nodes) return std::nullopt;
   return value - 1;
 }
 

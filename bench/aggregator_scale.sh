@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The aggregator at scale: a real meshprobe-aggregator on loopback (ephemeral ports) fed by
+# meshprobe-loadgen simulating N agents (full mesh, 1 s reports), for N = 100, 300 and,
+# when given, a third size. For each N it measures, in this order:
+#   1. ramp: the nodes' first connects spread at JOIN_RATE per second (a rolling DaemonSet
+#      start); the time until all N streams are connected (first PeerList each), or, when
+#      that does not happen within RAMP_TIMEOUT s, the most that were connected at once
+#   2. steady state, after WARMUP s: the aggregator's CPU over WINDOW s (utime + stime from
+#      /proc/PID/stat, % of one core) and its RSS (VmRSS) at the end of the window; the
+#      loadgen's CPU over the same window (it shares the machine)
+#   3. /metrics: p50 of METRICS_SAMPLES scrapes (curl time_total) and the series count
+#   4. Query API p50/p99 over QUERY_COUNT calls each (meshprobe-loadgen --query-bench)
+#   5. detection: SIGUSR1 makes the loadgen fail every UNDERLAY probe to and from sim-0001;
+#      the time from its `injected` line until Diagnose shows a finding naming sim-0001 on
+#      UNDERLAY (polled every 100 ms by the loadgen, --watch-diagnose)
+# and prints one result line per N plus the machine's load average before the run.
+# Everything it starts it stops (trap), by PID.
+#
+# Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
+# Env:   WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=100 THREADS=2 JOIN_RATE=50
+#        RAMP_TIMEOUT=60
+set -euo pipefail
+
+BUILD=${1:-build}
+THIRD=${2:-}
+AGG=$(realpath "$BUILD/aggregator/meshprobe-aggregator")
+LOADGEN=$(realpath "$BUILD/bench/loadgen/meshprobe-loadgen")
+WARMUP=${WARMUP:-10}
+WINDOW=${WINDOW:-20}
+METRICS_SAMPLES=${METRICS_SAMPLES:-20}
+QUERY_COUNT=${QUERY_COUNT:-100}
+THREADS=${THREADS:-2}
+JOIN_RATE=${JOIN_RATE:-50}
+RAMP_TIMEOUT=${RAMP_TIMEOUT:-60}
+
+for b in "$AGG" "$LOADGEN"; do
+  [[ -x $b ]] || { echo "aggregator_scale.sh: $b not built (ninja meshprobe-aggregator meshprobe-loadgen)" >&2; exit 1; }
+done
+command -v curl >/dev/null || { echo "aggregator_scale.sh: needs curl" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # one TCP connection per simulated agent
+
+WORK=$(mktemp -d /tmp/mp-aggscale-$$.XXXXXX)
+AGG_PID=""
+LG_PID=""
+cleanup() {
+  set +e
+  for pid in $LG_PID $AGG_PID; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime (after the comm field)
+rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+# Polls (every 100 ms, at most $2 s) until file $1 matches regex $3.
+wait_for_line() {
+  local file=$1 secs=$2 re=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    grep -Eq "$re" "$file" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "aggregator_scale.sh: no '$re' in $file within ${secs}s:" >&2
+  tail -5 "$file" >&2
+  return 1
+}
+
+run_size() {
+  local n=$1
+  local agg_log=$WORK/agg-$n.log lg_out=$WORK/lg-$n.out lg_err=$WORK/lg-$n.err
+  local load
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+
+  "$AGG" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
+  AGG_PID=$!
+  wait_for_line "$agg_log" 20 "serving HTTP" || return 1
+  local grpc_port http_port
+  grpc_port=$(grep -oE "serving gRPC on .* \(port [0-9]+\)" "$agg_log" | grep -oE "[0-9]+\)$" | tr -d ')')
+  http_port=$(grep -oE "serving HTTP .* \(port [0-9]+\)" "$agg_log" | grep -oE "[0-9]+\)$" | tr -d ')')
+
+  local ramp_arg
+  ramp_arg=$(awk -v n="$n" -v r="$JOIN_RATE" 'BEGIN {printf "%dms", 1000 * n / r}')
+  "$LOADGEN" --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 1s --threads "$THREADS" --ramp "$ramp_arg" \
+    --fault-node sim-0001:underlay --fault-after 1h --watch-diagnose >"$lg_out" 2>"$lg_err" &
+  LG_PID=$!
+  local ramp
+  if wait_for_line "$lg_err" "$RAMP_TIMEOUT" "all $n streams connected"; then
+    ramp=$(grep -oE "connected after [0-9.]+" "$lg_err" | awk '{print $3}')
+  else
+    ramp="never(max_$(grep -oE "connected [0-9]+/" "$lg_err" | tr -dc '0-9\n' | sort -n | tail -1))"
+  fi
+
+  sleep "$WARMUP"  # warm-up before the measurement window (not synchronisation)
+  local a0 l0 w0 a1 l1 w1
+  a0=$(cpu_ticks "$AGG_PID"); l0=$(cpu_ticks "$LG_PID"); w0=$(date +%s.%N)
+  sleep "$WINDOW"  # the measurement window
+  a1=$(cpu_ticks "$AGG_PID"); l1=$(cpu_ticks "$LG_PID"); w1=$(date +%s.%N)
+  local agg_cpu lg_cpu rss
+  agg_cpu=$(awk -v a="$a0" -v b="$a1" -v s="$w0" -v e="$w1" -v t="$TICKS" 'BEGIN {printf "%.1f", 100 * (b - a) / t / (e - s)}')
+  lg_cpu=$(awk -v a="$l0" -v b="$l1" -v s="$w0" -v e="$w1" -v t="$TICKS" 'BEGIN {printf "%.1f", 100 * (b - a) / t / (e - s)}')
+  rss=$(rss_mib "$AGG_PID")
+
+  local mfile=$WORK/metrics-$n.txt
+  for ((i = 0; i < METRICS_SAMPLES; i++)); do
+    curl -s -o "$mfile" -w '%{time_total}\n' "http://127.0.0.1:$http_port/metrics"
+  done >"$WORK/mtimes-$n"
+  local metrics_p50 series
+  metrics_p50=$(sort -n "$WORK/mtimes-$n" | awk '{v[NR] = $1} END {printf "%.1f", 1000 * v[int((NR + 1) / 2)]}')
+  series=$(grep -cv '^#' "$mfile")
+
+  "$LOADGEN" --aggregator "127.0.0.1:$grpc_port" --query-bench --count "$QUERY_COUNT" >"$WORK/q-$n" 2>&1
+  local ln dg gm
+  ln=$(awk '$2 == "ListNodes" {print $5, $6}' "$WORK/q-$n" | sed 's/_ms=/ /g' | awk '{print $2 "/" $4}')
+  dg=$(awk '$2 == "Diagnose" {print $5, $6}' "$WORK/q-$n" | sed 's/_ms=/ /g' | awk '{print $2 "/" $4}')
+  gm=$(awk '$2 == "GetMatrix(UNDERLAY)" {print $5, $6}' "$WORK/q-$n" | sed 's/_ms=/ /g' | awk '{print $2 "/" $4}')
+
+  kill -USR1 "$LG_PID"
+  local detect="timeout"
+  if wait_for_line "$lg_out" 60 "^visible "; then
+    detect=$(awk '/^visible / {print $4}' "$lg_out")
+  fi
+
+  kill "$LG_PID"
+  wait "$LG_PID" || true
+  LG_PID=""
+  local summary membership errors
+  summary=$(grep "summary:" "$lg_err" || true)
+  membership=$(grep -oE "membership_bytes=[0-9]+" <<<"$summary" | cut -d= -f2)
+  errors=$(grep -oE "stream_errors=[0-9]+" <<<"$summary" | cut -d= -f2)
+  kill "$AGG_PID"
+  wait "$AGG_PID" || true
+  AGG_PID=""
+
+  printf '%-6s ramp_s=%-6s agg_cpu_pct=%-6s agg_rss_mib=%-7s loadgen_cpu_pct=%-6s metrics_p50_ms=%-6s series=%-6s listnodes_p50/p99_ms=%-13s diagnose_p50/p99_ms=%-13s getmatrix_p50/p99_ms=%-15s detect_s=%-6s membership_mib=%s stream_errors=%s load_before=%s\n' \
+    "$n" "$ramp" "$agg_cpu" "$rss" "$lg_cpu" "$metrics_p50" "$series" "$ln" "$dg" "$gm" "$detect" \
+    "$(awk -v b="${membership:-0}" 'BEGIN {printf "%.1f", b / 1048576}')" "${errors:-?}" "$load"
+  echo "       loadgen: $summary" | sed 's/meshprobe-loadgen summary: //'
+}
+
+echo "aggregator_scale.sh: warm-up ${WARMUP}s, window ${WINDOW}s, $(nproc) cores; $(date -u +%FT%TZ)"
+for n in 100 300 $THIRD; do
+  run_size "$n"
+done
