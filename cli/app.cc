@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <ostream>
+#include <set>
 #include <vector>
 
 #include "cli/render.h"
@@ -37,7 +38,8 @@ Usage: meshprobe [FLAGS] COMMAND [ARGS]
 Commands:
   nodes                   every node the aggregator knows, up or stale, with its overlay facts
   matrix [--layer L]      reachability heatmap (row = source, column = destination);
-                          L = UNDERLAY | OVERLAY | ISTIOD, default: all three
+                          L = UNDERLAY | OVERLAY | ISTIOD, default: all three;
+                          [--node N]... [--state S]... only those cells, [--page-size N]
   node NAME               one node: summary, local checks, probes, findings
   diagnose [--node N]     active findings, most severe first (only those blaming node N)
   help [COMMAND]          this text, or a command's
@@ -65,6 +67,7 @@ Exit status:
 
 Examples:
   meshprobe --aggregator 10.0.0.1:9470 matrix --layer OVERLAY
+  meshprobe matrix --layer OVERLAY --state FAIL --state DEGRADED
   meshprobe diagnose --node node-3
   meshprobe --output json nodes | jq -r '.nodes[] | select(.up | not) | .name'
 )";
@@ -83,7 +86,8 @@ latest report), POD CIDR. A warning follows when nodes disagree on VNI or port.
 Exit status: 0 ok, 1 query failed, 2 usage error. See meshprobe --help for the flags.
 )";
 
-const std::string kMatrixHelp = R"(Usage: meshprobe [FLAGS] matrix [--layer UNDERLAY|OVERLAY|ISTIOD]
+const std::string kMatrixHelp = R"(Usage: meshprobe [FLAGS] matrix [--layer UNDERLAY|OVERLAY|ISTIOD] [--node NAME]...
+                        [--state OK|DEGRADED|FAIL|UNKNOWN]... [--page-size N]
 
 A reachability heatmap per layer: one row per source node, one column per destination
 (numbered as the rows; ISTIOD has the single column "istiod"), one glyph per cell:
@@ -91,13 +95,25 @@ A reachability heatmap per layer: one row per source node, one column per destin
 (on a terminal: coloured ● ◐ ✖ ? ·). Long node names are cut and listed in a key. Under each
 map: the pair counts per state and the broken (FAIL/DEGRADED) pairs with loss and RTT.
 
-  --layer L   only this layer; without it UNDERLAY, OVERLAY and ISTIOD are shown
+  --layer L      only this layer; without it UNDERLAY, OVERLAY and ISTIOD are shown
+  --node NAME    only cells from or to NAME (ISTIOD: from NAME); repeat for more nodes.
+                 An unknown NAME is an error
+  --state STATE  only cells in STATE: OK, DEGRADED, FAIL or UNKNOWN (any case); repeat
+                 for more states. With --node, a cell must pass both
+  --page-size N  cells per page of the Query API (default: the aggregator's, 10,000)
 
---output json prints the GetMatrixResponse of the layer: {"layer", "nodes": [...], "cells":
-[{"src", "dst", "layer", "state", "rtt", "loss", "lastUpdate"}]}; without --layer,
-{"matrices": [<UNDERLAY>, <OVERLAY>, <ISTIOD>]}.
+With --node or --state the heatmap has a row and column only for the nodes of the cells
+shown, a cell left out is blank (not counted), and the count line says "shown".
 
-Exit status: 0 ok (whatever the cells' states), 1 query failed, 2 usage error.
+The aggregator answers a large matrix in pages; every page is fetched, within --timeout,
+and with more than one page the progress goes to stderr ("OVERLAY: 10000 of 40200 cells").
+
+--output json prints the GetMatrixResponse of the layer, every page in one: {"layer",
+"nodes": [...], "cells": [{"src", "dst", "layer", "state", "rtt", "loss", "lastUpdate"}]};
+without --layer, {"matrices": [<UNDERLAY>, <OVERLAY>, <ISTIOD>]}.
+
+Exit status: 0 ok (whatever the cells' states), 1 query failed or an unknown --node NAME,
+2 usage error.
 )";
 
 const std::string kNodeHelp = R"(Usage: meshprobe [FLAGS] node NAME
@@ -162,6 +178,80 @@ std::string firstLine(const std::string& s) {
   return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
+// "from or to node1, node2; FAIL, DEGRADED" (ISTIOD reads "from or to" as "from": its one
+// column is istiod); "" without filters.
+std::string describeFilter(const std::vector<std::string>& nodes, const std::vector<v1::Cell::State>& states) {
+  std::string nodes_text, states_text;
+  for (const auto& n : nodes) nodes_text += (nodes_text.empty() ? "" : ", ") + n;
+  for (auto s : states) states_text += (states_text.empty() ? "" : ", ") + v1::Cell::State_Name(s);
+  if (nodes_text.empty()) return states_text;
+  return "from or to " + nodes_text + (states_text.empty() ? "" : "; " + states_text);
+}
+
+// Does `c` pass the request's filters? (An aggregator older than the filters ignores them.)
+bool passes(const v1::Cell& c, const v1::GetMatrixRequest& req) {
+  if (!req.nodes().empty()) {
+    const bool src = std::find(req.nodes().begin(), req.nodes().end(), c.src()) != req.nodes().end();
+    const bool dst = c.layer() != v1::ISTIOD &&
+                     std::find(req.nodes().begin(), req.nodes().end(), c.dst()) != req.nodes().end();
+    if (!src && !dst) return false;
+  }
+  if (!req.states().empty() &&
+      std::find(req.states().begin(), req.states().end(), static_cast<int>(c.state())) == req.states().end()) {
+    return false;
+  }
+  return true;
+}
+
+// Every page of `req` into *out: cells in the aggregator's order, `nodes` the sorted union
+// of every page's (one page: as sent). Progress on `err` when there is more than one page.
+// A protocol problem (a page token repeated, a cell the filters exclude) is put in *problem
+// and the fetch stops; errors of the RPC are returned.
+grpc::Status fetchMatrix(QueryClient& client, QueryClient::Deadline deadline, v1::GetMatrixRequest req,
+                         v1::GetMatrixResponse* out, std::ostream& err, std::string* problem) {
+  std::set<std::string> tokens;
+  const std::string layer = v1::Layer_Name(req.layer());
+  for (int page = 1;; ++page) {
+    v1::GetMatrixResponse resp;
+    if (auto st = client.getMatrix(deadline, req, &resp); !st.ok()) return st;
+    for (const auto& c : resp.cells()) {
+      if (!passes(c, req)) {
+        *problem = "returned " + layer + " cell " + c.src() + " -> " + c.dst() +
+                   ", which --node/--state exclude: it predates them (upgrade it, or drop those flags)";
+        return grpc::Status::OK;
+      }
+    }
+    if (page == 1) {
+      *out = std::move(resp);
+    } else {
+      // The same list on every page unless members came or went between pages.
+      if (!std::equal(out->nodes().begin(), out->nodes().end(), resp.nodes().begin(), resp.nodes().end())) {
+        std::set<std::string> nodes(out->nodes().begin(), out->nodes().end());
+        nodes.insert(resp.nodes().begin(), resp.nodes().end());
+        out->clear_nodes();
+        for (const auto& n : nodes) out->add_nodes(n);
+      }
+      for (auto& c : *resp.mutable_cells()) *out->add_cells() = std::move(c);
+      out->set_next_page_token(resp.next_page_token());
+      out->set_total_cells(resp.total_cells());
+    }
+    const std::string next = out->next_page_token();
+    if (page > 1 || !next.empty()) {
+      err << "meshprobe: " << layer << ": " << out->cells_size() << " of " << out->total_cells() << " cells\n";
+    }
+    if (next.empty()) break;
+    if (!tokens.insert(next).second) {
+      *problem = "sent the same " + layer + " page token twice; stopped after page " + std::to_string(page);
+      return grpc::Status::OK;
+    }
+    req.set_page_token(next);
+  }
+  // The CLI shows the whole answer: the paging fields describe one page, not it.
+  out->clear_next_page_token();
+  out->clear_total_cells();
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 Terminal terminalFrom(bool stdout_tty, const char* no_color, const char* term, int tty_columns, const char* columns) {
@@ -223,8 +313,8 @@ std::string describeRpcError(const grpc::Status& status, const std::string& addr
 
 int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& err, const Terminal& term,
            const ClientFactory& clients, std::chrono::system_clock::time_point now) {
-  std::string aggregator, output, timeout_text, layer_text, node_filter;
-  std::vector<std::string> args;
+  std::string aggregator, output, timeout_text, layer_text, page_size_text;
+  std::vector<std::string> args, node_filters, state_texts;
   po::options_description desc("meshprobe flags");
   desc.add_options()                                                                          //
       ("help,h", "help")                                                                      //
@@ -233,7 +323,9 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
       ("output", po::value(&output)->default_value("text"), "text | json")                    //
       ("timeout", po::value(&timeout_text)->default_value(kDefaultTimeout), "deadline")       //
       ("layer", po::value(&layer_text), "matrix: UNDERLAY | OVERLAY | ISTIOD")                //
-      ("node", po::value(&node_filter), "diagnose: only findings blaming this node")          //
+      ("node", po::value(&node_filters), "matrix, diagnose: only this node")                 //
+      ("state", po::value(&state_texts), "matrix: only cells in this state")                  //
+      ("page-size", po::value(&page_size_text), "matrix: cells per page")                     //
       ("command", po::value(&args)->multitoken(), "command and its arguments");
   po::positional_options_description pos;
   pos.add("command", -1);
@@ -265,8 +357,14 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
     return usageError(err, "unknown command '" + command + "': want nodes | matrix | node NAME | diagnose");
   }
   if (given.count("layer") && command != "matrix") return usageError(err, "--layer applies to matrix only", command);
-  if (given.count("node") && command != "diagnose") {
-    return usageError(err, "--node applies to diagnose only (to show one node: meshprobe node NAME)", command);
+  if (given.count("node") && command != "diagnose" && command != "matrix") {
+    return usageError(err, "--node applies to matrix and diagnose only (to show one node: meshprobe node NAME)",
+                      command);
+  }
+  for (const char* flag : {"state", "page-size"}) {
+    if (given.count(flag) && command != "matrix") {
+      return usageError(err, std::string("--") + flag + " applies to matrix only", command);
+    }
   }
   const size_t want_args = command == "node" ? 2 : 1;
   if (args.size() < want_args) return usageError(err, "node: missing NAME", command);
@@ -294,8 +392,36 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
     }
     layers = {l};
   }
-  if (command == "diagnose" && vm.count("node") && node_filter.empty()) {
-    return usageError(err, "--node needs a node name", command);
+  if (command != "matrix" && command != "diagnose") node_filters.clear();  // from the environment
+  for (const auto& n : node_filters) {
+    if (n.empty()) return usageError(err, "--node needs a node name", command);
+  }
+  if (command == "diagnose" && node_filters.size() > 1) {
+    return usageError(err, "diagnose takes one --node", command);
+  }
+  const std::string node_filter = command == "diagnose" && !node_filters.empty() ? node_filters[0] : "";
+  std::vector<v1::Cell::State> states;
+  if (command == "matrix") {
+    for (const auto& t : state_texts) {
+      v1::Cell::State st;
+      std::string upper = t;
+      std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+      if (!v1::Cell::State_Parse(upper, &st) || st == v1::Cell::STATE_UNSPECIFIED) {
+        return usageError(err, "--state must be OK, DEGRADED, FAIL or UNKNOWN, got '" + t + "'", command);
+      }
+      states.push_back(st);
+    }
+  }
+  uint32_t page_size = 0;
+  if (command == "matrix" && vm.count("page-size")) {
+    const bool digits = !page_size_text.empty() && page_size_text.size() <= 9 &&
+                        std::all_of(page_size_text.begin(), page_size_text.end(),
+                                    [](unsigned char c) { return std::isdigit(c); });
+    if (!digits || std::stoul(page_size_text) == 0) {
+      return usageError(err, "--page-size must be a whole number of cells from 1, got '" + page_size_text + "'",
+                        command);
+    }
+    page_size = static_cast<uint32_t>(std::stoul(page_size_text));
   }
 
   const bool json = output == "json";
@@ -325,14 +451,33 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
   } else if (command == "matrix") {
     std::vector<v1::GetMatrixResponse> resps;
     for (v1::Layer l : layers) {
+      v1::GetMatrixRequest req;
+      req.set_layer(l);
+      for (const auto& n : node_filters) req.add_nodes(n);
+      for (auto st : states) req.add_states(st);
+      req.set_page_size(page_size);
       v1::GetMatrixResponse resp;
-      if (auto st = client->getMatrix(deadline, l, &resp); !st.ok()) return failed(st);
+      std::string problem;
+      if (auto st = fetchMatrix(*client, deadline, req, &resp, err, &problem); !st.ok()) {
+        if (st.error_code() == grpc::StatusCode::NOT_FOUND && !node_filters.empty()) {
+          std::string msg = firstLine(st.error_message());
+          if (msg.rfind("GetMatrix: ", 0) == 0) msg = msg.substr(11);
+          err << "meshprobe: " << msg << " at " << aggregator << " (meshprobe nodes lists them)\n";
+          return kExitQueryFailed;
+        }
+        return failed(st);
+      }
+      if (!problem.empty()) {
+        err << "meshprobe: the aggregator at " << aggregator << " " << problem << "\n";
+        return kExitQueryFailed;
+      }
       if (resp.layer() == v1::LAYER_UNSPECIFIED) resp.set_layer(l);
       resps.push_back(std::move(resp));
     }
     if (json) {
-      out << (one_layer ? toJson(resps[0]) : matricesToJson(resps));
+      out << (one_layer ? matrixToJson(resps[0]) : matricesToJson(resps));
     } else {
+      ro.matrix_filter = describeFilter(node_filters, states);
       out << renderMatrices(resps, ro);
     }
   } else if (command == "node") {

@@ -21,13 +21,15 @@ inline constexpr int kExitOk = 0;           // the query succeeded (diagnose: wi
 inline constexpr int kExitQueryFailed = 1;  // aggregator unreachable, timed out, or refused the query
 inline constexpr int kExitUsage = 2;        // bad command, flag or argument
 
-// The four Query methods; every call gets an absolute deadline.
+// The four Query methods; every call gets an absolute deadline. getMatrix sends the request
+// as given (layer, filters, one page's size and token); runCli walks the pages.
 class QueryClient {
  public:
   using Deadline = std::chrono::system_clock::time_point;
   virtual ~QueryClient() = default;
   virtual grpc::Status listNodes(Deadline d, meshprobe::v1::ListNodesResponse* out) = 0;
-  virtual grpc::Status getMatrix(Deadline d, meshprobe::v1::Layer layer, meshprobe::v1::GetMatrixResponse* out) = 0;
+  virtual grpc::Status getMatrix(Deadline d, const meshprobe::v1::GetMatrixRequest& req,
+                                 meshprobe::v1::GetMatrixResponse* out) = 0;
   virtual grpc::Status getNode(Deadline d, const std::string& name, meshprobe::v1::GetNodeResponse* out) = 0;
   virtual grpc::Status diagnose(Deadline d, const std::string& node, meshprobe::v1::DiagnoseResponse* out) = 0;
 };

@@ -19,11 +19,9 @@ class GrpcQueryClient final : public QueryClient {
     ctx.set_deadline(d);
     return stub_->ListNodes(&ctx, v1::ListNodesRequest(), out);
   }
-  grpc::Status getMatrix(Deadline d, v1::Layer layer, v1::GetMatrixResponse* out) override {
+  grpc::Status getMatrix(Deadline d, const v1::GetMatrixRequest& req, v1::GetMatrixResponse* out) override {
     grpc::ClientContext ctx;
     ctx.set_deadline(d);
-    v1::GetMatrixRequest req;
-    req.set_layer(layer);
     return stub_->GetMatrix(&ctx, req, out);
   }
   grpc::Status getNode(Deadline d, const std::string& name, v1::GetNodeResponse* out) override {

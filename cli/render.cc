@@ -320,10 +320,23 @@ std::string toJson(const google::protobuf::Message& m) {
   return out;
 }
 
+std::string matrixToJson(const v1::GetMatrixResponse& r) {
+  v1::GetMatrixResponse whole = r;
+  whole.clear_next_page_token();
+  whole.clear_total_cells();
+  std::string out = toJson(whole);
+  // always_print_primitive_fields prints the two (now empty) paging fields last, at the top
+  // level; take them out so the output is what it was before paging.
+  for (const char* field : {",\n \"nextPageToken\": \"\"", ",\n \"totalCells\": 0"}) {
+    if (auto at = out.rfind(field); at != std::string::npos) out.erase(at, std::string(field).size());
+  }
+  return out;
+}
+
 std::string matricesToJson(const std::vector<v1::GetMatrixResponse>& layers) {
   std::string out = "{\n \"matrices\": [";
   for (size_t i = 0; i < layers.size(); ++i) {
-    std::string inner = toJson(layers[i]);
+    std::string inner = matrixToJson(layers[i]);
     while (!inner.empty() && inner.back() == '\n') inner.pop_back();
     std::string indented;
     for (char c : inner) {
@@ -380,7 +393,10 @@ std::string renderMatrix(const v1::GetMatrixResponse& r, const RenderOptions& o)
   const std::string layer = layerName(r.layer());
   const bool istiod = r.layer() == v1::ISTIOD;
   std::ostringstream out;
-  out << paint(layer, kBold, o.color) << "  rows = source, columns = destination\n";
+  const bool filtered = !o.matrix_filter.empty();
+  out << paint(layer, kBold, o.color) << "  rows = source, columns = destination";
+  if (filtered) out << "  (only " << o.matrix_filter << ")";
+  out << "\n";
 
   // Rows: the nodes in the aggregator's order, then any source only the cells name.
   std::vector<std::string> rows(r.nodes().begin(), r.nodes().end());
@@ -399,7 +415,7 @@ std::string renderMatrix(const v1::GetMatrixResponse& r, const RenderOptions& o)
     }
   }
   if (rows.empty()) {
-    out << "  no nodes have reported to the aggregator yet\n";
+    out << (filtered ? "  no cell matches\n" : "  no nodes have reported to the aggregator yet\n");
     return out.str();
   }
   if (istiod && extra_dsts.empty()) extra_dsts.push_back("istiod");
@@ -458,6 +474,10 @@ std::string renderMatrix(const v1::GetMatrixResponse& r, const RenderOptions& o)
         g = selfGlyph(o);
       } else {
         auto it = cells.find({rows[i], dst});
+        if (filtered && it == cells.end()) {  // filtered out: not a state
+          line += step == 1 ? " " : padRight(" ", step);
+          continue;
+        }
         Cell::State s = it == cells.end() ? Cell::UNKNOWN : normalize(it->second->state());
         ++counts[s];
         if (s == Cell::FAIL || s == Cell::DEGRADED) broken.push_back(it->second);
@@ -486,12 +506,12 @@ std::string renderMatrix(const v1::GetMatrixResponse& r, const RenderOptions& o)
   out << "\n";
   int total = 0;
   for (const auto& [_, n] : counts) total += n;
-  out << layer << ": " << total << " pair" << (total == 1 ? "" : "s") << ": " << counts[Cell::OK] << " OK, "
+  out << layer << ": " << total << " pair" << (total == 1 ? "" : "s") << (filtered ? " shown" : "") << ": " << counts[Cell::OK] << " OK, "
       << counts[Cell::DEGRADED] << " DEGRADED, " << counts[Cell::FAIL] << " FAIL, " << counts[Cell::UNKNOWN]
       << " UNKNOWN\n";
 
   // A node whose every pair, to and from it, is broken is the likely culprit: say so first.
-  if (!istiod && rows.size() > 2 && !broken.empty()) {
+  if (!istiod && !filtered && rows.size() > 2 && !broken.empty()) {
     std::map<std::string, size_t> broken_pairs;
     for (const Cell* c : broken) {
       ++broken_pairs[c->src()];

@@ -19,6 +19,9 @@ struct RenderOptions {
   bool unicode = false;             // Unicode glyphs (●◐✖) instead of ASCII (o~X): TTY output
   int width = 100;                  // terminal columns; the heatmap drops the gap between cells when it would not fit
   google::protobuf::Timestamp now;  // "now" for ages ("3s ago"); unset: ages are not shown
+  // matrix: the --node/--state filter in words ("from or to node3; FAIL"), "" for none. When
+  // set, a cell absent from the answer was filtered out: drawn blank and not counted.
+  std::string matrix_filter;
 };
 
 // `meshprobe nodes`: NODE, NODE IP, OVERLAY IP, VNI/PORT, MTU, UP, LAST REPORT, POD CIDR.
@@ -56,6 +59,9 @@ std::string formatRtt(const google::protobuf::Duration& d);
 size_t displayWidth(const std::string& s);
 // Proto3 JSON as the CLI prints it: camelCase names, primitive fields always printed, indented.
 std::string toJson(const google::protobuf::Message& m);
+// The JSON of `meshprobe --output json matrix --layer L`: the GetMatrixResponse of every page
+// in one, without the paging fields (nextPageToken, totalCells), as before paging existed.
+std::string matrixToJson(const meshprobe::v1::GetMatrixResponse& r);
 // The JSON of `meshprobe --output json matrix` without --layer: {"matrices": [<GetMatrixResponse>...]}.
 std::string matricesToJson(const std::vector<meshprobe::v1::GetMatrixResponse>& layers);
 

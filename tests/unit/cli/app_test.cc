@@ -17,8 +17,20 @@ namespace {
 namespace v1 = meshprobe::v1;
 using namespace std::chrono_literals;
 
+// How the fake serves GetMatrix: a cluster of `nodes` members node1..nodeN (node2 -> node1
+// FAIL, everything else OK) in pages of `default_page_size` cells, filtered as the real
+// aggregator does, or, to play an aggregator older than the filters, ignoring them.
+struct FakeMatrix {
+  int nodes = 2;
+  uint32_t default_page_size = 10'000;
+  bool ignore_filters = false;
+  bool repeat_token = false;  // a broken server: every page says "more" with the same token
+};
+
 struct Calls {
-  std::vector<std::string> log;  // "ListNodes", "GetMatrix OVERLAY", "GetNode node1", "Diagnose node2"
+  // "ListNodes", "GetMatrix OVERLAY", "GetNode node1", "Diagnose node2"; GetMatrix with
+  // filters or paging: "GetMatrix OVERLAY nodes=node1 states=FAIL size=5 token=10".
+  std::vector<std::string> log;
   std::vector<QueryClient::Deadline> deadlines;
   std::string address;
   int clients = 0;
@@ -27,7 +39,8 @@ struct Calls {
 // Answers from a small 2-node cluster, or `fail` for every call.
 class FakeClient : public QueryClient {
  public:
-  FakeClient(Calls& calls, grpc::Status fail) : calls_(calls), fail_(std::move(fail)) {}
+  FakeClient(Calls& calls, grpc::Status fail, FakeMatrix matrix = {})
+      : calls_(calls), fail_(std::move(fail)), matrix_(matrix) {}
 
   grpc::Status listNodes(Deadline d, v1::ListNodesResponse* out) override {
     record("ListNodes", d);
@@ -39,18 +52,60 @@ class FakeClient : public QueryClient {
     }
     return grpc::Status::OK;
   }
-  grpc::Status getMatrix(Deadline d, v1::Layer layer, v1::GetMatrixResponse* out) override {
-    record("GetMatrix " + v1::Layer_Name(layer), d);
+  grpc::Status getMatrix(Deadline d, const v1::GetMatrixRequest& req, v1::GetMatrixResponse* out) override {
+    const v1::Layer layer = req.layer();
+    std::string what = "GetMatrix " + v1::Layer_Name(layer);
+    for (const auto& n : req.nodes()) what += (&n == &req.nodes(0) ? " nodes=" : ",") + n;
+    for (int i = 0; i < req.states_size(); ++i) {
+      what += (i ? "," : " states=") + v1::Cell::State_Name(static_cast<v1::Cell::State>(req.states(i)));
+    }
+    if (req.page_size()) what += " size=" + std::to_string(req.page_size());
+    if (!req.page_token().empty()) what += " token=" + req.page_token();
+    record(what, d);
     if (!fail_.ok()) return fail_;
+    std::vector<std::string> members;
+    for (int i = 1; i <= matrix_.nodes; ++i) members.push_back("node" + std::to_string(i));
+    std::sort(members.begin(), members.end());
+    for (const auto& n : req.nodes()) {
+      if (std::find(members.begin(), members.end(), n) == members.end()) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            "GetMatrix: no node named '" + n + "' has said Hello to this aggregator");
+      }
+    }
+    std::vector<v1::Cell> all;
+    const std::vector<std::string> istiod = {"istiod"};
+    for (const auto& s : members) {
+      for (const auto& t : layer == v1::ISTIOD ? istiod : members) {
+        if (s == t) continue;
+        v1::Cell c;
+        c.set_src(s);
+        c.set_dst(t);
+        c.set_layer(layer);
+        c.set_state(s == "node2" && t == "node1" && layer != v1::ISTIOD ? v1::Cell::FAIL : v1::Cell::OK);
+        if (matrix_.nodes == 2 && layer != v1::ISTIOD) c.set_state(v1::Cell::OK);  // the small cluster: all OK
+        auto in = [](const auto& list, const auto& v) { return std::find(list.begin(), list.end(), v) != list.end(); };
+        const bool node_ok = req.nodes().empty() || in(req.nodes(), c.src()) || in(req.nodes(), c.dst());
+        const bool state_ok = req.states().empty() || in(req.states(), static_cast<int>(c.state()));
+        if (matrix_.ignore_filters || (node_ok && state_ok)) all.push_back(std::move(c));
+      }
+    }
+    const size_t from = req.page_token().empty() ? 0 : std::stoul(req.page_token());
+    const size_t size = req.page_size() ? req.page_size() : matrix_.default_page_size;
     out->set_layer(layer);
-    out->add_nodes("node1");
-    out->add_nodes("node2");
-    for (auto [s, t] : {std::pair{"node1", "node2"}, std::pair{"node2", "node1"}}) {
-      auto* c = out->add_cells();
-      c->set_src(s);
-      c->set_dst(layer == v1::ISTIOD ? "istiod" : t);
-      c->set_layer(layer);
-      c->set_state(v1::Cell::OK);
+    const bool filtered = !req.nodes().empty() || !req.states().empty();
+    for (const auto& m : members) {  // filtered: only the nodes of matching cells
+      if (!filtered || std::any_of(all.begin(), all.end(), [&](const auto& c) { return c.src() == m || c.dst() == m; }))
+        out->add_nodes(m);
+    }
+    for (size_t i = from; i < all.size() && i < from + size; ++i) *out->add_cells() = all[i];
+    if (matrix_.repeat_token) {
+      out->set_next_page_token("7");
+    } else if (from + size < all.size()) {
+      out->set_next_page_token(std::to_string(from + size));
+    }
+    if (!out->next_page_token().empty() || !req.page_token().empty() || !req.nodes().empty() ||
+        !req.states().empty() || req.page_size()) {
+      out->set_total_cells(static_cast<uint32_t>(all.size()));
     }
     return grpc::Status::OK;
   }
@@ -90,6 +145,7 @@ class FakeClient : public QueryClient {
   }
   Calls& calls_;
   grpc::Status fail_;
+  FakeMatrix matrix_;
 };
 
 const auto kNow = std::chrono::system_clock::time_point(std::chrono::seconds(1795000000));
@@ -100,7 +156,8 @@ struct Run {
   Calls calls;
 };
 
-Run run(std::vector<std::string> args, grpc::Status fail = grpc::Status::OK, Terminal term = {}) {
+Run run(std::vector<std::string> args, grpc::Status fail = grpc::Status::OK, Terminal term = {},
+        FakeMatrix matrix = {}) {
   std::vector<const char*> argv = {"meshprobe"};
   for (const auto& a : args) argv.push_back(a.c_str());
   Run r;
@@ -110,7 +167,7 @@ Run run(std::vector<std::string> args, grpc::Status fail = grpc::Status::OK, Ter
       [&](const std::string& address) {
         r.calls.address = address;
         ++r.calls.clients;
-        return std::make_unique<FakeClient>(r.calls, fail);
+        return std::make_unique<FakeClient>(r.calls, fail, matrix);
       },
       kNow);
   r.out = out.str();
@@ -174,7 +231,17 @@ TEST(CliUsage, BadInvocationsExit2WithOneLineAndNeverQuery) {
       {{"matrix", "--layer", "AMBIENT"}, "--layer must be UNDERLAY, OVERLAY or ISTIOD, got 'AMBIENT'"},
       {{"matrix", "--layer", "mesh"}, "--layer must be UNDERLAY, OVERLAY or ISTIOD, got 'mesh'"},
       {{"nodes", "--layer", "OVERLAY"}, "--layer applies to matrix only"},
-      {{"node", "node1", "--node", "node2"}, "--node applies to diagnose only"},
+      {{"node", "node1", "--node", "node2"}, "--node applies to matrix and diagnose only"},
+      {{"nodes", "--state", "FAIL"}, "--state applies to matrix only"},
+      {{"diagnose", "--page-size", "5"}, "--page-size applies to matrix only"},
+      {{"diagnose", "--node", "node1", "--node", "node2"}, "diagnose takes one --node"},
+      {{"matrix", "--node", ""}, "--node needs a node name"},
+      {{"matrix", "--state", "BROKEN"}, "--state must be OK, DEGRADED, FAIL or UNKNOWN, got 'BROKEN'"},
+      {{"matrix", "--state", "state_unspecified"}, "--state must be OK, DEGRADED, FAIL or UNKNOWN"},
+      {{"matrix", "--page-size", "0"}, "--page-size must be a whole number of cells from 1, got '0'"},
+      {{"matrix", "--page-size", "-3"}, "--page-size must be a whole number"},
+      {{"matrix", "--page-size", "lots"}, "--page-size must be a whole number"},
+      {{"matrix", "--page-size", "99999999999"}, "--page-size must be a whole number"},
       {{"node"}, "node: missing NAME"},
       {{"node", "a", "b"}, "node: unexpected argument 'b'"},
       {{"nodes", "extra"}, "nodes: unexpected argument 'extra'"},
@@ -315,6 +382,112 @@ TEST(CliCommands, JsonIsTheQueryAnswer) {
   EXPECT_EQ(diag["findings"][0]["code"], "OVERLAY_PARTITION");
   auto none = nlohmann::json::parse(run({"--output", "json", "diagnose", "--node", "node1"}).out);
   EXPECT_EQ(none["findings"].size(), 0u);
+}
+
+TEST(CliMatrix, WithoutFlagsTheRequestAndTheJsonAreAsBeforePaging) {
+  auto r = run({"--output", "json", "matrix", "--layer", "OVERLAY"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.calls.log, std::vector<std::string>{"GetMatrix OVERLAY"});  // no filter, size or token
+  auto j = nlohmann::json::parse(r.out);
+  std::vector<std::string> keys;
+  for (const auto& [k, _] : j.items()) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(keys, (std::vector<std::string>{"cells", "layer", "nodes"})) << r.out;
+  auto all = nlohmann::json::parse(run({"--output", "json", "matrix"}).out);
+  for (const auto& m : all["matrices"]) {
+    EXPECT_FALSE(m.contains("nextPageToken"));
+    EXPECT_FALSE(m.contains("totalCells"));
+  }
+  EXPECT_TRUE(r.err.empty()) << r.err;
+}
+
+TEST(CliMatrix, FiltersAndPageSizeGoToTheAggregator) {
+  auto r = run({"matrix", "--layer", "OVERLAY", "--node", "node1", "--node", "node3", "--state", "fail", "--state",
+                "Degraded", "--page-size", "5"},
+               grpc::Status::OK, {}, FakeMatrix{.nodes = 3});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.calls.log, std::vector<std::string>{"GetMatrix OVERLAY nodes=node1,node3 states=FAIL,DEGRADED size=5"});
+  // Every layer gets the same filters.
+  auto all = run({"matrix", "--state", "OK"}, grpc::Status::OK, {}, FakeMatrix{.nodes = 3});
+  EXPECT_EQ(all.calls.log, (std::vector<std::string>{"GetMatrix UNDERLAY states=OK", "GetMatrix OVERLAY states=OK",
+                                                     "GetMatrix ISTIOD states=OK"}));
+}
+
+TEST(CliMatrix, EveryPageIsFetchedAndProgressGoesToStderr) {
+  const FakeMatrix four{.nodes = 4, .default_page_size = 5};  // 12 OVERLAY cells: pages of 5, 5, 2
+  auto paged = run({"matrix", "--layer", "OVERLAY"}, grpc::Status::OK, {}, four);
+  ASSERT_EQ(paged.code, 0) << paged.err;
+  EXPECT_EQ(paged.calls.log, (std::vector<std::string>{"GetMatrix OVERLAY", "GetMatrix OVERLAY token=5",
+                                                       "GetMatrix OVERLAY token=10"}));
+  EXPECT_EQ(paged.err,
+            "meshprobe: OVERLAY: 5 of 12 cells\nmeshprobe: OVERLAY: 10 of 12 cells\nmeshprobe: OVERLAY: 12 of 12 "
+            "cells\n");
+  // stdout is the same as from one page.
+  auto one_page = run({"matrix", "--layer", "OVERLAY"}, grpc::Status::OK, {}, FakeMatrix{.nodes = 4});
+  EXPECT_EQ(one_page.calls.log.size(), 1u);
+  EXPECT_TRUE(one_page.err.empty()) << one_page.err;
+  EXPECT_EQ(paged.out, one_page.out);
+  EXPECT_TRUE(contains(paged.out, "OVERLAY: 12 pairs: 11 OK, 0 DEGRADED, 1 FAIL")) << paged.out;
+
+  auto json = run({"--output", "json", "matrix", "--layer", "OVERLAY", "--page-size", "3"}, grpc::Status::OK, {}, four);
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(json.calls.log.size(), 4u);
+  EXPECT_EQ(json.out, run({"--output", "json", "matrix", "--layer", "OVERLAY"}, grpc::Status::OK, {},
+                          FakeMatrix{.nodes = 4}).out);
+  auto j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["cells"].size(), 12u);
+  EXPECT_EQ(j["cells"][11]["src"], "node4");
+}
+
+TEST(CliMatrix, FilteredTextSaysSoAndLeavesFilteredCellsBlank) {
+  auto r = run({"matrix", "--layer", "OVERLAY", "--state", "FAIL"}, grpc::Status::OK, {}, FakeMatrix{.nodes = 3});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "OVERLAY  rows = source, columns = destination  (only FAIL)\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "1 node1  -\n2 node2  X -\n")) << r.out;  // node2 -> node1 alone; node3 not involved
+  EXPECT_TRUE(contains(r.out, "OVERLAY: 1 pair shown: 0 OK, 0 DEGRADED, 1 FAIL, 0 UNKNOWN")) << r.out;
+  auto node = run({"matrix", "--layer", "OVERLAY", "--node", "node3"}, grpc::Status::OK, {}, FakeMatrix{.nodes = 3});
+  EXPECT_TRUE(contains(node.out, "(only from or to node3)")) << node.out;
+  EXPECT_TRUE(contains(node.out, "1 node1  -   o\n2 node2    - o\n3 node3  o o -\n")) << node.out;
+  EXPECT_TRUE(contains(node.out, "4 pairs shown: 4 OK")) << node.out;
+  auto none = run({"matrix", "--layer", "UNDERLAY", "--state", "UNKNOWN"}, grpc::Status::OK, {}, FakeMatrix{.nodes = 3});
+  EXPECT_TRUE(contains(none.out, "no cell matches")) << none.out;
+}
+
+TEST(CliMatrix, AnUnknownNodeIsNamed) {
+  auto r = run({"matrix", "--layer", "OVERLAY", "--node", "node9"});
+  EXPECT_EQ(r.code, kExitQueryFailed);
+  EXPECT_EQ(r.err,
+            "meshprobe: no node named 'node9' has said Hello to this aggregator at 127.0.0.1:9470 (meshprobe nodes "
+            "lists them)\n");
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(CliMatrix, AnAggregatorThatIgnoresTheFiltersOrRepeatsATokenIsAnError) {
+  auto old = run({"matrix", "--layer", "OVERLAY", "--state", "FAIL"}, grpc::Status::OK, {},
+                 FakeMatrix{.nodes = 3, .ignore_filters = true});
+  EXPECT_EQ(old.code, kExitQueryFailed);
+  EXPECT_TRUE(contains(old.err, "meshprobe: the aggregator at 127.0.0.1:9470 returned OVERLAY cell node1 -> node2, "
+                                "which --node/--state exclude: it predates them"))
+      << old.err;
+  EXPECT_TRUE(old.out.empty());
+  // Without filters such an aggregator is fine.
+  EXPECT_EQ(run({"matrix"}, grpc::Status::OK, {}, FakeMatrix{.nodes = 3, .ignore_filters = true}).code, 0);
+
+  auto loop = run({"matrix", "--layer", "ISTIOD"}, grpc::Status::OK, {}, FakeMatrix{.repeat_token = true});
+  EXPECT_EQ(loop.code, kExitQueryFailed);
+  EXPECT_EQ(loop.calls.log.size(), 2u);
+  EXPECT_TRUE(contains(loop.err, "sent the same ISTIOD page token twice; stopped after page 2")) << loop.err;
+}
+
+TEST(CliMatrix, NodeFromTheEnvironmentFiltersTheMatrixAndLeavesOtherCommandsAlone) {
+  setenv("MESHPROBE_NODE", "node2", 1);
+  auto nodes = run({"nodes"});
+  auto matrix = run({"matrix", "--layer", "OVERLAY"});
+  auto flag = run({"matrix", "--layer", "OVERLAY", "--node", "node1"});
+  unsetenv("MESHPROBE_NODE");
+  EXPECT_EQ(nodes.code, 0) << nodes.err;
+  EXPECT_EQ(matrix.calls.log, std::vector<std::string>{"GetMatrix OVERLAY nodes=node2"});
+  EXPECT_EQ(flag.calls.log, std::vector<std::string>{"GetMatrix OVERLAY nodes=node1"});  // the flag wins
 }
 
 TEST(CliCommands, DiagnoseExitsZeroWithOrWithoutFindings) {
