@@ -2,7 +2,8 @@
 // HTTP endpoints in the 4-node namespace mesh (mesh.h), `promtool check metrics` on every
 // /metrics, a real Prometheus (Debian's /usr/bin/prometheus) in the control netns scraping
 // them every second while a VXLAN fault is injected, and the metric names the monitoring
-// manifests (manifests/monitoring/*.yaml|json) use, checked against live scrapes.
+// manifests (manifests/monitoring/*.yaml|json) use, checked against live scrapes; and the
+// agents' rotation metrics with a --probe-budget small enough that a 4-node mesh rotates.
 //
 // HTTP is fetched from inside the control netns (198.51.100.2) with bash's /dev/tcp, so
 // nothing but the test's namespaces is ever contacted.
@@ -421,6 +422,67 @@ TEST_F(ObservabilityTest, EveryMetricTheMonitoringManifestsUseIsExported) {
   for (const auto& [name, type] : exported) all += "  " + name + " " + type + "\n";
   EXPECT_EQ(missing, "") << "metrics the manifests use but nothing exports:\n" << missing << "exported:\n" << all;
   std::cout << used.size() << " metric names in " << files.size() << " monitoring manifests, all exported" << std::endl;
+}
+
+// ======================= (d) sparse probing under a small --probe-budget =======================
+
+// --probe-budget 1 at --interval 1s: one peer per layer per round, 3 peers, so every agent
+// rotates (every pair within 3 rounds). The cluster still turns healthy, the agents export
+// the rotation, and a VXLAN drop on node3 still fails exactly its overlay row and column.
+class SparseProbingTest : public ObservabilityTest {
+ protected:
+  MeshOptions meshOptions() const override {
+    MeshOptions o;
+    o.agent_args = {"--probe-budget", "1"};
+    return o;
+  }
+};
+
+TEST_F(SparseProbingTest, RotatingAgentsStillCoverEveryPairAndSeeANodeFault) {
+  ASSERT_EQ(mesh_->nodes(), 4);
+  double healthy = 0;
+  ASSERT_TRUE(waitHealthy(Via::kCli, &healthy));
+  std::cout << "healthy with --probe-budget 1 after start: " << seconds(healthy) << std::endl;
+
+  // Each agent: 1 target per layer in the current round, every peer within 3 rounds, and
+  // regular slots skipped (polled: the skip counter grows with every round).
+  ASSERT_TRUE(eventually(
+      "every agent exports the rotation (1 target per round and layer, coverage 3 rounds, slots skipped)",
+      [&] {
+        std::string out;
+        for (int n = 1; n <= mesh_->nodes(); ++n) {
+          auto am = agent(n, "/metrics");
+          if (am.status != 200) {
+            out += am.describe(nodeName(n) + " /metrics") + "\n";
+            continue;
+          }
+          const std::string cov = sampleValue(am.body, "meshprobe_probe_coverage_rounds");
+          const std::string under = sampleValue(am.body, "meshprobe_probe_targets_per_round{layer=\"UNDERLAY\"}");
+          const std::string over = sampleValue(am.body, "meshprobe_probe_targets_per_round{layer=\"OVERLAY\"}");
+          const std::string skipped = sampleValue(am.body, "meshprobe_probe_rotation_skipped_total");
+          if (cov != "3" || under != "1" || over != "1" || std::atol(skipped.c_str()) <= 0) {
+            out += nodeName(n) + ": coverage_rounds=" + cov + " per_round UNDERLAY=" + under + " OVERLAY=" + over +
+                   " skipped=" + skipped + "\n";
+          }
+        }
+        return out;
+      },
+      15s));
+
+  mesh_->cluster().node(3).sh("iptables -A INPUT -p udp --dport 4789 -j DROP");
+  const auto injected = SteadyClock::now();
+  const Expect node3Fails = [](int s, int d) { return std::string(s == 3 || d == 3 ? "FAIL" : "OK"); };
+  double detection = 0;
+  const bool detected = eventually(
+      "only node3's OVERLAY cells FAIL, every UNDERLAY cell OK",
+      [&] { return layerMismatch("OVERLAY", node3Fails) + layerMismatch("UNDERLAY", kAllOk); }, 40s, &detection,
+      injected);
+  EXPECT_TRUE(detected);
+  if (detected) std::cout << "detection with --probe-budget 1: " << seconds(detection) << std::endl;
+  mesh_->cluster().node(3).sh("iptables -D INPUT -p udp --dport 4789 -j DROP");
+  EXPECT_TRUE(eventually(
+      "every OVERLAY and UNDERLAY cell OK again after the rule is removed",
+      [&] { return layerMismatch("OVERLAY", kAllOk) + layerMismatch("UNDERLAY", kAllOk); }, 90s));
 }
 
 }  // namespace
