@@ -16,6 +16,8 @@
 //    kernel) with mnl_attr_parse, and an attribute whose length is shorter than its header
 //    or runs past its parent is an Error.
 
+#include <linux/netlink.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -27,9 +29,6 @@
 #include <string_view>
 
 #include "common/result.h"
-
-struct nlattr;
-struct nlmsghdr;
 
 namespace meshprobe::agent {
 
@@ -103,13 +102,15 @@ template <typename Hdr, size_t Max>
 Status parseMessageAttrs(const nlmsghdr* msg, NetlinkAttrs<Max>& table) {
   return parseMessageAttrs(msg, sizeof(Hdr), std::span<const nlattr*>(table.tb));
 }
-// Both: the family header, and its attributes into `table`.
+// Both: the family header (nullptr on error), and its attributes into `table`.
+const void* parseFamilyMessage(const nlmsghdr* msg, size_t header_size, std::span<const nlattr*> table,
+                               std::optional<Error>& error);
 template <typename Hdr, size_t Max>
 Result<const Hdr*> parseNetlinkMessage(const nlmsghdr* msg, NetlinkAttrs<Max>& table) {
-  auto hdr = netlinkHeader<Hdr>(msg);
-  if (!hdr) return hdr;
-  if (Status st = parseMessageAttrs<Hdr>(msg, table); !st) return st.error();
-  return hdr;
+  std::optional<Error> error;
+  const void* hdr = parseFamilyMessage(msg, sizeof(Hdr), std::span<const nlattr*>(table.tb), error);
+  if (hdr == nullptr) return std::move(*error);
+  return static_cast<const Hdr*>(hdr);
 }
 
 // Typed reads of optional attributes that record the first error instead of failing at
@@ -142,7 +143,10 @@ class NetlinkAttrReader {
   }
   // A NUL-terminated string (the NUL not included).
   std::string string(const nlattr* a, const char* name);
-  static std::span<const uint8_t> payload(const nlattr* a);
+  // mnl_attr_get_payload / _len, inline: called for every attribute read.
+  static std::span<const uint8_t> payload(const nlattr* a) {
+    return {reinterpret_cast<const uint8_t*>(a) + NLA_HDRLEN, static_cast<size_t>(a->nla_len - NLA_HDRLEN)};
+  }
 
  private:
   std::string err_;
