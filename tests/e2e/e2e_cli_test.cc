@@ -271,6 +271,40 @@ TEST_F(CliTest, EverySubcommandInTextAndJsonThenAFaultRendered) {
                   {"UNDERLAY"}, &t));
     std::cout << "---- meshprobe matrix --layer OVERLAY (node3 drops VXLAN) ----\n" << t;
   }
+  // The same fault through the filters and paging: only the FAIL cells, two per page, every
+  // page fetched (progress on stderr), one JSON answer without the paging fields.
+  ASSERT_TRUE(eventually(
+      "meshprobe --output json matrix --layer OVERLAY --state FAIL --page-size 2: node3's 6 FAIL cells in 3 pages",
+      [&] {
+        auto r = mesh_->cli({"matrix", "--layer", "OVERLAY", "--state", "FAIL", "--page-size", "2"});
+        std::string error;
+        auto j = Mesh::parse(r, &error);
+        if (j.is_null()) return error;
+        std::string out;
+        if (j["cells"].size() != 6) out += std::to_string(j["cells"].size()) + " cells\n";
+        for (const auto& c : j["cells"]) {
+          if (c.value("state", "") != "FAIL" || (c.value("src", "") != "node3" && c.value("dst", "") != "node3")) {
+            out += "unexpected: " + c.dump() + "\n";
+          }
+        }
+        if (j.contains("nextPageToken") || j.contains("totalCells")) out += "paging fields in the output\n";
+        if (!has(r.err, "OVERLAY: 2 of 6 cells\n") || !has(r.err, "OVERLAY: 6 of 6 cells\n")) {
+          out += "no progress on stderr: " + r.err;
+        }
+        return out.empty() ? out : out + j.dump();
+      },
+      15s));
+  {
+    std::string t;
+    EXPECT_TRUE(textShows({"matrix", "--layer", "OVERLAY", "--node", "node3", "--state", "FAIL"},
+                          {"(only from or to node3; FAIL)", "3 node3  X X - X",
+                           "OVERLAY: 6 pairs shown: 0 OK, 0 DEGRADED, 6 FAIL, 0 UNKNOWN"},
+                          {"suspect:"}, &t));
+    std::cout << "---- meshprobe matrix --layer OVERLAY --node node3 --state FAIL ----\n" << t;
+    auto unknown = text({"matrix", "--layer", "OVERLAY", "--node", "node9"});
+    EXPECT_EQ(unknown.exit_code, 1) << unknown.describe();
+    EXPECT_TRUE(has(unknown.err, "no node named 'node9'")) << unknown.err;
+  }
   // The doctor names it: some CRITICAL finding blaming node3, in text as in JSON.
   ASSERT_TRUE(eventually(
       "a finding blaming node3",
