@@ -108,8 +108,8 @@ Result<ConfigOutcome> parseAgentConfig(int argc, const char* const argv[], Agent
       ("probe-budget", po::value(&probe_budget)->default_value("200"),
        "regular probes per second per layer (retries, path-MTU probes not counted); up to budget x interval peers "
        "each is probed every interval, beyond that a rotation probes that many per interval so every pair is covered "
-       "within ceil(peers / (budget x interval)) intervals. 200 = full mesh up to 200 peers at 1s, well under 1% of "
-       "a core")
+       "within ceil(peers / (budget x interval)) intervals. 200: full mesh up to 200 peers at --interval 1s, about "
+       "0.9% of a core for both layers")
       ("peers", po::value<std::string>(), "standalone mode: comma-separated static peer IPs")
       ("once", po::bool_switch(&c.once), "run every node-local check once, print the verdict, exit 0 (all passed) or 1 (a check failed)")
       ("output", po::value(&c.output)->default_value(c.output), "--once output: text | json")
