@@ -101,7 +101,8 @@ std::string encodePageToken(const PageCursor& cursor) {
 
 Result<PageCursor> decodePageToken(std::string_view token) {
   if (token.size() % 2 != 0) return Error{"it is not hex (odd length)"};
-  if (token.size() / 2 > kMaxTokenBytes) return Error{"it is too long (" + std::to_string(token.size()) + " characters)"};
+  if (token.size() / 2 > kMaxTokenBytes)
+    return Error{"it is too long (" + std::to_string(token.size()) + " characters)"};
   std::string bin;
   bin.reserve(token.size() / 2);
   for (size_t i = 0; i < token.size(); i += 2) {
@@ -112,7 +113,8 @@ Result<PageCursor> decodePageToken(std::string_view token) {
   if (bin.size() < 4) return Error{"it is too short"};
   const std::string_view body(bin.data(), bin.size() - 4);
   uint32_t stored = 0;
-  for (int i = 0; i < 4; ++i) stored |= static_cast<uint32_t>(static_cast<unsigned char>(bin[body.size() + i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    stored |= static_cast<uint32_t>(static_cast<unsigned char>(bin[body.size() + i])) << (8 * i);
   if (crc32(body) != stored) return Error{"its checksum does not match (corrupted or edited)"};
 
   pbio::CodedInputStream in(reinterpret_cast<const uint8_t*>(body.data()), static_cast<int>(body.size()));
@@ -152,7 +154,8 @@ grpc::Status queryMatrix(v1::GetMatrixResponse full, const v1::GetMatrixRequest&
     if (!knownState(s)) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
               "GetMatrix: `states` has " +
-                  (s == v1::Cell::STATE_UNSPECIFIED ? std::string("STATE_UNSPECIFIED") : "unknown state " + std::to_string(s)) +
+                  (s == v1::Cell::STATE_UNSPECIFIED ? std::string("STATE_UNSPECIFIED")
+                                                    : "unknown state " + std::to_string(s)) +
                   "; want OK, DEGRADED, FAIL or UNKNOWN"};
     }
     state_filter[static_cast<size_t>(s)] = true;

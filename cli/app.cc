@@ -192,8 +192,8 @@ std::string describeFilter(const std::vector<std::string>& nodes, const std::vec
 bool passes(const v1::Cell& c, const v1::GetMatrixRequest& req) {
   if (!req.nodes().empty()) {
     const bool src = std::find(req.nodes().begin(), req.nodes().end(), c.src()) != req.nodes().end();
-    const bool dst = c.layer() != v1::ISTIOD &&
-                     std::find(req.nodes().begin(), req.nodes().end(), c.dst()) != req.nodes().end();
+    const bool dst =
+        c.layer() != v1::ISTIOD && std::find(req.nodes().begin(), req.nodes().end(), c.dst()) != req.nodes().end();
     if (!src && !dst) return false;
   }
   if (!req.states().empty() &&
@@ -323,7 +323,7 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
       ("output", po::value(&output)->default_value("text"), "text | json")                    //
       ("timeout", po::value(&timeout_text)->default_value(kDefaultTimeout), "deadline")       //
       ("layer", po::value(&layer_text), "matrix: UNDERLAY | OVERLAY | ISTIOD")                //
-      ("node", po::value(&node_filters), "matrix, diagnose: only this node")                 //
+      ("node", po::value(&node_filters), "matrix, diagnose: only this node")                  //
       ("state", po::value(&state_texts), "matrix: only cells in this state")                  //
       ("page-size", po::value(&page_size_text), "matrix: cells per page")                     //
       ("command", po::value(&args)->multitoken(), "command and its arguments");
@@ -414,9 +414,9 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
   }
   uint32_t page_size = 0;
   if (command == "matrix" && vm.count("page-size")) {
-    const bool digits = !page_size_text.empty() && page_size_text.size() <= 9 &&
-                        std::all_of(page_size_text.begin(), page_size_text.end(),
-                                    [](unsigned char c) { return std::isdigit(c); });
+    const bool digits =
+        !page_size_text.empty() && page_size_text.size() <= 9 &&
+        std::all_of(page_size_text.begin(), page_size_text.end(), [](unsigned char c) { return std::isdigit(c); });
     if (!digits || std::stoul(page_size_text) == 0) {
       return usageError(err, "--page-size must be a whole number of cells from 1, got '" + page_size_text + "'",
                         command);

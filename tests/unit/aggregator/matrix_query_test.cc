@@ -63,8 +63,7 @@ std::vector<std::string> names(const std::string& prefix, int n) {
 }
 
 v1::GetMatrixRequest request(v1::Layer layer, std::vector<std::string> nodes = {},
-                             std::vector<v1::Cell::State> states = {}, uint32_t page_size = 0,
-                             std::string token = "") {
+                             std::vector<v1::Cell::State> states = {}, uint32_t page_size = 0, std::string token = "") {
   v1::GetMatrixRequest r;
   r.set_layer(layer);
   for (auto& n : nodes) r.add_nodes(n);
@@ -128,17 +127,17 @@ TEST(MatrixQuery, AnEmptyOrOneNodeMatrixIsAnsweredAsIs) {
 TEST(MatrixQuery, NodesFilterKeepsCellsFromOrToThoseNodes) {
   const auto full = makeMatrix(v1::OVERLAY, names("node", 4));
   auto got = query(full, request(v1::OVERLAY, {"node2"}));
-  EXPECT_THAT(keys(got), ElementsAre("node1>node2", "node2>node1", "node2>node3", "node2>node4", "node3>node2",
-                                     "node4>node2"));
+  EXPECT_THAT(keys(got),
+              ElementsAre("node1>node2", "node2>node1", "node2>node3", "node2>node4", "node3>node2", "node4>node2"));
   EXPECT_THAT(got.nodes(), ElementsAre("node1", "node2", "node3", "node4"));  // all take part
   EXPECT_EQ(got.total_cells(), 6u);                                           // filtered: always counted
   EXPECT_EQ(got.next_page_token(), "");
 
   auto two = query(full, request(v1::OVERLAY, {"node4", "node1", "node4"}));  // order, repeats: no matter
-  EXPECT_EQ(two.cells_size(), 10);  // 12 pairs less node2<->node3
+  EXPECT_EQ(two.cells_size(), 10);                                            // 12 pairs less node2<->node3
   for (const auto& c : two.cells()) {
-    EXPECT_TRUE(c.src() == "node1" || c.src() == "node4" || c.dst() == "node1" || c.dst() == "node4") << c.src()
-                                                                                                      << c.dst();
+    EXPECT_TRUE(c.src() == "node1" || c.src() == "node4" || c.dst() == "node1" || c.dst() == "node4")
+        << c.src() << c.dst();
   }
 }
 
@@ -290,7 +289,7 @@ TEST(MatrixQuery, TheRealDefaultIsTenThousandCells) {
 
 TEST(MatrixQuery, AByteBudgetCutsPagesBeforePageSizeButNeverEmpty) {
   const auto full = makeMatrix(v1::OVERLAY, names("node", 4));  // 12 cells
-  const size_t cell = full.cells(0).ByteSizeLong() + 2;          // + tag and length
+  const size_t cell = full.cells(0).ByteSizeLong() + 2;         // + tag and length
   MatrixPageLimits limits;
   limits.max_page_bytes = 3 * cell;
   auto p1 = query(full, request(v1::OVERLAY, {}, {}, 10), limits);
@@ -386,7 +385,7 @@ TEST(MatrixQuery, EveryEditOfATokenIsInvalidArgument) {
   const std::string token = query(full, request(v1::OVERLAY, {}, {}, 2)).next_page_token();
   ASSERT_FALSE(token.empty());
   EXPECT_EQ(query(full, request(v1::OVERLAY, {}, {}, 2, token)).cells_size(), 2);  // the token as issued works
-  for (size_t i = 0; i < token.size(); ++i) {  // every single-character change
+  for (size_t i = 0; i < token.size(); ++i) {                                      // every single-character change
     std::string t = token;
     t[i] = t[i] == '0' ? '1' : '0';
     grpc::Status st = withToken(full, t);
@@ -433,7 +432,8 @@ TEST(MatrixQuery, AWellFormedTokenOfAnotherVersionOrQueryIsRefusedSayingWhy) {
   std::string v2 = encodePageToken(*cursor);
   ASSERT_EQ(v2.substr(0, 2), "01");
   std::string bin;
-  for (size_t i = 0; i + 8 < v2.size(); i += 2) bin.push_back(static_cast<char>(std::stoi(v2.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 8 < v2.size(); i += 2)
+    bin.push_back(static_cast<char>(std::stoi(v2.substr(i, 2), nullptr, 16)));
   bin[0] = 2;
   // Checksummed the way the codec does: CRC-32 of the body, little-endian, after it.
   boost::crc_32_type crc;
