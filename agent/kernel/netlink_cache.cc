@@ -87,22 +87,25 @@ void NetlinkCacheState::applyLink(uint16_t type, const LinkInfo& link) {
 }
 
 Status NetlinkCacheState::apply(std::span<const uint8_t> datagram) {
-  std::vector<uint8_t> aligned;
-  const uint8_t* data = datagram.data();
-  if (reinterpret_cast<uintptr_t>(data) % alignof(nlmsghdr) != 0) {
-    aligned.assign(datagram.begin(), datagram.end());
-    data = aligned.data();
-  }
-  const auto* nlh = reinterpret_cast<const nlmsghdr*>(data);
-  int left = static_cast<int>(datagram.size());
-  for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+  // The shared walker (netlink_walk.h) validates lengths and handles the control messages
+  // (an NLMSG_ERROR on the notification socket is an Error); every other message type
+  // reaches applyMessage.
+  NetlinkWalkOptions options;
+  options.what = "notification datagram";
+  auto walked = walkNetlinkMessages(datagram, options, [&](const nlmsghdr* nlh) { return applyMessage(nlh); });
+  if (!walked) return walked.error();
+  return okStatus();
+}
+
+Status NetlinkCacheState::applyMessage(const nlmsghdr* nlh) {
+  {
     const uint16_t type = nlh->nlmsg_type;
     switch (type) {
       case RTM_NEWLINK:
       case RTM_DELLINK: {
         if (mnl_nlmsg_get_payload_len(nlh) < sizeof(ifinfomsg)) return Error{"link notification truncated"};
         // AF_BRIDGE link messages describe bridge ports, not links.
-        if (static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(nlh))->ifi_family != AF_UNSPEC) continue;
+        if (static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(nlh))->ifi_family != AF_UNSPEC) return okStatus();
         auto links = parseOne<LinkInfo>(nlh, RTM_NEWLINK, parseLinkDump);
         if (!links) return links.error();
         for (const auto& l : *links) applyLink(type, l);
@@ -142,9 +145,10 @@ Status NetlinkCacheState::apply(std::span<const uint8_t> datagram) {
             }
             // A MAC now at another remote: replaced in place (only the new one is
             // announced) or appended — only a dump tells.
-            const bool moved = !zeroMac(f.mac) && std::any_of(state_.fdb.begin(), state_.fdb.end(), [&](const FdbEntry& e) {
-                                 return e.ifindex == f.ifindex && e.mac == f.mac && e.vni == f.vni && e.dst != f.dst;
-                               });
+            const bool moved =
+                !zeroMac(f.mac) && std::any_of(state_.fdb.begin(), state_.fdb.end(), [&](const FdbEntry& e) {
+                  return e.ifindex == f.ifindex && e.mac == f.mac && e.vni == f.vni && e.dst != f.dst;
+                });
             if (moved) needs_dump_ = true;
             upsert(state_.fdb, f, same);
           }
@@ -168,7 +172,7 @@ Status NetlinkCacheState::apply(std::span<const uint8_t> datagram) {
       case RTM_DELROUTE: {
         if (mnl_nlmsg_get_payload_len(nlh) < sizeof(rtmsg)) return Error{"route notification truncated"};
         // Cached (cloned) routes are not part of a dump.
-        if ((static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh))->rtm_flags & RTM_F_CLONED) != 0) continue;
+        if ((static_cast<const rtmsg*>(mnl_nlmsg_get_payload(nlh))->rtm_flags & RTM_F_CLONED) != 0) return okStatus();
         auto routes = parseOne<RouteEntry>(nlh, RTM_NEWROUTE, parseRouteDump);
         if (!routes) return routes.error();
         for (auto& r : *routes) {
@@ -181,26 +185,19 @@ Status NetlinkCacheState::apply(std::span<const uint8_t> datagram) {
             continue;
           }
           if ((nlh->nlmsg_flags & NLM_F_REPLACE) != 0) {  // `ip route replace`: the old route is gone
-            eraseIf(state_.routes, [&](const RouteEntry& e) {
-              return e.family == r.family && e.table == r.table && e.dst == r.dst;
-            });
+            eraseIf(state_.routes,
+                    [&](const RouteEntry& e) { return e.family == r.family && e.table == r.table && e.dst == r.dst; });
           }
           upsert(state_.routes, r, same);
         }
         break;
       }
-      case NLMSG_NOOP:
-      case NLMSG_DONE:
-        continue;
-      case NLMSG_ERROR:
-        return netlinkError(nlh, "notification socket");
       default:
-        continue;  // other rtnetlink families (rules, netconf, ...) are not cached
+        return okStatus();  // other rtnetlink families (rules, netconf, ...) are not cached
     }
     ++applied_;
     changed_ = true;
   }
-  if (left != 0) return Error{"notification datagram has " + std::to_string(left) + " trailing bytes"};
   return okStatus();
 }
 
@@ -304,8 +301,8 @@ NetlinkCache::NetlinkCache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 Result<std::shared_ptr<NetlinkCache>> NetlinkCache::start(Options options) {
   // Subscribe before the dump: a change made during the dump is then queued and applied
   // on top of it (applying NEW/DEL is idempotent, so one already in the dump is harmless).
-  static constexpr unsigned kGroups[] = {RTNLGRP_LINK,        RTNLGRP_NEIGH,        RTNLGRP_IPV4_IFADDR,
-                                         RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE,   RTNLGRP_IPV6_ROUTE};
+  static constexpr unsigned kGroups[] = {RTNLGRP_LINK,        RTNLGRP_NEIGH,      RTNLGRP_IPV4_IFADDR,
+                                         RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE};
   auto events = NetlinkSocket::open(NETLINK_ROUTE, kGroups);
   if (!events) return Error{"rtnetlink notifications: " + events.error().message, events.error().sys_errno};
   auto impl = std::make_unique<Impl>(options, std::move(events).value());

@@ -26,6 +26,8 @@
 #include "agent/kernel/netlink_types.h"
 #include "common/result.h"
 
+struct nlmsghdr;
+
 namespace meshprobe::agent {
 
 class NetlinkCacheState {
@@ -45,6 +47,7 @@ class NetlinkCacheState {
   uint64_t applied() const { return applied_; }  // notification messages applied
 
  private:
+  Status applyMessage(const nlmsghdr* nlh);  // one rtnetlink notification
   void applyLink(uint16_t type, const LinkInfo& link);
   NetlinkSnapshot state_;
   bool needs_dump_ = true;

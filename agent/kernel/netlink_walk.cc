@@ -129,7 +129,7 @@ Result<NetlinkWalkEnd> walkNetlinkMessages(std::span<const uint8_t> bytes, const
       default:
         break;
     }
-    if (msg->nlmsg_type != options.data_type) {
+    if (options.data_type != 0 && msg->nlmsg_type != options.data_type) {
       return bad(offset, "unexpected message type " + std::to_string(msg->nlmsg_type));
     }
     if (Status st = visit(msg); !st) return bad(offset, st.error().message, st.error().sys_errno);

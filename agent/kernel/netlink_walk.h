@@ -43,7 +43,7 @@ int netlinkStatus(const nlmsghdr* msg);
 
 struct NetlinkWalkOptions {
   std::string_view what;       // names the stream in errors: "link dump", "sock_diag dump"
-  uint16_t data_type = 0;      // the one data message type expected; any other is an Error
+  uint16_t data_type = 0;      // the one data message type expected (any other is an Error); 0: any type
   std::optional<uint32_t> seq;  // set: messages of another sequence number are skipped unseen
   std::optional<uint32_t> portid;  // set: messages from another port id are skipped unseen
   bool visit_done = false;     // also hand the NLMSG_DONE message to the visitor

@@ -211,6 +211,28 @@ TEST(NetlinkWalk, OverrunAndUnexpectedTypesAreErrors) {
   EXPECT_TRUE(contains(r.error().message, "unexpected message type " + std::to_string(kData))) << r.error().message;
 }
 
+// A notification stream mixes message types (links, addresses, neighbours, routes): with
+// no data_type every data message reaches the visitor, control messages are still handled.
+TEST(NetlinkWalk, NoDataTypeVisitsEveryTypeButStillHandlesControlMessages) {
+  Stream s;
+  s.data().control(NLMSG_NOOP).control(RTM_NEWROUTE).data();
+  NetlinkWalkOptions any = linkWalk();
+  any.data_type = 0;
+  std::vector<uint16_t> types;
+  auto r = walkNetlinkMessages(s.bytes(), any, [&](const nlmsghdr* h) {
+    types.push_back(h->nlmsg_type);
+    return okStatus();
+  });
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(types, (std::vector<uint16_t>{kData, RTM_NEWROUTE, kData}));
+
+  Stream failed;
+  failed.data().error(-EPERM, "denied");
+  auto e = walk(failed.bytes(), any);
+  ASSERT_FALSE(e.ok());
+  EXPECT_TRUE(contains(e.error().message, "denied")) << e.error().message;
+}
+
 TEST(NetlinkWalk, SequenceAndPortFilterSkipOtherMessagesBeforeLookingAtThem) {
   Stream s;
   s.data(NLM_F_MULTI | NLM_F_DUMP_INTR, /*seq=*/0).error(-EPERM, "", 1, /*pid=*/8).data().done();
