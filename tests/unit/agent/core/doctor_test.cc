@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "agent/doctor/render.h"
+#include "tests/support/eventually.h"
 #include "tests/support/fakes/checks.h"
 #include "tests/support/fakes/clock.h"
 
@@ -20,14 +21,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Polls `cond` until it holds or a 5 s deadline passes (a bound, not a synchronisation).
-bool pollUntil(const std::function<bool()>& cond) {
-  auto end = std::chrono::steady_clock::now() + 5s;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(1ms);  // poll interval
-  }
-  return cond();
+// The shared polling helper with a 1 ms interval: these tests wait for worker threads to
+// reach a fake-clock wait, which takes microseconds (5 s is a bound, not a synchronisation).
+bool pollFast(const std::function<bool()>& cond) {
+  return meshprobe::test::pollUntil(cond, std::chrono::seconds(5), std::chrono::milliseconds(1));
 }
 
 }  // namespace
@@ -66,7 +63,7 @@ TEST(Doctor, AHungCheckTimesOutWithoutBlockingTheOthers) {
   // it, touching nothing that is gone (ASan builds catch it if it did).
   EXPECT_FALSE(gate->isDestroyed());
   gate->release();
-  EXPECT_TRUE(pollUntil([&] { return gate->isDestroyed(); }));
+  EXPECT_TRUE(pollFast([&] { return gate->isDestroyed(); }));
 }
 
 TEST(CheckRunner, AHungCheckIsNotStartedAgainAndHoldsOnlyItsOwnWorker) {
@@ -82,10 +79,10 @@ TEST(CheckRunner, AHungCheckIsNotStartedAgainAndHoldsOnlyItsOwnWorker) {
   // Round 1 waits on the clock for the hung check; time, not a sleep, ends it.
   auto first = std::async(std::launch::async, [&] { return runner.run("n", 5s); });
   // The other check has returned; only the hung one is still running.
-  ASSERT_TRUE(pollUntil([&] { return clock.waiters() == 1 && gate->startCount() == 1 && runner.running() == 1; }));
+  ASSERT_TRUE(pollFast([&] { return clock.waiters() == 1 && gate->startCount() == 1 && runner.running() == 1; }));
   clock.advance(4s);
   EXPECT_EQ(first.wait_for(50ms), std::future_status::timeout);  // 4 s of 5: still waiting
-  ASSERT_TRUE(pollUntil([&] { return clock.waiters() == 1; }));
+  ASSERT_TRUE(pollFast([&] { return clock.waiters() == 1; }));
   clock.advance(1s);
   auto r1 = first.get();
   ASSERT_EQ(r1.checks.size(), 2u);
@@ -112,7 +109,7 @@ TEST(CheckRunner, AHungCheckIsNotStartedAgainAndHoldsOnlyItsOwnWorker) {
 
   // Once it returns, its worker is free and the next round starts it again.
   gate->release();
-  ASSERT_TRUE(pollUntil([&] { return runner.running() == 0; }));
+  ASSERT_TRUE(pollFast([&] { return runner.running() == 0; }));
   auto r = runner.run("n", 5s);
   EXPECT_EQ(r.checks[1].status, CheckStatus::kOk);
   EXPECT_EQ(gate->startCount(), 2);
@@ -131,7 +128,7 @@ TEST(CheckRunner, ShutdownAbandonsAHungWorkerAtOnceAndItEndsSafelyLater) {
       }(),
       *clock);
   auto round = std::async(std::launch::async, [&] { return runner->run("n", 5s); });
-  ASSERT_TRUE(pollUntil([&] { return clock->waiters() == 1 && gate->startCount() == 1 && runner->running() == 1; }));
+  ASSERT_TRUE(pollFast([&] { return clock->waiters() == 1 && gate->startCount() == 1 && runner->running() == 1; }));
   clock->advance(5s);
   round.get();
 
@@ -146,7 +143,7 @@ TEST(CheckRunner, ShutdownAbandonsAHungWorkerAtOnceAndItEndsSafelyLater) {
   clock.reset();
   // The runner and the clock are gone; the hung check returns now.
   gate->release();
-  EXPECT_TRUE(pollUntil([&] { return gate->isDestroyed(); }));
+  EXPECT_TRUE(pollFast([&] { return gate->isDestroyed(); }));
 }
 
 TEST(Doctor, AThrowingCheckIsAFailureNotACrash) {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/support/eventually.h"
 #include "tests/support/fakes/checks.h"
 #include "tests/support/fakes/clock.h"
 #include "tests/support/fakes/command_runner.h"
@@ -34,14 +35,10 @@ struct Seams {
   AgentDeps deps() { return AgentDeps{netlink, sock_diag, commands, clock}; }
 };
 
-// Polls `cond` until it holds or a 5 s deadline passes (a bound, not a synchronisation).
-bool pollUntil(const std::function<bool()>& cond) {
-  auto end = std::chrono::steady_clock::now() + 5s;
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(1ms);  // poll interval
-  }
-  return cond();
+// The shared polling helper with a 1 ms interval: these tests wait for worker threads to
+// reach a fake-clock wait, which takes microseconds (5 s is a bound, not a synchronisation).
+bool pollFast(const std::function<bool()>& cond) {
+  return meshprobe::test::pollUntil(cond, std::chrono::seconds(5), std::chrono::milliseconds(1));
 }
 
 size_t processThreads() {
@@ -79,11 +76,11 @@ struct Fixture {
     ASSERT_TRUE(daemon->start().ok());
   }
   // The three loops are parked on the clock: nothing moves until time or a poke does.
-  bool settle() const { return pollUntil([&] { return seams->clock.waiters() == 3; }); }
+  bool settle() const { return pollFast([&] { return seams->clock.waiters() == 3; }); }
   void advance(Duration d) { seams->clock.advance(d); }
   // Both groups have published `n` rounds (a round still waiting on its checks is not done).
   bool rounds(uint64_t n) const {
-    return pollUntil([&] {
+    return pollFast([&] {
       auto c = daemon->counters();
       return c.local_rounds == n && c.network_rounds == n;
     });
@@ -108,7 +105,7 @@ TEST(Daemon, ChecksEveryTwoSecondsAtLeastAndReportsEveryInterval) {
     // 1 s: a report, no check round (the check interval is max(1 s, 2 s)).
     int reports = f.reports;
     f.advance(1s);
-    ASSERT_TRUE(pollUntil([&] { return f.reports == reports + 1; }));
+    ASSERT_TRUE(pollFast([&] { return f.reports == reports + 1; }));
     ASSERT_TRUE(f.settle());
     EXPECT_EQ(f.reports, reports + 1);
     EXPECT_EQ(*f.local_runs, round - 1);
@@ -150,7 +147,7 @@ TEST(Daemon, AProberTransitionRerunsBothGroupsAndReportsAtOnce) {
   ASSERT_TRUE(f.rounds(2));
   EXPECT_EQ(*f.local_runs, 2);
   EXPECT_EQ(*f.network_runs, 2);
-  ASSERT_TRUE(pollUntil([&] { return f.reports > reports; }));
+  ASSERT_TRUE(pollFast([&] { return f.reports > reports; }));
   ASSERT_TRUE(f.settle());
   // Back on the 2 s cadence, counted from the re-run.
   f.advance(1s);
@@ -167,7 +164,7 @@ TEST(Daemon, AHungCheckNeverCostsAThreadPerRound) {
   f.start(1s, 1s);
   // Round 1 waits the check timeout (1 s) for the hung check; every other check has
   // returned (else the advance below would time it out too).
-  ASSERT_TRUE(pollUntil([&] {
+  ASSERT_TRUE(pollFast([&] {
     auto c = f.daemon->counters();
     return f.gate->read([&] { return f.gate->starts; }) == 1 && c.network_rounds == 1 && c.checks_running == 1;
   }));
@@ -206,10 +203,10 @@ TEST(Daemon, AHungCheckNeverCostsAThreadPerRound) {
 
   // Released, the check runs again at the next round.
   f.gate->release();
-  ASSERT_TRUE(pollUntil([&] { return f.daemon->counters().checks_running == 0; }));
+  ASSERT_TRUE(pollFast([&] { return f.daemon->counters().checks_running == 0; }));
   f.advance(2s);
-  ASSERT_TRUE(pollUntil([&] { return f.gate->read([&] { return f.gate->starts; }) == 2; }));
-  ASSERT_TRUE(pollUntil([&] {
+  ASSERT_TRUE(pollFast([&] { return f.gate->read([&] { return f.gate->starts; }) == 2; }));
+  ASSERT_TRUE(pollFast([&] {
     auto d = f.daemon->doctor();
     return d && d->checks[1].status == CheckStatus::kOk;
   }));
@@ -219,10 +216,10 @@ TEST(Daemon, StopReturnsWithinASecondWhileACheckHangsAndTheCheckEndsSafelyLater)
   Fixture f;
   f.gate = std::make_shared<Gate>();
   f.start(1s, 5s);
-  ASSERT_TRUE(pollUntil([&] { return f.gate->read([&] { return f.gate->starts; }) == 1; }));
+  ASSERT_TRUE(pollFast([&] { return f.gate->read([&] { return f.gate->starts; }) == 1; }));
   // The network round is done and only the hung check is still running; the local loop
   // waits on its round (5 s timeout) for it.
-  ASSERT_TRUE(pollUntil([&] {
+  ASSERT_TRUE(pollFast([&] {
     auto c = f.daemon->counters();
     return c.network_rounds == 1 && c.checks_running == 1;
   }));
@@ -242,6 +239,6 @@ TEST(Daemon, StopReturnsWithinASecondWhileACheckHangsAndTheCheckEndsSafelyLater)
   f.seams.reset();
   EXPECT_FALSE(seams.expired());
   f.gate->release();
-  EXPECT_TRUE(pollUntil([&] { return f.gate->read([&] { return f.gate->destroyed; }); }));
-  EXPECT_TRUE(pollUntil([&] { return seams.expired(); }));
+  EXPECT_TRUE(pollFast([&] { return f.gate->read([&] { return f.gate->destroyed; }); }));
+  EXPECT_TRUE(pollFast([&] { return seams.expired(); }));
 }
