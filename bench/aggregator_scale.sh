@@ -17,7 +17,7 @@
 # Everything it starts it stops (trap), by PID.
 #
 # Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
-# Env:   WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
+# Env:   SIZES="100 300" WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
 #        RAMP_TIMEOUT=60
 set -euo pipefail
 
@@ -140,9 +140,10 @@ run_size() {
     "$n" "$ramp" "$agg_cpu" "$rss" "$lg_cpu" "$metrics_p50" "$series" "$ln" "$dg" "$gm" "$detect" \
     "$(awk -v b="${membership:-0}" 'BEGIN {printf "%.1f", b / 1048576}')" "${errors:-?}" "$load"
   echo "       loadgen: $summary" | sed 's/meshprobe-loadgen summary: //'
+  sed 's/^/       /' "$WORK/q-$n"
 }
 
 echo "aggregator_scale.sh: warm-up ${WARMUP}s, window ${WINDOW}s, $(nproc) cores; $(date -u +%FT%TZ)"
-for n in 100 300 $THIRD; do
+for n in ${SIZES:-100 300} $THIRD; do
   run_size "$n"
 done

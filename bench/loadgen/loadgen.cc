@@ -481,6 +481,7 @@ int queryBench(const Options& o) {
   auto time = [&](const char* name, auto call) {
     std::vector<double> ms;
     uint64_t errors = 0, items = 0, bytes = 0;
+    std::string last_error;
     for (size_t i = 0; i < o.count; ++i) {
       grpc::ClientContext ctx;
       ctx.set_deadline(SysClock::now() + std::chrono::seconds(10));  // a slower call counts as an error
@@ -489,15 +490,17 @@ int queryBench(const Options& o) {
       const auto t1 = Steady::now();
       if (!status.ok()) {
         ++errors;
+        last_error = std::to_string(status.error_code()) + " " + status.error_message();
         continue;
       }
       ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
       items = n;
       bytes = size;
     }
-    std::printf("query %s count=%zu errors=%llu p50_ms=%.3f p99_ms=%.3f items=%llu bytes=%llu\n", name, ms.size(),
+    std::printf("query %s count=%zu errors=%llu p50_ms=%.3f p99_ms=%.3f items=%llu bytes=%llu%s%s\n", name, ms.size(),
                 static_cast<unsigned long long>(errors), percentile(ms, 0.50), percentile(ms, 0.99),
-                static_cast<unsigned long long>(items), static_cast<unsigned long long>(bytes));
+                static_cast<unsigned long long>(items), static_cast<unsigned long long>(bytes),
+                last_error.empty() ? "" : " last_error=", last_error.c_str());
     std::fflush(stdout);
     return errors == 0;
   };
