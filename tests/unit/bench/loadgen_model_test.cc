@@ -1,0 +1,125 @@
+// meshprobe-loadgen's model (bench/loadgen/sim_model.h): names, identities, faults and
+// the probe results its simulated agents send, read back as the aggregator reads them.
+#include "bench/loadgen/sim_model.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "agent/daemon/report_builder.h"
+#include "aggregator/matrix.h"
+
+namespace meshprobe::loadgen {
+namespace {
+
+TEST(LoadgenModel, NamesRoundTripAndForeignNamesAreRejected) {
+  EXPECT_EQ(nodeName("sim-", 0, 50), "sim-0001");
+  EXPECT_EQ(nodeName("sim-", 4999, 5000), "sim-5000");
+  EXPECT_EQ(nodeName("n", 0, 20000), "n00001");
+  for (size_t i : {0u, 6u, 49u}) EXPECT_EQ(indexOfName("sim-", nodeName("sim-", i, 50), 50), i);
+  EXPECT_FALSE(indexOfName("sim-", "sim-0051", 50));  // beyond N
+  EXPECT_FALSE(indexOfName("sim-", "sim-0000", 50));
+  EXPECT_FALSE(indexOfName("sim-", "sim-1", 50));  // not zero-padded as the run names it
+  EXPECT_FALSE(indexOfName("sim-", "node-0001", 50));
+  EXPECT_FALSE(indexOfName("sim-", "sim-00a1", 50));
+}
+
+TEST(LoadgenModel, IdentitiesAreUniqueAndTheHelloCarriesThemLikeAnAgent) {
+  std::set<std::string> ips, overlays, cidrs, macs;
+  constexpr size_t kN = 5000;
+  for (size_t i = 0; i < kN; ++i) {
+    auto id = identityOf("sim-", i, kN);
+    ips.insert(id.node_ip);
+    overlays.insert(id.overlay_ip);
+    cidrs.insert(id.pod_cidr);
+    macs.insert(id.vtep_mac);
+  }
+  EXPECT_EQ(ips.size(), kN);
+  EXPECT_EQ(overlays.size(), kN);
+  EXPECT_EQ(cidrs.size(), kN);
+  EXPECT_EQ(macs.size(), kN);
+
+  auto hello = helloFor(identityOf("sim-", 257, kN));
+  EXPECT_EQ(hello.node_name(), "sim-0258");
+  EXPECT_EQ(hello.node_ip(), "198.18.1.2");
+  EXPECT_EQ(hello.identity().name(), "sim-0258");
+  EXPECT_EQ(hello.identity().overlay_ip(), "10.129.1.0");
+  EXPECT_EQ(hello.identity().pod_cidr(), "10.129.1.0/24");
+  EXPECT_EQ(hello.identity().vtep_mac(), "0e:5e:00:00:01:02");
+  EXPECT_EQ(hello.identity().vxlan_vni(), 1u);
+  EXPECT_EQ(hello.identity().vxlan_port(), 8472u);
+  EXPECT_EQ(hello.identity().vxlan_mtu(), kSimVxlanMtu);
+  EXPECT_EQ(hello.vtep_mac(), hello.identity().vtep_mac());  // flat fields too, as agents send
+}
+
+TEST(LoadgenModel, FaultSpecsParse) {
+  auto node = parseNodeFault("sim-0007:UNDERLAY");
+  ASSERT_TRUE(node.ok());
+  EXPECT_EQ(node->a, "sim-0007");
+  EXPECT_TRUE(node->b.empty());
+  EXPECT_EQ(node->layer, Layer::kUnderlay);
+  auto pair = parsePairFault("sim-0002:sim-0003:overlay");
+  ASSERT_TRUE(pair.ok());
+  EXPECT_EQ(pair->b, "sim-0003");
+  EXPECT_EQ(pair->layer, Layer::kOverlay);
+  EXPECT_FALSE(parseNodeFault("sim-0007").ok());
+  EXPECT_FALSE(parseNodeFault("sim-0007:ambient").ok());
+  EXPECT_FALSE(parsePairFault("sim-0002:sim-0002:overlay").ok());
+  EXPECT_FALSE(parsePairFault("sim-0002:overlay").ok());
+}
+
+TEST(LoadgenModel, FaultSetCoversExactlyTheFaultedPairsAndLayers) {
+  std::string error;
+  FaultSet set({*parseNodeFault("sim-0003:underlay"), *parsePairFault("sim-0001:sim-0002:overlay")}, "sim-", 10,
+               &error);
+  ASSERT_EQ(error, "");
+  EXPECT_TRUE(set.fails(2, 5, Layer::kUnderlay));  // from the node
+  EXPECT_TRUE(set.fails(5, 2, Layer::kUnderlay));  // to the node
+  EXPECT_FALSE(set.fails(2, 5, Layer::kOverlay));
+  EXPECT_TRUE(set.fails(0, 1, Layer::kOverlay));
+  EXPECT_TRUE(set.fails(1, 0, Layer::kOverlay));
+  EXPECT_FALSE(set.fails(0, 1, Layer::kUnderlay));
+  EXPECT_FALSE(set.fails(0, 4, Layer::kOverlay));
+
+  FaultSet bad({*parseNodeFault("sim-0011:underlay")}, "sim-", 10, &error);
+  EXPECT_NE(error.find("sim-0011"), std::string::npos) << error;
+}
+
+TEST(LoadgenModel, ProbeResultsReadAsTheAggregatorReadsAnAgentsOnes) {
+  RoundFacts facts;
+  facts.round = 12;
+  facts.now = std::chrono::system_clock::now();
+  facts.probe_timeout = std::chrono::milliseconds(800);
+  agent::ProbeTarget overlay{"sim-0002", Layer::kOverlay, "10.128.1.0", kSimVxlanMtu};
+
+  auto healthy = agent::toProto(targetStats(overlay, 1, false, facts));
+  EXPECT_EQ(healthy.dst(), "sim-0002");
+  EXPECT_EQ(healthy.layer(), v1::OVERLAY);
+  EXPECT_EQ(healthy.sent(), 12u);
+  EXPECT_EQ(healthy.loss(), 0);
+  EXPECT_TRUE(healthy.error().empty());
+  EXPECT_EQ(healthy.path_mtu().size(), kSimVxlanMtu);
+  EXPECT_EQ(aggregator::classifyProbe(healthy, {}), v1::Cell::OK);
+
+  facts.failed_rounds = 2;
+  facts.injected_at = facts.now - std::chrono::seconds(2);
+  auto failing = agent::toProto(targetStats(overlay, 1, true, facts));
+  EXPECT_EQ(failing.consecutive_failures(), 6u);
+  EXPECT_EQ(failing.loss(), 1.0);
+  EXPECT_EQ(failing.received(), 0u);
+  EXPECT_EQ(failing.failure(), v1::PROBE_FAILURE_TIMEOUT);
+  EXPECT_EQ(failing.tcp_failure(), v1::PROBE_FAILURE_TIMEOUT);
+  EXPECT_EQ(failing.error(), "no reply within 800ms (TCP connect failed: timed out)");
+  EXPECT_EQ(failing.path_mtu().failure(), v1::PROBE_FAILURE_TIMEOUT);
+  EXPECT_EQ(aggregator::classifyProbe(failing, {}), v1::Cell::FAIL);
+}
+
+TEST(LoadgenModel, ChecksAreTheRegistrysSevenAllOk) {
+  auto checks = healthyChecks();
+  ASSERT_EQ(checks.size(), 7u);
+  EXPECT_EQ(checks[4].name(), "istiod");
+  for (const auto& c : checks) EXPECT_EQ(c.status(), v1::CheckResult::OK) << c.name();
+}
+
+}  // namespace
+}  // namespace meshprobe::loadgen
