@@ -157,6 +157,18 @@ bool explains(std::string_view code, std::string_view other) {
   return spec != nullptr && contains(spec->explains, other);
 }
 
+Finding findingOf(std::string_view code) {
+  Finding f;
+  f.code = std::string(code);
+  if (const FindingSpec* spec = findFinding(code); spec != nullptr) {
+    f.severity = spec->severity;
+    f.layer = spec->layer;
+  } else {
+    f.severity = Severity::kCritical;
+  }
+  return f;
+}
+
 std::string remedyFor(std::string_view code, std::string_view when, std::string_view node, std::string_view peer) {
   const FindingSpec* spec = findFinding(code);
   if (spec == nullptr) return "";

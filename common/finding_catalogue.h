@@ -53,6 +53,12 @@ std::span<const FindingSpec> findingCatalogue();
 // The row of `code`; nullptr for a code the catalogue does not know.
 const FindingSpec* findFinding(std::string_view code);
 
+// A finding of `code` with the catalogue's severity and layer filled in, so every raiser (a
+// node check, the aggregator's rules) agrees on them; the caller adds summary, evidence,
+// remedy and nodes. An unknown code keeps CRITICAL and an unspecified layer (the catalogue
+// test fails on any code without a row).
+Finding findingOf(std::string_view code);
+
 // Whether a finding with `code` supersedes / explains one with `other` on the same node.
 bool supersedes(std::string_view code, std::string_view other);
 bool explains(std::string_view code, std::string_view other);

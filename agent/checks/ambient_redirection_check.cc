@@ -6,6 +6,8 @@
 #include <system_error>
 #include <thread>
 
+#include "common/finding_catalogue.h"
+
 namespace meshprobe::agent {
 namespace {
 
@@ -80,10 +82,7 @@ std::string nameList(const std::vector<const PodReport*>& pods, bool with_reason
 }
 
 Finding brokenFinding(PodState kind, const std::vector<const PodReport*>& pods) {
-  Finding f;
-  f.code = std::string(codes::kAmbientRedirectionBroken);
-  f.severity = Severity::kCritical;
-  f.layer = Layer::kAmbient;
+  Finding f = findingOf(codes::kAmbientRedirectionBroken);
   const std::string n = std::to_string(pods.size());
   if (kind == PodState::kRulesWithoutListeners) {
     f.summary = n + " pod netns with ambient redirection rules but no ztunnel listeners (traffic blackholed): " +
@@ -191,7 +190,8 @@ CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsE
   for (const auto& e : found.errors) problems.push_back(e);
   // Said after any failure and after the verdict on the pods that were inspected.
   const std::string proc_note =
-      found.proc_skipped.empty() ? "" : "; pods seen only in " + sources.proc_dir + " not looked at: " + found.proc_skipped;
+      found.proc_skipped.empty() ? ""
+                                 : "; pods seen only in " + sources.proc_dir + " not looked at: " + found.proc_skipped;
   if (!problems.empty()) {
     r.status = CheckStatus::kFail;
     r.summary = joinLines(problems, "; ") + proc_note;

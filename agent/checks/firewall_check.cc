@@ -7,6 +7,7 @@
 #include "agent/checks/vxlan_facts.h"
 #include "agent/firewall/firewall_analysis.h"
 #include "agent/firewall/iptables_mode.h"
+#include "common/finding_catalogue.h"
 
 namespace meshprobe::agent {
 
@@ -203,9 +204,7 @@ CheckResult FirewallCheck::runChecked() {
         if (h.target == target.t) hits.push_back(&h);
       }
       if (hits.empty()) continue;
-      Finding f;
-      f.code = std::string(codes::kVxlanPortFiltered);
-      f.severity = Severity::kCritical;
+      Finding f = findingOf(codes::kVxlanPortFiltered);
       f.layer = target.layer;
       const std::string what = upperProto(target.t.protocol) + " " + std::to_string(target.t.port);
       f.summary = "a firewall rule " + (hits.front()->verdict == "REJECT" ? std::string("rejects ") : "drops ") + what +

@@ -4,6 +4,8 @@
 #include <exception>
 #include <string>
 
+#include "common/finding_catalogue.h"
+
 namespace meshprobe::agent {
 namespace {
 
@@ -160,10 +162,7 @@ CheckResult IstiodCheck::evaluate(const TlsProbeResult& p, Duration timeout) con
     return r;
   }
 
-  Finding f;
-  f.code = std::string(codes::kIstiodUnreachable);
-  f.severity = Severity::kCritical;
-  f.layer = Layer::kIstiod;
+  Finding f = findingOf(codes::kIstiodUnreachable);
   f.summary = "node cannot reach istiod: " + r.summary;
   f.evidence.push_back("stage=" + std::string(stageName(p.failed_stage.value_or(ProbeStage::kDns))));
   f.evidence.push_back("error=" + p.error);

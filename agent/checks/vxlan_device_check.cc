@@ -19,12 +19,8 @@ constexpr const char* kFixMtu =
     "(kubectl delete pod <flannel-pod-name> -n kube-system) so it recreates flannel.1.";
 
 Finding makeFinding(std::string_view code, std::string summary, std::vector<std::string> evidence, std::string remedy) {
-  Finding f;
-  f.code = std::string(code);
-  // The severity is the catalogue's, so the node doctor and the aggregator agree.
-  const FindingSpec* spec = findFinding(code);
-  f.severity = spec != nullptr ? spec->severity : Severity::kCritical;
-  f.layer = Layer::kOverlay;
+  // Severity and layer are the catalogue's, so the node doctor and the aggregator agree.
+  Finding f = findingOf(code);
   f.summary = std::move(summary);
   f.evidence = std::move(evidence);
   f.remedy = std::move(remedy);

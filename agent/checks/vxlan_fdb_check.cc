@@ -1,6 +1,7 @@
 #include "agent/checks/vxlan_fdb_check.h"
 
 #include "agent/checks/vxlan_facts.h"
+#include "common/finding_catalogue.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -101,8 +102,8 @@ CheckResult VxlanFdbCheck::run() {
   details["groups"] = std::move(list);
 
   // Against membership: each peer's entries must match the peer's own Hello.
-  std::vector<PeerMismatch> mismatches;      // missing / stale entries: a fault
-  std::vector<PeerMismatch> unexpected;      // routes to subnets no member owns: a leftover
+  std::vector<PeerMismatch> mismatches;  // missing / stale entries: a fault
+  std::vector<PeerMismatch> unexpected;  // routes to subnets no member owns: a leftover
   if (auto expected = peers_ ? peers_->get() : std::nullopt) {
     nlohmann::json list = nlohmann::json::array();
     for (auto& m : comparePeers(groups, *expected)) {
@@ -127,10 +128,7 @@ CheckResult VxlanFdbCheck::run() {
                 " have incomplete overlay entries: " + firstProblems(incomplete);
     }
     r = result(CheckStatus::kFail, summary);
-    Finding f;
-    f.code = std::string(codes::kOverlayFdbStale);
-    f.severity = Severity::kCritical;
-    f.layer = Layer::kOverlay;
+    Finding f = findingOf(codes::kOverlayFdbStale);
     f.summary = summary;
     for (size_t i = 0; i < mismatches.size() && i < kMaxEvidence; ++i) {
       f.evidence.push_back("vxlan_fdb: " + mismatches[i].describe());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/checks/vxlan_facts.h"
+#include "common/finding_catalogue.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -105,10 +106,7 @@ CheckResult VxlanSocketCheck::run() {
   const std::string dev_fact = dev.name + ": VXLAN id " + std::to_string(dev.vxlan->vni) + " dstport " + port_text;
 
   if (v4.empty() && v6.empty()) {
-    Finding f;
-    f.code = std::string(codes::kVxlanSocketMissing);
-    f.severity = Severity::kCritical;
-    f.layer = Layer::kOverlay;
+    Finding f = findingOf(codes::kVxlanSocketMissing);
     f.summary = "no UDP socket bound on port " + port_text + ", the VXLAN port of " + dev.name +
                 ": VXLAN packets from other nodes are dropped";
     f.evidence = {dev_fact, "sock_diag: " + std::to_string(sockets->size()) +
@@ -123,10 +121,7 @@ CheckResult VxlanSocketCheck::run() {
 
   if (config_.vxlan_port && *config_.vxlan_port != port) {
     const std::string expected = std::to_string(*config_.vxlan_port);
-    Finding f;
-    f.code = std::string(codes::kVxlanConfigMismatch);
-    f.severity = Severity::kCritical;
-    f.layer = Layer::kOverlay;
+    Finding f = findingOf(codes::kVxlanConfigMismatch);
     f.summary = dev.name + " uses UDP port " + port_text + " but --vxlan-port expects " + expected +
                 ": nodes that disagree on the VXLAN port cannot reach each other over the overlay";
     f.evidence = {dev_fact, "--vxlan-port " + expected,

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent/kernel/sock_diag_parse.h"
+#include "common/finding_catalogue.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -103,10 +104,7 @@ std::string peerGoneReason(const UnixSocket& s) {
 }
 
 Finding cniAgentDown(std::string summary, std::vector<std::string> evidence, const std::string& path) {
-  Finding f;
-  f.code = std::string(codes::kCniAgentDown);
-  f.severity = Severity::kCritical;
-  f.layer = Layer::kAmbient;
+  Finding f = findingOf(codes::kCniAgentDown);
   f.summary = std::move(summary);
   f.evidence = std::move(evidence);
   f.remedy =
@@ -261,8 +259,8 @@ CheckResult ZtunnelCheck::run() {
   if (alive.empty()) {
     std::string summary = "istio-cni listens on " + path + " but ztunnel is not connected: " + kNoZtunnelConsequence;
     if (!gone.empty()) {
-      summary += " (" + countText(gone.size(), "connection", "connections") +
-                 " still held by istio-cni, ztunnel's end gone)";
+      summary +=
+          " (" + countText(gone.size(), "connection", "connections") + " still held by istio-cni, ztunnel's end gone)";
     }
     std::vector<std::string> evidence = {"sock_diag: SOCK_SEQPACKET listener inode " + std::to_string(listener->inode) +
                                          " on " + path + ", 0 connections with a live ztunnel end"};
@@ -279,10 +277,7 @@ CheckResult ZtunnelCheck::run() {
     if (!path_problem.empty()) evidence.push_back(path_problem);
     auto r = result(CheckStatus::kFail, summary);
     r.details = std::move(details);
-    Finding f;
-    f.code = std::string(codes::kZtunnelNotConnected);
-    f.severity = Severity::kCritical;
-    f.layer = Layer::kAmbient;
+    Finding f = findingOf(codes::kZtunnelNotConnected);
     f.summary = "no ztunnel connection on istio-cni's socket " + path + ": " + kNoZtunnelConsequence;
     f.evidence = std::move(evidence);
     f.remedy = kZtunnelRemedy;

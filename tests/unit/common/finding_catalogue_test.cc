@@ -359,5 +359,18 @@ TEST(FindingCatalogue, ProtoCommentListsEveryCode) {
   EXPECT_EQ(listed, catalogueCodes()) << "the comment above Finding in types.proto differs from the catalogue";
 }
 
+// Node checks build their findings with findingOf: severity and layer come from the row.
+TEST(FindingCatalogue, FindingOfCarriesTheRowsSeverityAndLayer) {
+  for (const FindingSpec& spec : findingCatalogue()) {
+    const Finding f = findingOf(spec.code);
+    EXPECT_EQ(f.code, spec.code);
+    EXPECT_EQ(f.severity, spec.severity) << spec.code;
+    EXPECT_EQ(f.layer, spec.layer) << spec.code;
+  }
+  const Finding unknown = findingOf("NOT_A_CODE");
+  EXPECT_EQ(unknown.severity, Severity::kCritical);
+  EXPECT_EQ(unknown.layer, Layer::kUnspecified);
+}
+
 }  // namespace
 }  // namespace meshprobe
