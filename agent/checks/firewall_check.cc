@@ -63,28 +63,16 @@ std::string upperProto(const std::string& p) {
   return s;
 }
 
-}  // namespace
+// --- the steps of FirewallCheck::runChecked(), in order --------------------------------
 
-FirewallCheck::FirewallCheck(const AgentConfig& config, NetlinkReader& netlink, CommandRunner& commands)
-    : config_(config), netlink_(netlink), commands_(commands) {}
-
-CheckResult FirewallCheck::run() {
-  try {
-    return runChecked();
-  } catch (const std::exception& e) {
-    return result(CheckStatus::kFail, std::string("firewall check failed unexpectedly: ") + e.what());
-  }
-}
-
-CheckResult FirewallCheck::runChecked() {
-  nlohmann::json details = nlohmann::json::object();
-
-  // --- what to look for ---------------------------------------------------------------
+// What to look for: the VXLAN device's dstport (and --vxlan-port when it differs; both
+// defaults when neither is known) and istiod's port. Notes the device and the targets.
+std::vector<Target> chooseTargets(const AgentConfig& config, NetlinkReader& netlink, nlohmann::json& details) {
   std::vector<Target> targets;
   std::optional<uint16_t> device_port;
-  auto snap = netlink_.view();  // shared with the round's other readers, not copied
+  auto snap = netlink.view();  // shared with the round's other readers, not copied
   if (snap) {
-    VxlanDeviceChoice choice = chooseVxlanDevice(**snap, config_);
+    VxlanDeviceChoice choice = chooseVxlanDevice(**snap, config);
     if (choice.link && choice.link->vxlan && choice.link->vxlan->port != 0) {
       device_port = choice.link->vxlan->port;
       targets.push_back({{"udp", *device_port}, Layer::kOverlay, "dstport of " + choice.link->name});
@@ -95,68 +83,99 @@ CheckResult FirewallCheck::runChecked() {
   } else {
     details["vxlan_device_note"] = "netlink snapshot failed: " + snap.error().message;
   }
-  if (config_.vxlan_port && (!device_port || *config_.vxlan_port != *device_port)) {
-    targets.push_back({{"udp", *config_.vxlan_port}, Layer::kOverlay, "--vxlan-port"});
+  if (config.vxlan_port && (!device_port || *config.vxlan_port != *device_port)) {
+    targets.push_back({{"udp", *config.vxlan_port}, Layer::kOverlay, "--vxlan-port"});
   }
   if (targets.empty()) {
     targets.push_back({{"udp", kIanaVxlanPort}, Layer::kOverlay, "IANA default; VXLAN device not read"});
     targets.push_back({{"udp", kLinuxVxlanPort}, Layer::kOverlay, "flannel's Linux default; VXLAN device not read"});
   }
-  const auto istiod_port = portOf(config_.istiod);
+  const auto istiod_port = portOf(config.istiod);
   targets.push_back({{"tcp", istiod_port.value_or(kDefaultIstiodPort)},
                      Layer::kIstiod,
-                     istiod_port ? "--istiod " + config_.istiod : "default istiod port"});
-  std::vector<FirewallTarget> plain;
+                     istiod_port ? "--istiod " + config.istiod : "default istiod port"});
   for (const auto& t : targets) {
-    plain.push_back(t.t);
     details["targets"].push_back(
         {{"protocol", t.t.protocol}, {"port", t.t.port}, {"layer", layerName(t.layer)}, {"from", t.from}});
   }
+  return targets;
+}
 
-  // --- read ---------------------------------------------------------------------------
+std::vector<FirewallTarget> plainTargets(const std::vector<Target>& targets) {
+  std::vector<FirewallTarget> plain;
+  for (const auto& t : targets) plain.push_back(t.t);
+  return plain;
+}
+
+// The read's time budget: 4/5 of the check's timeout (at least 500 ms), 2 s per command.
+FirewallReadOptions readOptions(const AgentConfig& config) {
   FirewallReadOptions opt;
-  auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(config_.check_timeout) * 4 / 5;
+  auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(config.check_timeout) * 4 / 5;
   opt.total = std::max(budget, std::chrono::milliseconds(500));
   opt.per_command = std::min(opt.total, std::chrono::milliseconds(2000));
-  FirewallSnapshot fw = readFirewall(commands_, opt);
+  return opt;
+}
 
+struct SourceTally {
+  size_t rules_total = 0;           // rules in the sources used
+  std::vector<std::string> failed;  // "name: error" of each source that failed (a missing tool is not)
+};
+
+// Notes the iptables mode and what each source (iptables backend, nft) gave.
+SourceTally describeSources(const FirewallSnapshot& fw, nlohmann::json& details) {
   details["mode"] = std::string(backendName(fw.mode.mode));
   details["mode_reason"] = fw.mode.reason;
-  size_t rules_total = 0;
-  std::vector<std::string> failed_sources;
+  SourceTally tally;
   for (const auto& s : fw.sources) {
     nlohmann::json j = {{"name", s.name}, {"command", s.command}, {"read", s.read}};
     if (s.read) {
       j["tables"] = s.tables;
       j["rules"] = s.rules;
       j["used"] = s.used;
-      if (s.used) rules_total += s.rules;
+      if (s.used) tally.rules_total += s.rules;
       if (!s.used) j["note"] = "other iptables backend holds no rules";
       if (!s.error.empty()) {
         j["error"] = s.error;  // read, but part of it failed
-        failed_sources.push_back(s.name + ": " + s.error);
+        tally.failed.push_back(s.name + ": " + s.error);
       }
     } else {
       j["error"] = s.error;
-      if (!s.tool_missing) failed_sources.push_back(s.name + ": " + s.error);
+      if (!s.tool_missing) tally.failed.push_back(s.name + ": " + s.error);
     }
     details["sources"].push_back(std::move(j));
   }
-  details["rules_total"] = rules_total;
+  details["rules_total"] = tally.rules_total;
+  return tally;
+}
 
-  if (!fw.anyRead()) {
-    CheckResult r;
-    if (fw.allToolsMissing()) {
-      r = result(CheckStatus::kSkip, "no iptables or nft tools on this node: the firewall cannot be read");
-    } else {
-      std::string why = failed_sources.empty() ? "no source could be read" : failed_sources.front();
-      r = result(CheckStatus::kFail, "cannot read the firewall: " + why);
-    }
-    r.details = std::move(details);
-    return r;
+// The check's outcome; runChecked() turns it into the CheckResult.
+struct Verdict {
+  CheckStatus status = CheckStatus::kSkip;
+  std::string summary;
+  std::vector<Finding> findings;
+};
+
+// No source could be read.
+Verdict unreadable(const FirewallSnapshot& fw, const SourceTally& tally) {
+  if (fw.allToolsMissing()) {
+    return {CheckStatus::kSkip, "no iptables or nft tools on this node: the firewall cannot be read", {}};
   }
+  std::string why = tally.failed.empty() ? "no source could be read" : tally.failed.front();
+  return {CheckStatus::kFail, "cannot read the firewall: " + why, {}};
+}
 
-  // --- analyse ------------------------------------------------------------------------
+nlohmann::json chainsJson(const std::vector<ChainPresence>& v) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& c : v) {
+    a.push_back({{"source", c.source}, {"table", c.table}, {"chain", c.chain}, {"rules", c.rules}});
+  }
+  return a;
+}
+
+// Every iptables source and native nft (minus iptables-nft's own tables) against the
+// targets; notes the flannel and istio chains found.
+FirewallAnalysis analyse(const FirewallSnapshot& fw, const std::vector<FirewallTarget>& plain,
+                         nlohmann::json& details) {
   FirewallAnalysis analysis;
   std::vector<ChainPresence> flannel, istio;
   for (const auto& src : fw.iptables) {
@@ -171,14 +190,13 @@ CheckResult FirewallCheck::runChecked() {
     details["nft_tables_skipped_as_iptables_nft"] = fw.nft_tables_skipped;
     details["nft_native_tables"] = fw.nft->tables.size();
   }
-  auto chainsJson = [](const std::vector<ChainPresence>& v) {
-    nlohmann::json a = nlohmann::json::array();
-    for (const auto& c : v)
-      a.push_back({{"source", c.source}, {"table", c.table}, {"chain", c.chain}, {"rules", c.rules}});
-    return a;
-  };
   details["flannel_chains"] = chainsJson(flannel);
   details["istio_chains"] = chainsJson(istio);
+  return analysis;
+}
+
+// Notes every blocking and conditional rule and every DROP policy the analysis found.
+void describeAnalysis(const FirewallAnalysis& analysis, nlohmann::json& details) {
   details["blocking_rules"] = nlohmann::json::array();
   for (const auto& h : analysis.blocking) details["blocking_rules"].push_back(hitJson(h));
   details["conditional_rules"] = nlohmann::json::array();
@@ -194,50 +212,58 @@ CheckResult FirewallCheck::runChecked() {
                                       {"policy", p.policy},
                                       {"targets", t}});
   }
+}
 
-  // --- verdict ------------------------------------------------------------------------
-  if (!analysis.blocking.empty()) {
-    std::vector<Finding> findings;
-    for (const auto& target : targets) {
-      std::vector<const FirewallHit*> hits;
-      for (const auto& h : analysis.blocking) {
-        if (h.target == target.t) hits.push_back(&h);
-      }
-      if (hits.empty()) continue;
-      Finding f = findingOf(codes::kVxlanPortFiltered);
-      f.layer = target.layer;
-      const std::string what = upperProto(target.t.protocol) + " " + std::to_string(target.t.port);
-      f.summary = "a firewall rule " + (hits.front()->verdict == "REJECT" ? std::string("rejects ") : "drops ") + what +
-                  (target.layer == Layer::kOverlay ? " (VXLAN overlay)" : " (istiod)") +
-                  " on this node: " + hits.front()->table + " " + hits.front()->chain;
-      std::string cmds;
-      for (const auto* h : hits) {
-        f.evidence.push_back(evidenceOf(*h));
-        cmds += (cmds.empty() ? "" : "; ") + h->remedy;
-      }
-      if (target.layer == Layer::kOverlay) {
-        f.remedy = what + " must be open between nodes for the VXLAN overlay (" + target.from +
-                   "). Delete the blocking rule" + (hits.size() > 1 ? "s" : "") + ": " + cmds +
-                   " — and fix whatever installs it (host firewall, security group agent) so it does not come back.";
-      } else {
-        f.remedy = what +
-                   " must be open from every node to istiod (ztunnel and istio-cni fetch config and "
-                   "certificates there). Delete the blocking rule" +
-                   std::string(hits.size() > 1 ? "s" : "") + ": " + cmds +
-                   " — and fix whatever installs it so it does not come back.";
-      }
-      findings.push_back(std::move(f));
-    }
-    const FirewallHit& first = analysis.blocking.front();
-    std::string summary = first.target.label() + " " + (first.verdict == "REJECT" ? "rejected" : "dropped") + " by " +
-                          first.where() + ": " + first.rule;
-    if (analysis.blocking.size() > 1) summary += " (+" + std::to_string(analysis.blocking.size() - 1) + " more)";
-    CheckResult r = result(CheckStatus::kFail, summary);
-    r.details = std::move(details);
-    r.findings = std::move(findings);
-    return r;
+// VXLAN_PORT_FILTERED for one target and the rules (at least one) that block it.
+Finding blockingFinding(const Target& target, const std::vector<const FirewallHit*>& hits) {
+  Finding f = findingOf(codes::kVxlanPortFiltered);
+  f.layer = target.layer;
+  const std::string what = upperProto(target.t.protocol) + " " + std::to_string(target.t.port);
+  f.summary = "a firewall rule " + (hits.front()->verdict == "REJECT" ? std::string("rejects ") : "drops ") + what +
+              (target.layer == Layer::kOverlay ? " (VXLAN overlay)" : " (istiod)") +
+              " on this node: " + hits.front()->table + " " + hits.front()->chain;
+  std::string cmds;
+  for (const auto* h : hits) {
+    f.evidence.push_back(evidenceOf(*h));
+    cmds += (cmds.empty() ? "" : "; ") + h->remedy;
   }
+  if (target.layer == Layer::kOverlay) {
+    f.remedy = what + " must be open between nodes for the VXLAN overlay (" + target.from +
+               "). Delete the blocking rule" + (hits.size() > 1 ? "s" : "") + ": " + cmds +
+               " — and fix whatever installs it (host firewall, security group agent) so it does not come back.";
+  } else {
+    f.remedy = what +
+               " must be open from every node to istiod (ztunnel and istio-cni fetch config and "
+               "certificates there). Delete the blocking rule" +
+               std::string(hits.size() > 1 ? "s" : "") + ": " + cmds +
+               " — and fix whatever installs it so it does not come back.";
+  }
+  return f;
+}
 
+// One finding per target that some rule blocks, in the targets' order.
+std::vector<Finding> blockingFindings(const std::vector<Target>& targets, const FirewallAnalysis& analysis) {
+  std::vector<Finding> findings;
+  for (const auto& target : targets) {
+    std::vector<const FirewallHit*> hits;
+    for (const auto& h : analysis.blocking) {
+      if (h.target == target.t) hits.push_back(&h);
+    }
+    if (!hits.empty()) findings.push_back(blockingFinding(target, hits));
+  }
+  return findings;
+}
+
+std::string blockingSummary(const FirewallAnalysis& analysis) {
+  const FirewallHit& first = analysis.blocking.front();
+  std::string summary = first.target.label() + " " + (first.verdict == "REJECT" ? "rejected" : "dropped") + " by " +
+                        first.where() + ": " + first.rule;
+  if (analysis.blocking.size() > 1) summary += " (+" + std::to_string(analysis.blocking.size() - 1) + " more)";
+  return summary;
+}
+
+// DROP policies, conditional rules and unreadable sources, in that order.
+std::vector<std::string> warningsOf(const FirewallAnalysis& analysis, const std::vector<std::string>& failed) {
   std::vector<std::string> warnings;
   for (const auto& p : analysis.policies) {
     std::string t;
@@ -249,23 +275,60 @@ CheckResult FirewallCheck::runChecked() {
     warnings.push_back(h.target.label() + " may be " + (h.verdict == "REJECT" ? "rejected" : "dropped") + " by " +
                        h.where() + ": " + h.rule + " (depends on " + h.conditions + ")");
   }
-  for (const auto& f : failed_sources) warnings.push_back("could not read " + f);
-  if (!warnings.empty()) {
-    details["warnings"] = warnings;
-    std::string summary = warnings.front();
-    if (warnings.size() > 1) summary += " (+" + std::to_string(warnings.size() - 1) + " more)";
-    CheckResult r = result(CheckStatus::kWarn, summary);
-    r.details = std::move(details);
-    return r;
-  }
+  for (const auto& f : failed) warnings.push_back("could not read " + f);
+  return warnings;
+}
+
+std::string okSummary(const std::vector<FirewallTarget>& plain, const FirewallSnapshot& fw, size_t rules_total) {
   std::string labels;
   for (const auto& t : plain) labels += (labels.empty() ? "" : ", ") + t.label();
   size_t used_sources =
       std::count_if(fw.sources.begin(), fw.sources.end(), [](const auto& s) { return s.read && s.used; });
-  CheckResult r = result(
-      CheckStatus::kOk, "no rule drops " + labels + " (iptables " + std::string(backendName(fw.mode.mode)) + " mode; " +
-                            std::to_string(rules_total) + " rules in " + std::to_string(used_sources) + " sources)");
+  return "no rule drops " + labels + " (iptables " + std::string(backendName(fw.mode.mode)) + " mode; " +
+         std::to_string(rules_total) + " rules in " + std::to_string(used_sources) + " sources)";
+}
+
+// Analyse what was read: FAIL on a blocking rule, else WARN on any doubt, else OK.
+Verdict judge(const FirewallSnapshot& fw, const std::vector<Target>& targets, const SourceTally& tally,
+              nlohmann::json& details) {
+  const std::vector<FirewallTarget> plain = plainTargets(targets);
+  const FirewallAnalysis analysis = analyse(fw, plain, details);
+  describeAnalysis(analysis, details);
+  if (!analysis.blocking.empty()) {
+    return {CheckStatus::kFail, blockingSummary(analysis), blockingFindings(targets, analysis)};
+  }
+  std::vector<std::string> warnings = warningsOf(analysis, tally.failed);
+  if (!warnings.empty()) {
+    details["warnings"] = warnings;
+    std::string summary = warnings.front();
+    if (warnings.size() > 1) summary += " (+" + std::to_string(warnings.size() - 1) + " more)";
+    return {CheckStatus::kWarn, summary, {}};
+  }
+  return {CheckStatus::kOk, okSummary(plain, fw, tally.rules_total), {}};
+}
+
+}  // namespace
+
+FirewallCheck::FirewallCheck(const AgentConfig& config, NetlinkReader& netlink, CommandRunner& commands)
+    : config_(config), netlink_(netlink), commands_(commands) {}
+
+CheckResult FirewallCheck::run() {
+  try {
+    return runChecked();
+  } catch (const std::exception& e) {
+    return result(CheckStatus::kFail, std::string("firewall check failed unexpectedly: ") + e.what());
+  }
+}
+
+CheckResult FirewallCheck::runChecked() {
+  nlohmann::json details = nlohmann::json::object();
+  const std::vector<Target> targets = chooseTargets(config_, netlink_, details);
+  const FirewallSnapshot fw = readFirewall(commands_, readOptions(config_));
+  const SourceTally tally = describeSources(fw, details);
+  Verdict v = fw.anyRead() ? judge(fw, targets, tally, details) : unreadable(fw, tally);
+  CheckResult r = result(v.status, std::move(v.summary));
   r.details = std::move(details);
+  r.findings = std::move(v.findings);
   return r;
 }
 
