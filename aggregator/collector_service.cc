@@ -41,20 +41,34 @@ uint64_t CollectorStats::ingestErrorsTotal() const {
 // a queue so at most one StartWrite is outstanding. `mu_` guards the write side and the
 // finish state; the read side (hello_, identified_) is touched only from OnReadDone and,
 // after every operation completed, OnDone.
-class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage> {
+class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>,
+                          public MembershipSink {
  public:
   AgentStream(CollectorService* service, std::string peer) : service_(service), peer_(std::move(peer)) {}
 
   void start() { StartRead(&in_); }
 
-  // Thread-safe. Dropped once the stream is finishing. A PeerList still waiting in the
-  // queue is replaced by the newer one: only the latest membership matters.
-  void send(const v1::AggregatorMessage& msg) {
+  // Thread-safe. Dropped once the stream is finishing. A membership message still waiting
+  // in the queue absorbs the newer one: a PeerList replaces it, a PeerDelta is folded into
+  // it (so a slow agent holds at most one, and never loses a change).
+  void sendMembership(const v1::AggregatorMessage& msg) override {
+    ++service_->stats_.peer_list_pushes;  // counted first: the agent may read it before this returns
     std::lock_guard lock(mu_);
     if (finishing_) return;
-    if (msg.has_peer_list() && !queue_.empty() && queue_.back().has_peer_list()) {
-      queue_.back() = msg;
-      return;
+    if (!queue_.empty()) {
+      v1::AggregatorMessage& queued = queue_.back();
+      if (msg.has_peer_list() && (queued.has_peer_list() || queued.has_peer_delta())) {
+        queued = msg;
+        return;
+      }
+      if (msg.has_peer_delta() && queued.has_peer_list()) {
+        applyPeerDelta(*queued.mutable_peer_list(), msg.peer_delta());
+        return;
+      }
+      if (msg.has_peer_delta() && queued.has_peer_delta()) {
+        mergePeerDeltas(*queued.mutable_peer_delta(), msg.peer_delta());
+        return;
+      }
     }
     queue_.push_back(msg);
     if (!writing_) startWriteLocked();
@@ -163,6 +177,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
     out_ = std::move(queue_.front());
     queue_.pop_front();
     writing_ = true;
+    service_->countMembershipWrite(out_);
     StartWrite(&out_);
   }
 
@@ -194,7 +209,14 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   std::optional<grpc::Status> pending_finish_;
 };
 
-CollectorService::CollectorService(ClusterState& state) : state_(state) {}
+namespace {
+const SystemClock kSystemClock{};
+}  // namespace
+
+CollectorService::CollectorService(ClusterState& state) : CollectorService(state, kSystemClock, {}) {}
+
+CollectorService::CollectorService(ClusterState& state, const Clock& clock, std::chrono::nanoseconds membership_window)
+    : state_(state), fanout_(clock, membership_window) {}
 
 CollectorService::~CollectorService() = default;
 
@@ -221,15 +243,11 @@ void CollectorService::onHello(AgentStream* stream, const v1::Hello& hello, bool
   ++stats_.hellos;
   if (first && identified_.insert(stream).second) ++stats_.connected_agents;
   MembershipDiff diff = state_.applyHello(hello, first);
-  if (!diff.empty()) {
-    spdlog::info("membership changed ({}); pushing the peer list to {} agents", diff.describe(), identified_.size());
-    broadcastLocked();
-  } else if (first) {
-    v1::AggregatorMessage msg;
-    *msg.mutable_peer_list() = state_.peerList();
-    ++stats_.peer_list_pushes;  // counted first: the agent may read it before send() returns
-    stream->send(msg);
-  }
+  if (!diff.empty()) spdlog::info("membership changed ({})", diff.describe());
+  membershipChangedLocked(diff);
+  // After the change: the stream's PeerList has it, so the change's flush skips the stream.
+  if (first) fanout_.add(stream, hello.accepts_peer_deltas(), state_.peerList());
+  flushDueLocked();
 }
 
 void CollectorService::onReport(const v1::Hello& hello, const v1::Report& report) {
@@ -240,7 +258,8 @@ void CollectorService::onReport(const v1::Hello& hello, const v1::Report& report
     countError(IngestError::kUnknownNode);
     MembershipDiff diff = state_.applyHello(hello, /*new_session=*/true);
     outcome = state_.applyReport(hello.node_name(), report);
-    if (!diff.empty()) broadcastLocked();
+    membershipChangedLocked(diff);
+    flushDueLocked();
   }
   if (outcome == ReportOutcome::kAccepted) {
     ++stats_.reports_received;
@@ -254,25 +273,35 @@ void CollectorService::onDone(AgentStream* stream) {
   std::lock_guard lock(mu_);
   streams_.erase(stream);
   if (identified_.erase(stream) > 0) --stats_.connected_agents;
+  fanout_.remove(stream);
   --stats_.streams_open;
 }
 
-void CollectorService::broadcastLocked() {
-  v1::AggregatorMessage msg;
-  *msg.mutable_peer_list() = state_.peerList();
-  for (AgentStream* s : identified_) {
-    ++stats_.peer_list_pushes;
-    s->send(msg);
-  }
+void CollectorService::membershipChangedLocked(const MembershipDiff& diff) { fanout_.changed(diff); }
+
+void CollectorService::flushDueLocked() {
+  if (fanout_.due()) fanout_.flush(state_.peerList());
+}
+
+void CollectorService::flushMembership() {
+  std::lock_guard lock(mu_);
+  flushDueLocked();
+}
+
+void CollectorService::countMembershipWrite(const v1::AggregatorMessage& msg) {
+  const size_t kind = msg.has_peer_delta() ? 1 : 0;
+  if (!msg.has_peer_list() && !msg.has_peer_delta()) return;
+  ++stats_.membership_messages[kind];
+  stats_.membership_bytes[kind] += msg.ByteSizeLong();
 }
 
 void CollectorService::sweep() {
   std::lock_guard lock(mu_);
   MembershipDiff diff = state_.sweep();
   if (diff.empty()) return;
-  spdlog::info("forgetting silent members ({}); pushing the peer list to {} agents", diff.describe(),
-               identified_.size());
-  broadcastLocked();
+  spdlog::info("forgetting silent members ({})", diff.describe());
+  membershipChangedLocked(diff);
+  flushDueLocked();
 }
 
 void CollectorService::finishAll(const grpc::Status& status) {

@@ -5,22 +5,28 @@
 // Protocol: the first message must be Hello (else the stream ends with INVALID_ARGUMENT
 // naming the problem); then Reports, and possibly a repeated Hello with the same node
 // name when the agent's facts change. Right after its first Hello a stream gets the
-// current PeerList; whenever membership changes every identified stream gets the new one.
-// PeerList holds ALL members, the receiver included: the agent skips its own name.
-// Writes are serialized per stream (one outstanding write; a queued PeerList that has not
-// been sent yet is replaced by a newer one). A stream ending marks nothing by itself:
-// staleness (ClusterState) decides. No exception crosses a reactor callback.
+// current PeerList; membership changes are coalesced for a window and then reach every
+// identified stream as one message (MembershipFanout): a PeerDelta when its Hello set
+// accepts_peer_deltas, else the whole PeerList. PeerList holds ALL members, the receiver
+// included: the agent skips its own name.
+// Writes are serialized per stream (one outstanding write; a membership message that has
+// not been sent yet absorbs a newer one: a PeerList replaces it, a PeerDelta is folded
+// in). A stream ending marks nothing by itself: staleness (ClusterState) decides. No
+// exception crosses a reactor callback.
 
 #include <grpcpp/grpcpp.h>
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <set>
 #include <string_view>
 
 #include "aggregator/cluster_state.h"
+#include "aggregator/membership_fanout.h"
+#include "common/clock.h"
 #include "meshprobe/v1/collector.grpc.pb.h"
 
 namespace meshprobe::aggregator {
@@ -43,7 +49,11 @@ struct CollectorStats {
   std::atomic<uint64_t> hellos{0};
   std::atomic<uint64_t> reports_received{0};  // accepted reports
   std::atomic<uint64_t> reports_ignored{0};   // old or duplicate sequence numbers
-  std::atomic<uint64_t> peer_list_pushes{0};  // PeerList messages queued to streams
+  std::atomic<uint64_t> peer_list_pushes{0};  // membership messages (PeerList or PeerDelta) queued to streams
+  // Membership messages written to streams, and their encoded bytes: [0] PeerList ("full"),
+  // [1] PeerDelta ("delta"). Counted when the write starts.
+  std::array<std::atomic<uint64_t>, 2> membership_messages{};
+  std::array<std::atomic<uint64_t>, 2> membership_bytes{};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(IngestError::kCount)> ingest_errors{};
 
   uint64_t ingestErrors(IngestError e) const { return ingest_errors[static_cast<size_t>(e)].load(); }
@@ -54,7 +64,10 @@ class AgentStream;
 
 class CollectorService final : public meshprobe::v1::Collector::CallbackService {
  public:
+  // Membership changes within `membership_window` (on `clock`) go out together; 0: each
+  // change at once. The one-argument form: at once.
   explicit CollectorService(ClusterState& state);
+  CollectorService(ClusterState& state, const Clock& clock, std::chrono::nanoseconds membership_window);
   ~CollectorService() override;
 
   grpc::ServerBidiReactor<meshprobe::v1::AgentMessage, meshprobe::v1::AggregatorMessage>* Connect(
@@ -63,6 +76,10 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   // Forgets long-silent members (ClusterState::sweep) and pushes PeerList on change.
   // The server calls this periodically; tests call it after advancing a FakeClock.
   void sweep();
+
+  // Sends the coalesced membership changes once their window has passed. The server calls
+  // this every few tens of milliseconds; tests call it after advancing a FakeClock.
+  void flushMembership();
 
   // Ends every open stream with `status` and refuses new ones (shutdown: agents see
   // UNAVAILABLE and reconnect to the next aggregator at once).
@@ -78,7 +95,9 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   void onReport(const meshprobe::v1::Hello& hello, const meshprobe::v1::Report& report);
   void onDone(AgentStream* stream);
   void countError(IngestError e) { ++stats_.ingest_errors[static_cast<size_t>(e)]; }
-  void broadcastLocked();
+  void membershipChangedLocked(const MembershipDiff& diff);
+  void flushDueLocked();
+  void countMembershipWrite(const meshprobe::v1::AggregatorMessage& msg);
 
   ClusterState& state_;
   CollectorStats stats_;
@@ -86,7 +105,8 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   // stream in the order the changes happened. Lock order: mu_, then a stream's lock.
   std::mutex mu_;
   std::set<AgentStream*> streams_;     // every open stream
-  std::set<AgentStream*> identified_;  // streams that said Hello: PeerList receivers
+  std::set<AgentStream*> identified_;  // streams that said Hello: membership receivers
+  MembershipFanout fanout_;
   bool shutting_down_ = false;
 };
 

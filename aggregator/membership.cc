@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string_view>
 
 namespace meshprobe::aggregator {
@@ -78,6 +79,32 @@ MembershipDiff diffPeers(const v1::PeerList& before, const v1::PeerList& after) 
     if (!new_peers.count(name)) diff.removed.push_back(name);
   }
   return diff;
+}
+
+void applyPeerDelta(v1::PeerList& list, const v1::PeerDelta& delta) {
+  std::map<std::string, v1::Peer> peers;
+  for (auto& p : *list.mutable_peers()) peers[p.node_name()] = std::move(p);
+  for (const auto& name : delta.left()) peers.erase(name);
+  for (const auto& p : delta.peers()) peers[p.node_name()] = p;
+  list.clear_peers();
+  for (auto& [name, p] : peers) *list.add_peers() = std::move(p);
+}
+
+void mergePeerDeltas(v1::PeerDelta& first, const v1::PeerDelta& then) {
+  std::map<std::string, v1::Peer> peers;
+  std::set<std::string> left(first.left().begin(), first.left().end());
+  for (auto& p : *first.mutable_peers()) peers[p.node_name()] = std::move(p);
+  for (const auto& name : then.left()) {
+    peers.erase(name);
+    left.insert(name);
+  }
+  for (const auto& p : then.peers()) {
+    left.erase(p.node_name());
+    peers[p.node_name()] = p;
+  }
+  first.Clear();
+  for (auto& [name, p] : peers) *first.add_peers() = std::move(p);
+  for (const auto& name : left) first.add_left(name);
 }
 
 v1::NodeIdentity identityOf(const v1::Hello& hello) {

@@ -25,6 +25,12 @@ struct MembershipDiff {
 // Compares by node name; list order does not matter.
 MembershipDiff diffPeers(const meshprobe::v1::PeerList& before, const meshprobe::v1::PeerList& after);
 
+// `delta` applied on top of `list`: its peers replace or join (the list stays sorted by
+// name), its `left` names go. A stream's queue folds a delta into a PeerList not yet sent.
+void applyPeerDelta(meshprobe::v1::PeerList& list, const meshprobe::v1::PeerDelta& delta);
+// `then` folded into `first`, so that applying the result equals applying both in turn.
+void mergePeerDeltas(meshprobe::v1::PeerDelta& first, const meshprobe::v1::PeerDelta& then);
+
 // The facts of a Hello that other agents need (what PeerList carries): the identity
 // message and, for agents that predate it, the same facts in the flat fields.
 meshprobe::v1::Peer peerFromHello(const meshprobe::v1::Hello& hello);

@@ -4,13 +4,15 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace meshprobe::aggregator {
 
 AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
     : options_(std::move(options)),
       state_(clock, options_.cluster),
       diagnosis_(clock, state_, options_.diagnosis),
-      collector_(state_),
+      collector_(state_, clock, options_.membership_window),
       query_(state_, diagnosis_) {}
 
 AggregatorServer::~AggregatorServer() { shutdown(); }
@@ -53,13 +55,21 @@ Result<int> AggregatorServer::start() {
   return port_;
 }
 
+// Wakes every membership_flush_interval to send coalesced membership changes, and sweeps
+// every sweep_interval.
 void AggregatorServer::sweepLoop() {
+  const auto tick = std::min<std::chrono::milliseconds>(options_.membership_flush_interval, options_.sweep_interval);
+  auto next_sweep = std::chrono::steady_clock::now() + options_.sweep_interval;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, options_.sweep_interval, [this] { return stopping_; });
+    cv_.wait_for(lock, tick, [this] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
-    collector_.sweep();
+    collector_.flushMembership();
+    if (const auto now = std::chrono::steady_clock::now(); now >= next_sweep) {
+      collector_.sweep();
+      next_sweep = now + options_.sweep_interval;
+    }
     lock.lock();
   }
 }

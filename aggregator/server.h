@@ -1,7 +1,8 @@
 #pragma once
 // The aggregator's gRPC server: Collector + Query, server reflection (grpc.reflection.
 // v1alpha) and the standard health service, plus a sweeper thread that forgets members
-// silent for forget_after, and a diagnosis thread that re-evaluates findings. main() and the tests both build one; tests bind 127.0.0.1:0.
+// silent for forget_after and sends coalesced membership changes, and a diagnosis thread
+// that re-evaluates findings. main() and the tests both build one; tests bind 127.0.0.1:0.
 
 #include <grpcpp/grpcpp.h>
 
@@ -31,6 +32,11 @@ struct ServerOptions {
   ClusterOptions cluster;
   // How often the sweeper looks for members to forget (real time).
   std::chrono::milliseconds sweep_interval{1000};
+  // Membership changes within this window (on the server's Clock, from the first change)
+  // reach each agent as one message; 0: every change at once. With the flush interval
+  // (real time) a change reaches the agents within about 300 ms.
+  std::chrono::milliseconds membership_window{250};
+  std::chrono::milliseconds membership_flush_interval{50};
   DiagnosisOptions diagnosis;
   // How often the diagnosis engine re-evaluates the cluster (real time).
   std::chrono::milliseconds diagnosis_interval{250};

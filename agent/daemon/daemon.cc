@@ -263,6 +263,10 @@ void Daemon::Impl::startStream() {
       std::lock_guard lock(peer_mu);
       if (peer_set.apply(peers, config.node_name)) applyPeers();
     };
+    cb.on_peer_delta = [this](const meshprobe::v1::PeerDelta& delta) {
+      std::lock_guard lock(peer_mu);
+      if (peer_set.applyDelta(delta, config.node_name)) applyPeers();
+    };
     std::random_device rd;
     stream = std::make_unique<StreamClient>(
         meshprobe::v1::Collector::NewStub(StreamClient::makeChannel(config.aggregator)), buffer, cb,
@@ -384,6 +388,7 @@ AgentStatus Daemon::Impl::status() const {
   if (stream) {
     s.stream_connected = stream->connected();
     s.stream_reconnects = stream->reconnects();
+    s.stream_peer_deltas_ignored = stream->peerDeltasIgnored();
   }
   s.report_buffer_dropped = buffer.dropped();
   s.checks_running = checksRunning();

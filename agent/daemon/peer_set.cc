@@ -31,6 +31,30 @@ bool PeerSet::apply(const meshprobe::v1::PeerList& list, const std::string& self
   return expire() || changed;
 }
 
+bool PeerSet::applyDelta(const meshprobe::v1::PeerDelta& delta, const std::string& self) {
+  const auto now = clock_.monotonicNow();
+  bool changed = false;
+  for (const auto& name : delta.left()) {
+    auto it = peers_.find(name);
+    if (it != peers_.end() && !it->second.missing_since) it->second.missing_since = now;
+  }
+  for (const auto& p : delta.peers()) {
+    if (p.node_name() == self || p.node_name().empty()) continue;
+    auto it = peers_.find(p.node_name());
+    if (it == peers_.end()) {
+      peers_.emplace(p.node_name(), Entry{p, std::nullopt});
+      changed = true;
+    } else {
+      if (!google::protobuf::util::MessageDifferencer::Equals(it->second.peer, p)) {
+        it->second.peer = p;
+        changed = true;
+      }
+      it->second.missing_since.reset();
+    }
+  }
+  return expire() || changed;
+}
+
 bool PeerSet::expire() {
   const auto now = clock_.monotonicNow();
   return std::erase_if(peers_, [&](const auto& kv) {

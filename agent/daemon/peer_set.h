@@ -1,6 +1,7 @@
 #pragma once
 // Membership as the agent keeps it. A PeerList adds and updates peers at once, but a peer
-// missing from a list is kept for `grace` before it is dropped: a restarted aggregator
+// missing from a list is kept for `grace` before it is dropped (a PeerDelta's `left` name
+// likewise): a restarted aggregator
 // rebuilds membership one reconnecting agent at a time, and its first, partial lists must
 // not throw away the probe history of peers that are still there.
 
@@ -21,6 +22,10 @@ class PeerSet {
   // Applies a PeerList (the receiver's own entry is skipped). Returns true when the
   // effective set changed.
   bool apply(const meshprobe::v1::PeerList& list, const std::string& self);
+  // Applies a PeerDelta on top of the lists and deltas before it: its peers as a list's,
+  // its `left` names as missing from a list. The same state as the full list it stands
+  // for would give. Returns true when the effective set changed.
+  bool applyDelta(const meshprobe::v1::PeerDelta& delta, const std::string& self);
   // Drops peers that every list for longer than the grace has left out (the aggregator
   // sends lists only on change, so a quiet cluster expires nothing). True when it did.
   bool expire();

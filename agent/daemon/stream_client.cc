@@ -53,6 +53,12 @@ void StreamClient::run() {
   }
 }
 
+meshprobe::v1::Hello StreamClient::currentHello() const {
+  meshprobe::v1::Hello hello = callbacks_.hello();
+  if (callbacks_.on_peer_delta) hello.set_accepts_peer_deltas(true);
+  return hello;
+}
+
 void StreamClient::serveOneStream() {
   grpc::ClientContext ctx;
   {
@@ -62,7 +68,7 @@ void StreamClient::serveOneStream() {
   }
   auto stream = stub_->Connect(&ctx);
   AgentMessage hello_msg;
-  *hello_msg.mutable_hello() = callbacks_.hello();
+  *hello_msg.mutable_hello() = currentHello();
   std::string last_hello = hello_msg.hello().SerializeAsString();
 
   if (stream->Write(hello_msg)) {
@@ -72,8 +78,19 @@ void StreamClient::serveOneStream() {
     std::atomic<bool> reader_done{false};
     std::thread reader([&] {
       AggregatorMessage msg;
+      bool have_list = false;  // a delta applies on top of this stream's PeerList
       while (stream->Read(&msg)) {
-        if (msg.has_peer_list() && callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
+        if (msg.has_peer_list()) {
+          have_list = true;
+          if (callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
+        } else if (msg.has_peer_delta() && callbacks_.on_peer_delta) {
+          if (!have_list) {
+            ++peer_deltas_ignored_;
+            spdlog::warn("ignoring a membership delta that came before the peer list on this stream");
+            continue;
+          }
+          callbacks_.on_peer_delta(msg.peer_delta());
+        }
       }
       reader_done = true;
     });
@@ -81,7 +98,7 @@ void StreamClient::serveOneStream() {
       auto report = buffer_.pop(std::chrono::milliseconds(100));
       if (!report) continue;
       AgentMessage hello_now;
-      *hello_now.mutable_hello() = callbacks_.hello();
+      *hello_now.mutable_hello() = currentHello();
       std::string serialized = hello_now.hello().SerializeAsString();
       if (serialized != last_hello) {
         if (!stream->Write(hello_now)) {

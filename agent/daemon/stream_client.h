@@ -1,6 +1,8 @@
 #pragma once
 // The agent's one stream to the aggregator (Collector.Connect). Sends Hello, then the
-// reports from a ReportBuffer; hands every PeerList to a callback. Reconnects with capped
+// reports from a ReportBuffer; hands every PeerList, and every PeerDelta that follows a
+// PeerList on the same stream, to its callback (with on_peer_delta set, the Hello says
+// accepts_peer_deltas; an aggregator that predates deltas sends PeerLists only). Reconnects with capped
 // exponential backoff plus jitter; while disconnected, reports wait in the (bounded)
 // buffer. Depends on the generated StubInterface so tests use an in-process server.
 
@@ -26,6 +28,7 @@ class StreamClient {
     // Current identity and overlay facts; called before every write, a change is re-sent.
     std::function<meshprobe::v1::Hello()> hello;
     std::function<void(const meshprobe::v1::PeerList&)> on_peers;
+    std::function<void(const meshprobe::v1::PeerDelta&)> on_peer_delta;
   };
 
   StreamClient(std::unique_ptr<meshprobe::v1::Collector::StubInterface> stub, ReportBuffer& buffer,
@@ -38,6 +41,8 @@ class StreamClient {
   bool connected() const { return connected_; }
   uint64_t reconnects() const { return reconnects_; }
   uint64_t reportsSent() const { return reports_sent_; }
+  // PeerDeltas dropped because no PeerList had come on their stream yet.
+  uint64_t peerDeltasIgnored() const { return peer_deltas_ignored_; }
 
   // A channel to HOST:PORT tuned to notice a restarted aggregator within seconds.
   static std::shared_ptr<grpc::Channel> makeChannel(const std::string& target);
@@ -45,6 +50,7 @@ class StreamClient {
  private:
   void run();
   void serveOneStream();
+  meshprobe::v1::Hello currentHello() const;
 
   std::unique_ptr<meshprobe::v1::Collector::StubInterface> stub_;
   ReportBuffer& buffer_;
@@ -55,6 +61,7 @@ class StreamClient {
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> reports_sent_{0};
+  std::atomic<uint64_t> peer_deltas_ignored_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   grpc::ClientContext* active_ctx_ = nullptr;  // guarded by mu_

@@ -96,6 +96,9 @@ std::string renderAgentMetrics(const AgentStatus& s, const RttHistograms& rtt) {
   w.family("meshprobe_stream_reconnects_total", "Times the report stream to the aggregator was re-established.",
            MetricType::kCounter);
   w.sample(static_cast<double>(s.stream_reconnects));
+  w.family("meshprobe_stream_peer_deltas_ignored_total",
+           "Membership deltas ignored because no peer list had come on their stream yet.", MetricType::kCounter);
+  w.sample(static_cast<double>(s.stream_peer_deltas_ignored));
   w.family("meshprobe_report_buffer_dropped_total",
            "Reports dropped (oldest first) because the aggregator was away and the buffer was full.",
            MetricType::kCounter);

@@ -76,6 +76,18 @@ std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t*
     const auto e = static_cast<IngestError>(i);
     w.sample({{"reason", std::string(ingestErrorReason(e))}}, c ? static_cast<double>(c->ingestErrors(e)) : 0);
   }
+  w.family("meshprobe_aggregator_membership_messages_total",
+           "Membership messages written to agent streams: kind=full (PeerList), kind=delta (PeerDelta).",
+           MetricType::kCounter);
+  for (size_t k = 0; k < 2; ++k) {
+    w.sample({{"kind", k == 0 ? "full" : "delta"}}, c ? static_cast<double>(c->membership_messages[k].load()) : 0);
+  }
+  w.family("meshprobe_aggregator_membership_bytes_total",
+           "Encoded bytes of the membership messages written to agent streams, by kind (full, delta).",
+           MetricType::kCounter);
+  for (size_t k = 0; k < 2; ++k) {
+    w.sample({{"kind", k == 0 ? "full" : "delta"}}, c ? static_cast<double>(c->membership_bytes[k].load()) : 0);
+  }
   w.family("meshprobe_aggregator_query_duration_seconds", "Time spent answering Query API calls, by method.",
            MetricType::kHistogram);
   for (size_t i = 0; i < static_cast<size_t>(QueryMethod::kCount); ++i) {

@@ -121,6 +121,55 @@ TEST_F(CollectorTest, ASecondAgentMakesTheFirstGetANewPeerList) {
   EXPECT_TRUE(b.finish().ok());
 }
 
+TEST_F(CollectorTest, AnAgentThatAcceptsDeltasGetsThePeerListThenDeltasAndAnOldOneWholeLists) {
+  FakeAgent old_agent(*collector_);
+  ASSERT_TRUE(old_agent.hello(makeHello("node1", 1)));  // accepts_peer_deltas unset
+  ASSERT_THAT(names(*old_agent.readPeers()), ElementsAre("node1"));
+  FakeAgent agent(*collector_);
+  auto hello = makeHello("node2", 2);
+  hello.set_accepts_peer_deltas(true);
+  ASSERT_TRUE(agent.hello(hello));
+  auto first = agent.read();
+  ASSERT_TRUE(first.has_value() && first->has_peer_list());  // a stream starts with the whole list
+  EXPECT_THAT(names(first->peer_list()), ElementsAre("node1", "node2"));
+  EXPECT_THAT(names(*old_agent.readPeers()), ElementsAre("node1", "node2"));
+
+  FakeAgent third(*collector_);
+  ASSERT_TRUE(third.hello(makeHello("node3", 3)));
+  ASSERT_TRUE(third.readPeers().has_value());
+  auto delta = agent.read();
+  ASSERT_TRUE(delta.has_value() && delta->has_peer_delta()) << (delta ? delta->ShortDebugString() : "ended");
+  ASSERT_EQ(delta->peer_delta().peers_size(), 1);
+  EXPECT_EQ(delta->peer_delta().peers(0).node_name(), "node3");
+  EXPECT_EQ(delta->peer_delta().peers(0).identity().node_ip(), "198.51.100.3");
+  EXPECT_THAT(delta->peer_delta().left(), ::testing::IsEmpty());
+  auto whole = old_agent.read();
+  ASSERT_TRUE(whole.has_value() && whole->has_peer_list());
+  EXPECT_THAT(names(whole->peer_list()), ElementsAre("node1", "node2", "node3"));
+
+  // node3's VXLAN device was recreated: a delta entry with its new MAC.
+  auto moved = makeHello("node3", 3);
+  moved.set_vtep_mac("02:de:ad:be:ef:03");
+  ASSERT_TRUE(third.hello(moved));
+  auto change = agent.read();
+  ASSERT_TRUE(change.has_value() && change->has_peer_delta());
+  ASSERT_EQ(change->peer_delta().peers_size(), 1);
+  EXPECT_EQ(change->peer_delta().peers(0).vtep_mac(), "02:de:ad:be:ef:03");
+
+  // Written, by kind: 7 PeerLists (3 first lists; node1 and node3, which predate deltas,
+  // one per later change: 3 + 1) and node2's 2 deltas.
+  EXPECT_TRUE(eventually(
+      [&] { return stats().membership_messages[0].load() == 7 && stats().membership_messages[1].load() == 2; },
+      [&] {
+        return "full=" + std::to_string(stats().membership_messages[0].load()) +
+               " delta=" + std::to_string(stats().membership_messages[1].load());
+      }));
+  EXPECT_EQ(stats().membership_bytes[1].load(), delta->ByteSizeLong() + change->ByteSizeLong());
+  EXPECT_TRUE(old_agent.finish().ok());
+  EXPECT_TRUE(agent.finish().ok());
+  EXPECT_TRUE(third.finish().ok());
+}
+
 TEST_F(CollectorTest, UnchangedMembershipPushesNothing) {
   FakeAgent a(*collector_);
   ASSERT_TRUE(a.hello(makeHello("node1", 1)));

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <random>
+#include <set>
 
 #include "tests/unit/aggregator/test_util.h"
 
@@ -121,6 +123,61 @@ TEST(VxlanMismatch, NodesWithoutVxlanFactsTakeNoPart) {
   // 4789 vs 8472 is a tie: the lower port is the majority, so node3 is named; node2 (0) never.
   ASSERT_EQ(mismatches.size(), 1u);
   EXPECT_EQ(mismatches[0].node, "node3");
+}
+
+std::vector<std::string> namesOf(const v1::PeerList& list) {
+  std::vector<std::string> out;
+  for (const auto& p : list.peers()) out.push_back(p.node_name());
+  return out;
+}
+
+TEST(PeerDelta, AppliesOnTopOfAListKeepingItSorted) {
+  auto list = listOf({makeHello("node1", 1), makeHello("node3", 3)});
+  v1::PeerDelta d;
+  *d.add_peers() = peerFromHello(makeHello("node2", 2));
+  auto moved = makeHello("node3", 3);
+  moved.set_node_ip("198.51.100.33");
+  *d.add_peers() = peerFromHello(moved);
+  d.add_left("node1");
+  d.add_left("node9");  // never a member: nothing to do
+  applyPeerDelta(list, d);
+  EXPECT_THAT(namesOf(list), ElementsAre("node2", "node3"));
+  EXPECT_EQ(list.peers(1).node_ip(), "198.51.100.33");
+}
+
+// Folding deltas (a stream's queue does, for a slow agent) means the same as applying them
+// in turn: random deltas over a few names, bounded and seeded.
+TEST(PeerDelta, MergedDeltasApplyLikeTheDeltasInTurn) {
+  const std::vector<std::string> names = {"node1", "node2", "node3", "node4"};
+  for (uint32_t seed = 1; seed <= 300; ++seed) {
+    std::mt19937 rng(seed);
+    auto randomDelta = [&] {
+      v1::PeerDelta d;
+      std::set<std::string> used;
+      for (int i = 0, n = static_cast<int>(rng() % 4); i < n; ++i) {
+        const std::string& name = names[rng() % names.size()];
+        if (!used.insert(name).second) continue;  // one entry per name, as the fanout sends
+        if (rng() % 2) {
+          auto h = makeHello(name, static_cast<int>(rng() % 9) + 1);
+          h.set_node_name(name);
+          *d.add_peers() = peerFromHello(h);
+        } else {
+          d.add_left(name);
+        }
+      }
+      return d;
+    };
+    v1::PeerList start = listOf({makeHello("node1", 1), makeHello("node2", 2)});
+    v1::PeerList in_turn = start, merged_list = start;
+    v1::PeerDelta merged;
+    for (int k = 0; k < 4; ++k) {
+      auto d = randomDelta();
+      applyPeerDelta(in_turn, d);
+      mergePeerDeltas(merged, d);
+    }
+    applyPeerDelta(merged_list, merged);
+    ASSERT_EQ(merged_list.SerializeAsString(), in_turn.SerializeAsString()) << "seed " << seed;
+  }
 }
 
 }  // namespace

@@ -30,6 +30,7 @@ class ServerFixture : public ::testing::Test {
     ServerOptions options;
     options.grpc_listen = "127.0.0.1:0";
     options.cluster.stale_after = std::chrono::seconds(10);
+    options.membership_window = {};  // membership at once: the FakeClock does not move by itself
     server_ = std::make_unique<AggregatorServer>(clock_, options);
     auto port = server_->start();
     ASSERT_TRUE(port.ok()) << port.error().message;
@@ -81,6 +82,13 @@ class FakeAgent {
     while (stream_->Read(&m)) {
       if (m.has_peer_list()) return m.peer_list();
     }
+    return std::nullopt;
+  }
+
+  // Next message of any kind (PeerList or PeerDelta), or nullopt when the stream ended.
+  std::optional<meshprobe::v1::AggregatorMessage> read() {
+    meshprobe::v1::AggregatorMessage m;
+    if (stream_->Read(&m)) return m;
     return std::nullopt;
   }
 

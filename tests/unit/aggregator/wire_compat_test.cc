@@ -14,12 +14,14 @@
 
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "aggregator/cluster_state.h"
 #include "aggregator/diagnosis/lifecycle.h"
 #include "aggregator/diagnosis/rules.h"
 #include "aggregator/matrix_query.h"
 #include "aggregator/membership.h"
+#include "aggregator/membership_fanout.h"
 #include "common/clock.h"
 #include "tests/unit/aggregator/test_util.h"
 
@@ -185,6 +187,72 @@ TEST_F(WireCompat, NewMessagesReadByTheOldSchemaMeanTheSame) {
   auto old_summary = old_.read(state.listNodes().at(0));
   EXPECT_EQ(str(*old_summary, "name"), "node2");
   EXPECT_EQ(str(*old_summary, "pod_cidr"), "10.244.2.0/24");
+}
+
+// Membership as an old agent's schema reads it: does `wire` carry a PeerList, and of how many.
+std::optional<int> oldPeerListSize(OldSchema& old, const std::string& wire) {
+  auto m = old.make("meshprobe.v1.AggregatorMessage");
+  EXPECT_TRUE(m->ParseFromString(wire));
+  const auto* field = m->GetDescriptor()->FindFieldByName("peer_list");
+  if (!m->GetReflection()->HasField(*m, field)) return std::nullopt;
+  const pb::Message& list = m->GetReflection()->GetMessage(*m, field);
+  return list.GetReflection()->FieldSize(list, list.GetDescriptor()->FindFieldByName("peers"));
+}
+
+struct WireSink : MembershipSink {
+  void sendMembership(const v1::AggregatorMessage& m) override { wire.push_back(m.SerializeAsString()); }
+  std::vector<std::string> wire;
+};
+
+TEST_F(WireCompat, AnOldAgentGetsWholePeerListsOnlyWhileANewOneGetsDeltas) {
+  ClusterState state(clock_, options());
+  MembershipFanout fanout(clock_, std::chrono::milliseconds(250));
+  WireSink old_agent, new_agent;
+  // As CollectorService does: the change, then the joiner's list.
+  const v1::Hello from_old = normalizedHello(fromOld<v1::Hello>(*oldHello(old_, makeHello("node1", 1))));
+  EXPECT_FALSE(from_old.accepts_peer_deltas());  // the old schema has no such field
+  fanout.changed(state.applyHello(from_old, true));
+  fanout.add(&old_agent, from_old.accepts_peer_deltas(), state.peerList());
+  v1::Hello from_new = newHello("node2", 2);
+  from_new.set_accepts_peer_deltas(true);
+  fanout.changed(state.applyHello(from_new, true));
+  fanout.add(&new_agent, from_new.accepts_peer_deltas(), state.peerList());
+  for (int n = 3; n <= 5; ++n) fanout.changed(state.applyHello(newHello("node" + std::to_string(n), n), true));
+  clock_.advance(std::chrono::milliseconds(250));
+  ASSERT_TRUE(fanout.due());
+  fanout.flush(state.peerList());
+
+  // Every message to the old agent is, in its own schema, a PeerList of every member.
+  ASSERT_EQ(old_agent.wire.size(), 2u);
+  EXPECT_EQ(oldPeerListSize(old_, old_agent.wire[0]), 1);
+  EXPECT_EQ(oldPeerListSize(old_, old_agent.wire[1]), 5);
+  // The new agent's second message is a delta, which the old schema would not read as
+  // membership at all: why the aggregator never sends one to an agent that did not ask.
+  ASSERT_EQ(new_agent.wire.size(), 2u);
+  EXPECT_EQ(oldPeerListSize(old_, new_agent.wire[0]), 2);
+  EXPECT_EQ(oldPeerListSize(old_, new_agent.wire[1]), std::nullopt);
+  v1::AggregatorMessage delta;
+  ASSERT_TRUE(delta.ParseFromString(new_agent.wire[1]));
+  EXPECT_EQ(delta.peer_delta().peers_size(), 3);
+
+  // A new agent's Hello read by an old aggregator: the flag is an unknown field, kept.
+  EXPECT_TRUE(fromOld<v1::Hello>(*old_.read(from_new)).accepts_peer_deltas());
+}
+
+TEST_F(WireCompat, AnOldAggregatorsPeerListReachesANewAgentAsTheWholeList) {
+  auto old_msg = old_.make("meshprobe.v1.AggregatorMessage");
+  const auto* list_field = old_msg->GetDescriptor()->FindFieldByName("peer_list");
+  pb::Message* list = old_msg->GetReflection()->MutableMessage(old_msg.get(), list_field);
+  for (int n = 1; n <= 2; ++n) {
+    pb::Message* peer = list->GetReflection()->AddMessage(list, list->GetDescriptor()->FindFieldByName("peers"));
+    setStr(*peer, "node_name", "node" + std::to_string(n));
+    setStr(*peer, "node_ip", "198.51.100." + std::to_string(n));
+  }
+  const auto m = fromOld<v1::AggregatorMessage>(*old_msg);
+  ASSERT_TRUE(m.has_peer_list());  // the agent's whole-list path (a new agent asks, gets none)
+  EXPECT_FALSE(m.has_peer_delta());
+  ASSERT_EQ(m.peer_list().peers_size(), 2);
+  EXPECT_EQ(m.peer_list().peers(1).node_ip(), "198.51.100.2");
 }
 
 TEST_F(WireCompat, AnOldGetMatrixRequestGetsTheOldAnswer) {

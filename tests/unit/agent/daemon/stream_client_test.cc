@@ -21,7 +21,10 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
     AgentMessage msg;
     while (stream->Read(&msg)) {
       std::lock_guard lock(mu);
-      if (msg.has_hello()) {
+      if (msg.has_hello() && !script.empty()) {  // a scripted answer instead of the PeerList
+        hellos.push_back(msg.hello());
+        for (const auto& m : script) stream->Write(m);
+      } else if (msg.has_hello()) {
         hellos.push_back(msg.hello());
         AggregatorMessage reply;
         auto* peer = reply.mutable_peer_list()->add_peers();
@@ -36,6 +39,7 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
   std::mutex mu;
   std::vector<meshprobe::v1::Hello> hellos;
   std::vector<uint64_t> sequences;
+  std::vector<AggregatorMessage> script;  // set before the agent connects
 };
 
 struct Server {
@@ -74,8 +78,9 @@ struct Client {
   ReportBuffer buffer{16};
   std::mutex mu;
   std::vector<std::string> peers_seen;
+  std::vector<std::string> deltas_seen;  // "+name" joined or changed, "-name" left
   std::unique_ptr<StreamClient> client;
-  explicit Client(int port) {
+  explicit Client(int port, bool with_deltas = false) {
     auto channel = StreamClient::makeChannel("127.0.0.1:" + std::to_string(port));
     StreamClient::Callbacks cb;
     cb.hello = [] {
@@ -88,6 +93,13 @@ struct Client {
       std::lock_guard lock(mu);
       for (const auto& p : pl.peers()) peers_seen.push_back(p.node_name());
     };
+    if (with_deltas) {
+      cb.on_peer_delta = [this](const meshprobe::v1::PeerDelta& d) {
+        std::lock_guard lock(mu);
+        for (const auto& p : d.peers()) deltas_seen.push_back("+" + p.node_name());
+        for (const auto& n : d.left()) deltas_seen.push_back("-" + n);
+      };
+    }
     client = std::make_unique<StreamClient>(meshprobe::v1::Collector::NewStub(channel), buffer, cb,
                                             Backoff(20ms, 200ms, 1));
   }
@@ -152,4 +164,51 @@ TEST(StreamClient, StopsWhileDisconnected) {
   ASSERT_TRUE(eventually([&] { return c.client->reconnects() >= 1; }));
   c.client->stop();  // must return (ctest's timeout catches a hang)
   EXPECT_FALSE(c.client->connected());
+}
+
+AggregatorMessage deltaMsg(const std::string& joined, const std::string& left) {
+  AggregatorMessage m;
+  m.mutable_peer_delta()->add_peers()->set_node_name(joined);
+  m.mutable_peer_delta()->add_left(left);
+  return m;
+}
+
+TEST(StreamClient, AdvertisesDeltasAndIgnoresADeltaBeforeThePeerList) {
+  Server server;
+  ASSERT_NE(server.port, 0);
+  AggregatorMessage list;
+  list.mutable_peer_list()->add_peers()->set_node_name("b");
+  server.service.script = {deltaMsg("early", "b"), list, deltaMsg("c", "b")};
+  Client c(server.port, /*with_deltas=*/true);
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(c.mu);
+    return !c.deltas_seen.empty();
+  }));
+  {
+    std::lock_guard l(c.mu);
+    EXPECT_EQ(c.peers_seen, (std::vector<std::string>{"b"}));
+    EXPECT_EQ(c.deltas_seen, (std::vector<std::string>{"+c", "-b"}));  // not "early"
+  }
+  EXPECT_EQ(c.client->peerDeltasIgnored(), 1u);
+  {
+    std::lock_guard l(server.service.mu);
+    ASSERT_FALSE(server.service.hellos.empty());
+    EXPECT_TRUE(server.service.hellos[0].accepts_peer_deltas());
+  }
+  c.client->stop();
+}
+
+TEST(StreamClient, WithoutADeltaHandlerTheHelloDoesNotAskForDeltas) {
+  Server server;
+  ASSERT_NE(server.port, 0);
+  Client c(server.port);
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    return !server.service.hellos.empty();
+  }));
+  std::lock_guard l(server.service.mu);
+  EXPECT_FALSE(server.service.hellos[0].accepts_peer_deltas());
+  c.client->stop();
 }

@@ -142,6 +142,8 @@ TEST_F(AggregatorMetricsTest, SmallClusterSeries) {
   EXPECT_EQ(s["meshprobe_aggregator_nodes"], "4");
   EXPECT_EQ(s["meshprobe_aggregator_connected_agents"], "0");
   EXPECT_EQ(s["meshprobe_aggregator_ingest_errors_total{reason=\"first_not_hello\"}"], "0");
+  EXPECT_EQ(s["meshprobe_aggregator_membership_messages_total{kind=\"full\"}"], "0");
+  EXPECT_EQ(s["meshprobe_aggregator_membership_bytes_total{kind=\"delta\"}"], "0");
   EXPECT_EQ(s["meshprobe_aggregator_query_duration_seconds_count{method=\"GetMatrix\"}"], "0");
   EXPECT_EQ(s.count("meshprobe_build_info{version=\"" + std::string(kVersion) + "\"}"), 1u);
 

@@ -1,0 +1,63 @@
+#pragma once
+// Who gets membership, and in what form. Every identified stream gets the whole PeerList
+// right after its first Hello. Later changes are coalesced: the first change opens a
+// window (`window`, on the injected Clock), and when it has passed flush() sends ONE
+// message per stream covering every change in it: a PeerDelta to streams whose agent set
+// Hello.accepts_peer_deltas, the whole PeerList to the others (agents that predate deltas
+// would take a delta for the whole list and drop peers). So N agents connecting at once
+// cost each stream one PeerList plus a PeerDelta per window, not one PeerList per join.
+// A stream only gets the changes made after its own PeerList was taken.
+// Not thread-safe: CollectorService calls it under its membership lock.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "aggregator/membership.h"
+#include "common/clock.h"
+#include "meshprobe/v1/collector.pb.h"
+
+namespace meshprobe::aggregator {
+
+// A stream's write side, as membership sees it.
+class MembershipSink {
+ public:
+  virtual ~MembershipSink() = default;
+  virtual void sendMembership(const meshprobe::v1::AggregatorMessage& msg) = 0;
+};
+
+class MembershipFanout {
+ public:
+  // window 0: every change goes out at once (one message per change, as before deltas).
+  MembershipFanout(const Clock& clock, std::chrono::nanoseconds window) : clock_(clock), window_(window) {}
+
+  // A stream said its first Hello: it gets `current` (the whole list) now.
+  void add(MembershipSink* sink, bool accepts_deltas, const meshprobe::v1::PeerList& current);
+  void remove(MembershipSink* sink);
+
+  // Members added, removed or changed; the first change opens the window.
+  void changed(const MembershipDiff& diff);
+  // Whether changes wait and their window has passed.
+  bool due() const;
+  // Sends the waiting changes, with `current` the membership now. Streams that already
+  // have every change (they joined after it) get nothing.
+  void flush(const meshprobe::v1::PeerList& current);
+
+  size_t receivers() const { return receivers_.size(); }
+
+ private:
+  struct Receiver {
+    bool accepts_deltas = false;
+    uint64_t seen = 0;  // the last change its messages cover
+  };
+  const Clock& clock_;
+  const std::chrono::nanoseconds window_;
+  std::map<MembershipSink*, Receiver> receivers_;
+  uint64_t seq_ = 0;                                             // numbers changes
+  std::map<std::string, uint64_t> pending_;                      // name -> its last change
+  std::optional<std::chrono::steady_clock::time_point> opened_;  // first waiting change
+};
+
+}  // namespace meshprobe::aggregator

@@ -1,0 +1,273 @@
+#include "aggregator/membership_fanout.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/unit/aggregator/test_util.h"
+
+namespace meshprobe::aggregator {
+namespace {
+
+using std::chrono::milliseconds;
+using ::testing::ElementsAre;
+using testing::makeHello;
+
+constexpr milliseconds kWindow{250};
+
+// One stream: records what it gets, and folds it into the membership it would hold.
+struct Sink : MembershipSink {
+  void sendMembership(const v1::AggregatorMessage& msg) override {
+    got.push_back(msg);
+    bytes += msg.ByteSizeLong();
+    if (msg.has_peer_list()) {
+      ++fulls;
+      list = msg.peer_list();
+      have_list = true;
+    } else if (msg.has_peer_delta()) {
+      ++deltas;
+      entries += msg.peer_delta().peers_size() + msg.peer_delta().left_size();
+      EXPECT_TRUE(have_list) << "a delta before the stream's PeerList";
+      applyPeerDelta(list, msg.peer_delta());
+    }
+    if (msg.has_peer_list()) entries += msg.peer_list().peers_size();
+  }
+  std::vector<v1::AggregatorMessage> got;
+  v1::PeerList list;
+  bool have_list = false;
+  size_t fulls = 0, deltas = 0, entries = 0, bytes = 0;
+};
+
+std::string node(int i) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "node%04d", i);
+  return buf;
+}
+
+// Membership as CollectorService drives the fanout: changes, then the joiner's PeerList,
+// then a flush when due.
+class Cluster {
+ public:
+  Cluster(FakeClock& clock, milliseconds window) : fanout(clock, window) {}
+
+  // node(i) says its first Hello on a new stream.
+  Sink& join(int i, bool accepts_deltas) {
+    v1::PeerList before = current();
+    members_[node(i)] = peerFromHello(makeHello(node(i), i));
+    fanout.changed(diffPeers(before, current()));
+    sinks.push_back(std::make_unique<Sink>());
+    fanout.add(sinks.back().get(), accepts_deltas, current());
+    tick();
+    return *sinks.back();
+  }
+  void change(int i, const std::string& mac) {
+    v1::PeerList before = current();
+    members_[node(i)].set_vtep_mac(mac);
+    members_[node(i)].mutable_identity()->set_vtep_mac(mac);
+    fanout.changed(diffPeers(before, current()));
+    tick();
+  }
+  void forget(int i) {
+    v1::PeerList before = current();
+    members_.erase(node(i));
+    fanout.changed(diffPeers(before, current()));
+    tick();
+  }
+  void tick() {
+    if (fanout.due()) fanout.flush(current());
+  }
+  v1::PeerList current() const {
+    v1::PeerList out;
+    for (const auto& [name, p] : members_) *out.add_peers() = p;
+    return out;
+  }
+  size_t messages() const {
+    size_t n = 0;
+    for (const auto& s : sinks) n += s->got.size();
+    return n;
+  }
+  size_t bytes() const {
+    size_t n = 0;
+    for (const auto& s : sinks) n += s->bytes;
+    return n;
+  }
+
+  MembershipFanout fanout;
+  std::vector<std::unique_ptr<Sink>> sinks;
+
+ private:
+  std::map<std::string, v1::Peer> members_;
+};
+
+void expectEveryStreamHolds(const Cluster& c) {
+  const std::string want = c.current().SerializeAsString();
+  for (size_t i = 0; i < c.sinks.size(); ++i) {
+    EXPECT_EQ(c.sinks[i]->list.SerializeAsString(), want) << "stream " << i;
+  }
+}
+
+constexpr int kBurst = 100;
+
+TEST(MembershipFanout, ABurstOfJoinsIsOnePeerListAndOneDeltaPerStream) {
+  FakeClock clock;
+  Cluster c(clock, kWindow);
+  for (int i = 1; i <= kBurst; ++i) {
+    c.join(i, /*accepts_deltas=*/true);
+    clock.advance(milliseconds(1));  // 100 joins within 100 ms: one window
+  }
+  EXPECT_EQ(c.messages(), static_cast<size_t>(kBurst));  // the PeerLists, nothing else yet
+  clock.advance(kWindow);
+  c.tick();
+  expectEveryStreamHolds(c);
+  size_t entries = 0;
+  for (int i = 0; i < kBurst; ++i) {
+    const Sink& s = *c.sinks[i];
+    EXPECT_EQ(s.fulls, 1u) << i;
+    EXPECT_EQ(s.deltas, i + 1 < kBurst ? 1u : 0u) << i;  // the last joiner's list had it all
+    // Its PeerList (the i+1 members then) and the joins after it: each member once.
+    EXPECT_EQ(s.entries, static_cast<size_t>(kBurst)) << i;
+    entries += s.entries;
+  }
+  // O(N) messages and O(N) entries per stream: N^2 entries in all, not N^3/2.
+  EXPECT_EQ(c.messages(), 2u * kBurst - 1);
+  EXPECT_EQ(entries, static_cast<size_t>(kBurst * kBurst));
+  const size_t entry_bytes = c.current().ByteSizeLong() / kBurst;
+  EXPECT_LT(c.bytes(), static_cast<size_t>(kBurst * kBurst) * (entry_bytes + 8));
+  // Nothing waits: a later tick sends nothing.
+  clock.advance(kWindow);
+  c.tick();
+  EXPECT_EQ(c.messages(), 2u * kBurst - 1);
+}
+
+TEST(MembershipFanout, AgentsWithoutDeltasGetWholeListsOnlyAndEveryChangeAtOnceCostsNSquaredMessages) {
+  // Today's behaviour (window 0, no deltas): every join sends the whole list to every stream.
+  FakeClock clock;
+  Cluster before(clock, milliseconds(0));
+  for (int i = 1; i <= kBurst; ++i) before.join(i, /*accepts_deltas=*/false);
+  expectEveryStreamHolds(before);
+  EXPECT_EQ(before.messages(), static_cast<size_t>(kBurst * (kBurst + 1) / 2));
+
+  // Coalesced, still without deltas: whole lists only, one per window.
+  Cluster old_agents(clock, kWindow);
+  for (int i = 1; i <= kBurst; ++i) old_agents.join(i, /*accepts_deltas=*/false);
+  clock.advance(kWindow);
+  old_agents.tick();
+  expectEveryStreamHolds(old_agents);
+  for (const auto& s : old_agents.sinks) {
+    EXPECT_EQ(s->deltas, 0u);
+    for (const auto& m : s->got) EXPECT_TRUE(m.has_peer_list());
+  }
+  EXPECT_EQ(old_agents.messages(), 2u * kBurst - 1);
+
+  // With deltas the same burst moves far fewer bytes than either.
+  Cluster new_agents(clock, kWindow);
+  for (int i = 1; i <= kBurst; ++i) new_agents.join(i, /*accepts_deltas=*/true);
+  clock.advance(kWindow);
+  new_agents.tick();
+  EXPECT_LT(new_agents.bytes() * 20, before.bytes());
+  EXPECT_LT(new_agents.bytes() * 4, old_agents.bytes() * 3);
+}
+
+TEST(MembershipFanout, OldAndNewAgentsSideBySideEachGetTheirForm) {
+  FakeClock clock;
+  Cluster c(clock, kWindow);
+  Sink& old_agent = c.join(1, false);
+  Sink& new_agent = c.join(2, true);
+  c.join(3, true);
+  clock.advance(kWindow);
+  c.tick();
+  expectEveryStreamHolds(c);
+  ASSERT_EQ(old_agent.got.size(), 2u);
+  EXPECT_TRUE(old_agent.got[1].has_peer_list());
+  ASSERT_EQ(new_agent.got.size(), 2u);
+  ASSERT_TRUE(new_agent.got[1].has_peer_delta());
+  // Only what came after its own PeerList: node3's join.
+  ASSERT_EQ(new_agent.got[1].peer_delta().peers_size(), 1);
+  EXPECT_EQ(new_agent.got[1].peer_delta().peers(0).node_name(), node(3));
+}
+
+TEST(MembershipFanout, ABurstLongerThanTheWindowIsOneDeltaPerWindow) {
+  FakeClock clock;
+  Cluster c(clock, kWindow);
+  for (int i = 1; i <= kBurst; ++i) {
+    c.join(i, true);
+    clock.advance(milliseconds(10));  // 1 s of joins: 4 windows
+  }
+  clock.advance(kWindow);
+  c.tick();
+  expectEveryStreamHolds(c);
+  for (int i = 0; i < kBurst; ++i) EXPECT_LE(c.sinks[i]->deltas, 5u) << i;
+  EXPECT_LE(c.messages(), 6u * kBurst);
+}
+
+TEST(MembershipFanout, AChangedIdentityIsADeltaEntryAndAForgottenNodeALeftOne) {
+  FakeClock clock;
+  Cluster c(clock, kWindow);
+  Sink& a = c.join(1, true);
+  Sink& legacy = c.join(2, false);
+  c.join(3, true);
+  clock.advance(kWindow);
+  c.tick();
+  const size_t before = a.got.size();
+
+  c.change(2, "02:de:ad:be:ef:02");  // flannel recreated node2's VXLAN device
+  c.forget(3);                       // --forget-after
+  EXPECT_EQ(a.got.size(), before);   // the window is open
+  clock.advance(kWindow);
+  c.tick();
+  ASSERT_EQ(a.got.size(), before + 1);
+  const v1::PeerDelta& d = a.got.back().peer_delta();
+  ASSERT_EQ(d.peers_size(), 1);
+  EXPECT_EQ(d.peers(0).node_name(), node(2));
+  EXPECT_EQ(d.peers(0).vtep_mac(), "02:de:ad:be:ef:02");
+  EXPECT_EQ(d.peers(0).identity().vtep_mac(), "02:de:ad:be:ef:02");
+  EXPECT_THAT(d.left(), ElementsAre(node(3)));
+  ASSERT_TRUE(legacy.got.back().has_peer_list());
+  EXPECT_EQ(legacy.got.back().peer_list().peers_size(), 2);
+  expectEveryStreamHolds(c);
+}
+
+TEST(MembershipFanout, WithoutAWindowEveryChangeGoesOutAtOnceAndTheJoinerGetsOneList) {
+  FakeClock clock;
+  Cluster c(clock, milliseconds(0));
+  Sink& a = c.join(1, true);
+  Sink& b = c.join(2, true);
+  EXPECT_EQ(b.got.size(), 1u);  // its PeerList had its own join
+  ASSERT_EQ(a.got.size(), 2u);
+  ASSERT_TRUE(a.got[1].has_peer_delta());
+  EXPECT_EQ(a.got[1].peer_delta().peers(0).node_name(), node(2));
+  expectEveryStreamHolds(c);
+}
+
+TEST(MembershipFanout, ARemovedStreamGetsNothingMore) {
+  FakeClock clock;
+  Cluster c(clock, milliseconds(0));
+  Sink& a = c.join(1, true);
+  c.fanout.remove(&a);
+  c.join(2, true);
+  EXPECT_EQ(a.got.size(), 1u);
+  EXPECT_EQ(c.fanout.receivers(), 1u);
+}
+
+TEST(MembershipFanout, NoChangeNoMessage) {
+  FakeClock clock;
+  Cluster c(clock, kWindow);
+  c.join(1, true);
+  clock.advance(kWindow);
+  EXPECT_TRUE(c.fanout.due());  // node1's join waits, though its one stream has it
+  c.tick();
+  EXPECT_EQ(c.messages(), 1u);
+  c.fanout.changed(MembershipDiff{});
+  clock.advance(kWindow * 2);
+  EXPECT_FALSE(c.fanout.due());
+  c.tick();
+  EXPECT_EQ(c.messages(), 1u);
+  EXPECT_THAT(c.sinks[0]->got[0].peer_list().peers(), ::testing::SizeIs(1));
+}
+
+}  // namespace
+}  // namespace meshprobe::aggregator
