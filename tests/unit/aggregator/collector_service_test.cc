@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <vector>
+
 #include "tests/unit/aggregator/server_fixture.h"
 #include "tests/unit/aggregator/test_util.h"
 
@@ -283,6 +286,76 @@ TEST_F(CollectorTest, ForgettingASilentNodePushesTheShorterList) {
   ASSERT_TRUE(peers.has_value());
   EXPECT_THAT(names(*peers), ElementsAre("node1"));
   EXPECT_TRUE(a.finish().ok());
+}
+
+TEST_F(CollectorTest, AForgottenNodeIsALeftEntryInTheDelta) {
+  FakeAgent a(*collector_);
+  auto hello = makeHello("node1", 1);
+  hello.set_accepts_peer_deltas(true);
+  ASSERT_TRUE(a.hello(hello));
+  ASSERT_TRUE(a.read().has_value());
+  {
+    FakeAgent b(*collector_);
+    ASSERT_TRUE(b.hello(makeHello("node2", 2)));
+    ASSERT_TRUE(b.readPeers().has_value());
+    auto joined = a.read();
+    ASSERT_TRUE(joined.has_value() && joined->has_peer_delta());
+    EXPECT_TRUE(b.finish().ok());
+  }
+  clock_.advance(std::chrono::seconds(60));
+  v1::Report r;
+  r.set_sequence(1);
+  ASSERT_TRUE(a.report(r));  // node1 keeps reporting
+  ASSERT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }, [&] { return statsNow(); }));
+  clock_.advance(std::chrono::seconds(40));  // node2 silent for 100 s = 10 x stale-after
+  server_->collector().sweep();
+  auto left = a.read();
+  ASSERT_TRUE(left.has_value() && left->has_peer_delta());
+  EXPECT_THAT(left->peer_delta().left(), ElementsAre("node2"));
+  EXPECT_EQ(left->peer_delta().peers_size(), 0);
+  EXPECT_TRUE(a.finish().ok());
+}
+
+// The server as deployed: membership changes wait for the window (on the server's clock).
+class CoalescingCollectorTest : public CollectorTest {
+ protected:
+  CoalescingCollectorTest() { membership_window_ = std::chrono::milliseconds(250); }
+};
+
+TEST_F(CoalescingCollectorTest, JoinsWithinTheWindowReachAnAgentAsOneDelta) {
+  FakeAgent a(*collector_);
+  auto hello = makeHello("node1", 1);
+  hello.set_accepts_peer_deltas(true);
+  ASSERT_TRUE(a.hello(hello));
+  auto first = a.read();
+  ASSERT_TRUE(first.has_value() && first->has_peer_list());  // the first list does not wait
+  std::vector<std::unique_ptr<FakeAgent>> others;
+  for (int n = 2; n <= 4; ++n) {
+    others.push_back(std::make_unique<FakeAgent>(*collector_));
+    ASSERT_TRUE(others.back()->hello(makeHello("node" + std::to_string(n), n)));
+    auto list = others.back()->readPeers();
+    ASSERT_TRUE(list.has_value());
+    EXPECT_EQ(list->peers_size(), n);  // a joiner's list has every join so far
+  }
+  // The FakeClock has not moved: the window is open, no delta was written (the server's
+  // tick keeps calling flushMembership meanwhile).
+  EXPECT_EQ(stats().membership_messages[1].load(), 0u);
+  clock_.advance(std::chrono::milliseconds(250));
+  server_->collector().flushMembership();
+  auto delta = a.read();
+  ASSERT_TRUE(delta.has_value() && delta->has_peer_delta()) << (delta ? delta->ShortDebugString() : "ended");
+  std::vector<std::string> joined;
+  for (const auto& p : delta->peer_delta().peers()) joined.push_back(p.node_name());
+  EXPECT_THAT(joined, ElementsAre("node2", "node3", "node4"));
+  // node2 and node3, which predate deltas, got one whole list each; node4 had it all.
+  for (size_t i = 0; i + 1 < others.size(); ++i) {
+    auto whole = others[i]->readPeers();
+    ASSERT_TRUE(whole.has_value());
+    EXPECT_THAT(names(*whole), ElementsAre("node1", "node2", "node3", "node4"));
+  }
+  EXPECT_TRUE(eventually([&] { return stats().membership_messages[1].load() == 1; }, [&] { return statsNow(); }));
+  EXPECT_TRUE(a.finish().ok());
+  for (auto& o : others) EXPECT_TRUE(o->finish().ok());
 }
 
 TEST_F(CollectorTest, ShutdownEndsAgentStreamsWithUnavailable) {

@@ -30,7 +30,7 @@ class ServerFixture : public ::testing::Test {
     ServerOptions options;
     options.grpc_listen = "127.0.0.1:0";
     options.cluster.stale_after = std::chrono::seconds(10);
-    options.membership_window = {};  // membership at once: the FakeClock does not move by itself
+    options.membership_window = membership_window_;
     server_ = std::make_unique<AggregatorServer>(clock_, options);
     auto port = server_->start();
     ASSERT_TRUE(port.ok()) << port.error().message;
@@ -48,6 +48,8 @@ class ServerFixture : public ::testing::Test {
     ctx.set_deadline(std::chrono::system_clock::now() + kRpcDeadline);
   }
 
+  // Membership at once unless a fixture sets a window: the FakeClock does not move by itself.
+  std::chrono::milliseconds membership_window_{0};
   FakeClock clock_;
   std::unique_ptr<AggregatorServer> server_;
   std::string address_;
