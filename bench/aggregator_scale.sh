@@ -13,12 +13,16 @@
 #   5. detection: SIGUSR1 makes the loadgen fail every UNDERLAY probe to and from sim-0001;
 #      the time from its `injected` line until Diagnose shows a finding naming sim-0001 on
 #      UNDERLAY (polled every 100 ms by the loadgen, --watch-diagnose)
-# and prints one result line per N plus the machine's load average before the run.
+#   6. membership: the aggregator's meshprobe_aggregator_membership_{messages,bytes}_total by
+#      kind (full PeerLists, PeerDeltas) over the whole run, scraped just before it stops
+# and prints one result line per N plus the machine's load average before the run. The
+# simulated agents are current ones (they accept membership deltas) unless
+# LEGACY_MEMBERSHIP=1, which passes --legacy-membership (agents that predate deltas).
 # Everything it starts it stops (trap), by PID.
 #
 # Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
 # Env:   SIZES="100 300" WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
-#        RAMP_TIMEOUT=60
+#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -32,6 +36,8 @@ QUERY_COUNT=${QUERY_COUNT:-20}
 THREADS=${THREADS:-2}
 JOIN_RATE=${JOIN_RATE:-50}
 RAMP_TIMEOUT=${RAMP_TIMEOUT:-60}
+MEMBERSHIP_ARGS=()
+[[ ${LEGACY_MEMBERSHIP:-0} == 1 ]] && MEMBERSHIP_ARGS=(--legacy-membership)
 
 for b in "$AGG" "$LOADGEN"; do
   [[ -x $b ]] || { echo "aggregator_scale.sh: $b not built (ninja meshprobe-aggregator meshprobe-loadgen)" >&2; exit 1; }
@@ -85,7 +91,7 @@ run_size() {
   local ramp_arg
   ramp_arg=$(awk -v n="$n" -v r="$JOIN_RATE" 'BEGIN {printf "%dms", 1000 * n / r}')
   "$LOADGEN" --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 1s --threads "$THREADS" --ramp "$ramp_arg" \
-    --fault-node sim-0001:underlay --fault-after 1h --watch-diagnose >"$lg_out" 2>"$lg_err" &
+    --fault-node sim-0001:underlay --fault-after 1h --watch-diagnose "${MEMBERSHIP_ARGS[@]}" >"$lg_out" 2>"$lg_err" &
   LG_PID=$!
   local ramp
   if wait_for_line "$lg_err" "$RAMP_TIMEOUT" "all $n streams connected"; then
@@ -128,6 +134,17 @@ run_size() {
   kill "$LG_PID"
   wait "$LG_PID" || true
   LG_PID=""
+  # The aggregator's membership counters over the whole run (ramp, steady state, detection).
+  curl -s -o "$WORK/metrics-end-$n.txt" "http://127.0.0.1:$http_port/metrics" || true
+  local agg_membership
+  agg_membership=$(awk '
+    /^meshprobe_aggregator_membership_(messages|bytes)_total\{/ {
+      kind = $1; sub(/.*kind="/, "", kind); sub(/".*/, "", kind)
+      if ($1 ~ /messages/) m[kind] = $2; else b[kind] = $2
+    }
+    END { printf "full=%d msgs/%.2f MiB delta=%d msgs/%.2f MiB total=%.2f MiB",
+          m["full"], b["full"] / 1048576, m["delta"], b["delta"] / 1048576, (b["full"] + b["delta"]) / 1048576 }
+  ' "$WORK/metrics-end-$n.txt")
   local summary membership errors
   summary=$(grep "summary:" "$lg_err" || true)
   membership=$(grep -oE "membership_bytes=[0-9]+" <<<"$summary" | cut -d= -f2)
@@ -139,6 +156,7 @@ run_size() {
   printf '%-6s ramp_s=%-6s agg_cpu_pct=%-6s agg_rss_mib=%-7s loadgen_cpu_pct=%-6s metrics_p50_ms=%-6s series=%-6s listnodes_p50/p99_ms=%-13s diagnose_p50/p99_ms=%-13s getmatrix_p50/p99_ms=%-15s detect_s=%-6s membership_mib=%s stream_errors=%s load_before=%s\n' \
     "$n" "$ramp" "$agg_cpu" "$rss" "$lg_cpu" "$metrics_p50" "$series" "$ln" "$dg" "$gm" "$detect" \
     "$(awk -v b="${membership:-0}" 'BEGIN {printf "%.1f", b / 1048576}')" "${errors:-?}" "$load"
+  echo "       aggregator membership sent: $agg_membership"
   echo "       loadgen: $summary" | sed 's/meshprobe-loadgen summary: //'
   sed 's/^/       /' "$WORK/q-$n"
 }

@@ -5,8 +5,11 @@
 // ClientBidiReactor per stream); a few worker threads (--threads) build and start the
 // writes, gRPC's own threads run the reactions. A node sends its Hello, counts itself
 // connected at the first PeerList, then sends a Report every --interval (nodes spread
-// evenly over the interval) probing the members of its latest PeerList. A stream that
-// ends is re-opened with the agent's own capped, jittered backoff.
+// evenly over the interval) probing its members. Like a current agent its Hello sets
+// accepts_peer_deltas and it keeps its members in the agent's PeerSet: the stream's first
+// PeerList, then the PeerDeltas after it (a delta before the stream's first list is ignored
+// and counted); --legacy-membership simulates agents that predate deltas (whole PeerLists
+// only). A stream that ends is re-opened with the agent's own capped, jittered backoff.
 //
 // `--query-bench` instead times the Query API (ListNodes, Diagnose, GetMatrix).
 #include <grpcpp/grpcpp.h>
@@ -59,6 +62,7 @@ struct Options {
   Duration connect_timeout = std::chrono::seconds(5);
   Duration ramp{};  // first connects spread evenly over this long
   bool watch_diagnose = false;
+  bool legacy_membership = false;  // Hellos without accepts_peer_deltas
   bool query_bench = false;
   size_t count = 200;
 };
@@ -102,9 +106,11 @@ struct Counters {
   std::atomic<uint64_t> report_bytes{0};
   std::atomic<uint64_t> reports_replaced{0};  // a newer report replaced one still waiting for the stream
   std::atomic<uint64_t> write_failures{0};
-  std::atomic<uint64_t> peer_lists{0};
-  std::atomic<uint64_t> membership_bytes{0};
-  std::atomic<uint64_t> foreign_peers{0};  // PeerList entries that are not simulated nodes
+  std::atomic<uint64_t> peer_lists{0};  // membership messages received, by kind, and their bytes
+  std::atomic<uint64_t> peer_deltas{0};
+  std::atomic<uint64_t> peer_deltas_ignored{0};  // before the stream's first PeerList
+  std::atomic<uint64_t> membership_full_bytes{0};
+  std::atomic<uint64_t> membership_delta_bytes{0};
   std::mutex mu;
   std::string last_error;  // guarded by mu
 };
@@ -119,7 +125,7 @@ struct Node {
   std::mutex mu;
   NodeStream* stream = nullptr;  // guarded by mu; owned by gRPC until OnDone
   bool connected = false;
-  std::vector<bool> known;  // members of the latest PeerList, by node index
+  std::unique_ptr<SimPeers> peers;  // guarded by mu
   uint64_t sequence = 0;
   Steady::time_point next_report{};
   Steady::time_point reconnect_due{};
@@ -142,6 +148,9 @@ class Simulation {
 
   // --- called from the reactors ------------------------------------------------------
   void onPeerList(Node& n, const meshprobe::v1::PeerList& list);
+  void onPeerDelta(Node& n, const meshprobe::v1::PeerDelta& delta);
+  // The most members that are not simulated nodes any node holds.
+  uint64_t foreignPeers();
   void onDone(Node& n, NodeStream* stream, const grpc::Status& status);
   meshprobe::v1::Collector::Stub* stubFor(const Node& n) { return stubs_[n.index % stubs_.size()].get(); }
   bool stopping() const { return stopping_; }
@@ -164,6 +173,7 @@ class Simulation {
   std::unique_ptr<agent::RotationPlan> plan_;  // with --probe-budget
   std::vector<size_t> ring_to_index_, index_to_ring_;
   Counters counters_;
+  SystemClock clock_;
   Steady::time_point start_{};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> injected_{false};
@@ -174,7 +184,9 @@ class Simulation {
 
 class NodeStream : public grpc::ClientBidiReactor<AgentMessage, AggregatorMessage> {
  public:
+  // With node.mu held.
   NodeStream(Simulation& sim, Node& node) : sim_(sim), node_(node) {
+    node_.peers->streamStarted();
     sim_.stubFor(node_)->async()->Connect(&ctx_, this);
     write_ = node_.hello;
     writing_ = true;
@@ -223,8 +235,15 @@ class NodeStream : public grpc::ClientBidiReactor<AgentMessage, AggregatorMessag
 
   void OnReadDone(bool ok) override {
     if (ok) {
-      sim_.counters().membership_bytes += read_.ByteSizeLong();
-      if (read_.has_peer_list()) sim_.onPeerList(node_, read_.peer_list());
+      if (read_.has_peer_list()) {
+        sim_.counters().peer_lists++;
+        sim_.counters().membership_full_bytes += read_.ByteSizeLong();
+        sim_.onPeerList(node_, read_.peer_list());
+      } else if (read_.has_peer_delta()) {
+        sim_.counters().peer_deltas++;
+        sim_.counters().membership_delta_bytes += read_.ByteSizeLong();
+        sim_.onPeerDelta(node_, read_.peer_delta());
+      }
       StartRead(&read_);
       return;
     }
@@ -261,7 +280,9 @@ Simulation::Simulation(const Options& options, FaultSet faults) : options_(optio
     const auto id = identityOf(options_.prefix, i, n);
     node->name = id.name;
     *node->hello.mutable_hello() = helloFor(id);
-    node->known.assign(n, false);
+    // A current agent's StreamClient says so when it has a delta callback.
+    if (!options_.legacy_membership) node->hello.mutable_hello()->set_accepts_peer_deltas(true);
+    node->peers = std::make_unique<SimPeers>(clock_, options_.prefix, n, i);
     node->backoff = agent::Backoff(std::chrono::milliseconds(200), std::chrono::seconds(2), rd());
     underlay_.push_back({id.name, Layer::kUnderlay, id.node_ip, 0});
     overlay_.push_back({id.name, Layer::kOverlay, id.overlay_ip, agent::overlayPathMtu(kSimVxlanMtu, kSimVxlanMtu)});
@@ -318,20 +339,23 @@ void Simulation::stop() {
   }
 }
 
-void Simulation::onPeerList(Node& n, const meshprobe::v1::PeerList& list) {
-  counters_.peer_lists++;
+void Simulation::onPeerDelta(Node& n, const meshprobe::v1::PeerDelta& delta) {
   std::lock_guard lock(n.mu);
-  std::fill(n.known.begin(), n.known.end(), false);
-  uint64_t foreign = 0;
-  for (const auto& peer : list.peers()) {
-    auto idx = indexOfName(options_.prefix, agent::identityOf(peer).name(), nodes_.size());
-    if (idx) {
-      n.known[*idx] = true;
-    } else {
-      ++foreign;
-    }
+  if (!n.peers->onPeerDelta(delta)) counters_.peer_deltas_ignored++;
+}
+
+uint64_t Simulation::foreignPeers() {
+  uint64_t most = 0;
+  for (auto& n : nodes_) {
+    std::lock_guard lock(n->mu);
+    most = std::max(most, n->peers->foreign());
   }
-  if (foreign) counters_.foreign_peers += foreign;
+  return most;
+}
+
+void Simulation::onPeerList(Node& n, const meshprobe::v1::PeerList& list) {
+  std::lock_guard lock(n.mu);
+  n.peers->onPeerList(list);
   if (!n.connected) {
     n.connected = true;
     n.backoff.reset();
@@ -388,7 +412,7 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
       std::chrono::duration_cast<std::chrono::nanoseconds>(facts.now.time_since_epoch()).count());
   for (const auto& c : checks_) *report.add_checks() = c;
   auto add = [&](size_t j) {
-    if (j == n.index || !n.known[j]) return;
+    if (j == n.index || !n.peers->known(j)) return;
     // The agent's target order: per peer (sorted by name), UNDERLAY then OVERLAY.
     for (int layer = 0; layer < 2; ++layer) {
       const Layer l = layer == 0 ? Layer::kUnderlay : Layer::kOverlay;
@@ -602,6 +626,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
     if (o.duration.count() > 0 && now - t_start >= o.duration) break;
   }
   sim.stop();
+  const uint64_t foreign = sim.foreignPeers();
   const double wall = seconds(Steady::now() - t_start);
   std::string last_error;
   {
@@ -611,7 +636,8 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
   std::fprintf(stderr,
                "meshprobe-loadgen summary: nodes=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
                "stream_errors=%llu write_failures=%llu reports_sent=%llu report_bytes=%llu "
-               "reports_replaced=%llu peer_lists=%llu membership_bytes=%llu foreign_peers=%llu\n",
+               "reports_replaced=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
+               "membership_bytes=%llu membership_full_bytes=%llu membership_delta_bytes=%llu foreign_peers=%llu\n",
                o.nodes, wall, static_cast<unsigned long long>(c.max_connected.load()),
                static_cast<unsigned long long>(c.streams_started.load()),
                static_cast<unsigned long long>(c.streams_failed.load()),
@@ -619,9 +645,12 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
                static_cast<unsigned long long>(c.reports_sent.load()),
                static_cast<unsigned long long>(c.report_bytes.load()),
                static_cast<unsigned long long>(c.reports_replaced.load()),
-               static_cast<unsigned long long>(c.peer_lists.load()),
-               static_cast<unsigned long long>(c.membership_bytes.load()),
-               static_cast<unsigned long long>(c.foreign_peers.load()));
+               o.legacy_membership ? "legacy" : "delta", static_cast<unsigned long long>(c.peer_lists.load()),
+               static_cast<unsigned long long>(c.peer_deltas.load()),
+               static_cast<unsigned long long>(c.peer_deltas_ignored.load()),
+               static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
+               static_cast<unsigned long long>(c.membership_full_bytes.load()),
+               static_cast<unsigned long long>(c.membership_delta_bytes.load()), static_cast<unsigned long long>(foreign));
   if (!last_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: last stream error: %s\n", last_error.c_str());
   return 0;
 }
@@ -659,6 +688,9 @@ int main(int argc, char** argv) {
       ("watch-diagnose", po::bool_switch(&o.watch_diagnose),
        "after injection poll Diagnose (every 100 ms) and print `visible <unix seconds> after <s> s` once it "
        "shows every fault")
+      ("legacy-membership", po::bool_switch(&o.legacy_membership),
+       "simulate agents that predate membership deltas: the Hello leaves accepts_peer_deltas unset, so the "
+       "aggregator sends whole PeerLists only (default: current agents, one PeerList per stream then PeerDeltas)")
       ("ramp", po::value(&ramp)->default_value(ramp),
        "spread the nodes' first connects evenly over this long (0: all at once, like a restarted aggregator's agents)")
       ("threads", po::value(&o.threads)->default_value(o.threads), "worker threads building and sending reports")

@@ -249,4 +249,37 @@ std::vector<meshprobe::v1::CheckResult> healthyChecks() {
   return out;
 }
 
+SimPeers::SimPeers(const Clock& clock, std::string prefix, size_t nodes, size_t self)
+    : prefix_(std::move(prefix)), self_(nodeName(prefix_, self, nodes)), set_(clock, kGrace), known_(nodes, false) {}
+
+void SimPeers::onPeerList(const meshprobe::v1::PeerList& list) {
+  have_list_ = true;
+  if (set_.apply(list, self_)) refresh();
+}
+
+bool SimPeers::onPeerDelta(const meshprobe::v1::PeerDelta& delta) {
+  if (!have_list_) {
+    ++deltas_ignored_;
+    return false;
+  }
+  if (set_.applyDelta(delta, self_)) refresh();
+  return true;
+}
+
+size_t SimPeers::knownCount() const { return static_cast<size_t>(std::count(known_.begin(), known_.end(), true)); }
+
+void SimPeers::refresh() {
+  std::fill(known_.begin(), known_.end(), false);
+  foreign_ = 0;
+  const auto members = set_.current();
+  for (const auto& peer : members.peers()) {
+    auto idx = indexOfName(prefix_, agent::identityOf(peer).name(), known_.size());
+    if (idx) {
+      known_[*idx] = true;
+    } else {
+      ++foreign_;
+    }
+  }
+}
+
 }  // namespace meshprobe::loadgen

@@ -23,7 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "agent/daemon/peer_set.h"
 #include "agent/probe/prober.h"
+#include "common/clock.h"
 #include "common/duration.h"
 #include "common/result.h"
 #include "meshprobe/v1/collector.pb.h"
@@ -81,6 +83,42 @@ struct RoundFacts {
   Duration probe_timeout{};                  // the agent's default: 0.8 × min(interval, 1 s)
   uint64_t failed_rounds = 0;                // rounds since injection, 0 before
   std::chrono::system_clock::time_point injected_at;
+};
+
+// What one simulated node knows of the membership, kept as a current agent keeps it: the
+// agent's own PeerSet (agent/daemon/peer_set.h) with the agent's grace for peers that left,
+// fed a stream's PeerList and then its PeerDeltas; a delta that comes before the stream's
+// first PeerList is ignored and counted, as the agent's StreamClient does. known(j) says
+// whether node j is a member to probe; names that are not simulated nodes are counted as
+// foreign.
+class SimPeers {
+ public:
+  static constexpr std::chrono::seconds kGrace{30};  // the agent's kPeerGrace
+
+  SimPeers(const Clock& clock, std::string prefix, size_t nodes, size_t self);
+
+  // A new stream: its deltas apply only once its first PeerList has come.
+  void streamStarted() { have_list_ = false; }
+  bool haveList() const { return have_list_; }
+  void onPeerList(const meshprobe::v1::PeerList& list);
+  // False when ignored (no PeerList on this stream yet).
+  bool onPeerDelta(const meshprobe::v1::PeerDelta& delta);
+
+  bool known(size_t j) const { return known_[j]; }
+  size_t knownCount() const;
+  uint64_t foreign() const { return foreign_; }  // in the current set
+  uint64_t deltasIgnored() const { return deltas_ignored_; }
+
+ private:
+  void refresh();
+
+  std::string prefix_;
+  std::string self_;
+  agent::PeerSet set_;
+  std::vector<bool> known_;
+  uint64_t foreign_ = 0;
+  uint64_t deltas_ignored_ = 0;
+  bool have_list_ = false;
 };
 
 // The agent's per-target statistics for a simulated healthy or failing target.

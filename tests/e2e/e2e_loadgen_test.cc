@@ -153,6 +153,10 @@ TEST_F(LoadgenTest, FiftyNodesJoinAndInjectedFaultsShowInDiagnose) {
   EXPECT_TRUE(eventually([&] { return !loadgen.alive(); }, [&] { return loadgen.describe(); }, 15s, 50ms));
   EXPECT_EQ(loadgen.exitCode(), 0) << loadgen.describe();
   EXPECT_NE(loadgen.log().find("streams_connected_max=50 "), std::string::npos) << loadgen.describe();
+  // Current agents: the aggregator starts every stream with a whole PeerList, so no delta
+  // comes before one.
+  EXPECT_NE(loadgen.log().find(" membership=delta "), std::string::npos) << loadgen.describe();
+  EXPECT_NE(loadgen.log().find(" peer_deltas_ignored=0 "), std::string::npos) << loadgen.describe();
 }
 
 TEST(LoadgenNoAggregator, ExitsNonZeroNamingTheAddress) {

@@ -8,6 +8,8 @@
 
 #include "agent/daemon/report_builder.h"
 #include "aggregator/matrix.h"
+#include "aggregator/membership.h"
+#include "common/clock.h"
 
 namespace meshprobe::loadgen {
 namespace {
@@ -119,6 +121,83 @@ TEST(LoadgenModel, ChecksAreTheRegistrysSevenAllOk) {
   ASSERT_EQ(checks.size(), 7u);
   EXPECT_EQ(checks[4].name(), "istiod");
   for (const auto& c : checks) EXPECT_EQ(c.status(), v1::CheckResult::OK) << c.name();
+}
+
+// A member as the aggregator lists it, from the simulated node's own Hello.
+v1::Peer memberOf(size_t i, size_t nodes) { return aggregator::peerFromHello(helloFor(identityOf("sim-", i, nodes))); }
+
+std::vector<size_t> knownOf(const SimPeers& peers, size_t nodes) {
+  std::vector<size_t> out;
+  for (size_t j = 0; j < nodes; ++j) {
+    if (peers.known(j)) out.push_back(j);
+  }
+  return out;
+}
+
+TEST(LoadgenMembership, ADeltaBeforeTheStreamsFirstListIsIgnoredAndCounted) {
+  FakeClock clock;
+  SimPeers peers(clock, "sim-", 4, 0);
+  v1::PeerDelta early;
+  *early.add_peers() = memberOf(1, 4);
+  EXPECT_FALSE(peers.onPeerDelta(early));
+  EXPECT_EQ(peers.deltasIgnored(), 1u);
+  EXPECT_EQ(peers.knownCount(), 0u);
+
+  v1::PeerList list;
+  for (size_t i : {0u, 2u}) *list.add_peers() = memberOf(i, 4);
+  peers.onPeerList(list);
+  EXPECT_EQ(knownOf(peers, 4), (std::vector<size_t>{2}));  // its own entry skipped
+  EXPECT_TRUE(peers.onPeerDelta(early));
+  EXPECT_EQ(knownOf(peers, 4), (std::vector<size_t>{1, 2}));
+
+  // A new stream: the members stay (as the agent's PeerSet does across reconnects), but
+  // its deltas wait for its own first list.
+  peers.streamStarted();
+  v1::PeerDelta join3;
+  *join3.add_peers() = memberOf(3, 4);
+  EXPECT_FALSE(peers.onPeerDelta(join3));
+  EXPECT_EQ(peers.deltasIgnored(), 2u);
+  EXPECT_EQ(knownOf(peers, 4), (std::vector<size_t>{1, 2}));
+}
+
+TEST(LoadgenMembership, DeltasGiveTheMembersOfTheFullListTheyStandForAndLeftPeersExpireAfterTheGrace) {
+  constexpr size_t kN = 6;
+  FakeClock clock;
+  SimPeers peers(clock, "sim-", kN, 1);
+  v1::PeerList full;  // what an old agent would be sent, built with the aggregator's helper
+  for (size_t i : {0u, 1u, 2u}) *full.add_peers() = memberOf(i, kN);
+  peers.onPeerList(full);
+
+  v1::PeerDelta delta;
+  for (size_t i : {4u, 5u}) *delta.add_peers() = memberOf(i, kN);
+  *delta.add_left() = nodeName("sim-", 0, kN);
+  v1::Peer foreign = memberOf(3, kN);
+  foreign.set_node_name("real-node-a");
+  foreign.mutable_identity()->set_name("real-node-a");
+  *delta.add_peers() = foreign;
+  ASSERT_TRUE(peers.onPeerDelta(delta));
+  aggregator::applyPeerDelta(full, delta);
+
+  // sim-0001 left but is kept for the agent's grace, as a peer missing from a list is.
+  EXPECT_EQ(knownOf(peers, kN), (std::vector<size_t>{0, 2, 4, 5}));
+  EXPECT_EQ(peers.foreign(), 1u);
+
+  clock.advance(SimPeers::kGrace + std::chrono::seconds(1));
+  v1::PeerDelta later;
+  *later.add_left() = "real-node-a";
+  ASSERT_TRUE(peers.onPeerDelta(later));
+  aggregator::applyPeerDelta(full, later);
+  EXPECT_EQ(knownOf(peers, kN), (std::vector<size_t>{2, 4, 5}));
+  EXPECT_EQ(peers.foreign(), 1u);  // left just now: within its grace
+
+  // The same members as the aggregator's full list (less the receiver and the foreign
+  // one still in its grace).
+  std::vector<size_t> listed;
+  for (const auto& p : full.peers()) {
+    if (auto idx = indexOfName("sim-", p.node_name(), kN); idx && *idx != 1) listed.push_back(*idx);
+  }
+  std::sort(listed.begin(), listed.end());
+  EXPECT_EQ(knownOf(peers, kN), listed);
 }
 
 }  // namespace
