@@ -633,24 +633,23 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
     std::lock_guard lock(c.mu);
     last_error = c.last_error;
   }
-  std::fprintf(stderr,
-               "meshprobe-loadgen summary: nodes=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
-               "stream_errors=%llu write_failures=%llu reports_sent=%llu report_bytes=%llu "
-               "reports_replaced=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
-               "membership_bytes=%llu membership_full_bytes=%llu membership_delta_bytes=%llu foreign_peers=%llu\n",
-               o.nodes, wall, static_cast<unsigned long long>(c.max_connected.load()),
-               static_cast<unsigned long long>(c.streams_started.load()),
-               static_cast<unsigned long long>(c.streams_failed.load()),
-               static_cast<unsigned long long>(c.write_failures.load()),
-               static_cast<unsigned long long>(c.reports_sent.load()),
-               static_cast<unsigned long long>(c.report_bytes.load()),
-               static_cast<unsigned long long>(c.reports_replaced.load()),
-               o.legacy_membership ? "legacy" : "delta", static_cast<unsigned long long>(c.peer_lists.load()),
-               static_cast<unsigned long long>(c.peer_deltas.load()),
-               static_cast<unsigned long long>(c.peer_deltas_ignored.load()),
-               static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
-               static_cast<unsigned long long>(c.membership_full_bytes.load()),
-               static_cast<unsigned long long>(c.membership_delta_bytes.load()), static_cast<unsigned long long>(foreign));
+  std::fprintf(
+      stderr,
+      "meshprobe-loadgen summary: nodes=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
+      "stream_errors=%llu write_failures=%llu reports_sent=%llu report_bytes=%llu "
+      "reports_replaced=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
+      "membership_bytes=%llu membership_full_bytes=%llu membership_delta_bytes=%llu foreign_peers=%llu\n",
+      o.nodes, wall, static_cast<unsigned long long>(c.max_connected.load()),
+      static_cast<unsigned long long>(c.streams_started.load()),
+      static_cast<unsigned long long>(c.streams_failed.load()),
+      static_cast<unsigned long long>(c.write_failures.load()), static_cast<unsigned long long>(c.reports_sent.load()),
+      static_cast<unsigned long long>(c.report_bytes.load()),
+      static_cast<unsigned long long>(c.reports_replaced.load()), o.legacy_membership ? "legacy" : "delta",
+      static_cast<unsigned long long>(c.peer_lists.load()), static_cast<unsigned long long>(c.peer_deltas.load()),
+      static_cast<unsigned long long>(c.peer_deltas_ignored.load()),
+      static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
+      static_cast<unsigned long long>(c.membership_full_bytes.load()),
+      static_cast<unsigned long long>(c.membership_delta_bytes.load()), static_cast<unsigned long long>(foreign));
   if (!last_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: last stream error: %s\n", last_error.c_str());
   return 0;
 }

@@ -1,7 +1,5 @@
 // meshprobe-loadgen's model (bench/loadgen/sim_model.h): names, identities, faults and
 // the probe results its simulated agents send, read back as the aggregator reads them.
-#include "bench/loadgen/sim_model.h"
-
 #include <gtest/gtest.h>
 
 #include <set>
@@ -9,6 +7,7 @@
 #include "agent/daemon/report_builder.h"
 #include "aggregator/matrix.h"
 #include "aggregator/membership.h"
+#include "bench/loadgen/sim_model.h"
 #include "common/clock.h"
 
 namespace meshprobe::loadgen {
