@@ -13,17 +13,7 @@ bool PeerSet::apply(const meshprobe::v1::PeerList& list, const std::string& self
   for (const auto& p : list.peers()) {
     if (p.node_name() == self || p.node_name().empty()) continue;
     listed.insert(p.node_name());
-    auto it = peers_.find(p.node_name());
-    if (it == peers_.end()) {
-      peers_.emplace(p.node_name(), Entry{p, std::nullopt});
-      changed = true;
-    } else {
-      if (!google::protobuf::util::MessageDifferencer::Equals(it->second.peer, p)) {
-        it->second.peer = p;
-        changed = true;
-      }
-      it->second.missing_since.reset();
-    }
+    changed = upsert(p) || changed;
   }
   for (auto& [name, e] : peers_) {
     if (!listed.count(name) && !e.missing_since) e.missing_since = now;
@@ -40,19 +30,21 @@ bool PeerSet::applyDelta(const meshprobe::v1::PeerDelta& delta, const std::strin
   }
   for (const auto& p : delta.peers()) {
     if (p.node_name() == self || p.node_name().empty()) continue;
-    auto it = peers_.find(p.node_name());
-    if (it == peers_.end()) {
-      peers_.emplace(p.node_name(), Entry{p, std::nullopt});
-      changed = true;
-    } else {
-      if (!google::protobuf::util::MessageDifferencer::Equals(it->second.peer, p)) {
-        it->second.peer = p;
-        changed = true;
-      }
-      it->second.missing_since.reset();
-    }
+    changed = upsert(p) || changed;
   }
   return expire() || changed;
+}
+
+bool PeerSet::upsert(const meshprobe::v1::Peer& p) {
+  auto it = peers_.find(p.node_name());
+  if (it == peers_.end()) {
+    peers_.emplace(p.node_name(), Entry{p, std::nullopt});
+    return true;
+  }
+  it->second.missing_since.reset();
+  if (google::protobuf::util::MessageDifferencer::Equals(it->second.peer, p)) return false;
+  it->second.peer = p;
+  return true;
 }
 
 bool PeerSet::expire() {

@@ -37,6 +37,8 @@ class PeerSet {
     meshprobe::v1::Peer peer;
     std::optional<std::chrono::steady_clock::time_point> missing_since;  // first list without it
   };
+  // Adds or updates `p` (listed again: no longer missing). True when the set changed.
+  bool upsert(const meshprobe::v1::Peer& p);
   const Clock& clock_;
   std::chrono::nanoseconds grace_;
   std::map<std::string, Entry> peers_;
