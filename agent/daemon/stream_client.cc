@@ -13,7 +13,7 @@ StreamClient::StreamClient(std::unique_ptr<meshprobe::v1::Collector::StubInterfa
 
 StreamClient::~StreamClient() { stop(); }
 
-std::shared_ptr<grpc::Channel> StreamClient::makeChannel(const std::string& target) {
+grpc::ChannelArguments StreamClient::channelArguments() {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
@@ -23,7 +23,11 @@ std::shared_ptr<grpc::Channel> StreamClient::makeChannel(const std::string& targ
   // handshakes on a busy node. Retry quickly (initial 100 ms), but give a connect 2 s.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2'000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return args;
+}
+
+std::shared_ptr<grpc::Channel> StreamClient::makeChannel(const std::string& target) {
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), channelArguments());
 }
 
 void StreamClient::start() {

@@ -46,6 +46,8 @@ class StreamClient {
 
   // A channel to HOST:PORT tuned to notice a restarted aggregator within seconds.
   static std::shared_ptr<grpc::Channel> makeChannel(const std::string& target);
+  // The arguments of that channel (keepalive, reconnect backoff), for tools that simulate agents.
+  static grpc::ChannelArguments channelArguments();
 
  private:
   void run();

@@ -30,6 +30,7 @@
 
 #include "agent/daemon/backoff.h"
 #include "agent/daemon/report_builder.h"
+#include "agent/daemon/stream_client.h"
 #include "agent/probe/rotation.h"
 #include "bench/loadgen/sim_model.h"
 #include "common/duration.h"
@@ -78,13 +79,7 @@ std::string unixSeconds(SysClock::time_point t) {
 // A channel like the agent's (StreamClient::makeChannel), with a subchannel of its own so
 // each channel is its own TCP connection, as each real agent's is.
 std::shared_ptr<grpc::Channel> makeChannel(const std::string& target) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2'000);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
+  grpc::ChannelArguments args = meshprobe::agent::StreamClient::channelArguments();
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxReceiveMessageSize(-1);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
