@@ -21,10 +21,13 @@
 // from the finding catalogue (common/finding_catalogue.h), not from here.
 
 #include <chrono>
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "aggregator/membership.h"
+#include "aggregator/state/layer_view.h"
 #include "meshprobe/v1/collector.pb.h"
 #include "meshprobe/v1/query.pb.h"
 #include "meshprobe/v1/types.pb.h"
@@ -61,6 +64,22 @@ struct ClusterSnapshot {
   std::vector<VxlanMismatch> vxlan_mismatches;
 };
 
+// The rules' input as the cluster state publishes it: per-layer views instead of protobuf
+// matrices, so a pass costs O(nodes + failing cells), not O(nodes²).
+struct DiagnosisInput {
+  // Sorted by name, the views' node order. `probes` is left empty: a cell's probe result
+  // is the view's detail().
+  std::vector<NodeEvidence> nodes;
+  std::shared_ptr<const LayerView> underlay;
+  std::shared_ptr<const LayerView> overlay;
+  // Per node (same order): its ISTIOD cell's state as the ISTIOD matrix shows it.
+  std::vector<meshprobe::v1::Cell::State> istiod;
+  std::vector<VxlanMismatch> vxlan_mismatches;
+  // Equal generations mean equal content (same members, up/down, cells, checks, findings):
+  // the engine reuses the last pass's candidates instead of running the rules again.
+  uint64_t generation = 0;
+};
+
 struct Candidate {
   meshprobe::v1::Finding finding;  // id, code, severity, nodes, layer, summary, evidence, remedy
   std::chrono::nanoseconds onset_after{0};
@@ -70,6 +89,9 @@ struct Candidate {
   std::vector<std::string> supersedes;
 };
 
+std::vector<Candidate> diagnose(const DiagnosisInput& input, const RuleOptions& options = {});
+// The same over a hand-built snapshot of protobuf matrices (tests, tools): builds
+// ProtoLayerViews over it and calls the above.
 std::vector<Candidate> diagnose(const ClusterSnapshot& snapshot, const RuleOptions& options = {});
 
 }  // namespace meshprobe::aggregator
