@@ -16,6 +16,67 @@ google::protobuf::Timestamp toTimestamp(std::chrono::system_clock::time_point t)
       std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
+// A layer view over a protobuf matrix and the sources' probe lists (first version: built
+// from the whole matrix; the dense snapshot replaces it).
+class GridLayerView final : public LayerView {
+ public:
+  GridLayerView(const v1::GetMatrixResponse& m, const std::vector<NodeEvidence>& nodes) : n_(static_cast<uint32_t>(m.nodes_size())) {
+    std::map<std::string, uint32_t> index;
+    for (int i = 0; i < m.nodes_size(); ++i) index[m.nodes(i)] = static_cast<uint32_t>(i);
+    state_.assign(static_cast<size_t>(n_) * n_, v1::Cell::UNKNOWN);
+    for (const auto& c : m.cells()) {
+      auto s = index.find(c.src()), d = index.find(c.dst());
+      if (s == index.end() || d == index.end()) continue;
+      state_[static_cast<size_t>(s->second) * n_ + d->second] = c.state();
+    }
+    for (uint32_t s = 0; s < n_; ++s) {
+      for (uint32_t d = 0; d < n_; ++d) {
+        if (s != d && state(s, d) == v1::Cell::FAIL) failing_.emplace_back(s, d);
+      }
+    }
+    measured_.assign(n_, 0);
+    for (uint32_t x = 0; x < n_; ++x) {
+      for (uint32_t y = 0; y < n_; ++y) {
+        if (x != y && (state(x, y) != v1::Cell::UNKNOWN || state(y, x) != v1::Cell::UNKNOWN)) ++measured_[x];
+      }
+    }
+    for (uint32_t s = 0; s < n_ && s < nodes.size(); ++s) {
+      for (const auto& p : nodes[s].probes) {
+        if (p.layer() != m.layer()) continue;
+        auto d = index.find(p.dst());
+        if (d == index.end() || d->second == s) continue;
+        const bool mtu_trouble = p.has_path_mtu() && (p.path_mtu().consecutive_failures() > 0 ||
+                                                      p.path_mtu().sent() > p.path_mtu().received());
+        if (state(s, d->second) != v1::Cell::OK || p.consecutive_failures() > 0 || !p.error().empty() ||
+            p.failure() != v1::PROBE_FAILURE_UNSPECIFIED || p.tcp_failure() != v1::PROBE_FAILURE_UNSPECIFIED ||
+            mtu_trouble) {
+          details_[{s, d->second}] = p;
+        }
+      }
+    }
+    for (const auto& [k, p] : details_) detailed_.push_back(k);
+  }
+  uint32_t size() const override { return n_; }
+  v1::Cell::State state(uint32_t src, uint32_t dst) const override {
+    if (src >= n_ || dst >= n_ || src == dst) return v1::Cell::UNKNOWN;
+    return state_[static_cast<size_t>(src) * n_ + dst];
+  }
+  const std::vector<CellPair>& failing() const override { return failing_; }
+  uint32_t measuredPeers(uint32_t x) const override { return x < n_ ? measured_[x] : 0; }
+  const v1::ProbeResult* detail(uint32_t src, uint32_t dst) const override {
+    auto it = details_.find({src, dst});
+    return it == details_.end() ? nullptr : &it->second;
+  }
+  const std::vector<CellPair>& detailed() const override { return detailed_; }
+
+ private:
+  uint32_t n_;
+  std::vector<v1::Cell::State> state_;
+  std::vector<CellPair> failing_, detailed_;
+  std::vector<uint32_t> measured_;
+  std::map<CellPair, v1::ProbeResult> details_;
+};
+
 std::string layerLabel(v1::Layer layer) {
   const std::string& name = v1::Layer_Name(layer);
   return name.empty() ? std::to_string(static_cast<int>(layer)) : name;
@@ -34,6 +95,7 @@ MembershipDiff ClusterState::applyHello(const v1::Hello& hello, bool new_session
   std::lock_guard lock(mu_);
   const v1::PeerList before = peerListLocked();
   v1::Hello normalized = normalizedHello(hello);  // idempotent: the Collector normalized it already
+  ++generation_;
   NodeRecord& rec = nodes_[normalized.node_name()];
   rec.hello = std::move(normalized);
   rec.last_heard = now;
@@ -54,6 +116,7 @@ ReportOutcome ClusterState::applyReport(const std::string& node, const v1::Repor
   if (rec.has_sequence && report.sequence() <= rec.last_sequence) return ReportOutcome::kOldSequence;
   rec.has_sequence = true;
   rec.last_sequence = report.sequence();
+  ++generation_;
   rec.last_heard = now;
   rec.has_report = true;
   rec.report_received_mono = now;
@@ -72,6 +135,7 @@ MembershipDiff ClusterState::sweep() {
   const auto now = clock_.monotonicNow();
   std::lock_guard lock(mu_);
   const v1::PeerList before = peerListLocked();
+  ++generation_;
   std::erase_if(nodes_, [&](const auto& entry) { return now - entry.second.last_heard >= options_.forget_after; });
   return diffPeers(before, peerListLocked());
 }
@@ -261,6 +325,28 @@ ClusterSnapshot ClusterState::diagnosisSnapshot() const {
     snap.nodes.push_back(std::move(ev));
   }
   return snap;
+}
+
+DiagnosisInput ClusterState::diagnosisInput() const {
+  ClusterSnapshot snap = diagnosisSnapshot();
+  DiagnosisInput in;
+  in.underlay = std::make_shared<GridLayerView>(snap.underlay, snap.nodes);
+  in.overlay = std::make_shared<GridLayerView>(snap.overlay, snap.nodes);
+  for (const auto& c : snap.istiod.cells()) in.istiod.push_back(c.state());
+  in.vxlan_mismatches = std::move(snap.vxlan_mismatches);
+  // First version: the generation mixes the change counter with the up/down pattern, so a
+  // node going stale changes it too.
+  uint64_t up_hash = 1469598103934665603ull;
+  for (auto& ev : snap.nodes) {
+    up_hash = (up_hash ^ (ev.summary.up() ? 0x9e37u : 0x51u)) * 1099511628211ull;
+    ev.probes.clear();
+    in.nodes.push_back(std::move(ev));
+  }
+  {
+    std::lock_guard lock(mu_);
+    in.generation = (generation_ << 16) ^ up_hash;
+  }
+  return in;
 }
 
 std::vector<VxlanMismatch> ClusterState::vxlanMismatches() const { return findVxlanMismatches(peerList()); }

@@ -86,6 +86,10 @@ class ClusterState {
   // Down nodes keep their summary (up = false) but not their checks, findings or probes:
   // a silent node's last words are not evidence.
   ClusterSnapshot diagnosisSnapshot() const;
+  // The rules' input: per-layer views (failing cells, details, measured peers) instead of
+  // protobuf matrices, plus each node's evidence without its probes (a cell's probe result
+  // is the view's detail()). Same up/down rules as diagnosisSnapshot().
+  DiagnosisInput diagnosisInput() const;
   // Members whose VNI or port disagree with the majority (see findVxlanMismatches).
   std::vector<VxlanMismatch> vxlanMismatches() const;
 
@@ -115,6 +119,7 @@ class ClusterState {
   const ClusterOptions options_;
   mutable std::mutex mu_;
   std::map<std::string, NodeRecord> nodes_;  // sorted by name: the matrix's stable order
+  uint64_t generation_ = 0;                  // first version: bumped on every Hello and Report
 };
 
 }  // namespace meshprobe::aggregator

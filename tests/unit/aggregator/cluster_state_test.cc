@@ -383,3 +383,64 @@ TEST_F(ClusterStateTest, VxlanMismatchesComeFromHellos) {
 
 }  // namespace
 }  // namespace meshprobe::aggregator
+
+namespace meshprobe::aggregator {
+namespace {
+
+class DiagnosisInputTest : public ClusterStateTest {};
+
+TEST_F(DiagnosisInputTest, ViewsHoldFailingCellsDetailsAndMeasuredPeers) {
+  for (int i : {1, 2, 3}) state_.applyHello(makeHello("n" + std::to_string(i), i), true);
+  v1::Report r1 = report(1, {{"n2", v1::OVERLAY}}, {{"n3", v1::OVERLAY}});
+  r1.mutable_probes(1)->set_consecutive_failures(4);
+  r1.mutable_probes(1)->set_error("timeout after 500ms");
+  ASSERT_EQ(state_.applyReport("n1", r1), ReportOutcome::kAccepted);
+  ASSERT_EQ(state_.applyReport("n2", report(1, {{"n1", v1::OVERLAY}, {"n3", v1::OVERLAY}})), ReportOutcome::kAccepted);
+
+  const DiagnosisInput in = state_.diagnosisInput();
+  ASSERT_EQ(in.nodes.size(), 3u);
+  EXPECT_EQ(in.nodes[0].summary.name(), "n1");
+  EXPECT_TRUE(in.nodes[0].has_report);
+  EXPECT_TRUE(in.nodes[0].probes.empty());  // probes are the view's details
+  ASSERT_NE(in.overlay, nullptr);
+  ASSERT_NE(in.underlay, nullptr);
+  const LayerView& o = *in.overlay;
+  EXPECT_EQ(o.size(), 3u);
+  EXPECT_EQ(o.state(0, 1), v1::Cell::OK);
+  EXPECT_EQ(o.state(0, 2), v1::Cell::FAIL);
+  EXPECT_EQ(o.state(2, 0), v1::Cell::UNKNOWN);  // n3 never reported
+  EXPECT_EQ(o.state(1, 1), v1::Cell::UNKNOWN);
+  EXPECT_THAT(o.failing(), ElementsAre(CellPair{0, 2}));
+  EXPECT_THAT(o.detailed(), ElementsAre(CellPair{0, 2}));
+  ASSERT_NE(o.detail(0, 2), nullptr);
+  EXPECT_EQ(o.detail(0, 2)->consecutive_failures(), 4u);
+  EXPECT_EQ(o.detail(0, 2)->error(), "timeout after 500ms");
+  EXPECT_EQ(o.detail(0, 1), nullptr);  // healthy: packed numbers only
+  EXPECT_EQ(o.measuredPeers(0), 2u);   // n1->n2, n1->n3 (and n2->n1)
+  EXPECT_EQ(o.measuredPeers(2), 2u);   // n1->n3 and n2->n3
+  EXPECT_EQ(in.underlay->failing().size(), 0u);
+  EXPECT_EQ(in.underlay->measuredPeers(0), 0u);
+  ASSERT_EQ(in.istiod.size(), 3u);
+  EXPECT_EQ(in.istiod[0], v1::Cell::UNKNOWN);  // no istiod check reported
+}
+
+TEST_F(DiagnosisInputTest, GenerationChangesWithReportsAndWhenANodeGoesStaleOnly) {
+  state_.applyHello(makeHello("n1", 1), true);
+  state_.applyHello(makeHello("n2", 2), true);
+  const uint64_t g0 = state_.diagnosisInput().generation;
+  EXPECT_EQ(state_.diagnosisInput().generation, g0);  // nothing changed
+  ASSERT_EQ(state_.applyReport("n1", report(1, {{"n2", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  const uint64_t g1 = state_.diagnosisInput().generation;
+  EXPECT_NE(g1, g0);
+  clock_.advance(seconds(5));
+  EXPECT_EQ(state_.diagnosisInput().generation, g1);  // both still up
+  clock_.advance(seconds(6));                          // n2 silent for 11 s > stale_after, n1 for 11 s too
+  const DiagnosisInput stale = state_.diagnosisInput();
+  EXPECT_NE(stale.generation, g1);
+  EXPECT_FALSE(stale.nodes[0].summary.up());
+  EXPECT_FALSE(stale.nodes[0].has_report);  // a silent node's last words are not evidence
+  EXPECT_EQ(stale.overlay->state(0, 1), v1::Cell::UNKNOWN);
+}
+
+}  // namespace
+}  // namespace meshprobe::aggregator
