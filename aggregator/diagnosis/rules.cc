@@ -5,11 +5,14 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
+#include <unordered_map>
 #include <utility>
 
 #include <google/protobuf/util/time_util.h>
 
+#include "aggregator/diagnosis/proto_layer_view.h"
 #include "common/finding.h"
 #include "common/finding_catalogue.h"
 
@@ -96,95 +99,157 @@ std::string durationText(const google::protobuf::Duration& d) {
   return o.str();
 }
 
-// One probe layer's cells as a grid over the snapshot's node order.
-struct Grid {
-  const std::vector<std::string>* names = nullptr;
-  std::vector<std::vector<State>> state;  // [src][dst]
-  bool failed(size_t s, size_t d) const { return state[s][d] == v1::Cell::FAIL; }
-  bool known(size_t s, size_t d) const {
-    return state[s][d] != v1::Cell::UNKNOWN && state[s][d] != v1::Cell::STATE_UNSPECIFIED;
-  }
+bool knownState(State s) { return s != v1::Cell::UNKNOWN && s != v1::Cell::STATE_UNSPECIFIED; }
+bool passes(State s) { return s == v1::Cell::OK || s == v1::Cell::DEGRADED; }
+
+// A view for a layer the input left out: every cell UNKNOWN.
+class EmptyView final : public LayerView {
+ public:
+  explicit EmptyView(uint32_t n) : n_(n) {}
+  uint32_t size() const override { return n_; }
+  State state(uint32_t, uint32_t) const override { return v1::Cell::UNKNOWN; }
+  const std::vector<CellPair>& failing() const override { return none_; }
+  uint32_t measuredPeers(uint32_t) const override { return 0; }
+  const v1::ProbeResult* detail(uint32_t, uint32_t) const override { return nullptr; }
+  const std::vector<CellPair>& detailed() const override { return none_; }
+
+ private:
+  uint32_t n_;
+  std::vector<CellPair> none_;
 };
 
-Grid gridOf(const v1::GetMatrixResponse& m, const std::vector<std::string>& names,
-            const std::map<std::string, size_t>& index) {
-  Grid g;
-  g.names = &names;
-  g.state.assign(names.size(), std::vector<State>(names.size(), v1::Cell::UNKNOWN));
-  for (const auto& c : m.cells()) {
-    auto s = index.find(c.src()), d = index.find(c.dst());
-    if (s == index.end() || d == index.end()) continue;
-    g.state[s->second][d->second] = c.state();
-  }
-  return g;
-}
+// The failing cells of one layer around each node: for node x, its peers y (ascending)
+// with x->y and/or y->x failing. Built from a sorted list of failing cells in
+// O(nodes + F log F); a node's list is a slice of one array.
+class Around {
+ public:
+  static constexpr uint8_t kOut = 1;  // x -> peer fails
+  static constexpr uint8_t kIn = 2;   // peer -> x fails
+  struct Entry {
+    uint32_t peer;
+    uint8_t dirs;
+  };
 
-// Row/column blame over one layer: see rules.h.
-struct Blame {
-  std::vector<size_t> nodes;                         // blamed, in pick order
-  std::vector<std::pair<size_t, size_t>> pairs;      // failing pairs no blamed node explains (i < j)
-  bool everything = false;                           // every measured pair fails (>= 3 nodes)
-};
-
-Blame blame(const std::vector<std::vector<bool>>& failed, const std::vector<std::vector<bool>>& known,
-            const RuleOptions& options) {
-  const size_t n = failed.size();
-  Blame out;
-  std::set<std::pair<size_t, size_t>> failing, measured;
-  std::set<size_t> measured_nodes;
-  for (size_t i = 0; i < n; ++i) {
-    for (size_t j = i + 1; j < n; ++j) {
-      if (known[i][j] || known[j][i]) {
-        measured.insert({i, j});
-        measured_nodes.insert(i);
-        measured_nodes.insert(j);
+  Around() = default;
+  Around(uint32_t n, const std::vector<CellPair>& cells) : offset_(n + 1, 0) {
+    std::vector<uint32_t> count(n + 1, 0);
+    for (const auto& [s, d] : cells) {
+      ++count[s];
+      ++count[d];
+    }
+    std::vector<uint32_t> start(n + 1, 0);
+    for (uint32_t x = 0; x < n; ++x) start[x + 1] = start[x] + count[x];
+    std::vector<Entry> raw(start[n]);
+    std::vector<uint32_t> fill(start.begin(), start.end() - 1);
+    for (const auto& [s, d] : cells) {
+      raw[fill[s]++] = {d, kOut};
+      raw[fill[d]++] = {s, kIn};
+    }
+    entries_.reserve(raw.size());
+    for (uint32_t x = 0; x < n; ++x) {
+      auto b = raw.begin() + start[x], e = raw.begin() + start[x + 1];
+      std::sort(b, e, [](const Entry& a, const Entry& c) { return a.peer < c.peer; });
+      for (auto it = b; it != e; ++it) {
+        if (entries_.size() > offset_[x] && entries_.back().peer == it->peer) {
+          entries_.back().dirs |= it->dirs;
+        } else {
+          entries_.push_back(*it);
+        }
       }
-      if (failed[i][j] || failed[j][i]) failing.insert({i, j});
+      offset_[x + 1] = static_cast<uint32_t>(entries_.size());
     }
   }
-  if (failing.empty()) return out;
-  if (measured_nodes.size() >= 3 && failing.size() == measured.size()) {
+
+  std::span<const Entry> of(uint32_t x) const {
+    if (x + 1 >= offset_.size()) return {};
+    return {entries_.data() + offset_[x], entries_.data() + offset_[x + 1]};
+  }
+  // Distinct peers failing with x (either direction).
+  uint32_t peers(uint32_t x) const { return static_cast<uint32_t>(of(x).size()); }
+  uint32_t nodes() const { return offset_.empty() ? 0 : static_cast<uint32_t>(offset_.size() - 1); }
+
+ private:
+  std::vector<uint32_t> offset_;
+  std::vector<Entry> entries_;
+};
+
+// Row/column blame over one layer: see rules.h. `measured(x)` is the number of peers x is
+// measured with, `measuredWith(x, y)` whether the pair is measured; every failing pair is
+// measured.
+struct Blame {
+  std::vector<uint32_t> nodes;  // blamed, in pick order
+  std::vector<CellPair> pairs;  // failing pairs no blamed node explains (i < j), sorted
+  bool everything = false;      // every measured pair fails (>= 3 nodes)
+};
+
+template <typename Measured, typename MeasuredWith>
+Blame blame(const Around& around, Measured measured, MeasuredWith measuredWith, const RuleOptions& options) {
+  const uint32_t n = around.nodes();
+  Blame out;
+  uint64_t failing_pairs = 0, measured_ends = 0;
+  size_t measured_nodes = 0;
+  for (uint32_t x = 0; x < n; ++x) failing_pairs += around.peers(x);
+  failing_pairs /= 2;
+  if (failing_pairs == 0) return out;
+  for (uint32_t x = 0; x < n; ++x) {
+    const uint32_t m = measured(x);
+    measured_ends += m;
+    if (m > 0) ++measured_nodes;
+  }
+  if (measured_nodes >= 3 && failing_pairs == measured_ends / 2) {
     out.everything = true;
     return out;
   }
+  // Only a node failing with min_witnesses peers can ever be blamed (its count only drops),
+  // so the greedy loop looks at those nodes alone. Per node: failing pairs and measured
+  // pairs with peers not blamed yet.
+  std::vector<uint32_t> candidates;
+  std::vector<uint32_t> fail(n, 0), meas(n, 0);
+  for (uint32_t x = 0; x < n; ++x) {
+    fail[x] = around.peers(x);
+    if (fail[x] >= options.min_witnesses && fail[x] > 0) {
+      candidates.push_back(x);
+      meas[x] = measured(x);
+    }
+  }
   std::vector<bool> blamed(n, false);
   while (true) {
-    std::optional<size_t> pick;
-    size_t pick_fail = 0;
-    for (size_t x = 0; x < n; ++x) {
-      if (blamed[x]) continue;
-      size_t fail = 0, meas = 0;
-      for (size_t y = 0; y < n; ++y) {
-        if (y == x || blamed[y]) continue;
-        const auto key = std::minmax(x, y);
-        if (failing.count(key)) ++fail;
-        if (measured.count(key) || failing.count(key)) ++meas;
-      }
-      if (fail < options.min_witnesses) continue;
-      if (static_cast<double>(fail) < options.blame_ratio * static_cast<double>(meas)) continue;
-      if (!pick || fail > pick_fail) {
-        pick = x;
-        pick_fail = fail;
-      }
+    std::optional<uint32_t> pick;
+    for (uint32_t x : candidates) {
+      if (blamed[x] || fail[x] < options.min_witnesses) continue;
+      if (static_cast<double>(fail[x]) < options.blame_ratio * static_cast<double>(meas[x])) continue;
+      if (!pick || fail[x] > fail[*pick]) pick = x;  // most failing first; ties: lowest index
     }
     if (!pick) break;
-    blamed[*pick] = true;
-    out.nodes.push_back(*pick);
-    std::erase_if(failing, [&](const auto& p) { return p.first == *pick || p.second == *pick; });
+    const uint32_t p = *pick;
+    blamed[p] = true;
+    out.nodes.push_back(p);
+    // The pairs p explains are gone: its failing peers lose one failing pair each, and
+    // every candidate measured with p loses p from its denominator.
+    for (const auto& e : around.of(p)) {
+      if (!blamed[e.peer]) --fail[e.peer];
+    }
+    for (uint32_t x : candidates) {
+      if (!blamed[x] && meas[x] > 0 && measuredWith(x, p)) --meas[x];
+    }
   }
-  out.pairs.assign(failing.begin(), failing.end());
+  for (uint32_t x = 0; x < n; ++x) {
+    if (blamed[x]) continue;
+    for (const auto& e : around.of(x)) {
+      if (e.peer > x && !blamed[e.peer]) out.pairs.emplace_back(x, e.peer);
+    }
+  }
   return out;
 }
 
 class Diagnoser {
  public:
-  Diagnoser(const ClusterSnapshot& snap, const RuleOptions& options) : snap_(snap), options_(options) {
-    for (const auto& n : snap.nodes) {
-      index_[n.summary.name()] = names_.size();
-      names_.push_back(n.summary.name());
-    }
-    underlay_ = gridOf(snap.underlay, names_, index_);
-    overlay_ = gridOf(snap.overlay, names_, index_);
+  Diagnoser(const DiagnosisInput& in, const RuleOptions& options) : in_(in), options_(options) {
+    const auto n = static_cast<uint32_t>(in.nodes.size());
+    underlay_ = viewOf(in.underlay, underlay_empty_);
+    overlay_ = viewOf(in.overlay, overlay_empty_);
+    around_underlay_ = Around(n, upFailing(*underlay_));
+    around_overlay_ = Around(n, upFailing(*overlay_));
   }
 
   std::vector<Candidate> run() {
@@ -199,9 +264,11 @@ class Diagnoser {
     out.reserve(order_.size());
     for (const auto& id : order_) {
       auto& c = byId_.at(id);
-      if (c.finding.evidence_size() > static_cast<int>(kMaxEvidence)) {
-        const int more = c.finding.evidence_size() - static_cast<int>(kMaxEvidence);
-        c.finding.mutable_evidence()->DeleteSubrange(static_cast<int>(kMaxEvidence), more);
+      const size_t omitted = omitted_.count(id) ? omitted_.at(id) : 0;
+      if (c.finding.evidence_size() + omitted > kMaxEvidence) {
+        const size_t more = c.finding.evidence_size() + omitted - kMaxEvidence;
+        c.finding.mutable_evidence()->DeleteSubrange(static_cast<int>(kMaxEvidence),
+                                                     c.finding.evidence_size() - static_cast<int>(kMaxEvidence));
         c.finding.add_evidence("... and " + std::to_string(more) + " more");
       }
       out.push_back(std::move(c));
@@ -210,9 +277,35 @@ class Diagnoser {
   }
 
  private:
-  const NodeEvidence& node(size_t i) const { return snap_.nodes[i]; }
-  const std::string& name(size_t i) const { return names_[i]; }
+  size_t size() const { return in_.nodes.size(); }
+  const NodeEvidence& node(size_t i) const { return in_.nodes[i]; }
+  const std::string& name(size_t i) const { return in_.nodes[i].summary.name(); }
   bool up(size_t i) const { return node(i).summary.up(); }
+
+  const LayerView* viewOf(const std::shared_ptr<const LayerView>& v, std::optional<EmptyView>& empty) {
+    if (v && v->size() == size()) return v.get();
+    empty.emplace(static_cast<uint32_t>(size()));
+    return &*empty;
+  }
+  // The view's failing cells from sources that are up (a view shows a down source's row as
+  // UNKNOWN already; this keeps the rules' "only FAIL cells from up nodes" whatever the view).
+  std::vector<CellPair> upFailing(const LayerView& v) const {
+    std::vector<CellPair> out;
+    out.reserve(v.failing().size());
+    for (const auto& c : v.failing()) {
+      if (c.first < size() && c.second < size() && c.first != c.second && up(c.first)) out.push_back(c);
+    }
+    return out;
+  }
+  bool failed(const LayerView& v, size_t s, size_t d) const {
+    return up(s) && v.state(static_cast<uint32_t>(s), static_cast<uint32_t>(d)) == v1::Cell::FAIL;
+  }
+  std::optional<size_t> indexOf(const std::string& node_name) const {
+    auto it = std::lower_bound(in_.nodes.begin(), in_.nodes.end(), node_name,
+                               [](const NodeEvidence& e, const std::string& n) { return e.summary.name() < n; });
+    if (it == in_.nodes.end() || it->summary.name() != node_name) return std::nullopt;
+    return static_cast<size_t>(it - in_.nodes.begin());
+  }
 
   static std::string idOf(const std::string& code, std::vector<std::string> nodes) {
     std::sort(nodes.begin(), nodes.end());
@@ -223,12 +316,14 @@ class Diagnoser {
 
   // Adds a candidate, or merges it into the one with the same id (evidence appended
   // without duplicates, the higher severity and the shorter onset kept).
-  v1::Finding& add(v1::Finding f, std::chrono::nanoseconds onset) {
+  // `omitted`: evidence lines the caller counted but did not build (see addBounded()).
+  v1::Finding& add(v1::Finding f, std::chrono::nanoseconds onset, size_t omitted = 0) {
     std::vector<std::string> nodes(f.nodes().begin(), f.nodes().end());
     std::sort(nodes.begin(), nodes.end());
     f.clear_nodes();
     for (const auto& n : nodes) f.add_nodes(n);
     if (f.id().empty()) f.set_id(idOf(f.code(), nodes));
+    if (omitted > 0) omitted_[f.id()] += omitted;
     auto it = byId_.find(f.id());
     if (it == byId_.end()) {
       order_.push_back(f.id());
@@ -260,17 +355,36 @@ class Diagnoser {
     if (std::find(f.evidence().begin(), f.evidence().end(), line) == f.evidence().end()) f.add_evidence(line);
   }
 
-  const v1::ProbeResult* probe(size_t src, v1::Layer layer, const std::string& dst) const {
-    for (const auto& p : node(src).probes) {
-      if (p.layer() == layer && p.dst() == dst) return &p;
+  // Evidence past what a finding shows (kMaxEvidence lines, then "... and N more") is only
+  // counted, not built: a broken node at 5,000 nodes has 10,000 failing cells. `line` is
+  // called only for a line that is kept; a kept line already there is not added twice.
+  // Callers pass each line once per finding (cells of one node, each pair once), so the
+  // count of lines not kept is exact.
+  template <typename Line>
+  static void addBounded(v1::Finding& f, size_t& omitted, Line line) {
+    if (static_cast<size_t>(f.evidence_size()) >= kMaxEvidence) {
+      ++omitted;
+      return;
     }
-    return nullptr;
+    addEvidence(f, line());
   }
+  // The same into a candidate already added.
+  template <typename Line>
+  void addBounded(const std::string& id, Line line) {
+    auto it = byId_.find(id);
+    if (it == byId_.end()) return;
+    size_t more = 0;
+    addBounded(it->second.finding, more, line);
+    if (more > 0) omitted_[id] += more;
+  }
+
+  const LayerView& viewFor(v1::Layer layer) const { return layer == v1::UNDERLAY ? *underlay_ : *overlay_; }
+  const Around& aroundFor(v1::Layer layer) const { return layer == v1::UNDERLAY ? around_underlay_ : around_overlay_; }
 
   // "OVERLAY node1 -> node3 FAIL: loss 100%, 4 missed in a row, timeout after 800ms"
   std::string cellEvidence(v1::Layer layer, size_t s, size_t d, State state) const {
     std::string line = layerText(layer) + " " + name(s) + " -> " + name(d) + " " + v1::Cell::State_Name(state);
-    if (const auto* p = probe(s, layer, name(d))) {
+    if (const auto* p = viewFor(layer).detail(static_cast<uint32_t>(s), static_cast<uint32_t>(d))) {
       line += ": loss " + percent(p->has_recent_loss() ? p->recent_loss() : p->loss());
       if (p->consecutive_failures() > 0) line += ", " + std::to_string(p->consecutive_failures()) + " missed in a row";
       if (!p->error().empty()) line += ", " + p->error();
@@ -279,28 +393,27 @@ class Diagnoser {
     return line;
   }
 
-  // Evidence for node x on a layer: its failing cells, both directions.
-  std::vector<std::string> failingCells(const Grid& g, v1::Layer layer, size_t x) const {
-    std::vector<std::string> out;
-    for (size_t y = 0; y < names_.size(); ++y) {
-      if (y == x) continue;
-      if (g.failed(x, y)) out.push_back(cellEvidence(layer, x, y, g.state[x][y]));
-      if (g.failed(y, x)) out.push_back(cellEvidence(layer, y, x, g.state[y][x]));
+  // Evidence for node x on a layer: its failing cells, both directions, peers in node
+  // order (x -> y before y -> x). With `after_x`, only cells whose other end comes after x
+  // (each cell of the layer once when walking every node).
+  template <typename Sink>
+  void forFailingCells(v1::Layer layer, size_t x, bool after_x, Sink sink) const {
+    for (const auto& e : aroundFor(layer).of(static_cast<uint32_t>(x))) {
+      if (after_x && e.peer <= x) continue;
+      if (e.dirs & Around::kOut) sink(x, e.peer);
+      if (e.dirs & Around::kIn) sink(e.peer, x);
     }
-    return out;
   }
-
-  std::vector<std::vector<bool>> failedOf(const Grid& g) const {
-    std::vector<std::vector<bool>> f(names_.size(), std::vector<bool>(names_.size(), false));
-    for (size_t s = 0; s < names_.size(); ++s)
-      for (size_t d = 0; d < names_.size(); ++d) f[s][d] = s != d && up(s) && g.failed(s, d);
-    return f;
+  // Adds node x's failing cells of `layer` to a finding being built (bounded: addBounded).
+  void addCells(v1::Finding& f, size_t& omitted, v1::Layer layer, size_t x, bool after_x = false) const {
+    forFailingCells(layer, x, after_x, [&](size_t s, size_t d) {
+      addBounded(f, omitted, [&] { return cellEvidence(layer, s, d, v1::Cell::FAIL); });
+    });
   }
-  std::vector<std::vector<bool>> knownOf(const Grid& g) const {
-    std::vector<std::vector<bool>> k(names_.size(), std::vector<bool>(names_.size(), false));
-    for (size_t s = 0; s < names_.size(); ++s)
-      for (size_t d = 0; d < names_.size(); ++d) k[s][d] = s != d && up(s) && g.known(s, d);
-    return k;
+  void addCells(const std::string& id, v1::Layer layer, size_t x) {
+    forFailingCells(layer, x, false, [&](size_t s, size_t d) {
+      addBounded(id, [&] { return cellEvidence(layer, s, d, v1::Cell::FAIL); });
+    });
   }
 
   // ---- the node's own check findings ----
@@ -315,7 +428,7 @@ class Diagnoser {
   }
 
   void localFindings() {
-    for (size_t i = 0; i < names_.size(); ++i) {
+    for (size_t i = 0; i < size(); ++i) {
       if (!up(i)) continue;  // a silent node's last words are not evidence
       std::map<std::string, std::vector<std::string>> folded;  // cause code -> lines
       for (const auto& f : node(i).findings) {
@@ -353,9 +466,9 @@ class Diagnoser {
 
   // ---- nodes whose VXLAN VNI or port disagree with the majority ----
   void configMismatch() {
-    for (const auto& m : snap_.vxlan_mismatches) {
-      auto it = index_.find(m.node);
-      if (it == index_.end() || !up(it->second)) continue;
+    for (const auto& m : in_.vxlan_mismatches) {
+      const auto x = indexOf(m.node);
+      if (!x || !up(*x)) continue;
       v1::Finding f = newFinding(codes::kVxlanConfigMismatch);
       f.add_nodes(m.node);
       std::string what;
@@ -371,85 +484,92 @@ class Diagnoser {
                      "; cluster majority: vni " + std::to_string(m.majority_vni) + ", port " +
                      std::to_string(m.majority_port));
       f.set_remedy(remedyFor(codes::kVxlanConfigMismatch, "", m.node));
-      overlay_cause_[it->second].push_back(add(std::move(f), options_.onset_local).id());
+      overlay_cause_[*x].push_back(add(std::move(f), options_.onset_local).id());
     }
+  }
+
+  // Blame over a probe layer's view: failing pairs from the view's failing cells, a node's
+  // denominator its measured peers.
+  Blame blameLayer(v1::Layer layer) const {
+    const LayerView& v = viewFor(layer);
+    return blame(
+        aroundFor(layer), [&](uint32_t x) { return v.measuredPeers(x); },
+        [&](uint32_t x, uint32_t y) { return knownState(v.state(x, y)) || knownState(v.state(y, x)); }, options_);
+  }
+
+  // The finding of a whole layer failing: every up node, each failing cell once.
+  void clusterWide(v1::Layer layer, std::string_view code, const std::string& summary) {
+    v1::Finding f = newFinding(code);
+    for (size_t i = 0; i < size(); ++i) {
+      if (up(i)) f.add_nodes(name(i));
+    }
+    f.set_summary(summary);
+    size_t omitted = 0;
+    for (size_t i = 0; i < size(); ++i) addCells(f, omitted, layer, i, /*after_x=*/true);
+    f.set_remedy(remedyFor(code, "cluster"));
+    f.set_id(std::string(code) + "/*");
+    add(std::move(f), options_.onset_matrix, omitted);
   }
 
   // ---- underlay ----
   void underlayRules() {
-    const Blame b = blame(failedOf(underlay_), knownOf(underlay_), options_);
+    const Blame b = blameLayer(v1::UNDERLAY);
     if (b.everything) {
-      v1::Finding f = newFinding(codes::kUnderlayUnreachable);
-      for (size_t i = 0; i < names_.size(); ++i) {
-        if (up(i)) f.add_nodes(name(i));
-      }
-      f.set_summary("every measured underlay pair fails: the node network itself (or the probe port 9473 on it) "
-                    "is down cluster-wide");
-      for (size_t i = 0; i < names_.size(); ++i)
-        for (const auto& e : failingCells(underlay_, v1::UNDERLAY, i)) addEvidence(f, e);
-      f.set_remedy(remedyFor(codes::kUnderlayUnreachable, "cluster"));
-      f.set_id(std::string(codes::kUnderlayUnreachable) + "/*");
-      add(std::move(f), options_.onset_matrix);
-      for (size_t i = 0; i < names_.size(); ++i) underlay_blamed_.insert(i);
+      clusterWide(v1::UNDERLAY, codes::kUnderlayUnreachable,
+                  "every measured underlay pair fails: the node network itself (or the probe port 9473 on it) "
+                  "is down cluster-wide");
+      for (size_t i = 0; i < size(); ++i) underlay_blamed_.insert(i);
       return;
     }
-    for (size_t x : b.nodes) {
+    for (uint32_t x : b.nodes) {
       underlay_blamed_.insert(x);
-      const auto cells = failingCells(underlay_, v1::UNDERLAY, x);
       // Peers' TCP connects to the probe port refused: the host answers, the agent does not.
       size_t refused = 0, witnesses = 0;
-      for (size_t y = 0; y < names_.size(); ++y) {
-        if (y == x || !up(y) || !underlay_.failed(y, x)) continue;
+      for (const auto& e : around_underlay_.of(x)) {
+        if (!(e.dirs & Around::kIn)) continue;  // e.peer -> x fails (its source is up)
         ++witnesses;
-        if (const auto* p = probe(y, v1::UNDERLAY, name(x)); p && tcpRefused(*p)) ++refused;
+        if (const auto* p = underlay_->detail(e.peer, x); p && tcpRefused(*p)) ++refused;
       }
       if (witnesses > 0 && refused * 2 > witnesses) {
         agent_gone_.insert(x);
-        agent_gone_evidence_[x] = cells;
         continue;
       }
       v1::Finding f = newFinding(codes::kUnderlayUnreachable);
       f.add_nodes(name(x));
       f.set_summary(name(x) + " is unreachable on the node network: underlay probes to and from it fail with " +
-                    std::to_string(countPeers(underlay_, x)) + " peers" +
+                    std::to_string(around_underlay_.peers(x)) + " peers" +
                     (up(x) ? "" : ", and its agent stopped reporting"));
-      for (const auto& e : cells) f.add_evidence(e);
+      size_t omitted = 0;
+      addCells(f, omitted, v1::UNDERLAY, x);
       f.set_remedy(remedyFor(codes::kUnderlayUnreachable, "", name(x)));
-      const std::string id = add(std::move(f), options_.onset_matrix).id();
+      const std::string id = add(std::move(f), options_.onset_matrix, omitted).id();
       supersedeFor(id, codes::kUnderlayUnreachable, x);
     }
-    for (const auto& [i, j] : b.pairs) pairFinding(v1::UNDERLAY, underlay_, i, j);
+    for (const auto& [i, j] : b.pairs) pairFinding(v1::UNDERLAY, i, j);
   }
 
-  size_t countPeers(const Grid& g, size_t x) const {
-    size_t n = 0;
-    for (size_t y = 0; y < names_.size(); ++y) {
-      if (y != x && ((up(x) && g.failed(x, y)) || (up(y) && g.failed(y, x)))) ++n;
-    }
-    return n;
-  }
-
-  void pairFinding(v1::Layer layer, const Grid& g, size_t i, size_t j) {
+  void pairFinding(v1::Layer layer, size_t i, size_t j) {
+    const LayerView& v = viewFor(layer);
     v1::Finding f = newFinding(codes::kPairUnreachable);
     f.add_nodes(name(i));
     f.add_nodes(name(j));
     f.set_layer(layer);
     f.set_summary(layerText(layer) + " probes between " + name(i) + " and " + name(j) +
                   " fail while both work with their other peers: the fault is on this pair's path, not in a node");
-    if (up(i) && g.failed(i, j)) f.add_evidence(cellEvidence(layer, i, j, g.state[i][j]));
-    if (up(j) && g.failed(j, i)) f.add_evidence(cellEvidence(layer, j, i, g.state[j][i]));
+    if (failed(v, i, j)) f.add_evidence(cellEvidence(layer, i, j, v1::Cell::FAIL));
+    if (failed(v, j, i)) f.add_evidence(cellEvidence(layer, j, i, v1::Cell::FAIL));
     f.set_remedy(remedyFor(codes::kPairUnreachable, layer == v1::OVERLAY ? "" : "underlay", name(i), name(j)));
     add(std::move(f), options_.onset_pair);
   }
 
   // ---- overlay ----
   void overlayRules() {
-    const Blame b = blame(failedOf(overlay_), knownOf(overlay_), options_);
+    const Blame b = blameLayer(v1::OVERLAY);
     if (b.everything) {
       // Every pair fails. Nodes with their own explanation keep it; if nobody has one, it
       // is one cluster-wide finding.
       bool all_explained = true;
-      for (size_t i = 0; i < names_.size(); ++i) {
+      for (size_t i = 0; i < size(); ++i) {
         if (!up(i)) continue;
         if (explainOverlay(i)) {
           overlay_broken_.insert(i);
@@ -458,32 +578,25 @@ class Diagnoser {
         }
       }
       if (all_explained) return;
-      v1::Finding f = newFinding(codes::kOverlayPartition);
-      for (size_t i = 0; i < names_.size(); ++i) {
-        if (up(i)) {
-          f.add_nodes(name(i));
-          overlay_broken_.insert(i);
-        }
+      for (size_t i = 0; i < size(); ++i) {
+        if (up(i)) overlay_broken_.insert(i);
       }
-      f.set_summary("every measured overlay pair fails while the underlay works: VXLAN is broken cluster-wide");
-      for (size_t i = 0; i < names_.size(); ++i)
-        for (const auto& e : failingCells(overlay_, v1::OVERLAY, i)) addEvidence(f, e);
-      f.set_remedy(remedyFor(codes::kOverlayPartition, "cluster"));
-      f.set_id(std::string(codes::kOverlayPartition) + "/*");
-      add(std::move(f), options_.onset_matrix);
+      clusterWide(v1::OVERLAY, codes::kOverlayPartition,
+                  "every measured overlay pair fails while the underlay works: VXLAN is broken cluster-wide");
       return;
     }
-    for (size_t x : b.nodes) {
+    for (uint32_t x : b.nodes) {
       overlay_broken_.insert(x);
       if (explainOverlay(x)) continue;
       v1::Finding f = newFinding(codes::kOverlayPartition);
       f.add_nodes(name(x));
       f.set_summary(name(x) + "'s overlay is cut off: VXLAN probes to and from it fail with " +
-                    std::to_string(countPeers(overlay_, x)) +
+                    std::to_string(around_overlay_.peers(x)) +
                     " peers while the underlay works, and its own VXLAN device, socket, firewall and FDB look right");
-      for (const auto& e : failingCells(overlay_, v1::OVERLAY, x)) f.add_evidence(e);
+      size_t omitted = 0;
+      addCells(f, omitted, v1::OVERLAY, x);
       f.set_remedy(remedyFor(codes::kOverlayPartition, "", name(x)));
-      add(std::move(f), options_.onset_matrix);
+      add(std::move(f), options_.onset_matrix, omitted);
     }
     for (const auto& [i, j] : b.pairs) {
       // A pair is explained by either end's own overlay fault (e.g. a stale FDB entry for
@@ -492,20 +605,20 @@ class Diagnoser {
         for (size_t e : {i, j}) attachOverlayPair(e, i, j);
         continue;
       }
-      pairFinding(v1::OVERLAY, overlay_, i, j);
+      pairFinding(v1::OVERLAY, i, j);
     }
   }
 
-  // Whether node x's overlay failures have a known cause; attaches them as evidence there.
+  // Whether node x's overlay failures have a known cause; attaches them as evidence there
+  // (once per node: every failing overlay cell of x).
   bool explainOverlay(size_t x) {
     if (underlay_blamed_.count(x) || agent_gone_.count(x)) return true;
     auto it = overlay_cause_.find(x);
     if (it == overlay_cause_.end() || it->second.empty()) return false;
-    const auto cells = failingCells(overlay_, v1::OVERLAY, x);
+    if (!overlay_attached_.insert(x).second) return true;
     for (const auto& id : it->second) {
-      auto c = byId_.find(id);
-      if (c == byId_.end()) continue;
-      for (const auto& e : cells) addEvidence(c->second.finding, e);
+      if (!byId_.count(id)) continue;
+      addCells(id, v1::OVERLAY, x);
       supersede(id, idOf(std::string(codes::kOverlayPartition), {name(x)}));
     }
     return true;
@@ -514,59 +627,81 @@ class Diagnoser {
   void attachOverlayPair(size_t owner, size_t i, size_t j) {
     auto it = overlay_cause_.find(owner);
     if (it == overlay_cause_.end()) return;
+    // explainOverlay(owner) attached every failing overlay cell of the owner already.
+    const bool attached = overlay_attached_.count(owner) > 0;
     for (const auto& id : it->second) {
       auto c = byId_.find(id);
       if (c == byId_.end()) continue;
       if (supersedes(c->second.finding.code(), codes::kPairUnreachable))
         supersede(id, idOf(std::string(codes::kPairUnreachable), {name(i), name(j)}));
-      if (up(i) && overlay_.failed(i, j)) addEvidence(c->second.finding, cellEvidence(v1::OVERLAY, i, j, overlay_.state[i][j]));
-      if (up(j) && overlay_.failed(j, i)) addEvidence(c->second.finding, cellEvidence(v1::OVERLAY, j, i, overlay_.state[j][i]));
+      if (attached) continue;
+      if (failed(*overlay_, i, j)) addBounded(id, [&] { return cellEvidence(v1::OVERLAY, i, j, v1::Cell::FAIL); });
+      if (failed(*overlay_, j, i)) addBounded(id, [&] { return cellEvidence(v1::OVERLAY, j, i, v1::Cell::FAIL); });
     }
   }
 
   // ---- path MTU: DF probes at the overlay MTU fail while small probes pass ----
+  // A DF cell fails when the source's probe result (a detail: its DF probes are missing)
+  // has mtu_failures DF probes missed in a row while the cell's small probes pass (OK or
+  // DEGRADED). A pair is DF-measured when one of its overlay cells passes: agents send DF
+  // probes with the small ones to every overlay peer.
   void mtuRules() {
-    const size_t n = names_.size();
-    std::vector<std::vector<bool>> failed(n, std::vector<bool>(n, false)), known(n, std::vector<bool>(n, false));
-    std::map<std::pair<size_t, size_t>, const v1::PathMtuProbe*> df;
-    for (size_t s = 0; s < n; ++s) {
-      if (!up(s)) continue;
-      for (const auto& p : node(s).probes) {
-        if (p.layer() != v1::OVERLAY || !p.has_path_mtu() || p.path_mtu().size() == 0) continue;
-        auto d = index_.find(p.dst());
-        if (d == index_.end()) continue;
-        const State small = overlay_.state[s][d->second];
-        if (small != v1::Cell::OK && small != v1::Cell::DEGRADED) continue;  // small probes must pass
-        if (p.path_mtu().sent() == 0) continue;
-        known[s][d->second] = true;
-        if (p.path_mtu().consecutive_failures() >= options_.mtu_failures) {
-          failed[s][d->second] = true;
-          df[{s, d->second}] = &p.path_mtu();
-        }
-      }
+    const auto n = static_cast<uint32_t>(size());
+    const LayerView& v = *overlay_;
+    std::vector<std::pair<CellPair, const v1::PathMtuProbe*>> df;  // sorted by cell
+    std::vector<CellPair> df_cells;
+    for (const auto& [s, d] : v.detailed()) {
+      if (s >= n || d >= n || s == d || !up(s)) continue;
+      const v1::ProbeResult* p = v.detail(s, d);
+      if (p == nullptr || !p->has_path_mtu() || p->path_mtu().size() == 0 || p->path_mtu().sent() == 0) continue;
+      if (!passes(v.state(s, d))) continue;  // small probes must pass
+      if (p->path_mtu().consecutive_failures() < options_.mtu_failures) continue;
+      df.push_back({{s, d}, &p->path_mtu()});
+      df_cells.push_back({s, d});
     }
-    auto dfEvidence = [&](size_t s, size_t d) {
-      const auto* m = df.at({s, d});
+    if (df.empty()) return;
+    const Around around(n, df_cells);
+    // Peers a node is DF-measured with: its measured overlay peers less those whose every
+    // known overlay cell with it fails (no passing small probe, so no DF verdict).
+    auto measured = [&](uint32_t x) {
+      uint32_t all_fail = 0;
+      for (const auto& e : around_overlay_.of(x)) {
+        const bool out_ok = passes(v.state(x, e.peer)), in_ok = passes(v.state(e.peer, x));
+        if (!out_ok && !in_ok) ++all_fail;
+      }
+      return v.measuredPeers(x) - std::min(all_fail, v.measuredPeers(x));
+    };
+    auto measuredWith = [&](uint32_t x, uint32_t y) { return passes(v.state(x, y)) || passes(v.state(y, x)); };
+    const Blame b = blame(around, measured, measuredWith, options_);
+
+    auto mtuOf = [&](uint32_t s, uint32_t d) {
+      return std::lower_bound(df.begin(), df.end(), CellPair{s, d},
+                              [](const auto& e, const CellPair& c) { return e.first < c; })
+          ->second;
+    };
+    auto dfEvidence = [&](uint32_t s, uint32_t d) {
+      const auto* m = mtuOf(s, d);
       std::string line = "DF probes of " + std::to_string(m->size()) + " bytes " + name(s) + " -> " + name(d) +
                          " fail (" + std::to_string(m->consecutive_failures()) +
                          " in a row) while small overlay probes pass";
       if (!m->error().empty()) line += ": " + m->error();
       return line;
     };
-    auto sizesOf = [&](size_t x) {
+    auto sizesOf = [&](uint32_t x) {
       std::set<uint32_t> sizes;
-      for (const auto& [k, m] : df) {
-        if (k.first == x || k.second == x) sizes.insert(m->size());
+      for (const auto& e : around.of(x)) {
+        if (e.dirs & Around::kOut) sizes.insert(mtuOf(x, e.peer)->size());
+        if (e.dirs & Around::kIn) sizes.insert(mtuOf(e.peer, x)->size());
       }
       std::string s;
-      for (auto v : sizes) s += (s.empty() ? "" : "/") + std::to_string(v);
+      for (auto val : sizes) s += (s.empty() ? "" : "/") + std::to_string(val);
       return s;
     };
-    const Blame b = blame(failed, known, options_);
-    auto addMtu = [&](std::vector<size_t> nodes) {
+    // The DF cells touching `nodes` (all of them for the cluster-wide finding), in cell order.
+    auto addMtu = [&](const std::vector<uint32_t>& nodes, bool all) {
       v1::Finding f = newFinding(codes::kMtuMismatch);
-      for (size_t x : nodes) f.add_nodes(name(x));
-      const size_t x = nodes.front();
+      for (uint32_t x : nodes) f.add_nodes(name(x));
+      const uint32_t x = nodes.front();
       const uint32_t mtu = node(x).summary.vxlan_mtu();
       if (nodes.size() == 1) {
         f.set_summary("the overlay path MTU to and from " + name(x) + " is smaller than the VXLAN device MTU" +
@@ -576,33 +711,40 @@ class Diagnoser {
         f.set_summary("the overlay path MTU between " + name(nodes[0]) + " and " + name(nodes[1]) +
                       " is smaller than the VXLAN device MTU: DF packets of " + sizesOf(x) + " bytes are lost");
       }
-      for (const auto& [k, m] : df) {
-        if (std::find(nodes.begin(), nodes.end(), k.first) != nodes.end() ||
-            std::find(nodes.begin(), nodes.end(), k.second) != nodes.end())
-          f.add_evidence(dfEvidence(k.first, k.second));
+      std::vector<CellPair> cells;
+      if (all) {
+        cells = df_cells;
+      } else {
+        for (uint32_t y : nodes) {
+          for (const auto& e : around.of(y)) {
+            if (e.dirs & Around::kOut) cells.push_back({y, e.peer});
+            if (e.dirs & Around::kIn) cells.push_back({e.peer, y});
+          }
+        }
+        std::sort(cells.begin(), cells.end());
+        cells.erase(std::unique(cells.begin(), cells.end()), cells.end());
       }
+      size_t omitted = 0;
+      for (const auto& [s, d] : cells) addBounded(f, omitted, [&] { return dfEvidence(s, d); });
       f.set_remedy(remedyFor(codes::kMtuMismatch, "", name(x)));
-      add(std::move(f), options_.onset_matrix);
+      add(std::move(f), options_.onset_matrix, omitted);
     };
     if (b.everything) {
-      std::vector<size_t> all;
-      for (size_t i = 0; i < n; ++i)
+      std::vector<uint32_t> all;
+      for (uint32_t i = 0; i < n; ++i)
         if (up(i)) all.push_back(i);
-      if (!all.empty()) addMtu(all);
+      if (!all.empty()) addMtu(all, true);
       return;
     }
-    for (size_t x : b.nodes) addMtu({x});
-    for (const auto& [i, j] : b.pairs) addMtu({i, j});
+    for (uint32_t x : b.nodes) addMtu({x}, false);
+    for (const auto& [i, j] : b.pairs) addMtu({i, j}, false);
   }
 
   // ---- istiod ----
   void istiodRules() {
-    const size_t n = names_.size();
+    const size_t n = size();
     std::vector<State> st(n, v1::Cell::UNKNOWN);
-    for (const auto& c : snap_.istiod.cells()) {
-      auto it = index_.find(c.src());
-      if (it != index_.end()) st[it->second] = c.state();
-    }
+    for (size_t i = 0; i < n && i < in_.istiod.size(); ++i) st[i] = in_.istiod[i];
     std::vector<size_t> known, failing, unexplained_known, unexplained_failing;
     for (size_t i = 0; i < n; ++i) {
       if (!up(i) || st[i] == v1::Cell::UNKNOWN || st[i] == v1::Cell::STATE_UNSPECIFIED) continue;
@@ -683,7 +825,7 @@ class Diagnoser {
 
   // ---- agents that stopped reporting or do not answer probes ----
   void staleRules() {
-    for (size_t i = 0; i < names_.size(); ++i) {
+    for (size_t i = 0; i < size(); ++i) {
       const bool gone = agent_gone_.count(i) > 0;
       if (up(i) && !gone) continue;
       if (underlay_blamed_.count(i) && !gone) continue;  // UNDERLAY_UNREACHABLE says it
@@ -701,35 +843,60 @@ class Diagnoser {
         f.set_summary("the agent on " + name(i) + " does not answer probes (its host refuses TCP on the probe " +
                       "port): the agent is down or restarting");
       }
-      if (gone) {
-        for (const auto& e : agent_gone_evidence_[i]) f.add_evidence(e);
-      }
+      size_t omitted = 0;
+      if (gone) addCells(f, omitted, v1::UNDERLAY, i);
       f.set_remedy(remedyFor(codes::kAgentStale, "", name(i)));
-      const std::string id = add(std::move(f), up(i) ? options_.onset_matrix : options_.onset_local).id();
+      const std::string id = add(std::move(f), up(i) ? options_.onset_matrix : options_.onset_local, omitted).id();
       // Only an agent known to be gone (its host refuses the probe port) is the cause of
       // the node's failing cells; a silent one may just have lost its stream.
       if (gone) supersedeFor(id, codes::kAgentStale, i);
     }
   }
 
-  const ClusterSnapshot& snap_;
+  const DiagnosisInput& in_;
   const RuleOptions& options_;
-  std::vector<std::string> names_;
-  std::map<std::string, size_t> index_;
-  Grid underlay_, overlay_;
+  std::optional<EmptyView> underlay_empty_, overlay_empty_;
+  const LayerView* underlay_ = nullptr;
+  const LayerView* overlay_ = nullptr;
+  Around around_underlay_, around_overlay_;  // failing cells (from up sources) around each node
 
   std::map<std::string, Candidate> byId_;
   std::vector<std::string> order_;
   std::map<size_t, std::vector<std::string>> overlay_cause_;  // node -> ids of findings explaining its overlay
   std::map<size_t, v1::Finding> local_istiod_;
   std::set<size_t> underlay_blamed_, overlay_broken_, agent_gone_;
-  std::map<size_t, std::vector<std::string>> agent_gone_evidence_;
+  std::set<size_t> overlay_attached_;  // nodes whose overlay cells explainOverlay() attached
+  std::map<std::string, size_t> omitted_;  // id -> evidence lines counted, not built
 };
 
 }  // namespace
 
+std::vector<Candidate> diagnose(const DiagnosisInput& input, const RuleOptions& options) {
+  return Diagnoser(input, options).run();
+}
+
 std::vector<Candidate> diagnose(const ClusterSnapshot& snapshot, const RuleOptions& options) {
-  return Diagnoser(snapshot, options).run();
+  DiagnosisInput in;
+  in.nodes.reserve(snapshot.nodes.size());
+  for (const auto& n : snapshot.nodes) {
+    NodeEvidence e;
+    e.summary = n.summary;
+    e.has_report = n.has_report;
+    e.checks = n.checks;
+    e.findings = n.findings;
+    in.nodes.push_back(std::move(e));
+  }
+  in.underlay = std::make_shared<ProtoLayerView>(snapshot.underlay, v1::UNDERLAY, snapshot.nodes);
+  in.overlay = std::make_shared<ProtoLayerView>(snapshot.overlay, v1::OVERLAY, snapshot.nodes);
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < snapshot.nodes.size(); ++i) index.emplace(snapshot.nodes[i].summary.name(), i);
+  in.istiod.assign(snapshot.nodes.size(), v1::Cell::UNKNOWN);
+  for (const auto& c : snapshot.istiod.cells()) {
+    auto it = index.find(c.src());
+    if (it != index.end()) in.istiod[it->second] = c.state();
+  }
+  in.vxlan_mismatches = snapshot.vxlan_mismatches;
+  return diagnose(in, options);
 }
 
 }  // namespace meshprobe::aggregator

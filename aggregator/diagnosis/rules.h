@@ -4,13 +4,24 @@
 //
 // Blame over the matrix, per layer (UNDERLAY, OVERLAY, and the DF path-MTU probes):
 //   - only FAIL cells from up nodes count; UNKNOWN never blames anyone;
+//   - a pair of nodes fails when either of its cells fails, and is measured when either
+//     cell is known (LayerView::measuredPeers); every failing pair is measured;
 //   - a node is blamed when it fails with at least `min_witnesses` distinct peers
 //     (either direction) and with at least `blame_ratio` of the peers it is measured
-//     with; nodes are taken greedily, most failing pairs first, and the pairs a blamed
-//     node explains are removed before the next pick, so two broken nodes are both named
-//     and their healthy peers are not;
+//     with; nodes are taken greedily, most failing pairs first (ties: node order), and
+//     the pairs a blamed node explains are removed before the next pick, so two broken
+//     nodes are both named and their healthy peers are not. After a pick, a node's
+//     count is its failing pairs with peers not blamed, and its denominator its measured
+//     peers less those blamed (a healthy pair with a blamed node counts no more);
 //   - failing pairs left over blame the pair (PAIR_UNREACHABLE), not a node;
-//   - every measured pair failing (at least 3 nodes) is one cluster-wide finding.
+//   - every measured pair failing (at least 3 nodes measured) is one cluster-wide finding.
+// For the DF probes, a DF cell fails when its source's probe result (the view's detail)
+// has `mtu_failures` DF probes missed in a row while the cell's small probes pass, and a
+// pair is measured when either of its overlay cells passes (OK or DEGRADED).
+// Cost of a pass: O(nodes + F log F) over F failing cells, plus O(B × C) for the greedy
+// picks (B nodes blamed, C nodes failing with at least min_witnesses peers); a cell's
+// probe result is looked up (LayerView::detail), never searched for. Evidence beyond what
+// a finding shows (12 lines, then "... and N more") is counted, not built.
 // Then the "why": a blamed node's own check findings (no VXLAN device, no socket on the
 // port, a firewall rule, stale FDB, MTU) and the cluster's VNI/port disagreement explain
 // its overlay failures, and become the finding (with the matrix as evidence) instead of
