@@ -10,6 +10,8 @@
 #include <cstring>
 #include <optional>
 
+#include "agent/kernel/netlink_walk.h"
+
 namespace meshprobe::agent {
 namespace {
 
@@ -75,7 +77,7 @@ int onOverrun(const nlmsghdr*, void* data) {
 bool endsDump(std::span<const uint8_t> datagram, uint32_t seq) {
   const auto* nlh = reinterpret_cast<const nlmsghdr*>(datagram.data());
   int left = static_cast<int>(datagram.size());
-  for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+  for (; netlinkMessageFits(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
     if (nlh->nlmsg_seq == seq && (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR)) return true;
   }
   return false;

@@ -76,10 +76,19 @@ std::string extAckMessage(const nlmsghdr* msg) {
 
 Error netlinkError(const nlmsghdr* msg, std::string_view what) {
   const int code = netlinkStatus(msg);
-  const int err = code < 0 ? -code : (code == 0 ? EPROTO : code);
+  // INT_MIN has no positive counterpart (a garbled status; found by the netlink fuzz target).
+  const int err = code == INT_MIN || code == 0 ? EPROTO : (code < 0 ? -code : code);
   Error e = Error::fromErrno(std::string(what), err);
   if (std::string ext = extAckMessage(msg); !ext.empty()) e.message += " (kernel: " + ext + ")";
   return e;
+}
+
+bool netlinkMessageFits(const nlmsghdr* msg, int left) {
+  // mnl_nlmsg_ok compares (int)nlmsg_len with what is left, so a length above INT_MAX (a
+  // garbled header) reads as negative, passes, and mnl_nlmsg_next then jumps gigabytes
+  // past the buffer (found by the netlink fuzz target). Compare unsigned first.
+  return left >= static_cast<int>(sizeof(nlmsghdr)) && msg->nlmsg_len <= static_cast<uint32_t>(left) &&
+         mnl_nlmsg_ok(msg, left);
 }
 
 Result<NetlinkWalkEnd> walkNetlinkMessages(std::span<const uint8_t> bytes, const NetlinkWalkOptions& options,
@@ -102,7 +111,7 @@ Result<NetlinkWalkEnd> walkNetlinkMessages(std::span<const uint8_t> bytes, const
   };
   int left = static_cast<int>(bytes.size());
   const auto* msg = reinterpret_cast<const nlmsghdr*>(base);
-  for (; mnl_nlmsg_ok(msg, left); msg = mnl_nlmsg_next(msg, &left), ++index) {
+  for (; netlinkMessageFits(msg, left); msg = mnl_nlmsg_next(msg, &left), ++index) {
     if ((options.seq && msg->nlmsg_seq != *options.seq) || (options.portid && msg->nlmsg_pid != *options.portid)) {
       continue;  // a stale reply to an earlier request, or another socket's
     }

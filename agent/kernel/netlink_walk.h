@@ -40,6 +40,9 @@ std::string extAckMessage(const nlmsghdr* msg);
 // The status word of NLMSG_ERROR (nlmsgerr.error) or NLMSG_DONE (int): 0 when absent from
 // a DONE, -EBADMSG for an NLMSG_ERROR too short to hold one.
 int netlinkStatus(const nlmsghdr* msg);
+// Whether a whole message starts at `msg` with `left` bytes left: mnl_nlmsg_ok plus an
+// unsigned length check (libmnl lets a length above INT_MAX through).
+bool netlinkMessageFits(const nlmsghdr* msg, int left);
 
 struct NetlinkWalkOptions {
   std::string_view what;       // names the stream in errors: "link dump", "sock_diag dump"

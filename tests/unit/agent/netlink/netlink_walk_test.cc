@@ -8,6 +8,7 @@
 #include <linux/rtnetlink.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -131,6 +132,31 @@ TEST(NetlinkWalk, TruncatedMessageIsAnErrorNamingWhere) {
   const uint32_t tiny = 8;
   std::memcpy(garbled.data() + second, &tiny, sizeof(tiny));
   EXPECT_FALSE(walk(garbled).ok());
+}
+
+// Found by the netlink fuzz target: libmnl's mnl_nlmsg_ok compares (int)nlmsg_len, so a
+// length above INT_MAX passed and the walk jumped far past the buffer.
+TEST(NetlinkWalk, LengthAboveIntMaxIsAnErrorNotAJump) {
+  Stream s;
+  s.data().data().done();
+  const size_t second = NLMSG_ALIGN(NLMSG_HDRLEN + sizeof(ifinfomsg));
+  for (uint32_t huge : {0x80000000u, 0xda000044u, 0xffffffffu}) {
+    auto garbled = s.bytes();
+    std::memcpy(garbled.data() + second, &huge, sizeof(huge));
+    auto r = walk(garbled);
+    ASSERT_FALSE(r.ok()) << huge;
+    EXPECT_TRUE(contains(r.error().message, "message 1 at byte " + std::to_string(second))) << r.error().message;
+    EXPECT_TRUE(contains(r.error().message, "nlmsg_len " + std::to_string(huge))) << r.error().message;
+  }
+}
+
+// Found by the netlink fuzz target: -INT_MIN overflowed turning the status into an errno.
+TEST(NetlinkWalk, NlmsgErrorWithStatusIntMinIsEproto) {
+  Stream s;
+  s.error(INT_MIN);
+  auto r = walk(s.bytes());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().sys_errno, EPROTO);
 }
 
 TEST(NetlinkWalk, MisalignedBufferWalksTheSame) {
