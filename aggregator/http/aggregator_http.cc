@@ -3,8 +3,6 @@
 #include <set>
 #include <tuple>
 
-#include "aggregator/web/matrix_page_html.h"
-#include "aggregator/web/page_data.h"
 #include "common/metrics.h"
 #include "common/version.h"
 
@@ -110,7 +108,10 @@ std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t*
 }
 
 AggregatorHttp::AggregatorHttp(AggregatorMetricsSources sources, std::function<bool()> ready)
-    : sources_(sources), ready_(std::move(ready)) {}
+    : sources_(sources),
+      ready_(std::move(ready)),
+      page_(web::clusterPageSources(sources_.state, [&diagnosis = sources_.diagnosis] { return diagnosis.active(); })) {
+}
 
 HttpResponse AggregatorHttp::handle(const HttpRequest& req) const {
   if (req.path == "/healthz") return HttpResponse::text(200, "ok\n");
@@ -123,13 +124,7 @@ HttpResponse AggregatorHttp::handle(const HttpRequest& req) const {
     res.content_type = kPrometheusContentType;
     return res;
   }
-  if (req.path == "/" || req.path == "/index.html") {
-    HttpResponse res = HttpResponse::text(200, std::string(web::kMatrixPageHtml));
-    res.content_type = "text/html; charset=utf-8";
-    return res;
-  }
-  if (req.path == "/api/v1/state")
-    return HttpResponse::json(200, web::pageStateJson(sources_.state, sources_.diagnosis));
+  if (auto page = web::handlePageRequest(page_, req)) return std::move(*page);
   return HttpResponse::notFound(req.path);
 }
 

@@ -6,7 +6,9 @@
 //   /healthz        200 while the process runs
 //   /readyz         200 while the gRPC server is started and listening for agents
 //   /               the matrix page (text/html)
-//   /api/v1/state   the page's JSON (web::pageStateJson)
+//   /api/v1/state   the page's JSON: nodes with their health, FAIL/DEGRADED cells, findings
+//   /api/v1/matrix  one layer's whole matrix, run-length encoded (the page's heatmap)
+//   /api/v1/cell    one cell's numbers (web::handlePageRequest; fields in page_data.cc)
 //
 // Series (notes/metrics.md): meshprobe_node_up{node}, meshprobe_node_reachable_peers{node,
 // layer}, meshprobe_broken_pairs{layer}, meshprobe_pair_broken{src,dst,layer} (only FAIL
@@ -22,6 +24,7 @@
 #include "aggregator/collector_service.h"
 #include "aggregator/diagnosis/engine.h"
 #include "aggregator/query_service.h"
+#include "aggregator/web/page_routes.h"
 #include "common/http_server.h"
 
 namespace meshprobe::aggregator {
@@ -49,6 +52,7 @@ class AggregatorHttp {
  private:
   AggregatorMetricsSources sources_;
   std::function<bool()> ready_;
+  web::PageSources page_;
   std::unique_ptr<HttpServer> server_;
 };
 

@@ -315,6 +315,70 @@ TEST_F(AggregatorMetricsTest, Routes) {
   EXPECT_EQ(http.handle(get("/nope")).status, 404);
 }
 
+HttpRequest get(const std::string& path, std::map<std::string, std::string> query) {
+  HttpRequest r = get(path);
+  r.query = std::move(query);
+  return r;
+}
+
+// The page's JSON routes over a 70-node cluster (above the 64-node limit of cells=auto)
+// whose node0003 fails on the overlay.
+TEST_F(AggregatorMetricsTest, PageRoutes) {
+  feed(70, [](int s, int d) { return s == 3 || d == 3; });
+  AggregatorHttp http(AggregatorMetricsSources{state_, engine_, nullptr, nullptr}, [] { return true; });
+  auto parse = [](const HttpResponse& r) {
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.content_type, "application/json");
+    return nlohmann::json::parse(r.body, nullptr, false);
+  };
+
+  // Default and cells=auto at 70 nodes: only the broken cells.
+  for (const auto& q :
+       std::vector<std::map<std::string, std::string>>{{}, {{"cells", "auto"}}, {{"cells", "broken"}}}) {
+    auto j = parse(http.handle(get("/api/v1/state", q)));
+    ASSERT_FALSE(j.is_discarded());
+    EXPECT_EQ(j["version"], 2);
+    EXPECT_EQ(j["nodes"].size(), 70u);
+    EXPECT_EQ(j["nodes"][2]["failing"]["OVERLAY"], 69);
+    EXPECT_EQ(j["layers"][1]["cellsIncluded"], "broken");
+    EXPECT_EQ(j["layers"][1]["cells"].size(), 2u * 69);
+    EXPECT_EQ(j["layers"][0]["cells"].size(), 0u);
+  }
+  auto all = parse(http.handle(get("/api/v1/state", {{"cells", "all"}})));
+  EXPECT_EQ(all["layers"][1]["cellsIncluded"], "all");
+  EXPECT_EQ(all["layers"][1]["cells"].size(), 70u * 69);
+  EXPECT_EQ(all["layers"][1]["counts"]["FAIL"], 2 * 69);
+  EXPECT_EQ(http.handle(get("/api/v1/state", {{"cells", "every"}})).status, 400);
+
+  auto m = parse(http.handle(get("/api/v1/matrix", {{"layer", "OVERLAY"}, {"format", "compact"}})));
+  ASSERT_EQ(m["rows"].size(), 70u);
+  EXPECT_EQ(m["rows"][0], "-OFO67");
+  EXPECT_EQ(m["rows"][2], "F2-F67");
+  EXPECT_EQ(m["counts"]["FAIL"], 2 * 69);
+  EXPECT_EQ(http.handle(get("/api/v1/matrix", {{"layer", "AMBIENT"}})).status, 400);
+  EXPECT_EQ(http.handle(get("/api/v1/matrix", {{"layer", "OVERLAY"}, {"format", "png"}})).status, 400);
+
+  auto c = parse(http.handle(get("/api/v1/cell", {{"layer", "OVERLAY"}, {"src", name(1)}, {"dst", name(3)}})));
+  EXPECT_EQ(c["state"], "FAIL");
+  EXPECT_EQ(c["consecutiveFailures"], 5);
+  auto ok = parse(http.handle(get("/api/v1/cell", {{"layer", "UNDERLAY"}, {"src", name(1)}, {"dst", name(2)}})));
+  EXPECT_EQ(ok["state"], "OK");
+  EXPECT_EQ(http.handle(get("/api/v1/cell", {{"layer", "OVERLAY"}, {"src", "nope"}, {"dst", name(2)}})).status, 404);
+  EXPECT_EQ(http.handle(get("/api/v1/cell", {{"layer", "OVERLAY"}, {"src", name(1)}})).status, 400);
+}
+
+// cells=auto on a small cluster keeps the old shape: every cell, for the page's HTML tables.
+TEST_F(AggregatorMetricsTest, SmallClusterStateHasEveryCell) {
+  feed(4, [](int, int) { return false; });
+  AggregatorHttp http(AggregatorMetricsSources{state_, engine_, nullptr, nullptr}, [] { return true; });
+  auto j = nlohmann::json::parse(http.handle(get("/api/v1/state", {{"cells", "auto"}})).body);
+  for (const auto& l : j["layers"]) {
+    EXPECT_EQ(l["cellsIncluded"], "all") << l["layer"];
+    EXPECT_EQ(l["cells"].size(), l["layer"] == "ISTIOD" ? 4u : 12u) << l["layer"];
+  }
+  EXPECT_EQ(nlohmann::json::parse(http.handle(get("/api/v1/state")).body)["layers"][1]["cells"].size(), 0u);
+}
+
 std::string httpGet(int port, const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};

@@ -30,15 +30,36 @@ TEST(MatrixPageTest, LoadsNothingButItsOwnStateDocument) {
     EXPECT_FALSE(contains(page, external)) << "the page must be self-contained, found: " << external;
   }
   // Relative, so the page also works behind a path-prefixing proxy.
-  EXPECT_TRUE(contains(page, "fetch(\"api/v1/state\""));
+  EXPECT_TRUE(contains(page, "fetch(\"api/v1/state?cells=auto\""));
+  EXPECT_TRUE(contains(page, "fetch(\"api/v1/matrix?layer=\""));
+  EXPECT_TRUE(contains(page, "fetch(\"api/v1/cell?layer=\""));
 }
 
 TEST(MatrixPageTest, ExposesTheTestableDomHooks) {
   const std::string_view page = kMatrixPageHtml;
-  for (std::string_view hook :
-       {"\"data-src\"", "\"data-dst\"", "\"data-layer\"", "\"data-state\"", "<ul id=\"findings\">", "\"data-code\"",
-        "\"data-nodes\"", "\"data-severity\"", "id=\"status\"", "dataset.loaded = \"true\"", "id=\"legend\"",
-        "<aside id=\"details\"", "\"data-field\"", "#cell="}) {
+  for (std::string_view hook : {"\"data-src\"",
+                                "\"data-dst\"",
+                                "\"data-layer\"",
+                                "\"data-state\"",
+                                "<ul id=\"findings\">",
+                                "\"data-code\"",
+                                "\"data-nodes\"",
+                                "\"data-severity\"",
+                                "id=\"status\"",
+                                "dataset.loaded = \"true\"",
+                                "id=\"legend\"",
+                                "<aside id=\"details\"",
+                                "\"data-field\"",
+                                "cell=",
+                                "heatmap=",
+                                "<table class=\"list\" id=\"nodes\">",
+                                "<table class=\"list\" id=\"pairs\">",
+                                "\"data-health\"",
+                                "\"data-failing\"",
+                                "el(\"canvas\"",
+                                "dataset.renderMs",
+                                "dataset.firstRenderMs",
+                                "dataset.heatmapMs"}) {
     EXPECT_TRUE(contains(page, hook)) << hook;
   }
   // Every cell state has a symbol and a legend entry, so colour is never the only cue.
