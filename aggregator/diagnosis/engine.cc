@@ -9,12 +9,30 @@ namespace v1 = meshprobe::v1;
 DiagnosisEngine::DiagnosisEngine(const Clock& clock, const ClusterState& state, DiagnosisOptions options)
     : clock_(clock), state_(state), options_(options), tracker_(options.lifecycle) {}
 
-void DiagnosisEngine::evaluate() {
-  const ClusterSnapshot snapshot = state_.diagnosisSnapshot();
-  std::vector<Candidate> candidates = diagnose(snapshot, options_.rules);
+template <typename Rules>
+void DiagnosisEngine::pass(uint64_t generation, Rules rules) {
+  {
+    std::lock_guard lock(mu_);
+    if (generation != 0 && generation == last_generation_) {
+      tracker_.update(last_candidates_, clock_.monotonicNow(), clock_.wallNow());
+      ++evaluations_;
+      ++skipped_passes_;
+      return;
+    }
+  }
+  std::vector<Candidate> candidates = rules();
   std::lock_guard lock(mu_);
   tracker_.update(candidates, clock_.monotonicNow(), clock_.wallNow());
   ++evaluations_;
+  ++rule_passes_;
+  last_generation_ = generation;
+  last_candidates_ = std::move(candidates);
+}
+
+void DiagnosisEngine::evaluate() { evaluate(state_.diagnosisInput()); }
+
+void DiagnosisEngine::evaluate(const DiagnosisInput& input) {
+  pass(input.generation, [&] { return diagnose(input, options_.rules); });
 }
 
 std::vector<v1::Finding> DiagnosisEngine::active(const std::string& node) const {
@@ -44,6 +62,16 @@ std::vector<v1::Finding> DiagnosisEngine::recentlyCleared() const {
 uint64_t DiagnosisEngine::evaluations() const {
   std::lock_guard lock(mu_);
   return evaluations_;
+}
+
+uint64_t DiagnosisEngine::rulePasses() const {
+  std::lock_guard lock(mu_);
+  return rule_passes_;
+}
+
+uint64_t DiagnosisEngine::skippedPasses() const {
+  std::lock_guard lock(mu_);
+  return skipped_passes_;
 }
 
 }  // namespace meshprobe::aggregator

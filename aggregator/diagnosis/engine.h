@@ -2,8 +2,10 @@
 // The findings engine: joins the cluster's probe matrices with every node's
 // own check results and says which node is broken, on which layer, and why.
 //
-//   ClusterState ──snapshot──▶ rules (blame over the matrices + node evidence)
+//   ClusterState ──input──▶ rules (blame over the layer views + node evidence)
 //                                   │ candidate findings, each with a stable id
+//                                   │ (an input of the same generation as the last pass's:
+//                                   │  the last pass's candidates, the rules do not run)
 //                                   ▼
 //                             FindingTracker (onset/clear times, hysteresis, history)
 //                                   │
@@ -35,8 +37,13 @@ class DiagnosisEngine {
  public:
   DiagnosisEngine(const Clock& clock, const ClusterState& state, DiagnosisOptions options = {});
 
-  // One pass: snapshot the cluster, run the rules, update lifecycles.
+  // One pass: take the cluster's input, run the rules, update lifecycles.
   void evaluate();
+  // One pass over `input`. When input.generation is not 0 and equals the previous pass's,
+  // the content is the same: the previous pass's candidates are reused and the rules do
+  // not run. The tracker is updated either way (onset and clear are timed by the clock).
+  // Generation 0 means unversioned: the rules always run.
+  void evaluate(const DiagnosisInput& input);
 
   // Active findings, most severe first (then by code, then by id). With a non-empty
   // `node`, only findings that blame it or that it reported.
@@ -45,14 +52,26 @@ class DiagnosisEngine {
   std::vector<meshprobe::v1::Finding> recentlyCleared() const;
   // Number of evaluate() passes so far (readiness, tests).
   uint64_t evaluations() const;
+  // Of those, the passes that ran the rules and the ones that reused the previous
+  // candidates (unchanged generation); evaluations() == rulePasses() + skippedPasses().
+  uint64_t rulePasses() const;
+  uint64_t skippedPasses() const;
 
  private:
   const Clock& clock_;
   const ClusterState& state_;
   const DiagnosisOptions options_;
   mutable std::mutex mu_;
+  // Runs `rules` unless `generation` (non-zero) is the last pass's, then updates the tracker.
+  template <typename Rules>
+  void pass(uint64_t generation, Rules rules);
+
   FindingTracker tracker_;
   uint64_t evaluations_ = 0;
+  uint64_t rule_passes_ = 0;
+  uint64_t skipped_passes_ = 0;
+  uint64_t last_generation_ = 0;  // 0: none (or the last pass was unversioned)
+  std::vector<Candidate> last_candidates_;
 };
 
 }  // namespace meshprobe::aggregator
