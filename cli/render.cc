@@ -566,6 +566,10 @@ std::string renderMatrices(const std::vector<v1::GetMatrixResponse>& layers, con
 
 // ---- node ----
 
+// A probe the aggregator rebuilt from a healthy packed cell (see GetNodeResponse.probes):
+// answered, without p99. An agent's own result always has a p99 once anything was answered.
+static bool reducedProbe(const v1::ProbeResult& p) { return p.sent() == 1 && p.received() == 1 && !p.has_rtt_p99(); }
+
 std::string renderNode(const v1::GetNodeResponse& r, const RenderOptions& o) {
   const auto& n = r.node();
   std::ostringstream out;
@@ -614,7 +618,10 @@ std::string renderNode(const v1::GetNodeResponse& r, const RenderOptions& o) {
       if (p.has_path_mtu() && !p.path_mtu().error().empty() && p.path_mtu().consecutive_failures() > 0)
         error += (error.empty() ? "" : "; ") + std::string("path MTU: ") + p.path_mtu().error();
       t.add({layerName(p.layer()), p.dst(), state,
-             percent(p.loss()) + " (" + std::to_string(p.received()) + "/" + std::to_string(p.sent()) + ")",
+             // A healthy cell as the aggregator keeps it has no counts (and no p99): loss only.
+             reducedProbe(p) ? percent(p.loss())
+                             : percent(p.loss()) + " (" + std::to_string(p.received()) + "/" +
+                                   std::to_string(p.sent()) + ")",
              p.has_recent_loss() ? percent(p.recent_loss()) : "-",
              p.has_rtt_p50() && p.received() ? formatRtt(p.rtt_p50()) : "-",
              p.has_rtt_p99() && p.received() ? formatRtt(p.rtt_p99()) : "-", ago(p.last_success(), o), pmtu,

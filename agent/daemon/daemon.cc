@@ -366,6 +366,7 @@ void Daemon::Impl::reportLoop(const std::stop_token& stop) {
       }
     }
     for (const auto& s : prober->stats()) *report.add_probes() = toProto(s);
+    setCoverage(report, prober->rotationStatus(), config.interval);
     if (hooks.on_report) hooks.on_report(report);
     if (stream) buffer.push(std::move(report));
     ++reports;

@@ -125,6 +125,13 @@ meshprobe::v1::ProbeResult toProto(const TargetStats& s) {
   return out;
 }
 
+void setCoverage(meshprobe::v1::Report& report, const ProbeRotationStatus& rotation, Duration interval) {
+  const auto rounds = static_cast<int64_t>(std::max<size_t>(rotation.coverage_rounds, 1));
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count();
+  *report.mutable_coverage_period() = TimeUtil::NanosecondsToDuration(ns * rounds);
+  *report.mutable_probe_interval() = TimeUtil::NanosecondsToDuration(ns);
+}
+
 namespace {
 
 // "10.244.3.1/24" -> "10.244.3.0/24"; empty when not an IPv4 CIDR.

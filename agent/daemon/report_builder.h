@@ -24,6 +24,10 @@ meshprobe::v1::CheckResult toProto(const CheckResult& c);
 // `tcp_failure` (the same facts as reasons).
 meshprobe::v1::ProbeResult toProto(const TargetStats& s);
 
+// The report's coverage window: every pair is probed at least once per coverage_rounds ×
+// interval (coverage_period), and the probe interval itself.
+void setCoverage(meshprobe::v1::Report& report, const ProbeRotationStatus& rotation, Duration interval);
+
 // Hello from config + the node's VXLAN device as rtnetlink shows it (empty overlay facts
 // when there is no device: the aggregator then sees a node without an overlay). The facts
 // are in Hello.identity and, for older aggregators, in the flat fields.

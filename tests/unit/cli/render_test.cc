@@ -467,6 +467,21 @@ TEST(RenderNode, SummaryChecksProbesFindings) {
   EXPECT_NE(stale.find("  no active findings for node1"), std::string::npos) << stale;
 }
 
+TEST(RenderNode, AHealthyProbeAsTheAggregatorKeepsItShowsLossWithoutCounts) {
+  v1::GetNodeResponse r;
+  *r.mutable_node() = twoNodes().nodes(0);
+  auto* p = r.add_probes();  // as GetNodeResponse.probes documents a reduced healthy cell
+  p->set_dst("node2");
+  p->set_layer(v1::UNDERLAY);
+  p->set_sent(1);
+  p->set_received(1);
+  *p->mutable_rtt_p50() = TimeUtil::MicrosecondsToDuration(250);
+  *p->mutable_last_success() = at(kNow - 2);
+  const std::string out = renderNode(r, plain());
+  EXPECT_NE(out.find("  UNDERLAY  node2  ok     0%    -       0.25ms  -    2s ago"), std::string::npos) << out;
+  EXPECT_EQ(out.find("(1/1)"), std::string::npos) << out;
+}
+
 TEST(MergeFindings, DoctorFirstThenTheNodesOwnNotYetDiagnosed) {
   google::protobuf::RepeatedPtrField<v1::Finding> diagnosed, reported;
   *diagnosed.Add() = finding("VXLAN_PORT_FILTERED", v1::CRITICAL, {"node3"});
