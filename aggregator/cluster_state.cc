@@ -16,71 +16,31 @@ google::protobuf::Timestamp toTimestamp(std::chrono::system_clock::time_point t)
       std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
-// A layer view over a protobuf matrix and the sources' probe lists (first version: built
-// from the whole matrix; the dense snapshot replaces it).
-class GridLayerView final : public LayerView {
- public:
-  GridLayerView(const v1::GetMatrixResponse& m, const std::vector<NodeEvidence>& nodes) : n_(static_cast<uint32_t>(m.nodes_size())) {
-    std::map<std::string, uint32_t> index;
-    for (int i = 0; i < m.nodes_size(); ++i) index[m.nodes(i)] = static_cast<uint32_t>(i);
-    state_.assign(static_cast<size_t>(n_) * n_, v1::Cell::UNKNOWN);
-    for (const auto& c : m.cells()) {
-      auto s = index.find(c.src()), d = index.find(c.dst());
-      if (s == index.end() || d == index.end()) continue;
-      state_[static_cast<size_t>(s->second) * n_ + d->second] = c.state();
-    }
-    for (uint32_t s = 0; s < n_; ++s) {
-      for (uint32_t d = 0; d < n_; ++d) {
-        if (s != d && state(s, d) == v1::Cell::FAIL) failing_.emplace_back(s, d);
-      }
-    }
-    measured_.assign(n_, 0);
-    for (uint32_t x = 0; x < n_; ++x) {
-      for (uint32_t y = 0; y < n_; ++y) {
-        if (x != y && (state(x, y) != v1::Cell::UNKNOWN || state(y, x) != v1::Cell::UNKNOWN)) ++measured_[x];
-      }
-    }
-    for (uint32_t s = 0; s < n_ && s < nodes.size(); ++s) {
-      for (const auto& p : nodes[s].probes) {
-        if (p.layer() != m.layer()) continue;
-        auto d = index.find(p.dst());
-        if (d == index.end() || d->second == s) continue;
-        const bool mtu_trouble = p.has_path_mtu() && (p.path_mtu().consecutive_failures() > 0 ||
-                                                      p.path_mtu().sent() > p.path_mtu().received());
-        if (state(s, d->second) != v1::Cell::OK || p.consecutive_failures() > 0 || !p.error().empty() ||
-            p.failure() != v1::PROBE_FAILURE_UNSPECIFIED || p.tcp_failure() != v1::PROBE_FAILURE_UNSPECIFIED ||
-            mtu_trouble) {
-          details_[{s, d->second}] = p;
-        }
-      }
-    }
-    for (const auto& [k, p] : details_) detailed_.push_back(k);
-  }
-  uint32_t size() const override { return n_; }
-  v1::Cell::State state(uint32_t src, uint32_t dst) const override {
-    if (src >= n_ || dst >= n_ || src == dst) return v1::Cell::UNKNOWN;
-    return state_[static_cast<size_t>(src) * n_ + dst];
-  }
-  const std::vector<CellPair>& failing() const override { return failing_; }
-  uint32_t measuredPeers(uint32_t x) const override { return x < n_ ? measured_[x] : 0; }
-  const v1::ProbeResult* detail(uint32_t src, uint32_t dst) const override {
-    auto it = details_.find({src, dst});
-    return it == details_.end() ? nullptr : &it->second;
-  }
-  const std::vector<CellPair>& detailed() const override { return detailed_; }
-
- private:
-  uint32_t n_;
-  std::vector<v1::Cell::State> state_;
-  std::vector<CellPair> failing_, detailed_;
-  std::vector<uint32_t> measured_;
-  std::map<CellPair, v1::ProbeResult> details_;
-};
-
 std::string layerLabel(v1::Layer layer) {
   const std::string& name = v1::Layer_Name(layer);
   return name.empty() ? std::to_string(static_cast<int>(layer)) : name;
 }
+
+Error noMatrix(v1::Layer layer) {
+  return Error{"layer " + layerLabel(layer) + " has no matrix; ask for UNDERLAY, OVERLAY or ISTIOD"};
+}
+
+v1::NodeSummary summaryOf(const v1::Hello& h) {
+  v1::NodeSummary s;
+  s.set_name(h.node_name());
+  s.set_node_ip(h.node_ip());
+  s.set_overlay_ip(h.overlay_ip());
+  s.set_vtep_mac(h.vtep_mac());
+  s.set_vxlan_vni(h.vxlan_vni());
+  s.set_vxlan_port(h.vxlan_port());
+  s.set_pod_cidr(h.pod_cidr());
+  s.set_agent_version(h.agent_version());
+  s.set_vxlan_mtu(h.vxlan_mtu());
+  *s.mutable_identity() = identityOf(h);  // the same facts as one message
+  return s;
+}
+
+bool reachableState(v1::Cell::State s) { return s == v1::Cell::OK || s == v1::Cell::DEGRADED; }
 
 }  // namespace
 
@@ -95,39 +55,153 @@ MembershipDiff ClusterState::applyHello(const v1::Hello& hello, bool new_session
   std::lock_guard lock(mu_);
   const v1::PeerList before = peerListLocked();
   v1::Hello normalized = normalizedHello(hello);  // idempotent: the Collector normalized it already
-  ++generation_;
-  NodeRecord& rec = nodes_[normalized.node_name()];
-  rec.hello = std::move(normalized);
-  rec.last_heard = now;
-  if (new_session) {
-    rec.has_sequence = false;
-    rec.last_sequence = 0;
+  bool added = false;
+  const uint32_t slot = index_.add(normalized.node_name(), &added);
+  if (slot >= members_.size()) members_.resize(slot + 1);
+  Member& m = members_[slot];
+  if (added) {
+    m = Member{};
+    m.stamp = ++counter_;
   }
+  auto info = m.info ? std::make_shared<NodeInfo>(*m.info) : std::make_shared<NodeInfo>();
+  v1::NodeSummary summary = summaryOf(normalized);
+  if (info->has_report) *summary.mutable_last_report() = info->summary.last_report();
+  info->summary = std::move(summary);
+  m.info = std::move(info);
+  m.hello = std::move(normalized);
+  m.last_heard = now;
+  if (new_session) {
+    m.has_sequence = false;
+    m.last_sequence = 0;
+  }
+  dirty_ = true;
+  facts_dirty_ = true;
   return diffPeers(before, peerListLocked());
+}
+
+void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report, NodeInfo& info) {
+  const uint64_t stamp = ++counter_;
+  const uint32_t width = index_.capacity();
+  std::array<Row*, 2> rows{};
+  for (size_t l = 0; l < 2; ++l) {
+    auto& row = m.rows[l];
+    if (!row || row.use_count() > 1) {
+      row = std::make_shared<Row>();  // a snapshot holds the old one: write a new one
+    } else {
+      row->details.clear();
+      row->failing.clear();
+    }
+    row->stamp = stamp;
+    row->reachable = 0;
+    row->cells.assign(width, PackedCell{});
+    rows[l] = row.get();
+  }
+
+  // The coverage window: a probe older than coverage_period + 2 × probe_interval (at the
+  // report's own time, so the agent's and the aggregator's clocks need not agree) is stale.
+  std::optional<int64_t> max_age_ns;
+  if (report.has_coverage_period()) {
+    const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
+    // Without probe_interval the interval is at most the coverage period.
+    const int64_t interval =
+        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
+    if (coverage > 0) max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
+  }
+  const int64_t report_ns = TimeUtil::TimestampToNanoseconds(info.report_time);
+
+  bool duplicates = false;
+  const v1::ProbeResult* istiod_probe = nullptr;
+  for (const auto& p : report.probes()) {
+    const int l = rowLayerIndex(p.layer());
+    if (l < 0) {
+      if (p.layer() == v1::ISTIOD && p.dst() == kIstiodDst) {
+        istiod_probe = &p;  // a later duplicate wins
+      } else {
+        info.other_probes.push_back(p);
+      }
+      continue;
+    }
+    const auto dst = index_.find(p.dst());
+    if (!dst || *dst == self) {
+      info.other_probes.push_back(p);
+      continue;
+    }
+    v1::Cell::State state = classifyProbe(p, options_.matrix);
+    if (max_age_ns && p.has_last_probe() && report_ns - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns) {
+      state = v1::Cell::UNKNOWN;
+    }
+    Row& row = *rows[static_cast<size_t>(l)];
+    PackedCell& cell = row.cells[*dst];
+    if (cell.present()) duplicates = true;
+    cell = packProbe(p, state);
+    if (reachableState(state)) ++row.reachable;
+    if (needsDetail(p, state)) row.details.emplace_back(*dst, p);
+  }
+  for (Row* row : rows) {
+    // Sorted by dst slot; with duplicate probes (not sent by agents) the last one wins.
+    std::stable_sort(row->details.begin(), row->details.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (duplicates) {
+      std::vector<std::pair<uint32_t, v1::ProbeResult>> kept;
+      for (size_t i = 0; i < row->details.size(); ++i) {
+        if (i + 1 < row->details.size() && row->details[i + 1].first == row->details[i].first) continue;
+        kept.push_back(std::move(row->details[i]));
+      }
+      row->details = std::move(kept);
+      row->reachable = 0;
+      for (const PackedCell& c : row->cells) row->reachable += c.present() && reachableState(c.state());
+      // A detail whose slot was last written by a healthy probe is dropped.
+      std::erase_if(row->details, [&](const auto& d) {
+        const v1::ProbeResult* last = nullptr;
+        for (const auto& p : report.probes()) {
+          if (p.layer() == d.second.layer() && p.dst() == d.second.dst()) last = &p;
+        }
+        return last == nullptr || !needsDetail(*last, row->cells[d.first].state());
+      });
+    }
+    for (const auto& [slot, p] : row->details) {
+      if (row->cells[slot].state() == v1::Cell::FAIL) row->failing.push_back(slot);
+    }
+  }
+
+  info.istiod_from_probe = istiod_probe != nullptr;
+  info.has_istiod_check = false;
+  if (istiod_probe != nullptr) {
+    info.istiod_probe = *istiod_probe;
+    info.istiod_state = classifyProbe(*istiod_probe, options_.matrix);
+  } else {
+    info.istiod_probe.Clear();
+    const v1::CheckResult* check = nullptr;
+    for (const auto& c : report.checks()) {
+      if (c.name() == "istiod") check = &c;
+    }
+    info.has_istiod_check = check != nullptr;
+    info.istiod_state = classifyIstiodCheck(check);
+  }
 }
 
 ReportOutcome ClusterState::applyReport(const std::string& node, const v1::Report& report) {
   const auto now = clock_.monotonicNow();
   const auto wall = clock_.wallNow();
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(node);
-  if (it == nodes_.end()) return ReportOutcome::kUnknownNode;
-  NodeRecord& rec = it->second;
-  if (rec.has_sequence && report.sequence() <= rec.last_sequence) return ReportOutcome::kOldSequence;
-  rec.has_sequence = true;
-  rec.last_sequence = report.sequence();
-  ++generation_;
-  rec.last_heard = now;
-  rec.has_report = true;
-  rec.report_received_mono = now;
-  rec.report_received_wall = wall;
-  rec.report = report;
-  if (!rec.report.has_time()) *rec.report.mutable_time() = toTimestamp(wall);
-  rec.probe_index.clear();
-  for (int i = 0; i < rec.report.probes_size(); ++i) {
-    const auto& p = rec.report.probes(i);
-    rec.probe_index[{static_cast<int>(p.layer()), p.dst()}] = i;  // a later duplicate wins
-  }
+  const auto slot = index_.find(node);
+  if (!slot) return ReportOutcome::kUnknownNode;
+  Member& m = members_[*slot];
+  if (m.has_sequence && report.sequence() <= m.last_sequence) return ReportOutcome::kOldSequence;
+  m.has_sequence = true;
+  m.last_sequence = report.sequence();
+  m.last_heard = now;
+
+  auto info = std::make_shared<NodeInfo>();
+  info->summary = m.info->summary;
+  *info->summary.mutable_last_report() = toTimestamp(wall);
+  info->has_report = true;
+  info->report_time = report.has_time() ? report.time() : toTimestamp(wall);
+  info->checks.assign(report.checks().begin(), report.checks().end());
+  info->findings.assign(report.findings().begin(), report.findings().end());
+  writeRows(m, *slot, report, *info);
+  m.info = std::move(info);
+  dirty_ = true;
   return ReportOutcome::kAccepted;
 }
 
@@ -135,8 +209,19 @@ MembershipDiff ClusterState::sweep() {
   const auto now = clock_.monotonicNow();
   std::lock_guard lock(mu_);
   const v1::PeerList before = peerListLocked();
-  ++generation_;
-  std::erase_if(nodes_, [&](const auto& entry) { return now - entry.second.last_heard >= options_.forget_after; });
+  std::vector<uint32_t> gone;
+  for (uint32_t slot : index_.sorted()) {
+    if (now - members_[slot].last_heard >= options_.forget_after) gone.push_back(slot);
+  }
+  for (uint32_t slot : gone) {
+    index_.remove(members_[slot].hello.node_name());
+    members_[slot] = Member{};
+  }
+  if (!gone.empty()) {
+    last_removal_ = ++counter_;
+    dirty_ = true;
+    facts_dirty_ = true;
+  }
   return diffPeers(before, peerListLocked());
 }
 
@@ -147,220 +232,272 @@ v1::PeerList ClusterState::peerList() const {
 
 v1::PeerList ClusterState::peerListLocked() const {
   v1::PeerList list;
-  for (const auto& [name, rec] : nodes_) *list.add_peers() = peerFromHello(rec.hello);
+  for (uint32_t slot : index_.sorted()) *list.add_peers() = peerFromHello(members_[slot].hello);
   return list;
 }
 
-bool ClusterState::isUpLocked(const NodeRecord& rec, std::chrono::steady_clock::time_point now) const {
-  return now - rec.last_heard < options_.stale_after;
+bool ClusterState::isUpLocked(const Member& m, std::chrono::steady_clock::time_point now) const {
+  return now - m.last_heard < options_.stale_after;
 }
 
-v1::NodeSummary ClusterState::summaryLocked(const NodeRecord& rec, std::chrono::steady_clock::time_point now) const {
-  v1::NodeSummary s;
-  const auto& h = rec.hello;
-  s.set_name(h.node_name());
-  s.set_node_ip(h.node_ip());
-  s.set_overlay_ip(h.overlay_ip());
-  s.set_vtep_mac(h.vtep_mac());
-  s.set_vxlan_vni(h.vxlan_vni());
-  s.set_vxlan_port(h.vxlan_port());
-  s.set_pod_cidr(h.pod_cidr());
-  s.set_agent_version(h.agent_version());
-  s.set_vxlan_mtu(h.vxlan_mtu());
-  *s.mutable_identity() = identityOf(h);  // the same facts as one message
-  s.set_up(isUpLocked(rec, now));
-  if (rec.has_report) *s.mutable_last_report() = toTimestamp(rec.report_received_wall);
+// ---- publishing ----
+
+std::shared_ptr<const StateSnapshot> ClusterState::snapshot() const {
+  auto fresh = [&](const std::shared_ptr<const StateSnapshot>& s, std::chrono::steady_clock::time_point now) {
+    if (!s) return false;
+    if (now - s->built < options_.publish_interval) return true;  // rebuilt at most this often
+    std::lock_guard lock(mu_);
+    return !dirty_ && now < s->next_stale;
+  };
+  std::shared_ptr<const StateSnapshot> cur;
+  {
+    std::lock_guard lock(snap_mu_);
+    cur = published_;
+  }
+  auto now = clock_.monotonicNow();
+  if (fresh(cur, now)) return cur;
+  std::lock_guard publish(publish_mu_);
+  {
+    std::lock_guard lock(snap_mu_);
+    cur = published_;  // another reader may have just rebuilt it
+  }
+  now = clock_.monotonicNow();
+  if (fresh(cur, now)) return cur;
+  auto next = build(cur, now);
+  std::lock_guard lock(snap_mu_);
+  published_ = next;
+  return next;
+}
+
+std::shared_ptr<const StateSnapshot> ClusterState::build(const std::shared_ptr<const StateSnapshot>& prev,
+                                                         std::chrono::steady_clock::time_point now) const {
+  auto s = std::make_shared<StateSnapshot>();
+  bool changed = false;
+  uint64_t last_removal = 0;
+  {
+    std::lock_guard lock(mu_);
+    changed = dirty_;
+    last_removal = last_removal_;
+    dirty_ = false;
+    if (facts_dirty_) {
+      mismatches_ = findVxlanMismatches(peerListLocked());
+      facts_dirty_ = false;
+    }
+    s->vxlan_mismatches = mismatches_;
+    s->built = now;
+    s->next_stale = std::chrono::steady_clock::time_point::max();
+    const auto& order = index_.sorted();
+    const uint32_t n = static_cast<uint32_t>(order.size());
+    const uint32_t width = index_.capacity();
+    s->slots = order;
+    s->index_of_slot.assign(width, UINT32_MAX);
+    s->slot_stamp.assign(width, 0);
+    s->nodes.reserve(n);
+    s->up.reserve(n);
+    s->istiod.reserve(n);
+    for (size_t l = 0; l < 2; ++l) {
+      s->rows[l].reserve(n);
+      s->reachable[l].reserve(n);
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+      const Member& m = members_[order[i]];
+      s->index_of_slot[order[i]] = i;
+      s->slot_stamp[order[i]] = m.stamp;
+      const bool up = isUpLocked(m, now);
+      if (up) s->next_stale = std::min(s->next_stale, m.last_heard + options_.stale_after);
+      s->nodes.push_back(m.info);
+      s->up.push_back(up ? 1 : 0);
+      s->istiod.push_back(up && m.info->has_report ? m.info->istiod_state : v1::Cell::UNKNOWN);
+      for (size_t l = 0; l < 2; ++l) s->rows[l].push_back(m.rows[l]);
+    }
+  }
+  // Outside the lock: everything below reads immutable rows and the snapshot itself.
+  const uint32_t n = s->size();
+  for (size_t l = 0; l < 2; ++l) {
+    SnapshotLayerView& view = s->views[l];
+    view.snap_ = s.get();
+    view.layer_ = l;
+    for (uint32_t i = 0; i < n; ++i) {
+      const Row* row = s->rows[l][i].get();
+      if (row == nullptr || !s->up[i]) {
+        s->reachable[l].push_back(0);
+        continue;
+      }
+      auto validDst = [&](uint32_t slot) -> uint32_t {
+        if (slot >= s->index_of_slot.size()) return UINT32_MAX;
+        const uint32_t j = s->index_of_slot[slot];
+        return j != UINT32_MAX && j != i && s->slot_stamp[slot] < row->stamp ? j : UINT32_MAX;
+      };
+      if (row->stamp < last_removal) {
+        // A member was forgotten since this row was written: count its cells again.
+        uint32_t reachable = 0;
+        for (uint32_t slot = 0; slot < row->cells.size(); ++slot) {
+          if (validDst(slot) != UINT32_MAX && row->cells[slot].present() && reachableState(row->cells[slot].state())) {
+            ++reachable;
+          }
+        }
+        s->reachable[l].push_back(reachable);
+      } else {
+        s->reachable[l].push_back(row->reachable);
+      }
+      const size_t failing_from = view.failing_.size();
+      for (uint32_t slot : row->failing) {
+        if (const uint32_t j = validDst(slot); j != UINT32_MAX) view.failing_.emplace_back(i, j);
+      }
+      std::sort(view.failing_.begin() + static_cast<std::ptrdiff_t>(failing_from), view.failing_.end());
+      const size_t detailed_from = view.detailed_.size();
+      for (const auto& [slot, p] : row->details) {
+        if (const uint32_t j = validDst(slot); j != UINT32_MAX) view.detailed_.emplace_back(i, j);
+      }
+      std::sort(view.detailed_.begin() + static_cast<std::ptrdiff_t>(detailed_from), view.detailed_.end());
+    }
+  }
+  if (!prev || prev->up != s->up) changed = true;
+  s->generation = changed ? ++generation_ : prev->generation;
   return s;
 }
 
+// ---- queries (all from a snapshot) ----
+
 std::vector<v1::NodeSummary> ClusterState::listNodes() const {
-  const auto now = clock_.monotonicNow();
-  std::lock_guard lock(mu_);
+  const auto snap = snapshot();
   std::vector<v1::NodeSummary> out;
-  out.reserve(nodes_.size());
-  for (const auto& [name, rec] : nodes_) out.push_back(summaryLocked(rec, now));
+  out.reserve(snap->size());
+  for (uint32_t i = 0; i < snap->size(); ++i) out.push_back(snap->summary(i));
   return out;
 }
 
 Result<v1::GetNodeResponse> ClusterState::getNode(const std::string& name) const {
-  const auto now = clock_.monotonicNow();
-  std::lock_guard lock(mu_);
-  auto it = nodes_.find(name);
-  if (it == nodes_.end()) return Error{"no node named '" + name + "' has said Hello to this aggregator"};
-  const NodeRecord& rec = it->second;
+  const auto snap = snapshot();
+  const auto i = snap->indexOf(name);
+  if (!i) return Error{"no node named '" + name + "' has said Hello to this aggregator"};
   v1::GetNodeResponse resp;
-  *resp.mutable_node() = summaryLocked(rec, now);
-  if (rec.has_report) {
-    *resp.mutable_checks() = rec.report.checks();
-    *resp.mutable_probes() = rec.report.probes();
-    *resp.mutable_findings() = rec.report.findings();
+  *resp.mutable_node() = snap->summary(*i);
+  const NodeInfo& info = *snap->nodes[*i];
+  if (info.has_report) {
+    resp.mutable_checks()->Add(info.checks.begin(), info.checks.end());
+    for (auto& p : snap->probes(*i)) *resp.add_probes() = std::move(p);
+    resp.mutable_findings()->Add(info.findings.begin(), info.findings.end());
   }
   return resp;
 }
 
 Result<v1::GetMatrixResponse> ClusterState::matrix(v1::Layer layer) const {
-  if (!hasMatrix(layer)) {
-    return Error{"layer " + layerLabel(layer) + " has no matrix; ask for UNDERLAY, OVERLAY or ISTIOD"};
-  }
-  const auto now = clock_.monotonicNow();
-  std::lock_guard lock(mu_);
+  if (!hasMatrix(layer)) return noMatrix(layer);
+  const auto snap = snapshot();
+  const uint32_t n = snap->size();
   v1::GetMatrixResponse resp;
   resp.set_layer(layer);
-  for (const auto& [name, rec] : nodes_) resp.add_nodes(name);
-
-  auto fillFromProbe = [&](v1::Cell& cell, const NodeRecord& src, bool src_up, const std::string& dst) {
-    if (!src.has_report) {
-      cell.set_state(v1::Cell::UNKNOWN);
-      return false;
-    }
-    auto it = src.probe_index.find({static_cast<int>(layer), dst});
-    if (it == src.probe_index.end()) return false;
-    const auto& probe = src.report.probes(it->second);
-    *cell.mutable_rtt() = probe.rtt_p50();
-    cell.set_loss(probe.loss());
-    *cell.mutable_last_update() = src.report.time();
-    cell.set_state(src_up ? classifyProbe(probe, options_.matrix) : v1::Cell::UNKNOWN);
-    return true;
-  };
-
-  for (const auto& [src_name, src] : nodes_) {
-    const bool src_up = isUpLocked(src, now);
-    if (layer == v1::ISTIOD) {
-      v1::Cell* cell = resp.add_cells();
-      cell->set_src(src_name);
-      cell->set_dst(std::string(kIstiodDst));
-      cell->set_layer(layer);
-      cell->set_state(v1::Cell::UNKNOWN);
-      if (fillFromProbe(*cell, src, src_up, std::string(kIstiodDst))) continue;
-      if (!src.has_report) continue;
-      const v1::CheckResult* check = nullptr;
-      for (const auto& c : src.report.checks()) {
-        if (c.name() == "istiod") check = &c;
-      }
-      if (check != nullptr) *cell->mutable_last_update() = src.report.time();
-      cell->set_state(src_up ? classifyIstiodCheck(check) : v1::Cell::UNKNOWN);
-      continue;
-    }
-    for (const auto& [dst_name, dst] : nodes_) {
-      if (dst_name == src_name) continue;
-      v1::Cell* cell = resp.add_cells();
-      cell->set_src(src_name);
-      cell->set_dst(dst_name);
-      cell->set_layer(layer);
-      cell->set_state(v1::Cell::UNKNOWN);
-      fillFromProbe(*cell, src, src_up, dst_name);
+  for (uint32_t i = 0; i < n; ++i) resp.add_nodes(snap->name(i));
+  if (layer == v1::ISTIOD) {
+    resp.mutable_cells()->Reserve(static_cast<int>(n));
+    for (uint32_t i = 0; i < n; ++i) *resp.add_cells() = snap->cell(layer, i, 0);
+    return resp;
+  }
+  resp.mutable_cells()->Reserve(static_cast<int>(n > 1 ? n * (n - 1) : 0));
+  for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t j = 0; j < n; ++j) {
+      if (i != j) *resp.add_cells() = snap->cell(layer, i, j);
     }
   }
   return resp;
 }
 
+grpc::Status ClusterState::matrixPage(const v1::GetMatrixRequest& req, v1::GetMatrixResponse* out,
+                                      const MatrixPageLimits& limits) const {
+  if (!hasMatrix(req.layer())) return {grpc::StatusCode::INVALID_ARGUMENT, noMatrix(req.layer()).message};
+  return queryMatrix(*snapshot(), req, out, limits);
+}
+
 Result<MatrixSummary> ClusterState::matrixSummary(v1::Layer layer) const {
-  if (!hasMatrix(layer)) {
-    return Error{"layer " + layerLabel(layer) + " has no matrix; ask for UNDERLAY, OVERLAY or ISTIOD"};
-  }
-  const auto now = clock_.monotonicNow();
-  std::lock_guard lock(mu_);
+  if (!hasMatrix(layer)) return noMatrix(layer);
+  const auto snap = snapshot();
+  const uint32_t n = snap->size();
   MatrixSummary out;
-  out.nodes.reserve(nodes_.size());
-  out.reachable.reserve(nodes_.size());
-  for (const auto& [src_name, src] : nodes_) {
-    out.nodes.push_back(src_name);
-    uint32_t reachable = 0;
-    const auto count = [&](v1::Cell::State st, const std::string& dst) {
-      if (st == v1::Cell::OK || st == v1::Cell::DEGRADED) ++reachable;
-      if (st == v1::Cell::FAIL) out.failed.emplace_back(src_name, dst);
-    };
-    // A down source's cells are all UNKNOWN, as are those of a source without a report.
-    if (src.has_report && isUpLocked(src, now)) {
-      if (layer == v1::ISTIOD) {
-        const std::string dst(kIstiodDst);
-        auto it = src.probe_index.find({static_cast<int>(layer), dst});
-        if (it != src.probe_index.end()) {
-          count(classifyProbe(src.report.probes(it->second), options_.matrix), dst);
-        } else {
-          const v1::CheckResult* check = nullptr;
-          for (const auto& c : src.report.checks()) {
-            if (c.name() == "istiod") check = &c;
-          }
-          count(classifyIstiodCheck(check), dst);
-        }
-      } else {
-        // probe_index is ordered by (layer, dst): this layer's probes are one sorted run,
-        // walked together with the (sorted) members, so the cells come out in matrix order
-        // without a lookup per cell. Only members other than the source have cells.
-        auto member = nodes_.begin();
-        for (auto it = src.probe_index.lower_bound({static_cast<int>(layer), std::string()});
-             it != src.probe_index.end() && it->first.first == static_cast<int>(layer); ++it) {
-          const std::string& dst = it->first.second;
-          while (member != nodes_.end() && member->first < dst) ++member;
-          if (member == nodes_.end()) break;
-          if (member->first != dst || dst == src_name) continue;
-          count(classifyProbe(src.report.probes(it->second), options_.matrix), dst);
-        }
-      }
+  out.nodes.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) out.nodes.push_back(snap->name(i));
+  if (layer == v1::ISTIOD) {
+    out.reachable.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      out.reachable.push_back(reachableState(snap->istiod[i]) ? 1 : 0);
+      if (snap->istiod[i] == v1::Cell::FAIL) out.failed.emplace_back(snap->name(i), std::string(kIstiodDst));
     }
-    out.reachable.push_back(reachable);
+    return out;
   }
+  const size_t l = static_cast<size_t>(rowLayerIndex(layer));
+  out.reachable = snap->reachable[l];
+  const auto& failing = snap->views[l].failing();
+  out.failed.reserve(failing.size());
+  for (const auto& [src, dst] : failing) out.failed.emplace_back(snap->name(src), snap->name(dst));
   return out;
 }
 
-ClusterSnapshot ClusterState::diagnosisSnapshot() const {
-  ClusterSnapshot snap;
-  if (auto m = matrix(v1::UNDERLAY); m.ok()) snap.underlay = std::move(m.value());
-  if (auto m = matrix(v1::OVERLAY); m.ok()) snap.overlay = std::move(m.value());
-  if (auto m = matrix(v1::ISTIOD); m.ok()) snap.istiod = std::move(m.value());
-  snap.vxlan_mismatches = vxlanMismatches();
-  const auto now = clock_.monotonicNow();
-  std::lock_guard lock(mu_);
-  snap.nodes.reserve(nodes_.size());
-  for (const auto& [name, rec] : nodes_) {
-    NodeEvidence ev;
-    ev.summary = summaryLocked(rec, now);
-    if (rec.has_report && ev.summary.up()) {
-      ev.has_report = true;
-      ev.checks.assign(rec.report.checks().begin(), rec.report.checks().end());
-      ev.findings.assign(rec.report.findings().begin(), rec.report.findings().end());
-      ev.probes.assign(rec.report.probes().begin(), rec.report.probes().end());
-    }
-    snap.nodes.push_back(std::move(ev));
+namespace {
+
+NodeEvidence evidenceOf(const StateSnapshot& snap, uint32_t i, bool with_probes) {
+  NodeEvidence ev;
+  ev.summary = snap.summary(i);
+  const NodeInfo& info = *snap.nodes[i];
+  if (info.has_report && ev.summary.up()) {
+    ev.has_report = true;
+    ev.checks = info.checks;
+    ev.findings = info.findings;
+    if (with_probes) ev.probes = snap.probes(i);
   }
-  return snap;
+  return ev;
+}
+
+}  // namespace
+
+ClusterSnapshot ClusterState::diagnosisSnapshot() const {
+  const auto snap = snapshot();
+  ClusterSnapshot out;
+  for (auto [layer, dst] : {std::pair{v1::UNDERLAY, &out.underlay}, std::pair{v1::OVERLAY, &out.overlay},
+                            std::pair{v1::ISTIOD, &out.istiod}}) {
+    const uint32_t n = snap->size();
+    dst->set_layer(layer);
+    for (uint32_t i = 0; i < n; ++i) dst->add_nodes(snap->name(i));
+    for (uint32_t i = 0; i < n; ++i) {
+      if (layer == v1::ISTIOD) {
+        *dst->add_cells() = snap->cell(layer, i, 0);
+        continue;
+      }
+      for (uint32_t j = 0; j < n; ++j) {
+        if (i != j) *dst->add_cells() = snap->cell(layer, i, j);
+      }
+    }
+  }
+  out.vxlan_mismatches = snap->vxlan_mismatches;
+  out.nodes.reserve(snap->size());
+  for (uint32_t i = 0; i < snap->size(); ++i) out.nodes.push_back(evidenceOf(*snap, i, true));
+  return out;
 }
 
 DiagnosisInput ClusterState::diagnosisInput() const {
-  ClusterSnapshot snap = diagnosisSnapshot();
+  const auto snap = snapshot();
   DiagnosisInput in;
-  in.underlay = std::make_shared<GridLayerView>(snap.underlay, snap.nodes);
-  in.overlay = std::make_shared<GridLayerView>(snap.overlay, snap.nodes);
-  for (const auto& c : snap.istiod.cells()) in.istiod.push_back(c.state());
-  in.vxlan_mismatches = std::move(snap.vxlan_mismatches);
-  // First version: the generation mixes the change counter with the up/down pattern, so a
-  // node going stale changes it too.
-  uint64_t up_hash = 1469598103934665603ull;
-  for (auto& ev : snap.nodes) {
-    up_hash = (up_hash ^ (ev.summary.up() ? 0x9e37u : 0x51u)) * 1099511628211ull;
-    ev.probes.clear();
-    in.nodes.push_back(std::move(ev));
-  }
-  {
-    std::lock_guard lock(mu_);
-    in.generation = (generation_ << 16) ^ up_hash;
-  }
+  in.generation = snap->generation;
+  in.nodes.reserve(snap->size());
+  for (uint32_t i = 0; i < snap->size(); ++i) in.nodes.push_back(evidenceOf(*snap, i, false));
+  in.underlay = layerView(snap, kUnderlayRows);
+  in.overlay = layerView(snap, kOverlayRows);
+  in.istiod = snap->istiod;
+  in.vxlan_mismatches = snap->vxlan_mismatches;
   return in;
 }
 
-std::vector<VxlanMismatch> ClusterState::vxlanMismatches() const { return findVxlanMismatches(peerList()); }
+std::vector<VxlanMismatch> ClusterState::vxlanMismatches() const { return snapshot()->vxlan_mismatches; }
 
 size_t ClusterState::memberCount() const {
   std::lock_guard lock(mu_);
-  return nodes_.size();
+  return index_.size();
 }
 
 bool ClusterState::isUp(const std::string& name) const {
   const auto now = clock_.monotonicNow();
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(name);
-  return it != nodes_.end() && isUpLocked(it->second, now);
+  const auto slot = index_.find(name);
+  return slot && isUpLocked(members_[*slot], now);
 }
 
 }  // namespace meshprobe::aggregator

@@ -1,7 +1,19 @@
 #pragma once
 // Everything the aggregator knows about the cluster: membership from Hellos, each node's
-// latest Report, and the matrices derived from them. Pure (no I/O), thread-safe (one
-// mutex), and driven by an injected Clock so tests advance time instead of sleeping.
+// latest Report, and the matrices derived from them. Pure (no I/O), thread-safe, and
+// driven by an injected Clock so tests advance time instead of sleeping.
+//
+// Storage (aggregator/state/): members get a stable slot (NodeIndex); each source keeps one
+// row per probe layer of 8-byte packed cells indexed by destination slot, classified at
+// ingest, plus the full ProbeResult of the few cells that need explaining (details). A
+// Report replaces its source's rows and nothing else. Readers never walk the live state:
+// snapshot() publishes an immutable StateSnapshot sharing the rows (copy-on-write), at most
+// every `publish_interval`, and every query, /metrics scrape and diagnosis pass reads one.
+//
+// Coverage window: a Report with coverage_period (agents that rotate their peers say how
+// long a pair may wait for its next probe) makes a cell whose last_probe is older than
+// coverage_period + 2 × probe_interval at the report's time UNKNOWN, never a stale OK.
+// Without coverage_period (older agents) there is no age rule.
 //
 // Lifecycle of a node (the node name is its identity):
 //   member  — from its first accepted Hello; a later Hello with the same name replaces
@@ -14,8 +26,10 @@
 //             from membership, which changes PeerList. A closed stream alone changes
 //             nothing; only silence does.
 
+#include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -24,7 +38,11 @@
 
 #include "aggregator/diagnosis/rules.h"
 #include "aggregator/matrix.h"
+#include "aggregator/matrix_query.h"
 #include "aggregator/membership.h"
+#include "aggregator/state/node_index.h"
+#include "aggregator/state/packed_cell.h"
+#include "aggregator/state/snapshot.h"
 #include "common/clock.h"
 #include "common/result.h"
 #include "meshprobe/v1/collector.pb.h"
@@ -37,6 +55,9 @@ struct ClusterOptions {
   // 0 means 10 × stale_after.
   std::chrono::nanoseconds forget_after{0};
   MatrixOptions matrix;
+  // A snapshot is rebuilt at most this often (0: whenever something changed). Queries then
+  // see changes up to this late; the aggregator binary uses 250 ms.
+  std::chrono::nanoseconds publish_interval{0};
 };
 
 // A matrix reduced to what /metrics exports, computed without building the cells (at 1,000
@@ -79,10 +100,17 @@ class ClusterState {
   // UNDERLAY / OVERLAY: every ordered pair of distinct members. ISTIOD: one cell per
   // member with dst "istiod". Any other layer is an error naming the layer.
   Result<meshprobe::v1::GetMatrixResponse> matrix(meshprobe::v1::Layer layer) const;
-  // matrix(layer) reduced to per-node reachable counts and FAIL cells (read-only, cheap:
-  // one pass over each source's probes). Same errors as matrix().
+  // matrix(layer) reduced to per-node reachable counts and FAIL cells: O(nodes + failing
+  // cells) from the snapshot's per-row counters. Same errors as matrix().
   Result<MatrixSummary> matrixSummary(meshprobe::v1::Layer layer) const;
-  // Everything the diagnosis rules look at, taken under one lock pass per matrix.
+  // The latest published snapshot, rebuilt first when something changed (or a node went
+  // stale) and the last one is at least publish_interval old. Never null.
+  std::shared_ptr<const StateSnapshot> snapshot() const;
+  // GetMatrix: the filtered page of req.layer()'s matrix (see queryMatrix), built from the
+  // snapshot without building the whole matrix.
+  grpc::Status matrixPage(const meshprobe::v1::GetMatrixRequest& req, meshprobe::v1::GetMatrixResponse* out,
+                          const MatrixPageLimits& limits = {}) const;
+  // Everything the diagnosis rules look at, from one snapshot.
   // Down nodes keep their summary (up = false) but not their checks, findings or probes:
   // a silent node's last words are not evidence.
   ClusterSnapshot diagnosisSnapshot() const;
@@ -98,28 +126,40 @@ class ClusterState {
   const ClusterOptions& options() const { return options_; }
 
  private:
-  struct NodeRecord {
+  struct Member {
     meshprobe::v1::Hello hello;
     std::chrono::steady_clock::time_point last_heard;
-    bool has_report = false;
-    std::chrono::steady_clock::time_point report_received_mono;
-    std::chrono::system_clock::time_point report_received_wall;
-    meshprobe::v1::Report report;
     bool has_sequence = false;
     uint64_t last_sequence = 0;
-    // (layer, dst) -> index into report.probes
-    std::map<std::pair<int, std::string>, int> probe_index;
+    uint64_t stamp = 0;  // ingest counter when this member got its slot
+    std::shared_ptr<const NodeInfo> info;
+    std::array<std::shared_ptr<Row>, 2> rows;  // UNDERLAY, OVERLAY; null until a report
   };
 
-  bool isUpLocked(const NodeRecord& rec, std::chrono::steady_clock::time_point now) const;
+  bool isUpLocked(const Member& m, std::chrono::steady_clock::time_point now) const;
   meshprobe::v1::PeerList peerListLocked() const;
-  meshprobe::v1::NodeSummary summaryLocked(const NodeRecord& rec, std::chrono::steady_clock::time_point now) const;
+  void writeRows(Member& m, uint32_t self, const meshprobe::v1::Report& report, NodeInfo& info);
+  std::shared_ptr<const StateSnapshot> build(const std::shared_ptr<const StateSnapshot>& prev,
+                                             std::chrono::steady_clock::time_point now) const;
 
   const Clock& clock_;
   const ClusterOptions options_;
+
+  // The live state, guarded by mu_ (ingest and membership).
   mutable std::mutex mu_;
-  std::map<std::string, NodeRecord> nodes_;  // sorted by name: the matrix's stable order
-  uint64_t generation_ = 0;                  // first version: bumped on every Hello and Report
+  NodeIndex index_;
+  std::vector<Member> members_;  // by slot (a free slot's entry is empty)
+  uint64_t counter_ = 0;         // stamps slots and rows (see StateSnapshot::slot_stamp)
+  uint64_t last_removal_ = 0;    // counter_ when a member was last forgotten
+  mutable bool dirty_ = false;   // content changed since the last snapshot
+  mutable bool facts_dirty_ = true;  // Hello facts or membership changed (VXLAN mismatches)
+
+  // Publishing: publish_mu_ serialises rebuilds; snap_mu_ guards only the pointer copy.
+  mutable std::mutex publish_mu_;
+  mutable std::mutex snap_mu_;
+  mutable std::shared_ptr<const StateSnapshot> published_;
+  mutable uint64_t generation_ = 0;
+  mutable std::vector<VxlanMismatch> mismatches_;  // under mu_
 };
 
 }  // namespace meshprobe::aggregator

@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
   options.grpc_listen = grpc_listen;
   options.http_listen = http_listen;
   options.cluster.stale_after = *stale;
+  // Queries, /metrics and diagnosis read a snapshot rebuilt at most 4 times a second.
+  options.cluster.publish_interval = std::chrono::milliseconds(250);
   options.cluster.forget_after = *forget;
   meshprobe::aggregator::AggregatorServer server(clock, options);
   auto port = server.start();

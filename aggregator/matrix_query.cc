@@ -14,6 +14,9 @@
 #include <utility>
 #include <vector>
 
+#include "aggregator/matrix.h"
+#include "aggregator/state/snapshot.h"
+
 namespace meshprobe::aggregator {
 
 namespace v1 = meshprobe::v1;
@@ -131,25 +134,32 @@ Result<PageCursor> decodePageToken(std::string_view token) {
   return c;
 }
 
-grpc::Status queryMatrix(v1::GetMatrixResponse full, const v1::GetMatrixRequest& req, v1::GetMatrixResponse* out,
-                         const MatrixPageLimits& limits) {
-  // ---- the request ----
-  std::unordered_map<std::string_view, size_t> member_index;  // name -> index in full.nodes()
-  for (int i = 0; i < full.nodes_size(); ++i) member_index.emplace(full.nodes(i), static_cast<size_t>(i));
+namespace {
 
-  std::unordered_set<std::string_view> node_filter;
+// A request's filters and cursor, checked.
+struct ParsedRequest {
+  std::unordered_set<std::string_view> node_filter;  // views into req.nodes()
+  std::array<bool, 8> state_filter{};                // indexed by Cell::State
+  bool filtered = false;
+  std::optional<PageCursor> cursor;
+  bool new_fields = false;
+  uint32_t page_size = 0;
+};
+
+template <typename IsMember>
+grpc::Status parseRequest(const v1::GetMatrixRequest& req, const MatrixPageLimits& limits, IsMember&& is_member,
+                          ParsedRequest* r) {
   std::set<std::string> unknown;
   for (const auto& n : req.nodes()) {
     if (n.empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "GetMatrix: an empty name in `nodes`"};
-    if (!member_index.count(n)) unknown.insert(n);
-    node_filter.insert(n);
+    if (!is_member(n)) unknown.insert(n);
+    r->node_filter.insert(n);
   }
   if (!unknown.empty()) {
     std::string names;
     for (const auto& n : unknown) names += (names.empty() ? "'" : ", '") + n + "'";
     return {grpc::StatusCode::NOT_FOUND, "GetMatrix: no node named " + names + " has said Hello to this aggregator"};
   }
-  std::array<bool, 8> state_filter{};  // indexed by Cell::State
   for (int s : req.states()) {
     if (!knownState(s)) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
@@ -158,13 +168,9 @@ grpc::Status queryMatrix(v1::GetMatrixResponse full, const v1::GetMatrixRequest&
                                                     : "unknown state " + std::to_string(s)) +
                   "; want OK, DEGRADED, FAIL or UNKNOWN"};
     }
-    state_filter[static_cast<size_t>(s)] = true;
+    r->state_filter[static_cast<size_t>(s)] = true;
   }
-  const bool filtered = !node_filter.empty() || req.states_size() > 0;
-  // ISTIOD cells all go to "istiod", which is no member (a member of that name included).
-  const bool src_only = full.layer() == v1::ISTIOD;
-
-  std::optional<PageCursor> cursor;
+  r->filtered = !r->node_filter.empty() || req.states_size() > 0;
   if (!req.page_token().empty()) {
     auto decoded = decodePageToken(req.page_token());
     if (!decoded.ok()) {
@@ -179,10 +185,33 @@ grpc::Status queryMatrix(v1::GetMatrixResponse full, const v1::GetMatrixRequest&
       return {grpc::StatusCode::INVALID_ARGUMENT,
               "GetMatrix: page_token was issued for other filters; send the same `nodes` and `states` on every page"};
     }
-    cursor = std::move(decoded.value());
+    r->cursor = std::move(decoded.value());
   }
-  const bool new_fields = filtered || req.page_size() != 0 || cursor.has_value();
-  const uint32_t page_size = req.page_size() != 0 ? req.page_size() : limits.default_page_size;
+  r->new_fields = r->filtered || req.page_size() != 0 || r->cursor.has_value();
+  r->page_size = req.page_size() != 0 ? req.page_size() : limits.default_page_size;
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status queryMatrix(v1::GetMatrixResponse full, const v1::GetMatrixRequest& req, v1::GetMatrixResponse* out,
+                         const MatrixPageLimits& limits) {
+  // ---- the request ----
+  std::unordered_map<std::string_view, size_t> member_index;  // name -> index in full.nodes()
+  for (int i = 0; i < full.nodes_size(); ++i) member_index.emplace(full.nodes(i), static_cast<size_t>(i));
+  ParsedRequest parsed;
+  if (auto st = parseRequest(req, limits, [&](const std::string& n) { return member_index.count(n) > 0; }, &parsed);
+      !st.ok()) {
+    return st;
+  }
+  const auto& node_filter = parsed.node_filter;
+  const auto& state_filter = parsed.state_filter;
+  const bool filtered = parsed.filtered;
+  const auto& cursor = parsed.cursor;
+  const bool new_fields = parsed.new_fields;
+  const uint32_t page_size = parsed.page_size;
+  // ISTIOD cells all go to "istiod", which is no member (a member of that name included).
+  const bool src_only = full.layer() == v1::ISTIOD;
 
   // ---- the page ----
   auto* cells = full.mutable_cells();
@@ -242,6 +271,122 @@ grpc::Status queryMatrix(v1::GetMatrixResponse full, const v1::GetMatrixRequest&
     out->set_next_page_token(encodePageToken({req.layer(), matrixFilterFingerprint(req), last.src(), last.dst()}));
   }
   if (new_fields || more) out->set_total_cells(total);
+  return grpc::Status::OK;
+}
+
+grpc::Status queryMatrix(const StateSnapshot& snap, const v1::GetMatrixRequest& req, v1::GetMatrixResponse* out,
+                         const MatrixPageLimits& limits) {
+  const v1::Layer layer = req.layer();
+  ParsedRequest parsed;
+  if (auto st = parseRequest(req, limits, [&](const std::string& n) { return snap.indexOf(n).has_value(); }, &parsed);
+      !st.ok()) {
+    return st;
+  }
+  const uint32_t n = snap.size();
+  const bool istiod = layer == v1::ISTIOD;
+  const size_t l = istiod ? 0 : static_cast<size_t>(rowLayerIndex(layer));
+  std::vector<char> in_filter(n, 0);
+  std::vector<uint32_t> filter_idx;  // sorted
+  for (const auto& name : parsed.node_filter) filter_idx.push_back(*snap.indexOf(name));
+  std::sort(filter_idx.begin(), filter_idx.end());
+  for (uint32_t i : filter_idx) in_filter[i] = 1;
+  const bool by_node = !filter_idx.empty();
+  const bool by_state = req.states_size() > 0;
+
+  auto stateOf = [&](uint32_t i, uint32_t j) { return istiod ? snap.istiod[i] : snap.state(l, i, j); };
+  // Where the page starts: the first cell after the cursor, as (src index, dst index).
+  const std::string istiod_dst(kIstiodDst);
+  auto afterCursor = [&](uint32_t i, uint32_t j) {
+    if (!parsed.cursor) return true;
+    const std::string& dst = istiod ? istiod_dst : snap.name(j);
+    return std::tie(snap.name(i), dst) > std::tie(parsed.cursor->src, parsed.cursor->dst);
+  };
+
+  std::vector<char> involved(parsed.filtered ? n : 0, 0);
+  std::vector<v1::Cell> page;
+  uint64_t total = 0;
+  size_t bytes = 0;
+  bool more = false;
+  auto visit = [&](uint32_t i, uint32_t j) {  // a candidate cell in (src, dst) order
+    if (by_state) {
+      const auto s = static_cast<size_t>(stateOf(i, j));
+      if (s >= parsed.state_filter.size() || !parsed.state_filter[s]) return;
+    }
+    ++total;
+    if (parsed.filtered) {
+      involved[i] = 1;
+      if (!istiod) involved[j] = 1;
+    }
+    if (more || !afterCursor(i, j)) return;
+    v1::Cell c = snap.cell(layer, i, j);
+    const size_t size = c.ByteSizeLong();
+    const size_t encoded = 1 + pbio::CodedOutputStream::VarintSize64(size) + size;  // tag, length, cell
+    if (page.size() >= parsed.page_size || (!page.empty() && bytes + encoded > limits.max_page_bytes)) {
+      more = true;
+      return;
+    }
+    bytes += encoded;
+    page.push_back(std::move(c));
+  };
+
+  if (!parsed.filtered) {
+    // Every cell matches: start at the cursor and stop after the page.
+    total = istiod ? n : static_cast<uint64_t>(n) * (n > 0 ? n - 1 : 0);
+    uint32_t i0 = 0;
+    if (parsed.cursor) {
+      // Binary search over the names (indexes are in name order).
+      uint32_t lo = 0, hi = n;
+      while (lo < hi) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (snap.name(mid) < parsed.cursor->src) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      i0 = lo;
+    }
+    const uint64_t counted = total;
+    for (uint32_t i = i0; i < n && !more; ++i) {
+      if (istiod) {
+        visit(i, 0);
+        continue;
+      }
+      for (uint32_t j = 0; j < n && !more; ++j) {
+        if (j != i) visit(i, j);
+      }
+    }
+    total = counted;  // visit() counted only what it walked
+  } else {
+    for (uint32_t i = 0; i < n; ++i) {
+      if (istiod) {
+        if (!by_node || in_filter[i]) visit(i, 0);
+        continue;
+      }
+      if (!by_node || in_filter[i]) {
+        for (uint32_t j = 0; j < n; ++j) {
+          if (j != i) visit(i, j);
+        }
+      } else {
+        for (uint32_t j : filter_idx) {
+          if (j != i) visit(i, j);
+        }
+      }
+    }
+  }
+
+  out->Clear();
+  out->set_layer(layer);
+  for (uint32_t i = 0; i < n; ++i) {
+    if (!parsed.filtered || involved[i]) out->add_nodes(snap.name(i));
+  }
+  out->mutable_cells()->Reserve(static_cast<int>(page.size()));
+  for (auto& c : page) *out->add_cells() = std::move(c);
+  if (more) {
+    const v1::Cell& last = out->cells(out->cells_size() - 1);
+    out->set_next_page_token(encodePageToken({layer, matrixFilterFingerprint(req), last.src(), last.dst()}));
+  }
+  if (parsed.new_fields || more) out->set_total_cells(static_cast<uint32_t>(total));
   return grpc::Status::OK;
 }
 

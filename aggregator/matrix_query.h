@@ -61,4 +61,12 @@ Result<PageCursor> decodePageToken(std::string_view token);
 grpc::Status queryMatrix(meshprobe::v1::GetMatrixResponse full, const meshprobe::v1::GetMatrixRequest& req,
                          meshprobe::v1::GetMatrixResponse* out, const MatrixPageLimits& limits = {});
 
+struct StateSnapshot;
+// The same answer from the cluster state's snapshot (req.layer() must have a matrix),
+// building only the page's cells: an unfiltered page costs O(page), a `nodes` filter
+// O(nodes × filtered nodes) state reads, a `states` filter O(nodes²) packed-state reads
+// (no protobuf) to count total_cells.
+grpc::Status queryMatrix(const StateSnapshot& snapshot, const meshprobe::v1::GetMatrixRequest& req,
+                         meshprobe::v1::GetMatrixResponse* out, const MatrixPageLimits& limits = {});
+
 }  // namespace meshprobe::aggregator

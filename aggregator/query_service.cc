@@ -64,9 +64,8 @@ grpc::ServerUnaryReactor* QueryService::ListNodes(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* QueryService::GetMatrix(grpc::CallbackServerContext* ctx, const v1::GetMatrixRequest* req,
                                                   v1::GetMatrixResponse* resp) {
   return answer(ctx, "GetMatrix", latency_[static_cast<size_t>(QueryMethod::kGetMatrix)], [&] {
-    auto matrix = state_.matrix(req->layer());
-    if (!matrix.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, matrix.error().message);
-    return queryMatrix(std::move(matrix.value()), *req, resp);
+    // Only the requested page's cells are built, from the cluster state's snapshot.
+    return state_.matrixPage(*req, resp);
   });
 }
 

@@ -442,5 +442,211 @@ TEST_F(DiagnosisInputTest, GenerationChangesWithReportsAndWhenANodeGoesStaleOnly
   EXPECT_EQ(stale.overlay->state(0, 1), v1::Cell::UNKNOWN);
 }
 
+
+TEST_F(DiagnosisInputTest, ACellOlderThanTheCoverageWindowIsUnknownNeverAStaleOk) {
+  state_.applyHello(makeHello("a", 1), true);
+  state_.applyHello(makeHello("b", 2), true);
+  state_.applyHello(makeHello("c", 3), true);
+  const int64_t now_s = std::chrono::duration_cast<seconds>(clock_.wallNow().time_since_epoch()).count();
+  auto probedAgo = [&](const std::string& dst, int64_t ago_s) {
+    auto p = makeProbe(dst, v1::OVERLAY, 10, 10);
+    *p.mutable_last_probe() = TimeUtil::SecondsToTimestamp(now_s - ago_s);
+    return p;
+  };
+  v1::Report r;  // no Report.time: stamped with the (fake) wall clock on receipt
+  r.set_sequence(1);
+  *r.mutable_coverage_period() = TimeUtil::SecondsToDuration(10);
+  *r.mutable_probe_interval() = TimeUtil::SecondsToDuration(1);
+  *r.add_probes() = probedAgo("b", 12);  // 10 s + 2 × 1 s: just within the window
+  *r.add_probes() = probedAgo("c", 13);  // older: nobody probed it within its window
+  ASSERT_EQ(state_.applyReport("a", r), ReportOutcome::kAccepted);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::OK);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "c"), v1::Cell::UNKNOWN);
+  const auto in = state_.diagnosisInput();
+  EXPECT_EQ(in.overlay->state(0, 2), v1::Cell::UNKNOWN);
+  EXPECT_EQ(in.overlay->measuredPeers(0), 1u);  // only b is measured
+  // The numbers stay visible on the UNKNOWN cell.
+  auto m = state_.matrix(v1::OVERLAY);
+  EXPECT_TRUE(findCell(*m, "a", "c")->has_last_update());
+
+  // An older agent (no coverage_period): no age rule, as before.
+  r.set_sequence(2);
+  r.clear_coverage_period();
+  r.clear_probe_interval();
+  ASSERT_EQ(state_.applyReport("a", r), ReportOutcome::kAccepted);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "c"), v1::Cell::OK);
+  // coverage_period without probe_interval: the interval is taken as the period (3 × 10 s).
+  r.set_sequence(3);
+  *r.mutable_coverage_period() = TimeUtil::SecondsToDuration(4);
+  ASSERT_EQ(state_.applyReport("a", r), ReportOutcome::kAccepted);
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "b"), v1::Cell::OK);       // 12 s <= 12 s
+  EXPECT_EQ(cellState(v1::OVERLAY, "a", "c"), v1::Cell::UNKNOWN);  // 13 s > 12 s
+}
+
+TEST_F(DiagnosisInputTest, SnapshotsAreImmutableAndShareUntouchedRows) {
+  for (int i : {1, 2, 3}) state_.applyHello(makeHello("n" + std::to_string(i), i), true);
+  ASSERT_EQ(state_.applyReport("n1", report(1, {{"n2", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  ASSERT_EQ(state_.applyReport("n2", report(1, {{"n1", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  const auto s1 = state_.snapshot();
+  EXPECT_EQ(state_.snapshot(), s1);  // nothing changed: the same snapshot
+  ASSERT_EQ(state_.applyReport("n1", report(2, {}, {{"n2", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  const auto s2 = state_.snapshot();
+  ASSERT_NE(s2, s1);
+  EXPECT_GT(s2->generation, s1->generation);
+  EXPECT_EQ(s1->state(kOverlayRows, 0, 1), v1::Cell::OK);  // the old snapshot did not move
+  EXPECT_EQ(s2->state(kOverlayRows, 0, 1), v1::Cell::FAIL);
+  EXPECT_NE(s2->rows[kOverlayRows][0], s1->rows[kOverlayRows][0]);  // copied on write
+  EXPECT_EQ(s2->rows[kOverlayRows][1], s1->rows[kOverlayRows][1]);  // n2's row is shared
+  EXPECT_EQ(s2->nodes[1], s1->nodes[1]);
+}
+
+TEST_F(DiagnosisInputTest, PublishingIsRateLimitedAndStalenessStillChangesTheGeneration) {
+  ClusterOptions o = options();
+  o.publish_interval = milliseconds(250);
+  ClusterState st(clock_, o);
+  st.applyHello(makeHello("n1", 1), true);
+  st.applyHello(makeHello("n2", 2), true);
+  const auto s0 = st.snapshot();
+  ASSERT_EQ(st.applyReport("n1", report(1, {}, {{"n2", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  EXPECT_EQ(st.snapshot(), s0);  // changed, but the snapshot is younger than 250 ms
+  EXPECT_EQ(st.matrixSummary(v1::OVERLAY)->failed.size(), 0u);
+  clock_.advance(milliseconds(249));
+  EXPECT_EQ(st.snapshot(), s0);
+  clock_.advance(milliseconds(1));
+  const auto s1 = st.snapshot();
+  EXPECT_NE(s1, s0);
+  EXPECT_NE(s1->generation, s0->generation);
+  EXPECT_EQ(st.matrixSummary(v1::OVERLAY)->failed.size(), 1u);
+  clock_.advance(seconds(5));
+  EXPECT_EQ(st.snapshot()->generation, s1->generation);  // rebuilt? nothing changed: same generation
+  clock_.advance(seconds(5));                             // n1 heard 10.25 s ago: down
+  const auto s2 = st.snapshot();
+  EXPECT_NE(s2->generation, s1->generation);
+  EXPECT_FALSE(s2->up[0]);
+  EXPECT_TRUE(st.matrixSummary(v1::OVERLAY)->failed.empty());  // a down source fails nothing
+}
+
+TEST_F(DiagnosisInputTest, AForgottenNodesSlotCarriesNoneOfItsCellsToTheNextNode) {
+  ClusterOptions o = options();
+  o.forget_after = seconds(5);
+  ClusterState st(clock_, o);
+  for (const char* n : {"a", "b", "c"}) st.applyHello(makeHello(n, 1), true);
+  clock_.advance(seconds(4));
+  st.applyHello(makeHello("b", 2), false);
+  ASSERT_EQ(st.applyReport("a", report(1, {{"b", v1::OVERLAY}, {"c", v1::OVERLAY}})), ReportOutcome::kAccepted);
+  EXPECT_EQ(st.matrixSummary(v1::OVERLAY)->reachable[0], 2u);
+  clock_.advance(seconds(2));
+  EXPECT_THAT(st.sweep().removed, ElementsAre("c"));
+  EXPECT_EQ(st.matrixSummary(v1::OVERLAY)->reachable[0], 1u);  // recounted without c
+  st.applyHello(makeHello("d", 4), true);                        // takes c's slot
+  auto m = st.matrix(v1::OVERLAY);
+  ASSERT_TRUE(m.ok());
+  EXPECT_THAT(m->nodes(), ElementsAre("a", "b", "d"));
+  const v1::Cell* ad = findCell(*m, "a", "d");
+  ASSERT_NE(ad, nullptr);
+  EXPECT_EQ(ad->state(), v1::Cell::UNKNOWN);
+  EXPECT_FALSE(ad->has_last_update());  // not c's old numbers
+  EXPECT_EQ(findCell(*m, "a", "b")->state(), v1::Cell::OK);
+  EXPECT_EQ(st.matrixSummary(v1::OVERLAY)->reachable[0], 1u);
+  auto node = st.getNode("a");
+  ASSERT_TRUE(node.ok());
+  ASSERT_EQ(node->probes_size(), 1);
+  EXPECT_EQ(node->probes(0).dst(), "b");
+}
+
+TEST_F(DiagnosisInputTest, GetNodeGivesFullResultsForDetailedCellsAndReducedOnesForHealthy) {
+  for (int i : {1, 2, 3}) state_.applyHello(makeHello("n" + std::to_string(i), i), true);
+  v1::Report r = report(1, {{"n2", v1::UNDERLAY}}, {{"n3", v1::UNDERLAY}});
+  r.mutable_probes(1)->set_error("timeout after 500ms");
+  *r.add_probes() = makeProbe("istiod", v1::ISTIOD, 4, 4);
+  ASSERT_EQ(state_.applyReport("n1", r), ReportOutcome::kAccepted);
+  auto node = state_.getNode("n1");
+  ASSERT_TRUE(node.ok());
+  ASSERT_EQ(node->probes_size(), 3);
+  const auto& healthy = node->probes(0);
+  EXPECT_EQ(healthy.dst(), "n2");
+  EXPECT_EQ(healthy.sent(), 1u);  // reduced: no counts, no p99
+  EXPECT_FALSE(healthy.has_rtt_p99());
+  EXPECT_EQ(TimeUtil::DurationToMicroseconds(healthy.rtt_p50()), 200);
+  const auto& failed = node->probes(1);
+  EXPECT_EQ(failed.dst(), "n3");
+  EXPECT_EQ(failed.sent(), 10u);  // full
+  EXPECT_EQ(failed.error(), "timeout after 500ms");
+  EXPECT_TRUE(failed.has_rtt_p99());
+  EXPECT_EQ(node->probes(2).layer(), v1::ISTIOD);
+}
+
+TEST_F(DiagnosisInputTest, SummaryAgreesWithTheMatrix) {
+  for (int i = 1; i <= 5; ++i) state_.applyHello(makeHello("n" + std::to_string(i), i), true);
+  ASSERT_EQ(state_.applyReport("n1", report(1, {{"n2", v1::OVERLAY}, {"n3", v1::OVERLAY}}, {{"n5", v1::OVERLAY}})),
+            ReportOutcome::kAccepted);
+  ASSERT_EQ(state_.applyReport("n4", report(1, {{"n5", v1::OVERLAY}}, {{"n1", v1::OVERLAY}, {"n2", v1::OVERLAY}})),
+            ReportOutcome::kAccepted);
+  auto m = state_.matrix(v1::OVERLAY);
+  auto sum = state_.matrixSummary(v1::OVERLAY);
+  ASSERT_TRUE(m.ok() && sum.ok());
+  std::vector<uint32_t> reachable(5, 0);
+  std::vector<std::pair<std::string, std::string>> failed;
+  for (const auto& c : m->cells()) {
+    const size_t i = static_cast<size_t>(c.src()[1] - '1');
+    if (c.state() == v1::Cell::OK || c.state() == v1::Cell::DEGRADED) ++reachable[i];
+    if (c.state() == v1::Cell::FAIL) failed.emplace_back(c.src(), c.dst());
+  }
+  EXPECT_EQ(sum->reachable, reachable);
+  EXPECT_EQ(sum->failed, failed);
+  EXPECT_THAT(sum->reachable, ElementsAre(2u, 0u, 0u, 1u, 0u));
+}
+
+TEST_F(DiagnosisInputTest, MatrixPagesFromTheSnapshotEqualPagesOfTheWholeMatrix) {
+  for (int i = 1; i <= 7; ++i) state_.applyHello(makeHello("n" + std::to_string(i), i), true);
+  uint64_t seq = 0;
+  for (int s = 1; s <= 6; ++s) {
+    std::vector<std::pair<std::string, v1::Layer>> ok, bad;
+    for (int d = 1; d <= 7; ++d) {
+      if (d == s || (s + d) % 5 == 0) continue;  // some cells never probed
+      ((s * d) % 4 == 0 ? bad : ok).emplace_back("n" + std::to_string(d), v1::UNDERLAY);
+    }
+    ASSERT_EQ(state_.applyReport("n" + std::to_string(s), report(++seq, ok, bad)), ReportOutcome::kAccepted);
+  }
+  auto compare = [&](v1::GetMatrixRequest req) {
+    for (int page = 0; page < 50; ++page) {
+      v1::GetMatrixResponse want, got;
+      auto full = state_.matrix(req.layer());
+      ASSERT_TRUE(full.ok());
+      const auto ws = queryMatrix(*full, req, &want);
+      const auto gs = state_.matrixPage(req, &got);
+      ASSERT_EQ(ws.error_code(), gs.error_code()) << req.ShortDebugString();
+      ASSERT_EQ(ws.error_message(), gs.error_message());
+      ASSERT_EQ(want.SerializeAsString(), got.SerializeAsString()) << req.ShortDebugString() << "\nwant "
+                                                                   << want.ShortDebugString() << "\ngot  "
+                                                                   << got.ShortDebugString();
+      if (want.next_page_token().empty()) return;
+      req.set_page_token(want.next_page_token());
+    }
+    FAIL() << "too many pages";
+  };
+  for (v1::Layer layer : {v1::UNDERLAY, v1::OVERLAY, v1::ISTIOD}) {
+    v1::GetMatrixRequest req;
+    req.set_layer(layer);
+    compare(req);
+    req.set_page_size(4);
+    compare(req);
+    req.add_nodes("n3");
+    compare(req);
+    req.add_states(v1::Cell::FAIL);
+    compare(req);
+    req.clear_nodes();
+    compare(req);
+    req.add_states(v1::Cell::UNKNOWN);
+    req.set_page_size(3);
+    compare(req);
+    req.add_nodes("ghost");
+    compare(req);
+    req.clear_nodes();
+    req.clear_states();
+    req.set_page_token("zz");
+    compare(req);
+  }
+}
 }  // namespace
 }  // namespace meshprobe::aggregator
