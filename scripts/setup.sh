@@ -22,6 +22,8 @@ PACKAGES=(
 # installed (another package owning /usr/bin/kubectl would make dpkg fail).
 if [ "${MESHPROBE_SETUP_TEST_TOOLS:-1}" != 0 ]; then
   PACKAGES+=(prometheus chromium fonts-dejavu-core)
+  # clang with libFuzzer (libclang-rt-14-dev ships the fuzzer runtime) for tests/fuzz
+  PACKAGES+=(clang libclang-rt-14-dev)
   if ! command -v kubectl >/dev/null 2>&1; then
     PACKAGES+=(kubernetes-client)
   fi
