@@ -22,7 +22,7 @@ fi
 command -v clang++ >/dev/null || { echo "fuzz.sh: needs clang (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHPROBE_FUZZ=ON \
   -DMESHPROBE_BUILD_BENCH=OFF >/dev/null
-ninja -C "$BUILD" -j"$(nproc)" fuzz
+ninja -C "$BUILD" -j"$(nproc)" "${TARGETS[@]/#/fuzz_}"
 
 # The seed directories of each target, as its ctest run uses them (written by cmake).
 seeds_of() { grep -v '^$' "$BUILD/tests/fuzz/seeds/$1.txt"; }
