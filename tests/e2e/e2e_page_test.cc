@@ -7,13 +7,16 @@
 // What is asserted from the DOM Chromium dumps: the page rendered data (body
 // data-loaded="true", status "ok"); OVERLAY cells td[data-layer=OVERLAY][data-src][data-dst]
 // are FAIL exactly in node3's row and column and OK elsewhere; every UNDERLAY cell OK; the
-// ISTIOD column has one cell per node; the findings list (ul#findings) is there, and when
+// ISTIOD column has one cell per node; the nodes list (tr.node) has node3 first, failing
+// with 3 OVERLAY peers and every other node with 1; the broken pairs list (tr.pair) holds
+// node3's six OVERLAY cells, FAIL; the findings list (ul#findings) is there, and when
 // the Diagnose API names node3 at that moment, an li.finding with node3 in data-nodes is
 // listed too. The details panel of a cell (what a click opens; also opened by the URL
 // #cell=OVERLAY/node1/node3) shows its state, loss and last update. A 1400x1000
 // screenshot is kept at <build>/artifacts/matrix_page.png.
 
 #include <regex>
+#include <set>
 
 #include "tests/e2e/mesh.h"
 
@@ -152,6 +155,38 @@ class PageTest : public MeshTest {
     for (int n = 1; n <= kNodes; ++n) {
       if (!istiod.count({nodeName(n), "istiod"})) out += "  ISTIOD cell " + nodeName(n) + "->istiod absent\n";
     }
+    // The nodes list: every node once, node3 first (most broken), failing with its 3 peers
+    // on OVERLAY while the others fail with one (node3).
+    std::vector<std::string> rows;
+    for (auto& tr : startTags(dom, "tr")) {
+      if (tr.count("class") && hasWord(tr["class"], "node")) rows.push_back(tr["data-node"]);
+    }
+    if (rows.size() != static_cast<size_t>(kNodes) || rows.empty() || rows[0] != nodeName(3)) {
+      out += "  nodes list:";
+      for (const auto& r : rows) out += " " + r;
+      out += " (want " + std::to_string(kNodes) + " rows, " + nodeName(3) + " first)\n";
+    }
+    std::multiset<std::string> overlay_failing;
+    for (auto& td : startTags(dom, "td")) {
+      if (td["data-field"] == "OVERLAY" && td.count("data-failing")) overlay_failing.insert(td["data-failing"]);
+    }
+    const std::multiset<std::string> want_failing = {"1", "1", "1", "3"};
+    if (overlay_failing != want_failing) {
+      out += "  OVERLAY peers failing per node:";
+      for (const auto& f : overlay_failing) out += " " + f;
+      out += " (want 3 1 1 1)\n";
+    }
+    // The broken pairs list: node3's six OVERLAY cells, FAIL.
+    size_t overlay_pairs = 0;
+    for (auto& tr : startTags(dom, "tr")) {
+      if (!tr.count("class") || !hasWord(tr["class"], "pair") || tr["data-layer"] != "OVERLAY") continue;
+      ++overlay_pairs;
+      if (tr["data-state"] != "FAIL" || (tr["data-src"] != nodeName(3) && tr["data-dst"] != nodeName(3))) {
+        out += "  broken pair " + tr["data-src"] + "->" + tr["data-dst"] + " " + tr["data-state"] + "\n";
+      }
+    }
+    if (overlay_pairs != 2u * (kNodes - 1))
+      out += "  " + std::to_string(overlay_pairs) + " OVERLAY broken pairs listed\n";
     return out;
   }
 
