@@ -1,5 +1,6 @@
 #include "aggregator/cluster_state.h"
 
+#include <google/protobuf/util/message_differencer.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -53,15 +54,19 @@ ClusterState::ClusterState(const Clock& clock, ClusterOptions options)
 MembershipDiff ClusterState::applyHello(const v1::Hello& hello, bool new_session) {
   const auto now = clock_.monotonicNow();
   std::lock_guard lock(mu_);
-  const v1::PeerList before = peerListLocked();
   v1::Hello normalized = normalizedHello(hello);  // idempotent: the Collector normalized it already
   bool added = false;
   const uint32_t slot = index_.add(normalized.node_name(), &added);
   if (slot >= members_.size()) members_.resize(slot + 1);
   Member& m = members_[slot];
+  // Only this member's Peer can change: compare it alone (O(1), not two whole lists).
+  MembershipDiff diff;
   if (added) {
     m = Member{};
     m.stamp = ++counter_;
+    diff.added.push_back(normalized.node_name());
+  } else if (!google::protobuf::util::MessageDifferencer::Equals(peerFromHello(m.hello), peerFromHello(normalized))) {
+    diff.changed.push_back(normalized.node_name());
   }
   auto info = m.info ? std::make_shared<NodeInfo>(*m.info) : std::make_shared<NodeInfo>();
   v1::NodeSummary summary = summaryOf(normalized);
@@ -76,7 +81,7 @@ MembershipDiff ClusterState::applyHello(const v1::Hello& hello, bool new_session
   }
   dirty_ = true;
   facts_dirty_ = true;
-  return diffPeers(before, peerListLocked());
+  return diff;
 }
 
 void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report, NodeInfo& info) {
@@ -208,12 +213,13 @@ ReportOutcome ClusterState::applyReport(const std::string& node, const v1::Repor
 MembershipDiff ClusterState::sweep() {
   const auto now = clock_.monotonicNow();
   std::lock_guard lock(mu_);
-  const v1::PeerList before = peerListLocked();
+  MembershipDiff diff;
   std::vector<uint32_t> gone;
   for (uint32_t slot : index_.sorted()) {
     if (now - members_[slot].last_heard >= options_.forget_after) gone.push_back(slot);
   }
   for (uint32_t slot : gone) {
+    diff.removed.push_back(members_[slot].hello.node_name());  // in name order
     index_.remove(members_[slot].hello.node_name());
     members_[slot] = Member{};
   }
@@ -222,7 +228,7 @@ MembershipDiff ClusterState::sweep() {
     dirty_ = true;
     facts_dirty_ = true;
   }
-  return diffPeers(before, peerListLocked());
+  return diff;
 }
 
 v1::PeerList ClusterState::peerList() const {
