@@ -46,6 +46,8 @@ class Cluster {
 
   // What flannel programs on node `on` for `peer`.
   void programPeer(int on, int peer) const;
+  // ... as a shell script (run in the node's netns).
+  static std::string peerScript(int peer);
 
   // The control plane's netns "control" on the underlay bridge (eth0 = controlIp()/24), for
   // the aggregator: the diagnostic path must not depend on the overlay (design rule 1, docs/architecture.md).

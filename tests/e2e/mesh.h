@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -308,6 +309,8 @@ struct MeshOptions {
   std::vector<std::string> agent_args;       // appended to every agent's flags
   std::vector<std::string> aggregator_args;  // appended to the aggregator's flags
   Launcher launcher;                         // unset: ip netns exec
+  // The Query API clients' --timeout (large meshes on a busy machine answer slower).
+  std::chrono::seconds query_timeout = 3s;
 };
 
 class Mesh {
@@ -413,14 +416,15 @@ class Mesh {
 
   // meshprobe --aggregator ADDR --output json ARGS..., run in the control netns.
   CmdResult cli(const std::vector<std::string>& args) const {
-    std::vector<std::string> argv = {kCliBin, "--aggregator", grpcAddr(), "--output", "json", "--timeout", "3s"};
+    std::vector<std::string> argv = {kCliBin, "--aggregator", grpcAddr(),    "--output",
+                                     "json",  "--timeout",    queryTimeout()};
     argv.insert(argv.end(), args.begin(), args.end());
     return runCommand(argv, queryOptions());
   }
 
   // mp_reflection_client [-d JSON] ADDR METHOD|list, run in the control netns (like grpcurl).
   CmdResult reflect(const std::string& method, const std::string& json = "") const {
-    std::vector<std::string> argv = {kReflectionClientBin, "--timeout", "3s"};
+    std::vector<std::string> argv = {kReflectionClientBin, "--timeout", queryTimeout()};
     if (!json.empty()) argv.insert(argv.end(), {"-d", json});
     argv.insert(argv.end(), {grpcAddr(), method});
     return runCommand(argv, queryOptions());
@@ -512,10 +516,12 @@ class Mesh {
     return std::make_unique<Process>("", options_.launcher(role, netns, argv), log);
   }
 
+  std::string queryTimeout() const { return std::to_string(options_.query_timeout.count()) + "s"; }
+
   CmdOptions queryOptions() const {
     CmdOptions o;
     o.netns = control_->name();
-    o.timeout = 10s;
+    o.timeout = std::max<std::chrono::milliseconds>(10s, options_.query_timeout + 5s);
     o.drop_meshprobe_env = true;
     return o;
   }
