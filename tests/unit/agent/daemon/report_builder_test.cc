@@ -1,5 +1,6 @@
 #include "agent/daemon/report_builder.h"
 
+#include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -230,4 +231,21 @@ TEST(ReportBuilder, PeersAreReadFromTheIdentityOrFromAnOlderAggregatorsFlatField
   ASSERT_EQ(eb.size(), ea.size());
   EXPECT_EQ(eb[0].node_ip, ea[0].node_ip);
   EXPECT_EQ(eb[0].overlay_ip, ea[0].overlay_ip);
+}
+
+TEST(ReportBuilder, CoverageIsTheRotationsRoundsTimesTheInterval) {
+  using google::protobuf::util::TimeUtil;
+  meshprobe::v1::Report r;
+  ProbeRotationStatus sparse;
+  sparse.sparse = true;
+  sparse.coverage_rounds = 7;
+  setCoverage(r, sparse, std::chrono::milliseconds(1500));
+  EXPECT_EQ(TimeUtil::DurationToMilliseconds(r.coverage_period()), 10'500);
+  EXPECT_EQ(TimeUtil::DurationToMilliseconds(r.probe_interval()), 1'500);
+  setCoverage(r, ProbeRotationStatus{}, std::chrono::seconds(1));  // full mesh: one interval
+  EXPECT_EQ(TimeUtil::DurationToMilliseconds(r.coverage_period()), 1'000);
+  ProbeRotationStatus zero;
+  zero.coverage_rounds = 0;  // never below one round
+  setCoverage(r, zero, std::chrono::seconds(2));
+  EXPECT_EQ(TimeUtil::DurationToMilliseconds(r.coverage_period()), 2'000);
 }
