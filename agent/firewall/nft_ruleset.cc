@@ -335,7 +335,7 @@ NftRule parseRule(const json& jr) {
   r.family = str(jr, "family");
   r.table = str(jr, "table");
   r.chain = str(jr, "chain");
-  if (auto it = jr.find("handle"); it != jr.end() && it->is_number()) r.handle = it->get<uint64_t>();
+  if (auto it = jr.find("handle"); it != jr.end() && it->is_number_unsigned()) r.handle = it->get<uint64_t>();  // a float handle is malformed (found by fuzzing: UB)
   r.comment = str(jr, "comment");
   if (auto it = jr.find("expr"); it != jr.end() && it->is_array()) {
     for (const auto& e : *it) {

@@ -725,7 +725,8 @@ class Diagnoser {
         cells.erase(std::unique(cells.begin(), cells.end()), cells.end());
       }
       size_t omitted = 0;
-      for (const auto& [s, d] : cells) addBounded(f, omitted, [&] { return dfEvidence(s, d); });
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+      for (const auto& cell : cells) addBounded(f, omitted, [&] { return dfEvidence(cell.first, cell.second); });
       f.set_remedy(remedyFor(codes::kMtuMismatch, "", name(x)));
       add(std::move(f), options_.onset_matrix, omitted);
     };
