@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The real agent at scale: one meshprobe-agent daemon with PEERS peers x {UNDERLAY, OVERLAY}
+# at its default --probe-budget, measured against a bare sendto/recv loop at the same probe
+# rate in the same run.
+#
+# Topology (namespaces prefixed mpagent-<pid>-, always deleted by the trap):
+#   agent ns  : lo, veth 192.0.2.1/24; the real meshprobe-aggregator on 127.0.0.1 (ephemeral
+#               ports); meshprobe-loadgen simulating PEERS other nodes (their Hellos make the
+#               aggregator hand the agent PEERS peers; they report rarely and
+#               little: --interval 60s --probe-budget 1; they join at 100/s);
+#               the real meshprobe-agent (--aggregator 127.0.0.1:<port>).
+#   peers ns  : veth 192.0.2.2/24, every simulated node's underlay (198.18.0.0/15) and overlay
+#               (10.128.0.0/9) address made local at once by two `local` routes on lo, one
+#               Responder (bench/probe_scale_driver --mode responder) on the probe port.
+# The agent's VXLAN/firewall/ztunnel checks find nothing to check in its namespace and say
+# so every round; that work is part of the measured cost, as on a real node.
+#
+# Measured for each size after the agent reports PEERS targets per layer and WARMUP s: the
+# agent's CPU over WINDOW s (utime + stime from /proc/PID/stat, % of one core), its RSS
+# (VmRSS) and peak RSS (VmHWM); probes sent per second (meshprobe_probes_sent_total); the
+# rotation it runs (targets per round, coverage rounds). Baseline: probe_scale_driver
+# --mode raw-prober sending the same number of probes per second (budget x 2 layers) to the
+# same addresses from a bare loop.
+#
+# Usage: sudo bench/agent_scale.sh [BUILD_DIR]          (default: build)
+# Env:   SIZES="1000 5000" WARMUP=10 WINDOW=30 BUDGET=200 (the agent's default)
+# Targets: <= 1% of a core and <= 20 MiB RSS at 1,000 and 5,000 peers.
+set -euo pipefail
+
+BUILD=${1:-build}
+AGENT=$(realpath "$BUILD/agent/meshprobe-agent")
+AGG=$(realpath "$BUILD/aggregator/meshprobe-aggregator")
+LOADGEN=$(realpath "$BUILD/bench/loadgen/meshprobe-loadgen")
+DRIVER=$(realpath "$BUILD/bench/probe_scale_driver")
+SIZES=${SIZES:-"1000 5000"}
+WARMUP=${WARMUP:-10}
+WINDOW=${WINDOW:-30}
+BUDGET=${BUDGET:-200}
+
+if [[ $(id -u) != 0 ]]; then
+  echo "agent_scale.sh: needs root (network namespaces); skipping" >&2
+  exit 77
+fi
+for b in "$AGENT" "$AGG" "$LOADGEN" "$DRIVER"; do
+  [[ -x $b ]] || {
+    echo "agent_scale.sh: $b not built (ninja meshprobe-agent meshprobe-aggregator meshprobe-loadgen probe_scale_driver)" >&2
+    exit 1
+  }
+done
+command -v curl >/dev/null || { echo "agent_scale.sh: needs curl" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # one TCP connection per simulated node
+
+PREFIX="mpagent-$$-"
+NS_A="${PREFIX}agent"
+NS_P="${PREFIX}peers"
+WORK=$(mktemp -d /tmp/mpagent-$$.XXXXXX)
+PIDS=()
+
+stop_pids() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+}
+cleanup() {
+  set +e
+  stop_pids
+  if [[ -n ${RESPONDER_PID:-} ]]; then
+    kill "$RESPONDER_PID" 2>/dev/null
+    wait "$RESPONDER_PID" 2>/dev/null
+  fi
+  ip netns del "$NS_A" 2>/dev/null
+  ip netns del "$NS_P" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime (after the comm field)
+status_mib() { awk -v f="$2:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+# Polls (every 100 ms, at most $2 s) until command "$3..." succeeds.
+wait_until() {
+  local what=$1 secs=$2 i
+  shift 2
+  for ((i = 0; i < secs * 10; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "agent_scale.sh: not within ${secs}s: $what" >&2
+  return 1
+}
+
+ip netns add "$NS_A"
+ip netns add "$NS_P"
+ip link add va netns "$NS_A" type veth peer name vb netns "$NS_P"
+ip -n "$NS_A" link set lo up
+ip -n "$NS_P" link set lo up
+ip -n "$NS_A" addr add 192.0.2.1/24 dev va
+ip -n "$NS_P" addr add 192.0.2.2/24 dev vb
+ip -n "$NS_A" link set va up
+ip -n "$NS_P" link set vb up
+# The simulated nodes' addresses (bench/loadgen/sim_model.cc): underlay 198.18.0.0/15,
+# overlay subnets 10.128.0.0/9. The peers' namespace accepts all of them as local.
+ip -n "$NS_A" route add 198.18.0.0/15 via 192.0.2.2
+ip -n "$NS_A" route add 10.128.0.0/9 via 192.0.2.2
+ip -n "$NS_P" route add local 198.18.0.0/15 dev lo
+ip -n "$NS_P" route add local 10.128.0.0/9 dev lo
+
+ip netns exec "$NS_P" "$DRIVER" --mode responder >"$WORK/responder.log" 2>&1 &
+RESPONDER_PID=$!
+wait_until "responder ready" 10 grep -q "responder ready" "$WORK/responder.log"
+
+# The value of sample $2 (name with labels) on the agent's /metrics at $1, from its namespace.
+metric() {
+  ip netns exec "$NS_A" curl -s "http://$1/metrics" | awk -v s="$2" '$1 == s {print $2; exit}'
+}
+
+run_size() {
+  local n=$1
+  local agg_log=$WORK/agg-$n.log agent_log=$WORK/agent-$n.log lg_log=$WORK/lg-$n.log
+  ip netns exec "$NS_A" "$AGG" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
+  PIDS+=($!)
+  wait_until "aggregator serving HTTP" 20 grep -q "serving HTTP" "$agg_log"
+  local grpc_port
+  grpc_port=$(grep -oE "serving gRPC on .* \(port [0-9]+\)" "$agg_log" | grep -oE "[0-9]+\)$" | tr -d ')')
+
+  ip netns exec "$NS_A" "$LOADGEN" --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 60s \
+    --probe-budget 1 --threads 1 --ramp "$((n / 100))s" >/dev/null 2>"$lg_log" &
+  PIDS+=($!)
+  wait_until "all $n simulated nodes connected" $((n / 100 + 60)) grep -q "all $n streams connected" "$lg_log" ||
+    { tail -3 "$lg_log" >&2; return 1; }
+
+  local http=127.0.0.1:19472
+  ip netns exec "$NS_A" "$AGENT" --aggregator "127.0.0.1:$grpc_port" --node-name bench-agent --node-ip 192.0.2.1 \
+    --http-listen "$http" --netns-dir "$WORK/no-netns" --log-level warn >"$agent_log" 2>&1 &
+  local agent_pid=$!
+  PIDS+=("$agent_pid")
+  local under="meshprobe_probe_targets{layer=\"UNDERLAY\"}" over="meshprobe_probe_targets{layer=\"OVERLAY\"}"
+  targets_are() { [[ $(metric "$http" "$under") == "$1" ]]; }
+  wait_until "agent probes $n peers per layer" 60 targets_are "$n"
+
+  sleep "$WARMUP"  # warm-up before the measurement window (not synchronisation)
+  local c0 c1 w0 w1 s0 s1
+  s0=$(metric "$http" meshprobe_probes_sent_total)
+  c0=$(cpu_ticks "$agent_pid"); w0=$(date +%s.%N)
+  sleep "$WINDOW"  # the measurement window
+  c1=$(cpu_ticks "$agent_pid"); w1=$(date +%s.%N)
+  s1=$(metric "$http" meshprobe_probes_sent_total)
+  local cpu rss hwm rate per_round coverage targets_o
+  cpu=$(awk -v a="$c0" -v b="$c1" -v s="$w0" -v e="$w1" -v t="$TICKS" 'BEGIN {printf "%.2f", 100 * (b - a) / t / (e - s)}')
+  rate=$(awk -v a="$s0" -v b="$s1" -v s="$w0" -v e="$w1" 'BEGIN {printf "%.0f", (b - a) / (e - s)}')
+  rss=$(status_mib "$agent_pid" VmRSS)
+  hwm=$(status_mib "$agent_pid" VmHWM)
+  per_round=$(metric "$http" 'meshprobe_probe_targets_per_round{layer="UNDERLAY"}')
+  coverage=$(metric "$http" meshprobe_probe_coverage_rounds)
+  targets_o=$(metric "$http" "$over")
+  stop_pids
+
+  # Baseline: the same probes per second from a bare loop (raw-prober probes PEERS x 2
+  # layers per interval, so PEERS = BUDGET gives BUDGET x 2 probes/s).
+  ip netns exec "$NS_A" "$DRIVER" --mode raw-prober --peers "$BUDGET" --underlay-base 198.18.0.0 \
+    --overlay-base 10.128.0.0 --interval 1s --warmup "$WARMUP" --duration "$WINDOW" >"$WORK/base-$n.out"
+  local base
+  base=$(sed -n 's/.* cpu_pct_of_core=\([0-9.]*\).*/\1/p' "$WORK/base-$n.out")
+  awk -v n="$n" -v c="$cpu" -v r="$rss" -v h="$hwm" -v b="$base" -v rate="$rate" -v k="$per_round" \
+    -v cov="$coverage" -v to="$targets_o" 'BEGIN {
+    printf "RESULT peers=%d targets(UNDERLAY/OVERLAY)=%d/%s per_round=%s coverage_rounds=%s probes_per_s=%s ", n, n, to, k, cov, rate
+    printf "agent_cpu=%.2f%% (target <= 1%%: %s) rss=%.1fMiB peak=%.1fMiB (target <= 20 MiB: %s) ", c, (c <= 1.0 ? "met" : "NOT met"), r, h, (h <= 20.0 ? "met" : "NOT met")
+    printf "bare_loop_baseline=%.2f%% agent/baseline=%.2fx\n", b, (b > 0 ? c / b : 0) }'
+}
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); budget $BUDGET probes/s per layer; warm-up ${WARMUP}s, window ${WINDOW}s"
+for n in $SIZES; do
+  run_size "$n"
+done
+kill "$RESPONDER_PID" 2>/dev/null || true
+wait "$RESPONDER_PID" 2>/dev/null || true
