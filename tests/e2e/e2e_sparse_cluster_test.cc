@@ -51,11 +51,14 @@ constexpr auto kQuietDeadline = 120s;
 // Step 2. The full-mesh bound for a node partitioned on the overlay (e2e_diagnosis S14:
 // kDetectDeadline in diagnosis_fixture.h).
 constexpr auto kNodeFaultDeadline = 20s;
-// ... and k distinct agents' cells to the node FAIL: the partial round of the injection +
-// one full round (its k witnesses) + their retries (2 × 200 ms) + the report (sent at once
-// on the transition) leaves 2.4 s of slack for load in 4 intervals, and is half of C: a
-// rotation that left the column unwatched for rounds would miss it.
-constexpr auto kWitnessDeadline = 4 * kInterval;
+// ... and k distinct agents' cells to the node FAIL: the partial round of the injection
+// (<= 1 s) + the witnesses' slots in the next round (<= 1 s) + the miss confirmed by two
+// quick retries (200 ms apart, each 800 ms timeout: 1.2 s) + the report (sent at once on
+// the transition) + the aggregator's snapshot (<= 250 ms) + one poll of the Query API
+// (up to ~1 s with 24 agents on 2 cores) is about 4.5 s (4.4 s measured); 6 intervals
+// leaves slack for load and stays below C = 8: a rotation that left the column
+// unwatched for rounds would miss it.
+constexpr auto kWitnessDeadline = 6 * kInterval;
 
 // Step 3. C × interval (the pair's turn) + onset_pair (aggregator/diagnosis/rules.h, 4 s)
 // + slack 4 s: the partial round of the injection (1 s), the retries confirming the miss
