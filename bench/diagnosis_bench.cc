@@ -26,6 +26,7 @@
 
 #include "aggregator/cluster_state.h"
 #include "aggregator/diagnosis/engine.h"
+#include "aggregator/diagnosis/proto_layer_view.h"
 #include "aggregator/diagnosis/rules.h"
 #include "aggregator/state/layer_view.h"
 #include "common/clock.h"
@@ -126,42 +127,6 @@ const DiagnosisInput& inputFor(uint32_t n, int c) {
   return *slot;
 }
 
-// The same cluster as protobuf matrices (the ClusterSnapshot path).
-ClusterSnapshot snapshotOf(const DiagnosisInput& in) {
-  ClusterSnapshot snap;
-  snap.nodes = in.nodes;
-  const auto n = static_cast<uint32_t>(in.nodes.size());
-  auto fill = [&](v1::GetMatrixResponse& m, const LayerView& v, v1::Layer layer) {
-    m.set_layer(layer);
-    m.mutable_cells()->Reserve(static_cast<int>(n * (n - 1)));
-    for (uint32_t s = 0; s < n; ++s) {
-      m.add_nodes(nameOf(s));
-      for (uint32_t d = 0; d < n; ++d) {
-        if (s == d) continue;
-        auto* c = m.add_cells();
-        c->set_src(nameOf(s));
-        c->set_dst(nameOf(d));
-        c->set_layer(layer);
-        c->set_state(v.state(s, d));
-      }
-    }
-    for (const auto& [s, d] : v.detailed()) {
-      v1::ProbeResult p = *v.detail(s, d);
-      p.set_layer(layer);
-      snap.nodes[s].probes.push_back(p);
-    }
-  };
-  fill(snap.underlay, *in.underlay, v1::UNDERLAY);
-  fill(snap.overlay, *in.overlay, v1::OVERLAY);
-  for (uint32_t i = 0; i < n; ++i) {
-    auto* c = snap.istiod.add_cells();
-    c->set_src(nameOf(i));
-    c->set_dst("istiod");
-    c->set_state(v1::Cell::OK);
-  }
-  return snap;
-}
-
 void BM_Diagnose(benchmark::State& state) {
   const DiagnosisInput& in = inputFor(static_cast<uint32_t>(state.range(0)), static_cast<int>(state.range(1)));
   size_t findings = 0;
@@ -198,7 +163,7 @@ void BM_EngineNoChange(benchmark::State& state) {
 
 void BM_DiagnoseSnapshot(benchmark::State& state) {
   const ClusterSnapshot snap =
-      snapshotOf(inputFor(static_cast<uint32_t>(state.range(0)), static_cast<int>(state.range(1))));
+      snapshotOfInput(inputFor(static_cast<uint32_t>(state.range(0)), static_cast<int>(state.range(1))));
   for (auto _ : state) {
     auto cs = diagnose(snap);
     benchmark::DoNotOptimize(cs);

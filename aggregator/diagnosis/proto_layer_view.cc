@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <string>
 #include <unordered_map>
+#include <utility>
+
+#include "aggregator/matrix.h"
 
 namespace meshprobe::aggregator {
 
@@ -75,6 +78,46 @@ const v1::ProbeResult* ProtoLayerView::detail(uint32_t src, uint32_t dst) const 
   auto it = std::lower_bound(detailed_.begin(), detailed_.end(), CellPair{src, dst});
   if (it == detailed_.end() || *it != CellPair{src, dst}) return nullptr;
   return details_[static_cast<size_t>(it - detailed_.begin())];
+}
+
+ClusterSnapshot snapshotOfInput(const DiagnosisInput& input) {
+  ClusterSnapshot snap;
+  snap.nodes = input.nodes;
+  const auto n = static_cast<uint32_t>(input.nodes.size());
+  const auto name = [&](uint32_t i) -> const std::string& { return input.nodes[i].summary.name(); };
+  const auto fill = [&](v1::GetMatrixResponse& m, const LayerView& view, v1::Layer layer) {
+    m.set_layer(layer);
+    m.mutable_cells()->Reserve(static_cast<int>(n * (n > 0 ? n - 1 : 0)));
+    for (uint32_t s = 0; s < n; ++s) {
+      m.add_nodes(name(s));
+      for (uint32_t d = 0; d < n; ++d) {
+        if (s == d) continue;
+        auto* c = m.add_cells();
+        c->set_src(name(s));
+        c->set_dst(name(d));
+        c->set_layer(layer);
+        c->set_state(view.state(s, d));
+      }
+    }
+    for (const auto& cell : view.detailed()) {
+      v1::ProbeResult p = *view.detail(cell.first, cell.second);
+      p.set_dst(name(cell.second));
+      p.set_layer(layer);
+      snap.nodes[cell.first].probes.push_back(std::move(p));
+    }
+  };
+  if (input.underlay) fill(snap.underlay, *input.underlay, v1::UNDERLAY);
+  if (input.overlay) fill(snap.overlay, *input.overlay, v1::OVERLAY);
+  snap.istiod.set_layer(v1::ISTIOD);
+  for (uint32_t i = 0; i < n; ++i) {
+    auto* c = snap.istiod.add_cells();
+    c->set_src(name(i));
+    c->set_dst(std::string(kIstiodDst));
+    c->set_layer(v1::ISTIOD);
+    c->set_state(i < input.istiod.size() ? input.istiod[i] : v1::Cell::UNKNOWN);
+  }
+  snap.vxlan_mismatches = input.vxlan_mismatches;
+  return snap;
 }
 
 }  // namespace meshprobe::aggregator

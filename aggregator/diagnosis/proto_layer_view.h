@@ -28,6 +28,11 @@ namespace meshprobe::aggregator {
 // path-MTU (DF) probes.
 bool needsDetail(meshprobe::v1::Cell::State state, const meshprobe::v1::ProbeResult& probe);
 
+// The inverse: `input` as a hand-built protobuf snapshot — every cell of both probe
+// layers with its view's state, each detail as its source's probe result, one ISTIOD cell
+// per node. O(nodes²): for tests and benchmarks that compare the two diagnose() paths.
+ClusterSnapshot snapshotOfInput(const DiagnosisInput& input);
+
 class ProtoLayerView final : public LayerView {
  public:
   ProtoLayerView(const meshprobe::v1::GetMatrixResponse& matrix, meshprobe::v1::Layer layer,

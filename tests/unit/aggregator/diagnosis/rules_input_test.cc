@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "aggregator/diagnosis/proto_layer_view.h"
 #include "aggregator/diagnosis/rules.h"
 #include "common/finding.h"
 #include "tests/unit/aggregator/diagnosis/dense_view.h"
@@ -46,41 +47,6 @@ DiagnosisInput inputOf(uint32_t n, DenseView& underlay, DenseView& overlay) {
   in.overlay = overlay.seal();
   in.istiod.assign(n, v1::Cell::OK);
   return in;
-}
-
-// The same input as a hand-built protobuf snapshot (the ProtoLayerView path).
-ClusterSnapshot snapshotOf(const DiagnosisInput& in) {
-  ClusterSnapshot snap;
-  snap.nodes = in.nodes;
-  const auto n = static_cast<uint32_t>(in.nodes.size());
-  auto fill = [&](v1::GetMatrixResponse& m, const LayerView& v, v1::Layer layer) {
-    m.set_layer(layer);
-    for (uint32_t s = 0; s < n; ++s) {
-      m.add_nodes(name(s));
-      for (uint32_t d = 0; d < n; ++d) {
-        if (s == d) continue;
-        auto* c = m.add_cells();
-        c->set_src(name(s));
-        c->set_dst(name(d));
-        c->set_state(v.state(s, d));
-      }
-    }
-    for (const auto& [s, d] : v.detailed()) {
-      v1::ProbeResult p = *v.detail(s, d);
-      p.set_dst(name(d));
-      p.set_layer(layer);
-      snap.nodes[s].probes.push_back(p);
-    }
-  };
-  fill(snap.underlay, *in.underlay, v1::UNDERLAY);
-  fill(snap.overlay, *in.overlay, v1::OVERLAY);
-  for (uint32_t i = 0; i < n; ++i) {
-    auto* c = snap.istiod.add_cells();
-    c->set_src(name(i));
-    c->set_dst("istiod");
-    c->set_state(in.istiod[i]);
-  }
-  return snap;
 }
 
 std::vector<std::string> keys(const std::vector<Candidate>& cs) {
@@ -135,7 +101,7 @@ TEST(DiagnosisInputRules, ABlamedPeerLeavesTheDenominator) {
   ASSERT_THAT(keys(cs), ElementsAre("OVERLAY_PARTITION[n0000]", "OVERLAY_PARTITION[n0001]"));
   // Picked most failing first, and the ClusterSnapshot path agrees.
   EXPECT_EQ(cs[0].finding.id(), "OVERLAY_PARTITION/n0000");
-  EXPECT_THAT(keys(diagnose(snapshotOf(in))), ElementsAre("OVERLAY_PARTITION[n0000]", "OVERLAY_PARTITION[n0001]"));
+  EXPECT_THAT(keys(diagnose(snapshotOfInput(in))), ElementsAre("OVERLAY_PARTITION[n0000]", "OVERLAY_PARTITION[n0001]"));
 }
 
 TEST(DiagnosisInputRules, LargeClusterWithOneBrokenNodeAndOneBrokenPair) {
@@ -178,7 +144,7 @@ TEST(DiagnosisInputRules, OutputIsDeterministicAndTiesGoToNodeOrder) {
   ASSERT_EQ(b.size(), a.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].finding.SerializeAsString(), b[i].finding.SerializeAsString());
   // The protobuf path gives the same findings, byte for byte.
-  const auto c = diagnose(snapshotOf(in));
+  const auto c = diagnose(snapshotOfInput(in));
   ASSERT_EQ(c.size(), a.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].finding.SerializeAsString(), c[i].finding.SerializeAsString());
 }
