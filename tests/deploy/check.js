@@ -147,9 +147,65 @@ function flagValue(container, flag, defaults) {
 }
 
 // ---------------------------------------------------------------- schema
+// cert-manager.io/v1 Issuer and Certificate, checked offline against the fields of
+// cert-manager's v1 API (pkg/apis/certmanager/v1: types_certificate.go, types_issuer.go,
+// the KeyUsage enum in types.go). No npm package of ours carries its CRD schemas; this
+// covers what the manifests use: unknown fields, required fields, enums, durations.
+const CM_CERT_SPEC = new Set(['subject', 'literalSubject', 'commonName', 'duration', 'renewBefore',
+  'renewBeforePercentage', 'dnsNames', 'ipAddresses', 'uris', 'otherNames', 'emailAddresses', 'secretName',
+  'secretTemplate', 'keystores', 'issuerRef', 'isCA', 'usages', 'privateKey', 'signatureAlgorithm',
+  'encodeUsagesInRequest', 'revisionHistoryLimit', 'additionalOutputFormats', 'nameConstraints']);
+const CM_USAGES = new Set(['signing', 'digital signature', 'content commitment', 'key encipherment',
+  'key agreement', 'data encipherment', 'cert sign', 'crl sign', 'encipher only', 'decipher only', 'any',
+  'server auth', 'client auth', 'code signing', 'email protection', 's/mime', 'ipsec end system',
+  'ipsec tunnel', 'ipsec user', 'timestamping', 'ocsp signing', 'microsoft sgc', 'netscape sgc']);
+const CM_ISSUER_TYPES = ['acme', 'ca', 'vault', 'selfSigned', 'venafi'];
+const goDuration = (d) => typeof d === 'string' && /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(d);
+function certManagerModel(kind) {
+  const validators = {
+    Issuer(o) {
+      const spec = o.spec || {};
+      const types = Object.keys(spec).filter((k) => CM_ISSUER_TYPES.includes(k));
+      const unknown = Object.keys(spec).filter((k) => !CM_ISSUER_TYPES.includes(k));
+      if (unknown.length) throw new Error(`unknown Issuer spec fields ${unknown}`);
+      if (types.length !== 1) throw new Error(`an Issuer has exactly one of ${CM_ISSUER_TYPES} (got ${types})`);
+      if (spec.ca && typeof spec.ca.secretName !== 'string') throw new Error('spec.ca.secretName is required');
+    },
+    Certificate(o) {
+      const spec = o.spec || {};
+      const unknown = Object.keys(spec).filter((k) => !CM_CERT_SPEC.has(k));
+      if (unknown.length) throw new Error(`unknown Certificate spec fields ${unknown}`);
+      if (typeof spec.secretName !== 'string' || !spec.secretName) throw new Error('spec.secretName is required');
+      if (!spec.issuerRef || typeof spec.issuerRef.name !== 'string') throw new Error('spec.issuerRef.name is required');
+      if (!['commonName', 'dnsNames', 'ipAddresses', 'uris', 'emailAddresses', 'literalSubject', 'otherNames']
+               .some((k) => spec[k])) {
+        throw new Error('a Certificate needs a commonName or a subjectAltName');
+      }
+      for (const u of spec.usages || []) if (!CM_USAGES.has(u)) throw new Error(`unknown usage "${u}"`);
+      for (const k of ['duration', 'renewBefore']) {
+        if (k in spec && !goDuration(spec[k])) throw new Error(`spec.${k} "${spec[k]}" is not a Go duration`);
+      }
+      const pk = spec.privateKey || {};
+      const pkUnknown = Object.keys(pk).filter((k) => !['rotationPolicy', 'encoding', 'algorithm', 'size'].includes(k));
+      if (pkUnknown.length) throw new Error(`unknown privateKey fields ${pkUnknown}`);
+      if (pk.algorithm && !['RSA', 'ECDSA', 'Ed25519'].includes(pk.algorithm)) throw new Error(`privateKey.algorithm ${pk.algorithm}`);
+      if (pk.algorithm === 'ECDSA' && pk.size && ![256, 384, 521].includes(pk.size)) throw new Error(`ECDSA size ${pk.size}`);
+      if (pk.rotationPolicy && !['Never', 'Always'].includes(pk.rotationPolicy)) throw new Error(`rotationPolicy ${pk.rotationPolicy}`);
+      if (pk.encoding && !['PKCS1', 'PKCS8'].includes(pk.encoding)) throw new Error(`privateKey.encoding ${pk.encoding}`);
+    },
+  };
+  const v = validators[kind];
+  if (!v) return undefined;
+  return class {
+    constructor(o) { this.o = o; }
+    validate() { v(this.o); }
+  };
+}
+
 function modelFor(apiVersion, kind) {
   const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
   let mod;
+  if (group === 'cert-manager.io' && version === 'v1') return certManagerModel(kind);
   if (group === 'monitoring.coreos.com') {
     mod = require(`@kubernetes-models/prometheus-operator/${group}/${version}`);
   } else {
@@ -159,7 +215,8 @@ function modelFor(apiVersion, kind) {
 }
 
 function cmdSchema() {
-  for (const rel of ['manifests', 'manifests/base', 'manifests/monitoring', 'manifests/overlays/example']) {
+  for (const rel of ['manifests', 'manifests/base', 'manifests/monitoring', 'manifests/components/cert-manager',
+                     'manifests/overlays/example']) {
     const objs = render(rel);
     check(objs.length > 0, `${rel} renders objects`);
     // Deprecated fields (bases, commonLabels, patchesStrategicMerge, ...) make kustomize v5
@@ -190,7 +247,7 @@ function cmdSchema() {
   const top = render('manifests');
   const ids = (objs) => objs.map((o) => `${o.apiVersion} ${o.kind} ${o.metadata.namespace || ''}/${o.metadata.name}`).sort();
   check(canonical(top) === canonical(render('manifests/base')), 'manifests/ renders exactly manifests/base');
-  check(!top.some((o) => /monitoring\.coreos\.com|apiextensions/.test(o.apiVersion)),
+  check(!top.some((o) => /monitoring\.coreos\.com|cert-manager\.io|apiextensions/.test(o.apiVersion)),
         `manifests/ needs no CRD (${ids(top).join(', ')})`);
   // Its agents mount a Secret it does not create: the deploy instructions must create
   // exactly that name.
@@ -212,10 +269,69 @@ function cmdSchema() {
   check(secret && vol && vol.secret.secretName === secret.metadata.name, 'overlay: DaemonSet mounts the generated Secret');
   check(ds && ds.spec.template.spec.containers[0].image === 'registry.example.com/meshprobe:0.1.0',
         'overlay: images rewrites the agent image');
+
+  // cert-manager: every TLS Secret the base mounts is a Certificate's, signed by the CA
+  // Issuer whose Secret is an isCA Certificate from the self-signed Issuer; the usages and
+  // names are what the aggregator's identity rule and the agents' --tls-server-name need.
+  const cm = render('manifests/components/cert-manager');
+  check(canonical(cm) === canonical(ov.filter((o) => o.apiVersion === 'cert-manager.io/v1')),
+        'overlay: carries components/cert-manager unchanged');
+  const certFor = (secretName) => cm.find((o) => o.kind === 'Certificate' && o.spec.secretName === secretName);
+  const issuer = (ref) => ref && (ref.kind || 'Issuer') === 'Issuer' && find(cm, 'Issuer', ref.name);
+  const mounted = [];
+  for (const w of [find(top, 'DaemonSet', 'meshprobe-agent'), find(top, 'Deployment', 'meshprobe-aggregator')]) {
+    for (const v of (w && w.spec.template.spec.volumes) || []) {
+      if (v.secret && /-tls$/.test(v.secret.secretName)) mounted.push(v.secret.secretName);
+    }
+  }
+  check(JSON.stringify(mounted.sort()) === JSON.stringify(['meshprobe-agent-tls', 'meshprobe-aggregator-tls']),
+        `manifests/: the agent and the aggregator mount meshprobe-agent-tls / meshprobe-aggregator-tls (got ${mounted})`);
+  for (const secretName of ['meshprobe-aggregator-tls', 'meshprobe-agent-tls', 'meshprobe-reader-tls']) {
+    const c = certFor(secretName);
+    if (!check(c, `cert-manager: a Certificate writes Secret ${secretName}`)) continue;
+    const ca = issuer(c.spec.issuerRef);
+    const caCert = ca && ca.spec.ca && certFor(ca.spec.ca.secretName);
+    check(caCert && caCert.spec.isCA === true && issuer(caCert.spec.issuerRef) &&
+              issuer(caCert.spec.issuerRef).spec.selfSigned,
+          `cert-manager: ${secretName} is signed by a CA Issuer whose CA comes from a self-signed Issuer`);
+    check(!c.spec.isCA, `cert-manager: ${secretName} is not a CA`);
+  }
+  const agg = certFor('meshprobe-aggregator-tls');
+  const agentCert = certFor('meshprobe-agent-tls');
+  const reader = certFor('meshprobe-reader-tls');
+  const svcName = `${find(top, 'Service', 'meshprobe-aggregator').metadata.name}.meshprobe.svc`;
+  check(agg && agg.spec.usages.includes('server auth') && !agg.spec.usages.includes('client auth') &&
+            agg.spec.dnsNames.includes(svcName) && agg.spec.dnsNames.includes(`${svcName}.cluster.local`),
+        `cert-manager: the aggregator certificate is for server auth and names ${svcName}`);
+  const serverName = topDs && (topDs.spec.template.spec.containers[0].args || [])
+                                  .find((a) => a.startsWith('--tls-server-name='));
+  check(agg && serverName && agg.spec.dnsNames.includes(serverName.split('=')[1]),
+        `cert-manager: the agents' ${serverName} is a name of the aggregator certificate`);
+  check(agentCert && agentCert.spec.commonName === 'meshprobe-agent' &&
+            JSON.stringify(agentCert.spec.dnsNames) === '["meshprobe-agent"]' &&
+            agentCert.spec.usages.includes('client auth') && !agentCert.spec.usages.includes('server auth'),
+        'cert-manager: the shared agent certificate is meshprobe-agent, client auth');
+  check(reader && reader.spec.commonName === 'meshprobe-reader' && reader.spec.usages.includes('client auth') &&
+            !(reader.spec.dnsNames || []).some((d) => d !== 'meshprobe-reader'),
+        'cert-manager: the reader certificate is meshprobe-reader, client auth');
   finish();
 }
 
 // ---------------------------------------------------------------- properties
+// flag -> key: each flag is set and names that key of Secret `secretName`, mounted as a
+// whole directory (subPath mounts never see a renewed Secret) and read-only.
+function checkTlsFiles(p, who, container, pod, secretName, flagToKey, value) {
+  const vol = (pod.volumes || []).find((v) => v.secret && v.secret.secretName === secretName);
+  const mount = vol && (container.volumeMounts || []).find((m) => m.name === vol.name);
+  if (!check(mount, p(`${who} mounts Secret ${secretName}`))) return;
+  check(mount.readOnly === true && !mount.subPath, p(`${who}: ${secretName} is a read-only directory mount`));
+  for (const [flag, key] of Object.entries(flagToKey)) {
+    const file = value(flag);
+    check(file === `${mount.mountPath.replace(/\/+$/, '')}/${key}`,
+          p(`${who} --${flag} (${file}) is ${key} of Secret ${secretName}`));
+  }
+}
+
 function cmdProperties() {
   const agentDefaults = helpDefaults(args.agent);
   const aggDefaults = helpDefaults(args.aggregator);
@@ -329,6 +445,13 @@ function cmdProperties() {
           p(`--probe-key-file ${keyFile} is on a Secret volume`));
     const keyVol = pod.volumes.find((v) => v.secret);
     check(keyVol && keyVol.secret.defaultMode === 0o400, p('probe key Secret mounted with mode 0400'));
+    check(keyVol && !keyVol.secret.optional, p('probe key Secret is required (not optional)'));
+    // Mutual TLS to the aggregator: the files are tls.crt / tls.key / ca.crt of the mounted
+    // Secret meshprobe-agent-tls (a directory mount, so renewals reach the agent), never --insecure.
+    checkTlsFiles(p, 'agent', c, pod, 'meshprobe-agent-tls',
+                  {'tls-cert': 'tls.crt', 'tls-key': 'tls.key', 'aggregator-ca': 'ca.crt'},
+                  (f) => flagValue(c, f, agentDefaults));
+    check(!(c.args || []).some((a) => /^--insecure(=|$)/.test(a)), p('agent is not --insecure'));
 
     // --- aggregator Deployment + Service
     const apod = dep.spec.template.spec;
@@ -343,6 +466,13 @@ function cmdProperties() {
       const m = a.match(/^--([a-z0-9-]+)(=|$)/);
       check(m && m[1] in aggDefaults, p(`aggregator arg ${a} is a meshprobe-aggregator flag`));
     }
+    checkTlsFiles(p, 'aggregator', ac, apod, 'meshprobe-aggregator-tls',
+                  {'tls-cert': 'tls.crt', 'tls-key': 'tls.key', 'tls-client-ca': 'ca.crt'}, aflag);
+    check(!(ac.args || []).some((a) => /^--insecure(=|$)/.test(a)), p('aggregator is not --insecure'));
+    const tlsVol = (apod.volumes || []).find((v) => v.secret && v.secret.secretName === 'meshprobe-aggregator-tls');
+    const apsc = apod.securityContext || {};
+    check(tlsVol && apsc.fsGroup === apsc.runAsGroup && (tlsVol.secret.defaultMode & 0o040) && !(tlsVol.secret.defaultMode & 0o007),
+          p('aggregator TLS files readable by its group (fsGroup), not by others'));
     check(portOf(aflag('grpc-listen')) === aggGrpc, p(`aggregator gRPC port = --help default ${aggGrpc}`));
     check(portOf(aflag('http-listen')) === aggHttp, p(`aggregator HTTP port = --help default ${aggHttp}`));
     check(ac.readinessProbe.httpGet.port === aggHttp && ac.readinessProbe.httpGet.path === '/readyz',
