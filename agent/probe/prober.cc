@@ -11,7 +11,6 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <random>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -100,8 +99,13 @@ struct Prober::Impl {
         socket(io),
         df_socket(io),
         timer(io) {
-    std::random_device rd;
-    next_seq = (static_cast<uint64_t>(rd()) << 32 | rd()) >> 1;
+    // Sequences start at the wall clock in nanoseconds, not at a random value: responders
+    // keep an anti-replay window per sender (agent/probe/replay_window.h), so a restarted
+    // prober must continue above its previous run's sequences, and it does unless it sent
+    // more than one probe per nanosecond or the clock stepped back (the window's restart
+    // rule takes the sender back then).
+    const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(clock.wallNow().time_since_epoch());
+    next_seq = static_cast<uint64_t>(std::max<int64_t>(wall.count(), 1));
   }
 
   static ProberOptions normalize(ProberOptions o) {

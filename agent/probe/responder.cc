@@ -8,6 +8,7 @@
 
 #include "agent/probe/df_socket.h"
 #include "agent/probe/rate_limiter.h"
+#include "agent/probe/replay_window.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -27,6 +28,17 @@ std::string sourceKey(const asio::ip::address& a) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// A sender's anti-replay key: its address (length-prefixed, so an IPv4 and an IPv6
+// address never run into the name) and the node name it signed.
+std::string replayKey(const std::string& source, const std::string& sender) {
+  std::string k;
+  k.reserve(1 + source.size() + sender.size());
+  k.push_back(static_cast<char>(source.size()));
+  k += source;
+  k += sender;
+  return k;
+}
+
 }  // namespace
 
 struct Responder::Impl {
@@ -34,12 +46,14 @@ struct Responder::Impl {
       : options(std::move(o)),
         clock(c),
         limiter(options.rate_per_source, options.burst_per_source, options.max_sources),
+        replay(options.max_sources),
         udp_socket(io),
         acceptor(io) {}
 
   ResponderOptions options;
   const Clock& clock;
   SourceRateLimiter limiter;  // I/O thread only
+  ReplayWindow replay;        // I/O thread only; consulted only with a key
   asio::io_context io;
   udp::socket udp_socket;
   tcp::acceptor acceptor;
@@ -82,6 +96,10 @@ struct Responder::Impl {
       delta.dropped_unauthenticated = 1;
     } else if (st != DecodeStatus::kOk || request.type != ProbeType::kRequest) {
       delta.dropped_invalid = 1;
+    } else if (key != nullptr && replay.check(replayKey(sourceKey(from.address()), request.sender), request.sequence) ==
+                                     ReplayWindow::Verdict::kReplayed) {
+      // Only an authenticated sequence is recorded: unsigned traffic cannot move a window.
+      delta.dropped_replayed = 1;
     } else if (!limiter.allow(sourceKey(from.address()), clock.monotonicNow())) {
       delta.dropped_rate_limited = 1;
     } else {
@@ -99,9 +117,11 @@ struct Responder::Impl {
     counters.answered += delta.answered;
     counters.dropped_invalid += delta.dropped_invalid;
     counters.dropped_unauthenticated += delta.dropped_unauthenticated;
+    counters.dropped_replayed += delta.dropped_replayed;
     counters.dropped_rate_limited += delta.dropped_rate_limited;
     counters.send_errors += delta.send_errors;
     counters.sources_evicted = limiter.evictions();
+    counters.replay_windows_evicted = replay.evictions();
   }
 
   void accept() {

@@ -38,7 +38,8 @@ using meshprobe::test::eventually;
 inline std::string describe(const ResponderCounters& c) {
   std::ostringstream o;
   o << "responder{received=" << c.received << " answered=" << c.answered << " dropped_invalid=" << c.dropped_invalid
-    << " dropped_unauthenticated=" << c.dropped_unauthenticated << " dropped_rate_limited=" << c.dropped_rate_limited
+    << " dropped_unauthenticated=" << c.dropped_unauthenticated << " dropped_replayed=" << c.dropped_replayed
+    << " dropped_rate_limited=" << c.dropped_rate_limited
     << " send_errors=" << c.send_errors << " tcp_accepted=" << c.tcp_accepted << "}";
   return o.str();
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/probe/replay_window.h"
 #include "tests/unit/agent/probe/loopback.h"
 
 namespace meshprobe::agent {
@@ -111,6 +112,96 @@ TEST(Responder, DropsUnauthenticatedInvalidAndReplies) {
   EXPECT_EQ(cnt.dropped_invalid, 2u);
   EXPECT_EQ(cnt.answered, 0u);
   EXPECT_FALSE(c.receive(50ms).has_value());
+}
+
+// A captured signed request sent again is not answered a second time; the window is per
+// sender (source address + signed node name), and a late but unseen sequence is fresh.
+TEST(Responder, DropsReplayedSignedRequests) {
+  FakeClock clock;
+  ProbeKey k = key("cluster");
+  Responder r(options(k), clock);
+  ASSERT_TRUE(r.start().ok());
+  UdpSocket c;
+  const std::string req = request(5000, &k, 128);
+  ASSERT_TRUE(c.sendTo(req, r.udpPort()));
+  auto rep = c.receive(2000ms);
+  ASSERT_TRUE(rep.has_value()) << describe(r.counters());
+  EXPECT_EQ(rep->size(), req.size());
+  ASSERT_TRUE(c.sendTo(req, r.udpPort()));  // the same bytes again
+  ASSERT_TRUE(eventually([&] { return r.counters().received == 2; }, [&] { return describe(r.counters()); }));
+  // The counters move after the send, so a reply to the replay would already be queued.
+  EXPECT_FALSE(c.receive(50ms).has_value());
+  auto cnt = r.counters();
+  EXPECT_EQ(cnt.dropped_replayed, 1u);
+  EXPECT_EQ(cnt.answered, 1u);
+
+  ASSERT_TRUE(c.sendTo(request(5000, &k, 128, "node-3"), r.udpPort()));  // another sender, same sequence
+  EXPECT_TRUE(c.receive(2000ms).has_value()) << describe(r.counters());
+  ASSERT_TRUE(c.sendTo(request(4990, &k, 128), r.udpPort()));  // late, inside the window, unseen
+  EXPECT_TRUE(c.receive(2000ms).has_value()) << describe(r.counters());
+  ASSERT_TRUE(c.sendTo(request(4990, &k, 128), r.udpPort()));  // and now seen
+  ASSERT_TRUE(c.sendTo(request(5000 - ReplayWindow::kWindowSize, &k, 128), r.udpPort()));  // below the window
+  ASSERT_TRUE(eventually([&] { return r.counters().received == 6; }, [&] { return describe(r.counters()); }));
+  EXPECT_FALSE(c.receive(50ms).has_value());
+  cnt = r.counters();
+  EXPECT_EQ(cnt.dropped_replayed, 3u);
+  EXPECT_EQ(cnt.answered, 3u);
+}
+
+// Unsigned requests to a keyed responder are unauthenticated, never "replayed", and do not
+// touch the window: the signed request with the same sequence is still answered.
+TEST(Responder, UnsignedRequestsNeitherAnsweredNorRecorded) {
+  FakeClock clock;
+  ProbeKey k = key("cluster");
+  Responder r(options(k), clock);
+  ASSERT_TRUE(r.start().ok());
+  UdpSocket c;
+  ASSERT_TRUE(c.sendTo(request(77, nullptr, 128), r.udpPort()));
+  ASSERT_TRUE(c.sendTo(request(77, nullptr, 128), r.udpPort()));
+  ASSERT_TRUE(eventually([&] { return r.counters().received == 2; }, [&] { return describe(r.counters()); }));
+  EXPECT_FALSE(c.receive(50ms).has_value());
+  auto cnt = r.counters();
+  EXPECT_EQ(cnt.dropped_unauthenticated, 2u);
+  EXPECT_EQ(cnt.dropped_replayed, 0u);
+  EXPECT_EQ(cnt.answered, 0u);
+  ASSERT_TRUE(c.sendTo(request(77, &k, 128), r.udpPort()));
+  EXPECT_TRUE(c.receive(2000ms).has_value()) << describe(r.counters());
+}
+
+// Without a key (dev mode) anyone can forge a fresh sequence: no replay check is made.
+TEST(Responder, DevModeHasNoReplayCheck) {
+  FakeClock clock;
+  Responder r(options(std::nullopt), clock);
+  ASSERT_TRUE(r.start().ok());
+  UdpSocket c;
+  const std::string req = request(9, nullptr, 64);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(c.sendTo(req, r.udpPort()));
+    EXPECT_TRUE(c.receive(2000ms).has_value()) << i << " " << describe(r.counters());
+  }
+  EXPECT_EQ(r.counters().dropped_replayed, 0u);
+}
+
+// Replays are dropped before the rate limiter: they spend no tokens of the real sender.
+TEST(Responder, ReplaysDoNotSpendTheSendersTokens) {
+  FakeClock clock;  // not advanced: no refill
+  ProbeKey k = key("cluster");
+  ResponderOptions o = options(k);
+  o.rate_per_source = 1;
+  o.burst_per_source = 2;
+  Responder r(o, clock);
+  ASSERT_TRUE(r.start().ok());
+  UdpSocket c;
+  const std::string first = request(300, &k, 64);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.sendTo(first, r.udpPort()));
+  ASSERT_TRUE(c.sendTo(request(301, &k, 64), r.udpPort()));
+  ASSERT_TRUE(eventually([&] { return r.counters().received == 6; }, [&] { return describe(r.counters()); }));
+  int replies = 0;
+  while (c.receive(100ms)) ++replies;
+  EXPECT_EQ(replies, 2);
+  auto cnt = r.counters();
+  EXPECT_EQ(cnt.dropped_replayed, 4u);
+  EXPECT_EQ(cnt.dropped_rate_limited, 0u);
 }
 
 TEST(Responder, RateLimitsPerSource) {
