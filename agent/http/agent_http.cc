@@ -87,6 +87,7 @@ std::string renderAgentMetrics(const AgentStatus& s, const RttHistograms& rtt) {
            MetricType::kCounter);
   const std::pair<const char*, uint64_t> drops[] = {{"invalid", r.dropped_invalid},
                                                     {"unauthenticated", r.dropped_unauthenticated},
+                                                    {"replayed", r.dropped_replayed},
                                                     {"rate_limited", r.dropped_rate_limited},
                                                     {"send_error", r.send_errors}};
   for (const auto& [reason, n] : drops) w.sample({{"reason", reason}}, static_cast<double>(n));

@@ -76,6 +76,7 @@ AgentStatus status(bool with_doctor) {
   ResponderCounters r;
   r.received = 90;
   r.dropped_rate_limited = 4;
+  r.dropped_replayed = 6;
   s.responder = r;
   s.responder_bound = true;
   s.stream_connected = true;
@@ -133,6 +134,7 @@ TEST(AgentMetricsTest, RendersContractAndOperatorSeries) {
   EXPECT_THAT(m, HasSubstr("meshprobe_probe_rotation_skipped_total 11\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_responder_requests_total 90\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_responder_dropped_total{reason=\"rate_limited\"} 4\n"));
+  EXPECT_THAT(m, HasSubstr("meshprobe_responder_dropped_total{reason=\"replayed\"} 6\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_stream_connected 1\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_stream_reconnects_total 2\n"));
   EXPECT_THAT(m, HasSubstr("meshprobe_report_buffer_dropped_total 5\n"));
