@@ -116,6 +116,8 @@ Result<ConfigOutcome> parseAgentConfig(int argc, const char* const argv[], Agent
       ("check-timeout", po::value<std::string>()->default_value("5s"), "deadline for each check")
       ("log-level", po::value(&c.log_level)->default_value(c.log_level), "debug | info | warn | error")
       ("log-format", po::value(&c.log_format)->default_value(c.log_format), "text | json");
+  tls::addClientFlags(desc, c.tls,
+                      "plaintext stream to the aggregator and probes without --probe-key-file (tests and demos only)");
 
   po::variables_map vm;
   auto outcome = parseFlags(argc, argv, desc, vm);
@@ -173,6 +175,15 @@ Result<ConfigOutcome> parseAgentConfig(int argc, const char* const argv[], Agent
   }
   if (c.output != "text" && c.output != "json") return Error{"--output must be text or json, got '" + c.output + "'"};
   if (c.istiod.rfind(':') == std::string::npos) return Error{"--istiod must be HOST:PORT, got '" + c.istiod + "'"};
+
+  // The daemon refuses to run unauthenticated unless told to; --once only reads the node.
+  if (!c.once) {
+    if (auto st = tls::finishClientConfig(c.tls, /*require_choice=*/!c.aggregator.empty()); !st.ok())
+      return st.error();
+    if (c.probe_key_file.empty() && !c.tls.insecure)
+      return Error{"no --probe-key-file: probes would be unauthenticated; pass the cluster probe key file, or "
+                   "--insecure to allow unsigned probes"};
+  }
 
   if (c.node_name.empty()) c.node_name = envOr("NODE_NAME", hostname());
   if (c.node_ip.empty()) c.node_ip = envOr("NODE_IP", defaultRouteAddress());

@@ -9,6 +9,7 @@
 
 #include "common/duration.h"
 #include "common/result.h"
+#include "common/tls/tls.h"
 
 namespace meshprobe::agent {
 
@@ -27,6 +28,9 @@ struct AgentConfig {
   std::string host_root = "/";              // prefixes /proc and the flannel subnet file
   std::string flannel_subnet_file = "/run/flannel/subnet.env";  // under --host-root
   std::string probe_key_file;
+  // --aggregator-ca, --tls-cert, --tls-key, --tls-server-name, --tls-refresh, --insecure.
+  // The daemon needs TLS for --aggregator and --probe-key-file, unless tls.insecure.
+  tls::ClientConfig tls;
   std::string http_listen = "0.0.0.0:9472";
   uint16_t probe_port = 9473;
   // --probe-budget: regular probes per second per layer (retries and DF path-MTU probes

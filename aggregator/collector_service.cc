@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "common/tls/tls.h"
+
 namespace meshprobe::aggregator {
 
 namespace v1 = meshprobe::v1;
@@ -25,6 +27,8 @@ std::string_view ingestErrorReason(IngestError e) {
       return "unknown_node";
     case IngestError::kInternal:
       return "internal";
+    case IngestError::kPermissionDenied:
+      return "permission_denied";
     case IngestError::kCount:
       break;
   }
@@ -44,7 +48,8 @@ uint64_t CollectorStats::ingestErrorsTotal() const {
 class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>,
                           public MembershipSink {
  public:
-  AgentStream(CollectorService* service, std::string peer) : service_(service), peer_(std::move(peer)) {}
+  AgentStream(CollectorService* service, std::string peer, tls::PeerIdentity identity)
+      : service_(service), peer_(std::move(peer)), identity_(std::move(identity)) {}
 
   void start() { StartRead(&in_); }
 
@@ -135,6 +140,14 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
           finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid Hello: " + st.error().message));
           return false;
         }
+        // The client certificate decides which node this stream may speak for. Reports
+        // are bound to the stream's Hello, so checking every Hello covers them too.
+        if (auto st = tls::mayReportAs(identity_, hello.node_name()); !st.ok()) {
+          service_->countError(IngestError::kPermissionDenied);
+          spdlog::warn("rejecting Collector stream from {}: {}", peer_, st.error().message);
+          finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, st.error().message));
+          return false;
+        }
         if (identified_ && hello.node_name() != hello_.node_name()) {
           service_->countError(IngestError::kNodeRenamed);
           finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "this stream belongs to node '" + hello_.node_name() +
@@ -194,6 +207,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
 
   CollectorService* const service_;
   const std::string peer_;
+  const tls::PeerIdentity identity_;
 
   // Read side.
   v1::AgentMessage in_;
@@ -222,7 +236,7 @@ CollectorService::~CollectorService() = default;
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* CollectorService::Connect(
     grpc::CallbackServerContext* context) {
-  auto* stream = new AgentStream(this, context->peer());
+  auto* stream = new AgentStream(this, context->peer(), tls::identityOf(context->auth_context().get()));
   bool refuse = false;
   {
     std::lock_guard lock(mu_);

@@ -38,6 +38,7 @@ enum class IngestError : size_t {
   kEmptyMessage,   // AgentMessage with nothing set
   kUnknownNode,    // a Report arrived for a node the state had forgotten (re-added)
   kInternal,       // an exception caught at a reactor boundary
+  kPermissionDenied,  // the client certificate may not report as the Hello's node
   kCount,
 };
 std::string_view ingestErrorReason(IngestError e);  // label value for metrics, e.g. "first_not_hello"

@@ -12,6 +12,7 @@
 #include "common/duration.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/tls/tls.h"
 #include "common/version.h"
 
 namespace po = boost::program_options;
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   // costs more than the streams themselves. Nothing of ours uses absl::Mutex.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
+  meshprobe::tls::ServerConfig tls;
   po::options_description desc(
       "meshprobe-aggregator: cluster reachability matrix and diagnosis for meshprobe agents.\n"
       "Every flag also reads MESHPROBE_<FLAG>; flags win.\n\nFlags");
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
       ("log-level", po::value(&log_level)->default_value("info"), "debug | info | warn | error")
       ("log-format", po::value(&log_format)->default_value("text"), "text | json");
   // clang-format on
+  meshprobe::tls::addServerFlags(desc, tls);
   po::variables_map vm;
   auto outcome = meshprobe::parseFlags(argc, argv, desc, vm);
   if (!outcome.ok()) {
@@ -51,6 +54,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (auto st = meshprobe::setupLogging(log_level, log_format); !st.ok()) {
+    std::cerr << "meshprobe-aggregator: " << st.error().message << "\n";
+    return 2;
+  }
+  if (auto st = meshprobe::tls::finishServerConfig(tls); !st.ok()) {
     std::cerr << "meshprobe-aggregator: " << st.error().message << "\n";
     return 2;
   }
@@ -78,6 +85,7 @@ int main(int argc, char** argv) {
   meshprobe::aggregator::ServerOptions options;
   options.grpc_listen = grpc_listen;
   options.http_listen = http_listen;
+  options.tls = tls;
   options.cluster.stale_after = *stale;
   // Queries, /metrics and diagnosis read a snapshot rebuilt at most 4 times a second.
   options.cluster.publish_interval = std::chrono::milliseconds(250);
@@ -88,8 +96,12 @@ int main(int argc, char** argv) {
     spdlog::error("{}", port.error().message);
     return 1;
   }
-  spdlog::info("meshprobe-aggregator {} serving gRPC on {} (port {}); stale after {}, forget after {}",
-               meshprobe::kVersion, grpc_listen, *port, meshprobe::formatDuration(*stale),
+  spdlog::info("meshprobe-aggregator {} serving gRPC on {} (port {}, {}); stale after {}, forget after {}",
+               meshprobe::kVersion, grpc_listen, *port,
+               tls.insecure ? std::string("plaintext, --insecure")
+                            : "mutual TLS, client CA " + tls.client_ca_file + ", files re-read every " +
+                                  meshprobe::formatDuration(tls.refresh),
+               meshprobe::formatDuration(*stale),
                meshprobe::formatDuration(server.state().options().forget_after));
   spdlog::info("serving HTTP (/metrics, /healthz, /readyz, /, /api/v1/state) on {} (port {})", http_listen,
                server.httpPort());

@@ -22,7 +22,7 @@ Result<int> AggregatorServer::start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.grpc_listen, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.grpc_listen, tls::serverCredentials(options_.tls), &port_);
   builder.RegisterService(&collector_);
   builder.RegisterService(&query_);
   server_ = builder.BuildAndStart();

@@ -21,6 +21,7 @@
 #include "aggregator/query_service.h"
 #include "common/clock.h"
 #include "common/result.h"
+#include "common/tls/tls.h"
 
 namespace meshprobe::aggregator {
 
@@ -29,6 +30,9 @@ struct ServerOptions {
   // HTTP (/metrics, /healthz, /readyz, /, /api/v1/state); empty = no HTTP server (tests
   // that do not need it). main() passes --http-listen (default 0.0.0.0:9471).
   std::string http_listen;
+  // The gRPC port's credentials: mutual TLS when the files are set, plaintext otherwise
+  // (main() refuses to start without one or --insecure; tests default to plaintext).
+  tls::ServerConfig tls;
   ClusterOptions cluster;
   // How often the sweeper looks for members to forget (real time).
   std::chrono::milliseconds sweep_interval{1000};

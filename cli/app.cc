@@ -49,6 +49,13 @@ Flags:
   --output text|json      text for people (default); json = the Query API answer as proto3
                           JSON (camelCase field names, every field printed), for scripts and jq
   --timeout DURATION      deadline for the whole command, e.g. 500ms, 5s (default 5s)
+  --aggregator-ca FILE    mutual TLS: the CA that signed the aggregator's certificate,
+  --tls-cert FILE         with this client certificate (a reader certificate is enough)
+  --tls-key FILE          and its key
+  --tls-server-name NAME  the name to verify in the aggregator's certificate (default:
+                          the host part of --aggregator)
+  --insecure              plaintext, for an aggregator run with --insecure; without TLS
+                          flags meshprobe uses plaintext anyway and, on a terminal, says so
   -h, --help              help (meshprobe COMMAND --help: the command's help)
   --version               print the version
 
@@ -315,6 +322,7 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
            const ClientFactory& clients, std::chrono::system_clock::time_point now) {
   std::string aggregator, output, timeout_text, layer_text, page_size_text;
   std::vector<std::string> args, node_filters, state_texts;
+  tls::ClientConfig tls;
   po::options_description desc("meshprobe flags");
   desc.add_options()                                                                          //
       ("help,h", "help")                                                                      //
@@ -327,6 +335,7 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
       ("state", po::value(&state_texts), "matrix: only cells in this state")                  //
       ("page-size", po::value(&page_size_text), "matrix: cells per page")                     //
       ("command", po::value(&args)->multitoken(), "command and its arguments");
+  tls::addClientFlags(desc, tls, "plaintext");
   po::positional_options_description pos;
   pos.add("command", -1);
   po::variables_map vm;
@@ -381,6 +390,8 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
   if (!timeout || timeout->count() <= 0) {
     return usageError(err, "--timeout must be a positive duration such as 500ms or 5s, got '" + timeout_text + "'");
   }
+  if (auto st = tls::finishClientConfig(tls, /*require_choice=*/false); !st.ok())
+    return usageError(err, st.error().message);
   std::vector<v1::Layer> layers = {v1::UNDERLAY, v1::OVERLAY, v1::ISTIOD};
   const bool one_layer = command == "matrix" && vm.count("layer");
   if (one_layer) {
@@ -433,7 +444,10 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
       std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
 
   const auto deadline = now + std::chrono::duration_cast<std::chrono::system_clock::duration>(*timeout);
-  auto client = clients(aggregator);
+  if (tls::plaintextUnacknowledged(tls) && term.stderr_tty)
+    err << "meshprobe: note: plaintext connection to " << aggregator
+        << " (no --aggregator-ca/--tls-cert/--tls-key; --insecure says this is intended)\n";
+  auto client = clients(aggregator, tls);
   auto failed = [&](const grpc::Status& st) {
     err << "meshprobe: " << describeRpcError(st, aggregator, timeout_text) << "\n";
     return kExitQueryFailed;

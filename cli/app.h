@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "common/tls/tls.h"
 #include "meshprobe/v1/query.pb.h"
 
 namespace meshprobe::cli {
@@ -34,16 +35,19 @@ class QueryClient {
   virtual grpc::Status diagnose(Deadline d, const std::string& node, meshprobe::v1::DiagnoseResponse* out) = 0;
 };
 
-// An insecure gRPC channel to HOST:PORT (fails fast: no wait-for-ready).
-std::unique_ptr<QueryClient> grpcQueryClient(const std::string& address);
+// A gRPC channel to HOST:PORT, mutual TLS when `tls` has files, else plaintext (fails
+// fast: no wait-for-ready).
+std::unique_ptr<QueryClient> grpcQueryClient(const std::string& address, const tls::ClientConfig& tls);
 
-using ClientFactory = std::function<std::unique_ptr<QueryClient>(const std::string& address)>;
+using ClientFactory =
+    std::function<std::unique_ptr<QueryClient>(const std::string& address, const tls::ClientConfig& tls)>;
 
 // What main() knows about where the output goes.
 struct Terminal {
   bool stdout_tty = false;
   bool no_color = false;  // NO_COLOR set to a non-empty value, or TERM=dumb
   int width = 100;        // columns (TIOCGWINSZ, else $COLUMNS, else 100)
+  bool stderr_tty = false;  // a person reads errors: plaintext without --insecure is warned about
 };
 
 // The Terminal from what main() reads: isatty(1), $NO_COLOR, $TERM, TIOCGWINSZ columns (0 if

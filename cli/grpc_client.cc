@@ -1,4 +1,5 @@
-// The real QueryClient: a unary call per method over an insecure channel to the aggregator.
+// The real QueryClient: a unary call per method over a channel to the aggregator (mutual TLS
+// or, with --insecure, plaintext).
 #include <grpcpp/grpcpp.h>
 
 #include "cli/app.h"
@@ -11,8 +12,8 @@ namespace v1 = meshprobe::v1;
 
 class GrpcQueryClient final : public QueryClient {
  public:
-  explicit GrpcQueryClient(const std::string& address)
-      : stub_(v1::Query::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+  GrpcQueryClient(const std::string& address, const tls::ClientConfig& tls)
+      : stub_(v1::Query::NewStub(tls::createChannel(address, tls))) {}
 
   grpc::Status listNodes(Deadline d, v1::ListNodesResponse* out) override {
     grpc::ClientContext ctx;
@@ -45,8 +46,8 @@ class GrpcQueryClient final : public QueryClient {
 
 }  // namespace
 
-std::unique_ptr<QueryClient> grpcQueryClient(const std::string& address) {
-  return std::make_unique<GrpcQueryClient>(address);
+std::unique_ptr<QueryClient> grpcQueryClient(const std::string& address, const tls::ClientConfig& tls) {
+  return std::make_unique<GrpcQueryClient>(address, tls);
 }
 
 }  // namespace meshprobe::cli

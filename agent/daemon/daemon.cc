@@ -269,7 +269,7 @@ void Daemon::Impl::startStream() {
     };
     std::random_device rd;
     stream = std::make_unique<StreamClient>(
-        meshprobe::v1::Collector::NewStub(StreamClient::makeChannel(config.aggregator)), buffer, cb,
+        meshprobe::v1::Collector::NewStub(StreamClient::makeChannel(config.aggregator, config.tls)), buffer, cb,
         Backoff(std::chrono::milliseconds(200), std::chrono::seconds(2), rd()));
     stream->start();
     spdlog::info("streaming to aggregator {}", config.aggregator);

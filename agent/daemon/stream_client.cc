@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/grpc_status.h"
+
 namespace meshprobe::agent {
 
 using meshprobe::v1::AgentMessage;
@@ -26,8 +28,8 @@ grpc::ChannelArguments StreamClient::channelArguments() {
   return args;
 }
 
-std::shared_ptr<grpc::Channel> StreamClient::makeChannel(const std::string& target) {
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), channelArguments());
+std::shared_ptr<grpc::Channel> StreamClient::makeChannel(const std::string& target, const tls::ClientConfig& tls) {
+  return tls::createChannel(target, tls, channelArguments());
 }
 
 void StreamClient::start() {
@@ -75,15 +77,19 @@ void StreamClient::serveOneStream() {
   *hello_msg.mutable_hello() = currentHello();
   std::string last_hello = hello_msg.hello().SerializeAsString();
 
+  // The backoff starts over only once the aggregator has accepted this stream (its first
+  // membership message): a stream refused right after the Hello (a certificate that may
+  // not report as this node) keeps backing off instead of retrying every 200 ms.
+  std::atomic<bool> accepted{false};
   if (stream->Write(hello_msg)) {
     connected_ = true;
-    backoff_.reset();
     spdlog::info("connected to the aggregator");
     std::atomic<bool> reader_done{false};
     std::thread reader([&] {
       AggregatorMessage msg;
       bool have_list = false;  // a delta applies on top of this stream's PeerList
       while (stream->Read(&msg)) {
+        accepted = true;
         if (msg.has_peer_list()) {
           have_list = true;
           if (callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
@@ -125,7 +131,28 @@ void StreamClient::serveOneStream() {
     reader.join();
   }
   grpc::Status status = stream->Finish();
-  if (!status.ok() && !stopping_) spdlog::debug("aggregator stream: {}", status.error_message());
+  if (accepted) backoff_.reset();
+  if (!status.ok() && !stopping_) {
+    // Refusals name what to fix (identity, Hello); say them loudly. Connection failures
+    // (aggregator down, TLS handshake) once per distinct message, then at debug.
+    const std::string what = status.error_message() + " (" + grpcStatusCodeName(status.error_code()) + ")";
+    switch (status.error_code()) {
+      case grpc::StatusCode::PERMISSION_DENIED:
+      case grpc::StatusCode::UNAUTHENTICATED:
+      case grpc::StatusCode::INVALID_ARGUMENT:
+        spdlog::error("the aggregator refused this agent's stream: {}", what);
+        break;
+      default:
+        if (what != last_error_) {
+          spdlog::warn("aggregator stream: {}", what);
+        } else {
+          spdlog::debug("aggregator stream: {}", what);
+        }
+    }
+    last_error_ = what;
+  } else {
+    last_error_.clear();
+  }
   std::lock_guard lock(mu_);
   active_ctx_ = nullptr;
 }

@@ -18,6 +18,7 @@
 
 #include "agent/daemon/backoff.h"
 #include "agent/daemon/report_buffer.h"
+#include "common/tls/tls.h"
 #include "meshprobe/v1/collector.grpc.pb.h"
 
 namespace meshprobe::agent {
@@ -45,7 +46,8 @@ class StreamClient {
   uint64_t peerDeltasIgnored() const { return peer_deltas_ignored_; }
 
   // A channel to HOST:PORT tuned to notice a restarted aggregator within seconds.
-  static std::shared_ptr<grpc::Channel> makeChannel(const std::string& target);
+  // Mutual TLS when `tls` has files; plaintext otherwise (the caller checked --insecure).
+  static std::shared_ptr<grpc::Channel> makeChannel(const std::string& target, const tls::ClientConfig& tls = {});
   // The arguments of that channel (keepalive, reconnect backoff), for tools that simulate agents.
   static grpc::ChannelArguments channelArguments();
 
@@ -67,6 +69,7 @@ class StreamClient {
   std::mutex mu_;
   std::condition_variable cv_;
   grpc::ClientContext* active_ctx_ = nullptr;  // guarded by mu_
+  std::string last_error_;                     // the stream thread's last logged failure
   std::thread thread_;
 };
 

@@ -35,6 +35,7 @@
 #include "bench/loadgen/sim_model.h"
 #include "common/duration.h"
 #include "common/flags.h"
+#include "common/tls/tls.h"
 #include "common/version.h"
 #include "meshprobe/v1/collector.grpc.pb.h"
 #include "meshprobe/v1/query.grpc.pb.h"
@@ -66,6 +67,7 @@ struct Options {
   bool legacy_membership = false;  // Hellos without accepts_peer_deltas
   bool query_bench = false;
   size_t count = 200;
+  meshprobe::tls::ClientConfig tls;  // the agent's TLS flags (the shared meshprobe-agent certificate)
 };
 
 double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
@@ -78,16 +80,16 @@ std::string unixSeconds(SysClock::time_point t) {
 
 // A channel like the agent's (StreamClient::makeChannel), with a subchannel of its own so
 // each channel is its own TCP connection, as each real agent's is.
-std::shared_ptr<grpc::Channel> makeChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> makeChannel(const std::string& target, const meshprobe::tls::ClientConfig& tls) {
   grpc::ChannelArguments args = meshprobe::agent::StreamClient::channelArguments();
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxReceiveMessageSize(-1);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return meshprobe::tls::createChannel(target, tls, args);
 }
 
 // Waits up to `timeout` for a connection to `target`.
-bool canConnect(const std::string& target, Duration timeout) {
-  auto channel = makeChannel(target);
+bool canConnect(const std::string& target, const meshprobe::tls::ClientConfig& tls, Duration timeout) {
+  auto channel = makeChannel(target, tls);
   return channel->WaitForConnected(SysClock::now() + std::chrono::duration_cast<SysClock::duration>(timeout));
 }
 
@@ -286,7 +288,7 @@ Simulation::Simulation(const Options& options, FaultSet faults) : options_(optio
   }
   const size_t channels = options_.channels == 0 ? n : std::min(options_.channels, n);
   for (size_t c = 0; c < channels; ++c) {
-    channels_.push_back(makeChannel(options_.aggregator));
+    channels_.push_back(makeChannel(options_.aggregator, options_.tls));
     stubs_.push_back(meshprobe::v1::Collector::NewStub(channels_.back()));
   }
   checks_ = healthyChecks();
@@ -495,7 +497,7 @@ double percentile(std::vector<double> v, double p) {
 }
 
 int queryBench(const Options& o) {
-  auto channel = makeChannel(o.aggregator);
+  auto channel = makeChannel(o.aggregator, o.tls);
   auto query = meshprobe::v1::Query::NewStub(channel);
   auto time = [&](const char* name, auto call) {
     std::vector<double> ms;
@@ -573,7 +575,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
   sim.start();
   auto& c = sim.counters();
   std::unique_ptr<meshprobe::v1::Query::Stub> query;
-  if (o.watch_diagnose && !faults.empty()) query = meshprobe::v1::Query::NewStub(makeChannel(o.aggregator));
+  if (o.watch_diagnose && !faults.empty()) query = meshprobe::v1::Query::NewStub(makeChannel(o.aggregator, o.tls));
 
   bool ramped = false, injected = false, visible = false;
   auto last_progress = t_start;
@@ -696,6 +698,7 @@ int main(int argc, char** argv) {
        "instead of simulating: time --count calls each of ListNodes, Diagnose, GetMatrix(UNDERLAY)")
       ("count", po::value(&o.count)->default_value(o.count), "calls per RPC with --query-bench");
   // clang-format on
+  meshprobe::tls::addClientFlags(desc, o.tls, "plaintext (an aggregator run with --insecure)");
   po::variables_map vm;
   auto outcome = parseFlags(argc, argv, desc, vm);
   if (!outcome.ok()) {
@@ -715,6 +718,8 @@ int main(int argc, char** argv) {
     return 2;
   };
   if (o.aggregator.empty()) return bad("--aggregator HOST:PORT is required");
+  if (auto st = meshprobe::tls::finishClientConfig(o.tls, /*require_choice=*/false); !st.ok())
+    return bad(st.error().message);
   auto iv = parseDuration(interval), du = parseDuration(duration), fa = parseDuration(fault_after),
        ct = parseDuration(connect_timeout), rp = parseDuration(ramp);
   if (!iv || iv->count() <= 0) return bad("--interval '" + interval + "' is not a positive duration");
@@ -743,7 +748,7 @@ int main(int argc, char** argv) {
     if (!spec.ok()) return bad(spec.error().message);
     faults.push_back(*spec);
   }
-  if (!canConnect(o.aggregator, o.connect_timeout)) {
+  if (!canConnect(o.aggregator, o.tls, o.connect_timeout)) {
     std::cerr << "meshprobe-loadgen: cannot connect to the aggregator at " << o.aggregator << " within "
               << formatDuration(o.connect_timeout) << "\n";
     return 1;

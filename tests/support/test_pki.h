@@ -1,5 +1,5 @@
 #pragma once
-// The one test PKI of every TLS test, unit and e2e: tests/data/istiod (its README.md says
+// The test PKI of the istiod TLS tests, unit and e2e: tests/data/istiod (its README.md says
 // how it was made and how to regenerate it). An EC P-256 root CA, istiod's serving cert
 // signed by it (SAN DNS:istiod.istio-system.svc and istiod's SPIFFE URI) with its key, and
 // an unrelated root CA that chain verification must reject. The files are checked in,

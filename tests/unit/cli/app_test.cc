@@ -2,6 +2,7 @@
 // never a query), the aggregator's failures as one-line messages naming the address (exit 1),
 // unknown nodes, every command in text and JSON, the TTY/NO_COLOR decision.
 #include "cli/app.h"
+#include "tests/support/mtls_pki.h"
 
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
@@ -33,6 +34,7 @@ struct Calls {
   std::vector<std::string> log;
   std::vector<QueryClient::Deadline> deadlines;
   std::string address;
+  meshprobe::tls::ClientConfig tls;  // what the client factory was given
   int clients = 0;
 };
 
@@ -164,8 +166,9 @@ Run run(std::vector<std::string> args, grpc::Status fail = grpc::Status::OK, Ter
   std::ostringstream out, err;
   r.code = runCli(
       static_cast<int>(argv.size()), argv.data(), out, err, term,
-      [&](const std::string& address) {
+      [&](const std::string& address, const meshprobe::tls::ClientConfig& tls) {
         r.calls.address = address;
+        r.calls.tls = tls;
         ++r.calls.clients;
         return std::make_unique<FakeClient>(r.calls, fail, matrix);
       },
@@ -544,6 +547,55 @@ TEST(CliTerminal, FromTheEnvironment) {
   EXPECT_FALSE(piped.stdout_tty);
   EXPECT_EQ(piped.width, 60);
   EXPECT_EQ(terminalFrom(false, nullptr, nullptr, 0, "junk").width, 100);
+}
+
+}  // namespace
+}  // namespace meshprobe::cli
+
+namespace meshprobe::cli {
+namespace {
+
+// ---------------- TLS flags ----------------
+
+TEST(CliTls, FlagsReachTheClientFactory) {
+  using meshprobe::test::mtlsFile;
+  auto r = run({"--aggregator-ca", mtlsFile("ca.pem"), "--tls-cert", mtlsFile("meshprobe-reader.pem"), "--tls-key",
+                mtlsFile("meshprobe-reader.key"), "--tls-server-name", "meshprobe-aggregator", "nodes"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.calls.tls.ca_file, mtlsFile("ca.pem"));
+  EXPECT_EQ(r.calls.tls.cert_file, mtlsFile("meshprobe-reader.pem"));
+  EXPECT_EQ(r.calls.tls.server_name, "meshprobe-aggregator");
+  EXPECT_FALSE(r.calls.tls.insecure);
+}
+
+TEST(CliTls, BadTlsFlagsAreUsageErrorsNamingTheFlag) {
+  using meshprobe::test::mtlsFile;
+  auto partial = run({"--aggregator-ca", mtlsFile("ca.pem"), "nodes"});
+  EXPECT_EQ(partial.code, 2);
+  EXPECT_TRUE(contains(partial.err, "missing --tls-cert and --tls-key")) << partial.err;
+  EXPECT_EQ(partial.calls.clients, 0);
+  auto both = run({"--insecure", "--aggregator-ca", mtlsFile("ca.pem"), "--tls-cert", mtlsFile("node1.pem"),
+                   "--tls-key", mtlsFile("node1.key"), "nodes"});
+  EXPECT_EQ(both.code, 2);
+  EXPECT_TRUE(contains(both.err, "--insecure cannot be combined")) << both.err;
+  auto missing = run({"--aggregator-ca", "/nonexistent/ca.pem", "--tls-cert", mtlsFile("node1.pem"), "--tls-key",
+                      mtlsFile("node1.key"), "nodes"});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_TRUE(contains(missing.err, "--aggregator-ca /nonexistent/ca.pem")) << missing.err;
+}
+
+TEST(CliTls, PlaintextWithoutInsecureIsNotedOnlyToAPerson) {
+  Terminal person;
+  person.stderr_tty = true;
+  auto noted = run({"nodes"}, grpc::Status::OK, person);
+  EXPECT_EQ(noted.code, 0);
+  EXPECT_TRUE(contains(noted.err, "plaintext connection to 127.0.0.1:9470")) << noted.err;
+  auto acknowledged = run({"--insecure", "nodes"}, grpc::Status::OK, person);
+  EXPECT_EQ(acknowledged.code, 0);
+  EXPECT_EQ(acknowledged.err, "");
+  EXPECT_TRUE(acknowledged.calls.tls.insecure);
+  auto script = run({"nodes"});  // stderr not a terminal: scripts see nothing new
+  EXPECT_EQ(script.err, "");
 }
 
 }  // namespace
