@@ -122,20 +122,20 @@ metric() {
 run_size() {
   local n=$1
   local agg_log=$WORK/agg-$n.log agent_log=$WORK/agent-$n.log lg_log=$WORK/lg-$n.log
-  ip netns exec "$NS_A" "$AGG" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
+  ip netns exec "$NS_A" "$AGG" --insecure --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
   PIDS+=($!)
   wait_until "aggregator serving HTTP" 20 grep -q "serving HTTP" "$agg_log"
   local grpc_port
   grpc_port=$(grep -oE "serving gRPC on .* \(port [0-9]+\)" "$agg_log" | grep -oE "[0-9]+\)$" | tr -d ')')
 
-  ip netns exec "$NS_A" "$LOADGEN" --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 60s \
+  ip netns exec "$NS_A" "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 60s \
     --probe-budget 1 --threads 1 --ramp "$((n / 100))s" >/dev/null 2>"$lg_log" &
   PIDS+=($!)
   wait_until "all $n simulated nodes connected" $((n / 100 + 60)) grep -q "all $n streams connected" "$lg_log" ||
     { tail -3 "$lg_log" >&2; return 1; }
 
   local http=127.0.0.1:19472
-  ip netns exec "$NS_A" "$AGENT" --aggregator "127.0.0.1:$grpc_port" --node-name bench-agent --node-ip 192.0.2.1 \
+  ip netns exec "$NS_A" "$AGENT" --insecure --aggregator "127.0.0.1:$grpc_port" --node-name bench-agent --node-ip 192.0.2.1 \
     --http-listen "$http" --netns-dir "$WORK/no-netns" --log-level warn >"$agent_log" 2>&1 &
   local agent_pid=$!
   PIDS+=("$agent_pid")

@@ -81,7 +81,7 @@ run_size() {
   local load
   load=$(cut -d' ' -f1-3 /proc/loadavg)
 
-  "$AGG" --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
+  "$AGG" --insecure --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
   AGG_PID=$!
   wait_for_line "$agg_log" 20 "serving HTTP" || return 1
   local grpc_port http_port
@@ -90,7 +90,7 @@ run_size() {
 
   local ramp_arg
   ramp_arg=$(awk -v n="$n" -v r="$JOIN_RATE" 'BEGIN {printf "%dms", 1000 * n / r}')
-  "$LOADGEN" --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 1s --threads "$THREADS" --ramp "$ramp_arg" \
+  "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 1s --threads "$THREADS" --ramp "$ramp_arg" \
     --fault-node sim-0001:underlay --fault-after 1h --watch-diagnose "${MEMBERSHIP_ARGS[@]}" >"$lg_out" 2>"$lg_err" &
   LG_PID=$!
   local ramp
@@ -119,7 +119,7 @@ run_size() {
   series=$(grep -cv '^#' "$mfile")
 
   # Exit 1 when a call failed or took over 10 s; the line still has the figures.
-  "$LOADGEN" --aggregator "127.0.0.1:$grpc_port" --query-bench --count "$QUERY_COUNT" >"$WORK/q-$n" 2>&1 || true
+  "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --query-bench --count "$QUERY_COUNT" >"$WORK/q-$n" 2>&1 || true
   local ln dg gm
   ln=$(awk '$2 == "ListNodes" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')
   dg=$(awk '$2 == "Diagnose" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')

@@ -30,12 +30,12 @@ cluster_istiod 1
 cluster_control
 cli() { nsexec control "$CLI" --aggregator "$CONTROL_IP:9470" --timeout 2s "$@"; }
 start_aggregator() {
-  start_bg aggregator control "$AGGREGATOR" --grpc-listen "$CONTROL_IP:9470" --http-listen "$CONTROL_IP:9471" --stale-after 5s
+  start_bg aggregator control "$AGGREGATOR" --insecure --grpc-listen "$CONTROL_IP:9470" --http-listen "$CONTROL_IP:9471" --stale-after 5s
 }
 start_aggregator
 wait_for "aggregator" 20 cli nodes
 for n in $(seq 1 "$NODES"); do
-  start_bg "agent$n" "node$n" "$AGENT" --node-name "node$n" --node-ip "$(node_ip "$n")" \
+  start_bg "agent$n" "node$n" "$AGENT" --insecure --node-name "node$n" --node-ip "$(node_ip "$n")" \
     --aggregator "$CONTROL_IP:9470" --interval "${INTERVAL_S}s" --host-root "$CLUSTER_DIR/node$n" \
     --netns-dir "$CLUSTER_DIR/node$n/netns" --ztunnel-socket "$CLUSTER_DIR/node$n/ztunnel.sock" \
     --istiod "$ISTIOD_ADDR" --istiod-ca "$ISTIOD_CA" --log-level warn

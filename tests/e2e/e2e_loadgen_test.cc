@@ -54,7 +54,8 @@ class LoadgenTest : public ::testing::Test {
  protected:
   void SetUp() override {
     aggregator_ = std::make_unique<Process>(
-        "", std::vector<std::string>{kAggregator, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"},
+        "", std::vector<std::string>{kAggregator, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                                 "--insecure"},
         tmp_.sub("aggregator.log"));
     ASSERT_TRUE(eventually([&] { return portFromLog(aggregator_->log(), "serving gRPC") > 0; },
                            [&] { return aggregator_->describe(); }, 20s, 20ms));
@@ -88,7 +89,7 @@ class LoadgenTest : public ::testing::Test {
 TEST_F(LoadgenTest, FiftyNodesJoinAndInjectedFaultsShowInDiagnose) {
   const auto started = std::chrono::system_clock::now();
   Process loadgen("",
-                  {kLoadgen, "--aggregator", addr_, "--nodes", "50", "--interval", "1s", "--duration", "120s",
+                  {kLoadgen, "--insecure", "--aggregator", addr_, "--nodes", "50", "--interval", "1s", "--duration", "120s",
                    "--fault-node", "sim-0007:underlay", "--fault-pair", "sim-0002:sim-0003:overlay", "--fault-after",
                    "3s"},
                   tmp_.sub("loadgen.log"));
@@ -175,7 +176,7 @@ TEST(LoadgenNoAggregator, ExitsNonZeroNamingTheAddress) {
   CmdOptions opts;
   opts.timeout = 30s;
   opts.drop_meshprobe_env = true;
-  auto res = runCommand({kLoadgen, "--aggregator", addr, "--nodes", "10", "--connect-timeout", "2s"}, opts);
+  auto res = runCommand({kLoadgen, "--insecure", "--aggregator", addr, "--nodes", "10", "--connect-timeout", "2s"}, opts);
   const auto took = std::chrono::steady_clock::now() - t0;
   ::close(fd);
   EXPECT_FALSE(res.timed_out);

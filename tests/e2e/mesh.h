@@ -75,6 +75,8 @@ std::string logLevel() {
 }
 
 std::string nodeName(int n) { return "node" + std::to_string(n); }
+// A file of meshprobe's own test PKI (tests/data/mtls; README.md there lists them).
+inline std::string mtlsFile(const std::string& name) { return std::string(MESHPROBE_TEST_MTLS_DIR) + "/" + name; }
 
 double secondsSince(SteadyClock::time_point t0) {
   return std::chrono::duration<double>(SteadyClock::now() - t0).count();
@@ -311,6 +313,16 @@ struct MeshOptions {
   Launcher launcher;                         // unset: ip netns exec
   // The Query API clients' --timeout (large meshes on a busy machine answer slower).
   std::chrono::seconds query_timeout = 3s;
+  // Mutual TLS on the aggregator's gRPC port with the test PKI (tests/data/mtls): agents
+  // node1..node4 present their per-node certificates (larger meshes the shared
+  // meshprobe-agent one) and sign probes with one cluster key; the CLI and the reflection
+  // client present the reader certificate. Off: every daemon and client runs with
+  // --insecure (agent_args may still add --probe-key-file).
+  bool tls = false;
+  // The aggregator's serving pair (tests that rotate it point these at their own copies).
+  std::string aggregator_cert = mtlsFile("aggregator.pem");
+  std::string aggregator_key = mtlsFile("aggregator.key");
+  std::string tls_refresh = "1s";
 };
 
 class Mesh {
@@ -318,6 +330,8 @@ class Mesh {
   explicit Mesh(MeshOptions options = {})
       : options_(std::move(options)), tmp_("mesh"), cluster_(ClusterOptions{.nodes = options_.nodes}) {
     tmp_.mkdir("logs");
+    // The secure setup also signs probes: one cluster key, as the manifests' Secret.
+    if (options_.tls) writeFile(tmp_.sub("probe-key"), "mesh-test-probe-key\n", 0400);
     control_ = &cluster_.addControl();
     istiod_pod_ = &cluster_.addPod(options_.istiod_node, "istiod", 10);
     const auto& c = testCerts();
@@ -366,6 +380,12 @@ class Mesh {
     std::vector<std::string> args = {kAggregatorBin,   "--grpc-listen",       grpcAddr(), "--http-listen",
                                      httpAddr(),       "--stale-after",       options_.stale_after,
                                      "--log-level",    logLevel()};
+    if (options_.tls) {
+      args.insert(args.end(), {"--tls-cert", options_.aggregator_cert, "--tls-key", options_.aggregator_key,
+                               "--tls-client-ca", mtlsFile("ca.pem"), "--tls-refresh", options_.tls_refresh});
+    } else {
+      args.push_back("--insecure");
+    }
     args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
     aggregator_ = launch("aggregator", control_->name(), args,
                          tmp_.sub("logs/aggregator-" + std::to_string(aggregator_runs_) + ".log"));
@@ -400,6 +420,14 @@ class Mesh {
             "4s",
             "--log-level",
             logLevel()};
+    if (options_.tls) {
+      const std::string identity = n <= 4 ? nodeName(n) : "meshprobe-agent";
+      args.insert(args.end(), {"--aggregator-ca", mtlsFile("ca.pem"), "--tls-cert", mtlsFile(identity + ".pem"),
+                               "--tls-key", mtlsFile(identity + ".key"), "--tls-server-name", "meshprobe-aggregator",
+                               "--probe-key-file", tmp_.sub("probe-key")});
+    } else {
+      args.push_back("--insecure");
+    }
     args.insert(args.end(), options_.agent_args.begin(), options_.agent_args.end());
     return args;
   }
@@ -414,10 +442,19 @@ class Mesh {
 
   // ---- the Query API ----
 
+  // The CLI's flags for the mesh's gRPC port: the reader certificate, or --insecure.
+  std::vector<std::string> cliTlsArgs() const {
+    if (!options_.tls) return {"--insecure"};
+    return {"--aggregator-ca", mtlsFile("ca.pem"),         "--tls-cert",        mtlsFile("meshprobe-reader.pem"),
+            "--tls-key",       mtlsFile("meshprobe-reader.key"), "--tls-server-name", "meshprobe-aggregator"};
+  }
+
   // meshprobe --aggregator ADDR --output json ARGS..., run in the control netns.
   CmdResult cli(const std::vector<std::string>& args) const {
     std::vector<std::string> argv = {kCliBin, "--aggregator", grpcAddr(),    "--output",
                                      "json",  "--timeout",    queryTimeout()};
+    auto tls = cliTlsArgs();
+    argv.insert(argv.end(), tls.begin(), tls.end());
     argv.insert(argv.end(), args.begin(), args.end());
     return runCommand(argv, queryOptions());
   }
@@ -425,6 +462,9 @@ class Mesh {
   // mp_reflection_client [-d JSON] ADDR METHOD|list, run in the control netns (like grpcurl).
   CmdResult reflect(const std::string& method, const std::string& json = "") const {
     std::vector<std::string> argv = {kReflectionClientBin, "--timeout", queryTimeout()};
+    if (options_.tls)
+      argv.insert(argv.end(), {"-cacert", mtlsFile("ca.pem"), "-cert", mtlsFile("meshprobe-reader.pem"), "-key",
+                               mtlsFile("meshprobe-reader.key"), "-servername", "meshprobe-aggregator"});
     if (!json.empty()) argv.insert(argv.end(), {"-d", json});
     argv.insert(argv.end(), {grpcAddr(), method});
     return runCommand(argv, queryOptions());

@@ -352,6 +352,10 @@ class ImageDoctor : public MeshTest {
   std::vector<std::string> onceArgs(int n) const {
     std::vector<std::string> args = mesh_->agentArgs(n), out = {"--output", "json"};
     for (size_t i = 1; i < args.size(); i += 2) {
+      if (args[i] == "--insecure") {  // the one flag without a value
+        --i;
+        continue;
+      }
       if (args[i] == "--aggregator" || args[i] == "--interval") continue;
       out.insert(out.end(), {args[i], args[i + 1]});
     }

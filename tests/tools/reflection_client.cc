@@ -1,8 +1,10 @@
-// mp_reflection_client: what `grpcurl -plaintext` does for meshprobe's tests (grpcurl is
-// not installable here). Everything it knows about the API comes from server reflection.
+// mp_reflection_client: what `grpcurl` does for meshprobe's tests (grpcurl is not
+// installable here). Everything it knows about the API comes from server reflection.
+// Plaintext by default (as `grpcurl -plaintext`); grpcurl's TLS flags -cacert, -cert, -key
+// and -servername give mutual TLS as grpcurl does (files read once).
 //
-//   mp_reflection_client [--timeout 5s] ADDR list
-//   mp_reflection_client [--timeout 5s] [--emit-defaults] [-d JSON] ADDR SERVICE/METHOD
+//   mp_reflection_client [--timeout 5s] [TLS flags] ADDR list
+//   mp_reflection_client [--timeout 5s] [TLS flags] [--emit-defaults] [-d JSON] ADDR SERVICE/METHOD
 //
 // e.g. mp_reflection_client -d '{"layer":"OVERLAY"}' 127.0.0.1:9470 meshprobe.v1.Query/GetMatrix
 // Exit: 0 success, 1 RPC or reflection error (status on stderr), 2 bad usage.
@@ -10,6 +12,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,9 +22,17 @@
 namespace {
 
 int usage() {
-  std::cerr << "usage: mp_reflection_client [--timeout DURATION] ADDR list\n"
-               "       mp_reflection_client [--timeout DURATION] [--emit-defaults] [-d JSON] ADDR SERVICE/METHOD\n";
+  std::cerr << "usage: mp_reflection_client [--timeout DURATION] [TLS] ADDR list\n"
+               "       mp_reflection_client [--timeout DURATION] [TLS] [--emit-defaults] [-d JSON] ADDR SERVICE/METHOD\n"
+               "TLS: [-plaintext] | -cacert FILE [-cert FILE -key FILE] [-servername NAME]\n";
   return 2;
+}
+
+bool readFile(const std::string& path, std::string& out) {
+  std::ifstream in(path);
+  if (!in) return false;
+  out.assign(std::istreambuf_iterator<char>(in), {});
+  return true;
 }
 
 }  // namespace
@@ -31,6 +42,7 @@ int main(int argc, char** argv) {
   bool emit_defaults = false;
   std::chrono::milliseconds timeout(5000);
   std::vector<std::string> positional;
+  std::string cacert, cert, key, servername;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -38,6 +50,15 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "-d" && i + 1 < argc) {
       json = argv[++i];
+    } else if (arg == "-plaintext") {
+    } else if (arg == "-cacert" && i + 1 < argc) {
+      cacert = argv[++i];
+    } else if (arg == "-cert" && i + 1 < argc) {
+      cert = argv[++i];
+    } else if (arg == "-key" && i + 1 < argc) {
+      key = argv[++i];
+    } else if (arg == "-servername" && i + 1 < argc) {
+      servername = argv[++i];
     } else if (arg == "--emit-defaults") {
       emit_defaults = true;
     } else if (arg == "--timeout" && i + 1 < argc) {
@@ -52,7 +73,19 @@ int main(int argc, char** argv) {
   }
   if (positional.size() != 2) return usage();
 
-  auto channel = grpc::CreateChannel(positional[0], grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  if (!cacert.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    if (!readFile(cacert, ssl.pem_root_certs) || (!cert.empty() && !readFile(cert, ssl.pem_cert_chain)) ||
+        (!key.empty() && !readFile(key, ssl.pem_private_key))) {
+      std::cerr << "mp_reflection_client: cannot read a TLS file\n";
+      return 2;
+    }
+    creds = grpc::SslCredentials(ssl);
+    if (!servername.empty()) args.SetSslTargetNameOverride(servername);
+  }
+  auto channel = grpc::CreateCustomChannel(positional[0], creds, args);
   meshprobe::tools::ReflectionClient client(channel, timeout);
   if (positional[1] == "list") {
     auto services = client.listServices();
