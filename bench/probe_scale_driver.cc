@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -96,11 +97,13 @@ int rawProber(int peers, const std::string& underlay, const std::string& overlay
       to.push_back(a);
     }
   }
+  // Every probe gets its own sequence, as the agent's (a keyed responder drops a repeated
+  // one as a replay), so the baseline signs each probe as the agent does.
   ProbePacket p;
   p.sender = "prober";
-  p.sequence = 1;
-  auto probe = encodeProbe(p, key ? &*key : nullptr, 128);
-  if (!probe) return 1;
+  p.sequence = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  std::array<uint8_t, 128> probe{};
+  if (!encodeProbe(p, key ? &*key : nullptr, probe.size(), probe).ok()) return 1;
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   char buf[65536];
   const auto tick = std::chrono::milliseconds(10);
@@ -131,7 +134,9 @@ int rawProber(int peers, const std::string& underlay, const std::string& overlay
     for (size_t k = 0; k < per_tick; ++k) {
       const sockaddr_in& a = to[next];
       next = (next + 1) % to.size();
-      if (::sendto(fd, probe->data(), probe->size(), 0, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) > 0) ++sent;
+      ++p.sequence;
+      if (!encodeProbe(p, key ? &*key : nullptr, probe.size(), probe).ok()) return 1;
+      if (::sendto(fd, probe.data(), probe.size(), 0, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) > 0) ++sent;
     }
   }
   double cpu = cpuSeconds() - cpu0;

@@ -43,7 +43,7 @@ ReplayWindow::Verdict ReplayWindow::check(const std::string& key, uint64_t seque
 
 ReplayWindow::Verdict ReplayWindow::below(Entry& e, uint64_t sequence) {
   const bool continues = e.run_length > 0 && sequence > e.run[static_cast<size_t>(e.run_length - 1)] &&
-                         sequence - e.run[static_cast<size_t>(e.run_length - 1)] <= kWindowSize;
+                         sequence - e.run[static_cast<size_t>(e.run_length - 1)] <= kRestartMaxStep;
   if (!continues) e.run_length = 0;
   e.run[static_cast<size_t>(e.run_length++)] = sequence;
   if (e.run_length < kRestartRun) return Verdict::kReplayed;

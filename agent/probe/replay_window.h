@@ -9,8 +9,8 @@
 // continues above its previous run. A sender whose sequences fall below its window anyway
 // (an older prober that started from a random lower value, or a wall clock stepped back)
 // is taken back by the restart rule: kRestartRun consecutive below-window sequences from
-// the key, each strictly above the previous one and at most kWindowSize above it, reset the
-// window to them (the first kRestartRun - 1 are still dropped, the last one is fresh). A
+// the key, each strictly above the previous one and at most kRestartMaxStep above it, reset
+// the window to them (the first kRestartRun - 1 are still dropped, the last one is fresh). A
 // replayed captured run could do the same, but a replay can only make the responder send
 // the original prober a reply the size of the request, so this trades nothing.
 //
@@ -36,6 +36,10 @@ class ReplayWindow {
  public:
   static constexpr uint64_t kWindowSize = 1024;
   static constexpr int kRestartRun = 3;
+  // A prober numbers all its probes with one counter, so its consecutive probes to one
+  // responder are about (peers x layers, plus retries) apart, and in sparse rotation a
+  // whole coverage period of probes apart: 2^20 covers thousands of peers over many rounds.
+  static constexpr uint64_t kRestartMaxStep = uint64_t{1} << 20;
 
   enum class Verdict { kFresh, kReplayed };
 

@@ -8,6 +8,7 @@ namespace {
 constexpr auto kFresh = ReplayWindow::Verdict::kFresh;
 constexpr auto kReplayed = ReplayWindow::Verdict::kReplayed;
 constexpr uint64_t W = ReplayWindow::kWindowSize;
+constexpr uint64_t S = ReplayWindow::kRestartMaxStep;
 
 TEST(ReplayWindow, FirstSequenceIsFreshAndARepeatIsReplayed) {
   ReplayWindow w;
@@ -77,13 +78,13 @@ TEST(ReplayWindow, ThreeIncreasingBelowWindowSequencesRestartTheWindow) {
   EXPECT_EQ(w.check("a", old_top), kFresh);
   EXPECT_EQ(w.check("a", 500), kReplayed);
   EXPECT_EQ(w.check("a", 501), kReplayed);
-  EXPECT_EQ(w.check("a", 501 + W), kFresh);  // third, at most kWindowSize above the second
+  EXPECT_EQ(w.check("a", 501 + S), kFresh);  // third, at most kRestartMaxStep above the second
   // The window is the new run now: its members are seen, what follows is fresh.
   EXPECT_EQ(w.check("a", 500), kReplayed);
   EXPECT_EQ(w.check("a", 501), kReplayed);
-  EXPECT_EQ(w.check("a", 501 + W), kReplayed);
-  EXPECT_EQ(w.check("a", 502 + W), kFresh);
-  EXPECT_EQ(w.check("a", 600), kFresh);      // inside the new window, never seen
+  EXPECT_EQ(w.check("a", 501 + S), kReplayed);
+  EXPECT_EQ(w.check("a", 502 + S), kFresh);
+  EXPECT_EQ(w.check("a", 501 + S - 10), kFresh);  // inside the new window, never seen
   EXPECT_EQ(w.check("a", old_top), kFresh);  // the old run's top is above the new window again
 }
 
@@ -97,17 +98,17 @@ TEST(ReplayWindow, RestartRunMustBeConsecutiveIncreasingAndClose) {
   EXPECT_EQ(w.check("a", 501), kReplayed);
   EXPECT_EQ(w.check("a", 499), kReplayed);  // decreasing: starts over at 499
   EXPECT_EQ(w.check("a", 502), kReplayed);
-  // Too far apart: 502 -> 502 + W + 1 starts over.
-  EXPECT_EQ(w.check("a", 502 + W + 1), kReplayed);
-  EXPECT_EQ(w.check("a", 503 + W + 1), kReplayed);
+  // Too far apart: 502 -> 502 + S + 1 starts over.
+  EXPECT_EQ(w.check("a", 502 + S + 1), kReplayed);
+  EXPECT_EQ(w.check("a", 503 + S + 1), kReplayed);
   // An in-window packet in between breaks the run.
   EXPECT_EQ(w.check("a", top - 1), kFresh);
-  EXPECT_EQ(w.check("a", 504 + W + 1), kReplayed);
-  EXPECT_EQ(w.check("a", 505 + W + 1), kReplayed);
+  EXPECT_EQ(w.check("a", 504 + S + 1), kReplayed);
+  EXPECT_EQ(w.check("a", 505 + S + 1), kReplayed);
   EXPECT_EQ(w.check("a", top), kReplayed);  // a replay inside the window breaks it too
-  EXPECT_EQ(w.check("a", 506 + W + 1), kReplayed);
-  EXPECT_EQ(w.check("a", 507 + W + 1), kReplayed);
-  EXPECT_EQ(w.check("a", 508 + W + 1), kFresh);  // three in a row at last
+  EXPECT_EQ(w.check("a", 506 + S + 1), kReplayed);
+  EXPECT_EQ(w.check("a", 507 + S + 1), kReplayed);
+  EXPECT_EQ(w.check("a", 508 + S + 1), kFresh);  // three in a row at last
 }
 
 TEST(ReplayWindow, BoundedLeastRecentlySeenEvicted) {
