@@ -5,7 +5,10 @@
 # ambient pod, stood in for by tests/tools/fake_daemon as in the e2e tests), runs the real
 # agents and aggregator, and then walks through the four rows of the ambient-mesh runbook's
 # troubleshooting section, one screen each: break a node, show the matrix and
-# `meshprobe diagnose` (node, layer, cause, remedy), repair, show it clear. Everything it
+# `meshprobe diagnose` (node, layer, cause, remedy), repair, show it clear. It runs as a
+# cluster should: mutual TLS on the aggregator's gRPC port (a CA and certificates made by
+# scripts/meshprobe-certs.sh: one per node, so each agent may report only as its node, and a
+# reader certificate for the CLI) and signed probes (one cluster probe key). Everything it
 # made is removed at the end, on error and on Ctrl-C.
 #
 #   sudo bash scripts/demo.sh                     # builds into ./build
@@ -50,7 +53,7 @@ say() { printf '%s\n' "$*"; }
 run() { printf '\033[1m$ %s\033[0m\n' "$*"; }  # echoes a command before its output
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 # A generous deadline: on a busy machine one query can take seconds.
-cli() { nsexec control "$CLI" --aggregator "$CONTROL_IP:9470" --timeout 15s "$@"; }
+cli() { nsexec control "$CLI" --aggregator "$CONTROL_IP:9470" "${CLI_TLS[@]}" --timeout 15s "$@"; }
 
 bold "Building a $NODES-node cluster: underlay 198.51.100.0/24, flannel.1 VNI 1 port 4789, istiod at 10.244.1.10:15012"
 say "and on every node istio-cni, ztunnel and one ambient pod (Istio 1.24 in-pod rules, ztunnel on 15001/15006/15008)"
@@ -59,16 +62,33 @@ cluster_istiod 1
 cluster_control
 for n in $(seq 1 "$NODES"); do cluster_ambient "$n"; done
 
+CERTS=$CLUSTER_DIR/certs
+bold "Certificates for the gRPC port (scripts/meshprobe-certs.sh) and the cluster probe key, in $CERTS"
+{
+  bash scripts/meshprobe-certs.sh ca "$CERTS"
+  bash scripts/meshprobe-certs.sh server "$CERTS" meshprobe-aggregator --ip "$CONTROL_IP"
+  for n in $(seq 1 "$NODES"); do bash scripts/meshprobe-certs.sh client "$CERTS" "node$n"; done
+  bash scripts/meshprobe-certs.sh client "$CERTS" meshprobe-reader
+} >/dev/null
+say "a CA, the aggregator's certificate (IP SAN $CONTROL_IP), node1..node$NODES (each may report only as itself),"
+say "meshprobe-reader (the CLI: Query only)"
+head -c 32 /dev/urandom >"$CERTS/probe-key"
+chmod 0400 "$CERTS/probe-key"
+CLI_TLS=(--aggregator-ca "$CERTS/ca.crt" --tls-cert "$CERTS/meshprobe-reader.crt" --tls-key "$CERTS/meshprobe-reader.key")
+
 agent_args() {
   local n=$1
   echo --node-name "node$n" --node-ip "$(node_ip "$n")" --aggregator "$CONTROL_IP:9470" --interval 1s \
     --host-root "$CLUSTER_DIR/node$n" --netns-dir "$CLUSTER_DIR/node$n/netns" \
     --ztunnel-socket "$CLUSTER_DIR/node$n/ztunnel.sock" \
-    --istiod "$ISTIOD_ADDR" --istiod-ca "$ISTIOD_CA" --vxlan-port 4789 --check-timeout 4s
+    --istiod "$ISTIOD_ADDR" --istiod-ca "$ISTIOD_CA" --vxlan-port 4789 --check-timeout 4s \
+    --aggregator-ca "$CERTS/ca.crt" --tls-cert "$CERTS/node$n.crt" --tls-key "$CERTS/node$n.key" \
+    --probe-key-file "$CERTS/probe-key"
 }
 
-bold "Starting meshprobe-aggregator on $CONTROL_IP:9470 and one meshprobe-agent per node"
-start_bg aggregator control "$AGGREGATOR" --grpc-listen "$CONTROL_IP:9470" --http-listen "$CONTROL_IP:9471" --stale-after 5s
+bold "Starting meshprobe-aggregator on $CONTROL_IP:9470 (mutual TLS) and one meshprobe-agent per node"
+start_bg aggregator control "$AGGREGATOR" --grpc-listen "$CONTROL_IP:9470" --http-listen "$CONTROL_IP:9471" --stale-after 5s \
+  --tls-cert "$CERTS/meshprobe-aggregator.crt" --tls-key "$CERTS/meshprobe-aggregator.key" --tls-client-ca "$CERTS/ca.crt"
 wait_for "the aggregator" 20 cli nodes
 for n in $(seq 1 "$NODES"); do
   # shellcheck disable=SC2046
@@ -97,7 +117,7 @@ wait_for "every UNDERLAY, OVERLAY and ISTIOD cell to be up" 60 healthy
 wait_for "no active findings" 30 no_findings
 
 bold "The cluster is healthy ($(since "$T_START") s after the start)"
-run "meshprobe nodes"
+run "meshprobe --aggregator-ca ca.crt --tls-cert meshprobe-reader.crt --tls-key meshprobe-reader.key nodes"
 cli nodes
 run "meshprobe-agent --once   (the node doctor, on node1)"
 nsexec node1 "$AGENT" --once --node-name node1 --host-root "$CLUSTER_DIR/node1" --netns-dir "$CLUSTER_DIR/node1/netns" \
