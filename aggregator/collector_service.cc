@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "common/duration.h"
 #include "common/tls/tls.h"
 
 namespace meshprobe::aggregator {
@@ -29,6 +30,8 @@ std::string_view ingestErrorReason(IngestError e) {
       return "internal";
     case IngestError::kPermissionDenied:
       return "permission_denied";
+    case IngestError::kHelloTimeout:
+      return "hello_timeout";
     case IngestError::kCount:
       break;
   }
@@ -48,8 +51,11 @@ uint64_t CollectorStats::ingestErrorsTotal() const {
 class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>,
                           public MembershipSink {
  public:
-  AgentStream(CollectorService* service, std::string peer, tls::PeerIdentity identity)
-      : service_(service), peer_(std::move(peer)), identity_(std::move(identity)) {}
+  AgentStream(CollectorService* service, std::string peer, tls::PeerIdentity identity,
+              std::chrono::steady_clock::time_point opened)
+      : service_(service), peer_(std::move(peer)), identity_(std::move(identity)), opened_(opened) {}
+
+  std::chrono::steady_clock::time_point opened() const { return opened_; }  // on the service's clock
 
   void start() { StartRead(&in_); }
 
@@ -83,6 +89,13 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   void finish(const grpc::Status& status) {
     std::lock_guard lock(mu_);
     finishLocked(status);
+  }
+  // As finish(); returns whether this call started the finish.
+  bool finishIfOpen(const grpc::Status& status) {
+    std::lock_guard lock(mu_);
+    if (finishing_) return false;
+    finishLocked(status);
+    return true;
   }
 
   void OnReadDone(bool ok) override {
@@ -208,6 +221,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   CollectorService* const service_;
   const std::string peer_;
   const tls::PeerIdentity identity_;
+  const std::chrono::steady_clock::time_point opened_;
 
   // Read side.
   v1::AgentMessage in_;
@@ -229,14 +243,16 @@ const SystemClock kSystemClock{};
 
 CollectorService::CollectorService(ClusterState& state) : CollectorService(state, kSystemClock, {}) {}
 
-CollectorService::CollectorService(ClusterState& state, const Clock& clock, std::chrono::nanoseconds membership_window)
-    : state_(state), fanout_(clock, membership_window) {}
+CollectorService::CollectorService(ClusterState& state, const Clock& clock, std::chrono::nanoseconds membership_window,
+                                   std::chrono::nanoseconds hello_timeout)
+    : state_(state), clock_(clock), hello_timeout_(hello_timeout), fanout_(clock, membership_window) {}
 
 CollectorService::~CollectorService() = default;
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* CollectorService::Connect(
     grpc::CallbackServerContext* context) {
-  auto* stream = new AgentStream(this, context->peer(), tls::identityOf(context->auth_context().get()));
+  auto* stream = new AgentStream(this, context->peer(), tls::identityOf(context->auth_context().get()),
+                                 clock_.monotonicNow());
   bool refuse = false;
   {
     std::lock_guard lock(mu_);
@@ -311,11 +327,29 @@ void CollectorService::countMembershipWrite(const v1::AggregatorMessage& msg) {
 
 void CollectorService::sweep() {
   std::lock_guard lock(mu_);
+  endSilentStreamsLocked();
   MembershipDiff diff = state_.sweep();
   if (diff.empty()) return;
   spdlog::info("forgetting silent members ({})", diff.describe());
   membershipChangedLocked(diff);
   flushDueLocked();
+}
+
+void CollectorService::endSilentStreamsLocked() {
+  const auto now = clock_.monotonicNow();
+  size_t ended = 0;
+  for (AgentStream* s : streams_) {
+    if (identified_.count(s) > 0 || now - s->opened() < hello_timeout_) continue;
+    // A stream already finishing (waiting for its OnDone) is not ended or counted again.
+    if (s->finishIfOpen(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                     "no Hello within " + formatDuration(hello_timeout_) +
+                                         " of opening the Collector stream"))) {
+      countError(IngestError::kHelloTimeout);
+      ++ended;
+    }
+  }
+  if (ended > 0)
+    spdlog::warn("ended {} Collector stream(s) that sent no Hello within {}", ended, formatDuration(hello_timeout_));
 }
 
 void CollectorService::finishAll(const grpc::Status& status) {

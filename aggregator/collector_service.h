@@ -3,7 +3,9 @@
 // reactor deletes itself in OnDone).
 //
 // Protocol: the first message must be Hello (else the stream ends with INVALID_ARGUMENT
-// naming the problem); then Reports, and possibly a repeated Hello with the same node
+// naming the problem), within the Hello timeout of the stream opening (else sweep() ends
+// it with DEADLINE_EXCEEDED: a stream that never speaks would otherwise be held, with its
+// memory, for as long as its client likes); then Reports, and possibly a repeated Hello with the same node
 // name when the agent's facts change. Right after its first Hello a stream gets the
 // current PeerList; membership changes are coalesced for a window and then reach every
 // identified stream as one message (MembershipFanout): a PeerDelta when its Hello set
@@ -39,6 +41,7 @@ enum class IngestError : size_t {
   kUnknownNode,    // a Report arrived for a node the state had forgotten (re-added)
   kInternal,       // an exception caught at a reactor boundary
   kPermissionDenied,  // the client certificate may not report as the Hello's node
+  kHelloTimeout,      // no Hello within the Hello timeout of the stream opening
   kCount,
 };
 std::string_view ingestErrorReason(IngestError e);  // label value for metrics, e.g. "first_not_hello"
@@ -63,18 +66,23 @@ struct CollectorStats {
 
 class AgentStream;
 
+inline constexpr std::chrono::seconds kDefaultHelloTimeout{10};
+
 class CollectorService final : public meshprobe::v1::Collector::CallbackService {
  public:
   // Membership changes within `membership_window` (on `clock`) go out together; 0: each
-  // change at once. The one-argument form: at once.
+  // change at once. The one-argument form: at once. A stream without a Hello for
+  // `hello_timeout` (on `clock`) is ended by the next sweep().
   explicit CollectorService(ClusterState& state);
-  CollectorService(ClusterState& state, const Clock& clock, std::chrono::nanoseconds membership_window);
+  CollectorService(ClusterState& state, const Clock& clock, std::chrono::nanoseconds membership_window,
+                   std::chrono::nanoseconds hello_timeout = kDefaultHelloTimeout);
   ~CollectorService() override;
 
   grpc::ServerBidiReactor<meshprobe::v1::AgentMessage, meshprobe::v1::AggregatorMessage>* Connect(
       grpc::CallbackServerContext* context) override;
 
-  // Forgets long-silent members (ClusterState::sweep) and pushes PeerList on change.
+  // Forgets long-silent members (ClusterState::sweep) and pushes PeerList on change; ends
+  // the streams that have not said Hello within the Hello timeout.
   // The server calls this periodically; tests call it after advancing a FakeClock.
   void sweep();
 
@@ -98,9 +106,12 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   void countError(IngestError e) { ++stats_.ingest_errors[static_cast<size_t>(e)]; }
   void membershipChangedLocked(const MembershipDiff& diff);
   void flushDueLocked();
+  void endSilentStreamsLocked();
   void countMembershipWrite(const meshprobe::v1::AggregatorMessage& msg);
 
   ClusterState& state_;
+  const Clock& clock_;
+  const std::chrono::nanoseconds hello_timeout_;
   CollectorStats stats_;
   // Serializes membership changes with their broadcast, so PeerLists reach every
   // stream in the order the changes happened. Lock order: mu_, then a stream's lock.

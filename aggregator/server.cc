@@ -12,7 +12,7 @@ AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
     : options_(std::move(options)),
       state_(clock, options_.cluster),
       diagnosis_(clock, state_, options_.diagnosis),
-      collector_(state_, clock, options_.membership_window),
+      collector_(state_, clock, options_.membership_window, options_.hello_timeout),
       query_(state_, diagnosis_) {}
 
 AggregatorServer::~AggregatorServer() { shutdown(); }

@@ -41,6 +41,9 @@ struct ServerOptions {
   // (real time) a change reaches the agents within about 300 ms.
   std::chrono::milliseconds membership_window{250};
   std::chrono::milliseconds membership_flush_interval{50};
+  // A Collector stream without a Hello this long (on the server's Clock) is ended with
+  // DEADLINE_EXCEEDED at the next sweep.
+  std::chrono::milliseconds hello_timeout{kDefaultHelloTimeout};
   DiagnosisOptions diagnosis;
   // How often the diagnosis engine re-evaluates the cluster (real time).
   std::chrono::milliseconds diagnosis_interval{250};

@@ -358,6 +358,38 @@ TEST_F(CoalescingCollectorTest, JoinsWithinTheWindowReachAnAgentAsOneDelta) {
   for (auto& o : others) EXPECT_TRUE(o->finish().ok());
 }
 
+// A stream that never says Hello is ended once the Hello timeout (10 s on the FakeClock)
+// has passed since it opened; a stream that said Hello is left alone however long ago that was.
+TEST_F(CollectorTest, AStreamWithoutHelloIsEndedAfterTheHelloTimeout) {
+  FakeAgent agent(*collector_);
+  ASSERT_TRUE(agent.hello(makeHello("node1", 1)));
+  ASSERT_TRUE(agent.readPeers().has_value());
+  FakeAgent silent(*collector_);
+  ASSERT_TRUE(eventually([&] { return stats().streams_open.load() == 2; }, [&] { return statsNow(); }));
+
+  clock_.advance(kDefaultHelloTimeout - std::chrono::seconds(1));
+  server_->collector().sweep();
+  EXPECT_EQ(stats().ingestErrors(IngestError::kHelloTimeout), 0u);
+  EXPECT_EQ(stats().streams_open.load(), 2);
+
+  clock_.advance(std::chrono::seconds(1));
+  server_->collector().sweep();
+  EXPECT_EQ(stats().ingestErrors(IngestError::kHelloTimeout), 1u);
+  const grpc::Status st = silent.status();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(st.error_message(), HasSubstr("no Hello within 10s"));
+  EXPECT_TRUE(eventually([&] { return stats().streams_open.load() == 1; }, [&] { return statsNow(); }));
+
+  server_->collector().sweep();  // ended once, counted once
+  EXPECT_EQ(stats().ingestErrors(IngestError::kHelloTimeout), 1u);
+  EXPECT_EQ(stats().connected_agents.load(), 1);
+  v1::Report r;
+  r.set_sequence(1);
+  EXPECT_TRUE(agent.report(r));
+  EXPECT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }, [&] { return statsNow(); }));
+  EXPECT_TRUE(agent.finish().ok());
+}
+
 TEST_F(CollectorTest, ShutdownEndsAgentStreamsWithUnavailable) {
   FakeAgent a(*collector_);
   ASSERT_TRUE(a.hello(makeHello("node1", 1)));
