@@ -11,7 +11,7 @@
 #include <exception>
 #include <mutex>
 #include <optional>
-#include <set>
+#include <map>
 #include <thread>
 
 namespace meshprobe {
@@ -135,9 +135,13 @@ struct HttpServer::Impl {
   // Destroyed first (declared last): pending handlers may still reference the members above.
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
-  std::set<std::shared_ptr<beast::tcp_stream>> streams;  // io thread only
+  // io thread only: every open connection, and since when it has waited for a request
+  // (kBusy while a request is handled or its response written).
+  static constexpr auto kBusy = std::chrono::steady_clock::time_point::max();
+  std::map<std::shared_ptr<beast::tcp_stream>, std::chrono::steady_clock::time_point> streams;
 
   void accept();
+  bool evictLongestWaiting();
   void closeAll();
 };
 
@@ -156,6 +160,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<uint32_t>(impl_->options.max_header_bytes));
     parser_->body_limit(impl_->options.max_body_bytes);
     stream_->expires_after(impl_->options.read_timeout);
+    setWaiting(std::chrono::steady_clock::now());
     http::async_read(*stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->onRead(ec); });
   }
@@ -170,6 +175,7 @@ class Session : public std::enable_shared_from_this<Session> {
           ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow;
       return sendError(too_big ? 413 : 400, too_big ? "request too large\n" : "bad request: " + ec.message() + "\n");
     }
+    setWaiting(HttpServer::Impl::kBusy);
     const auto& req = parser_->get();
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(req.version());
@@ -222,6 +228,10 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  void setWaiting(std::chrono::steady_clock::time_point since) {
+    if (auto it = impl_->streams.find(stream_); it != impl_->streams.end()) it->second = since;
+  }
+
   void close() {
     beast::error_code ignored;
     stream_->socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -248,14 +258,14 @@ void HttpServer::Impl::accept() {
   acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
     if (!ec) {
-      if (open_connections >= options.max_connections) {
+      if (open_connections >= options.max_connections && !evictLongestWaiting()) {
         beast::error_code ignored;
         socket.close(ignored);
       } else {
         auto slot = std::make_shared<ConnectionSlot>(open_connections);
         auto* raw = new beast::tcp_stream(std::move(socket));
         auto stream = std::shared_ptr<beast::tcp_stream>(raw, [slot](beast::tcp_stream* s) { delete s; });
-        streams.insert(stream);
+        streams.emplace(stream, std::chrono::steady_clock::now());
         std::make_shared<Session>(this, stream)->run();
       }
     }
@@ -263,10 +273,26 @@ void HttpServer::Impl::accept() {
   });
 }
 
+// At the cap, a new connection takes the place of the one that has waited longest for its
+// request (an idle keep-alive or a client that never finishes its headers), so such
+// connections cannot keep /metrics and the health probes from being answered for their whole
+// read timeout. A connection whose request is being handled is never closed for another.
+bool HttpServer::Impl::evictLongestWaiting() {
+  auto oldest = streams.end();
+  for (auto it = streams.begin(); it != streams.end(); ++it)
+    if (it->second != kBusy && (oldest == streams.end() || it->second < oldest->second)) oldest = it;
+  if (oldest == streams.end()) return false;
+  beast::error_code ignored;
+  oldest->first->socket().shutdown(tcp::socket::shutdown_both, ignored);
+  oldest->first->socket().close(ignored);  // its pending read ends with operation_aborted
+  streams.erase(oldest);
+  return true;
+}
+
 void HttpServer::Impl::closeAll() {
   beast::error_code ignored;
   acceptor.close(ignored);
-  for (const auto& s : streams) s->socket().close(ignored);
+  for (const auto& [s, since] : streams) s->socket().close(ignored);
   streams.clear();
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // A small HTTP/1.1 server (Boost.Beast) for /metrics, health and page routes of both
 // daemons. GET and HEAD only (anything else: 405 with Allow), bounded request size, a read
-// timeout per request, keep-alive, a cap on open connections. One io thread of its own;
+// timeout per request, keep-alive, a cap on open connections (at the cap, a new connection
+// replaces the one that has waited longest for its request). One io thread of its own;
 // the handler runs on it and must not block for long. No exception crosses into Asio: a
 // handler that throws becomes a 500.
 
@@ -40,7 +41,9 @@ struct HttpServerOptions {
   size_t max_body_bytes = 0;                        // GET/HEAD carry no body
   std::chrono::milliseconds read_timeout{10'000};   // a whole request must arrive within this
   std::chrono::milliseconds write_timeout{10'000};  // a response must drain within this
-  size_t max_connections = 64;                      // more are accepted and closed at once
+  // Beyond this many open connections a new one replaces the one that has waited longest
+  // for its request; with none waiting (every one busy) it is closed at once.
+  size_t max_connections = 64;
 };
 
 // "ADDR:PORT" (IPv4 literal, "[IPv6]:PORT", or ":PORT" for every address) -> address + port.

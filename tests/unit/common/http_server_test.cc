@@ -247,6 +247,29 @@ TEST_F(HttpServerTest, StopClosesIdleConnectionsQuickly) {
   server_->stop();  // idempotent
 }
 
+// At the cap, connections that never send a request cannot lock out a real one: the new
+// connection replaces the one that has waited longest (the others keep their place).
+TEST_F(HttpServerTest, AtTheCapANewConnectionReplacesTheLongestWaiting) {
+  HttpServerOptions o;
+  o.max_connections = 2;  // read_timeout stays 10 s: far beyond every wait below
+  start(o);
+  Client a(port_);
+  Client b(port_);
+  ASSERT_TRUE(a.connected() && b.connected());
+  // The io thread accepts in connect order, so `a` has waited longest once `c` arrives.
+  Client c(port_);
+  ASSERT_TRUE(c.send("GET /hello?name=c HTTP/1.1\r\nHost: t\r\n\r\n"));
+  const std::string res = c.response();
+  EXPECT_NE(res.find("200 OK"), std::string::npos) << res;
+  EXPECT_EQ(body(res), "hello c\n");
+  // A real deadline well under the 10 s read timeout: `a` is closed because of `c`.
+  a.readUntil([](const std::string&) { return false; }, std::chrono::milliseconds(3000));
+  EXPECT_TRUE(a.eof());
+  // `b` still has its place: its request is answered.
+  ASSERT_TRUE(b.send("GET /hello?name=b HTTP/1.1\r\nHost: t\r\n\r\n"));
+  EXPECT_EQ(body(b.response()), "hello b\n");
+}
+
 TEST_F(HttpServerTest, AddressInUseNamesTheAddress) {
   start();
   HttpServer second([](const HttpRequest&) { return HttpResponse::text(200, ""); });
