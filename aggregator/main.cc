@@ -96,13 +96,15 @@ int main(int argc, char** argv) {
     spdlog::error("{}", port.error().message);
     return 1;
   }
-  spdlog::info("meshprobe-aggregator {} serving gRPC on {} (port {}, {}); stale after {}, forget after {}",
-               meshprobe::kVersion, grpc_listen, *port,
-               tls.insecure ? std::string("plaintext, --insecure")
-                            : "mutual TLS, client CA " + tls.client_ca_file + ", files re-read every " +
-                                  meshprobe::formatDuration(tls.refresh),
-               meshprobe::formatDuration(*stale),
+  spdlog::info("meshprobe-aggregator {} serving gRPC on {} (port {}); stale after {}, forget after {}",
+               meshprobe::kVersion, grpc_listen, *port, meshprobe::formatDuration(*stale),
                meshprobe::formatDuration(server.state().options().forget_after));
+  if (tls.insecure) {
+    spdlog::warn("gRPC is plaintext without client authentication (--insecure)");
+  } else {
+    spdlog::info("gRPC is mutual TLS: serving {}, client certificates from {}; files re-read every {}", tls.cert_file,
+                 tls.client_ca_file, meshprobe::formatDuration(tls.refresh));
+  }
   spdlog::info("serving HTTP (/metrics, /healthz, /readyz, /, /api/v1/state) on {} (port {})", http_listen,
                server.httpPort());
 

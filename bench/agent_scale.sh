@@ -24,6 +24,8 @@
 #
 # Usage: sudo bench/agent_scale.sh [BUILD_DIR]          (default: build)
 # Env:   SIZES="1000 5000" WARMUP=10 WINDOW=30 BUDGET=200 (the agent's default)
+#        PERF=1: also `perf record -g` the agent over the window and print its top functions
+#        (perf's sampling adds a little to the measured CPU)
 # Targets: <= 1% of a core and <= 20 MiB RSS at 1,000 and 5,000 peers.
 set -euo pipefail
 
@@ -147,7 +149,11 @@ run_size() {
   local c0 c1 w0 w1 s0 s1
   s0=$(metric "$http" meshprobe_probes_sent_total)
   c0=$(cpu_ticks "$agent_pid"); w0=$(date +%s.%N)
-  sleep "$WINDOW"  # the measurement window
+  if [[ ${PERF:-0} == 1 ]]; then
+    perf record -q -F 997 -g -p "$agent_pid" -o "$WORK/perf-$n.data" -- sleep "$WINDOW" 2>/dev/null
+  else
+    sleep "$WINDOW"  # the measurement window
+  fi
   c1=$(cpu_ticks "$agent_pid"); w1=$(date +%s.%N)
   s1=$(metric "$http" meshprobe_probes_sent_total)
   local cpu rss hwm rate per_round coverage targets_o
@@ -159,6 +165,14 @@ run_size() {
   coverage=$(metric "$http" meshprobe_probe_coverage_rounds)
   targets_o=$(metric "$http" "$over")
   stop_pids
+  if [[ ${PERF:-0} == 1 ]]; then
+    echo "perf: the agent's top functions at $n peers (self time, % of its samples)"
+    perf report -q --stdio --no-children --sort dso,symbol -g none -i "$WORK/perf-$n.data" >"$WORK/perf-$n.txt" 2>/dev/null || true
+    cp "$WORK/perf-$n.data" "/tmp/agent_scale-perf-$n.data"  # kept for perf report -i
+    head -40 "$WORK/perf-$n.txt" | cut -c1-150 | sed 's/ *$//'
+    echo "perf: by component (dso)"
+    perf report -q --stdio --no-children --sort dso -g none -i "$WORK/perf-$n.data" 2>/dev/null | head -12 | sed 's/ *$//' || true
+  fi
 
   # Baseline: the same probes per second from a bare loop (raw-prober probes PEERS x 2
   # layers per interval, so PEERS = BUDGET gives BUDGET x 2 probes/s).
