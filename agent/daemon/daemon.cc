@@ -411,6 +411,9 @@ void Daemon::Impl::stop() {
   if (stream) stream->stop();
   // A check still blocked in the kernel cannot be interrupted: its worker is abandoned and
   // keeps what it uses alive (CheckKeepAlive) until the check returns or the process ends.
+  // One waiting for iptables-save / nft can: the tool (and what it started) is killed, so
+  // none outlives the agent, and the check makes no new one.
+  deps.commands.shutdown();
   if (local) local->shutdown();
   if (network) network->shutdown();
   if (prober) prober->stop();

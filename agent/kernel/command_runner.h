@@ -31,6 +31,10 @@ class CommandRunner {
  public:
   virtual ~CommandRunner() = default;
   virtual CommandOutput run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) = 0;
+  // For shutdown: kill every command running now (with anything it started) and refuse
+  // new ones, so a check abandoned mid-command leaves no tool behind when the agent exits.
+  // A run() in progress returns as killed by SIGKILL; later ones fail without running.
+  virtual void shutdown() {}
 };
 
 // fork + execve with stdin from /dev/null and stdout/stderr captured through pipes read

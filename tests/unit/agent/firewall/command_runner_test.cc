@@ -6,7 +6,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <future>
+#include <string>
+#include <thread>
 
 using namespace meshprobe::agent;
 using namespace std::chrono_literals;
@@ -144,4 +148,74 @@ TEST(ProcessCommandRunner, ChildInheritsNoDescriptorBeyondStdio) {
   // ls itself opens one descriptor for the directory it lists; sh may keep one for
   // the script on some shells, so allow 0,1,2 plus ls's own, and never the leaked one.
   EXPECT_EQ(o.out.find("\n" + std::to_string(leaky) + "\n"), std::string::npos) << o.out;
+}
+
+namespace {
+
+// State letter of /proc/PID/stat ('Z' zombie), or 0 when the process is gone.
+char procState(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return 0;
+  char state = 0;
+  if (std::fscanf(f, "%*d (%*[^)]) %c", &state) != 1) state = '?';
+  std::fclose(f);
+  return state;
+}
+
+}  // namespace
+
+// On shutdown a command that would outlive the agent (a wedged iptables-save, and what it
+// started) is killed: run() returns at once as killed, the whole group is gone, and a
+// later run() refuses to start anything.
+TEST(ProcessCommandRunner, ShutdownKillsRunningCommandsAndTheirChildren) {
+  char dir[] = "/tmp/mp-runner-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string pids = std::string(dir) + "/pids";
+  auto r = makeProcessCommandRunner();
+  std::promise<CommandOutput> done;
+  auto result = done.get_future();
+  std::thread worker([&] {
+    // Deadline 60 s: only shutdown() can end it within the test's bounds below.
+    done.set_value(r->run({"/bin/sh", "-c", "sleep 1000 & echo $$ $! >" + pids + "; wait"}, 60s));
+  });
+  // Poll (10 ms steps, 10 s deadline) until the shell has written its pid and its child's.
+  pid_t sh = 0, child = 0;
+  for (int i = 0; i < 1000 && child == 0; ++i) {
+    if (FILE* f = std::fopen(pids.c_str(), "r")) {
+      if (std::fscanf(f, "%d %d", &sh, &child) != 2) sh = child = 0;
+      std::fclose(f);
+    }
+    if (child == 0) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_NE(child, 0) << "the command never started";
+
+  const auto start = std::chrono::steady_clock::now();
+  r->shutdown();
+  if (result.wait_for(10s) != std::future_status::ready) {
+    ::kill(-sh, SIGKILL);  // end the command ourselves so the worker can be joined
+    worker.join();
+    FAIL() << "run() still waiting 10 s after shutdown()";
+  }
+  worker.join();
+  const CommandOutput o = result.get();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_FALSE(o.timed_out);
+  EXPECT_EQ(o.term_signal, SIGKILL) << o.describe();
+  EXPECT_EQ(procState(sh), 0) << "the shell was reaped";
+  // The grandchild was reparented when the shell died: gone, or a zombie of whoever
+  // reaps orphans here (poll 10 ms steps, 10 s deadline).
+  char state = procState(child);
+  for (int i = 0; i < 1000 && state != 0 && state != 'Z'; ++i) {
+    std::this_thread::sleep_for(10ms);
+    state = procState(child);
+  }
+  EXPECT_TRUE(state == 0 || state == 'Z') << "sleep " << child << " still running (state " << state << ")";
+  if (state != 0 && state != 'Z') ::kill(child, SIGKILL);
+
+  const CommandOutput later = r->run({"/bin/echo", "late"}, 5s);
+  EXPECT_FALSE(later.succeeded());
+  EXPECT_EQ(later.out, "");
+  EXPECT_EQ(later.describe(), "/bin/echo: not run: the agent is shutting down");
+  std::remove(pids.c_str());
+  ::rmdir(dir);
 }
