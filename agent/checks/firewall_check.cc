@@ -160,7 +160,11 @@ Verdict unreadable(const FirewallSnapshot& fw, const SourceTally& tally) {
   if (fw.allToolsMissing()) {
     return {CheckStatus::kSkip, "no iptables or nft tools on this node: the firewall cannot be read", {}};
   }
-  std::string why = tally.failed.empty() ? "no source could be read" : tally.failed.front();
+  // A mode probe that hung comes first: it may have used up the time budget, leaving the
+  // sources "not run".
+  std::string why = !fw.mode.timed_out.empty() ? fw.mode.timed_out
+                    : tally.failed.empty()     ? "no source could be read"
+                                               : tally.failed.front();
   return {CheckStatus::kFail, "cannot read the firewall: " + why, {}};
 }
 

@@ -96,20 +96,27 @@ std::string explainFailure(const CommandOutput& out) {
 
 ModeDetection detectIptablesMode(CommandRunner& runner, std::chrono::milliseconds timeout) {
   ModeDetection d;
+  auto noteFailure = [&d](const CommandOutput& out) {
+    if (out.timed_out && d.timed_out.empty()) d.timed_out = out.describe();
+  };
   CommandOutput nft = runner.run({"iptables-nft-save", "-t", "mangle"}, timeout);
+  noteFailure(nft);
   if (nft.succeeded() && hasKubeHint(nft.out)) {
     d.mode = IptablesBackend::kNft;
     d.reason = "iptables-nft-save -t mangle shows kubelet's hint chain";
     return d;
   }
   CommandOutput legacy = runner.run({"iptables-legacy-save", "-t", "mangle"}, timeout);
+  noteFailure(legacy);
   if (legacy.succeeded() && hasKubeHint(legacy.out)) {
     d.mode = IptablesBackend::kLegacy;
     d.reason = "iptables-legacy-save -t mangle shows kubelet's hint chain";
     return d;
   }
   d.mode = IptablesBackend::kNft;
-  d.reason = "no kubelet hint chain in either backend; nft is the default";
+  d.reason = d.timed_out.empty()
+                 ? "no kubelet hint chain in either backend; nft is the default"
+                 : "nft by default: a backend could not be read for kubelet's hint chain (" + d.timed_out + ")";
   return d;
 }
 

@@ -29,6 +29,9 @@ bool hasKubeHint(std::string_view save_output);
 struct ModeDetection {
   IptablesBackend mode = IptablesBackend::kNft;
   std::string reason;  // "iptables-nft-save -t mangle shows KUBE-IPTABLES-HINT", ...
+  // The first mode probe that hit its deadline ("iptables-nft-save: timed out after 1600ms
+  // (killed)"), else empty: a hung tool may have used up the time the sources needed.
+  std::string timed_out;
 };
 
 // nft if `iptables-nft-save -t mangle` shows a hint chain, else legacy if

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -280,6 +281,26 @@ TEST_F(FirewallCheckTest, PermissionDeniedIsFailWithTheReason) {
   EXPECT_EQ(r.details["mode"], "nft");
 }
 
+TEST_F(FirewallCheckTest, HungModeProbeIsNamedAsTheCause) {
+  // iptables-nft-save hangs and is killed at the deadline: the summary names it, not the
+  // sources its hang left without time ("not run: ... budget ... used up").
+  agent::CommandOutput hung;
+  hung.timed_out = true;
+  hung.term_signal = SIGKILL;
+  runner.by_command["iptables-nft-save -t mangle"] = hung;
+  for (const char* tool : {"iptables-legacy-save", "iptables-nft-save", "ip6tables-nft-save", "ip6tables-legacy-save",
+                           "nft"}) {
+    agent::CommandOutput skipped;
+    skipped.error = "not run: the firewall check's time budget (1600ms) was used up";
+    runner.by_program[tool] = skipped;
+  }
+  CheckResult r = run();
+  EXPECT_EQ(r.status, CheckStatus::kFail);
+  EXPECT_EQ(r.summary.rfind("cannot read the firewall: iptables-nft-save: timed out after ", 0), 0u) << r.summary;
+  EXPECT_NE(r.details["mode_reason"].get<std::string>().find("could not be read"), std::string::npos)
+      << r.details["mode_reason"];
+}
+
 TEST_F(FirewallCheckTest, GarbageOutputIsFailNotACrash) {
   runner.ok("iptables-nft-save -t mangle", "Segmentation fault\n");
   runner.ok("iptables-nft-save", "\x01\x02 garbage \xff\n");
@@ -336,6 +357,19 @@ TEST(IptablesMode, LegacyWhenOnlyLegacyHasTheHint) {
   auto d = detectIptablesMode(r, 1s);
   EXPECT_EQ(d.mode, IptablesBackend::kLegacy);
   EXPECT_EQ(d.reason, "iptables-legacy-save -t mangle shows kubelet's hint chain");
+}
+
+TEST(IptablesMode, TimedOutProbeIsNotReadAsNoHint) {
+  FakeCommandRunner r;
+  agent::CommandOutput hung;
+  hung.timed_out = true;
+  r.by_command["iptables-nft-save -t mangle"] = hung;
+  r.ok("iptables-legacy-save -t mangle", "");
+  auto d = detectIptablesMode(r, 1s);
+  EXPECT_EQ(d.mode, IptablesBackend::kNft);
+  EXPECT_EQ(d.timed_out, "iptables-nft-save: timed out after 1000ms (killed)");
+  EXPECT_EQ(d.reason, "nft by default: a backend could not be read for kubelet's hint chain "
+                      "(iptables-nft-save: timed out after 1000ms (killed))");
 }
 
 TEST(IptablesMode, NftByDefault) {
