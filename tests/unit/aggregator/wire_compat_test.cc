@@ -189,6 +189,51 @@ TEST_F(WireCompat, NewMessagesReadByTheOldSchemaMeanTheSame) {
   EXPECT_EQ(str(*old_summary, "pod_cidr"), "10.244.2.0/24");
 }
 
+// Report.coverage_period / probe_interval (fields 6, 7): a new agent's report means the
+// same to an old aggregator (it has no such fields and keeps them as unknown bytes), and an
+// old agent's report (without them) is ingested by the new aggregator with no age rule.
+TEST_F(WireCompat, ReportCoverageFieldsBothWays) {
+  using google::protobuf::util::TimeUtil;
+  const int64_t now_s = std::chrono::duration_cast<seconds>(clock_.wallNow().time_since_epoch()).count();
+  v1::Report report;
+  report.set_sequence(7);
+  auto probe = makeProbe("node2", v1::OVERLAY, 10, 10);
+  *probe.mutable_last_probe() = TimeUtil::SecondsToTimestamp(now_s - 30);  // older than the window below
+  *report.add_probes() = probe;
+  *report.mutable_coverage_period() = TimeUtil::SecondsToDuration(8);
+  *report.mutable_probe_interval() = TimeUtil::SecondsToDuration(1);
+
+  // New agent -> old aggregator: the old schema has no fields 6 and 7; the rest reads the same.
+  auto old_report = old_.read(report);
+  EXPECT_EQ(old_report->GetDescriptor()->FindFieldByName("coverage_period"), nullptr);
+  EXPECT_EQ(old_report->GetDescriptor()->FindFieldByName("probe_interval"), nullptr);
+  const auto* seq = old_report->GetDescriptor()->FindFieldByName("sequence");
+  EXPECT_EQ(old_report->GetReflection()->GetUInt64(*old_report, seq), 7u);
+  const auto* probes = old_report->GetDescriptor()->FindFieldByName("probes");
+  EXPECT_EQ(old_report->GetReflection()->FieldSize(*old_report, probes), 1);
+  EXPECT_TRUE(MessageDifferencer::Equals(fromOld<v1::Report>(*old_report), report));
+
+  // Old agent -> new aggregator: the same report without the two fields, as the old
+  // schema writes it. No coverage window: the 30 s old result stays OK (the old ageing);
+  // with the window the new agent's report makes that cell UNKNOWN.
+  v1::Report stripped = report;
+  stripped.clear_coverage_period();
+  stripped.clear_probe_interval();
+  auto written_by_old = old_.make("meshprobe.v1.Report");
+  ASSERT_TRUE(written_by_old->ParseFromString(stripped.SerializeAsString()));
+  auto cellOf = [&](const v1::Report& r) {
+    ClusterState state(clock_, options());
+    state.applyHello(newHello("node1", 1), true);
+    state.applyHello(newHello("node2", 2), true);
+    EXPECT_EQ(state.applyReport("node1", r), ReportOutcome::kAccepted);
+    auto m = state.matrix(v1::OVERLAY);
+    const v1::Cell* c = testing::findCell(*m, "node1", "node2");
+    return c ? c->state() : v1::Cell::STATE_UNSPECIFIED;
+  };
+  EXPECT_EQ(cellOf(fromOld<v1::Report>(*written_by_old)), v1::Cell::OK);
+  EXPECT_EQ(cellOf(report), v1::Cell::UNKNOWN);
+}
+
 // Membership as an old agent's schema reads it: does `wire` carry a PeerList, and of how many.
 std::optional<int> oldPeerListSize(OldSchema& old, const std::string& wire) {
   auto m = old.make("meshprobe.v1.AggregatorMessage");
