@@ -9,17 +9,18 @@ namespace v1 = meshprobe::v1;
 DiagnosisEngine::DiagnosisEngine(const Clock& clock, const ClusterState& state, DiagnosisOptions options)
     : clock_(clock), state_(state), options_(options), tracker_(options.lifecycle) {}
 
+bool DiagnosisEngine::reuseIfUnchanged(uint64_t generation) {
+  std::lock_guard lock(mu_);
+  if (generation == 0 || generation != last_generation_) return false;
+  tracker_.update(last_candidates_, clock_.monotonicNow(), clock_.wallNow());
+  ++evaluations_;
+  ++skipped_passes_;
+  return true;
+}
+
 template <typename Rules>
 void DiagnosisEngine::pass(uint64_t generation, Rules rules) {
-  {
-    std::lock_guard lock(mu_);
-    if (generation != 0 && generation == last_generation_) {
-      tracker_.update(last_candidates_, clock_.monotonicNow(), clock_.wallNow());
-      ++evaluations_;
-      ++skipped_passes_;
-      return;
-    }
-  }
+  if (reuseIfUnchanged(generation)) return;
   std::vector<Candidate> candidates = rules();
   std::lock_guard lock(mu_);
   tracker_.update(candidates, clock_.monotonicNow(), clock_.wallNow());
@@ -29,7 +30,13 @@ void DiagnosisEngine::pass(uint64_t generation, Rules rules) {
   last_candidates_ = std::move(candidates);
 }
 
-void DiagnosisEngine::evaluate() { evaluate(state_.diagnosisInput()); }
+void DiagnosisEngine::evaluate() {
+  // The snapshot's generation first: an unchanged cluster costs neither the rules nor the
+  // input (one NodeEvidence per member).
+  auto snap = state_.snapshot();
+  if (reuseIfUnchanged(snap->generation)) return;
+  evaluate(state_.diagnosisInput());
+}
 
 void DiagnosisEngine::evaluate(const DiagnosisInput& input) {
   pass(input.generation, [&] { return diagnose(input, options_.rules); });

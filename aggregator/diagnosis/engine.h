@@ -37,7 +37,8 @@ class DiagnosisEngine {
  public:
   DiagnosisEngine(const Clock& clock, const ClusterState& state, DiagnosisOptions options = {});
 
-  // One pass: take the cluster's input, run the rules, update lifecycles.
+  // One pass: take the cluster's input, run the rules, update lifecycles. An unchanged
+  // snapshot generation skips building the input as well as the rules.
   void evaluate();
   // One pass over `input`. When input.generation is not 0 and equals the previous pass's,
   // the content is the same: the previous pass's candidates are reused and the rules do
@@ -62,6 +63,9 @@ class DiagnosisEngine {
   const ClusterState& state_;
   const DiagnosisOptions options_;
   mutable std::mutex mu_;
+  // When `generation` (non-zero) is the last pass's: updates the tracker with the last
+  // pass's candidates, counts a skipped pass and returns true.
+  bool reuseIfUnchanged(uint64_t generation);
   // Runs `rules` unless `generation` (non-zero) is the last pass's, then updates the tracker.
   template <typename Rules>
   void pass(uint64_t generation, Rules rules);
