@@ -86,6 +86,12 @@ std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t*
   for (size_t k = 0; k < 2; ++k) {
     w.sample({{"kind", k == 0 ? "full" : "delta"}}, c ? static_cast<double>(c->membership_bytes[k].load()) : 0);
   }
+  w.family("meshprobe_aggregator_diagnosis_passes_total",
+           "Diagnosis passes: kind=rules (the rules ran on a changed cluster), kind=reused (nothing changed since the "
+           "last pass: its candidates were reused).",
+           MetricType::kCounter);
+  w.sample({{"kind", "rules"}}, static_cast<double>(src.diagnosis.rulePasses()));
+  w.sample({{"kind", "reused"}}, static_cast<double>(src.diagnosis.skippedPasses()));
   w.family("meshprobe_aggregator_query_duration_seconds", "Time spent answering Query API calls, by method.",
            MetricType::kHistogram);
   for (size_t i = 0; i < static_cast<size_t>(QueryMethod::kCount); ++i) {

@@ -154,6 +154,19 @@ TEST_F(AggregatorMetricsTest, SmallClusterSeries) {
   }
 }
 
+TEST_F(AggregatorMetricsTest, DiagnosisPassesByKind) {
+  feed(3, [](int, int) { return false; });
+  const uint64_t rules0 = engine_.rulePasses(), reused0 = engine_.skippedPasses();
+  engine_.evaluate();
+  engine_.evaluate();  // nothing changed: reused
+  ASSERT_EQ(engine_.rulePasses() + engine_.skippedPasses(), rules0 + reused0 + 2);
+  ASSERT_GE(engine_.skippedPasses(), reused0 + 1);
+  auto s = parseSeries(render());
+  EXPECT_EQ(s["meshprobe_aggregator_diagnosis_passes_total{kind=\"rules\"}"], std::to_string(engine_.rulePasses()));
+  EXPECT_EQ(s["meshprobe_aggregator_diagnosis_passes_total{kind=\"reused\"}"],
+            std::to_string(engine_.skippedPasses()));
+}
+
 TEST_F(AggregatorMetricsTest, SummaryAgreesWithTheMatrix) {
   feed(5, [](int s, int d) { return (s + d) % 3 == 0; });
   // node0005 goes silent: its cells turn UNKNOWN; then a half-reporting node joins.
