@@ -11,8 +11,10 @@
 #     slow   SLOW_CONNS slow-header clients (one header byte a second, reconnecting
 #            within a second of being closed) for SLOW_HOLD s, /metrics as above
 #   gRPC (aggregator):
+#     (in the order below; the oversized messages last, as their memory stays with the process)
 #     oversize  OVERSIZE_REPEAT Collector streams whose first message is a 64 MiB Hello,
-#               and as many 64 MiB GetNode requests: each call's status and time
+#               and as many 64 MiB GetNode requests: each call's status and time; then
+#               OVERSIZE_PARALLEL clients doing one of each at the same time
 #     garbage   GARBAGE_CONNS connections of 64 KiB random bytes, as many of an HTTP/2
 #               preface then random bytes: what each saw, how fast it was closed
 #     silent    SILENT_STREAMS Collector streams that never send Hello, held SILENT_HOLD s,
@@ -25,7 +27,7 @@
 #
 # Usage: bench/hostile_input.sh [--help] [BUILD_DIR]      (default BUILD_DIR: build)
 # Env:   IDLE_CONNS=10000 HTTP_HOLD=15 SLOW_CONNS=200 SLOW_HOLD=25 METRICS_REQUESTS=50
-#        OVERSIZE_MIB=64 OVERSIZE_REPEAT=3 GARBAGE_CONNS=50 SILENT_STREAMS=1000 SILENT_HOLD=60
+#        OVERSIZE_MIB=64 OVERSIZE_REPEAT=3 OVERSIZE_PARALLEL=8 GARBAGE_CONNS=50 SILENT_STREAMS=1000 SILENT_HOLD=60
 #        PROBES=50 AGENT=1 (0: skip the agent)
 set -euo pipefail
 
@@ -47,6 +49,7 @@ SLOW_HOLD=${SLOW_HOLD:-25}
 METRICS_REQUESTS=${METRICS_REQUESTS:-50}
 OVERSIZE_MIB=${OVERSIZE_MIB:-64}
 OVERSIZE_REPEAT=${OVERSIZE_REPEAT:-3}
+OVERSIZE_PARALLEL=${OVERSIZE_PARALLEL:-8}
 GARBAGE_CONNS=${GARBAGE_CONNS:-50}
 SILENT_STREAMS=${SILENT_STREAMS:-1000}
 SILENT_HOLD=${SILENT_HOLD:-60}
@@ -167,13 +170,15 @@ fi
 
 phase grpc-listnodes-baseline "$AGG_PID" "$GRPC_DRIVER" --target "127.0.0.1:$GRPC_PORT" --mode listnodes \
   --count "$PROBES"
-phase grpc-oversize "$AGG_PID" "$GRPC_DRIVER" --target "127.0.0.1:$GRPC_PORT" --mode oversize \
-  --mib "$OVERSIZE_MIB" --repeat "$OVERSIZE_REPEAT"
 phase grpc-garbage "$AGG_PID" python3 "$HTTP_DRIVER" garbage --port "$GRPC_PORT" --conns "$GARBAGE_CONNS"
 phase grpc-listnodes-after-garbage "$AGG_PID" "$GRPC_DRIVER" --target "127.0.0.1:$GRPC_PORT" \
   --mode listnodes --count "$PROBES"
 phase grpc-silent-streams "$AGG_PID" "$GRPC_DRIVER" --target "127.0.0.1:$GRPC_PORT" --mode idle-streams \
   --count "$SILENT_STREAMS" --hold "$SILENT_HOLD" --probes "$PROBES"
 
+phase grpc-oversize "$AGG_PID" "$GRPC_DRIVER" --target "127.0.0.1:$GRPC_PORT" --mode oversize \
+  --mib "$OVERSIZE_MIB" --repeat "$OVERSIZE_REPEAT"
+phase grpc-oversize-parallel "$AGG_PID" "$GRPC_DRIVER" --target "127.0.0.1:$GRPC_PORT" --mode oversize \
+  --mib "$OVERSIZE_MIB" --repeat 1 --parallel "$OVERSIZE_PARALLEL"
 kill -0 "$AGG_PID" && echo "aggregator still running after every phase"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

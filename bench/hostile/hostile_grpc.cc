@@ -3,8 +3,9 @@
 //
 //   --mode listnodes    --count N                  N ListNodes calls: p50/p99, errors
 //   --mode oversize     --mib M --repeat R         R Collector streams whose first message is
-//                                                  a Hello of M MiB, and R GetNode calls with
-//                                                  an M MiB node name: each call's status
+//                       [--parallel K]             a Hello of M MiB, and R GetNode calls with
+//                                                  an M MiB node name: each call's status;
+//                                                  K such clients at once
 //   --mode idle-streams --count N --hold S         N Collector streams (100 per TCP
 //                       --probes P                 connection) that never send a message,
 //                                                  held S seconds while P ListNodes calls run
@@ -89,47 +90,59 @@ int listNodes(const std::string& target, int count) {
   return l.errors == 0 ? 0 : 1;
 }
 
-int oversize(const std::string& target, int mib, int repeat) {
+// `parallel` clients at once, each on its own connection, `repeat` rounds each.
+int oversize(const std::string& target, int mib, int repeat, int parallel) {
   const std::string big(static_cast<size_t>(mib) << 20, 'x');
-  int unexpected = 0;
-  for (int i = 0; i < repeat; ++i) {
-    auto channel = makeChannel(target, i);
-    {
-      auto stub = v1::Collector::NewStub(channel);
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      auto stream = stub->Connect(&ctx);
-      v1::AgentMessage msg;
-      msg.mutable_hello()->set_node_name("hostile");
-      msg.mutable_hello()->set_agent_version(big);
-      const auto t0 = Steady::now();
-      const bool wrote = stream->Write(msg);
-      stream->WritesDone();
-      v1::AggregatorMessage in;
-      while (stream->Read(&in)) {
+  std::atomic<int> unexpected{0};
+  std::mutex out_mu;
+  auto client = [&](int k) {
+    for (int i = 0; i < repeat; ++i) {
+      auto channel = makeChannel(target, k * repeat + i);
+      {
+        auto stub = v1::Collector::NewStub(channel);
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        auto stream = stub->Connect(&ctx);
+        v1::AgentMessage msg;
+        msg.mutable_hello()->set_node_name("hostile");
+        msg.mutable_hello()->set_agent_version(big);
+        const auto t0 = Steady::now();
+        const bool wrote = stream->Write(msg);
+        stream->WritesDone();
+        v1::AggregatorMessage in;
+        while (stream->Read(&in)) {
+        }
+        const grpc::Status st = stream->Finish();
+        const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
+        std::lock_guard lock(out_mu);
+        std::printf("oversize call=Collector.Connect mib=%d wrote=%d code=%d ms=%.1f message=\"%s\"\n", mib,
+                    wrote ? 1 : 0, st.error_code(), ms, st.error_message().c_str());
+        // A Hello slower to arrive than the aggregator's Hello timeout is ended by that.
+        if (st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED &&
+            st.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED)
+          ++unexpected;
       }
-      const grpc::Status st = stream->Finish();
-      const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
-      std::printf("oversize call=Collector.Connect mib=%d wrote=%d code=%d ms=%.1f message=\"%s\"\n", mib, wrote ? 1 : 0,
-                  st.error_code(), ms, st.error_message().c_str());
-      if (st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) ++unexpected;
+      {
+        auto stub = v1::Query::NewStub(channel);
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        v1::GetNodeRequest req;
+        req.set_name(big);
+        v1::GetNodeResponse resp;
+        const auto t0 = Steady::now();
+        const grpc::Status st = stub->GetNode(&ctx, req, &resp);
+        const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
+        std::lock_guard lock(out_mu);
+        std::printf("oversize call=Query.GetNode mib=%d code=%d ms=%.1f message=\"%s\"\n", mib, st.error_code(), ms,
+                    st.error_message().c_str());
+        if (st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) ++unexpected;
+      }
+      std::fflush(stdout);
     }
-    {
-      auto stub = v1::Query::NewStub(channel);
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      v1::GetNodeRequest req;
-      req.set_name(big);
-      v1::GetNodeResponse resp;
-      const auto t0 = Steady::now();
-      const grpc::Status st = stub->GetNode(&ctx, req, &resp);
-      const double ms = std::chrono::duration<double, std::milli>(Steady::now() - t0).count();
-      std::printf("oversize call=Query.GetNode mib=%d code=%d ms=%.1f message=\"%s\"\n", mib, st.error_code(), ms,
-                  st.error_message().c_str());
-      if (st.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) ++unexpected;
-    }
-    std::fflush(stdout);
-  }
+  };
+  std::vector<std::thread> threads;
+  for (int k = 0; k < parallel; ++k) threads.emplace_back(client, k);
+  for (auto& t : threads) t.join();
   return unexpected == 0 ? 0 : 1;
 }
 
@@ -234,10 +247,11 @@ int idleStreams(const std::string& target, int count, int hold_s, int probes) {
     ended_total += n;
     by_code += " code" + std::to_string(code) + "=" + std::to_string(n);
   }
-  std::printf("idle_streams hold_s=%d ended_by_server=%d still_open=%d messages_received=%llu first_end_s=%.1f "
-              "last_end_s=%.1f%s\n",
-              hold_s, ended_total, count - ended_total, static_cast<unsigned long long>(messages), first_end, last_end,
-              by_code.c_str());
+  std::printf(
+      "idle_streams hold_s=%d ended_by_server=%d still_open=%d messages_received=%llu first_end_s=%.1f "
+      "last_end_s=%.1f%s\n",
+      hold_s, ended_total, count - ended_total, static_cast<unsigned long long>(messages), first_end, last_end,
+      by_code.c_str());
   std::fflush(stdout);
 
   for (auto& s : streams) s->cancel();
@@ -264,14 +278,17 @@ int main(int argc, char** argv) {
   auto get = [&](const char* k, const char* d) { return a.count(k) ? a[k] : std::string(d); };
   const std::string mode = get("--mode", ""), target = get("--target", "");
   if (target.empty() || (argc % 2) != 1) {
-    std::fprintf(stderr,
-                 "usage: %s --target HOST:PORT --mode listnodes [--count N] | oversize [--mib M --repeat R] | "
-                 "idle-streams [--count N --hold S --probes P]\n",
-                 argv[0]);
+    std::fprintf(
+        stderr,
+        "usage: %s --target HOST:PORT --mode listnodes [--count N] | oversize [--mib M --repeat R --parallel K] | "
+        "idle-streams [--count N --hold S --probes P]\n",
+        argv[0]);
     return 2;
   }
   if (mode == "listnodes") return listNodes(target, std::stoi(get("--count", "50")));
-  if (mode == "oversize") return oversize(target, std::stoi(get("--mib", "64")), std::stoi(get("--repeat", "3")));
+  if (mode == "oversize")
+    return oversize(target, std::stoi(get("--mib", "64")), std::stoi(get("--repeat", "3")),
+                    std::stoi(get("--parallel", "1")));
   if (mode == "idle-streams")
     return idleStreams(target, std::stoi(get("--count", "1000")), std::stoi(get("--hold", "60")),
                        std::stoi(get("--probes", "50")));

@@ -123,6 +123,8 @@ def hold(args, slow):
     for _ in range(args.conns):
         open_one()
     open_s = time.monotonic() - start
+    for c in conns.values():  # lifetimes count from the moment all of them were open
+        c["opened"] = start + open_s
     prober = Prober(args.host, args.port, args.requests, args.hold * 0.9)
     prober.start()
     prober.start_time = time.monotonic()
