@@ -27,7 +27,8 @@
 #                meshprobe_aggregator_connected_agents is NODES + 1 again (polled every
 #                100 ms, at most RECONNECT_TIMEOUT s); then VmRSS, threads and fds of the
 #                loadgen, the agent and the new aggregator. Baseline: the same figures
-#                before the first restart.
+#                before the first restart, and every SAMPLE s for STEADY s of the same load
+#                without restarts (what grows with time alone).
 #   hang         A standalone daemon-mode agent (--check-timeout CHECK_TIMEOUT, --interval 1s,
 #                probing its own responder on loopback) in a namespace of its own, with a
 #                directory of fake iptables-save / ip6tables-save / iptables-{nft,legacy}-save
@@ -42,7 +43,7 @@
 #
 # Usage: sudo bench/faults.sh [--build DIR] [PART...]        (default DIR: build)
 # Env:   DURATION=600 BASELINE=60 SAMPLE=10 FAULT=drop RECOVERY=10
-#        ROUNDS=20 KILL_EVERY=4 NODES=200 RECONNECT_TIMEOUT=120 SETTLE=5
+#        ROUNDS=20 KILL_EVERY=4 NODES=200 RECONNECT_TIMEOUT=120 SETTLE=5 STEADY=120
 #        HANG_SAMPLES=24 HANG_SAMPLE=5 CHECK_TIMEOUT=2s OUT=DIR
 set -euo pipefail
 
@@ -70,6 +71,7 @@ KILL_EVERY=${KILL_EVERY:-4}
 NODES=${NODES:-200}
 RECONNECT_TIMEOUT=${RECONNECT_TIMEOUT:-120}
 SETTLE=${SETTLE:-5}
+STEADY=${STEADY:-120}
 HANG_SAMPLES=${HANG_SAMPLES:-24}
 HANG_SAMPLE=${HANG_SAMPLE:-5}
 CHECK_TIMEOUT=${CHECK_TIMEOUT:-2s}
@@ -345,6 +347,14 @@ part_restarts() {
   }
   sleep "$SETTLE"  # steady state before the figures (not synchronisation)
   row 0 start "$secs"
+  # Control: the same load without restarts for STEADY s, so growth that comes with time
+  # alone is told apart from growth per restart.
+  local t start
+  start=$(date +%s)
+  for ((t = SAMPLE; t <= STEADY; t += SAMPLE)); do
+    sleep $((start + t - $(date +%s)))  # sampling period (not synchronisation)
+    row "t+$t" steady -
+  done
 
   local r sig
   for ((r = 1; r <= ROUNDS; r++)); do
@@ -364,10 +374,11 @@ part_restarts() {
     row "$r" "$sig" "$secs"
   done
   local median
-  median=$(awk -F'\t' 'NR > 2 {print $3 + 0}' "$tsv" | sort -n | awk '{v[NR] = $1} END {printf "%.1f", v[int((NR + 1) / 2)]}')
+  median=$(awk -F'\t' '$2 == "TERM" || $2 == "KILL" {print $3 + 0}' "$tsv" | sort -n | awk '{v[NR] = $1} END {printf "%.1f", v[int((NR + 1) / 2)]}')
   awk -F'\t' -v rounds="$ROUNDS" -v median="$median" '
     NR == 1 {next}
     $1 == 0 {for (i = 4; i <= 12; i++) b[i] = $i; next}
+    $2 == "steady" {st = substr($1, 3); for (i = 4; i <= 12; i++) sd[i] = $i; next}
     {
       n++; s = $3 + 0; if (s > mx) mx = s; if (mn == "" || s < mn) mn = s
       if ($1 == 3) for (i = 4; i <= 12; i++) r3[i] = $i
@@ -378,8 +389,9 @@ part_restarts() {
       split("loadgen agent aggregator", who, " ")
       for (k = 0; k < 3; k++) {
         i = 4 + 3 * k
-        printf "  %s: rss %.1f -> %.1f (round 3) -> %.1f MiB (round %d); threads %s -> %s -> %s; fds %s -> %s -> %s\n", who[k + 1], \
-          b[i] / 1024, r3[i] / 1024, last[i] / 1024, rounds, b[i + 1], r3[i + 1], last[i + 1], b[i + 2], r3[i + 2], last[i + 2]
+        printf "  %s: rss %.1f -> %.1f (%ss without restarts) -> %.1f (round 3) -> %.1f MiB (round %d); threads %s -> %s -> %s -> %s; fds %s -> %s -> %s -> %s\n", \
+          who[k + 1], b[i] / 1024, sd[i] / 1024, st, r3[i] / 1024, last[i] / 1024, rounds, b[i + 1], sd[i + 1], r3[i + 1], \
+          last[i + 1], b[i + 2], sd[i + 2], r3[i + 2], last[i + 2]
       }
     }' "$tsv"
   stop agent
