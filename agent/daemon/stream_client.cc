@@ -51,7 +51,7 @@ void StreamClient::run() {
   while (!stopping_) {
     serveOneStream();
     if (stopping_) break;
-    ++reconnects_;
+    ++retries_;
     auto delay = backoff_.next();
     spdlog::debug("aggregator stream down; reconnecting in {} ms", delay.count());
     std::unique_lock lock(mu_);
@@ -89,7 +89,7 @@ void StreamClient::serveOneStream() {
       AggregatorMessage msg;
       bool have_list = false;  // a delta applies on top of this stream's PeerList
       while (stream->Read(&msg)) {
-        accepted = true;
+        if (!accepted.exchange(true) && ever_accepted_.exchange(true)) ++reconnects_;
         if (msg.has_peer_list()) {
           have_list = true;
           if (callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());

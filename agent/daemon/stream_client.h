@@ -40,7 +40,11 @@ class StreamClient {
   void stop();  // returns within about a second
 
   bool connected() const { return connected_; }
+  // Streams re-established: accepted by the aggregator after an earlier accepted stream
+  // ended (meshprobe_stream_reconnects_total).
   uint64_t reconnects() const { return reconnects_; }
+  // Connection attempts that followed a failed or ended stream (every retry, accepted or not).
+  uint64_t retries() const { return retries_; }
   uint64_t reportsSent() const { return reports_sent_; }
   // PeerDeltas dropped because no PeerList had come on their stream yet.
   uint64_t peerDeltasIgnored() const { return peer_deltas_ignored_; }
@@ -64,6 +68,8 @@ class StreamClient {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> retries_{0};
+  std::atomic<bool> ever_accepted_{false};
   std::atomic<uint64_t> reports_sent_{0};
   std::atomic<uint64_t> peer_deltas_ignored_{0};
   std::mutex mu_;

@@ -143,7 +143,8 @@ TEST(StreamClient, HoldsReportsWhileTheAggregatorIsAwayAndReconnects) {
   Client c(port);
   c.client->start();
   c.buffer.push(report(7));
-  ASSERT_TRUE(eventually([&] { return c.client->reconnects() >= 2; }));
+  ASSERT_TRUE(eventually([&] { return c.client->retries() >= 2; }));
+  EXPECT_EQ(c.client->reconnects(), 0u);  // attempts, not re-established streams
   EXPECT_FALSE(c.client->connected());
   EXPECT_EQ(c.buffer.size(), 1u);  // held, not lost
 
@@ -156,12 +157,39 @@ TEST(StreamClient, HoldsReportsWhileTheAggregatorIsAwayAndReconnects) {
   std::lock_guard l(second.service.mu);
   EXPECT_EQ(second.service.sequences[0], 7u);
   EXPECT_EQ(second.service.hellos.size(), 1u);
+  EXPECT_EQ(c.client->reconnects(), 0u);  // the first stream ever accepted
+}
+
+// meshprobe_stream_reconnects_total counts streams re-established, not attempts: an
+// accepted stream, the aggregator away for several attempts, then accepted again = 1.
+TEST(StreamClient, ReconnectsCountReestablishedStreamsNotAttempts) {
+  int port;
+  auto first = std::make_unique<Server>();
+  port = first->port;
+  ASSERT_NE(port, 0);
+  Client c(port);
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(c.mu);
+    return c.client->connected() && !c.peers_seen.empty();
+  }));
+  first.reset();  // the aggregator goes away
+  ASSERT_TRUE(eventually([&] { return c.client->retries() >= 3; }));
+  EXPECT_EQ(c.client->reconnects(), 0u);
+  Server second(port);
+  ASSERT_EQ(second.port, port);
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(second.service.mu);
+    return second.service.hellos.size() == 1 && c.client->reconnects() == 1;
+  }));
+  c.client->stop();
+  EXPECT_EQ(c.client->reconnects(), 1u);
 }
 
 TEST(StreamClient, StopsWhileDisconnected) {
   Client c(1);  // nothing listens on port 1 of 127.0.0.1
   c.client->start();
-  ASSERT_TRUE(eventually([&] { return c.client->reconnects() >= 1; }));
+  ASSERT_TRUE(eventually([&] { return c.client->retries() >= 1; }));
   c.client->stop();  // must return (ctest's timeout catches a hang)
   EXPECT_FALSE(c.client->connected());
 }
