@@ -23,7 +23,9 @@ namespace {
 
 using TimePoint = std::chrono::steady_clock::time_point;
 
-constexpr size_t kReportBufferCapacity = 120;  // two minutes of reports at 1 s
+// About 80 s of reports at --interval 1s: one per probe interval plus one after each check
+// round (every 2 s). Only the newest matters to the aggregator; older ones are dropped first.
+constexpr size_t kReportBufferCapacity = 120;
 constexpr auto kMinCheckInterval = std::chrono::seconds(2);
 // A peer missing from the aggregator's lists is still probed for this long (see PeerSet).
 constexpr auto kPeerGrace = std::chrono::seconds(30);
