@@ -206,7 +206,11 @@ TEST(StreamClient, AdvertisesDeltasAndIgnoresADeltaBeforeThePeerList) {
   ASSERT_NE(server.port, 0);
   AggregatorMessage list;
   list.mutable_peer_list()->add_peers()->set_node_name("b");
-  server.service.script = {deltaMsg("early", "b"), list, deltaMsg("c", "b")};
+  {
+    // Under the service's lock: its handler thread reads the script (ThreadSanitizer).
+    std::lock_guard l(server.service.mu);
+    server.service.script = {deltaMsg("early", "b"), list, deltaMsg("c", "b")};
+  }
   Client c(server.port, /*with_deltas=*/true);
   c.client->start();
   ASSERT_TRUE(eventually([&] {
