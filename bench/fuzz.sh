@@ -37,6 +37,7 @@ for t in "${TARGETS[@]}"; do
   mapfile -t seeds < <(seeds_of "$t")
   log="$BUILD/tests/fuzz/long/$t.log"
   start=$(date +%s.%N)
+  touch "$scratch.start"  # crash inputs newer than this are this run's
   rc=0
   extra=()
   [[ $MAX_LEN != 0 ]] && extra+=(-max_len="$MAX_LEN")
@@ -47,7 +48,7 @@ for t in "${TARGETS[@]}"; do
   cov=$(grep -oE "cov: [0-9]+" "$log" | tail -1 | awk '{print $2}')
   ft=$(grep -oE "ft: [0-9]+" "$log" | tail -1 | awk '{print $2}')
   corpus=$(find "$scratch" -type f | wc -l)
-  crashes=$(find "$BUILD/fuzz-artifacts" -name "$t-*" -type f | wc -l)
+  crashes=$(find "$BUILD/fuzz-artifacts" -name "$t-*" -type f -newer "$scratch.start" | wc -l)
   awk -v t="$t" -v e="${execs:-0}" -v s="$start" -v f="$end" -v c="${cov:-0}" -v ft="${ft:-0}" -v co="$corpus" \
     -v cr="$crashes" -v rc="$rc" 'BEGIN {
     w = f - s; printf "%-14s %10d %8.1f %10.0f %8d %9d %7d %d%s\n", t, e, w, (w > 0 ? e / w : 0), c, ft, co, cr,
