@@ -1,0 +1,551 @@
+#include "tests/support/fake_kube_apiserver.h"
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <utility>  // before awaitable.hpp: Boost 1.74 uses std::exchange without including it
+
+#include <boost/asio.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <deque>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "tests/support/mtls_pki.h"
+
+namespace meshprobe::test {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::redirect_error;
+using asio::use_awaitable;
+using boost::system::error_code;
+using nlohmann::json;
+
+const std::map<std::string, std::string> kKinds = {{"nodes", "Node"}, {"namespaces", "Namespace"}, {"pods", "Pod"}};
+
+json status(int code, const std::string& reason, const std::string& message) {
+  return json{{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()}, {"status", "Failure"},
+              {"message", message}, {"reason", reason}, {"code", code}};
+}
+
+std::string keyOf(const std::string& resource, const json& object) {
+  const json& meta = object.at("metadata");
+  const std::string name = meta.value("name", "");
+  if (resource == "pods") return meta.value("namespace", "") + "/" + name;
+  return name;
+}
+
+std::string base64(const std::string& in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::string unbase64(const std::string& in) {
+  if (in.empty() || in.size() % 4 != 0) return "";
+  std::string out(in.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  if (n < 0) return "";
+  size_t len = static_cast<size_t>(n);
+  if (in.ends_with("==")) len -= 2;
+  else if (in.ends_with("=")) len -= 1;
+  out.resize(len);
+  return out;
+}
+
+std::string percentDecode(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i] == '+' ? ' ' : s[i];
+    }
+  }
+  return out;
+}
+
+uint64_t toRv(const std::string& s) {
+  try {
+    return s.empty() ? 0 : std::stoull(s);
+  } catch (...) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+struct WatchState {
+  explicit WatchState(asio::any_io_executor ex) : timer(ex) {}
+  std::string resource;
+  bool bookmarks = false;
+  // Guarded by Impl::mu:
+  std::deque<std::string> queue;  // event lines to send
+  bool signaled = false;
+  bool dropped = false;
+  bool bookmark_due = false;
+  // io thread only:
+  asio::steady_timer timer;
+};
+
+struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer::Impl> {
+  Options opt;
+  mutable std::mutex mu;
+  // Store (guarded by mu).
+  uint64_t rv = 0;
+  uint64_t compacted_rv = 0;  // watches from an RV below this get 410
+  std::map<std::string, std::map<std::string, json>> objects;  // resource -> key -> object
+  struct Event {
+    uint64_t rv;
+    std::string resource;
+    std::string line;
+  };
+  std::deque<Event> history;
+  std::string token;
+  std::set<std::pair<std::string, std::string>> forbidden;
+  std::vector<std::shared_ptr<WatchState>> watches;
+  Stats stats;
+
+  // Server (owner thread + io thread).
+  std::unique_ptr<asio::io_context> ioc;
+  std::unique_ptr<ssl::context> ssl_ctx;
+  std::thread thread;
+  uint16_t port = 0;
+
+  // Wakes every watch (any thread).
+  void notifyLocked() {
+    for (auto& w : watches) w->signaled = true;
+    if (!ioc) return;
+    std::vector<std::shared_ptr<WatchState>> ws = watches;
+    asio::post(*ioc, [ws] {
+      for (auto& w : ws) w->timer.cancel();
+    });
+  }
+
+  void recordLocked(const std::string& resource, const std::string& type, const json& object) {
+    const std::string line = json{{"type", type}, {"object", object}}.dump() + "\n";
+    history.push_back(Event{rv, resource, line});
+    for (auto& w : watches)
+      if (w->resource == resource) w->queue.push_back(line);
+    notifyLocked();
+  }
+
+  std::string userOf(const std::string& authz, SSL* ssl) {
+    if (authz == "Bearer " + token && !token.empty()) return opt.user;
+    if (ssl != nullptr && !opt.client_ca_file.empty()) {
+      X509* cert = SSL_get1_peer_certificate(ssl);
+      if (cert != nullptr && SSL_get_verify_result(ssl) == X509_V_OK) {
+        char cn[256] = {0};
+        X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+        X509_free(cert);
+        return cn;
+      }
+      if (cert != nullptr) X509_free(cert);
+    }
+    return "";
+  }
+
+  template <class Stream>
+  awaitable<void> writeJson(Stream& s, http::status code, const json& body, bool keep_alive) {
+    http::response<http::string_body> res{code, 11};
+    res.set(http::field::content_type, "application/json");
+    res.body() = body.dump();
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    error_code ec;
+    co_await http::async_write(s, res, redirect_error(use_awaitable, ec));
+  }
+
+  // One HTTP connection; `ssl` is null for plain HTTP.
+  template <class Stream>
+  awaitable<void> serve(Stream& s, SSL* ssl) {
+    beast::flat_buffer buf;
+    while (true) {
+      http::request<http::string_body> req;
+      error_code ec;
+      co_await http::async_read(s, buf, req, redirect_error(use_awaitable, ec));
+      if (ec) co_return;
+      const std::string target(req.target());
+      const std::string authz(req[http::field::authorization]);
+      std::string path = target, query;
+      if (const auto q = target.find('?'); q != std::string::npos) {
+        path = target.substr(0, q);
+        query = target.substr(q + 1);
+      }
+      std::map<std::string, std::string> params;
+      for (size_t start = 0; start <= query.size() && !query.empty();) {
+        size_t amp = query.find('&', start);
+        if (amp == std::string::npos) amp = query.size();
+        const std::string kv = query.substr(start, amp - start);
+        const auto eq = kv.find('=');
+        params[percentDecode(kv.substr(0, eq))] = eq == std::string::npos ? "" : percentDecode(kv.substr(eq + 1));
+        start = amp + 1;
+      }
+      std::string user;
+      {
+        std::lock_guard lock(mu);
+        stats.targets.push_back(target);
+        stats.tokens.push_back(authz.starts_with("Bearer ") ? authz.substr(7) : "");
+        user = userOf(authz, ssl);
+        if (user.empty()) ++stats.unauthorized;
+      }
+      if (user.empty()) {
+        co_await writeJson(s, http::status::unauthorized, status(401, "Unauthorized", "Unauthorized"), req.keep_alive());
+        continue;
+      }
+      const std::string prefix = "/api/v1/";
+      const std::string resource = path.starts_with(prefix) ? path.substr(prefix.size()) : "";
+      if (!kKinds.contains(resource)) {
+        co_await writeJson(s, http::status::not_found,
+                           status(404, "NotFound", "the server could not find the requested resource"),
+                           req.keep_alive());
+        continue;
+      }
+      const bool is_watch = params["watch"] == "1" || params["watch"] == "true";
+      const std::string verb = is_watch ? "watch" : "list";
+      bool denied;
+      {
+        std::lock_guard lock(mu);
+        denied = forbidden.contains({verb, resource});
+        if (denied) ++stats.forbidden;
+      }
+      if (denied) {
+        // k8s.io/apiserver's forbidden message for RBAC (authorization.ForbiddenStatusError).
+        json st = status(403, "Forbidden",
+                         resource + " is forbidden: User \"" + user + "\" cannot " + verb + " resource \"" + resource +
+                             "\" in API group \"\" at the cluster scope");
+        st["details"] = json{{"kind", resource}};
+        co_await writeJson(s, http::status::forbidden, st, req.keep_alive());
+        continue;
+      }
+      if (!is_watch) {
+        auto [code, body] = list(resource, params);
+        co_await writeJson(s, code, body, req.keep_alive());
+        continue;
+      }
+      co_await watch(s, resource, params);
+      co_return;  // a watch ends its connection
+    }
+  }
+
+  std::pair<http::status, json> list(const std::string& resource, std::map<std::string, std::string>& params) {
+    std::lock_guard lock(mu);
+    uint64_t list_rv = rv;
+    std::string start;
+    if (const std::string cont = params["continue"]; !cont.empty()) {
+      const json token = json::parse(unbase64(cont), nullptr, false);
+      if (!token.is_object() || !token.contains("rv") || !token.contains("start")) {
+        return {http::status::bad_request, status(400, "BadRequest", "continue key is not valid")};
+      }
+      list_rv = token["rv"].get<uint64_t>();
+      if (list_rv < compacted_rv) {
+        // etcd3 store: a compacted continue revision is 410 Expired.
+        return {http::status::gone,
+                status(410, "Expired",
+                       "The provided continue parameter is too old to display a consistent list result. You can "
+                       "start a new list without the continue parameter.")};
+      }
+      start = token["start"].get<std::string>();
+    }
+    const size_t limit = params["limit"].empty() ? 0 : std::stoul(params["limit"]);
+    json items = json::array();
+    auto& store = objects[resource];
+    std::string last;
+    size_t remaining = 0;
+    for (auto it = store.lower_bound(start); it != store.end(); ++it) {
+      if (limit != 0 && items.size() == limit) {
+        remaining = static_cast<size_t>(std::distance(it, store.end()));
+        break;
+      }
+      items.push_back(it->second);
+      last = it->first;
+    }
+    json meta{{"resourceVersion", std::to_string(list_rv)}};
+    if (remaining > 0) {
+      meta["continue"] = base64(json{{"v", "meta.k8s.io/v1"}, {"rv", list_rv}, {"start", last + std::string(1, '\0')}}.dump());
+      meta["remainingItemCount"] = remaining;
+    }
+    ++stats.lists;
+    return {http::status::ok, json{{"kind", kKinds.at(resource) + "List"}, {"apiVersion", "v1"}, {"metadata", meta},
+                                   {"items", items}}};
+  }
+
+  template <class Stream>
+  awaitable<void> watch(Stream& s, const std::string& resource, std::map<std::string, std::string>& params) {
+    auto ex = co_await asio::this_coro::executor;
+    auto w = std::make_shared<WatchState>(ex);
+    w->resource = resource;
+    w->bookmarks = params["allowWatchBookmarks"] == "true";
+    const auto timeout = std::chrono::seconds(params["timeoutSeconds"].empty() ? 1800 : std::stoul(params["timeoutSeconds"]));
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const std::string rv_text = params["resourceVersion"];
+    const uint64_t from = toRv(rv_text);
+    bool expired = false;
+    {
+      std::lock_guard lock(mu);
+      ++stats.watches;
+      if (rv_text.empty() || rv_text == "0") {
+        for (const auto& [k, obj] : objects[resource]) w->queue.push_back(json{{"type", "ADDED"}, {"object", obj}}.dump() + "\n");
+      } else if (from < compacted_rv) {
+        expired = true;
+        ++stats.watch_expired;
+        // The watch cache's answer (storage.NewTooLargeResourceVersionError's sibling, errors.NewResourceExpired).
+        w->queue.push_back(json{{"type", "ERROR"},
+                                {"object", status(410, "Expired", "too old resource version: " + std::to_string(from) +
+                                                                      " (" + std::to_string(compacted_rv) + ")")}}
+                               .dump() +
+                           "\n");
+      } else {
+        for (const auto& e : history)
+          if (e.rv > from && e.resource == resource) w->queue.push_back(e.line);
+      }
+      if (!expired) watches.push_back(w);
+    }
+    http::response<http::empty_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/json");
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    error_code ec;
+    co_await http::async_write_header(s, sr, redirect_error(use_awaitable, ec));
+    bool cut = false;
+    auto last_bookmark = std::chrono::steady_clock::now();
+    while (!ec) {
+      std::deque<std::string> lines;
+      bool dropped;
+      {
+        std::lock_guard lock(mu);
+        lines.swap(w->queue);
+        dropped = w->dropped;
+        w->signaled = false;
+        const auto now = std::chrono::steady_clock::now();
+        if (w->bookmarks && (w->bookmark_due || (opt.bookmark_interval.count() > 0 && now - last_bookmark >= opt.bookmark_interval))) {
+          lines.push_back(json{{"type", "BOOKMARK"},
+                               {"object", {{"kind", kKinds.at(resource).c_str()},
+                                           {"apiVersion", "v1"},
+                                           {"metadata", {{"resourceVersion", std::to_string(rv)}}}}}}
+                              .dump() +
+                          "\n");
+          last_bookmark = now;
+        }
+        w->bookmark_due = false;
+      }
+      if (dropped) {
+        cut = true;
+        break;
+      }
+      for (const std::string& line : lines) {
+        co_await asio::async_write(s, http::make_chunk(asio::buffer(line)), redirect_error(use_awaitable, ec));
+        if (ec) break;
+      }
+      if (ec || expired || std::chrono::steady_clock::now() >= deadline) break;
+      {
+        std::lock_guard lock(mu);
+        if (w->signaled) continue;
+        auto wait = deadline - std::chrono::steady_clock::now();
+        if (opt.bookmark_interval.count() > 0 && w->bookmarks) wait = std::min<std::chrono::steady_clock::duration>(wait, opt.bookmark_interval);
+        w->timer.expires_after(wait);
+      }
+      error_code timer_ec;
+      co_await w->timer.async_wait(redirect_error(use_awaitable, timer_ec));
+    }
+    {
+      std::lock_guard lock(mu);
+      std::erase(watches, w);
+    }
+    if (!cut && !ec) co_await asio::async_write(s, http::make_chunk_last(), redirect_error(use_awaitable, ec));
+    // A cut watch returns without the last chunk; the socket closes when the stream goes.
+  }
+
+  awaitable<void> connection(tcp::socket sock) {
+    if (!opt.tls) {
+      beast::tcp_stream s(std::move(sock));
+      co_await serve(s, nullptr);
+      co_return;
+    }
+    beast::ssl_stream<beast::tcp_stream> s(std::move(sock), *ssl_ctx);
+    beast::get_lowest_layer(s).expires_after(std::chrono::seconds(10));
+    error_code ec;
+    co_await s.async_handshake(ssl::stream_base::server, redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    beast::get_lowest_layer(s).expires_never();
+    co_await serve(s, s.native_handle());
+  }
+
+  awaitable<void> accept(tcp::acceptor& acceptor) {
+    while (true) {
+      error_code ec;
+      tcp::socket sock = co_await acceptor.async_accept(redirect_error(use_awaitable, ec));
+      if (ec) co_return;
+      asio::co_spawn(acceptor.get_executor(), connection(std::move(sock)), asio::detached);
+    }
+  }
+};
+
+FakeKubeApiServer::FakeKubeApiServer() : FakeKubeApiServer(Options{}) {}
+
+FakeKubeApiServer::FakeKubeApiServer(Options options) : impl_(std::make_shared<Impl>()) {
+  if (options.cert_file.empty()) options.cert_file = mtlsFile("aggregator.pem");
+  if (options.key_file.empty()) options.key_file = mtlsFile("aggregator.key");
+  impl_->opt = options;
+  impl_->rv = options.first_resource_version;
+  impl_->token = options.token;
+}
+
+FakeKubeApiServer::~FakeKubeApiServer() { stop(); }
+
+bool FakeKubeApiServer::start(uint16_t port) {
+  Impl& s = *impl_;
+  if (s.thread.joinable()) return true;
+  try {
+    if (s.opt.tls) {
+      s.ssl_ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+      s.ssl_ctx->use_certificate_chain_file(s.opt.cert_file);
+      s.ssl_ctx->use_private_key_file(s.opt.key_file, ssl::context::pem);
+      if (!s.opt.client_ca_file.empty()) {
+        s.ssl_ctx->load_verify_file(s.opt.client_ca_file);
+        // Request, do not require, a client certificate (the apiserver's --client-ca-file).
+        s.ssl_ctx->set_verify_mode(ssl::verify_peer);
+        s.ssl_ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
+      }
+    }
+    auto ioc = std::make_unique<asio::io_context>(1);
+    auto acceptor = std::make_shared<tcp::acceptor>(*ioc);
+    const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port);
+    acceptor->open(ep.protocol());
+    acceptor->set_option(asio::socket_base::reuse_address(true));
+    acceptor->bind(ep);
+    acceptor->listen();
+    s.port = acceptor->local_endpoint().port();
+    {
+      std::lock_guard lock(s.mu);
+      s.ioc = std::move(ioc);
+    }
+    asio::co_spawn(*s.ioc, [impl = impl_, acceptor]() -> awaitable<void> { co_await impl->accept(*acceptor); },
+                   asio::detached);
+    s.thread = std::thread([ioc = s.ioc.get()] { ioc->run(); });
+    return true;
+  } catch (const std::exception& e) {
+    std::cerr << "fake kube-apiserver: cannot start on 127.0.0.1:" << port << ": " << e.what() << "\n";
+    return false;
+  }
+}
+
+void FakeKubeApiServer::stop() {
+  Impl& s = *impl_;
+  if (!s.thread.joinable()) return;
+  s.ioc->stop();
+  s.thread.join();
+  std::unique_ptr<asio::io_context> ioc;
+  {
+    std::lock_guard lock(s.mu);
+    ioc = std::move(s.ioc);
+    s.watches.clear();
+  }
+  ioc.reset();  // destroys the pending coroutines: every socket closes
+}
+
+uint16_t FakeKubeApiServer::port() const { return impl_->port; }
+std::string FakeKubeApiServer::url() const {
+  return std::string(impl_->opt.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(impl_->port);
+}
+
+uint64_t FakeKubeApiServer::upsert(const std::string& resource, nlohmann::json object) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mu);
+  const std::string key = keyOf(resource, object);
+  auto& store = s.objects[resource];
+  const bool exists = store.contains(key);
+  ++s.rv;
+  object["kind"] = kKinds.at(resource);
+  object["apiVersion"] = "v1";
+  object["metadata"]["resourceVersion"] = std::to_string(s.rv);
+  store[key] = object;
+  s.recordLocked(resource, exists ? "MODIFIED" : "ADDED", object);
+  return s.rv;
+}
+
+uint64_t FakeKubeApiServer::remove(const std::string& resource, const std::string& key) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mu);
+  auto& store = s.objects[resource];
+  auto it = store.find(key);
+  if (it == store.end()) return 0;
+  ++s.rv;
+  json object = std::move(it->second);
+  store.erase(it);
+  object["metadata"]["resourceVersion"] = std::to_string(s.rv);
+  s.recordLocked(resource, "DELETED", object);
+  return s.rv;
+}
+
+void FakeKubeApiServer::compact() {
+  std::lock_guard lock(impl_->mu);
+  impl_->compacted_rv = impl_->rv;
+  impl_->history.clear();
+}
+
+void FakeKubeApiServer::dropWatches() {
+  std::lock_guard lock(impl_->mu);
+  for (auto& w : impl_->watches) w->dropped = true;
+  impl_->notifyLocked();
+}
+
+void FakeKubeApiServer::sendBookmarks() {
+  std::lock_guard lock(impl_->mu);
+  for (auto& w : impl_->watches) w->bookmark_due = true;
+  impl_->notifyLocked();
+}
+
+void FakeKubeApiServer::setToken(const std::string& token) {
+  std::lock_guard lock(impl_->mu);
+  impl_->token = token;
+}
+
+void FakeKubeApiServer::forbid(const std::string& verb, const std::string& resource) {
+  std::lock_guard lock(impl_->mu);
+  impl_->forbidden.insert({verb, resource});
+}
+
+void FakeKubeApiServer::allowAll() {
+  std::lock_guard lock(impl_->mu);
+  impl_->forbidden.clear();
+}
+
+uint64_t FakeKubeApiServer::resourceVersion() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->rv;
+}
+
+size_t FakeKubeApiServer::activeWatches() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->watches.size();
+}
+
+FakeKubeApiServer::Stats FakeKubeApiServer::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stats;
+}
+
+}  // namespace meshprobe::test
