@@ -1,5 +1,7 @@
 #include "agent/ambient/inspector.h"
 
+#include "agent/kernel/netlink_dump.h"
+#include "agent/kernel/netlink_parse.h"
 #include "agent/kernel/netns.h"
 
 namespace meshprobe::agent {
@@ -28,7 +30,8 @@ bool holdsIstioChains(const std::string& save_output) { return save_output.find(
 
 class KernelPodNetnsInspector final : public PodNetnsInspector {
  public:
-  KernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag) : commands_(commands), sock_diag_(sock_diag) {}
+  KernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag, AddressSource addresses)
+      : commands_(commands), sock_diag_(sock_diag), addresses_(std::move(addresses)) {}
 
   PodInspection inspect(const PodNetns& pod, milliseconds timeout) override {
     // Child processes get most of the budget, so they time out (and are killed by the
@@ -36,20 +39,9 @@ class KernelPodNetnsInspector final : public PodNetnsInspector {
     const auto work_deadline = steady_clock::now() + timeout * 9 / 10;
     CommandRunner* commands = &commands_;
     SockDiag* sock_diag = &sock_diag_;
-    auto r = runInNetns(pod.path, timeout, [commands, sock_diag, work_deadline]() -> Result<PodInspection> {
-      PodInspection in;
-      auto listeners = sock_diag->tcpListeners();
-      if (listeners.ok()) {
-        in.listeners = ztunnelListenerPorts(*listeners);
-      } else {
-        in.listeners_error = listeners.error().message;
-      }
-      RulesReading rules = readIstioRules(*commands, work_deadline);
-      in.rules = std::move(rules.rules);
-      in.rules_error = std::move(rules.error);
-      in.iptables_tool = std::move(rules.tool);
-      in.tool_notes = std::move(rules.notes);
-      return in;
+    // A copy: the namespace thread may outlive this call (and the check) on a timeout.
+    auto r = runInNetns(pod.path, timeout, [commands, sock_diag, addresses = addresses_, work_deadline] {
+      return Result<PodInspection>(inspectCurrentNetns(*commands, *sock_diag, addresses, work_deadline));
     });
     if (!r.ok()) {
       PodInspection in;
@@ -63,12 +55,45 @@ class KernelPodNetnsInspector final : public PodNetnsInspector {
  private:
   CommandRunner& commands_;
   SockDiag& sock_diag_;
+  AddressSource addresses_;
 };
 
 }  // namespace
 
-std::unique_ptr<PodNetnsInspector> makeKernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag) {
-  return std::make_unique<KernelPodNetnsInspector>(commands, sock_diag);
+Result<std::vector<AddressInfo>> readNetnsAddresses(steady_clock::time_point deadline) {
+  auto dumper = RtnetlinkDumper::open();
+  if (!dumper.ok()) return Error{"rtnetlink: " + dumper.error().message, dumper.error().sys_errno};
+  auto bytes = dumper->dump(DumpKind::kAddresses, deadline);
+  if (!bytes.ok()) return Error{"address dump: " + bytes.error().message, bytes.error().sys_errno};
+  return parseAddrDump(*bytes);
+}
+
+PodInspection inspectCurrentNetns(CommandRunner& commands, SockDiag& sock_diag, const AddressSource& addresses,
+                                  steady_clock::time_point deadline) {
+  PodInspection in;
+  auto listeners = sock_diag.tcpListeners();
+  if (listeners.ok()) {
+    in.listeners = ztunnelListenerPorts(*listeners);
+  } else {
+    in.listeners_error = listeners.error().message;
+  }
+  auto addrs = addresses(deadline);
+  if (addrs.ok()) {
+    in.addresses = podAddresses(*addrs);
+  } else {
+    in.addresses_error = addrs.error().message;
+  }
+  RulesReading rules = readIstioRules(commands, deadline);
+  in.rules = std::move(rules.rules);
+  in.rules_error = std::move(rules.error);
+  in.iptables_tool = std::move(rules.tool);
+  in.tool_notes = std::move(rules.notes);
+  return in;
+}
+
+std::unique_ptr<PodNetnsInspector> makeKernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag,
+                                                               AddressSource addresses) {
+  return std::make_unique<KernelPodNetnsInspector>(commands, sock_diag, std::move(addresses));
 }
 
 RulesReading readIstioRules(CommandRunner& commands, steady_clock::time_point deadline) {

@@ -1,5 +1,9 @@
 #include "agent/ambient/redirection.h"
 
+#include <arpa/inet.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <charconv>
 #include <sstream>
@@ -91,6 +95,36 @@ std::string_view podStateName(PodState s) {
       return "unknown";
   }
   return "unknown";
+}
+
+namespace {
+
+constexpr int kLoopbackIfindex = 1;  // the loopback is the first device of every netns
+
+// 169.254.0.0/16 or fe80::/10, whatever scope they were given.
+bool linkLocal(const AddressInfo& a) {
+  if (a.family == AF_INET) {
+    in_addr v4{};
+    if (inet_pton(AF_INET, a.address.c_str(), &v4) != 1) return false;
+    return (ntohl(v4.s_addr) >> 16) == 0xa9fe;
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, a.address.c_str(), &v6) != 1) return false;
+  return v6.s6_addr[0] == 0xfe && (v6.s6_addr[1] & 0xc0) == 0x80;
+}
+
+}  // namespace
+
+std::vector<std::string> podAddresses(const std::vector<AddressInfo>& addresses) {
+  std::vector<std::string> out;
+  for (const auto& a : addresses) {
+    if (a.family != AF_INET && a.family != AF_INET6) continue;
+    if (a.ifindex == kLoopbackIfindex || a.scope != RT_SCOPE_UNIVERSE || a.address.empty() || linkLocal(a)) continue;
+    out.push_back(a.address);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 std::string joinPorts(const std::vector<uint16_t>& ports) {

@@ -19,7 +19,9 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/ambient/pod_capture.h"
 #include "agent/firewall/iptables_ruleset.h"
+#include "agent/kernel/netlink_types.h"
 #include "agent/kernel/sock_diag_types.h"
 
 namespace meshprobe::agent {
@@ -54,21 +56,17 @@ struct PodInspection {
   std::vector<std::string> tool_notes;             // e.g. "iptables-legacy-save: not found"
   std::optional<std::vector<uint16_t>> listeners;  // ztunnel ports listening; unset on error
   std::string listeners_error;
+  // Global-scope addresses of the netns' non-loopback interfaces (podAddresses); unset when
+  // they could not be read.
+  std::optional<std::vector<std::string>> addresses;
+  std::string addresses_error;
 };
 
-enum class PodState {
-  kCaptured,               // ISTIO rules and all three ztunnel listeners
-  kUncaptured,             // neither: the pod is not in ambient (no HBONE), by choice
-  kSidecar,                // Istio sidecar chains: not ambient, not broken
-  kRulesWithoutListeners,  // broken: redirected traffic has nowhere to go (blackholed)
-  kListenersWithoutRules,  // broken: ztunnel serves the pod but nothing captures its traffic (no HBONE)
-  kUnknown,                // could not enter the netns or read rules/listeners
-};
-// "captured" | "uncaptured" | "sidecar" | "rules_without_listeners" | "listeners_without_rules" | "unknown"
-std::string_view podStateName(PodState s);
-inline bool isBroken(PodState s) {
-  return s == PodState::kRulesWithoutListeners || s == PodState::kListenersWithoutRules;
-}
+// The pod's own addresses in an rtnetlink address dump of its netns: IPv4 and IPv6 of
+// global scope (RT_SCOPE_UNIVERSE) on any interface but the loopback (ifindex 1 in every
+// netns), sorted and unique. Link-local (fe80::/10, 169.254/16) and host-scope addresses
+// are left out.
+std::vector<std::string> podAddresses(const std::vector<AddressInfo>& addresses);
 
 struct PodVerdict {
   PodState state = PodState::kUnknown;

@@ -36,6 +36,11 @@ nlohmann::json podJson(const PodReport& r) {
   j["reason"] = r.verdict.reason;
   const PodInspection& in = r.inspection;
   if (!in.error.empty()) j["error"] = in.error;
+  if (in.addresses) {
+    j["ips"] = *in.addresses;
+  } else if (!in.addresses_error.empty()) {
+    j["ips_error"] = in.addresses_error;
+  }
   if (in.rules) {
     j["rules"] = {{"present", in.rules->present},
                   {"sidecar", in.rules->sidecar},
@@ -105,6 +110,29 @@ std::string joinLines(const std::vector<std::string>& v, std::string_view sep) {
 
 }  // namespace
 
+PodCaptures podCaptures(const std::vector<PodReport>& pods) {
+  PodCaptures out;
+  out.total = pods.size();
+  const size_t n = std::min(pods.size(), kMaxPodCaptures);
+  out.entries.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const PodReport& p = pods[i];
+    PodCapture c;
+    c.netns = p.pod.name;
+    if (p.inspection.addresses) {
+      c.ips = *p.inspection.addresses;
+    } else {
+      c.ips_error = !p.inspection.addresses_error.empty() ? p.inspection.addresses_error
+                    : !p.inspection.error.empty()         ? p.inspection.error
+                                                          : "addresses not read";
+    }
+    c.state = p.verdict.state;
+    c.reason = p.verdict.reason;
+    out.entries.push_back(std::move(c));
+  }
+  return out;
+}
+
 NetnsSources ambientNetnsSources(const AgentConfig& config) {
   return NetnsSources{config.netns_dir, config.hostPath("/proc"), "/proc/self/ns/net",
                       config.hostPath("/proc/1/ns/net")};
@@ -150,6 +178,11 @@ CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsE
                          {"broken", broken},
                          {"unknown", unknown.size()}};
   r.details["pods"] = std::move(pod_list);
+  r.pod_captures = podCaptures(pods);
+  if (r.pod_captures->entries.size() < pods.size()) {
+    r.details["pod_netns_truncated"] = "the report lists the first " + std::to_string(kMaxPodCaptures) + " of " +
+                                       std::to_string(pods.size()) + " pod netns";
+  }
   r.details["notes"] = found.notes;
   r.details["errors"] = found.errors;
   if (!found.proc_skipped.empty()) r.details["proc_skipped"] = found.proc_skipped;

@@ -49,7 +49,13 @@ class AmbientRedirectionCheck final : public Check {
 // Where the check looks for pod namespaces, from the config.
 NetnsSources ambientNetnsSources(const AgentConfig& config);
 
-// The verdict from what was found (pure): status, summary, details, findings.
+// The report's view of the pods (pure): the first kMaxPodCaptures in order, with their
+// addresses (ips_error when they were not read), state and reason, and the total.
+PodCaptures podCaptures(const std::vector<PodReport>& pods);
+
+// The verdict from what was found (pure): status, summary, details, findings, and
+// pod_captures (always set, empty when no pod netns was found). When more pods were found
+// than the report carries, details.pod_netns_truncated says so.
 CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsEnumeration& found,
                                        const std::vector<PodReport>& pods);
 

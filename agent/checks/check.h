@@ -6,10 +6,12 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "agent/ambient/pod_capture.h"
 #include "common/duration.h"
 #include "common/finding.h"
 
@@ -25,6 +27,9 @@ struct CheckResult {
   nlohmann::json details = nlohmann::json::object();
   std::vector<Finding> findings;   // local findings with contract codes (nodes filled by the doctor)
   Duration duration{};
+  // ambient_redirection only: each pod netns' capture state and addresses, for the report's
+  // typed pod_netns (the same facts are in details for people). Unset for other checks.
+  std::optional<PodCaptures> pod_captures;
 };
 
 class Check {

@@ -365,6 +365,7 @@ void Daemon::Impl::reportLoop(const std::stop_token& stop) {
       if (doctor) {
         for (const auto& c : doctor->checks) *report.add_checks() = toProto(c);
         for (const auto& f : doctor->findings) *report.add_findings() = toProto(f);
+        setPodNetns(report, doctor->checks);  // the latest ambient_redirection run's pod netns
       }
     }
     for (const auto& s : prober->stats()) *report.add_probes() = toProto(s);

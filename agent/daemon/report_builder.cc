@@ -72,6 +72,41 @@ meshprobe::v1::CheckResult toProto(const CheckResult& c) {
   return out;
 }
 
+meshprobe::v1::PodNetnsCapture::State toProto(PodState state) {
+  using P = meshprobe::v1::PodNetnsCapture;
+  switch (state) {
+    case PodState::kCaptured: return P::CAPTURED;
+    case PodState::kUncaptured: return P::UNCAPTURED;
+    case PodState::kSidecar: return P::SIDECAR;
+    case PodState::kRulesWithoutListeners: return P::RULES_WITHOUT_LISTENERS;
+    case PodState::kListenersWithoutRules: return P::LISTENERS_WITHOUT_RULES;
+    case PodState::kUnknown: return P::UNKNOWN;
+  }
+  return P::UNKNOWN;
+}
+
+meshprobe::v1::PodNetnsCaptures toProto(const PodCaptures& captures) {
+  meshprobe::v1::PodNetnsCaptures out;
+  out.set_total(static_cast<uint32_t>(captures.total));
+  for (const auto& c : captures.entries) {
+    auto* e = out.add_entries();
+    e->set_netns(c.netns);
+    for (const auto& ip : c.ips) e->add_ips(ip);
+    e->set_state(toProto(c.state));
+    e->set_reason(c.reason);
+    e->set_ips_error(c.ips_error);
+  }
+  return out;
+}
+
+void setPodNetns(meshprobe::v1::Report& report, const std::vector<CheckResult>& checks) {
+  for (const auto& c : checks) {
+    if (!c.pod_captures) continue;
+    *report.mutable_pod_netns() = toProto(*c.pod_captures);
+    return;
+  }
+}
+
 meshprobe::v1::ProbeResult toProto(const TargetStats& s) {
   meshprobe::v1::ProbeResult out;
   out.set_dst(s.target.peer);

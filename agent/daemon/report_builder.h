@@ -24,6 +24,12 @@ meshprobe::v1::CheckResult toProto(const CheckResult& c);
 // `tcp_failure` (the same facts as reasons).
 meshprobe::v1::ProbeResult toProto(const TargetStats& s);
 
+meshprobe::v1::PodNetnsCapture::State toProto(PodState state);
+meshprobe::v1::PodNetnsCaptures toProto(const PodCaptures& captures);
+// Report.pod_netns from the check results the report carries: set from the one with
+// pod_captures (ambient_redirection), left unset when none has them (unknown to readers).
+void setPodNetns(meshprobe::v1::Report& report, const std::vector<CheckResult>& checks);
+
 // The report's coverage window: every pair is probed at least once per coverage_rounds ×
 // interval (coverage_period), and the probe interval itself.
 void setCoverage(meshprobe::v1::Report& report, const ProbeRotationStatus& rotation, Duration interval);

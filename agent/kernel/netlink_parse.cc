@@ -116,6 +116,7 @@ Status parseAddr(const nlmsghdr* h, std::vector<AddressInfo>& out) {
   a.ifindex = static_cast<int>((*ifa)->ifa_index);
   a.family = (*ifa)->ifa_family;
   a.prefixlen = (*ifa)->ifa_prefixlen;
+  a.scope = (*ifa)->ifa_scope;
   // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer on point-to-point).
   a.address = r.ip(t[IFA_LOCAL] != nullptr ? t[IFA_LOCAL] : t[IFA_ADDRESS], a.family, "IFA_LOCAL/IFA_ADDRESS");
   if (!r.ok()) return Error{r.error()};

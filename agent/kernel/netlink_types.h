@@ -37,6 +37,7 @@ struct AddressInfo {
   int family = 0;       // AF_INET / AF_INET6
   std::string address;  // "10.244.1.0"
   int prefixlen = 0;
+  int scope = 0;  // ifa_scope: RT_SCOPE_UNIVERSE (0, global), RT_SCOPE_LINK (253), RT_SCOPE_HOST (254)
 };
 
 // An IP neighbour (ARP/NDP) entry: `ip neigh`.

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "tests/support/eventually.h"
@@ -47,12 +48,30 @@ size_t processThreads() {
   return n;
 }
 
+// An "ambient_redirection" stand-in: OK with the given pod netns.
+class PodCapturesCheck final : public Check {
+ public:
+  explicit PodCapturesCheck(PodCaptures captures) : captures_(std::move(captures)) {}
+  std::string_view name() const override { return "ambient_redirection"; }
+  CheckResult run() override {
+    auto r = result(CheckStatus::kOk, "1 pod netns: 1 captured by ambient");
+    r.pod_captures = captures_;
+    return r;
+  }
+
+ private:
+  PodCaptures captures_;
+};
+
 struct Fixture {
   std::shared_ptr<Seams> seams = std::make_shared<Seams>();
   std::shared_ptr<std::atomic<int>> local_runs = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<std::atomic<int>> network_runs = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<Gate> gate;  // set: a hanging "ztunnel" check joins the local group
+  std::optional<PodCaptures> ambient;  // set: an "ambient_redirection" check returns these
   std::atomic<int> reports{0};
+  std::mutex report_mu;
+  meshprobe::v1::Report last_report;  // guarded by report_mu
   std::unique_ptr<Daemon> daemon;
 
   void start(Duration interval, Duration check_timeout = 1s) {
@@ -68,10 +87,17 @@ struct Fixture {
       std::vector<CheckPtr> checks;
       checks.push_back(std::make_unique<CountingCheck>("vxlan_device", local_runs));
       if (gate) checks.push_back(std::make_unique<HangingCheck>(gate, "ztunnel"));
+      if (ambient) checks.push_back(std::make_unique<PodCapturesCheck>(*ambient));
       checks.push_back(std::make_unique<CountingCheck>("istiod", network_runs));
       return checks;
     };
-    hooks.on_report = [this](const meshprobe::v1::Report&) { ++reports; };
+    hooks.on_report = [this](const meshprobe::v1::Report& r) {
+      {
+        std::lock_guard lock(report_mu);
+        last_report = r;
+      }
+      ++reports;
+    };
     daemon = std::make_unique<Daemon>(config, seams->deps(), seams, hooks);
     ASSERT_TRUE(daemon->start().ok());
   }
@@ -241,4 +267,42 @@ TEST(Daemon, StopReturnsWithinASecondWhileACheckHangsAndTheCheckEndsSafelyLater)
   f.gate->release();
   EXPECT_TRUE(pollFast([&] { return f.gate->read([&] { return f.gate->destroyed; }); }));
   EXPECT_TRUE(pollFast([&] { return seams.expired(); }));
+}
+
+TEST(Daemon, ReportsCarryTheLatestAmbientRunsPodNetns) {
+  Fixture f;
+  f.ambient = PodCaptures{{PodCapture{"cni-a", {"10.244.1.7"}, "", PodState::kCaptured, "captured"}}, 1};
+  f.start(1s);
+  ASSERT_TRUE(f.rounds(1));
+  ASSERT_TRUE(f.settle());
+  // The report after the round carries the check and its list; so does every later one.
+  for (int i = 0; i < 2; ++i) {
+    const int reports = f.reports;
+    f.advance(1s);
+    ASSERT_TRUE(pollFast([&] { return f.reports > reports; }));
+    ASSERT_TRUE(f.settle());
+    std::lock_guard lock(f.report_mu);
+    ASSERT_TRUE(f.last_report.has_pod_netns());
+    ASSERT_EQ(f.last_report.pod_netns().entries_size(), 1);
+    EXPECT_EQ(f.last_report.pod_netns().total(), 1u);
+    EXPECT_EQ(f.last_report.pod_netns().entries(0).netns(), "cni-a");
+    EXPECT_EQ(f.last_report.pod_netns().entries(0).ips(0), "10.244.1.7");
+    EXPECT_EQ(f.last_report.pod_netns().entries(0).state(), meshprobe::v1::PodNetnsCapture::CAPTURED);
+  }
+  f.daemon->stop();
+}
+
+TEST(Daemon, ReportsWithoutAnAmbientCheckHaveNoPodNetns) {
+  Fixture f;
+  f.start(1s);
+  ASSERT_TRUE(f.rounds(1));
+  ASSERT_TRUE(f.settle());
+  const int reports = f.reports;
+  f.advance(1s);
+  ASSERT_TRUE(pollFast([&] { return f.reports > reports; }));
+  ASSERT_TRUE(f.settle());
+  std::lock_guard lock(f.report_mu);
+  EXPECT_GT(f.last_report.checks_size(), 0);
+  EXPECT_FALSE(f.last_report.has_pod_netns());
+  f.daemon->stop();
 }

@@ -249,3 +249,54 @@ TEST(ReportBuilder, CoverageIsTheRotationsRoundsTimesTheInterval) {
   setCoverage(r, zero, std::chrono::seconds(2));
   EXPECT_EQ(TimeUtil::DurationToMilliseconds(r.coverage_period()), 2'000);
 }
+
+TEST(ReportBuilder, PodStatesMapOneToOne) {
+  using P = meshprobe::v1::PodNetnsCapture;
+  EXPECT_EQ(toProto(PodState::kCaptured), P::CAPTURED);
+  EXPECT_EQ(toProto(PodState::kUncaptured), P::UNCAPTURED);
+  EXPECT_EQ(toProto(PodState::kSidecar), P::SIDECAR);
+  EXPECT_EQ(toProto(PodState::kRulesWithoutListeners), P::RULES_WITHOUT_LISTENERS);
+  EXPECT_EQ(toProto(PodState::kListenersWithoutRules), P::LISTENERS_WITHOUT_RULES);
+  EXPECT_EQ(toProto(PodState::kUnknown), P::UNKNOWN);
+}
+
+TEST(ReportBuilder, PodNetnsComeFromTheCheckThatCarriesThem) {
+  CheckResult vxlan;
+  vxlan.name = "vxlan_device";
+  CheckResult ambient;
+  ambient.name = "ambient_redirection";
+  ambient.pod_captures = PodCaptures{};
+  ambient.pod_captures->total = 3;  // 3 inspected, 2 listed (truncated)
+  ambient.pod_captures->entries.push_back(
+      PodCapture{"cni-a", {"10.244.1.7", "fd00::7"}, "", PodState::kCaptured, "rules and listeners"});
+  ambient.pod_captures->entries.push_back(
+      PodCapture{"pid:42", {}, "setns: EPERM", PodState::kUnknown, "cannot enter"});
+
+  meshprobe::v1::Report report;
+  setPodNetns(report, {vxlan, ambient});
+  ASSERT_TRUE(report.has_pod_netns());
+  const auto& pn = report.pod_netns();
+  EXPECT_EQ(pn.total(), 3u);
+  ASSERT_EQ(pn.entries_size(), 2);
+  EXPECT_EQ(pn.entries(0).netns(), "cni-a");
+  ASSERT_EQ(pn.entries(0).ips_size(), 2);
+  EXPECT_EQ(pn.entries(0).ips(1), "fd00::7");
+  EXPECT_EQ(pn.entries(0).state(), meshprobe::v1::PodNetnsCapture::CAPTURED);
+  EXPECT_EQ(pn.entries(0).reason(), "rules and listeners");
+  EXPECT_TRUE(pn.entries(0).ips_error().empty());
+  EXPECT_EQ(pn.entries(1).netns(), "pid:42");
+  EXPECT_EQ(pn.entries(1).state(), meshprobe::v1::PodNetnsCapture::UNKNOWN);
+  EXPECT_EQ(pn.entries(1).ips_error(), "setns: EPERM");
+
+  // No check with pod netns (ambient_redirection not run yet, or timed out): unset, so the
+  // aggregator reads "unknown" rather than "no pods".
+  meshprobe::v1::Report without;
+  setPodNetns(without, {vxlan});
+  EXPECT_FALSE(without.has_pod_netns());
+  // An empty list is still a list: the check ran and found no pod netns.
+  ambient.pod_captures = PodCaptures{};
+  meshprobe::v1::Report empty;
+  setPodNetns(empty, {ambient});
+  EXPECT_TRUE(empty.has_pod_netns());
+  EXPECT_EQ(empty.pod_netns().entries_size(), 0);
+}
