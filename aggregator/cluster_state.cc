@@ -41,6 +41,9 @@ v1::NodeSummary summaryOf(const v1::Hello& h) {
   return s;
 }
 
+// The agent check whose reports carry Report.pod_netns.
+constexpr std::string_view kAmbientRedirectionCheck = "ambient_redirection";
+
 bool reachableState(v1::Cell::State s) { return s == v1::Cell::OK || s == v1::Cell::DEGRADED; }
 
 }  // namespace
@@ -204,6 +207,14 @@ ReportOutcome ClusterState::applyReport(const std::string& node, const v1::Repor
   info->report_time = report.has_time() ? report.time() : toTimestamp(wall);
   info->checks.assign(report.checks().begin(), report.checks().end());
   info->findings.assign(report.findings().begin(), report.findings().end());
+  if (report.has_pod_netns()) {
+    info->pod_netns = std::make_shared<const v1::PodNetnsCaptures>(report.pod_netns());
+    info->pod_netns_time = info->report_time;
+  } else if (std::none_of(report.checks().begin(), report.checks().end(),
+                          [](const v1::CheckResult& c) { return c.name() == kAmbientRedirectionCheck; })) {
+    info->pod_netns = m.info->pod_netns;  // no ambient_redirection result in this report: keep the last list
+    info->pod_netns_time = m.info->pod_netns_time;
+  }  // else the check without the list: unknown (null)
   writeRows(m, *slot, report, *info);
   m.info = std::move(info);
   dirty_ = true;

@@ -140,4 +140,14 @@ const v1::ProbeResult* SnapshotLayerView::detail(uint32_t src, uint32_t dst) con
   return snap_->detail(layer_, src, dst);
 }
 
+std::vector<NodePodNetns> StateSnapshot::podNetnsByNode() const {
+  std::vector<NodePodNetns> out;
+  for (uint32_t i = 0; i < size(); ++i) {
+    const NodeInfo& info = *nodes[i];
+    if (!info.pod_netns) continue;
+    out.push_back(NodePodNetns{name(i), up[i] != 0, info.pod_netns_time, info.pod_netns});
+  }
+  return out;
+}
+
 }  // namespace meshprobe::aggregator

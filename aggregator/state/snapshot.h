@@ -40,6 +40,20 @@ struct NodeInfo {
   // Probes of the report that are no matrix cell (other layers, destinations that were no
   // member at ingest), kept for GetNode.
   std::vector<meshprobe::v1::ProbeResult> other_probes;
+  // Each pod netns' capture state and IPs (Report.pod_netns) from the node's latest report
+  // that carried the ambient_redirection check; pod_netns_time is that report's time. A
+  // report without that check keeps the list; one with the check but without the list (an
+  // agent that predates it, or a run that did not finish) makes it unknown. Null: unknown.
+  std::shared_ptr<const meshprobe::v1::PodNetnsCaptures> pod_netns;
+  google::protobuf::Timestamp pod_netns_time;
+};
+
+// One node's pod netns list, as StateSnapshot::podNetnsByNode() gives it.
+struct NodePodNetns {
+  std::string node;
+  bool up = false;                   // heard from within stale_after (a down node's list is its last word)
+  google::protobuf::Timestamp time;  // the time of the report that carried the list
+  std::shared_ptr<const meshprobe::v1::PodNetnsCaptures> captures;  // never null here
 };
 
 // Index of the probe layers with rows.
@@ -102,6 +116,10 @@ struct StateSnapshot {
   // The whole matrix cell (UNDERLAY/OVERLAY: src != dst; ISTIOD: dst ignored).
   meshprobe::v1::Cell cell(meshprobe::v1::Layer layer, uint32_t src, uint32_t dst) const;
   meshprobe::v1::NodeSummary summary(uint32_t index) const;
+  // A node's pod netns list (NodeInfo::pod_netns): null when unknown.
+  const meshprobe::v1::PodNetnsCaptures* podNetns(uint32_t index) const { return nodes[index]->pod_netns.get(); }
+  // Every member whose pod netns list is known, in name order (down ones with up = false).
+  std::vector<NodePodNetns> podNetnsByNode() const;
   // Every probe of a node's last report the state keeps, per layer in name order: the full
   // result for cells with details, one rebuilt from the packed cell for healthy ones.
   std::vector<meshprobe::v1::ProbeResult> probes(uint32_t index) const;

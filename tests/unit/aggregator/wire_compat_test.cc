@@ -234,6 +234,58 @@ TEST_F(WireCompat, ReportCoverageFieldsBothWays) {
   EXPECT_EQ(cellOf(report), v1::Cell::UNKNOWN);
 }
 
+// Report.pod_netns (field 8): an old aggregator keeps a new agent's list as unknown bytes
+// and reads the rest the same; an old agent's report (the ambient_redirection check, no
+// list) leaves the new aggregator's list for that node unknown, never an empty "no pods".
+TEST_F(WireCompat, ReportPodNetnsBothWays) {
+  v1::Report report;
+  report.set_sequence(9);
+  *report.add_checks() = testing::makeCheck("ambient_redirection", v1::CheckResult::OK);
+  auto* pod = report.mutable_pod_netns()->add_entries();
+  pod->set_netns("cni-1234");
+  pod->add_ips("10.244.1.7");
+  pod->set_state(v1::PodNetnsCapture::LISTENERS_WITHOUT_RULES);
+  pod->set_reason("ztunnel listening on 15001,15006,15008 but no ISTIO rules");
+  report.mutable_pod_netns()->set_total(1);
+
+  // New agent -> old aggregator: no field 8 in its schema; the rest reads the same, and an
+  // old relay passing the bytes on loses nothing.
+  auto old_report = old_.read(report);
+  EXPECT_EQ(old_report->GetDescriptor()->FindFieldByName("pod_netns"), nullptr);
+  const auto* seq = old_report->GetDescriptor()->FindFieldByName("sequence");
+  EXPECT_EQ(old_report->GetReflection()->GetUInt64(*old_report, seq), 9u);
+  const auto* checks = old_report->GetDescriptor()->FindFieldByName("checks");
+  EXPECT_EQ(old_report->GetReflection()->FieldSize(*old_report, checks), 1);
+  EXPECT_TRUE(MessageDifferencer::Equals(fromOld<v1::Report>(*old_report), report));
+
+  // Old agent -> new aggregator: the same report as the old schema writes it (no list).
+  auto listOf = [&](const std::vector<v1::Report>& reports) -> std::optional<v1::PodNetnsCaptures> {
+    ClusterState state(clock_, options());
+    state.applyHello(newHello("node1", 1), true);
+    for (const auto& r : reports) EXPECT_EQ(state.applyReport("node1", r), ReportOutcome::kAccepted);
+    auto snap = state.snapshot();
+    const auto* list = snap->podNetns(*snap->indexOf("node1"));
+    if (!list) return std::nullopt;
+    return *list;
+  };
+  v1::Report stripped = report;
+  stripped.clear_pod_netns();
+  auto written_by_old = old_.make("meshprobe.v1.Report");
+  ASSERT_TRUE(written_by_old->ParseFromString(stripped.SerializeAsString()));
+  const auto from_old = fromOld<v1::Report>(*written_by_old);
+  EXPECT_FALSE(from_old.has_pod_netns());
+  EXPECT_EQ(listOf({from_old}), std::nullopt) << "an old agent's report: unknown";
+  const auto from_new = listOf({report});
+  ASSERT_TRUE(from_new.has_value());
+  ASSERT_EQ(from_new->entries_size(), 1);
+  EXPECT_EQ(from_new->entries(0).ips(0), "10.244.1.7");
+  EXPECT_EQ(from_new->entries(0).state(), v1::PodNetnsCapture::LISTENERS_WITHOUT_RULES);
+  // A node downgraded to an old agent: its next report makes the list unknown again.
+  v1::Report later = from_old;
+  later.set_sequence(10);
+  EXPECT_EQ(listOf({report, later}), std::nullopt);
+}
+
 // Membership as an old agent's schema reads it: does `wire` carry a PeerList, and of how many.
 std::optional<int> oldPeerListSize(OldSchema& old, const std::string& wire) {
   auto m = old.make("meshprobe.v1.AggregatorMessage");
