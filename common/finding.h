@@ -25,6 +25,11 @@ inline constexpr std::string_view kMtuMismatch = "MTU_MISMATCH";
 inline constexpr std::string_view kAgentStale = "AGENT_STALE";
 // One failing pair that no node explains: the pair is blamed, not a node.
 inline constexpr std::string_view kPairUnreachable = "PAIR_UNREACHABLE";
+// Kubernetes-aware (the aggregator's watch of Nodes, Namespaces and Pods joined with the agents).
+inline constexpr std::string_view kAgentMissing = "AGENT_MISSING";
+inline constexpr std::string_view kNamespaceNotAmbient = "NAMESPACE_NOT_AMBIENT";
+inline constexpr std::string_view kPodNotCaptured = "POD_NOT_CAPTURED";
+inline constexpr std::string_view kZtunnelNotReady = "ZTUNNEL_NOT_READY";
 }  // namespace codes
 
 enum class Severity { kInfo, kWarning, kCritical };

@@ -195,6 +195,16 @@ TEST(FindingCatalogue, Relations) {
   EXPECT_TRUE(explains(codes::kOverlayFdbStale, codes::kIstiodUnreachable));
   EXPECT_FALSE(explains(codes::kCniAgentDown, codes::kIstiodUnreachable));
   EXPECT_FALSE(supersedes("NO_SUCH_CODE", codes::kOverlayPartition));
+  // The Kubernetes-aware codes: a broken overlay, underlay or istiod path explains the
+  // node's ztunnel not being ready; the Kubernetes view of a silent node replaces AGENT_STALE.
+  EXPECT_TRUE(explains(codes::kOverlayPartition, codes::kZtunnelNotReady));
+  EXPECT_TRUE(explains(codes::kVxlanPortFiltered, codes::kZtunnelNotReady));
+  EXPECT_TRUE(explains(codes::kUnderlayUnreachable, codes::kZtunnelNotReady));
+  EXPECT_TRUE(explains(codes::kIstiodUnreachable, codes::kZtunnelNotReady));
+  EXPECT_FALSE(explains(codes::kAgentStale, codes::kZtunnelNotReady));
+  EXPECT_TRUE(explains(codes::kAgentStale, codes::kIstiodUnreachable));  // unchanged
+  EXPECT_TRUE(supersedes(codes::kAgentMissing, codes::kAgentStale));
+  EXPECT_FALSE(supersedes(codes::kAgentStale, codes::kAgentMissing));
   EXPECT_EQ(findFinding("NO_SUCH_CODE"), nullptr);
   EXPECT_EQ(remedyFor("NO_SUCH_CODE"), "");
 }
