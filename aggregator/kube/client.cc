@@ -127,16 +127,17 @@ Result<std::string> KubeClient::authorization() const {
 }
 
 awaitable<Result<HttpResult>> KubeClient::get(std::string target) {
-  co_return co_await request(std::move(target), false, {}, {});
+  co_return co_await request(std::move(target), false, {}, {}, {});
 }
 
 awaitable<Result<HttpResult>> KubeClient::watch(std::string target, std::chrono::milliseconds idle_timeout,
-                                                LinesHandler on_lines) {
-  co_return co_await request(std::move(target), true, idle_timeout, std::move(on_lines));
+                                                LinesHandler on_lines, std::function<void()> on_open) {
+  co_return co_await request(std::move(target), true, idle_timeout, std::move(on_lines), std::move(on_open));
 }
 
 awaitable<Result<HttpResult>> KubeClient::request(std::string target, bool streaming,
-                                                  std::chrono::milliseconds idle_timeout, LinesHandler on_lines) {
+                                                  std::chrono::milliseconds idle_timeout, LinesHandler on_lines,
+                                                  std::function<void()> on_open) {
   auto ex = co_await asio::this_coro::executor;
   const std::string where = config_.server;
   error_code ec;
@@ -150,7 +151,7 @@ awaitable<Result<HttpResult>> KubeClient::request(std::string target, bool strea
     co_return Error{"cannot connect to " + where + ": " +
                     (ec == beast::error::timeout ? std::string("timed out") : ec.message())};
   }
-  if (!url_.tls) co_return co_await exchange(tcp_stream, target, streaming, idle_timeout, on_lines);
+  if (!url_.tls) co_return co_await exchange(tcp_stream, target, streaming, idle_timeout, on_lines, on_open);
 
   beast::ssl_stream<beast::tcp_stream> tls(std::move(tcp_stream), *ssl_);
   const std::string name = config_.tls_server_name.empty() ? url_.host : config_.tls_server_name;
@@ -162,13 +163,14 @@ awaitable<Result<HttpResult>> KubeClient::request(std::string target, bool strea
     co_return Error{"TLS handshake with " + where + " failed: " +
                     (ec == beast::error::timeout ? std::string("timed out") : ec.message())};
   }
-  co_return co_await exchange(tls, target, streaming, idle_timeout, on_lines);
+  co_return co_await exchange(tls, target, streaming, idle_timeout, on_lines, on_open);
 }
 
 template <class Stream>
 awaitable<Result<HttpResult>> KubeClient::exchange(Stream& stream, const std::string& target, bool streaming,
                                                    std::chrono::milliseconds idle_timeout,
-                                                   const LinesHandler& on_lines) {
+                                                   const LinesHandler& on_lines,
+                                                   const std::function<void()>& on_open) {
   const std::string where = "GET " + config_.server + target;
   auto auth = authorization();
   if (!auth) co_return auth.error();
@@ -204,6 +206,7 @@ awaitable<Result<HttpResult>> KubeClient::exchange(Stream& stream, const std::st
     co_return result;
   }
 
+  if (on_open) on_open();
   std::string pending;  // a line not yet complete
   std::vector<char> chunk(64 * 1024);
   std::vector<std::string> lines;
@@ -211,7 +214,8 @@ awaitable<Result<HttpResult>> KubeClient::exchange(Stream& stream, const std::st
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
     lowest.expires_after(idle_timeout);
-    co_await http::async_read(stream, buf, parser, redirect_error(use_awaitable, ec));
+    // read_some: returns as soon as some body arrived (async_read would wait for a full buffer).
+    co_await http::async_read_some(stream, buf, parser, redirect_error(use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec == beast::error::timeout) {
       result.idle_timeout = true;

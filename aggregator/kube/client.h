@@ -53,9 +53,10 @@ class KubeClient {
   // the newline, empty lines skipped) until the server ends the body, nothing arrives for
   // `idle_timeout` (idle_timeout=true), or on_lines returns false. Otherwise the body is read
   // whole and returned.
+  // `on_open`, when set, is called once the 200 response header has arrived.
   using LinesHandler = std::function<bool(const std::vector<std::string>&)>;
   boost::asio::awaitable<Result<HttpResult>> watch(std::string target, std::chrono::milliseconds idle_timeout,
-                                                   LinesHandler on_lines);
+                                                   LinesHandler on_lines, std::function<void()> on_open = {});
 
   const KubeConfig& config() const { return config_; }
   // "Bearer ..." for the next request ("" without a token); reads token_file now.
@@ -72,11 +73,12 @@ class KubeClient {
     std::string host_header;
   };
   boost::asio::awaitable<Result<HttpResult>> request(std::string target, bool streaming,
-                                                     std::chrono::milliseconds idle_timeout, LinesHandler on_lines);
+                                                     std::chrono::milliseconds idle_timeout, LinesHandler on_lines,
+                                                     std::function<void()> on_open);
   template <class Stream>
   boost::asio::awaitable<Result<HttpResult>> exchange(Stream& stream, const std::string& target, bool streaming,
                                                       std::chrono::milliseconds idle_timeout,
-                                                      const LinesHandler& on_lines);
+                                                      const LinesHandler& on_lines, const std::function<void()>& on_open);
 
   KubeConfig config_;
   ClientOptions options_;
