@@ -1,9 +1,9 @@
 #include "aggregator/diagnosis/kube_rules.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <algorithm>
 #include <set>
-
-#include <google/protobuf/util/time_util.h>
 
 #include "common/finding.h"
 #include "common/finding_catalogue.h"
@@ -24,16 +24,31 @@ v1::Finding newFinding(std::string_view code) {
   f.set_code(std::string(code));
   if (const FindingSpec* spec = findFinding(code)) {
     switch (spec->severity) {
-      case Severity::kInfo: f.set_severity(v1::INFO); break;
-      case Severity::kWarning: f.set_severity(v1::WARNING); break;
-      case Severity::kCritical: f.set_severity(v1::CRITICAL); break;
+      case Severity::kInfo:
+        f.set_severity(v1::INFO);
+        break;
+      case Severity::kWarning:
+        f.set_severity(v1::WARNING);
+        break;
+      case Severity::kCritical:
+        f.set_severity(v1::CRITICAL);
+        break;
     }
     switch (spec->layer) {
-      case Layer::kUnderlay: f.set_layer(v1::UNDERLAY); break;
-      case Layer::kOverlay: f.set_layer(v1::OVERLAY); break;
-      case Layer::kIstiod: f.set_layer(v1::ISTIOD); break;
-      case Layer::kAmbient: f.set_layer(v1::AMBIENT); break;
-      case Layer::kUnspecified: break;
+      case Layer::kUnderlay:
+        f.set_layer(v1::UNDERLAY);
+        break;
+      case Layer::kOverlay:
+        f.set_layer(v1::OVERLAY);
+        break;
+      case Layer::kIstiod:
+        f.set_layer(v1::ISTIOD);
+        break;
+      case Layer::kAmbient:
+        f.set_layer(v1::AMBIENT);
+        break;
+      case Layer::kUnspecified:
+        break;
     }
   }
   return f;
@@ -76,9 +91,8 @@ std::vector<const PodObject*> podsOn(const KubeObjects& objects, std::string_vie
   for (const auto& [key, pod] : objects.pods) {
     if (pod.node_name == node && component.matches(pod)) out.push_back(&pod);
   }
-  std::stable_sort(out.begin(), out.end(), [](const PodObject* a, const PodObject* b) {
-    return !a->deleting && b->deleting;
-  });
+  std::stable_sort(out.begin(), out.end(),
+                   [](const PodObject* a, const PodObject* b) { return !a->deleting && b->deleting; });
   return out;
 }
 
@@ -251,8 +265,8 @@ class KubeRules {
     f.set_id(std::string(codes::kZtunnelNotReady) + "/" + node.name);
     f.add_evidence("pod " + pod.key() + " on " + node.name + ": " + podStateText(pod));
     for (const auto& c : pod.containers) f.add_evidence(containerLine(c));
-    if (const auto* c = conditionOf(pod.conditions, "Ready"); c != nullptr && c->status != "True" &&
-                                                              (!c->reason.empty() || !c->message.empty())) {
+    if (const auto* c = conditionOf(pod.conditions, "Ready");
+        c != nullptr && c->status != "True" && (!c->reason.empty() || !c->message.empty())) {
       f.add_evidence("Ready " + c->status + " (" + c->reason + "): " + c->message);
     }
 
@@ -319,7 +333,8 @@ class KubeRules {
         if (e.captured || e.state == "sidecar" || e.state == "unknown") continue;
         for (const auto& ip : e.ips) {
           const auto p = node_pods->second.find(ip);
-          if (p != node_pods->second.end() && shouldBeCaptured(*p->second)) hits.emplace(p->second->key(), std::pair{p->second, &e});
+          if (p != node_pods->second.end() && shouldBeCaptured(*p->second))
+            hits.emplace(p->second->key(), std::pair{p->second, &e});
         }
       }
       if (hits.empty()) continue;
@@ -330,8 +345,8 @@ class KubeRules {
       std::vector<std::string> lines;
       for (const auto& [key, hit] : hits) {
         const auto& [pod, e] = hit;
-        std::string line = "pod " + key + " (" + (pod->pod_ips.empty() ? "" : pod->pod_ips.front()) + "): " +
-                           (e->state.empty() ? "not captured" : e->state);
+        std::string line = "pod " + key + " (" + (pod->pod_ips.empty() ? "" : pod->pod_ips.front()) +
+                           "): " + (e->state.empty() ? "not captured" : e->state);
         if (!e->reason.empty()) line += " — " + e->reason;
         lines.push_back(line);
       }

@@ -49,8 +49,8 @@ struct PodCaptureEvidence {
 // What the rules need of one agent (a member of the cluster state, by node name).
 struct KubeAgentNode {
   std::string name;
-  bool up = false;             // reporting now
-  bool ever_reported = false;  // an accepted report since it joined
+  bool up = false;                                      // reporting now
+  bool ever_reported = false;                           // an accepted report since it joined
   std::chrono::system_clock::time_point last_report{};  // meaningful when ever_reported
   // Its ISTIOD cell as the ISTIOD matrix shows it.
   meshprobe::v1::Cell::State istiod = meshprobe::v1::Cell::UNKNOWN;
@@ -82,7 +82,8 @@ struct ComponentSelector {
 struct KubeRuleOptions {
   // Namespaces that must be in the ambient mesh; empty: NAMESPACE_NOT_AMBIENT is off.
   kube::Selector expect_ambient;
-  ComponentSelector agent{"meshprobe agent", {"meshprobe"}, kube::Selector::fromSet({{"app.kubernetes.io/name", "meshprobe-agent"}})};
+  ComponentSelector agent{
+      "meshprobe agent", {"meshprobe"}, kube::Selector::fromSet({{"app.kubernetes.io/name", "meshprobe-agent"}})};
   ComponentSelector ztunnel{"ztunnel", {"istio-system"}, kube::Selector::fromSet({{"app", "ztunnel"}})};
   ComponentSelector istio_cni{
       "istio-cni", {"istio-system", "kube-system"}, kube::Selector::fromSet({{"k8s-app", "istio-cni-node"}})};

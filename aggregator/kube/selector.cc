@@ -24,7 +24,8 @@ bool isDns1123Subdomain(std::string_view s) {
   size_t start = 0;
   while (true) {
     const size_t dot = s.find('.', start);
-    const std::string_view label = s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    const std::string_view label =
+        s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     const auto lowerAlnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
     if (label.empty() || !lowerAlnum(label.front()) || !lowerAlnum(label.back())) return false;
     if (!std::all_of(label.begin(), label.end(), [&](char c) { return lowerAlnum(c) || c == '-'; })) return false;
@@ -70,15 +71,17 @@ bool isSpecial(char c) {
     case ')':
     case ',':
     case '>':
-    case '<': return true;
-    default: return false;
+    case '<':
+      return true;
+    default:
+      return false;
   }
 }
 
 bool literalToken(std::string_view s, Tok& out) {
   static const std::pair<std::string_view, Tok> kTokens[] = {
-      {")", Tok::kClosePar}, {",", Tok::kComma},      {"!", Tok::kNot},   {"==", Tok::kDoubleEquals},
-      {"=", Tok::kEquals},   {">", Tok::kGreater},    {"in", Tok::kIn},   {"<", Tok::kLess},
+      {")", Tok::kClosePar},   {",", Tok::kComma},     {"!", Tok::kNot},    {"==", Tok::kDoubleEquals},
+      {"=", Tok::kEquals},     {">", Tok::kGreater},   {"in", Tok::kIn},    {"<", Tok::kLess},
       {"!=", Tok::kNotEquals}, {"notin", Tok::kNotIn}, {"(", Tok::kOpenPar}};
   for (const auto& [text, tok] : kTokens) {
     if (text == s) {
@@ -136,7 +139,6 @@ bool parseInt(const std::string& v, int64_t& out) {
   return !v.empty() && ec == std::errc() && end == v.data() + v.size();
 }
 
-
 enum class Context { kKeyAndOperator, kValues };
 
 class Parser {
@@ -160,8 +162,10 @@ class Parser {
           if (after.tok != Tok::kIdentifier && after.tok != Tok::kNot) return fail(after, "identifier after ','");
           break;
         }
-        case Tok::kEnd: return out;
-        default: return fail(next, "!, identifier, or end of string");
+        case Tok::kEnd:
+          return out;
+        default:
+          return fail(next, "!, identifier, or end of string");
       }
     }
   }
@@ -181,8 +185,8 @@ class Parser {
 
   Error fail(const Item& found, std::string_view expected) const {
     const std::string what = found.tok == Tok::kEnd ? "end of string" : "'" + found.literal + "'";
-    return Error{"label selector \"" + std::string(text_) + "\": found " + what + ", expected: " +
-                 std::string(expected)};
+    return Error{"label selector \"" + std::string(text_) + "\": found " + what +
+                 ", expected: " + std::string(expected)};
   }
   Error invalid(std::string_view what, std::string_view token, const std::string& why) const {
     return Error{"label selector \"" + std::string(text_) + "\": invalid " + std::string(what) + " '" +
@@ -207,14 +211,29 @@ class Parser {
     }
     const Item op = consume(Context::kKeyAndOperator);
     switch (op.tok) {
-      case Tok::kIn: r.op = Requirement::Op::kIn; break;
-      case Tok::kNotIn: r.op = Requirement::Op::kNotIn; break;
-      case Tok::kEquals: r.op = Requirement::Op::kEquals; break;
-      case Tok::kDoubleEquals: r.op = Requirement::Op::kDoubleEquals; break;
-      case Tok::kNotEquals: r.op = Requirement::Op::kNotEquals; break;
-      case Tok::kGreater: r.op = Requirement::Op::kGreaterThan; break;
-      case Tok::kLess: r.op = Requirement::Op::kLessThan; break;
-      default: return fail(op, "in, notin, =, ==, !=, gt, lt");
+      case Tok::kIn:
+        r.op = Requirement::Op::kIn;
+        break;
+      case Tok::kNotIn:
+        r.op = Requirement::Op::kNotIn;
+        break;
+      case Tok::kEquals:
+        r.op = Requirement::Op::kEquals;
+        break;
+      case Tok::kDoubleEquals:
+        r.op = Requirement::Op::kDoubleEquals;
+        break;
+      case Tok::kNotEquals:
+        r.op = Requirement::Op::kNotEquals;
+        break;
+      case Tok::kGreater:
+        r.op = Requirement::Op::kGreaterThan;
+        break;
+      case Tok::kLess:
+        r.op = Requirement::Op::kLessThan;
+        break;
+      default:
+        return fail(op, "in, notin, =, ==, !=, gt, lt");
     }
     std::set<std::string> values;
     if (r.op == Requirement::Op::kIn || r.op == Requirement::Op::kNotIn) {
@@ -327,11 +346,15 @@ bool Requirement::matches(const Labels& labels) const {
   switch (op) {
     case Op::kEquals:
     case Op::kDoubleEquals:
-    case Op::kIn: return has && in();
+    case Op::kIn:
+      return has && in();
     case Op::kNotEquals:
-    case Op::kNotIn: return !has || !in();
-    case Op::kExists: return has;
-    case Op::kDoesNotExist: return !has;
+    case Op::kNotIn:
+      return !has || !in();
+    case Op::kExists:
+      return has;
+    case Op::kDoesNotExist:
+      return !has;
     case Op::kGreaterThan:
     case Op::kLessThan: {
       int64_t have = 0, want = 0;
@@ -346,14 +369,29 @@ std::string Requirement::toString() const {
   std::string s = op == Op::kDoesNotExist ? "!" + key : key;
   switch (op) {
     case Op::kExists:
-    case Op::kDoesNotExist: return s;
-    case Op::kEquals: s += "="; break;
-    case Op::kDoubleEquals: s += "=="; break;
-    case Op::kNotEquals: s += "!="; break;
-    case Op::kIn: s += " in ("; break;
-    case Op::kNotIn: s += " notin ("; break;
-    case Op::kGreaterThan: s += ">"; break;
-    case Op::kLessThan: s += "<"; break;
+    case Op::kDoesNotExist:
+      return s;
+    case Op::kEquals:
+      s += "=";
+      break;
+    case Op::kDoubleEquals:
+      s += "==";
+      break;
+    case Op::kNotEquals:
+      s += "!=";
+      break;
+    case Op::kIn:
+      s += " in (";
+      break;
+    case Op::kNotIn:
+      s += " notin (";
+      break;
+    case Op::kGreaterThan:
+      s += ">";
+      break;
+    case Op::kLessThan:
+      s += "<";
+      break;
   }
   for (size_t i = 0; i < values.size(); ++i) s += (i ? "," : "") + values[i];
   if (op == Op::kIn || op == Op::kNotIn) s += ")";

@@ -38,7 +38,8 @@ kube::PodObject pod(std::string ns, std::string name, std::string node, kube::La
 }
 
 kube::PodObject agentPod(std::string node, std::string suffix) {
-  auto p = pod("meshprobe", "meshprobe-agent-" + suffix, std::move(node), {{"app.kubernetes.io/name", "meshprobe-agent"}});
+  auto p =
+      pod("meshprobe", "meshprobe-agent-" + suffix, std::move(node), {{"app.kubernetes.io/name", "meshprobe-agent"}});
   p.containers = {{"agent", true, 0, "", "", "", 0}};
   p.owner_kind = "DaemonSet";
   p.owner_name = "meshprobe-agent";
@@ -105,7 +106,9 @@ Candidate only(const std::vector<Candidate>& cs) {
   return cs.empty() ? Candidate{} : cs.front();
 }
 
-std::vector<std::string> evidence(const Candidate& c) { return {c.finding.evidence().begin(), c.finding.evidence().end()}; }
+std::vector<std::string> evidence(const Candidate& c) {
+  return {c.finding.evidence().begin(), c.finding.evidence().end()};
+}
 
 TEST(KubeRules, HealthyClusterHasNoFindings) {
   Cluster c;
@@ -259,9 +262,9 @@ TEST(KubeRules, NamespaceNotAmbient) {
   EXPECT_EQ(f.finding.severity(), v1::WARNING);
   EXPECT_EQ(f.finding.layer(), v1::AMBIENT);
   EXPECT_THAT(f.finding.nodes(), IsEmpty());
-  EXPECT_THAT(evidence(f), ElementsAre("namespace payments matches the expected-ambient selector team=shop",
-                                       "it has no istio.io/dataplane-mode label",
-                                       "1 running pods in it are outside the mesh"));
+  EXPECT_THAT(evidence(f),
+              ElementsAre("namespace payments matches the expected-ambient selector team=shop",
+                          "it has no istio.io/dataplane-mode label", "1 running pods in it are outside the mesh"));
   EXPECT_THAT(f.finding.remedy(),
               HasSubstr("kubectl label --overwrite namespace payments istio.io/dataplane-mode=ambient"));
   EXPECT_THAT(f.finding.remedy(), HasSubstr("without a restart"));
@@ -339,8 +342,8 @@ TEST(KubeRules, PodNotCapturedSkipsWhatIstioDoesNotCapture) {
   auto sidecar = pod("shop", "sidecar", "n1", {{"security.istio.io/tlsMode", "istio"}}, {"10.244.1.6"});
   auto elsewhere = pod("shop", "on-n2", "n2", {}, {"10.244.1.7"});  // same IP seen on another node
   for (auto* p : {&host, &opted, &deleting, &pending, &plain, &sidecar, &elsewhere}) c.add(*p);
-  for (const char* ip : {"10.0.0.1", "10.244.1.2", "10.244.1.3", "10.244.1.4", "10.244.1.5", "10.244.1.6",
-                         "10.244.1.7"}) {
+  for (const char* ip :
+       {"10.0.0.1", "10.244.1.2", "10.244.1.3", "10.244.1.4", "10.244.1.5", "10.244.1.6", "10.244.1.7"}) {
     c.agent("n1").captures.push_back(notCaptured(ip));
   }
   // Verdicts that are not "uncaptured": a sidecar netns, an unreadable one.
@@ -366,10 +369,11 @@ TEST(KubeRules, ZtunnelNotReadyNoWhy) {
   EXPECT_EQ(f.finding.id(), "ZTUNNEL_NOT_READY/n2");
   EXPECT_EQ(f.finding.severity(), v1::CRITICAL);
   EXPECT_EQ(f.finding.layer(), v1::AMBIENT);
-  EXPECT_THAT(evidence(f), ElementsAre("pod istio-system/ztunnel-z2 on n2: CrashLoopBackOff",
-                                       "container istio-proxy: CrashLoopBackOff, restarted 3 times, last terminated: "
-                                       "Error (exit code 101)",
-                                       "Ready False (ContainersNotReady): containers with unready status: [istio-proxy]"));
+  EXPECT_THAT(evidence(f),
+              ElementsAre("pod istio-system/ztunnel-z2 on n2: CrashLoopBackOff",
+                          "container istio-proxy: CrashLoopBackOff, restarted 3 times, last terminated: "
+                          "Error (exit code 101)",
+                          "Ready False (ContainersNotReady): containers with unready status: [istio-proxy]"));
   EXPECT_THAT(f.finding.remedy(), HasSubstr("kubectl -n istio-system logs ztunnel-z2"));
   EXPECT_EQ(f.onset_after, c.options.onset_ztunnel);
 }
@@ -419,12 +423,14 @@ TEST(KubeRules, ComponentPodRemedy) {
   Cluster c;
   KubeRuleOptions o;
   c.add(pod("kube-flannel", "kube-flannel-ds-abc12", "n2", {{"app", "flannel"}}));
-  EXPECT_EQ(componentPodRemedy(*c.objects, "n2", o.flannel), "flannel pod kube-flannel/kube-flannel-ds-abc12 on n2 (Running)");
+  EXPECT_EQ(componentPodRemedy(*c.objects, "n2", o.flannel),
+            "flannel pod kube-flannel/kube-flannel-ds-abc12 on n2 (Running)");
   EXPECT_EQ(componentPodRemedy(*c.objects, "n1", o.flannel), "no flannel pod on n1");
   // Older manifests run flannel in kube-system; another namespace is not flannel's.
   c.add(pod("kube-system", "kube-flannel-ds-old", "n1", {{"app", "flannel"}}));
   c.add(pod("tenant", "fake-flannel", "n3", {{"app", "flannel"}}));
-  EXPECT_EQ(componentPodRemedy(*c.objects, "n1", o.flannel), "flannel pod kube-system/kube-flannel-ds-old on n1 (Running)");
+  EXPECT_EQ(componentPodRemedy(*c.objects, "n1", o.flannel),
+            "flannel pod kube-system/kube-flannel-ds-old on n1 (Running)");
   EXPECT_EQ(componentPodRemedy(*c.objects, "n3", o.flannel), "no flannel pod on n3");
   // Two during a restart: the live one first.
   auto leaving = pod("kube-flannel", "kube-flannel-ds-aaa00", "n2", {{"app", "flannel"}});

@@ -97,7 +97,8 @@ TEST(LabelSelector, PrefixedKeys) {
   const Selector s = mustParse("istio.io/dataplane-mode=ambient");
   EXPECT_TRUE(s.matches({{"istio.io/dataplane-mode", "ambient"}}));
   EXPECT_FALSE(s.matches({{"dataplane-mode", "ambient"}}));
-  EXPECT_TRUE(mustParse("app.kubernetes.io/name in (meshprobe-agent)").matches({{"app.kubernetes.io/name", "meshprobe-agent"}}));
+  EXPECT_TRUE(mustParse("app.kubernetes.io/name in (meshprobe-agent)")
+                  .matches({{"app.kubernetes.io/name", "meshprobe-agent"}}));
 }
 
 TEST(LabelSelector, GreaterAndLessThan) {
