@@ -611,11 +611,33 @@ class Ambient : public E2E {};
 
 TEST_F(Ambient, RulesAndListenersAreCaptured) {
   NodeEnv env;
+  // The pod's interface, as a CNI plugin leaves it: a global IPv4 and IPv6 (and the
+  // kernel's link-local IPv6, which is not the pod's address). Both veth ends stay in the
+  // pod's netns; the peer end has no address of its own.
+  sh(env.ambientPod(),
+     "ip link add eth0 type veth peer name eth0-peer\n"
+     "ip addr add 10.244.2.77/24 dev eth0\n"
+     "ip addr add fd00:10:244:2::77/64 dev eth0 nodad\n"
+     "ip link set eth0-peer up\n"
+     "ip link set eth0 up\n");
   auto run = env.run();
   EXPECT_TRUE(checkIs(run, "ambient_redirection", {"OK"}));
   EXPECT_TRUE(checkMentions(run, "ambient_redirection", {env.ambientPod(), "captured"}, /*in_details=*/true));
   EXPECT_TRUE(noFinding(run, "AMBIENT_REDIRECTION_BROKEN"));
   EXPECT_TRUE(exitIs(run, 0));
+  // The addresses read inside the pod's netns, beside its state (what the report's
+  // pod_netns carries to the aggregator).
+  const auto* check = run.check("ambient_redirection");
+  ASSERT_NE(check, nullptr) << run.describe();
+  const nlohmann::json pods = check->value("details", nlohmann::json::object()).value("pods", nlohmann::json::array());
+  nlohmann::json pod;
+  for (const auto& p : pods) {
+    if (p.value("name", "") == env.ambientPod()) pod = p;
+  }
+  ASSERT_TRUE(pod.is_object()) << check->dump();
+  EXPECT_EQ(pod.value("state", ""), "captured") << pod.dump();
+  EXPECT_EQ(pod.value("ips", nlohmann::json()), nlohmann::json::array({"10.244.2.77", "fd00:10:244:2::77"}))
+      << pod.dump();
 }
 
 TEST_F(Ambient, RulesWithoutListenersAreBroken) {
