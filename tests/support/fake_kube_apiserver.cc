@@ -127,6 +127,7 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
   std::set<std::pair<std::string, std::string>> forbidden;
   std::vector<std::shared_ptr<WatchState>> watches;
   Stats stats;
+  std::function<void()> after_continued_page;
 
   // Server (owner thread + io thread).
   std::unique_ptr<asio::io_context> ioc;
@@ -243,6 +244,15 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
       if (!is_watch) {
         auto [code, body] = list(resource, params);
         co_await writeJson(s, code, body, req.keep_alive());
+        std::function<void()> hook;
+        {
+          std::lock_guard lock(mu);
+          if (body["metadata"].contains("continue") && after_continued_page) {
+            hook = std::move(after_continued_page);
+            after_continued_page = nullptr;
+          }
+        }
+        if (hook) hook();
         continue;
       }
       co_await watch(s, resource, params);
@@ -531,6 +541,11 @@ void FakeKubeApiServer::forbid(const std::string& verb, const std::string& resou
 void FakeKubeApiServer::allowAll() {
   std::lock_guard lock(impl_->mu);
   impl_->forbidden.clear();
+}
+
+void FakeKubeApiServer::afterNextContinuedPage(std::function<void()> hook) {
+  std::lock_guard lock(impl_->mu);
+  impl_->after_continued_page = std::move(hook);
 }
 
 uint64_t FakeKubeApiServer::resourceVersion() const {

@@ -37,6 +37,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -90,6 +91,9 @@ class FakeKubeApiServer {
   void setToken(const std::string& token);
   void forbid(const std::string& verb, const std::string& resource);  // ("list"|"watch", "pods")
   void allowAll();
+  // Runs `hook` once, on the server's thread, right after the next list page that has a
+  // continue token was sent (e.g. a write and a compaction that expire that token).
+  void afterNextContinuedPage(std::function<void()> hook);
 
   uint64_t resourceVersion() const;
   size_t activeWatches() const;

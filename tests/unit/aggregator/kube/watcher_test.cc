@@ -279,6 +279,23 @@ TEST_F(KubeWatcherTest, ListsInPagesWithContinue) {
   EXPECT_EQ(continues, 2);
 }
 
+TEST_F(KubeWatcherTest, ExpiredContinueTokenListsAgainFromTheStart) {
+  for (int i = 0; i < 5; ++i) server_.upsert("namespaces", ns("ns-" + std::to_string(i)));
+  // After the first page: a write, then a compaction past the token's resourceVersion.
+  server_.afterNextContinuedPage([this] {
+    server_.upsert("namespaces", ns("ns-late"));
+    server_.compact();
+  });
+  WatcherOptions o = fastOptions();
+  o.page_size = 2;
+  KubeWatcher& w = startWatcher(o);
+  ASSERT_TRUE(synced());
+  EXPECT_EQ(kind(Kind::kNamespaces).relists_after_410, 1u);
+  EXPECT_EQ(kind(Kind::kNamespaces).lists, 1u);       // one complete list
+  EXPECT_EQ(kind(Kind::kNamespaces).list_pages, 3u);  // of the second attempt: 6 objects, 2 a page
+  EXPECT_EQ(w.objects()->namespaces.size(), 6u);
+}
+
 TEST_F(KubeWatcherTest, StopJoinsPromptlyWithWatchesOpen) {
   seed();
   KubeWatcher& w = startWatcher();
