@@ -5,6 +5,8 @@
 // listeners without rules mean no capture (no HBONE). When the host's own netns cannot be
 // identified, processes' namespaces under /proc are not looked at and the check says why and
 // what to do (SKIP when nothing else is left to inspect), instead of failing the node.
+// Each pod netns' addresses are read there too: the result's pod_captures (name, IPs,
+// state) become the report's pod_netns, which the aggregator joins with pods by IP.
 
 #include <memory>
 #include <vector>
