@@ -180,8 +180,8 @@ CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsE
   r.details["pods"] = std::move(pod_list);
   r.pod_captures = podCaptures(pods);
   if (r.pod_captures->entries.size() < pods.size()) {
-    r.details["pod_netns_truncated"] = "the report lists the first " + std::to_string(kMaxPodCaptures) + " of " +
-                                       std::to_string(pods.size()) + " pod netns";
+    r.details["pod_netns_truncated"] = "Report.pod_netns lists only the first " + std::to_string(kMaxPodCaptures) +
+                                       " of " + std::to_string(pods.size()) + " pod netns";
   }
   r.details["notes"] = found.notes;
   r.details["errors"] = found.errors;

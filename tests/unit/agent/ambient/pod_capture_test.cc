@@ -94,12 +94,16 @@ TEST(PodAddresses, GlobalAddressesOfNonLoopbackInterfacesOnly) {
   EXPECT_EQ(podAddresses(podNetnsAddresses()), (std::vector<std::string>{"10.244.1.7", "fd00:10:244:1::7"}));
 }
 
-TEST(PodAddresses, LinkLocalByPrefixAndGlobalOnLoopbackAreLeftOut) {
-  // A 169.254 address given global scope (ip addr add's default) is still link-local, and a
-  // global address on lo is not the pod's interface address.
-  std::vector<AddressInfo> in = {addr(2, AF_INET, "169.254.7.127"), addr(1, AF_INET, "10.96.0.10"),
-                                 addr(2, AF_INET6, "fe80::1"), addr(2, AF_INET, "10.244.2.9"),
-                                 addr(4, AF_INET, "10.244.2.9")};  // the same IP twice: listed once
+TEST(PodAddresses, LinkLocalByPrefixGlobalOnLoopbackAndNarrowerScopesAreLeftOut) {
+  // A 169.254 address given global scope (ip addr add's default) is still link-local, a
+  // global address on lo is not the pod's interface address, and host/site scope is not global.
+  std::vector<AddressInfo> in = {addr(2, AF_INET, "169.254.7.127"),
+                                 addr(1, AF_INET, "10.96.0.10"),
+                                 addr(2, AF_INET6, "fe80::1"),
+                                 addr(2, AF_INET, "10.244.2.9"),
+                                 addr(4, AF_INET, "10.244.2.9"),  // the same IP twice: listed once
+                                 addr(2, AF_INET, "10.9.9.9", RT_SCOPE_HOST),
+                                 addr(2, AF_INET6, "fd00::9", RT_SCOPE_SITE)};
   EXPECT_EQ(podAddresses(in), std::vector<std::string>{"10.244.2.9"});
   EXPECT_TRUE(podAddresses({}).empty());
 }
@@ -185,5 +189,5 @@ TEST(PodCapturesOfACheckRun, MoreThanTheLimitAreTruncatedAndTheDetailsSaySo) {
   EXPECT_EQ(r.pod_captures->total, kMaxPodCaptures + 5);
   EXPECT_EQ(r.pod_captures->entries.back().netns, "cni-" + std::to_string(kMaxPodCaptures - 1));
   ASSERT_TRUE(r.details.contains("pod_netns_truncated"));
-  EXPECT_EQ(r.details["pod_netns_truncated"], "the report lists the first 1024 of 1029 pod netns");
+  EXPECT_EQ(r.details["pod_netns_truncated"], "Report.pod_netns lists only the first 1024 of 1029 pod netns");
 }
