@@ -2,9 +2,6 @@
 
 #include <openssl/ssl.h>
 
-#include <cstdint>
-#include <limits>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -14,6 +11,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cstdint>
+#include <limits>
 
 #include "common/version.h"
 
@@ -160,16 +159,15 @@ awaitable<Result<HttpResult>> KubeClient::request(std::string target, bool strea
   beast::get_lowest_layer(tls).expires_after(options_.connect_timeout);
   co_await tls.async_handshake(ssl::stream_base::client, redirect_error(use_awaitable, ec));
   if (ec) {
-    co_return Error{"TLS handshake with " + where + " failed: " +
-                    (ec == beast::error::timeout ? std::string("timed out") : ec.message())};
+    co_return Error{"TLS handshake with " + where +
+                    " failed: " + (ec == beast::error::timeout ? std::string("timed out") : ec.message())};
   }
   co_return co_await exchange(tls, target, streaming, idle_timeout, on_lines, on_open);
 }
 
 template <class Stream>
 awaitable<Result<HttpResult>> KubeClient::exchange(Stream& stream, const std::string& target, bool streaming,
-                                                   std::chrono::milliseconds idle_timeout,
-                                                   const LinesHandler& on_lines,
+                                                   std::chrono::milliseconds idle_timeout, const LinesHandler& on_lines,
                                                    const std::function<void()>& on_open) {
   const std::string where = "GET " + config_.server + target;
   auto auth = authorization();
@@ -193,7 +191,8 @@ awaitable<Result<HttpResult>> KubeClient::exchange(Stream& stream, const std::st
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   co_await http::async_read_header(stream, buf, parser, redirect_error(use_awaitable, ec));
   if (ec) {
-    co_return Error{where + ": no response: " + (ec == beast::error::timeout ? std::string("timed out") : ec.message())};
+    co_return Error{where +
+                    ": no response: " + (ec == beast::error::timeout ? std::string("timed out") : ec.message())};
   }
   HttpResult result;
   result.status = static_cast<int>(parser.get().result_int());
@@ -201,7 +200,8 @@ awaitable<Result<HttpResult>> KubeClient::exchange(Stream& stream, const std::st
     http::response_parser<http::string_body> whole(std::move(parser));
     whole.body_limit(options_.max_body_bytes);
     co_await http::async_read(stream, buf, whole, redirect_error(use_awaitable, ec));
-    if (ec) co_return Error{where + ": reading the response (HTTP " + std::to_string(result.status) + "): " + ec.message()};
+    if (ec)
+      co_return Error{where + ": reading the response (HTTP " + std::to_string(result.status) + "): " + ec.message()};
     result.body = std::move(whole.get().body());
     co_return result;
   }

@@ -12,11 +12,11 @@
 // watch holds its connection for minutes). Requests are coroutines on the caller's executor;
 // a coroutine destroyed with its io_context closes its socket.
 
+// clang-format off
 #include <utility>  // before awaitable.hpp: Boost 1.74 uses std::exchange without including it
-
+// clang-format on
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ssl/context.hpp>
-
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -30,7 +30,7 @@ namespace meshprobe::aggregator::kube {
 
 struct HttpResult {
   int status = 0;
-  std::string body;        // the whole body (get), or the body of a non-200 watch response
+  std::string body;           // the whole body (get), or the body of a non-200 watch response
   bool idle_timeout = false;  // watch only: nothing arrived for idle_timeout; the stream was closed
 };
 
@@ -78,7 +78,8 @@ class KubeClient {
   template <class Stream>
   boost::asio::awaitable<Result<HttpResult>> exchange(Stream& stream, const std::string& target, bool streaming,
                                                       std::chrono::milliseconds idle_timeout,
-                                                      const LinesHandler& on_lines, const std::function<void()>& on_open);
+                                                      const LinesHandler& on_lines,
+                                                      const std::function<void()>& on_open);
 
   KubeConfig config_;
   ClientOptions options_;

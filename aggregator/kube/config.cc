@@ -15,7 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 
 bool fileExists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
@@ -38,8 +38,10 @@ std::optional<std::string> base64Decode(const std::string& in) {
                                 reinterpret_cast<const unsigned char*>(clean.data()), static_cast<int>(clean.size()));
   if (n < 0) return std::nullopt;
   size_t len = static_cast<size_t>(n);
-  if (clean.ends_with("==")) len -= 2;
-  else if (clean.ends_with("=")) len -= 1;
+  if (clean.ends_with("=="))
+    len -= 2;
+  else if (clean.ends_with("="))
+    len -= 1;
   out.resize(len);
   return out;
 }
@@ -185,16 +187,17 @@ Result<KubeConfig> loadKubeconfig(const std::string& path, const std::string& co
     auto token_file = str(user, "tokenFile", uw);
     if (!token_file) return token_file.error();
     c.token_file = resolvePath(*token_file);
-    if (!c.token_file.empty() && !fileExists(c.token_file)) return Error{uw + ".tokenFile: cannot read " + c.token_file};
+    if (!c.token_file.empty() && !fileExists(c.token_file))
+      return Error{uw + ".tokenFile: cannot read " + c.token_file};
     struct PemField {
       const char* file_key;
       const char* data_key;
       std::string* file;
       std::string* pem;
     };
-    for (const PemField& f : {PemField{"client-certificate", "client-certificate-data", &c.client_cert_file,
-                                       &c.client_cert_pem},
-                              PemField{"client-key", "client-key-data", &c.client_key_file, &c.client_key_pem}}) {
+    for (const PemField& f :
+         {PemField{"client-certificate", "client-certificate-data", &c.client_cert_file, &c.client_cert_pem},
+          PemField{"client-key", "client-key-data", &c.client_key_file, &c.client_key_pem}}) {
       auto file = str(user, f.file_key, uw);
       if (!file) return file.error();
       *f.file = resolvePath(*file);
@@ -212,7 +215,8 @@ Result<KubeConfig> loadKubeconfig(const std::string& path, const std::string& co
     const bool has_cert = !c.client_cert_file.empty() || !c.client_cert_pem.empty();
     const bool has_key = !c.client_key_file.empty() || !c.client_key_pem.empty();
     if (has_cert != has_key) {
-      return Error{uw + ": " + (has_cert ? "client-certificate without client-key" : "client-key without client-certificate")};
+      return Error{uw + ": " +
+                   (has_cert ? "client-certificate without client-key" : "client-key without client-certificate")};
     }
   }
   c.source = "kubeconfig " + path + " context " + ctx_name;
@@ -236,7 +240,8 @@ Result<KubeResolution> resolve(KubeMode mode, const std::string& kubeconfig_path
     return KubeResolution{std::move(*c), why};
   }
   const bool has_env = env.contains("KUBERNETES_SERVICE_HOST");
-  const std::string token = (fs::path(root.empty() ? "/" : root) / std::string(kServiceAccountDir).substr(1) / "token").string();
+  const std::string token =
+      (fs::path(root.empty() ? "/" : root) / std::string(kServiceAccountDir).substr(1) / "token").string();
   if (mode == KubeMode::kAuto && !(has_env && fileExists(token))) {
     return KubeResolution{std::nullopt, has_env ? "Kubernetes API not used: no service-account token at " + token
                                                 : "Kubernetes API not used: not in a cluster (KUBERNETES_SERVICE_HOST "

@@ -16,19 +16,19 @@
 namespace meshprobe::aggregator::kube {
 
 struct KubeConfig {
-  std::string server;           // "https://host:port" (IPv6 host in brackets); http:// only for tests
-  std::string tls_server_name;  // verify the server under this name instead of the URL's host
-  std::string ca_file;          // PEM file of the CA(s) the server's certificate chains to
-  std::string ca_pem;           // or inline PEM (kubeconfig certificate-authority-data, decoded)
-  std::string token;            // a static bearer token (kubeconfig users[].user.token)
-  std::string token_file;       // or a file re-read for every request (in-cluster, tokenFile)
+  std::string server;            // "https://host:port" (IPv6 host in brackets); http:// only for tests
+  std::string tls_server_name;   // verify the server under this name instead of the URL's host
+  std::string ca_file;           // PEM file of the CA(s) the server's certificate chains to
+  std::string ca_pem;            // or inline PEM (kubeconfig certificate-authority-data, decoded)
+  std::string token;             // a static bearer token (kubeconfig users[].user.token)
+  std::string token_file;        // or a file re-read for every request (in-cluster, tokenFile)
   std::string client_cert_file;  // client certificate (kubeconfig client-certificate)
   std::string client_cert_pem;   // or inline PEM (client-certificate-data, decoded)
   std::string client_key_file;
   std::string client_key_pem;
   bool insecure_skip_tls_verify = false;  // kubeconfig insecure-skip-tls-verify: no server verification
-  std::string pod_namespace;  // the pod's own namespace in-cluster ("" otherwise)
-  std::string source;      // "in-cluster" or "kubeconfig FILE context NAME"
+  std::string pod_namespace;              // the pod's own namespace in-cluster ("" otherwise)
+  std::string source;                     // "in-cluster" or "kubeconfig FILE context NAME"
 };
 
 // Environment variables by name (tests pass their own; processEnv() reads the process's).

@@ -177,12 +177,18 @@ Result<WatchEvent> parseWatchEvent(std::string_view line) {
   if (!j.is_object()) return Error{"watch event is not a JSON object"};
   WatchEvent ev;
   const std::string type = str(j, "type");
-  if (type == "ADDED") ev.type = EventType::kAdded;
-  else if (type == "MODIFIED") ev.type = EventType::kModified;
-  else if (type == "DELETED") ev.type = EventType::kDeleted;
-  else if (type == "BOOKMARK") ev.type = EventType::kBookmark;
-  else if (type == "ERROR") ev.type = EventType::kError;
-  else return Error{"watch event of unknown type \"" + type + "\""};
+  if (type == "ADDED")
+    ev.type = EventType::kAdded;
+  else if (type == "MODIFIED")
+    ev.type = EventType::kModified;
+  else if (type == "DELETED")
+    ev.type = EventType::kDeleted;
+  else if (type == "BOOKMARK")
+    ev.type = EventType::kBookmark;
+  else if (type == "ERROR")
+    ev.type = EventType::kError;
+  else
+    return Error{"watch event of unknown type \"" + type + "\""};
   auto it = j.find("object");
   if (it == j.end() || !it->is_object()) return Error{"watch event " + type + " without an object"};
   ev.object = std::move(*it);

@@ -5,7 +5,6 @@
 // and WatchEvent).
 
 #include <nlohmann/json.hpp>
-
 #include <string>
 #include <string_view>
 #include <vector>

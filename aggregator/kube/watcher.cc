@@ -52,7 +52,8 @@ Failure classify(const std::string& verb, const std::string& resource, const Htt
     f.state = ApiState::kForbidden;
     std::string msg = e.message;
     // RBAC's message starts "pods is forbidden: "; the detail says it once.
-    if (const std::string prefix = resource + " is forbidden: "; msg.starts_with(prefix)) msg = msg.substr(prefix.size());
+    if (const std::string prefix = resource + " is forbidden: "; msg.starts_with(prefix))
+      msg = msg.substr(prefix.size());
     f.detail = what + (r.status == 401 ? "unauthorized (the credentials were refused): " : "forbidden: ") + msg;
   } else {
     f.detail = what + "HTTP " + std::to_string(r.status) + (e.reason.empty() ? "" : " " + e.reason) +
@@ -65,9 +66,12 @@ Failure classify(const std::string& verb, const std::string& resource, const Htt
 
 const char* resourceName(Kind kind) {
   switch (kind) {
-    case Kind::kNodes: return "nodes";
-    case Kind::kNamespaces: return "namespaces";
-    case Kind::kPods: return "pods";
+    case Kind::kNodes:
+      return "nodes";
+    case Kind::kNamespaces:
+      return "namespaces";
+    case Kind::kPods:
+      return "pods";
   }
   return "?";
 }
@@ -127,7 +131,8 @@ struct KubeWatcher::Loop {
     count([&](KindCounters& c) { ++c.errors; });
     if (setState(f.state, f.detail)) w.publish();
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
-    const auto wait = std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(backoff.count()) * jitter(rng)));
+    const auto wait =
+        std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(backoff.count()) * jitter(rng)));
     backoff = std::min(backoff * 2, w.options_.max_backoff);
     co_await sleep(wait);
   }
@@ -169,17 +174,29 @@ struct KubeWatcher::Loop {
     const json meta = object.is_object() ? object.value("metadata", json::object()) : json::object();
     const std::string name = meta.is_object() ? meta.value("name", "") : "";
     switch (kind) {
-      case Kind::kNodes: w.nodes_.erase(name); break;
-      case Kind::kNamespaces: w.namespaces_.erase(name); break;
-      case Kind::kPods: w.pods_.erase((meta.is_object() ? meta.value("namespace", "") : "") + "/" + name); break;
+      case Kind::kNodes:
+        w.nodes_.erase(name);
+        break;
+      case Kind::kNamespaces:
+        w.namespaces_.erase(name);
+        break;
+      case Kind::kPods:
+        w.pods_.erase((meta.is_object() ? meta.value("namespace", "") : "") + "/" + name);
+        break;
     }
   }
 
   void clearStore() {
     switch (kind) {
-      case Kind::kNodes: w.nodes_.clear(); break;
-      case Kind::kNamespaces: w.namespaces_.clear(); break;
-      case Kind::kPods: w.pods_.clear(); break;
+      case Kind::kNodes:
+        w.nodes_.clear();
+        break;
+      case Kind::kNamespaces:
+        w.namespaces_.clear();
+        break;
+      case Kind::kPods:
+        w.pods_.clear();
+        break;
     }
   }
 
@@ -218,8 +235,9 @@ struct KubeWatcher::Loop {
 
   // One watch from rv. Returns a failure, or nullopt when the stream ended (watch again).
   awaitable<std::optional<Failure>> watch() {
-    std::uniform_int_distribution<int64_t> pick(w.options_.min_watch_timeout.count(),
-                                                std::max(w.options_.min_watch_timeout, w.options_.max_watch_timeout).count());
+    std::uniform_int_distribution<int64_t> pick(
+        w.options_.min_watch_timeout.count(),
+        std::max(w.options_.min_watch_timeout, w.options_.max_watch_timeout).count());
     const auto timeout = std::chrono::seconds(pick(rng));
     const std::string target = "/api/v1/" + resource + "?watch=1&resourceVersion=" + urlEncode(rv) +
                                "&allowWatchBookmarks=true&timeoutSeconds=" + std::to_string(timeout.count());
@@ -337,7 +355,8 @@ void KubeWatcher::start() {
   ioc_ = std::make_unique<asio::io_context>(1);
   for (Kind k : {Kind::kNodes, Kind::kNamespaces, Kind::kPods}) {
     auto loop = std::make_shared<Loop>(Loop{*this, k, resourceName(k), "", options_.initial_backoff});
-    asio::co_spawn(*ioc_, [loop]() -> awaitable<void> { co_await loop->run(); }, asio::detached);
+    asio::co_spawn(
+        *ioc_, [loop]() -> awaitable<void> { co_await loop->run(); }, asio::detached);
   }
   ioc_->post([this] { publish(); });
   thread_ = std::thread([ioc = ioc_.get()] { ioc->run(); });
@@ -372,8 +391,8 @@ void KubeWatcher::publish() {
   for (ApiState want : {ApiState::kForbidden, ApiState::kUnreachable, ApiState::kConnecting}) {
     for (const KindCounters& c : counters_.kinds) {
       if (c.state == want && status.state == ApiState::kSynced) {
-        status = ApiStatus{want, c.detail.empty() && want == ApiState::kConnecting ? "waiting for the first list"
-                                                                                     : c.detail};
+        status = ApiStatus{want,
+                           c.detail.empty() && want == ApiState::kConnecting ? "waiting for the first list" : c.detail};
       }
     }
   }

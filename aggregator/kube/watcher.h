@@ -55,7 +55,7 @@ struct WatcherOptions {
 
 // For metrics and tests: what each kind's loop has done, and where it stands.
 struct KindCounters {
-  uint64_t lists = 0;              // complete lists (all pages)
+  uint64_t lists = 0;  // complete lists (all pages)
   uint64_t list_pages = 0;
   uint64_t watches = 0;            // watch streams opened (HTTP 200)
   uint64_t watch_restarts = 0;     // watches that ended and were opened again without a list
@@ -63,7 +63,7 @@ struct KindCounters {
   uint64_t errors = 0;             // failed requests (each one backs off)
   uint64_t events = 0;             // ADDED/MODIFIED/DELETED applied
   uint64_t bookmarks = 0;
-  std::string resource_version;    // the last one seen (list, event or bookmark)
+  std::string resource_version;  // the last one seen (list, event or bookmark)
   ApiState state = ApiState::kConnecting;
   std::string detail;
 };

@@ -4,8 +4,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include <utility>  // before awaitable.hpp: Boost 1.74 uses std::exchange without including it
-
 #include <boost/asio.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -22,6 +20,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>  // before awaitable.hpp: Boost 1.74 uses std::exchange without including it
 
 #include "tests/support/mtls_pki.h"
 
@@ -42,8 +41,9 @@ using nlohmann::json;
 const std::map<std::string, std::string> kKinds = {{"nodes", "Node"}, {"namespaces", "Namespace"}, {"pods", "Pod"}};
 
 json status(int code, const std::string& reason, const std::string& message) {
-  return json{{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", json::object()}, {"status", "Failure"},
-              {"message", message}, {"reason", reason}, {"code", code}};
+  return json{{"kind", "Status"},    {"apiVersion", "v1"}, {"metadata", json::object()},
+              {"status", "Failure"}, {"message", message}, {"reason", reason},
+              {"code", code}};
 }
 
 std::string keyOf(const std::string& resource, const json& object) {
@@ -68,8 +68,10 @@ std::string unbase64(const std::string& in) {
                                 reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
   if (n < 0) return "";
   size_t len = static_cast<size_t>(n);
-  if (in.ends_with("==")) len -= 2;
-  else if (in.ends_with("=")) len -= 1;
+  if (in.ends_with("=="))
+    len -= 2;
+  else if (in.ends_with("="))
+    len -= 1;
   out.resize(len);
   return out;
 }
@@ -115,7 +117,7 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
   mutable std::mutex mu;
   // Store (guarded by mu).
   uint64_t rv = 0;
-  uint64_t compacted_rv = 0;  // watches from an RV below this get 410
+  uint64_t compacted_rv = 0;                                   // watches from an RV below this get 410
   std::map<std::string, std::map<std::string, json>> objects;  // resource -> key -> object
   struct Event {
     uint64_t rv;
@@ -213,7 +215,8 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
         if (user.empty()) ++stats.unauthorized;
       }
       if (user.empty()) {
-        co_await writeJson(s, http::status::unauthorized, status(401, "Unauthorized", "Unauthorized"), req.keep_alive());
+        co_await writeJson(s, http::status::unauthorized, status(401, "Unauthorized", "Unauthorized"),
+                           req.keep_alive());
         continue;
       }
       const std::string prefix = "/api/v1/";
@@ -294,12 +297,13 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
     }
     json meta{{"resourceVersion", std::to_string(list_rv)}};
     if (remaining > 0) {
-      meta["continue"] = base64(json{{"v", "meta.k8s.io/v1"}, {"rv", list_rv}, {"start", last + std::string(1, '\0')}}.dump());
+      meta["continue"] =
+          base64(json{{"v", "meta.k8s.io/v1"}, {"rv", list_rv}, {"start", last + std::string(1, '\0')}}.dump());
       meta["remainingItemCount"] = remaining;
     }
     ++stats.lists;
-    return {http::status::ok, json{{"kind", kKinds.at(resource) + "List"}, {"apiVersion", "v1"}, {"metadata", meta},
-                                   {"items", items}}};
+    return {http::status::ok,
+            json{{"kind", kKinds.at(resource) + "List"}, {"apiVersion", "v1"}, {"metadata", meta}, {"items", items}}};
   }
 
   template <class Stream>
@@ -308,7 +312,8 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
     auto w = std::make_shared<WatchState>(ex);
     w->resource = resource;
     w->bookmarks = params["allowWatchBookmarks"] == "true";
-    const auto timeout = std::chrono::seconds(params["timeoutSeconds"].empty() ? 1800 : std::stoul(params["timeoutSeconds"]));
+    const auto timeout =
+        std::chrono::seconds(params["timeoutSeconds"].empty() ? 1800 : std::stoul(params["timeoutSeconds"]));
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     const std::string rv_text = params["resourceVersion"];
     const uint64_t from = toRv(rv_text);
@@ -317,14 +322,16 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
       std::lock_guard lock(mu);
       ++stats.watches;
       if (rv_text.empty() || rv_text == "0") {
-        for (const auto& [k, obj] : objects[resource]) w->queue.push_back(json{{"type", "ADDED"}, {"object", obj}}.dump() + "\n");
+        for (const auto& [k, obj] : objects[resource])
+          w->queue.push_back(json{{"type", "ADDED"}, {"object", obj}}.dump() + "\n");
       } else if (from < compacted_rv) {
         expired = true;
         ++stats.watch_expired;
         // The watch cache's answer (storage.NewTooLargeResourceVersionError's sibling, errors.NewResourceExpired).
         w->queue.push_back(json{{"type", "ERROR"},
-                                {"object", status(410, "Expired", "too old resource version: " + std::to_string(from) +
-                                                                      " (" + std::to_string(compacted_rv) + ")")}}
+                                {"object", status(410, "Expired",
+                                                  "too old resource version: " + std::to_string(from) + " (" +
+                                                      std::to_string(compacted_rv) + ")")}}
                                .dump() +
                            "\n");
       } else {
@@ -350,11 +357,13 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
         dropped = w->dropped;
         w->signaled = false;
         const auto now = std::chrono::steady_clock::now();
-        if (w->bookmarks && (w->bookmark_due || (opt.bookmark_interval.count() > 0 && now - last_bookmark >= opt.bookmark_interval))) {
+        if (w->bookmarks &&
+            (w->bookmark_due || (opt.bookmark_interval.count() > 0 && now - last_bookmark >= opt.bookmark_interval))) {
           lines.push_back(json{{"type", "BOOKMARK"},
-                               {"object", {{"kind", kKinds.at(resource).c_str()},
-                                           {"apiVersion", "v1"},
-                                           {"metadata", {{"resourceVersion", std::to_string(rv)}}}}}}
+                               {"object",
+                                {{"kind", kKinds.at(resource).c_str()},
+                                 {"apiVersion", "v1"},
+                                 {"metadata", {{"resourceVersion", std::to_string(rv)}}}}}}
                               .dump() +
                           "\n");
           last_bookmark = now;
@@ -374,7 +383,8 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
         std::lock_guard lock(mu);
         if (w->signaled) continue;
         auto wait = deadline - std::chrono::steady_clock::now();
-        if (opt.bookmark_interval.count() > 0 && w->bookmarks) wait = std::min<std::chrono::steady_clock::duration>(wait, opt.bookmark_interval);
+        if (opt.bookmark_interval.count() > 0 && w->bookmarks)
+          wait = std::min<std::chrono::steady_clock::duration>(wait, opt.bookmark_interval);
         w->timer.expires_after(wait);
       }
       error_code timer_ec;
@@ -452,8 +462,8 @@ bool FakeKubeApiServer::start(uint16_t port) {
       std::lock_guard lock(s.mu);
       s.ioc = std::move(ioc);
     }
-    asio::co_spawn(*s.ioc, [impl = impl_, acceptor]() -> awaitable<void> { co_await impl->accept(*acceptor); },
-                   asio::detached);
+    asio::co_spawn(
+        *s.ioc, [impl = impl_, acceptor]() -> awaitable<void> { co_await impl->accept(*acceptor); }, asio::detached);
     s.thread = std::thread([ioc = s.ioc.get()] { ioc->run(); });
     return true;
   } catch (const std::exception& e) {

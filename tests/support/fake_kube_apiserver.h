@@ -33,12 +33,11 @@
 // send bookmarks now, set the accepted token, forbid a verb, stop and start again on the
 // same port (the store survives, as etcd would).
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -48,7 +47,7 @@ class FakeKubeApiServer {
  public:
   struct Options {
     bool tls = true;
-    std::string cert_file;       // serving certificate (default: the test PKI's aggregator.pem, SAN IP 127.0.0.1)
+    std::string cert_file;  // serving certificate (default: the test PKI's aggregator.pem, SAN IP 127.0.0.1)
     std::string key_file;
     std::string client_ca_file;  // accept client certificates from this CA ("" = tokens only)
     std::string token = "good-token";
@@ -63,7 +62,7 @@ class FakeKubeApiServer {
     uint64_t watch_expired = 0;  // watches answered with the 410 ERROR event
     uint64_t unauthorized = 0;
     uint64_t forbidden = 0;
-    std::vector<std::string> tokens;  // the bearer token of each request, in order ("" = none)
+    std::vector<std::string> tokens;   // the bearer token of each request, in order ("" = none)
     std::vector<std::string> targets;  // each request's target, in order
   };
 

@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/detached.hpp>
-#include <optional>
+#include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "aggregator/kube/parse.h"
 #include "tests/support/fake_kube_apiserver.h"

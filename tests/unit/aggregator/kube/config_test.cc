@@ -88,7 +88,8 @@ TEST_F(KubeConfigTest, ErrorsNameTheFileAndTheField) {
   const std::string missing_ca = write("config", kKubeconfig);
   auto c = loadKubeconfig(missing_ca);  // pki/ca.crt does not exist
   ASSERT_FALSE(c);
-  EXPECT_EQ(c.error().message, "kubeconfig " + missing_ca + ": clusters[kind-dev].cluster.certificate-authority: cannot read " +
+  EXPECT_EQ(c.error().message, "kubeconfig " + missing_ca +
+                                   ": clusters[kind-dev].cluster.certificate-authority: cannot read " +
                                    (dir_ / "pki/ca.crt").string());
 
   auto no_ctx = loadKubeconfig(missing_ca, "nope");
@@ -102,8 +103,9 @@ users: [{name: u, user: {exec: {command: aws, args: [eks, get-token]}}}]
 )");
   auto e = loadKubeconfig(exec);
   ASSERT_FALSE(e);
-  EXPECT_EQ(e.error().message, "kubeconfig " + exec +
-                                   ": users[u].user.exec: not supported (use a token, tokenFile or client certificate)");
+  EXPECT_EQ(
+      e.error().message,
+      "kubeconfig " + exec + ": users[u].user.exec: not supported (use a token, tokenFile or client certificate)");
 
   const std::string bad64 = write("bad64", R"(current-context: c
 clusters: [{name: k, cluster: {server: "https://k:6443", certificate-authority-data: "%%%"}}]
@@ -141,7 +143,8 @@ TEST_F(KubeConfigTest, InClusterReadsTheServiceAccountUnderRoot) {
   write("var/run/secrets/kubernetes.io/serviceaccount/token", "tok");
   write("var/run/secrets/kubernetes.io/serviceaccount/ca.crt", "ca");
   write("var/run/secrets/kubernetes.io/serviceaccount/namespace", "meshprobe\n");
-  auto c = inClusterConfig(dir_.string(), {{"KUBERNETES_SERVICE_HOST", "10.96.0.1"}, {"KUBERNETES_SERVICE_PORT", "443"}});
+  auto c =
+      inClusterConfig(dir_.string(), {{"KUBERNETES_SERVICE_HOST", "10.96.0.1"}, {"KUBERNETES_SERVICE_PORT", "443"}});
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->server, "https://10.96.0.1:443");
   EXPECT_EQ(c->token_file, (dir_ / "var/run/secrets/kubernetes.io/serviceaccount/token").string());
@@ -149,7 +152,8 @@ TEST_F(KubeConfigTest, InClusterReadsTheServiceAccountUnderRoot) {
   EXPECT_EQ(c->pod_namespace, "meshprobe");
   EXPECT_EQ(c->source, "in-cluster");
 
-  auto v6 = inClusterConfig(dir_.string(), {{"KUBERNETES_SERVICE_HOST", "fd00:10:96::1"}, {"KUBERNETES_SERVICE_PORT", "443"}});
+  auto v6 = inClusterConfig(dir_.string(),
+                            {{"KUBERNETES_SERVICE_HOST", "fd00:10:96::1"}, {"KUBERNETES_SERVICE_PORT", "443"}});
   ASSERT_TRUE(v6);
   EXPECT_EQ(v6->server, "https://[fd00:10:96::1]:443");
 

@@ -37,10 +37,10 @@ json pod(const std::string& n, const std::string& name, bool host_network = fals
 class KubeWatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    token_file_ = (std::filesystem::temp_directory_path() /
-                   ("kube_token_" + std::to_string(::getpid()) + "_" +
-                    ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-                      .string();
+    token_file_ =
+        (std::filesystem::temp_directory_path() / ("kube_token_" + std::to_string(::getpid()) + "_" +
+                                                   ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+            .string();
     writeToken("good-token");
     ASSERT_TRUE(server_.start());
   }
