@@ -116,6 +116,29 @@ TEST(KubeClient, ClientCertificateAuthenticates) {
       << r->body;
 }
 
+TEST(KubeClient, InlinePemCaAndClientCertificate) {
+  FakeKubeApiServer::Options o;
+  o.client_ca_file = mtlsFile("ca.pem");
+  FakeKubeApiServer server(o);
+  ASSERT_TRUE(server.start());
+  KubeConfig c;  // as loadKubeconfig leaves *-data fields: decoded PEM
+  c.server = server.url();
+  c.ca_pem = *readFile(mtlsFile("ca.pem"));
+  c.client_cert_pem = *readFile(mtlsFile("node1.pem"));
+  c.client_key_pem = *readFile(mtlsFile("node1.key"));
+  auto client = KubeClient::create(c);
+  ASSERT_TRUE(client) << client.error().message;
+  auto r = run([cl = *client]() { return cl->get("/api/v1/namespaces"); });
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(server.stats().tokens, std::vector<std::string>{""});  // no bearer token sent
+
+  c.client_key_pem = "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n";
+  auto bad = KubeClient::create(c);
+  ASSERT_FALSE(bad);
+  EXPECT_TRUE(bad.error().message.starts_with("Kubernetes client key (client-key-data)")) << bad.error().message;
+}
+
 TEST(KubeClient, WatchStreamsLinesUntilTheServerEndsIt) {
   FakeKubeApiServer server;
   ASSERT_TRUE(server.start());
