@@ -6,7 +6,12 @@
 
 #include <csignal>
 #include <iostream>
+#include <memory>
 
+#include "aggregator/kube/client.h"
+#include "aggregator/kube/config.h"
+#include "aggregator/kube/selector.h"
+#include "aggregator/kube/watcher.h"
 #include "aggregator/server.h"
 #include "common/clock.h"
 #include "common/duration.h"
@@ -23,6 +28,7 @@ int main(int argc, char** argv) {
   // costs more than the streams themselves. Nothing of ours uses absl::Mutex.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
+  std::string kube_mode_text, kubeconfig, kube_context, expect_ambient;
   meshprobe::tls::ServerConfig tls;
   po::options_description desc(
       "meshprobe-aggregator: cluster reachability matrix and diagnosis for meshprobe agents.\n"
@@ -35,6 +41,10 @@ int main(int argc, char** argv) {
       ("http-listen", po::value(&http_listen)->default_value("0.0.0.0:9471"), "HTTP ADDR:PORT (/metrics, /healthz, /readyz, /)")
       ("stale-after", po::value(&stale_after)->default_value("10s"), "a node that has not reported for this long is down: its cells turn UNKNOWN")
       ("forget-after", po::value(&forget_after)->default_value("0"), "a node silent for this long leaves the membership (0: 10 x --stale-after)")
+      ("kube", po::value(&kube_mode_text)->default_value("auto"), "auto | on | off: watch Nodes, Namespaces and Pods (auto: when in a cluster or with --kubeconfig)")
+      ("kubeconfig", po::value(&kubeconfig)->default_value(""), "kubeconfig FILE for running outside a cluster (token and client-certificate users)")
+      ("kube-context", po::value(&kube_context)->default_value(""), "the kubeconfig context to use (default: its current-context)")
+      ("expect-ambient", po::value(&expect_ambient)->default_value(""), "label SELECTOR of namespaces that must be in the ambient mesh (empty: not checked)")
       ("log-level", po::value(&log_level)->default_value("info"), "debug | info | warn | error")
       ("log-format", po::value(&log_format)->default_value("text"), "text | json");
   // clang-format on
@@ -73,6 +83,45 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  namespace kube = meshprobe::aggregator::kube;
+  auto kube_mode = kube::parseKubeMode(kube_mode_text);
+  if (!kube_mode.ok()) {
+    std::cerr << "meshprobe-aggregator: --kube: " << kube_mode.error().message << "\n";
+    return 2;
+  }
+  if (!kube_context.empty() && kubeconfig.empty()) {
+    std::cerr << "meshprobe-aggregator: --kube-context needs --kubeconfig\n";
+    return 2;
+  }
+  auto expect = kube::Selector::parse(expect_ambient);
+  if (!expect.ok()) {
+    std::cerr << "meshprobe-aggregator: --expect-ambient '" << expect_ambient << "': " << expect.error().message
+              << "\n";
+    return 2;
+  }
+  auto resolution = kube::resolve(*kube_mode, kubeconfig, kube::processEnv());
+  if (!resolution.ok()) {
+    std::cerr << "meshprobe-aggregator: " << resolution.error().message << "\n";
+    return 2;
+  }
+  if (resolution->config && !kube_context.empty()) {
+    auto with_context = kube::loadKubeconfig(kubeconfig, kube_context);
+    if (!with_context.ok()) {
+      std::cerr << "meshprobe-aggregator: " << with_context.error().message << "\n";
+      return 2;
+    }
+    resolution->config = *with_context;
+  }
+  std::unique_ptr<kube::KubeWatcher> watcher;
+  if (resolution->config) {
+    auto client = kube::KubeClient::create(*resolution->config);
+    if (!client.ok()) {
+      std::cerr << "meshprobe-aggregator: " << client.error().message << "\n";
+      return 2;
+    }
+    watcher = std::make_unique<kube::KubeWatcher>(*client);
+  }
+
   // Block SIGTERM/SIGINT before any thread starts (gRPC's threads inherit the mask), so
   // only sigwait below sees them.
   sigset_t signals;
@@ -90,6 +139,10 @@ int main(int argc, char** argv) {
   // Queries, /metrics and diagnosis read a snapshot rebuilt at most 4 times a second.
   options.cluster.publish_interval = std::chrono::milliseconds(250);
   options.cluster.forget_after = *forget;
+  options.diagnosis.kube.expect_ambient = *expect;
+  options.diagnosis.kube.forget_after =
+      forget->count() > 0 ? *forget : std::chrono::duration_cast<std::chrono::nanoseconds>(*stale * 10);
+  options.kube = watcher.get();
   meshprobe::aggregator::AggregatorServer server(clock, options);
   auto port = server.start();
   if (!port.ok()) {
@@ -105,6 +158,12 @@ int main(int argc, char** argv) {
     spdlog::info("gRPC is mutual TLS: serving {}, client certificates from {}; files re-read every {}", tls.cert_file,
                  tls.client_ca_file, meshprobe::formatDuration(tls.refresh));
   }
+  if (watcher) {
+    watcher->start();
+    spdlog::info("{}; watching nodes, namespaces and pods", resolution->why);
+  } else {
+    spdlog::info("Kubernetes API not used: {}", resolution->why);
+  }
   spdlog::info("serving HTTP (/metrics, /healthz, /readyz, /, /api/v1/state) on {} (port {})", http_listen,
                server.httpPort());
 
@@ -112,6 +171,7 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   spdlog::info("received signal {}; shutting down", sig);
   server.shutdown(std::chrono::milliseconds(500));
+  if (watcher) watcher->stop();
   spdlog::info("meshprobe-aggregator stopped");
   return 0;
 }

@@ -11,7 +11,7 @@ namespace meshprobe::aggregator {
 AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
     : options_(std::move(options)),
       state_(clock, options_.cluster),
-      diagnosis_(clock, state_, options_.diagnosis),
+      diagnosis_(clock, state_, options_.diagnosis, options_.kube),
       collector_(state_, clock, options_.membership_window, options_.hello_timeout),
       query_(state_, diagnosis_) {}
 

@@ -45,6 +45,9 @@ struct ServerOptions {
   // DEADLINE_EXCEEDED at the next sweep.
   std::chrono::milliseconds hello_timeout{kDefaultHelloTimeout};
   DiagnosisOptions diagnosis;
+  // The Kubernetes objects (not owned; outlives the server), or null without the API: the
+  // diagnosis then runs the Kubernetes rules too (AGENT_MISSING, NAMESPACE_NOT_AMBIENT, ...).
+  const kube::KubeView* kube = nullptr;
   // How often the diagnosis engine re-evaluates the cluster (real time).
   std::chrono::milliseconds diagnosis_interval{250};
 };

@@ -1,13 +1,65 @@
 #include "aggregator/diagnosis/engine.h"
 
 #include <algorithm>
+#include <cctype>
+#include <iterator>
 
 namespace meshprobe::aggregator {
 
 namespace v1 = meshprobe::v1;
 
-DiagnosisEngine::DiagnosisEngine(const Clock& clock, const ClusterState& state, DiagnosisOptions options)
-    : clock_(clock), state_(state), options_(options), tracker_(options.lifecycle) {}
+DiagnosisEngine::DiagnosisEngine(const Clock& clock, const ClusterState& state, DiagnosisOptions options,
+                                 const kube::KubeView* kube)
+    : clock_(clock), state_(state), options_(std::move(options)), kube_(kube), tracker_(options_.lifecycle) {}
+
+namespace {
+
+std::chrono::system_clock::time_point toTimePoint(const google::protobuf::Timestamp& t) {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::seconds(t.seconds()) +
+                                                                      std::chrono::nanoseconds(t.nanos())));
+}
+
+PodCaptureEvidence captureEvidence(const v1::PodNetnsCapture& capture) {
+  PodCaptureEvidence e;
+  e.ips.assign(capture.ips().begin(), capture.ips().end());
+  e.captured = capture.state() == v1::PodNetnsCapture::CAPTURED;
+  std::string state = v1::PodNetnsCapture::State_Name(capture.state());
+  std::transform(state.begin(), state.end(), state.begin(), [](unsigned char c) { return std::tolower(c); });
+  e.state = std::move(state);
+  e.reason = capture.reason();
+  return e;
+}
+
+}  // namespace
+
+KubeRuleInput kubeRuleInput(const StateSnapshot& snap, std::shared_ptr<const kube::KubeObjects> objects,
+                            const std::vector<Candidate>& matrix, std::chrono::system_clock::time_point now) {
+  KubeRuleInput in;
+  in.objects = std::move(objects);
+  in.now = now;
+  in.agents.reserve(snap.size());
+  for (uint32_t i = 0; i < snap.size(); ++i) {
+    const NodeInfo& info = *snap.nodes[i];
+    KubeAgentNode agent;
+    agent.name = snap.name(i);
+    agent.up = snap.up[i] != 0;
+    agent.ever_reported = info.has_report;
+    if (info.has_report) agent.last_report = toTimePoint(info.report_time);
+    agent.istiod = i < snap.istiod.size() ? snap.istiod[i] : v1::Cell::UNKNOWN;
+    if (info.pod_netns) {
+      for (const auto& capture : info.pod_netns->entries()) agent.captures.push_back(captureEvidence(capture));
+    }
+    in.agents.push_back(std::move(agent));
+  }
+  // The matrix rules' overlay/underlay blame (the first, most specific finding per node).
+  for (const Candidate& c : matrix) {
+    const v1::Layer layer = c.finding.layer();
+    if (layer != v1::OVERLAY && layer != v1::UNDERLAY) continue;
+    for (const std::string& node : c.finding.nodes()) in.path_blamed.emplace(node, c.finding.id());
+  }
+  return in;
+}
 
 bool DiagnosisEngine::reuseIfUnchanged(uint64_t generation) {
   std::lock_guard lock(mu_);
@@ -34,8 +86,40 @@ void DiagnosisEngine::evaluate() {
   // The snapshot's generation first: an unchanged cluster costs neither the rules nor the
   // input (one NodeEvidence per member).
   auto snap = state_.snapshot();
-  if (reuseIfUnchanged(snap->generation)) return;
-  evaluate(state_.diagnosisInput());
+  if (kube_ == nullptr) {
+    if (reuseIfUnchanged(snap->generation)) return;
+    evaluate(state_.diagnosisInput());
+    return;
+  }
+  std::vector<Candidate> matrix;
+  bool reused = false;
+  uint64_t generation = snap->generation;
+  {
+    std::lock_guard lock(mu_);
+    if (generation != 0 && generation == last_generation_) {
+      matrix = last_candidates_;
+      reused = true;
+    }
+  }
+  if (!reused) {
+    DiagnosisInput input = state_.diagnosisInput();
+    generation = input.generation;
+    matrix = diagnose(input, options_.rules);
+  }
+  std::vector<Candidate> all = matrix;
+  std::vector<Candidate> kube =
+      diagnoseKube(kubeRuleInput(*snap, kube_->objects(), matrix, clock_.wallNow()), options_.kube);
+  all.insert(all.end(), std::make_move_iterator(kube.begin()), std::make_move_iterator(kube.end()));
+  std::lock_guard lock(mu_);
+  tracker_.update(all, clock_.monotonicNow(), clock_.wallNow());
+  ++evaluations_;
+  if (reused) {
+    ++skipped_passes_;
+  } else {
+    ++rule_passes_;
+    last_generation_ = generation;
+    last_candidates_ = std::move(matrix);
+  }
 }
 
 void DiagnosisEngine::evaluate(const DiagnosisInput& input) {

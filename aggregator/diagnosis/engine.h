@@ -11,6 +11,9 @@
 //                                   │
 //                        active() ◀─┘  Diagnose, /metrics, the matrix page
 //
+// With a KubeView, the Kubernetes rules (kube_rules.h) add their candidates to every pass,
+// joined with the snapshot's agents and the matrix rules' overlay/underlay blame.
+//
 // evaluate() is called periodically (AggregatorServer's diagnosis thread) and by tests
 // with a FakeClock; everything else is a read of the tracker's state. Thread-safe.
 
@@ -21,7 +24,9 @@
 #include <vector>
 
 #include "aggregator/cluster_state.h"
+#include "aggregator/diagnosis/kube_rules.h"
 #include "aggregator/diagnosis/lifecycle.h"
+#include "aggregator/kube/objects.h"
 #include "aggregator/diagnosis/rules.h"
 #include "common/clock.h"
 #include "meshprobe/v1/types.pb.h"
@@ -31,11 +36,23 @@ namespace meshprobe::aggregator {
 struct DiagnosisOptions {
   RuleOptions rules;
   LifecycleOptions lifecycle;
+  KubeRuleOptions kube;  // used when the engine has a KubeView
 };
+
+// What the Kubernetes rules see of the agents: each member of `snap` (up, reported, its
+// ISTIOD cell, its pod netns list) and the nodes the matrix candidates blame for their
+// overlay or underlay. Exposed for tests.
+KubeRuleInput kubeRuleInput(const StateSnapshot& snap, std::shared_ptr<const kube::KubeObjects> objects,
+                            const std::vector<Candidate>& matrix, std::chrono::system_clock::time_point now);
 
 class DiagnosisEngine {
  public:
-  DiagnosisEngine(const Clock& clock, const ClusterState& state, DiagnosisOptions options = {});
+  // With a `kube` view (not owned; outlives the engine), every evaluate() pass also runs
+  // the Kubernetes rules (diagnoseKube) over its latest objects and the cluster snapshot:
+  // they depend on time (an agent missing for forget_after) and on the API's objects, so
+  // they run even when the matrix rules' candidates are reused.
+  DiagnosisEngine(const Clock& clock, const ClusterState& state, DiagnosisOptions options = {},
+                  const kube::KubeView* kube = nullptr);
 
   // One pass: take the cluster's input, run the rules, update lifecycles. An unchanged
   // snapshot generation skips building the input as well as the rules.
@@ -62,6 +79,7 @@ class DiagnosisEngine {
   const Clock& clock_;
   const ClusterState& state_;
   const DiagnosisOptions options_;
+  const kube::KubeView* const kube_;
   mutable std::mutex mu_;
   // When `generation` (non-zero) is the last pass's: updates the tracker with the last
   // pass's candidates, counts a skipped pass and returns true.
