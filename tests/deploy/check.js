@@ -239,7 +239,11 @@ function cmdSchema() {
       } catch (e) {
         check(false, `${id}: schema: ${e.message}`);
       }
-      if (o.kind !== 'Namespace') check(o.metadata.namespace === 'meshprobe', `${id}: in namespace meshprobe`);
+      if (['Namespace', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind)) {
+        check(o.metadata.namespace === undefined, `${id}: cluster-scoped, no namespace`);
+      } else {
+        check(o.metadata.namespace === 'meshprobe', `${id}: in namespace meshprobe`);
+      }
     }
     console.log(`${rel}: ${objs.length} objects`);
   }
@@ -457,7 +461,8 @@ function cmdProperties() {
     const apod = dep.spec.template.spec;
     const ac = apod.containers.find((x) => x.name === 'aggregator');
     check(apod.hostNetwork === true, p('aggregator hostNetwork: true'));
-    check(apod.automountServiceAccountToken === false, p('aggregator mounts no API token'));
+    // Its token is the Kubernetes watch's credential (in-cluster config, --kube auto).
+    check(apod.automountServiceAccountToken === true, p('aggregator mounts its API token (Kubernetes watch)'));
     const aflag = (f) => {
       for (const a of ac.args || []) if (a.startsWith(`--${f}=`)) return a.slice(f.length + 3);
       return aggDefaults[f];
@@ -466,6 +471,7 @@ function cmdProperties() {
       const m = a.match(/^--([a-z0-9-]+)(=|$)/);
       check(m && m[1] in aggDefaults, p(`aggregator arg ${a} is a meshprobe-aggregator flag`));
     }
+    check(aflag('kube') !== 'off', p(`aggregator --kube is not off (got ${aflag('kube')})`));
     checkTlsFiles(p, 'aggregator', ac, apod, 'meshprobe-aggregator-tls',
                   {'tls-cert': 'tls.crt', 'tls-key': 'tls.key', 'tls-client-ca': 'ca.crt'}, aflag);
     check(!(ac.args || []).some((a) => /^--insecure(=|$)/.test(a)), p('aggregator is not --insecure'));
@@ -492,8 +498,32 @@ function cmdProperties() {
     const sel = svc.spec.selector;
     check(Object.entries(sel).every(([k, v]) => dep.spec.template.metadata.labels[k] === v), p('Service selects the aggregator'));
 
-    // --- no role grants anything; service accounts exist
-    check(!objs.some((o) => /Role|RoleBinding/.test(o.kind)), p('no Role/ClusterRole/binding (least rights: none)'));
+    // --- least rights: the agent has none; the aggregator exactly get/list/watch on nodes,
+    // namespaces and pods (core group) through one ClusterRole bound to its ServiceAccount.
+    const roles = objs.filter((o) => /Role$/.test(o.kind));
+    const bindings = objs.filter((o) => /RoleBinding$/.test(o.kind));
+    check(roles.length === 1 && roles[0].kind === 'ClusterRole', p(`one ClusterRole, no other role (got ${roles.map((r) => r.kind + '/' + r.metadata.name)})`));
+    const role = roles[0] || {rules: []};
+    const grants = new Set();
+    for (const r of role.rules || []) {
+      for (const g of r.apiGroups || []) for (const res of r.resources || []) for (const v of r.verbs || []) {
+        grants.add(`${g}/${res}/${v}`);
+      }
+      check(!r.resourceNames && !r.nonResourceURLs, p('the ClusterRole names no resourceNames or nonResourceURLs'));
+    }
+    const wantGrants = [];
+    for (const res of ['namespaces', 'nodes', 'pods']) for (const v of ['get', 'list', 'watch']) wantGrants.push(`/${res}/${v}`);
+    check(JSON.stringify([...grants].sort()) === JSON.stringify(wantGrants.sort()),
+          p(`ClusterRole grants exactly get/list/watch on nodes, namespaces, pods (got ${[...grants].sort()})`));
+    check(bindings.length === 1 && bindings[0].kind === 'ClusterRoleBinding', p('one ClusterRoleBinding, no RoleBinding'));
+    const b = bindings[0] || {roleRef: {}, subjects: []};
+    check(b.roleRef.kind === 'ClusterRole' && b.roleRef.name === role.metadata?.name, p('the binding refers to that ClusterRole'));
+    check((b.subjects || []).length === 1 && b.subjects[0].kind === 'ServiceAccount' &&
+              b.subjects[0].name === apod.serviceAccountName && b.subjects[0].namespace === dep.metadata.namespace,
+          p(`the binding's only subject is ServiceAccount ${dep.metadata.namespace}/${apod.serviceAccountName}`));
+    check(apod.serviceAccountName !== pod.serviceAccountName, p('agent and aggregator use different ServiceAccounts'));
+    const agentSa = find(objs, 'ServiceAccount', pod.serviceAccountName);
+    check(agentSa && agentSa.automountServiceAccountToken === false, p('the agent ServiceAccount mounts no token by default'));
     for (const sa of [pod.serviceAccountName, apod.serviceAccountName]) {
       check(find(objs, 'ServiceAccount', sa), p(`ServiceAccount ${sa} exists`));
     }
