@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   // costs more than the streams themselves. Nothing of ours uses absl::Mutex.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
-  std::string kube_mode_text, kubeconfig, kube_context, expect_ambient;
+  std::string kube_mode_text, kubeconfig, kube_context, expect_ambient, agent_missing_after;
   meshprobe::tls::ServerConfig tls;
   po::options_description desc(
       "meshprobe-aggregator: cluster reachability matrix and diagnosis for meshprobe agents.\n"
@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
       ("kubeconfig", po::value(&kubeconfig)->default_value(""), "kubeconfig FILE for running outside a cluster (token and client-certificate users)")
       ("kube-context", po::value(&kube_context)->default_value(""), "the kubeconfig context to use (default: its current-context)")
       ("expect-ambient", po::value(&expect_ambient)->default_value(""), "label SELECTOR of namespaces that must be in the ambient mesh (empty: not checked)")
+      ("agent-missing-after", po::value(&agent_missing_after)->default_value("60s"), "a Ready Kubernetes node without a reporting agent for this long is AGENT_MISSING (time for a new node's agent to start)")
       ("log-level", po::value(&log_level)->default_value("info"), "debug | info | warn | error")
       ("log-format", po::value(&log_format)->default_value("text"), "text | json");
   // clang-format on
@@ -99,6 +100,12 @@ int main(int argc, char** argv) {
               << "\n";
     return 2;
   }
+  auto missing_after = meshprobe::parseDuration(agent_missing_after);
+  if (!missing_after || missing_after->count() < 0) {
+    std::cerr << "meshprobe-aggregator: --agent-missing-after '" << agent_missing_after
+              << "' is not a duration (e.g. 60s)\n";
+    return 2;
+  }
   auto resolution = kube::resolve(*kube_mode, kubeconfig, kube::processEnv());
   if (!resolution.ok()) {
     std::cerr << "meshprobe-aggregator: " << resolution.error().message << "\n";
@@ -140,6 +147,7 @@ int main(int argc, char** argv) {
   options.cluster.publish_interval = std::chrono::milliseconds(250);
   options.cluster.forget_after = *forget;
   options.diagnosis.kube.expect_ambient = *expect;
+  options.diagnosis.kube.onset_agent_missing = *missing_after;
   options.diagnosis.kube.forget_after =
       forget->count() > 0 ? *forget : std::chrono::duration_cast<std::chrono::nanoseconds>(*stale * 10);
   options.kube = watcher.get();

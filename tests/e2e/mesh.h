@@ -323,6 +323,9 @@ struct MeshOptions {
   std::string aggregator_cert = mtlsFile("aggregator.pem");
   std::string aggregator_key = mtlsFile("aggregator.key");
   std::string tls_refresh = "1s";
+  // Called once the control netns exists and before the aggregator starts (e.g. to start a
+  // stand-in the aggregator reaches inside that netns).
+  std::function<void(const TestNetns& control)> before_aggregator;
 };
 
 class Mesh {
@@ -348,6 +351,7 @@ class Mesh {
                 "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244." + std::to_string(n) +
                     ".1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n");
     }
+    if (options_.before_aggregator) options_.before_aggregator(*control_);
     startAggregator();
     for (int n = 1; n <= options_.nodes; ++n) {
       agents_.push_back(launch("agent-" + nodeName(n), cluster_.nodeNs(n), agentArgs(n),
