@@ -1,0 +1,353 @@
+// The aggregator's Kubernetes findings end to end: the real meshprobe-aggregator, started
+// with `--kubeconfig FILE`, lists and watches an in-process fake kube-apiserver
+// (tests/support/fake_kube_apiserver.h: HTTPS with the test PKI, bearer-token
+// authentication) while real agents report from a 3-node namespace cluster (mesh.h). The
+// findings are read through the Query API (`meshprobe diagnose --output json`).
+//
+// Where the fake listens: the aggregator runs in the control netns, the fake in this test
+// process. A socket belongs to the netns of the thread that created it, so a short-lived
+// thread enters the control netns (setns) and calls start(): the listener is
+// 127.0.0.1:PORT *inside the control netns*, which is what the aggregator dials. The
+// fake's io thread (spawned from that thread) only serves that listener's connections;
+// this process's other threads stay in the root netns. The serving certificate (the
+// test PKI's aggregator.pem) carries the SAN IP 127.0.0.1, so TLS verification against
+// ca.pem holds as it would against a real apiserver's certificate.
+//
+// The Kubernetes objects copy what kubelet and the scheduler publish: Node status
+// conditions (Ready True with the kubelet's reason KubeletReady), a DaemonSet pod in
+// CrashLoopBackOff as kubelet reports it (state.waiting.reason CrashLoopBackOff with its
+// "back-off ... restarting failed container" message, lastState.terminated reason Error,
+// exitCode 1, restartCount), status.podIP/podIPs of a Running pod.
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "tests/e2e/mesh.h"
+#include "tests/support/fake_kube_apiserver.h"
+
+namespace meshprobe::e2e {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kMeshNodes = 3;  // agents on node1..node3; the fake also has node4
+constexpr const char* kToken = "e2e-kube-token";
+constexpr auto kFindingTimeout = 45s;  // sync + one pass + onset (2 s here, 10 s for pod capture)
+
+json nodeObject(const std::string& name) {
+  return json{{"apiVersion", "v1"},
+              {"kind", "Node"},
+              {"metadata", {{"name", name}, {"labels", {{"kubernetes.io/hostname", name}}}}},
+              {"status",
+               {{"conditions", json::array({{{"type", "Ready"},
+                                             {"status", "True"},
+                                             {"reason", "KubeletReady"},
+                                             {"message", "kubelet is posting ready status"}}})},
+                {"addresses", json::array({{{"type", "InternalIP"}, {"address", "198.51.100.1" + name.substr(4)}},
+                                           {{"type", "Hostname"}, {"address", name}}})}}}};
+}
+
+json namespaceObject(const std::string& name, const json& labels) {
+  json meta = {{"name", name}, {"labels", labels}};
+  meta["labels"]["kubernetes.io/metadata.name"] = name;  // the apiserver adds it to every namespace
+  return json{{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", meta}, {"status", {{"phase", "Active"}}}};
+}
+
+json ownerDaemonSet(const std::string& name) {
+  return json::array({{{"apiVersion", "apps/v1"},
+                       {"kind", "DaemonSet"},
+                       {"name", name},
+                       {"controller", true},
+                       {"uid", "ds-" + name}}});
+}
+
+// The meshprobe agent DaemonSet's pod on `node`, Running and Ready.
+json agentPod(const std::string& node, const std::string& suffix) {
+  return json{
+      {"apiVersion", "v1"},
+      {"kind", "Pod"},
+      {"metadata",
+       {{"name", "meshprobe-agent-" + suffix},
+        {"namespace", "meshprobe"},
+        {"labels", {{"app.kubernetes.io/name", "meshprobe-agent"}}},
+        {"ownerReferences", ownerDaemonSet("meshprobe-agent")}}},
+      {"spec", {{"nodeName", node}, {"hostNetwork", true}}},
+      {"status",
+       {{"phase", "Running"},
+        {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}})},
+        {"containerStatuses",
+         json::array(
+             {{{"name", "agent"}, {"ready", true}, {"restartCount", 0}, {"state", {{"running", json::object()}}}}})}}}};
+}
+
+// The same pod as kubelet shows it after the container exited 1 a few times.
+json crashingAgentPod(const std::string& node, const std::string& suffix) {
+  json pod = agentPod(node, suffix);
+  pod["status"]["conditions"] =
+      json::array({{{"type", "Ready"}, {"status", "False"}, {"reason", "ContainersNotReady"}}});
+  pod["status"]["containerStatuses"] =
+      json::array({{{"name", "agent"},
+                    {"ready", false},
+                    {"restartCount", 5},
+                    {"state",
+                     {{"waiting",
+                       {{"reason", "CrashLoopBackOff"},
+                        {"message", "back-off 2m40s restarting failed container=agent pod=meshprobe-agent-" + suffix +
+                                        "_meshprobe(ds-meshprobe-agent)"}}}}},
+                    {"lastState", {{"terminated", {{"reason", "Error"}, {"exitCode", 1}}}}}}});
+  return pod;
+}
+
+// An application pod (a Deployment's ReplicaSet) Running with `ip`.
+json appPod(const std::string& ns, const std::string& name, const std::string& node, const std::string& ip) {
+  return json{{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata",
+               {{"name", name},
+                {"namespace", ns},
+                {"labels", {{"app", "web"}}},
+                {"ownerReferences", json::array({{{"apiVersion", "apps/v1"},
+                                                  {"kind", "ReplicaSet"},
+                                                  {"name", "web-7d4b9c"},
+                                                  {"controller", true},
+                                                  {"uid", "rs-web"}}})}}},
+              {"spec", {{"nodeName", node}}},
+              {"status",
+               {{"phase", "Running"},
+                {"podIP", ip},
+                {"podIPs", json::array({{{"ip", ip}}})},
+                {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}})},
+                {"containerStatuses", json::array({{{"name", "web"}, {"ready", true}, {"restartCount", 0}}})}}}};
+}
+
+std::vector<DiagFinding> withCode(const Findings& f, const std::string& code) {
+  std::vector<DiagFinding> out;
+  for (const auto& x : f.list) {
+    if (x.code == code) out.push_back(x);
+  }
+  return out;
+}
+
+bool mentions(const DiagFinding& f, const std::vector<std::string>& words, std::string* missing) {
+  const std::string text = f.text();
+  for (const auto& w : words) {
+    if (text.find(w) == std::string::npos) {
+      *missing = w;
+      return false;
+    }
+  }
+  return true;
+}
+
+class KubeTest : public MeshTest {
+ protected:
+  MeshOptions meshOptions() const override {
+    MeshOptions o;
+    o.nodes = kMeshNodes;
+    o.aggregator_args = {"--kubeconfig", kubeconfig_, "--expect-ambient", "team=payments",
+                         // A new node's agent gets 60 s by default; the test does not wait that long.
+                         "--agent-missing-after", "2s"};
+    o.before_aggregator = [this](const TestNetns& control) { startFakeIn(control); };
+    return o;
+  }
+
+  void SetUp() override {
+    std::string why;
+    if (!havePrivileges(&why)) GTEST_SKIP() << why;
+    tmp_ = std::make_unique<TempDir>("kube");
+    kubeconfig_ = tmp_->sub("kubeconfig");
+    test::FakeKubeApiServer::Options fo;
+    fo.token = kToken;
+    fake_ = std::make_unique<test::FakeKubeApiServer>(fo);
+    // What every test starts from: four Ready nodes, the agent DaemonSet Running on the three
+    // that run an agent here and crash-looping on node4 (whose agent never reports).
+    for (int n = 1; n <= 4; ++n) fake_->upsert("nodes", nodeObject(nodeName(n)));
+    fake_->upsert("namespaces", namespaceObject("meshprobe", json::object()));
+    fake_->upsert("namespaces", namespaceObject("default", json::object()));
+    const char* suffixes[] = {"", "x7k2p", "b9qzd", "m4t8w", "c2vns"};
+    for (int n = 1; n <= 3; ++n) fake_->upsert("pods", agentPod(nodeName(n), suffixes[n]));
+    fake_->upsert("pods", crashingAgentPod("node4", suffixes[4]));
+    MeshTest::SetUp();
+  }
+
+  void TearDown() override {
+    mounts_.clear();
+    pods_.clear();
+    MeshTest::TearDown();  // agents and aggregator end first
+    if (fake_) fake_->stop();
+  }
+
+  // Starts the fake from a thread that entered `control` (see the file comment), then writes
+  // the kubeconfig the aggregator reads: a token user, the test CA, the fake's URL.
+  void startFakeIn(const TestNetns& control) const {
+    bool started = false;
+    std::string error;
+    std::thread t([&] {
+      const int fd = ::open(control.path().c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
+        error = "setns " + control.path() + ": " + std::strerror(errno);
+        if (fd >= 0) ::close(fd);
+        return;
+      }
+      ::close(fd);
+      started = fake_->start(0);
+    });
+    t.join();
+    if (!started)
+      throw HarnessError("fake kube-apiserver in the control netns: " + (error.empty() ? "start failed" : error));
+    writeFile(kubeconfig_,
+              "apiVersion: v1\n"
+              "kind: Config\n"
+              "clusters:\n"
+              "- name: e2e\n"
+              "  cluster:\n"
+              "    server: " +
+                  fake_->url() +
+                  "\n"
+                  "    certificate-authority: " +
+                  mtlsFile("ca.pem") +
+                  "\n"
+                  "users:\n"
+                  "- name: meshprobe-aggregator\n"
+                  "  user:\n"
+                  "    token: " +
+                  std::string(kToken) +
+                  "\n"
+                  "contexts:\n"
+                  "- name: e2e\n"
+                  "  context:\n"
+                  "    cluster: e2e\n"
+                  "    user: meshprobe-aggregator\n"
+                  "current-context: e2e\n",
+              0600);
+  }
+
+  // A netns with `ip` on eth0 (a veth whose peer stays in the same netns: no traffic leaves it), bind-mounted into node
+  // n's --netns-dir under its own name: a pod netns the agent inspects, without Istio's in-pod rules or ztunnel's
+  // listeners.
+  void addUncapturedPodNetns(int n, const std::string& name, const std::string& ip) {
+    pods_.push_back(std::make_unique<TestNetns>(name));
+    pods_.back()->sh("ip link add eth0 type veth peer name peer0\nip addr add " + ip +
+                     "/24 dev eth0\nip link set peer0 up\nip link set eth0 up");
+    const std::string dst = mesh_->netnsDir(n) + "/" + pods_.back()->name();
+    mounts_.push_back(std::make_unique<BindMount>(pods_.back()->path(), dst));
+    // The agent already runs in the mount namespace `ip netns exec` made for it, a slave of
+    // ours, and the temp dir is not a shared mount: mount it there too, as kubelet's
+    // HostToContainer propagation of /var/run/netns would (it goes with that namespace).
+    mustRun({"nsenter", "-t", std::to_string(mesh_->agent(n).pid()), "-m", "--", "mount", "--bind",
+             pods_.back()->path(), dst});
+  }
+
+  std::string kubeconfig_;
+  std::unique_ptr<TempDir> tmp_;
+  std::unique_ptr<test::FakeKubeApiServer> fake_;
+  std::vector<std::unique_ptr<TestNetns>> pods_;
+  std::vector<std::unique_ptr<BindMount>> mounts_;  // cleared before pods_
+};
+
+TEST_F(KubeTest, AgentMissingNamesTheNodeAndItsCrashLoopingPod) {
+  ASSERT_TRUE(eventually(
+      "AGENT_MISSING for node4 only, with the CrashLoopBackOff evidence",
+      [&] {
+        Findings f = mesh_->diagnose();
+        if (!f.ok) return f.render();
+        auto missing = withCode(f, "AGENT_MISSING");
+        if (missing.size() != 1 || missing[0].nodeSet() != std::set<std::string>{"node4"})
+          return "want exactly AGENT_MISSING[node4]\n" + f.render();
+        std::string word;
+        if (!mentions(missing[0],
+                      {"meshprobe/meshprobe-agent-c2vns", "CrashLoopBackOff", "last terminated: Error (exit code 1)",
+                       "restarted 5 times", "no report ever received"},
+                      &word))
+          return "AGENT_MISSING[node4] does not mention \"" + word + "\"\n" + f.render();
+        return std::string();
+      },
+      kFindingTimeout));
+  // The fake saw the kubeconfig's token on every request.
+  const auto stats = fake_->stats();
+  EXPECT_GE(stats.lists, 3u);
+  EXPECT_EQ(stats.unauthorized, 0u);
+  for (const auto& t : stats.tokens) EXPECT_EQ(t, kToken);
+
+  // node4's agent pod turns healthy but its reports still do not arrive: the evidence follows
+  // the watch (a MODIFIED event), the finding stays.
+  fake_->upsert("pods", agentPod("node4", "c2vns"));
+  EXPECT_TRUE(eventually(
+      "AGENT_MISSING[node4] says the pod is Running but reports do not arrive",
+      [&] {
+        Findings f = mesh_->diagnose();
+        auto missing = withCode(f, "AGENT_MISSING");
+        if (missing.size() != 1 || missing[0].nodeSet() != std::set<std::string>{"node4"})
+          return "want exactly AGENT_MISSING[node4]\n" + f.render();
+        if (missing[0].summary.find("Running but its reports do not arrive") == std::string::npos)
+          return "summary not updated\n" + f.render();
+        return std::string();
+      },
+      kFindingTimeout));
+}
+
+TEST_F(KubeTest, NamespaceNotAmbientUntilLabelled) {
+  fake_->upsert("namespaces", namespaceObject("payments", {{"team", "payments"}}));
+  // Selected and ambient, and ambient but not selected: neither is a finding.
+  fake_->upsert("namespaces",
+                namespaceObject("payments-ledger", {{"team", "payments"}, {"istio.io/dataplane-mode", "ambient"}}));
+  fake_->upsert("namespaces", namespaceObject("shop", {{"team", "shop"}}));
+  ASSERT_TRUE(eventually(
+      "NAMESPACE_NOT_AMBIENT for payments only",
+      [&] {
+        Findings f = mesh_->diagnose();
+        if (!f.ok) return f.render();
+        auto ns = withCode(f, "NAMESPACE_NOT_AMBIENT");
+        if (ns.size() != 1 || ns[0].id != "NAMESPACE_NOT_AMBIENT/payments")
+          return "want exactly NAMESPACE_NOT_AMBIENT/payments\n" + f.render();
+        std::string word;
+        if (!mentions(ns[0], {"namespace payments", "team=payments", "istio.io/dataplane-mode"}, &word))
+          return "NAMESPACE_NOT_AMBIENT/payments does not mention \"" + word + "\"\n" + f.render();
+        return std::string();
+      },
+      kFindingTimeout));
+
+  // `kubectl label namespace payments istio.io/dataplane-mode=ambient`: a MODIFIED event.
+  fake_->upsert("namespaces",
+                namespaceObject("payments", {{"team", "payments"}, {"istio.io/dataplane-mode", "ambient"}}));
+  EXPECT_TRUE(eventually(
+      "NAMESPACE_NOT_AMBIENT cleared",
+      [&] {
+        Findings f = mesh_->diagnose();
+        if (!f.ok) return f.render();
+        return withCode(f, "NAMESPACE_NOT_AMBIENT").empty() ? std::string() : "still active\n" + f.render();
+      },
+      kFindingTimeout));
+}
+
+TEST_F(KubeTest, PodNotCapturedJoinsTheAgentsNetnsWithThePodIp) {
+  // An ambient namespace with a Running pod on node2 whose netns the agent on node2 finds
+  // without redirection; the same kind of netns for a pod of a non-ambient namespace on
+  // node3 is no finding.
+  fake_->upsert("namespaces", namespaceObject("shop", {{"istio.io/dataplane-mode", "ambient"}}));
+  fake_->upsert("pods", appPod("shop", "web-7d4b9c-q2x8r", "node2", "10.244.2.20"));
+  fake_->upsert("pods", appPod("default", "web-7d4b9c-z5m1k", "node3", "10.244.3.20"));
+  addUncapturedPodNetns(2, "web-shop", "10.244.2.20");
+  addUncapturedPodNetns(3, "web-default", "10.244.3.20");
+  ASSERT_TRUE(eventually(
+      "POD_NOT_CAPTURED on node2 naming shop/web-7d4b9c-q2x8r",
+      [&] {
+        Findings f = mesh_->diagnose();
+        if (!f.ok) return f.render();
+        auto pods = withCode(f, "POD_NOT_CAPTURED");
+        if (pods.size() != 1 || pods[0].nodeSet() != std::set<std::string>{"node2"})
+          return "want exactly POD_NOT_CAPTURED[node2]\n" + f.render();
+        std::string word;
+        if (!mentions(pods[0], {"shop/web-7d4b9c-q2x8r", "10.244.2.20", "uncaptured"}, &word))
+          return "POD_NOT_CAPTURED[node2] does not mention \"" + word + "\"\n" + f.render();
+        return std::string();
+      },
+      kFindingTimeout));
+}
+
+}  // namespace
+}  // namespace meshprobe::e2e
