@@ -151,6 +151,7 @@ int main(int argc, char** argv) {
   options.diagnosis.kube.forget_after =
       forget->count() > 0 ? *forget : std::chrono::duration_cast<std::chrono::nanoseconds>(*stale * 10);
   options.kube = watcher.get();
+  if (watcher) options.kube_counters = [w = watcher.get()] { return w->counters(); };
   meshprobe::aggregator::AggregatorServer server(clock, options);
   auto port = server.start();
   if (!port.ok()) {

@@ -36,7 +36,8 @@ Result<int> AggregatorServer::start() {
   }
   ready_ = true;
   if (!options_.http_listen.empty()) {
-    http_ = std::make_unique<AggregatorHttp>(AggregatorMetricsSources{state_, diagnosis_, &collector_.stats(), &query_},
+    http_ = std::make_unique<AggregatorHttp>(AggregatorMetricsSources{state_, diagnosis_, &collector_.stats(), &query_,
+                                                                      options_.kube, options_.kube_counters},
                                              [this] { return ready(); });
     auto http_port = http_->start(options_.http_listen);
     if (!http_port.ok()) {
@@ -79,8 +80,33 @@ void AggregatorServer::diagnosisLoop() {
   while (!stopping_) {
     lock.unlock();
     diagnosis_.evaluate();
+    logKubeState();
     lock.lock();
     cv_.wait_for(lock, options_.diagnosis_interval, [this] { return stopping_; });
+  }
+}
+
+// One line per change of the API's overall state (the watcher logs each failing request
+// itself): a warning when it turns unreachable or forbidden, info when it is synced
+// (again) or connecting. Reads the current snapshot (a shared_ptr copy, no I/O).
+void AggregatorServer::logKubeState() {
+  if (!options_.kube) return;
+  const kube::ApiStatus status = options_.kube->objects()->status;
+  if (status.state == kube_logged_) return;
+  kube_logged_ = status.state;
+  switch (status.state) {
+    case kube::ApiState::kUnreachable:
+    case kube::ApiState::kForbidden:
+      spdlog::warn(
+          "{}; the aggregator goes on with the agents' data alone (the Kubernetes findings keep the last "
+          "objects seen)",
+          kubeStatusLine(status));
+      break;
+    case kube::ApiState::kSynced:
+    case kube::ApiState::kConnecting:
+    case kube::ApiState::kOff:
+      spdlog::info("{}", kubeStatusLine(status));
+      break;
   }
 }
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,8 @@ struct ServerOptions {
   // The Kubernetes objects (not owned; outlives the server), or null without the API: the
   // diagnosis then runs the Kubernetes rules too (AGENT_MISSING, NAMESPACE_NOT_AMBIENT, ...).
   const kube::KubeView* kube = nullptr;
+  // The watcher's counters for /metrics (meshprobe_aggregator_kube_*); unset: they read 0.
+  std::function<kube::WatcherCounters()> kube_counters;
   // How often the diagnosis engine re-evaluates the cluster (real time).
   std::chrono::milliseconds diagnosis_interval{250};
 };
@@ -80,6 +83,7 @@ class AggregatorServer {
  private:
   void sweepLoop();
   void diagnosisLoop();
+  void logKubeState();  // diagnosis thread: one line when the API's state changes
 
   ServerOptions options_;
   ClusterState state_;
@@ -97,6 +101,8 @@ class AggregatorServer {
   bool stopping_ = false;
   std::thread sweeper_;
   std::thread diagnoser_;
+  // The API state last logged (diagnosis thread only); the watcher starts as kConnecting.
+  kube::ApiState kube_logged_ = kube::ApiState::kConnecting;
 };
 
 }  // namespace meshprobe::aggregator

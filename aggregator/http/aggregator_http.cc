@@ -10,6 +10,86 @@ namespace meshprobe::aggregator {
 
 namespace v1 = meshprobe::v1;
 
+const char* apiStateName(kube::ApiState state) {
+  switch (state) {
+    case kube::ApiState::kOff:
+      return "off";
+    case kube::ApiState::kConnecting:
+      return "connecting";
+    case kube::ApiState::kSynced:
+      return "synced";
+    case kube::ApiState::kUnreachable:
+      return "unreachable";
+    case kube::ApiState::kForbidden:
+      return "forbidden";
+  }
+  return "unknown";
+}
+
+std::string kubeStatusLine(const kube::ApiStatus& status) {
+  if (status.state == kube::ApiState::kOff) return "Kubernetes API not used";
+  std::string line = std::string("Kubernetes API ") + apiStateName(status.state);
+  if (status.state != kube::ApiState::kSynced && !status.detail.empty()) line += ": " + status.detail;
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') c = ' ';  // a server's message may span lines
+  }
+  return line;
+}
+
+namespace {
+
+// meshprobe_aggregator_kube_*: the watch's state and, per kind, what its loop has done
+// (WatcherCounters) and the objects the snapshot keeps. Cheap: one snapshot pointer and
+// one copy of the counters.
+void renderKube(MetricsWriter& w, const AggregatorMetricsSources& src) {
+  const auto objects = src.kube->objects();
+  const kube::WatcherCounters counters = src.kube_counters ? src.kube_counters() : kube::WatcherCounters{};
+  const kube::ApiState state = objects->status.state;
+  w.family("meshprobe_aggregator_kube_api_up",
+           "1 while every watched kind (nodes, namespaces, pods) is listed and watched, else 0.", MetricType::kGauge);
+  w.sample(state == kube::ApiState::kSynced ? 1 : 0);
+  w.family("meshprobe_aggregator_kube_state",
+           "1 for the Kubernetes watch's current state (off, connecting, synced, unreachable, forbidden), 0 for the "
+           "others.",
+           MetricType::kGauge);
+  for (kube::ApiState s : {kube::ApiState::kOff, kube::ApiState::kConnecting, kube::ApiState::kSynced,
+                           kube::ApiState::kUnreachable, kube::ApiState::kForbidden}) {
+    w.sample({{"state", apiStateName(s)}}, s == state ? 1 : 0);
+  }
+  const kube::Kind kinds[] = {kube::Kind::kNodes, kube::Kind::kNamespaces, kube::Kind::kPods};
+  const auto perKind = [&](const char* name, const char* help, MetricType type, auto value) {
+    w.family(name, help, type);
+    for (kube::Kind k : kinds) w.sample({{"kind", kube::resourceName(k)}}, static_cast<double>(value(k)));
+  };
+  perKind("meshprobe_aggregator_kube_lists_total", "Complete lists (every page) of a kind from the Kubernetes API.",
+          MetricType::kCounter, [&](kube::Kind k) { return counters.of(k).lists; });
+  perKind("meshprobe_aggregator_kube_relists_total",
+          "Lists again because the watch's resourceVersion was too old (410 Gone), by kind.", MetricType::kCounter,
+          [&](kube::Kind k) { return counters.of(k).relists_after_410; });
+  perKind("meshprobe_aggregator_kube_watch_restarts_total",
+          "Watches that ended (server timeout, dropped connection) and were opened again without a list, by kind.",
+          MetricType::kCounter, [&](kube::Kind k) { return counters.of(k).watch_restarts; });
+  perKind("meshprobe_aggregator_kube_errors_total",
+          "Failed Kubernetes API requests (each one backs off before the next try), by kind.", MetricType::kCounter,
+          [&](kube::Kind k) { return counters.of(k).errors; });
+  perKind("meshprobe_aggregator_kube_events_total", "Watch events (ADDED, MODIFIED, DELETED) applied, by kind.",
+          MetricType::kCounter, [&](kube::Kind k) { return counters.of(k).events; });
+  perKind("meshprobe_aggregator_kube_objects", "Objects of a kind the aggregator keeps from the Kubernetes API.",
+          MetricType::kGauge, [&](kube::Kind k) -> size_t {
+            switch (k) {
+              case kube::Kind::kNodes:
+                return objects->nodes.size();
+              case kube::Kind::kNamespaces:
+                return objects->namespaces.size();
+              case kube::Kind::kPods:
+                return objects->pods.size();
+            }
+            return 0;
+          });
+}
+
+}  // namespace
+
 std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t* series) {
   MetricsWriter w;
   const auto nodes = src.state.listNodes();
@@ -107,6 +187,7 @@ std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t*
   }
   w.family("meshprobe_aggregator_nodes", "Members (nodes that said Hello and were not forgotten).", MetricType::kGauge);
   w.sample(static_cast<double>(nodes.size()));
+  if (src.kube) renderKube(w, src);
   w.family("meshprobe_build_info", "Always 1; the aggregator's version in a label.", MetricType::kGauge);
   w.sample({{"version", kVersion}}, 1);
   if (series) *series = w.seriesCount();
@@ -122,8 +203,11 @@ AggregatorHttp::AggregatorHttp(AggregatorMetricsSources sources, std::function<b
 HttpResponse AggregatorHttp::handle(const HttpRequest& req) const {
   if (req.path == "/healthz") return HttpResponse::text(200, "ok\n");
   if (req.path == "/readyz") {
-    return ready_ && ready_() ? HttpResponse::text(200, "ready\n")
-                              : HttpResponse::text(503, "not ready: the gRPC server is not listening\n");
+    // The status code is the gRPC server's alone: the Kubernetes API only adds a line.
+    HttpResponse res = ready_ && ready_() ? HttpResponse::text(200, "ready\n")
+                                          : HttpResponse::text(503, "not ready: the gRPC server is not listening\n");
+    if (sources_.kube) res.body += kubeStatusLine(sources_.kube->objects()->status) + "\n";
+    return res;
   }
   if (req.path == "/metrics") {
     HttpResponse res = HttpResponse::text(200, renderAggregatorMetrics(sources_));
