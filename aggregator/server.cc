@@ -98,8 +98,8 @@ void AggregatorServer::logKubeState() {
     case kube::ApiState::kUnreachable:
     case kube::ApiState::kForbidden:
       spdlog::warn(
-          "{}; the aggregator goes on with the agents' data alone (the Kubernetes findings keep the last "
-          "objects seen)",
+          "{}; the aggregator goes on with the agents' data (the Kubernetes findings with the last objects "
+          "seen, if any)",
           kubeStatusLine(status));
       break;
     case kube::ApiState::kSynced:
