@@ -16,8 +16,8 @@
 // Series (notes/metrics.md): meshprobe_node_up{node}, meshprobe_node_reachable_peers{node,
 // layer}, meshprobe_broken_pairs{layer}, meshprobe_pair_broken{src,dst,layer} (only FAIL
 // cells), meshprobe_finding{code,node,severity}, and the operator series
-// meshprobe_aggregator_* (meshprobe_aggregator_kube_* only with the Kubernetes API: 5 state
-// series + 6 per watched kind) and meshprobe_build_info. Budget: 3·N + ~90 series for N nodes
+// meshprobe_aggregator_* (meshprobe_aggregator_kube_* only with the Kubernetes API: 24 =
+// api_up + 5 states + 6 families × 3 kinds) and meshprobe_build_info. Budget: 3·N + ~90 series for N nodes
 // with no broken pairs and no findings (contract: at most 20·N + 100).
 
 #include <functional>
