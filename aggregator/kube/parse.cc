@@ -146,6 +146,9 @@ ApiError parseStatus(std::string_view body, int http_status) {
     if (const int code = integer<int>(j, "code"); code != 0) e.code = code;
     e.reason = str(j, "reason");
     e.message = str(j, "message");
+    // Without a code, the reason decides, as client-go's apierrors.IsResourceExpired and
+    // IsGone do (a watch's ERROR event carries only its Status): Expired and Gone are 410.
+    if (e.code == 0 && (e.reason == "Expired" || e.reason == "Gone")) e.code = 410;
     return e;
   }
   std::string text(body.substr(0, 200));

@@ -142,6 +142,14 @@ TEST(KubeParse, WatchEvents) {
   EXPECT_EQ(gone->error.reason, "Expired");
   EXPECT_EQ(gone->error.message, "too old resource version: 100 (250)");
 
+  // A Status without a code: its reason decides, as client-go's IsResourceExpired reads it.
+  auto expired = parseWatchEvent(R"j({"type":"ERROR","object":{"kind":"Status","reason":"Expired"}})j");
+  ASSERT_TRUE(expired);
+  EXPECT_EQ(expired->error.code, 410);
+  auto other = parseWatchEvent(R"j({"type":"ERROR","object":{"kind":"Status","reason":"InternalError"}})j");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->error.code, 0);
+
   EXPECT_FALSE(parseWatchEvent(R"({"type":"SYNC","object":{}})"));
   EXPECT_FALSE(parseWatchEvent(R"({"type":"ADDED"})"));
   EXPECT_FALSE(parseWatchEvent("{\"type\":"));
