@@ -87,7 +87,9 @@ agent_args() {
 }
 
 bold "Starting meshprobe-aggregator on $CONTROL_IP:9470 (mutual TLS) and one meshprobe-agent per node"
-start_bg aggregator control "$AGGREGATOR" --grpc-listen "$CONTROL_IP:9470" --http-listen "$CONTROL_IP:9471" --stale-after 5s \
+# --kube off: the demo cluster lives in network namespaces and has no Kubernetes API (on a
+# machine that is itself a pod, auto would find that cluster's API instead).
+start_bg aggregator control "$AGGREGATOR" --grpc-listen "$CONTROL_IP:9470" --http-listen "$CONTROL_IP:9471" --stale-after 5s --kube off \
   --tls-cert "$CERTS/meshprobe-aggregator.crt" --tls-key "$CERTS/meshprobe-aggregator.key" --tls-client-ca "$CERTS/ca.crt"
 wait_for "the aggregator" 20 cli nodes
 for n in $(seq 1 "$NODES"); do

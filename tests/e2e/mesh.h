@@ -391,6 +391,12 @@ class Mesh {
       args.push_back("--insecure");
     }
     args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
+    // Hermetic: the aggregator never looks for the cluster of the machine the test runs on
+    // (a CI runner in a pod has KUBERNETES_SERVICE_HOST and a service account) unless the
+    // test points it at one.
+    const bool kube_given = std::any_of(options_.aggregator_args.begin(), options_.aggregator_args.end(),
+                                        [](const std::string& a) { return a == "--kube" || a == "--kubeconfig"; });
+    if (!kube_given) args.insert(args.end(), {"--kube", "off"});
     aggregator_ = launch("aggregator", control_->name(), args,
                          tmp_.sub("logs/aggregator-" + std::to_string(aggregator_runs_) + ".log"));
     pid_t pid = aggregator_->pid();
