@@ -9,6 +9,7 @@
 
 #include "aggregator/diagnosis/engine.h"
 #include "common/finding.h"
+#include "tests/support/fake_kube_view.h"
 #include "tests/unit/aggregator/test_util.h"
 
 namespace meshprobe::aggregator {
@@ -25,23 +26,7 @@ using ::testing::Not;
 using testing::makeHello;
 using testing::makeProbe;
 
-class FakeKubeView final : public kube::KubeView {
- public:
-  std::shared_ptr<const kube::KubeObjects> objects() const override {
-    std::lock_guard lock(mu_);
-    return objects_;
-  }
-  void set(kube::KubeObjects objects) {
-    std::lock_guard lock(mu_);
-    objects.generation = ++generation_;
-    objects_ = std::make_shared<const kube::KubeObjects>(std::move(objects));
-  }
-
- private:
-  mutable std::mutex mu_;
-  uint64_t generation_ = 0;
-  std::shared_ptr<const kube::KubeObjects> objects_ = std::make_shared<const kube::KubeObjects>();
-};
+using testing::FakeKubeView;
 
 kube::NodeObject readyNode(const std::string& name) {
   kube::NodeObject n;

@@ -19,6 +19,7 @@
 #include "aggregator/http/aggregator_http.h"
 #include "aggregator/server.h"
 #include "common/clock.h"
+#include "tests/support/fake_kube_view.h"
 
 namespace meshprobe::aggregator {
 namespace {
@@ -26,28 +27,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class StubKubeView final : public kube::KubeView {
- public:
-  std::shared_ptr<const kube::KubeObjects> objects() const override {
-    std::lock_guard lock(mu_);
-    return objects_;
-  }
-  void set(kube::KubeObjects objects) {
-    std::lock_guard lock(mu_);
-    objects.generation = ++generation_;
-    objects_ = std::make_shared<const kube::KubeObjects>(std::move(objects));
-  }
-  void setStatus(kube::ApiState state, std::string detail) {
-    kube::KubeObjects o = *objects();
-    o.status = {state, std::move(detail)};
-    set(std::move(o));
-  }
-
- private:
-  mutable std::mutex mu_;
-  uint64_t generation_ = 0;
-  std::shared_ptr<const kube::KubeObjects> objects_ = std::make_shared<const kube::KubeObjects>();
-};
+using StubKubeView = testing::FakeKubeView;
 
 std::map<std::string, std::string> parseSeries(const std::string& text) {
   std::map<std::string, std::string> out;
