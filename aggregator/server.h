@@ -51,6 +51,10 @@ struct ServerOptions {
   const kube::KubeView* kube = nullptr;
   // The watcher's counters for /metrics (meshprobe_aggregator_kube_*); unset: they read 0.
   std::function<kube::WatcherCounters()> kube_counters;
+  // With --leader-elect: whether this replica holds the Lease now. Unset: always the leader
+  // (one replica, or no Kubernetes API). Followers are not Ready on /readyz and do not
+  // write to the Kubernetes API (node conditions, events).
+  std::function<bool()> is_leader;
   // How often the diagnosis engine re-evaluates the cluster (real time).
   std::chrono::milliseconds diagnosis_interval{250};
 };

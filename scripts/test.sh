@@ -26,7 +26,8 @@ echo "== unit and e2e tests"
 
 if [ -z "${SKIP_ASAN:-}" ]; then
   echo "== build (ASan + UBSan)"
-  BUILD_DIR=build-asan BUILD_TYPE=Debug bash scripts/build.sh -DMESHPROBE_SANITIZE=ON -DMESHPROBE_BUILD_BENCH=OFF
+  BUILD_DIR=build-asan BUILD_TYPE=Debug BUILD_TARGETS=sanitize_tests \
+    bash scripts/build.sh -DMESHPROBE_SANITIZE=ON -DMESHPROBE_BUILD_BENCH=OFF
   echo "== unit tests and the core e2e suites under ASan + UBSan"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure --timeout 600 -j1 -L 'unit|sanitize')

@@ -126,17 +126,25 @@ Result<std::string> KubeClient::authorization() const {
 }
 
 awaitable<Result<HttpResult>> KubeClient::get(std::string target) {
-  co_return co_await request(std::move(target), false, {}, {}, {});
+  static const Outgoing kGet;
+  co_return co_await request(std::move(target), false, {}, {}, {}, kGet);
 }
 
 awaitable<Result<HttpResult>> KubeClient::watch(std::string target, std::chrono::milliseconds idle_timeout,
                                                 LinesHandler on_lines, std::function<void()> on_open) {
-  co_return co_await request(std::move(target), true, idle_timeout, std::move(on_lines), std::move(on_open));
+  static const Outgoing kGet;
+  co_return co_await request(std::move(target), true, idle_timeout, std::move(on_lines), std::move(on_open), kGet);
+}
+
+awaitable<Result<HttpResult>> KubeClient::send(std::string method, std::string target, std::string body,
+                                               std::string content_type) {
+  const Outgoing out{std::move(method), std::move(body), std::move(content_type)};
+  co_return co_await request(std::move(target), false, {}, {}, {}, out);
 }
 
 awaitable<Result<HttpResult>> KubeClient::request(std::string target, bool streaming,
                                                   std::chrono::milliseconds idle_timeout, LinesHandler on_lines,
-                                                  std::function<void()> on_open) {
+                                                  std::function<void()> on_open, const Outgoing& out) {
   auto ex = co_await asio::this_coro::executor;
   const std::string where = config_.server;
   error_code ec;
@@ -150,7 +158,7 @@ awaitable<Result<HttpResult>> KubeClient::request(std::string target, bool strea
     co_return Error{"cannot connect to " + where + ": " +
                     (ec == beast::error::timeout ? std::string("timed out") : ec.message())};
   }
-  if (!url_.tls) co_return co_await exchange(tcp_stream, target, streaming, idle_timeout, on_lines, on_open);
+  if (!url_.tls) co_return co_await exchange(tcp_stream, target, out, streaming, idle_timeout, on_lines, on_open);
 
   beast::ssl_stream<beast::tcp_stream> tls(std::move(tcp_stream), *ssl_);
   const std::string name = config_.tls_server_name.empty() ? url_.host : config_.tls_server_name;
@@ -162,21 +170,29 @@ awaitable<Result<HttpResult>> KubeClient::request(std::string target, bool strea
     co_return Error{"TLS handshake with " + where +
                     " failed: " + (ec == beast::error::timeout ? std::string("timed out") : ec.message())};
   }
-  co_return co_await exchange(tls, target, streaming, idle_timeout, on_lines, on_open);
+  co_return co_await exchange(tls, target, out, streaming, idle_timeout, on_lines, on_open);
 }
 
 template <class Stream>
-awaitable<Result<HttpResult>> KubeClient::exchange(Stream& stream, const std::string& target, bool streaming,
+awaitable<Result<HttpResult>> KubeClient::exchange(Stream& stream, const std::string& target, const Outgoing& out,
+                                                   bool streaming,
                                                    std::chrono::milliseconds idle_timeout, const LinesHandler& on_lines,
                                                    const std::function<void()>& on_open) {
-  const std::string where = "GET " + config_.server + target;
+  const std::string where = out.method + " " + config_.server + target;
   auto auth = authorization();
   if (!auth) co_return auth.error();
-  http::request<http::empty_body> req{http::verb::get, target, 11};
+  const http::verb verb = http::string_to_verb(out.method);
+  if (verb == http::verb::unknown) co_return Error{where + ": unknown HTTP method"};
+  http::request<http::string_body> req{verb, target, 11};
   req.set(http::field::host, url_.host_header);
   req.set(http::field::user_agent, std::string("meshprobe-aggregator/") + kVersion);
   req.set(http::field::accept, "application/json");
   if (!auth->empty()) req.set(http::field::authorization, *auth);
+  if (!out.content_type.empty()) req.set(http::field::content_type, out.content_type);
+  if (verb != http::verb::get || !out.body.empty()) {
+    req.body() = out.body;
+    req.prepare_payload();
+  }
 
   auto& lowest = beast::get_lowest_layer(stream);
   error_code ec;

@@ -58,6 +58,13 @@ class KubeClient {
   boost::asio::awaitable<Result<HttpResult>> watch(std::string target, std::chrono::milliseconds idle_timeout,
                                                    LinesHandler on_lines, std::function<void()> on_open = {});
 
+  // A write: `method` ("POST", "PUT", "PATCH", "DELETE", or "GET") with `body` sent as
+  // `content_type` (e.g. "application/json", "application/merge-patch+json",
+  // "application/strategic-merge-patch+json"); the whole response body is returned. Errors
+  // as get().
+  boost::asio::awaitable<Result<HttpResult>> send(std::string method, std::string target, std::string body,
+                                                  std::string content_type = "application/json");
+
   const KubeConfig& config() const { return config_; }
   // "Bearer ..." for the next request ("" without a token); reads token_file now.
   Result<std::string> authorization() const;
@@ -72,11 +79,20 @@ class KubeClient {
     std::string port;
     std::string host_header;
   };
+  // What a request sends besides its target. Coroutines take it by reference to an object in
+  // the caller's frame: GCC 12 destroys a class-type coroutine argument built from a
+  // temporary twice.
+  struct Outgoing {
+    std::string method = "GET";
+    std::string body;
+    std::string content_type;
+  };
   boost::asio::awaitable<Result<HttpResult>> request(std::string target, bool streaming,
                                                      std::chrono::milliseconds idle_timeout, LinesHandler on_lines,
-                                                     std::function<void()> on_open);
+                                                     std::function<void()> on_open, const Outgoing& out);
   template <class Stream>
-  boost::asio::awaitable<Result<HttpResult>> exchange(Stream& stream, const std::string& target, bool streaming,
+  boost::asio::awaitable<Result<HttpResult>> exchange(Stream& stream, const std::string& target,
+                                                      const Outgoing& out, bool streaming,
                                                       std::chrono::milliseconds idle_timeout,
                                                       const LinesHandler& on_lines,
                                                       const std::function<void()>& on_open);
