@@ -99,6 +99,11 @@ uint64_t toRv(const std::string& s) {
 
 }  // namespace
 
+// coordination.k8s.io/v1 leases: the section "Leases" at the end of this file.
+constexpr const char* kLeasesPrefix = "/apis/coordination.k8s.io/v1/";
+std::pair<http::status, json> leaseRequest(FakeKubeApiServer::Impl& s, const std::string& method,
+                                           const std::string& path, const std::string& body, const std::string& user);
+
 struct WatchState {
   explicit WatchState(asio::any_io_executor ex) : timer(ex) {}
   std::string resource;
@@ -130,6 +135,7 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
   std::vector<std::shared_ptr<WatchState>> watches;
   Stats stats;
   std::function<void()> after_continued_page;
+  std::function<void()> before_lease_update;  // Leases section: run once before the next PUT
 
   // Server (owner thread + io thread).
   std::unique_ptr<asio::io_context> ioc;
@@ -217,6 +223,11 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
       if (user.empty()) {
         co_await writeJson(s, http::status::unauthorized, status(401, "Unauthorized", "Unauthorized"),
                            req.keep_alive());
+        continue;
+      }
+      if (path.starts_with(kLeasesPrefix)) {
+        auto [code, body] = leaseRequest(*this, std::string(req.method_string()), path, req.body(), user);
+        co_await writeJson(s, code, body, req.keep_alive());
         continue;
       }
       const std::string prefix = "/api/v1/";
@@ -571,6 +582,156 @@ size_t FakeKubeApiServer::activeWatches() const {
 FakeKubeApiServer::Stats FakeKubeApiServer::stats() const {
   std::lock_guard lock(impl_->mu);
   return impl_->stats;
+}
+
+
+// ---- Leases (coordination.k8s.io/v1, namespaced) ----
+// GET, POST (create) and PUT (update) of /apis/coordination.k8s.io/v1/namespaces/NS/leases[/NAME],
+// as the apiserver answers them (k8s.io/apimachinery/pkg/api/errors): NotFound
+// `leases.coordination.k8s.io "NAME" not found`, AlreadyExists on a second create, and on an
+// update whose metadata.resourceVersion is not the stored one the optimistic-concurrency
+// Conflict `Operation cannot be fulfilled on leases.coordination.k8s.io "NAME": the object has
+// been modified; please apply your changes to the latest version and try again`. An update
+// without a resourceVersion is unconditional (the Lease strategy's AllowUnconditionalUpdate).
+// Stored in objects["leases"] under "NS/NAME"; resourceVersion from the global counter; no
+// watch or list of leases. forbid("get"|"create"|"update", "leases") denies as RBAC does.
+
+namespace {
+
+json leaseStatus(int code, const std::string& reason, const std::string& message, const std::string& name) {
+  json st = status(code, reason, message);
+  st["details"] = json{{"group", "coordination.k8s.io"}, {"kind", "leases"}};
+  if (!name.empty()) st["details"]["name"] = name;
+  return st;
+}
+
+}  // namespace
+
+std::pair<http::status, json> leaseRequest(FakeKubeApiServer::Impl& s, const std::string& method,
+                                           const std::string& path, const std::string& body,
+                                           const std::string& user) {
+  // namespaces/NS/leases[/NAME]
+  const std::string rest = path.substr(std::string(kLeasesPrefix).size());
+  std::vector<std::string> parts;
+  for (size_t start = 0; start <= rest.size();) {
+    size_t slash = rest.find('/', start);
+    if (slash == std::string::npos) slash = rest.size();
+    parts.push_back(rest.substr(start, slash - start));
+    start = slash + 1;
+  }
+  const bool collection = parts.size() == 3 && parts[0] == "namespaces" && parts[2] == "leases";
+  const bool item = parts.size() == 4 && parts[0] == "namespaces" && parts[2] == "leases" && !parts[3].empty();
+  if (!collection && !item) {
+    return {http::status::not_found, status(404, "NotFound", "the server could not find the requested resource")};
+  }
+  const std::string ns = parts[1];
+  std::string name = item ? parts[3] : "";
+  const std::string verb = method == "GET" ? "get" : method == "POST" ? "create" : method == "PUT" ? "update" : "";
+  if (verb.empty() || (verb == "create") != collection) {
+    return {http::status::method_not_allowed,
+            status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")};
+  }
+  json object;
+  if (verb != "get") {
+    object = json::parse(body, nullptr, false);
+    if (!object.is_object()) {
+      return {http::status::bad_request, status(400, "BadRequest", "the body of the request was not JSON")};
+    }
+    if (verb == "create") name = object.value("metadata", json::object()).value("name", "");
+  }
+  if (verb == "update") {
+    std::function<void()> hook;
+    {
+      std::lock_guard lock(s.mu);
+      hook = std::move(s.before_lease_update);
+      s.before_lease_update = nullptr;
+    }
+    if (hook) hook();
+  }
+  std::lock_guard lock(s.mu);
+  if (s.forbidden.contains({verb, "leases"})) {
+    ++s.stats.forbidden;
+    // RBAC's message for a namespaced resource (authorization.ForbiddenStatusError).
+    const std::string what = name.empty() || verb == "create" ? "leases.coordination.k8s.io"
+                                                              : "leases.coordination.k8s.io \"" + name + "\"";
+    return {http::status::forbidden,
+            leaseStatus(403, "Forbidden",
+                        what + " is forbidden: User \"" + user + "\" cannot " + verb +
+                            " resource \"leases\" in API group \"coordination.k8s.io\" in the namespace \"" + ns +
+                            "\"",
+                        verb == "create" ? "" : name)};
+  }
+  auto& store = s.objects["leases"];
+  const std::string key = ns + "/" + name;
+  const std::string quoted = "leases.coordination.k8s.io \"" + name + "\"";
+  if (verb == "get") {
+    auto it = store.find(key);
+    if (it == store.end()) return {http::status::not_found, leaseStatus(404, "NotFound", quoted + " not found", name)};
+    return {http::status::ok, it->second};
+  }
+  if (name.empty()) {
+    return {http::status::unprocessable_entity,
+            status(422, "Invalid", "Lease.coordination.k8s.io \"\" is invalid: metadata.name: Required value: name or "
+                                   "generateName is required")};
+  }
+  if (verb == "create") {
+    if (store.contains(key)) {
+      return {http::status::conflict, leaseStatus(409, "AlreadyExists", quoted + " already exists", name)};
+    }
+    ++s.rv;
+    object["apiVersion"] = "coordination.k8s.io/v1";
+    object["kind"] = "Lease";
+    object["metadata"]["namespace"] = ns;
+    object["metadata"]["uid"] = "lease-" + std::to_string(s.rv);
+    object["metadata"]["resourceVersion"] = std::to_string(s.rv);
+    store[key] = object;
+    return {http::status::created, object};
+  }
+  // update
+  auto it = store.find(key);
+  if (it == store.end()) return {http::status::not_found, leaseStatus(404, "NotFound", quoted + " not found", name)};
+  const std::string want = object.value("metadata", json::object()).value("resourceVersion", "");
+  if (!want.empty() && want != it->second["metadata"].value("resourceVersion", "")) {
+    return {http::status::conflict,
+            leaseStatus(409, "Conflict",
+                        "Operation cannot be fulfilled on " + quoted +
+                            ": the object has been modified; please apply your changes to the latest version and try "
+                            "again",
+                        name)};
+  }
+  ++s.rv;
+  object["apiVersion"] = "coordination.k8s.io/v1";
+  object["kind"] = "Lease";
+  object["metadata"]["name"] = name;
+  object["metadata"]["namespace"] = ns;
+  object["metadata"]["uid"] = it->second["metadata"].value("uid", "");
+  object["metadata"]["resourceVersion"] = std::to_string(s.rv);
+  it->second = object;
+  return {http::status::ok, object};
+}
+
+nlohmann::json FakeKubeApiServer::lease(const std::string& ns, const std::string& name) const {
+  std::lock_guard lock(impl_->mu);
+  auto& store = impl_->objects["leases"];
+  auto it = store.find(ns + "/" + name);
+  return it == store.end() ? nlohmann::json() : it->second;
+}
+
+void FakeKubeApiServer::beforeNextLeaseUpdate(std::function<void()> hook) {
+  std::lock_guard lock(impl_->mu);
+  impl_->before_lease_update = std::move(hook);
+}
+
+uint64_t FakeKubeApiServer::putLease(nlohmann::json lease) {
+  std::lock_guard lock(impl_->mu);
+  const json& meta = lease["metadata"];
+  const std::string key = meta.value("namespace", "") + "/" + meta.value("name", "");
+  ++impl_->rv;
+  lease["apiVersion"] = "coordination.k8s.io/v1";
+  lease["kind"] = "Lease";
+  lease["metadata"]["resourceVersion"] = std::to_string(impl_->rv);
+  impl_->objects["leases"][key] = lease;
+  return impl_->rv;
 }
 
 }  // namespace meshprobe::test

@@ -25,7 +25,9 @@
 //   - authorization: a denied verb on a resource is 403 with RBAC's message
 //     `pods is forbidden: User "<user>" cannot list resource "pods" in API group "" at the
 //     cluster scope` (reason Forbidden, details.kind = the resource).
-// Not modelled: "too large resource version" waits, field/label selectors, namespaced
+//   - coordination.k8s.io/v1 leases (namespaced): GET, POST, PUT with the resourceVersion
+//     check (409 Conflict), for leader election; see the Leases section of the .cc.
+// Not modelled: "too large resource version" waits, field/label selectors, other namespaced
 // paths, protobuf, HTTP/2.
 //
 // Test controls (any thread): upsert/remove objects, compact (forget history), drop all
@@ -93,6 +95,14 @@ class FakeKubeApiServer {
   // Runs `hook` once, on the server's thread, right after the next list page that has a
   // continue token was sent (e.g. a write and a compaction that expire that token).
   void afterNextContinuedPage(std::function<void()> hook);
+  // Leases (coordination.k8s.io/v1): the stored Lease NS/NAME (null when absent), and one
+  // written as another replica would (metadata.namespace and name set; gets a new
+  // resourceVersion, which is returned).
+  nlohmann::json lease(const std::string& ns, const std::string& name) const;
+  uint64_t putLease(nlohmann::json lease);
+  // Runs `hook` once, on the server's thread, before the next Lease update is applied (e.g.
+  // another replica's write in between a candidate's GET and PUT: the PUT then conflicts).
+  void beforeNextLeaseUpdate(std::function<void()> hook);
 
   uint64_t resourceVersion() const;
   size_t activeWatches() const;
