@@ -161,6 +161,11 @@ run_size() {
   rate=$(awk -v a="$s0" -v b="$s1" -v s="$w0" -v e="$w1" 'BEGIN {printf "%.0f", (b - a) / (e - s)}')
   rss=$(status_mib "$agent_pid" VmRSS)
   hwm=$(status_mib "$agent_pid" VmHWM)
+  # Where the RSS is: anonymous (heap, stacks) vs file-backed (the shared libraries' pages,
+  # shared with every other process that maps them), and the largest mappings.
+  echo "rss breakdown at $n peers: anon $(status_mib "$agent_pid" RssAnon) MiB, file $(status_mib "$agent_pid" RssFile) MiB, threads $(awk '/^Threads:/ {print $2}' "/proc/$agent_pid/status")"
+  awk '/^[0-9a-f]+-[0-9a-f]+ / {name = (NF >= 6 ? $6 : "[anon]")} /^Rss:/ {rss[name] += $2}
+       END {for (k in rss) if (rss[k] >= 256) printf "  %6.1f MiB  %s\n", rss[k] / 1024, k}' "/proc/$agent_pid/smaps" | sort -rn | head -12
   per_round=$(metric "$http" 'meshprobe_probe_targets_per_round{layer="UNDERLAY"}')
   coverage=$(metric "$http" meshprobe_probe_coverage_rounds)
   targets_o=$(metric "$http" "$over")
