@@ -26,6 +26,7 @@ struct Condition {
 
 struct NodeObject {
   std::string name;
+  std::string uid;  // metadata.uid (the involvedObject of the Events written about it)
   Labels labels;
   bool ready = false;  // condition Ready is "True"
   bool unschedulable = false;

@@ -65,6 +65,7 @@ NodeObject parseNode(const json& j) {
   NodeObject n;
   const json& meta = field(j, "metadata");
   n.name = str(meta, "name");
+  n.uid = str(meta, "uid");
   n.labels = labelsOf(meta);
   n.unschedulable = boolean(field(j, "spec"), "unschedulable");
   const json& status = field(j, "status");

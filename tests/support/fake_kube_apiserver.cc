@@ -14,10 +14,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <algorithm>
 #include <deque>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>  // before awaitable.hpp: Boost 1.74 uses std::exchange without including it
@@ -103,6 +105,12 @@ uint64_t toRv(const std::string& s) {
 constexpr const char* kLeasesPrefix = "/apis/coordination.k8s.io/v1/";
 std::pair<http::status, json> leaseRequest(FakeKubeApiServer::Impl& s, const std::string& method,
                                            const std::string& path, const std::string& body, const std::string& user);
+
+// core/v1 writes (nodes/NAME/status, events): the section "Writes" below; nullopt for any other request.
+std::optional<std::pair<http::status, json>> coreWriteRequest(FakeKubeApiServer::Impl& s, const std::string& method,
+                                                              const std::string& path,
+                                                              const std::string& content_type,
+                                                              const std::string& body, const std::string& user);
 
 struct WatchState {
   explicit WatchState(asio::any_io_executor ex) : timer(ex) {}
@@ -229,6 +237,13 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
         auto [code, body] = leaseRequest(*this, std::string(req.method_string()), path, req.body(), user);
         co_await writeJson(s, code, body, req.keep_alive());
         continue;
+      }
+      if (req.method() != http::verb::get && path.starts_with("/api/v1/")) {
+        if (auto written = coreWriteRequest(*this, std::string(req.method_string()), path,
+                                            std::string(req[http::field::content_type]), req.body(), user)) {
+          co_await writeJson(s, written->first, written->second, req.keep_alive());
+          continue;
+        }
       }
       const std::string prefix = "/api/v1/";
       const std::string resource = path.starts_with(prefix) ? path.substr(prefix.size()) : "";
@@ -433,6 +448,203 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
     }
   }
 };
+
+// ---- Writes: Node status and Events (core/v1) ----
+// PATCH /api/v1/nodes/NAME/status as the apiserver applies it to the status subresource (only
+// `status` of the patch counts), by Content-Type:
+//   - application/strategic-merge-patch+json: maps merge, null deletes a key, and lists with a
+//     patchMergeKey in core/v1 merge entry by entry — NodeStatus.conditions and .addresses by
+//     `type` (an entry's fields left out keep their value); other lists are replaced;
+//   - application/merge-patch+json (RFC 7386): maps merge, every list is replaced wholesale —
+//     a client that patches conditions this way erases the kubelet's Ready;
+//   - anything else: 415 (json-patch and apply are not modelled).
+// The node gets a new resourceVersion and watchers a MODIFIED event; an unknown node is 404
+// `nodes "NAME" not found`.
+// Events: POST /api/v1/namespaces/NS/events (201; metadata.generateName gets five characters
+// of the apiserver's alphabet; a taken name is 409 AlreadyExists; no name is 422) and PATCH
+// /api/v1/namespaces/NS/events/NAME (merge or strategic merge: an Event has no list either
+// would treat differently). Stored in objects["events"] under "NS/NAME", not watched.
+// forbid("patch", "nodes/status"), forbid("create"|"patch", "events") deny with RBAC's message.
+
+namespace {
+
+// core/v1 patchMergeKeys of the lists this fake merges (NodeStatus).
+const std::map<std::string, std::string> kMergeKeys = {{"conditions", "type"}, {"addresses", "type"}};
+
+void mergePatch(json& target, const json& patch, bool strategic) {
+  if (!patch.is_object()) {
+    target = patch;
+    return;
+  }
+  if (!target.is_object()) target = json::object();
+  for (const auto& [k, v] : patch.items()) {
+    if (v.is_null()) {
+      target.erase(k);
+    } else if (v.is_object()) {
+      mergePatch(target[k], v, strategic);
+    } else if (strategic && v.is_array() && kMergeKeys.contains(k) && target.contains(k) && target[k].is_array()) {
+      const std::string& key = kMergeKeys.at(k);
+      for (const json& entry : v) {
+        auto it = std::find_if(target[k].begin(), target[k].end(), [&](const json& e) {
+          return e.is_object() && entry.is_object() && e.value(key, "") == entry.value(key, "");
+        });
+        if (it == target[k].end()) {
+          target[k].push_back(entry);
+        } else {
+          mergePatch(*it, entry, strategic);
+        }
+      }
+    } else {
+      target[k] = v;
+    }
+  }
+}
+
+std::vector<std::string> splitPath(const std::string& path) {
+  std::vector<std::string> parts;
+  for (size_t start = 0; start <= path.size();) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    parts.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return parts;
+}
+
+json namedStatus(int code, const std::string& reason, const std::string& message, const std::string& kind,
+                 const std::string& name) {
+  json st = status(code, reason, message);
+  st["details"] = json{{"kind", kind}};
+  if (!name.empty()) st["details"]["name"] = name;
+  return st;
+}
+
+}  // namespace
+
+std::optional<std::pair<http::status, json>> coreWriteRequest(FakeKubeApiServer::Impl& s, const std::string& method,
+                                                              const std::string& path,
+                                                              const std::string& content_type,
+                                                              const std::string& body, const std::string& user) {
+  const std::vector<std::string> p = splitPath(path.substr(std::string("/api/v1/").size()));
+  const bool node_status = p.size() == 3 && p[0] == "nodes" && p[2] == "status" && method == "PATCH";
+  const bool events = (p.size() == 3 || p.size() == 4) && p[0] == "namespaces" && p[2] == "events" &&
+                      (p.size() == 3 ? method == "POST" : method == "PATCH");
+  if (!node_status && !events) return std::nullopt;
+  const std::string verb = method == "POST" ? "create" : "patch";
+  const std::string resource = node_status ? "nodes/status" : "events";
+  std::string name = node_status ? p[1] : p.size() == 4 ? p[3] : "";
+  const std::string ns = node_status ? "" : p[1];
+  const json patch = json::parse(body, nullptr, false);
+
+  std::lock_guard lock(s.mu);
+  if (s.forbidden.contains({verb, resource})) {
+    ++s.stats.forbidden;
+    // RBAC (authorization.ForbiddenStatusError): a named object is quoted; a namespaced
+    // resource says "in the namespace".
+    const std::string plural = node_status ? "nodes" : "events";
+    const std::string what = name.empty() ? plural : plural + " \"" + name + "\"";
+    const std::string scope = node_status ? "at the cluster scope" : "in the namespace \"" + ns + "\"";
+    return std::pair{http::status::forbidden,
+                     namedStatus(403, "Forbidden",
+                                 what + " is forbidden: User \"" + user + "\" cannot " + verb + " resource \"" +
+                                     resource + "\" in API group \"\" " + scope,
+                                 plural, name)};
+  }
+  const bool strategic = content_type.starts_with("application/strategic-merge-patch+json");
+  if (verb == "patch" && !strategic && !content_type.starts_with("application/merge-patch+json")) {
+    return std::pair{http::status::unsupported_media_type,
+                     status(415, "UnsupportedMediaType",
+                            "the body of the request was in an unknown format - accepted media types include: "
+                            "application/json-patch+json, application/merge-patch+json, "
+                            "application/apply-patch+yaml, application/strategic-merge-patch+json")};
+  }
+  if (!patch.is_object()) {
+    return std::pair{http::status::bad_request, status(400, "BadRequest", "the body of the request was not JSON")};
+  }
+
+  if (node_status) {
+    auto& nodes = s.objects["nodes"];
+    auto it = nodes.find(name);
+    if (it == nodes.end()) {
+      return std::pair{http::status::not_found,
+                       namedStatus(404, "NotFound", "nodes \"" + name + "\" not found", "nodes", name)};
+    }
+    json& node = it->second;
+    if (patch.contains("status")) mergePatch(node["status"], patch["status"], strategic);
+    ++s.rv;
+    node["metadata"]["resourceVersion"] = std::to_string(s.rv);
+    s.recordLocked("nodes", "MODIFIED", node);
+    return std::pair{http::status::ok, node};
+  }
+
+  auto& store = s.objects["events"];
+  if (verb == "patch") {
+    auto it = store.find(ns + "/" + name);
+    if (it == store.end()) {
+      return std::pair{http::status::not_found,
+                       namedStatus(404, "NotFound", "events \"" + name + "\" not found", "events", name)};
+    }
+    mergePatch(it->second, patch, strategic);
+    ++s.rv;
+    it->second["metadata"]["resourceVersion"] = std::to_string(s.rv);
+    return std::pair{http::status::ok, it->second};
+  }
+  json event = patch;
+  const json meta = event.value("metadata", json::object());
+  if (meta.contains("namespace") && meta["namespace"] != ns) {
+    return std::pair{http::status::bad_request,
+                     status(400, "BadRequest",
+                            "the namespace of the provided object does not match the namespace sent on the request")};
+  }
+  name = meta.value("name", "");
+  ++s.rv;
+  if (name.empty() && !meta.value("generateName", "").empty()) {
+    // k8s.io/apimachinery's utilrand.String alphabet (no vowels, no 0/1/3); derived from the
+    // revision here so names are unique without randomness.
+    static const std::string kAlphabet = "bcdfghjklmnpqrstvwxz2456789";
+    std::string suffix;
+    for (uint64_t v = s.rv * 2654435761u, i = 0; i < 5; ++i, v /= kAlphabet.size())
+      suffix += kAlphabet[v % kAlphabet.size()];
+    name = meta["generateName"].get<std::string>() + suffix;
+  }
+  if (name.empty()) {
+    return std::pair{http::status::unprocessable_entity,
+                     status(422, "Invalid", "Event \"\" is invalid: metadata.name: Required value: name or "
+                                            "generateName is required")};
+  }
+  if (store.contains(ns + "/" + name)) {
+    return std::pair{http::status::conflict,
+                     namedStatus(409, "AlreadyExists", "events \"" + name + "\" already exists", "events", name)};
+  }
+  event["apiVersion"] = "v1";
+  event["kind"] = "Event";
+  event["metadata"]["name"] = name;
+  event["metadata"]["namespace"] = ns;
+  event["metadata"]["uid"] = "event-" + std::to_string(s.rv);
+  event["metadata"]["resourceVersion"] = std::to_string(s.rv);
+  event["metadata"].erase("generateName");
+  store[ns + "/" + name] = event;
+  return std::pair{http::status::created, event};
+}
+
+nlohmann::json FakeKubeApiServer::nodeConditions(const std::string& name) const {
+  std::lock_guard lock(impl_->mu);
+  const auto& nodes = impl_->objects["nodes"];
+  auto it = nodes.find(name);
+  if (it == nodes.end() || !it->second.contains("status")) return json::array();
+  return it->second["status"].value("conditions", json::array());
+}
+
+std::vector<nlohmann::json> FakeKubeApiServer::events() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<json> out;
+  for (const auto& [key, e] : impl_->objects["events"]) out.push_back(e);
+  std::sort(out.begin(), out.end(), [](const json& a, const json& b) {
+    return std::stoull(a["metadata"]["uid"].get<std::string>().substr(6)) <
+           std::stoull(b["metadata"]["uid"].get<std::string>().substr(6));
+  });
+  return out;
+}
 
 FakeKubeApiServer::FakeKubeApiServer() : FakeKubeApiServer(Options{}) {}
 

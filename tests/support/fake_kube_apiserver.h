@@ -27,6 +27,9 @@
 //     cluster scope` (reason Forbidden, details.kind = the resource).
 //   - coordination.k8s.io/v1 leases (namespaced): GET, POST, PUT with the resourceVersion
 //     check (409 Conflict), for leader election; see the Leases section of the .cc.
+//   - core/v1 writes: PATCH nodes/NAME/status (strategic merge merges status.conditions by
+//     type; merge-patch+json replaces the list), POST and PATCH namespaces/NS/events; see the
+//     Writes section of the .cc.
 // Not modelled: "too large resource version" waits, field/label selectors, other namespaced
 // paths, protobuf, HTTP/2.
 //
@@ -103,6 +106,11 @@ class FakeKubeApiServer {
   // Runs `hook` once, on the server's thread, before the next Lease update is applied (e.g.
   // another replica's write in between a candidate's GET and PUT: the PUT then conflicts).
   void beforeNextLeaseUpdate(std::function<void()> hook);
+
+  // Node status and Events (the "Writes" section of the .cc): node NAME's status.conditions
+  // (an empty array when unknown), and every Event stored, oldest first.
+  nlohmann::json nodeConditions(const std::string& name) const;
+  std::vector<nlohmann::json> events() const;
 
   uint64_t resourceVersion() const;
   size_t activeWatches() const;
