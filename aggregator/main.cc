@@ -4,12 +4,18 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <csignal>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <random>
+#include <tuple>
 
 #include "aggregator/kube/client.h"
 #include "aggregator/kube/config.h"
+#include "aggregator/kube/leader.h"
 #include "aggregator/kube/selector.h"
 #include "aggregator/kube/watcher.h"
 #include "aggregator/server.h"
@@ -29,6 +35,8 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
   std::string kube_mode_text, kubeconfig, kube_context, expect_ambient, agent_missing_after;
+  bool leader_elect = false;
+  std::string le_name, le_namespace, le_identity, le_lease, le_renew, le_retry;
   meshprobe::tls::ServerConfig tls;
   po::options_description desc(
       "meshprobe-aggregator: cluster reachability matrix and diagnosis for meshprobe agents.\n"
@@ -46,6 +54,13 @@ int main(int argc, char** argv) {
       ("kube-context", po::value(&kube_context)->default_value(""), "the kubeconfig context to use (default: its current-context)")
       ("expect-ambient", po::value(&expect_ambient)->default_value(""), "label SELECTOR of namespaces that must be in the ambient mesh (empty: not checked)")
       ("agent-missing-after", po::value(&agent_missing_after)->default_value("60s"), "a Ready Kubernetes node without a reporting agent for this long is AGENT_MISSING (time for a new node's agent to start)")
+      ("leader-elect", po::bool_switch(&leader_elect), "run several replicas: only the holder of a coordination.k8s.io Lease is Ready (needs the Kubernetes API)")
+      ("leader-elect-resource-name", po::value(&le_name)->default_value("meshprobe-aggregator"), "the Lease's name")
+      ("leader-elect-resource-namespace", po::value(&le_namespace)->default_value(""), "the Lease's namespace (default: the pod's own in-cluster, else meshprobe)")
+      ("leader-elect-identity", po::value(&le_identity)->default_value(""), "this replica's holderIdentity (default: hostname_<random>)")
+      ("leader-elect-lease-duration", po::value(&le_lease)->default_value("15s"), "a follower takes over a Lease it has seen unchanged for this long")
+      ("leader-elect-renew-deadline", po::value(&le_renew)->default_value("10s"), "the leader steps down when it could not renew within this (< lease duration)")
+      ("leader-elect-retry-period", po::value(&le_retry)->default_value("2s"), "how often to try to acquire or renew (< renew deadline)")
       ("log-level", po::value(&log_level)->default_value("info"), "debug | info | warn | error")
       ("log-format", po::value(&log_format)->default_value("text"), "text | json");
   // clang-format on
@@ -119,7 +134,47 @@ int main(int argc, char** argv) {
     }
     resolution->config = *with_context;
   }
+  // --leader-elect: configured and checked before anything starts.
+  std::optional<kube::LeaderElectionConfig> election;
+  if (leader_elect) {
+    if (!resolution->config) {
+      std::cerr << "meshprobe-aggregator: --leader-elect needs the Kubernetes API, and " << resolution->why
+                << ": use --kube on or --kubeconfig, or run one replica without --leader-elect\n";
+      return 2;
+    }
+    kube::LeaderElectionConfig le;
+    le.lease_name = le_name;
+    le.lease_namespace = !le_namespace.empty()                          ? le_namespace
+                         : !resolution->config->pod_namespace.empty() ? resolution->config->pod_namespace
+                                                                       : "meshprobe";
+    le.identity = le_identity;
+    if (le.identity.empty()) {
+      // client-go's convention: hostname + "_" + a unique suffix (a restarted pod is a new holder).
+      char host[256] = {0};
+      gethostname(host, sizeof host - 1);
+      std::mt19937_64 gen(std::random_device{}());
+      char suffix[17];
+      std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(gen()));
+      le.identity = std::string(host) + "_" + suffix;
+    }
+    for (auto [flag, text, out] : {std::tuple{"--leader-elect-lease-duration", &le_lease, &le.lease_duration},
+                                   std::tuple{"--leader-elect-renew-deadline", &le_renew, &le.renew_deadline},
+                                   std::tuple{"--leader-elect-retry-period", &le_retry, &le.retry_period}}) {
+      auto d = meshprobe::parseDuration(*text);
+      if (!d || d->count() <= 0) {
+        std::cerr << "meshprobe-aggregator: " << flag << " '" << *text << "' is not a positive duration (e.g. 2s)\n";
+        return 2;
+      }
+      *out = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+    }
+    if (auto why = kube::validateLeaderElection(le); !why.empty()) {
+      std::cerr << "meshprobe-aggregator: --leader-elect: " << why << "\n";
+      return 2;
+    }
+    election = le;
+  }
   std::unique_ptr<kube::KubeWatcher> watcher;
+  std::unique_ptr<kube::LeaderElector> elector;
   if (resolution->config) {
     auto client = kube::KubeClient::create(*resolution->config);
     if (!client.ok()) {
@@ -127,6 +182,20 @@ int main(int argc, char** argv) {
       return 2;
     }
     watcher = std::make_unique<kube::KubeWatcher>(*client);
+    if (election) {
+      // A client of its own: each request is bounded by the retry period, so one hung
+      // request cannot use up the renew deadline.
+      kube::ClientOptions copts;
+      copts.connect_timeout = election->retry_period;
+      copts.request_timeout = election->retry_period;
+      auto le_client = kube::KubeClient::create(*resolution->config, copts);
+      if (!le_client.ok()) {
+        std::cerr << "meshprobe-aggregator: " << le_client.error().message << "\n";
+        return 2;
+      }
+      static const meshprobe::SystemClock election_clock;
+      elector = std::make_unique<kube::LeaderElector>(*le_client, election_clock, *election);
+    }
   }
 
   // Block SIGTERM/SIGINT before any thread starts (gRPC's threads inherit the mask), so
@@ -152,6 +221,10 @@ int main(int argc, char** argv) {
       forget->count() > 0 ? *forget : std::chrono::duration_cast<std::chrono::nanoseconds>(*stale * 10);
   options.kube = watcher.get();
   if (watcher) options.kube_counters = [w = watcher.get()] { return w->counters(); };
+  if (elector) {
+    options.is_leader = [e = elector.get()] { return e->isLeader(); };
+    options.leader_identity = [e = elector.get()] { return e->leader(); };
+  }
   meshprobe::aggregator::AggregatorServer server(clock, options);
   auto port = server.start();
   if (!port.ok()) {
@@ -175,10 +248,16 @@ int main(int argc, char** argv) {
   }
   spdlog::info("serving HTTP (/metrics, /healthz, /readyz, /, /api/v1/state) on {} (port {})", http_listen,
                server.httpPort());
+  if (elector) {
+    elector->start();
+    spdlog::info("leader election on Lease {} as {}: Ready only while leading", elector->describe(),
+                 elector->config().identity);
+  }
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("received signal {}; shutting down", sig);
+  if (elector) elector->stop();  // releases the Lease: a follower takes over at its next retry
   server.shutdown(std::chrono::milliseconds(500));
   if (watcher) watcher->stop();
   spdlog::info("meshprobe-aggregator stopped");

@@ -37,7 +37,8 @@ Result<int> AggregatorServer::start() {
   ready_ = true;
   if (!options_.http_listen.empty()) {
     http_ = std::make_unique<AggregatorHttp>(AggregatorMetricsSources{state_, diagnosis_, &collector_.stats(), &query_,
-                                                                      options_.kube, options_.kube_counters},
+                                                                      options_.kube, options_.kube_counters,
+                                                                      options_.is_leader, options_.leader_identity},
                                              [this] { return ready(); });
     auto http_port = http_->start(options_.http_listen);
     if (!http_port.ok()) {

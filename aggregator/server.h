@@ -55,6 +55,8 @@ struct ServerOptions {
   // (one replica, or no Kubernetes API). Followers are not Ready on /readyz and do not
   // write to the Kubernetes API (node conditions, events).
   std::function<bool()> is_leader;
+  // With is_leader: the Lease's holder as last seen ("" = none yet), for a follower's /readyz.
+  std::function<std::string()> leader_identity;
   // How often the diagnosis engine re-evaluates the cluster (real time).
   std::chrono::milliseconds diagnosis_interval{250};
 };

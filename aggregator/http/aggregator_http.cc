@@ -206,6 +206,12 @@ HttpResponse AggregatorHttp::handle(const HttpRequest& req) const {
     // The status code is the gRPC server's alone: the Kubernetes API only adds a line.
     HttpResponse res = ready_ && ready_() ? HttpResponse::text(200, "ready\n")
                                           : HttpResponse::text(503, "not ready: the gRPC server is not listening\n");
+    // --leader-elect: a follower is not Ready (the Service's endpoints list only the leader).
+    if (res.status == 200 && sources_.is_leader && !sources_.is_leader()) {
+      const std::string leader = sources_.leader ? sources_.leader() : "";
+      res = HttpResponse::text(503, leader.empty() ? "follower: no leader yet\n"
+                                                   : "follower: the leader is " + leader + "\n");
+    }
     if (sources_.kube) res.body += kubeStatusLine(sources_.kube->objects()->status) + "\n";
     return res;
   }

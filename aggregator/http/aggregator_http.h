@@ -7,7 +7,10 @@
 //   /readyz         200 while the gRPC server is started and listening for agents; with the
 //                   Kubernetes API in use, a second line gives its state (kubeStatusLine).
 //                   The API never makes the aggregator unready: without it, it keeps
-//                   working on the agents' data alone
+//                   working on the agents' data alone. With --leader-elect only the
+//                   leader is Ready: a follower answers 503 "follower: the leader is X"
+//                   (or "follower: no leader yet"), so a Service sends agents and
+//                   queries to the leader alone
 //   /               the matrix page (text/html)
 //   /api/v1/state   the page's JSON: nodes with their health, FAIL/DEGRADED cells, findings
 //   /api/v1/matrix  one layer's whole matrix, run-length encoded (the page's heatmap)
@@ -45,6 +48,10 @@ struct AggregatorMetricsSources {
   // kube_counters (when set) each kind's lists, watches and errors, read at scrape time.
   const kube::KubeView* kube = nullptr;
   std::function<kube::WatcherCounters()> kube_counters = {};
+  // With --leader-elect: whether this replica holds the Lease, and who does ("" = nobody
+  // yet). Unset: always the leader.
+  std::function<bool()> is_leader = {};
+  std::function<std::string()> leader = {};
 };
 
 // "synced", "connecting", "unreachable", "forbidden", "off" (the state label).

@@ -308,6 +308,28 @@ HttpRequest get(const std::string& path) {
   return r;
 }
 
+TEST_F(AggregatorMetricsTest, ReadyzWithLeaderElectionIsReadyOnlyOnTheLeader) {
+  bool leading = false;
+  std::string holder;
+  AggregatorMetricsSources sources{state_, engine_, nullptr, nullptr};
+  sources.is_leader = [&] { return leading; };
+  sources.leader = [&] { return holder; };
+  bool listening = true;
+  AggregatorHttp http(sources, [&] { return listening; });
+  auto r = http.handle(get("/readyz"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "follower: no leader yet\n");
+  holder = "aggregator-0_x1y2";
+  r = http.handle(get("/readyz"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, "follower: the leader is aggregator-0_x1y2\n");
+  EXPECT_EQ(http.handle(get("/healthz")).status, 200);  // a follower is alive, only not Ready
+  leading = true;
+  EXPECT_EQ(http.handle(get("/readyz")).status, 200);
+  listening = false;  // the leader that stops listening is not Ready either
+  EXPECT_EQ(http.handle(get("/readyz")).status, 503);
+}
+
 TEST_F(AggregatorMetricsTest, Routes) {
   bool ready = false;
   AggregatorHttp http(AggregatorMetricsSources{state_, engine_, nullptr, nullptr}, [&] { return ready; });
