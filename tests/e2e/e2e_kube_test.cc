@@ -37,6 +37,8 @@ using nlohmann::json;
 constexpr int kMeshNodes = 3;  // agents on node1..node3; the fake also has node4
 constexpr const char* kToken = "e2e-kube-token";
 constexpr auto kFindingTimeout = 45s;  // sync + one pass + onset (2 s here, 10 s for pod capture)
+// ZTUNNEL_NOT_READY waits 30 s (a ztunnel rollout or restart) after the overlay finding.
+constexpr auto kZtunnelTimeout = 90s;
 
 json nodeObject(const std::string& name) {
   return json{{"apiVersion", "v1"},
@@ -122,6 +124,40 @@ json appPod(const std::string& ns, const std::string& name, const std::string& n
                 {"podIPs", json::array({{{"ip", ip}}})},
                 {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}})},
                 {"containerStatuses", json::array({{{"name", "web"}, {"ready", true}, {"restartCount", 0}}})}}}};
+}
+
+// The ztunnel DaemonSet's pod on `node` as the upstream chart labels it (app=ztunnel,
+// istio.io/dataplane-mode=none, sidecar.istio.io/inject=false; container istio-proxy).
+// ztunnel answers its readiness probe (/healthz/ready on 15021) only once its first xDS
+// config from istiod has arrived, so a ztunnel restarted while istiod is unreachable from
+// its node runs without becoming Ready: kubelet then shows Ready False with its
+// ContainersNotReady reason and message.
+json ztunnelPod(const std::string& node, const std::string& suffix, bool ready) {
+  json pod{{"apiVersion", "v1"},
+           {"kind", "Pod"},
+           {"metadata",
+            {{"name", "ztunnel-" + suffix},
+             {"namespace", "istio-system"},
+             {"labels", {{"app", "ztunnel"}, {"istio.io/dataplane-mode", "none"}, {"sidecar.istio.io/inject", "false"}}},
+             {"ownerReferences", ownerDaemonSet("ztunnel")}}},
+           {"spec", {{"nodeName", node}}},
+           {"status",
+            {{"phase", "Running"},
+             {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}})},
+             {"containerStatuses", json::array({{{"name", "istio-proxy"},
+                                                 {"ready", true},
+                                                 {"restartCount", 0},
+                                                 {"state", {{"running", json::object()}}}}})}}}};
+  if (!ready) {
+    pod["status"]["conditions"] = json::array({{{"type", "Ready"},
+                                                {"status", "False"},
+                                                {"reason", "ContainersNotReady"},
+                                                {"message", "containers with unready status: [istio-proxy]"}}});
+    pod["status"]["containerStatuses"][0]["ready"] = false;
+    pod["status"]["containerStatuses"][0]["restartCount"] = 1;
+    pod["status"]["containerStatuses"][0]["lastState"] = {{"terminated", {{"reason", "Error"}, {"exitCode", 1}}}};
+  }
+  return pod;
 }
 
 std::vector<DiagFinding> withCode(const Findings& f, const std::string& code) {
@@ -347,6 +383,39 @@ TEST_F(KubeTest, PodNotCapturedJoinsTheAgentsNetnsWithThePodIp) {
         return std::string();
       },
       kFindingTimeout));
+}
+
+TEST_F(KubeTest, ZtunnelNotReadyExplainedByTheNodesBrokenOverlay) {
+  // ztunnel on every agent's node, Ready; node2's VXLAN port is then dropped (its overlay, the
+  // path to istiod on node1, is cut) and its ztunnel restarts and cannot become Ready.
+  fake_->upsert("namespaces", namespaceObject("istio-system", json::object()));
+  const char* suffixes[] = {"", "h2k9d", "q7w4n", "r5t1z"};
+  for (int n = 1; n <= kMeshNodes; ++n) fake_->upsert("pods", ztunnelPod(nodeName(n), suffixes[n], true));
+  // The rule lives in node2's netns, which the mesh deletes at teardown (pass or fail).
+  mesh_->cluster().node(2).sh("iptables -A INPUT -p udp --dport 4789 -j DROP");
+  fake_->upsert("pods", ztunnelPod("node2", suffixes[2], false));
+
+  // Polled with a deadline: the overlay finding first, then ZTUNNEL_NOT_READY after its onset.
+  ASSERT_TRUE(eventually(
+      "ZTUNNEL_NOT_READY for node2 only, explained by node2's broken overlay",
+      [&] {
+        Findings f = mesh_->diagnose();
+        if (!f.ok) return f.render();
+        auto zt = withCode(f, "ZTUNNEL_NOT_READY");
+        if (zt.size() != 1 || zt[0].nodeSet() != std::set<std::string>{"node2"})
+          return "want exactly ZTUNNEL_NOT_READY[node2]\n" + f.render();
+        std::string word;
+        if (!mentions(zt[0],
+                      {"istio-system/ztunnel-q7w4n", "Running, not Ready", "istiod:15012 unreachable from node2",
+                       "because node2's overlay is broken (see VXLAN_PORT_FILTERED/node2)",
+                       "containers with unready status: [istio-proxy]"},
+                      &word))
+          return "ZTUNNEL_NOT_READY[node2] does not mention \"" + word + "\"\n" + f.render();
+        if (zt[0].remedy.find("Fix node2's overlay first (see VXLAN_PORT_FILTERED/node2)") == std::string::npos)
+          return "ZTUNNEL_NOT_READY[node2]'s remedy does not say to fix the overlay first\n" + f.render();
+        return std::string();
+      },
+      kZtunnelTimeout));
 }
 
 }  // namespace
