@@ -326,6 +326,9 @@ struct MeshOptions {
   // Called once the control netns exists and before the aggregator starts (e.g. to start a
   // stand-in the aggregator reaches inside that netns).
   std::function<void(const TestNetns& control)> before_aggregator;
+  // The agents' --aggregator ("" = grpcAddr()): e.g. a Service address in front of several
+  // aggregators.
+  std::string agent_aggregator;
 };
 
 class Mesh {
@@ -411,7 +414,7 @@ class Mesh {
             "--node-ip",
             Cluster::nodeIp(n),
             "--aggregator",
-            grpcAddr(),
+            options_.agent_aggregator.empty() ? grpcAddr() : options_.agent_aggregator,
             "--interval",
             "1s",
             "--vxlan-port",
