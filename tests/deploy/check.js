@@ -499,11 +499,15 @@ function cmdProperties() {
     check(Object.entries(sel).every(([k, v]) => dep.spec.template.metadata.labels[k] === v), p('Service selects the aggregator'));
 
     // --- least rights: the agent has none; the aggregator exactly get/list/watch on nodes,
-    // namespaces and pods (core group) through one ClusterRole bound to its ServiceAccount.
-    const roles = objs.filter((o) => /Role$/.test(o.kind));
+    // namespaces and pods (core group) through one ClusterRole bound to its ServiceAccount,
+    // and (leader election) one namespaced Role on its Lease.
+    const roles = objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
     const bindings = objs.filter((o) => /RoleBinding$/.test(o.kind));
-    check(roles.length === 1 && roles[0].kind === 'ClusterRole', p(`one ClusterRole, no other role (got ${roles.map((r) => r.kind + '/' + r.metadata.name)})`));
-    const role = roles[0] || {rules: []};
+    const clusterRoles = roles.filter((r) => r.kind === 'ClusterRole');
+    const nsRoles = roles.filter((r) => r.kind === 'Role');
+    check(clusterRoles.length === 1 && nsRoles.length === 1,
+          p(`one ClusterRole and one Role (got ${roles.map((r) => r.kind + '/' + r.metadata.name)})`));
+    const role = clusterRoles[0] || {rules: []};
     const grants = new Set();
     for (const r of role.rules || []) {
       for (const g of r.apiGroups || []) for (const res of r.resources || []) for (const v of r.verbs || []) {
@@ -515,12 +519,36 @@ function cmdProperties() {
     for (const res of ['namespaces', 'nodes', 'pods']) for (const v of ['get', 'list', 'watch']) wantGrants.push(`/${res}/${v}`);
     check(JSON.stringify([...grants].sort()) === JSON.stringify(wantGrants.sort()),
           p(`ClusterRole grants exactly get/list/watch on nodes, namespaces, pods (got ${[...grants].sort()})`));
-    check(bindings.length === 1 && bindings[0].kind === 'ClusterRoleBinding', p('one ClusterRoleBinding, no RoleBinding'));
-    const b = bindings[0] || {roleRef: {}, subjects: []};
+    const crbs = bindings.filter((x) => x.kind === 'ClusterRoleBinding');
+    const rbs = bindings.filter((x) => x.kind === 'RoleBinding');
+    check(crbs.length === 1 && rbs.length === 1, p('one ClusterRoleBinding and one RoleBinding'));
+    const b = crbs[0] || {roleRef: {}, subjects: []};
     check(b.roleRef.kind === 'ClusterRole' && b.roleRef.name === role.metadata?.name, p('the binding refers to that ClusterRole'));
-    check((b.subjects || []).length === 1 && b.subjects[0].kind === 'ServiceAccount' &&
-              b.subjects[0].name === apod.serviceAccountName && b.subjects[0].namespace === dep.metadata.namespace,
-          p(`the binding's only subject is ServiceAccount ${dep.metadata.namespace}/${apod.serviceAccountName}`));
+    const onlyAggregator = (x) => (x.subjects || []).length === 1 && x.subjects[0].kind === 'ServiceAccount' &&
+        x.subjects[0].name === apod.serviceAccountName && x.subjects[0].namespace === dep.metadata.namespace;
+    check(onlyAggregator(b), p(`the binding's only subject is ServiceAccount ${dep.metadata.namespace}/${apod.serviceAccountName}`));
+    // Leader election: the Role grants exactly get/update on the Lease named by
+    // --leader-elect-resource-name and create on leases (RBAC cannot limit create by name),
+    // in the aggregator's namespace, bound to the aggregator alone.
+    const leRole = nsRoles[0] || {rules: [], metadata: {}};
+    const leaseName = aflag('leader-elect-resource-name');
+    const leGrants = [];
+    for (const r of leRole.rules || []) {
+      for (const g of r.apiGroups || []) for (const res of r.resources || []) for (const v of r.verbs || []) {
+        leGrants.push(`${g}/${res}/${v}/${(r.resourceNames || []).join(',')}`);
+      }
+      check(!r.nonResourceURLs, p('the Role names no nonResourceURLs'));
+    }
+    const wantLe = ['coordination.k8s.io/leases/create/', `coordination.k8s.io/leases/get/${leaseName}`,
+                    `coordination.k8s.io/leases/update/${leaseName}`];
+    check(JSON.stringify(leGrants.sort()) === JSON.stringify(wantLe.sort()),
+          p(`Role grants exactly create on leases and get/update on lease ${leaseName} (got ${leGrants.sort()})`));
+    check(leRole.metadata.namespace === dep.metadata.namespace, p('the leader-election Role is in the aggregator\'s namespace'));
+    const rb = rbs[0] || {roleRef: {}, subjects: []};
+    check(rb.roleRef.kind === 'Role' && rb.roleRef.name === leRole.metadata.name, p('the RoleBinding refers to that Role'));
+    check(onlyAggregator(rb), p(`the RoleBinding's only subject is ServiceAccount ${dep.metadata.namespace}/${apod.serviceAccountName}`));
+    const electing = (ac.args || []).includes('--leader-elect');
+    check(electing && dep.spec.replicas === 2, p(`aggregator runs 2 replicas with --leader-elect (got ${dep.spec.replicas})`));
     check(apod.serviceAccountName !== pod.serviceAccountName, p('agent and aggregator use different ServiceAccounts'));
     const agentSa = find(objs, 'ServiceAccount', pod.serviceAccountName);
     check(agentSa && agentSa.automountServiceAccountToken === false, p('the agent ServiceAccount mounts no token by default'));
