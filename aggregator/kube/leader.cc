@@ -26,8 +26,8 @@ std::string formatMicroTime(std::chrono::system_clock::time_point t) {
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
   return buf;
 }
 
@@ -106,8 +106,7 @@ std::chrono::nanoseconds LeaderElector::jittered() const {
                                     std::chrono::duration<double, std::milli>(config_.retry_period.count() * extra));
 }
 
-Result<HttpResult> LeaderElector::call(const std::string& method, const std::string& target,
-                                       const std::string& body) {
+Result<HttpResult> LeaderElector::call(const std::string& method, const std::string& target, const std::string& body) {
   asio::io_context ioc;
   std::optional<Result<HttpResult>> out;
   asio::co_spawn(
@@ -145,8 +144,7 @@ std::string statusText(const HttpResult& r) {
 
 bool LeaderElector::tryAcquireOrRenew() {
   const std::string now_text = formatMicroTime(clock_.wallNow());
-  LeaseRecord record{config_.identity, static_cast<int>(config_.lease_duration.count() / 1000), now_text, now_text,
-                     0};
+  LeaseRecord record{config_.identity, static_cast<int>(config_.lease_duration.count() / 1000), now_text, now_text, 0};
 
   // 1. Obtain or create the record.
   auto got = call("GET", lease_path_, "");

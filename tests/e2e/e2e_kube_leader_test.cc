@@ -174,10 +174,11 @@ class KubeLeaderTest : public MeshTest {
   std::string matrixMismatchOf(int r) const {
     std::string out;
     for (const std::string layer : {"UNDERLAY", "OVERLAY"}) {
-      std::vector<std::string> argv = {kCliBin,     "--aggregator", Cluster::controlIp() + ":" + std::to_string(grpcPort(r)),
-                                       "--output",  "json",         "--timeout",
-                                       "3s",        "--insecure",   "matrix",
-                                       "--layer",   layer};
+      std::vector<std::string> argv = {
+          kCliBin,    "--aggregator", Cluster::controlIp() + ":" + std::to_string(grpcPort(r)),
+          "--output", "json",         "--timeout",
+          "3s",       "--insecure",   "matrix",
+          "--layer",  layer};
       CmdOptions o;
       o.netns = control_;
       o.timeout = 10s;
@@ -224,7 +225,8 @@ TEST_F(KubeLeaderTest, OneReadyReplicaAndTheFollowerTakesOverWhenTheLeaderIsKill
   EXPECT_EQ(lease["spec"]["holderIdentity"], names[leader]) << lease.dump();
   // The agents reach the leader through the Service and fill its matrix.
   ASSERT_TRUE(eventually(
-      "the leader's matrix complete through the Service", [&] {
+      "the leader's matrix complete through the Service",
+      [&] {
         syncService();
         return matrixMismatchOf(leader);
       },

@@ -108,8 +108,8 @@ TEST_F(LeaderElectorTest, RenewsEveryRetryPeriodKeepingAcquireTime) {
   ASSERT_TRUE(eventually([&] { return a.isLeader(); }));
   const std::string rv = server_.lease(kNs, kName)["metadata"]["resourceVersion"];
   step(2s);
-  ASSERT_TRUE(eventually([&] { return spec()["renewTime"] == "2027-01-15T08:00:02.000000Z"; },
-                         [&] { return spec().dump(); }));
+  ASSERT_TRUE(
+      eventually([&] { return spec()["renewTime"] == "2027-01-15T08:00:02.000000Z"; }, [&] { return spec().dump(); }));
   EXPECT_EQ(spec()["acquireTime"], "2027-01-15T08:00:00.000000Z");
   EXPECT_EQ(spec()["leaseTransitions"], 0);
   EXPECT_NE(server_.lease(kNs, kName)["metadata"]["resourceVersion"], rv);
