@@ -16,6 +16,7 @@
 #include "aggregator/kube/client.h"
 #include "aggregator/kube/config.h"
 #include "aggregator/kube/leader.h"
+#include "aggregator/kube/node_status.h"
 #include "aggregator/kube/selector.h"
 #include "aggregator/kube/watcher.h"
 #include "aggregator/server.h"
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
   std::string kube_mode_text, kubeconfig, kube_context, expect_ambient, agent_missing_after;
+  std::string node_conditions;
   bool leader_elect = false;
   std::string le_name, le_namespace, le_identity, le_lease, le_renew, le_retry;
   meshprobe::tls::ServerConfig tls;
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
       ("kube-context", po::value(&kube_context)->default_value(""), "the kubeconfig context to use (default: its current-context)")
       ("expect-ambient", po::value(&expect_ambient)->default_value(""), "label SELECTOR of namespaces that must be in the ambient mesh (empty: not checked)")
       ("agent-missing-after", po::value(&agent_missing_after)->default_value("60s"), "a Ready Kubernetes node without a reporting agent for this long is AGENT_MISSING (time for a new node's agent to start)")
+      ("node-conditions", po::value(&node_conditions)->default_value("on"), "on | off: write the MeshprobeNetworkProblem condition and finding Events to the Nodes (with the Kubernetes API; the leader only)")
       ("leader-elect", po::bool_switch(&leader_elect), "run several replicas: only the holder of a coordination.k8s.io Lease is Ready (needs the Kubernetes API)")
       ("leader-elect-resource-name", po::value(&le_name)->default_value("meshprobe-aggregator"), "the Lease's name")
       ("leader-elect-resource-namespace", po::value(&le_namespace)->default_value(""), "the Lease's namespace (default: the pod's own in-cluster, else meshprobe)")
@@ -121,6 +124,10 @@ int main(int argc, char** argv) {
               << "' is not a duration (e.g. 60s)\n";
     return 2;
   }
+  if (node_conditions != "on" && node_conditions != "off") {
+    std::cerr << "meshprobe-aggregator: --node-conditions '" << node_conditions << "' must be on or off\n";
+    return 2;
+  }
   auto resolution = kube::resolve(*kube_mode, kubeconfig, kube::processEnv());
   if (!resolution.ok()) {
     std::cerr << "meshprobe-aggregator: " << resolution.error().message << "\n";
@@ -174,6 +181,7 @@ int main(int argc, char** argv) {
     election = le;
   }
   std::unique_ptr<kube::KubeWatcher> watcher;
+  std::unique_ptr<kube::NodeProblemReporter> reporter;  // --node-conditions on
   std::unique_ptr<kube::LeaderElector> elector;
   if (resolution->config) {
     auto client = kube::KubeClient::create(*resolution->config);
@@ -182,6 +190,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     watcher = std::make_unique<kube::KubeWatcher>(*client);
+    if (node_conditions == "on") reporter = std::make_unique<kube::NodeProblemReporter>(*client, *watcher);
     if (election) {
       // A client of its own: each request is bounded by the retry period, so one hung
       // request cannot use up the renew deadline.
@@ -221,6 +230,7 @@ int main(int argc, char** argv) {
       forget->count() > 0 ? *forget : std::chrono::duration_cast<std::chrono::nanoseconds>(*stale * 10);
   options.kube = watcher.get();
   if (watcher) options.kube_counters = [w = watcher.get()] { return w->counters(); };
+  if (reporter) options.node_status_counters = [r = reporter.get()] { return r->counters(); };
   if (elector) {
     options.is_leader = [e = elector.get()] { return e->isLeader(); };
     options.leader_identity = [e = elector.get()] { return e->leader(); };
@@ -243,6 +253,14 @@ int main(int argc, char** argv) {
   if (watcher) {
     watcher->start();
     spdlog::info("{}; watching nodes, namespaces and pods", resolution->why);
+    if (reporter) {
+      reporter->start([&server] { return kube::nodeFindings(server.diagnosis().active()); }, options.is_leader);
+      spdlog::info("node conditions on: the leader sets {} on every Node (True while a finding blames it) and "
+                   "posts an Event per finding onset and clear",
+                   kube::kProblemConditionType);
+    } else {
+      spdlog::info("node conditions off: nothing is written to the Kubernetes API");
+    }
   } else {
     spdlog::info("Kubernetes API not used: {}", resolution->why);
   }
@@ -259,6 +277,7 @@ int main(int argc, char** argv) {
   spdlog::info("received signal {}; shutting down", sig);
   if (elector) elector->stop();  // releases the Lease: a follower takes over at its next retry
   server.shutdown(std::chrono::milliseconds(500));
+  if (reporter) reporter->stop();  // before the watcher whose Nodes it reads
   if (watcher) watcher->stop();
   spdlog::info("meshprobe-aggregator stopped");
   return 0;

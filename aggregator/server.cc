@@ -13,7 +13,7 @@ AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
       state_(clock, options_.cluster),
       diagnosis_(clock, state_, options_.diagnosis, options_.kube),
       collector_(state_, clock, options_.membership_window, options_.hello_timeout),
-      query_(state_, diagnosis_) {}
+      query_(state_, diagnosis_, options_.kube, options_.diagnosis.kube) {}
 
 AggregatorServer::~AggregatorServer() { shutdown(); }
 
@@ -38,7 +38,8 @@ Result<int> AggregatorServer::start() {
   if (!options_.http_listen.empty()) {
     http_ = std::make_unique<AggregatorHttp>(AggregatorMetricsSources{state_, diagnosis_, &collector_.stats(), &query_,
                                                                       options_.kube, options_.kube_counters,
-                                                                      options_.is_leader, options_.leader_identity},
+                                                                      options_.is_leader, options_.leader_identity,
+                                                                      options_.node_status_counters},
                                              [this] { return ready(); });
     auto http_port = http_->start(options_.http_listen);
     if (!http_port.ok()) {

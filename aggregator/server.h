@@ -51,6 +51,8 @@ struct ServerOptions {
   const kube::KubeView* kube = nullptr;
   // The watcher's counters for /metrics (meshprobe_aggregator_kube_*); unset: they read 0.
   std::function<kube::WatcherCounters()> kube_counters;
+  // The node condition and Event writer's counters for /metrics (--node-conditions on).
+  std::function<kube::NodeStatusCounters()> node_status_counters;
   // With --leader-elect: whether this replica holds the Lease now. Unset: always the leader
   // (one replica, or no Kubernetes API). Followers are not Ready on /readyz and do not
   // write to the Kubernetes API (node conditions, events).

@@ -86,6 +86,24 @@ void renderKube(MetricsWriter& w, const AggregatorMetricsSources& src) {
             }
             return 0;
           });
+  if (src.node_status_counters) {
+    const kube::NodeStatusCounters ns = src.node_status_counters();
+    w.family("meshprobe_aggregator_kube_node_condition_writes_total",
+             "Writes of the MeshprobeNetworkProblem node condition (changes and heartbeats).", MetricType::kCounter);
+    w.sample(static_cast<double>(ns.condition_writes));
+    w.family("meshprobe_aggregator_kube_node_events_total",
+             "Events about findings on Nodes: created, aggregated (count of an earlier one patched), throttled (over "
+             "the per-node rate limit, not sent).",
+             MetricType::kCounter);
+    w.sample({{"result", "created"}}, static_cast<double>(ns.events_created));
+    w.sample({{"result", "aggregated"}}, static_cast<double>(ns.events_aggregated));
+    w.sample({{"result", "throttled"}}, static_cast<double>(ns.events_throttled));
+    w.family("meshprobe_aggregator_kube_write_errors_total",
+             "Failed node condition and Event writes: forbidden (401/403, RBAC) or other (unreachable, other status).",
+             MetricType::kCounter);
+    w.sample({{"reason", "forbidden"}}, static_cast<double>(ns.errors_forbidden));
+    w.sample({{"reason", "other"}}, static_cast<double>(ns.errors_other));
+  }
 }
 
 }  // namespace
@@ -198,6 +216,9 @@ AggregatorHttp::AggregatorHttp(AggregatorMetricsSources sources, std::function<b
     : sources_(sources),
       ready_(std::move(ready)),
       page_(web::clusterPageSources(sources_.state, [&diagnosis = sources_.diagnosis] { return diagnosis.active(); })) {
+  if (const QueryService* query = sources_.query) {
+    page_.missing_agents = [query] { return query->missingAgentNodes(); };
+  }
 }
 
 HttpResponse AggregatorHttp::handle(const HttpRequest& req) const {

@@ -30,6 +30,7 @@
 #include "aggregator/cluster_state.h"
 #include "aggregator/collector_service.h"
 #include "aggregator/diagnosis/engine.h"
+#include "aggregator/kube/node_status.h"
 #include "aggregator/kube/objects.h"
 #include "aggregator/kube/watcher.h"
 #include "aggregator/query_service.h"
@@ -52,6 +53,8 @@ struct AggregatorMetricsSources {
   // yet). Unset: always the leader.
   std::function<bool()> is_leader = {};
   std::function<std::string()> leader = {};
+  // The node condition and Event writer's counters (--node-conditions on); unset: no such series.
+  std::function<kube::NodeStatusCounters()> node_status_counters = {};
 };
 
 // "synced", "connecting", "unreachable", "forbidden", "off" (the state label).

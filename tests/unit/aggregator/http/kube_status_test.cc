@@ -159,6 +159,30 @@ TEST_F(KubeStatusTest, WithoutCountersTheyReadZero) {
   EXPECT_EQ(s["meshprobe_aggregator_kube_api_up"], "1");
 }
 
+TEST_F(KubeStatusTest, NodeConditionAndEventCountersWhenTheReporterRuns) {
+  view_.set(someObjects(kube::ApiState::kSynced, ""));
+  auto s = parseSeries(renderAggregatorMetrics(sources()));
+  EXPECT_EQ(countPrefix(s, "meshprobe_aggregator_kube_node_"), 0u);  // --node-conditions off
+  AggregatorMetricsSources with = sources();
+  with.node_status_counters = [] {
+    kube::NodeStatusCounters c;
+    c.condition_writes = 7;
+    c.events_created = 3;
+    c.events_aggregated = 2;
+    c.events_throttled = 1;
+    c.errors_forbidden = 4;
+    c.errors_other = 5;
+    return c;
+  };
+  s = parseSeries(renderAggregatorMetrics(with));
+  EXPECT_EQ(s["meshprobe_aggregator_kube_node_condition_writes_total"], "7");
+  EXPECT_EQ(s["meshprobe_aggregator_kube_node_events_total{result=\"created\"}"], "3");
+  EXPECT_EQ(s["meshprobe_aggregator_kube_node_events_total{result=\"aggregated\"}"], "2");
+  EXPECT_EQ(s["meshprobe_aggregator_kube_node_events_total{result=\"throttled\"}"], "1");
+  EXPECT_EQ(s["meshprobe_aggregator_kube_write_errors_total{reason=\"forbidden\"}"], "4");
+  EXPECT_EQ(s["meshprobe_aggregator_kube_write_errors_total{reason=\"other\"}"], "5");
+}
+
 TEST_F(KubeStatusTest, NoKubeSeriesWithoutTheApi) {
   auto s = parseSeries(renderAggregatorMetrics(AggregatorMetricsSources{state_, engine_, nullptr, nullptr}));
   EXPECT_EQ(countPrefix(s, "meshprobe_aggregator_kube_"), 0u);
