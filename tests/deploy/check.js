@@ -517,8 +517,11 @@ function cmdProperties() {
     }
     const wantGrants = [];
     for (const res of ['namespaces', 'nodes', 'pods']) for (const v of ['get', 'list', 'watch']) wantGrants.push(`/${res}/${v}`);
+    // --node-conditions: the MeshprobeNetworkProblem condition and the Events on Nodes.
+    wantGrants.push('/nodes/status/patch', '/events/create', '/events/patch');
     check(JSON.stringify([...grants].sort()) === JSON.stringify(wantGrants.sort()),
-          p(`ClusterRole grants exactly get/list/watch on nodes, namespaces, pods (got ${[...grants].sort()})`));
+          p(`ClusterRole grants exactly get/list/watch on nodes, namespaces, pods, patch on nodes/status and ` +
+            `create/patch on events (got ${[...grants].sort()})`));
     const crbs = bindings.filter((x) => x.kind === 'ClusterRoleBinding');
     const rbs = bindings.filter((x) => x.kind === 'RoleBinding');
     check(crbs.length === 1 && rbs.length === 1, p('one ClusterRoleBinding and one RoleBinding'));
