@@ -106,9 +106,10 @@ void DiagnosisEngine::evaluate() {
     generation = input.generation;
     matrix = diagnose(input, options_.rules);
   }
+  std::shared_ptr<const kube::KubeObjects> objects = kube_->objects();
   std::vector<Candidate> all = matrix;
-  std::vector<Candidate> kube =
-      diagnoseKube(kubeRuleInput(*snap, kube_->objects(), matrix, clock_.wallNow()), options_.kube);
+  addPodsToRemedies(all, objects.get(), options_.kube);  // the reused candidates stay without them
+  std::vector<Candidate> kube = diagnoseKube(kubeRuleInput(*snap, objects, matrix, clock_.wallNow()), options_.kube);
   all.insert(all.end(), std::make_move_iterator(kube.begin()), std::make_move_iterator(kube.end()));
   std::lock_guard lock(mu_);
   tracker_.update(all, clock_.monotonicNow(), clock_.wallNow());

@@ -12,7 +12,9 @@
 //                        active() ◀─┘  Diagnose, /metrics, the matrix page
 //
 // With a KubeView, the Kubernetes rules (kube_rules.h) add their candidates to every pass,
-// joined with the snapshot's agents and the matrix rules' overlay/underlay blame.
+// joined with the snapshot's agents and the matrix rules' overlay/underlay blame, and the
+// remedies of OVERLAY_FDB_STALE, ZTUNNEL_NOT_CONNECTED and CNI_AGENT_DOWN name the pod to act
+// on (addPodsToRemedies).
 //
 // evaluate() is called periodically (AggregatorServer's diagnosis thread) and by tests
 // with a FakeClock; everything else is a read of the tracker's state. Thread-safe.

@@ -301,18 +301,7 @@ class KubeRules {
     out_.push_back({std::move(f), options_.onset_ztunnel, {}});
   }
 
-  // Whether `pod` should be captured by ztunnel: ambient by its namespace or itself, not
-  // opted out, not a sidecar pod, and a pod with its own netns that runs.
-  bool shouldBeCaptured(const PodObject& pod) const {
-    if (pod.phase != "Running" || pod.host_network || pod.deleting) return false;
-    const std::string mode = labelOf(pod.labels, kDataplaneMode);
-    if (mode == "none") return false;
-    // Injected sidecar pods carry this label; istio-cni leaves them to their sidecar.
-    if (labelOf(pod.labels, "security.istio.io/tlsMode") == "istio") return false;
-    if (mode == "ambient") return true;
-    const auto ns = objects_.namespaces.find(pod.ns);
-    return ns != objects_.namespaces.end() && labelOf(ns->second.labels, kDataplaneMode) == "ambient";
-  }
+  bool shouldBeCaptured(const PodObject& pod) const { return aggregator::shouldBeCaptured(objects_, pod); }
 
   void podsNotCaptured() {
     // Pods by IP, per node.
@@ -416,6 +405,36 @@ std::string podStateText(const PodObject& pod) {
   return phase;
 }
 
+std::vector<const PodObject*> componentPodsOn(const KubeObjects& objects, std::string_view node,
+                                              const ComponentSelector& component) {
+  return podsOn(objects, node, component);
+}
+
+bool shouldBeCaptured(const KubeObjects& objects, const PodObject& pod) {
+  if (pod.phase != "Running" || pod.host_network || pod.deleting) return false;
+  const std::string mode = labelOf(pod.labels, kDataplaneMode);
+  if (mode == "none") return false;
+  // Injected sidecar pods carry this label; istio-cni leaves them to their sidecar.
+  if (labelOf(pod.labels, "security.istio.io/tlsMode") == "istio") return false;
+  if (mode == "ambient") return true;
+  const auto ns = objects.namespaces.find(pod.ns);
+  return ns != objects.namespaces.end() && labelOf(ns->second.labels, kDataplaneMode) == "ambient";
+}
+
+const PodCaptureEvidence* captureOf(const std::vector<KubeAgentNode>& agents, const PodObject& pod) {
+  if (pod.node_name.empty()) return nullptr;
+  for (const auto& a : agents) {
+    if (a.name != pod.node_name) continue;
+    for (const auto& e : a.captures) {
+      for (const auto& ip : e.ips) {
+        if (std::find(pod.pod_ips.begin(), pod.pod_ips.end(), ip) != pod.pod_ips.end()) return &e;
+      }
+    }
+    return nullptr;
+  }
+  return nullptr;
+}
+
 std::string componentPodRemedy(const KubeObjects& objects, std::string_view node, const ComponentSelector& component) {
   const auto pods = podsOn(objects, node, component);
   if (pods.empty()) return "no " + component.name + " pod on " + std::string(node);
@@ -425,6 +444,50 @@ std::string componentPodRemedy(const KubeObjects& objects, std::string_view node
   std::string s = component.name + " pods ";
   for (size_t i = 0; i < pods.size(); ++i) s += (i ? ", " : "") + pods[i]->key() + " (" + podStateText(*pods[i]) + ")";
   return s + " on " + std::string(node);
+}
+
+std::string podToActOn(const KubeObjects& objects, std::string_view node, const ComponentSelector& component,
+                       std::string_view action) {
+  const std::string n(node);
+  const auto pods = podsOn(objects, node, component);
+  if (pods.empty()) {
+    std::string where;
+    for (size_t i = 0; i < component.namespaces.size(); ++i) where += (i ? ", " : "") + component.namespaces[i];
+    return "There is no " + component.name + " pod on " + n + (where.empty() ? "" : " (in " + where + ")") +
+           ": check that its DaemonSet schedules one there (kubectl describe node " + n + " for taints).";
+  }
+  const PodObject& pod = *pods.front();  // the live one during a restart
+  const std::string state = podStateText(pod);
+  const std::string kubectl = "kubectl -n " + pod.ns + " ";
+  std::string s = "On " + n + " that is " + component.name + " pod " + pod.key();
+  if (state.rfind("Running", 0) != 0) {
+    return s + ", which is not Running (" + state + "): see why first (" + kubectl + "describe pod " + pod.name + "; " +
+           kubectl + "logs " + pod.name + " --previous).";
+  }
+  s += " (" + state + "): ";
+  if (action == "logs") return s + kubectl + "logs " + pod.name + ".";
+  return s + kubectl + "delete pod " + pod.name + ".";
+}
+
+void addPodsToRemedies(std::vector<Candidate>& candidates, const KubeObjects* objects, const KubeRuleOptions& options) {
+  if (objects == nullptr || !objects->synced) return;
+  for (Candidate& c : candidates) {
+    v1::Finding& f = c.finding;
+    if (f.nodes_size() != 1) continue;
+    const ComponentSelector* component = nullptr;
+    std::string_view action = "restart";
+    if (f.code() == codes::kOverlayFdbStale) {
+      component = &options.flannel;  // flannel reprograms the FDB, neighbour and route entries when it starts
+    } else if (f.code() == codes::kZtunnelNotConnected) {
+      component = &options.ztunnel;  // its logs say why it has not connected (istiod, the overlay)
+      action = "logs";
+    } else if (f.code() == codes::kCniAgentDown) {
+      component = &options.istio_cni;  // a restarted istio-cni listens on its socket again
+    }
+    if (component == nullptr) continue;
+    const std::string line = podToActOn(*objects, f.nodes(0), *component, action);
+    f.set_remedy(f.remedy().empty() ? line : f.remedy() + (f.remedy().back() == '.' ? " " : ". ") + line);
+  }
 }
 
 std::vector<Candidate> diagnoseKube(const KubeRuleInput& input, const KubeRuleOptions& options) {

@@ -100,11 +100,39 @@ struct KubeRuleOptions {
 
 std::vector<Candidate> diagnoseKube(const KubeRuleInput& input, const KubeRuleOptions& options = {});
 
+// The pods of `component` on `node`: not being deleted first, then by "namespace/name".
+std::vector<const kube::PodObject*> componentPodsOn(const kube::KubeObjects& objects, std::string_view node,
+                                                    const ComponentSelector& component);
+
+// Whether ztunnel should capture `pod`: Running with its own netns, not being deleted, ambient
+// by its namespace's or its own istio.io/dataplane-mode label, not opted out (=none), not an
+// Istio sidecar pod.
+bool shouldBeCaptured(const kube::KubeObjects& objects, const kube::PodObject& pod);
+
+// What the agent on the pod's node found of its netns, joined by pod IP: nullptr when that
+// agent reported no netns with one of the pod's IPs (or there is no agent).
+const PodCaptureEvidence* captureOf(const std::vector<KubeAgentNode>& agents, const kube::PodObject& pod);
+
 // The pod of `component` on `node`, for remedies: "flannel pod kube-flannel/kube-flannel-ds-abc12
 // on node2 (Running)", several as "flannel pods a (Running), b (Terminating) on node2", or
 // "no flannel pod on node2".
 std::string componentPodRemedy(const kube::KubeObjects& objects, std::string_view node,
                                const ComponentSelector& component);
+
+// The remedies of the node-local findings that a pod on the blamed node fixes gain that pod,
+// named as the Kubernetes objects show it: OVERLAY_FDB_STALE the flannel pod,
+// ZTUNNEL_NOT_CONNECTED the ztunnel pod, CNI_AGENT_DOWN the istio-cni pod, each followed by
+// the command to run (restart, or read its logs), or, when the pod is not Running, what to
+// look at first; "no <component> pod" when there is none. Candidates of other codes, or
+// blaming other than one node, are left alone; so is everything when `objects` is null or not
+// synced (without the Kubernetes API the remedies are the agents' own).
+void addPodsToRemedies(std::vector<Candidate>& candidates, const kube::KubeObjects* objects,
+                       const KubeRuleOptions& options = {});
+
+// The sentence addPodsToRemedies() appends for `component`'s pod on `node`; `action` is what
+// to do with a Running pod: "restart" (kubectl delete pod) or "logs" (kubectl logs).
+std::string podToActOn(const kube::KubeObjects& objects, std::string_view node, const ComponentSelector& component,
+                       std::string_view action);
 
 // A pod's state in one word or two, as kubectl's STATUS column shows it: "Running",
 // "Running, not Ready", "CrashLoopBackOff", "Pending", "Terminating", ...

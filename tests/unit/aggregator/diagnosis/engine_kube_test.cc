@@ -61,8 +61,9 @@ class EngineKubeTest : public ::testing::Test {
     return o;
   }
 
-  void report(int i) {
+  void report(int i, std::vector<v1::Finding> findings = {}) {
     v1::Report r;
+    for (auto& f : findings) *r.add_findings() = std::move(f);
     r.set_sequence(++seq_[i]);
     for (int d = 1; d <= 3; ++d) {
       if (d == i) continue;
@@ -182,6 +183,47 @@ TEST_F(EngineKubeTest, KubeRuleInputCarriesTheAgentsPodNetnsAndTheMatrixBlame) {
   EXPECT_TRUE(in.agents[0].captures.empty());  // n1 sent no list: unknown, nothing to join
   // Only overlay/underlay blame explains a node's path.
   EXPECT_THAT(in.path_blamed, ElementsAre(std::pair<const std::string, std::string>("n3", "OVERLAY_PARTITION/n3")));
+}
+
+TEST_F(EngineKubeTest, ANodesOwnFdbFindingNamesTheFlannelPodOnlyWithTheApi) {
+  v1::Finding fdb;
+  fdb.set_code(std::string(codes::kOverlayFdbStale));
+  fdb.set_severity(v1::CRITICAL);
+  fdb.set_layer(v1::OVERLAY);
+  fdb.set_summary("1 of 2 peers on flannel.1 have incomplete overlay entries");
+  fdb.set_remedy("Restart the flannel pod on this node.");
+  report(2, {fdb});
+
+  // Without a synced view (the API not listed yet): the agent's remedy as it came.
+  engine_.evaluate();
+  ASSERT_THAT(codesOf(engine_.active()), ElementsAre("OVERLAY_FDB_STALE[n2]"));
+  EXPECT_EQ(engine_.active()[0].remedy(), "Restart the flannel pod on this node.");
+
+  // With the objects: the flannel pod on n2 is named, on every pass (the matrix rules'
+  // candidates are reused: the agents' data did not change).
+  kube::KubeObjects objects = synced({"n1", "n2", "n3"});
+  kube::PodObject flannel;
+  flannel.ns = "kube-flannel";
+  flannel.name = "kube-flannel-ds-abc12";
+  flannel.node_name = "n2";
+  flannel.labels = {{"app", "flannel"}};
+  flannel.phase = "Running";
+  flannel.ready = true;
+  objects.pods[flannel.key()] = flannel;
+  view_.set(objects);
+  engine_.evaluate();
+  engine_.evaluate();
+  EXPECT_GE(engine_.skippedPasses(), 2u);
+  ASSERT_THAT(codesOf(engine_.active()), ElementsAre("OVERLAY_FDB_STALE[n2]"));
+  EXPECT_EQ(engine_.active()[0].remedy(),
+            "Restart the flannel pod on this node. On n2 that is flannel pod kube-flannel/kube-flannel-ds-abc12 "
+            "(Running): kubectl -n kube-flannel delete pod kube-flannel-ds-abc12.");
+
+  // The pod starts crash-looping: the remedy follows the watch.
+  objects.pods[flannel.key()].containers.push_back({"kube-flannel", false, 3, "CrashLoopBackOff", "", "Error", 1});
+  view_.set(objects);
+  engine_.evaluate();
+  EXPECT_THAT(engine_.active()[0].remedy(), HasSubstr("which is not Running (CrashLoopBackOff)"));
 }
 
 }  // namespace

@@ -65,7 +65,11 @@ struct Cluster {
     objects->status.state = kube::ApiState::kSynced;
     for (int i = 1; i <= n; ++i) {
       const std::string name = "n" + std::to_string(i);
-      objects->nodes[name] = {name, {}, true, false, {"10.0.0." + std::to_string(i)}, {}};
+      kube::NodeObject node;
+      node.name = name;
+      node.ready = true;
+      node.internal_ips = {"10.0.0." + std::to_string(i)};
+      objects->nodes[name] = node;
       add(agentPod(name, "a" + std::to_string(i)));
       add(ztunnelPod(name, "z" + std::to_string(i)));
       KubeAgentNode a;
@@ -440,6 +444,92 @@ TEST(KubeRules, ComponentPodRemedy) {
             "flannel pods kube-flannel/kube-flannel-ds-abc12 (Running), kube-flannel/kube-flannel-ds-aaa00 "
             "(Terminating) on n2");
   EXPECT_EQ(componentPodRemedy(*c.objects, "n1", o.ztunnel), "ztunnel pod istio-system/ztunnel-z1 on n1 (Running)");
+}
+
+// ---- addPodsToRemedies ----
+
+Candidate localFinding(std::string_view code, std::vector<std::string> nodes, std::string remedy) {
+  Candidate c;
+  c.finding.set_code(std::string(code));
+  for (auto& n : nodes) c.finding.add_nodes(n);
+  c.finding.set_id(std::string(code) + "/" + (nodes.empty() ? "" : nodes[0]));
+  c.finding.set_remedy(std::move(remedy));
+  return c;
+}
+
+TEST(KubeRules, FdbStaleRemedyNamesTheFlannelPodOnTheBlamedNode) {
+  Cluster c;
+  auto flannel = pod("kube-flannel", "kube-flannel-ds-abc12", "n2", {{"app", "flannel"}});
+  flannel.owner_kind = "DaemonSet";
+  c.add(flannel);
+  c.add(pod("kube-flannel", "kube-flannel-ds-zzz99", "n1", {{"app", "flannel"}}));
+  std::vector<Candidate> cs{localFinding(codes::kOverlayFdbStale, {"n2"}, "Restart flannel on this node.")};
+  addPodsToRemedies(cs, c.objects.get(), c.options);
+  EXPECT_EQ(cs[0].finding.remedy(),
+            "Restart flannel on this node. On n2 that is flannel pod kube-flannel/kube-flannel-ds-abc12 (Running): "
+            "kubectl -n kube-flannel delete pod kube-flannel-ds-abc12.");
+
+  // Crash-looping: not Running, so what to look at comes before a restart.
+  c.podAt("kube-flannel/kube-flannel-ds-abc12").containers[0].waiting_reason = "CrashLoopBackOff";
+  cs = {localFinding(codes::kOverlayFdbStale, {"n2"}, "Restart flannel on this node")};
+  addPodsToRemedies(cs, c.objects.get(), c.options);
+  EXPECT_EQ(cs[0].finding.remedy(),
+            "Restart flannel on this node. On n2 that is flannel pod kube-flannel/kube-flannel-ds-abc12, which is not "
+            "Running (CrashLoopBackOff): see why first (kubectl -n kube-flannel describe pod kube-flannel-ds-abc12; "
+            "kubectl -n kube-flannel logs kube-flannel-ds-abc12 --previous).");
+
+  // Pending (image pull, scheduling) is not Running either.
+  c.podAt("kube-flannel/kube-flannel-ds-abc12").containers[0].waiting_reason = "";
+  c.podAt("kube-flannel/kube-flannel-ds-abc12").phase = "Pending";
+  cs = {localFinding(codes::kOverlayFdbStale, {"n2"}, "R.")};
+  addPodsToRemedies(cs, c.objects.get(), c.options);
+  EXPECT_THAT(cs[0].finding.remedy(), HasSubstr("which is not Running (Pending)"));
+
+  // No flannel pod on n3.
+  cs = {localFinding(codes::kOverlayFdbStale, {"n3"}, "R.")};
+  addPodsToRemedies(cs, c.objects.get(), c.options);
+  EXPECT_EQ(cs[0].finding.remedy(),
+            "R. There is no flannel pod on n3 (in kube-flannel, kube-system): check that its DaemonSet schedules one "
+            "there (kubectl describe node n3 for taints).");
+}
+
+TEST(KubeRules, ZtunnelAndCniRemediesNameTheirPods) {
+  Cluster c;
+  auto cni = pod("istio-system", "istio-cni-node-7xk2m", "n1", {{"k8s-app", "istio-cni-node"}});
+  c.add(cni);
+  c.podAt("istio-system/ztunnel-z1").ready = false;
+  std::vector<Candidate> cs{localFinding(codes::kZtunnelNotConnected, {"n1"}, "Fix ztunnel on n1 first."),
+                            localFinding(codes::kCniAgentDown, {"n1"}, "Restart the istio-cni pod on this node"),
+                            localFinding(codes::kCniAgentDown, {"n2"}, "Restart the istio-cni pod on this node")};
+  addPodsToRemedies(cs, c.objects.get(), c.options);
+  EXPECT_EQ(cs[0].finding.remedy(),
+            "Fix ztunnel on n1 first. On n1 that is ztunnel pod istio-system/ztunnel-z1 (Running, not Ready): "
+            "kubectl -n istio-system logs ztunnel-z1.");
+  EXPECT_EQ(cs[1].finding.remedy(),
+            "Restart the istio-cni pod on this node. On n1 that is istio-cni pod istio-system/istio-cni-node-7xk2m "
+            "(Running): kubectl -n istio-system delete pod istio-cni-node-7xk2m.");
+  EXPECT_THAT(cs[2].finding.remedy(), HasSubstr("There is no istio-cni pod on n2 (in istio-system, kube-system)"));
+}
+
+TEST(KubeRules, RemediesStayTheAgentsWithoutTheApi) {
+  Cluster c;
+  c.add(pod("kube-flannel", "kube-flannel-ds-abc12", "n2", {{"app", "flannel"}}));
+  const std::vector<Candidate> before{
+      localFinding(codes::kOverlayFdbStale, {"n2"}, "Restart flannel."),
+      localFinding(codes::kVxlanPortFiltered, {"n2"}, "Delete the rule."),  // another code
+      localFinding(codes::kZtunnelNotConnected, {"n1", "n2"}, "Fix it."),   // not one node
+  };
+  auto cs = before;
+  addPodsToRemedies(cs, nullptr, c.options);  // no Kubernetes API
+  for (size_t i = 0; i < cs.size(); ++i) EXPECT_EQ(cs[i].finding.remedy(), before[i].finding.remedy());
+  c.objects->synced = false;  // not listed yet
+  addPodsToRemedies(cs, c.objects.get(), c.options);
+  for (size_t i = 0; i < cs.size(); ++i) EXPECT_EQ(cs[i].finding.remedy(), before[i].finding.remedy());
+  c.objects->synced = true;
+  addPodsToRemedies(cs, c.objects.get(), c.options);
+  EXPECT_THAT(cs[0].finding.remedy(), HasSubstr("kube-flannel-ds-abc12"));
+  EXPECT_EQ(cs[1].finding.remedy(), "Delete the rule.");
+  EXPECT_EQ(cs[2].finding.remedy(), "Fix it.");
 }
 
 TEST(KubeRules, PodStateText) {
