@@ -13,7 +13,7 @@ AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
       state_(clock, options_.cluster),
       diagnosis_(clock, state_, options_.diagnosis, options_.kube),
       collector_(state_, clock, options_.membership_window, options_.hello_timeout),
-      query_(state_, diagnosis_) {}
+      query_(state_, diagnosis_, options_.kube, options_.diagnosis.kube) {}
 
 AggregatorServer::~AggregatorServer() { shutdown(); }
 

@@ -48,6 +48,12 @@
 //      "nodes": ["node3"],                // blamed nodes; empty when outside every node
 //      "summary": "...", "evidence": ["..."], "remedy": "...",
 //      "onsetTime": "..." | null}
+//   ],
+//   "missingAgents": [                    // Kubernetes Nodes no agent has said Hello from
+//     {"name": "node4", "ready": true,    // (only with the aggregator's Kubernetes API; else [])
+//      "agentPod": "meshprobe/meshprobe-agent-c2vns" | "", "podState": "CrashLoopBackOff" | "",
+//      "reason": "...",                   // AGENT_MISSING's summary once it is active
+//      "findingId": "AGENT_MISSING/node4" | ""}
 //   ]
 // }
 // cells=broken (the default) costs O(nodes + failing cells); cells=all is the whole matrix
@@ -267,6 +273,19 @@ json findingJson(const v1::Finding& f) {
           {"evidence", std::move(evidence)},
           {"remedy", f.remedy()},
           {"onsetTime", timeOrNull(f.has_onset_time(), f.onset_time())}};
+}
+
+json missingAgentsJson(const std::vector<v1::MissingAgentNode>& missing) {
+  json out = json::array();
+  for (const auto& m : missing) {
+    out.push_back({{"name", m.name()},
+                   {"ready", m.ready()},
+                   {"agentPod", m.agent_pod()},
+                   {"podState", m.pod_state()},
+                   {"reason", m.reason()},
+                   {"findingId", m.finding_id()}});
+  }
+  return out;
 }
 
 json pageState(const DiagnosisInput& input, const std::vector<v1::Finding>& findings,

@@ -57,6 +57,11 @@ nlohmann::json cellJson(const meshprobe::v1::GetNodeResponse& src, meshprobe::v1
 // JSON text of a document (invalid UTF-8 replaced, so a remedy never breaks the page).
 std::string dumpJson(const nlohmann::json& j);
 
+// The document's "missingAgents" array: ListNodes' missing_agents (Kubernetes Nodes from
+// which no agent has said Hello), each {"name", "ready", "agentPod", "podState", "reason",
+// "findingId"}.
+nlohmann::json missingAgentsJson(const std::vector<meshprobe::v1::MissingAgentNode>& missing);
+
 // One finding as it appears in the document's "findings" array.
 nlohmann::json findingJson(const meshprobe::v1::Finding& finding);
 

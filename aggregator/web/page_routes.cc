@@ -51,6 +51,8 @@ std::optional<HttpResponse> handlePageRequest(const PageSources& src, const Http
     }
     const DiagnosisInput input = src.input();
     nlohmann::json page = pageState(input, src.findings ? src.findings() : std::vector<v1::Finding>{}, src.now());
+    page["missingAgents"] =
+        missingAgentsJson(src.missing_agents ? src.missing_agents() : std::vector<v1::MissingAgentNode>{});
     if (cells == "all" || (cells == "auto" && input.nodes.size() <= kFullCellsMaxNodes)) {
       std::vector<Result<v1::GetMatrixResponse>> matrices;
       for (v1::Layer layer : {v1::UNDERLAY, v1::OVERLAY, v1::ISTIOD}) {

@@ -26,6 +26,8 @@ struct PageSources {
   std::function<Result<meshprobe::v1::GetMatrixResponse>(meshprobe::v1::Layer)> matrix;
   // One node's latest report, for /api/v1/cell.
   std::function<Result<meshprobe::v1::GetNodeResponse>(const std::string&)> node;
+  // Kubernetes Nodes without an agent (QueryService::missingAgentNodes); unset: none.
+  std::function<std::vector<meshprobe::v1::MissingAgentNode>()> missing_agents;
   MatrixOptions matrix_options;
   std::function<std::chrono::system_clock::time_point()> now = [] { return std::chrono::system_clock::now(); };
 };

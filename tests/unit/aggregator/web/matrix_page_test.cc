@@ -59,7 +59,11 @@ TEST(MatrixPageTest, ExposesTheTestableDomHooks) {
                                 "el(\"canvas\"",
                                 "dataset.renderMs",
                                 "dataset.firstRenderMs",
-                                "dataset.heatmapMs"}) {
+                                "dataset.heatmapMs",
+                                "<section id=\"missing-section\" hidden>",
+                                "<ul id=\"missing-agents\">",
+                                "\"data-pod-state\"",
+                                "data.missingAgents"}) {
     EXPECT_TRUE(contains(page, hook)) << hook;
   }
   // Every cell state has a symbol and a legend entry, so colour is never the only cue.
