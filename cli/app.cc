@@ -25,7 +25,7 @@ namespace v1 = meshprobe::v1;
 constexpr const char* kDefaultAggregator = "127.0.0.1:9470";
 constexpr const char* kDefaultTimeout = "5s";
 
-const char* const kCommands[] = {"nodes", "matrix", "node", "diagnose"};
+const char* const kCommands[] = {"nodes", "matrix", "node", "diagnose", "namespaces"};
 
 bool isCommand(const std::string& c) {
   return std::find(std::begin(kCommands), std::end(kCommands), c) != std::end(kCommands);
@@ -42,6 +42,9 @@ Commands:
                           [--node N]... [--state S]... only those cells, [--page-size N]
   node NAME               one node: summary, local checks, probes, findings
   diagnose [--node N]     active findings, most severe first (only those blaming node N)
+  namespaces              every Kubernetes namespace: ambient label, expected by
+                          --expect-ambient, captured/running pods, findings
+                          (needs the aggregator's Kubernetes API)
   help [COMMAND]          this text, or a command's
 
 Flags:
@@ -86,9 +89,16 @@ NODE, NODE IP, OVERLAY IP, VNI/PORT (the VXLAN device's VNI and UDP port), MTU (
 device's), UP (reported within the aggregator's --stale-after), LAST REPORT (age of the
 latest report), POD CIDR. A warning follows when nodes disagree on VNI or port.
 
+With the Kubernetes API, the aggregator also lists the Nodes from which no agent has said
+Hello: rows with UP "MISSING" (LAST REPORT "never"), and under the count line one line per
+such node with why (AGENT_MISSING's summary, or the agent pod's state: "no agent pod is
+scheduled on it", CrashLoopBackOff, Pending). A node whose agent stopped reporting stays a
+stale row (UP "NO") until the aggregator forgets it.
+
 --output json prints the ListNodesResponse: {"nodes": [{"name", "nodeIp", "overlayIp",
 "vtepMac", "vxlanVni", "vxlanPort", "podCidr", "agentVersion", "up", "lastReport",
-"vxlanMtu"}]}.
+"vxlanMtu"}], "missingAgents": [{"name", "ready", "agentPod", "podState", "reason",
+"findingId"}]}.
 
 Exit status: 0 ok, 1 query failed, 2 usage error. See meshprobe --help for the flags.
 )";
@@ -152,6 +162,26 @@ cluster is healthy.
 
 Exit status: 0 when the query succeeded, with or without findings; 1 query failed or
 unknown node; 2 usage error.
+)";
+
+const std::string kNamespacesHelp = R"(Usage: meshprobe [FLAGS] namespaces
+
+Every namespace the Kubernetes API shows, as a table: NAMESPACE, DATAPLANE MODE (its
+istio.io/dataplane-mode label, "-" when unlabelled; red when the aggregator's
+--expect-ambient selects it but it is not ambient), EXPECT AMBIENT (whether --expect-ambient
+selects it), CAPTURED (pods that run in it, Running and not hostNetwork: how many the agent
+on their node found captured by ztunnel, joined by pod IP, of how many; "unknown": no agent
+reported their network namespace), FINDINGS (active NAMESPACE_NOT_AMBIENT, POD_NOT_CAPTURED
+about it; `meshprobe diagnose` has them in full).
+
+The aggregator needs the Kubernetes API for this (its --kube, --kubeconfig): without it the
+query fails with FAILED_PRECONDITION saying so, as it does before the first list.
+
+--output json prints the ListNamespacesResponse: {"namespaces": [{"name", "dataplaneMode",
+"expectAmbient", "runningPods", "capturedPods", "unknownPods", "findings", "terminating"}]}.
+
+Exit status: 0 ok, 1 query failed (also: the aggregator runs without the Kubernetes API),
+2 usage error.
 )";
 
 int usageError(std::ostream& err, const std::string& msg, const std::string& command = "") {
@@ -279,7 +309,12 @@ std::string helpText(const std::string& command) {
   if (command == "matrix") return kMatrixHelp;
   if (command == "node") return kNodeHelp;
   if (command == "diagnose") return kDiagnoseHelp;
+  if (command == "namespaces") return kNamespacesHelp;
   return "";
+}
+
+grpc::Status QueryClient::listNamespaces(Deadline, v1::ListNamespacesResponse*) {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "ListNamespaces");
 }
 
 std::string describeRpcError(const grpc::Status& status, const std::string& address, const std::string& timeout) {
@@ -361,9 +396,9 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
     out << text;
     return kExitOk;
   }
-  if (command.empty()) return usageError(err, "missing command: nodes | matrix | node NAME | diagnose");
+  if (command.empty()) return usageError(err, "missing command: nodes | matrix | node NAME | diagnose | namespaces");
   if (!isCommand(command)) {
-    return usageError(err, "unknown command '" + command + "': want nodes | matrix | node NAME | diagnose");
+    return usageError(err, "unknown command '" + command + "': want nodes | matrix | node NAME | diagnose | namespaces");
   }
   if (given.count("layer") && command != "matrix") return usageError(err, "--layer applies to matrix only", command);
   if (given.count("node") && command != "diagnose" && command != "matrix") {
@@ -462,6 +497,18 @@ int runCli(int argc, const char* const argv[], std::ostream& out, std::ostream& 
     v1::ListNodesResponse resp;
     if (auto st = client->listNodes(deadline, &resp); !st.ok()) return failed(st);
     out << (json ? toJson(resp) : renderNodes(resp, ro));
+  } else if (command == "namespaces") {
+    v1::ListNamespacesResponse resp;
+    if (auto st = client->listNamespaces(deadline, &resp); !st.ok()) {
+      if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+        err << "meshprobe: the aggregator at " << aggregator
+            << " does not answer ListNamespaces (UNIMPLEMENTED): an aggregator older than this CLI (upgrade "
+               "it), or not the aggregator's gRPC port\n";
+        return kExitQueryFailed;
+      }
+      return failed(st);
+    }
+    out << (json ? toJson(resp) : renderNamespaces(resp, ro));
   } else if (command == "matrix") {
     std::vector<v1::GetMatrixResponse> resps;
     for (v1::Layer l : layers) {

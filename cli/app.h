@@ -22,7 +22,7 @@ inline constexpr int kExitOk = 0;           // the query succeeded (diagnose: wi
 inline constexpr int kExitQueryFailed = 1;  // aggregator unreachable, timed out, or refused the query
 inline constexpr int kExitUsage = 2;        // bad command, flag or argument
 
-// The four Query methods; every call gets an absolute deadline. getMatrix sends the request
+// The Query methods; every call gets an absolute deadline. getMatrix sends the request
 // as given (layer, filters, one page's size and token); runCli walks the pages.
 class QueryClient {
  public:
@@ -33,6 +33,8 @@ class QueryClient {
                                  meshprobe::v1::GetMatrixResponse* out) = 0;
   virtual grpc::Status getNode(Deadline d, const std::string& name, meshprobe::v1::GetNodeResponse* out) = 0;
   virtual grpc::Status diagnose(Deadline d, const std::string& node, meshprobe::v1::DiagnoseResponse* out) = 0;
+  // Not pure: a client without it answers UNIMPLEMENTED, as an aggregator without the method does.
+  virtual grpc::Status listNamespaces(Deadline d, meshprobe::v1::ListNamespacesResponse* out);
 };
 
 // A gRPC channel to HOST:PORT, mutual TLS when `tls` has files, else plaintext (fails

@@ -39,6 +39,11 @@ class GrpcQueryClient final : public QueryClient {
     req.set_node(node);
     return stub_->Diagnose(&ctx, req, out);
   }
+  grpc::Status listNamespaces(Deadline d, v1::ListNamespacesResponse* out) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(d);
+    return stub_->ListNamespaces(&ctx, v1::ListNamespacesRequest(), out);
+  }
 
  private:
   std::unique_ptr<v1::Query::Stub> stub_;

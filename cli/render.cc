@@ -352,7 +352,7 @@ std::string matricesToJson(const std::vector<v1::GetMatrixResponse>& layers) {
 // ---- nodes ----
 
 std::string renderNodes(const v1::ListNodesResponse& r, const RenderOptions& o) {
-  if (r.nodes().empty()) return "no nodes have reported to the aggregator yet\n";
+  if (r.nodes().empty() && r.missing_agents().empty()) return "no nodes have reported to the aggregator yet\n";
   Table t({"NODE", "NODE IP", "OVERLAY IP", "VNI/PORT", "MTU", "UP", "LAST REPORT", "POD CIDR"});
   int up = 0;
   for (const auto& n : r.nodes()) {
@@ -365,11 +365,29 @@ std::string renderNodes(const v1::ListNodesResponse& r, const RenderOptions& o) 
            n.up() ? paint("yes", kGreen, o.color) : paint("NO", kRed, o.color), ago(n.last_report(), o),
            orDash(n.pod_cidr())});
   }
+  // Kubernetes Nodes without an agent (only from an aggregator with the Kubernetes API).
+  for (const auto& m : r.missing_agents()) {
+    t.add({m.name(), "-", "-", "-", "-", paint("MISSING", m.ready() ? kRed : kYellow, o.color), "never", "-"});
+  }
   std::ostringstream out;
   out << t.render("", o.color);
   out << "\n" << r.nodes_size() << " node" << (r.nodes_size() == 1 ? "" : "s") << ", " << up << " up";
   if (up < r.nodes_size()) out << ", " << paint(std::to_string(r.nodes_size() - up) + " stale", kRed, o.color);
+  if (!r.missing_agents().empty()) {
+    const int n = r.missing_agents_size();
+    out << ", " << paint(std::to_string(n) + " Kubernetes node" + (n == 1 ? "" : "s") + " without an agent", kRed,
+                         o.color);
+  }
   out << "\n";
+  for (const auto& m : r.missing_agents()) {
+    out << "  " << m.name() << ": " << (m.reason().empty() ? "no agent has said Hello" : m.reason());
+    // The pod, when the reason does not already name it.
+    if (!m.agent_pod().empty() && m.reason().find(m.agent_pod()) == std::string::npos) {
+      out << " (agent pod " << m.agent_pod() << ": " << m.pod_state() << ")";
+    }
+    if (!m.ready()) out << " [node NotReady]";
+    out << "\n";
+  }
   // Nodes that disagree on VNI or port cannot talk over VXLAN: say so under the table.
   std::set<std::pair<uint32_t, uint32_t>> vxlan;
   for (const auto& n : r.nodes()) {
@@ -384,6 +402,34 @@ std::string renderNodes(const v1::ListNodesResponse& r, const RenderOptions& o) 
     }
     out << "): they cannot reach each other over the overlay\n";
   }
+  return out.str();
+}
+
+// ---- namespaces ----
+
+std::string renderNamespaces(const v1::ListNamespacesResponse& r, const RenderOptions& o) {
+  if (r.namespaces().empty()) return "the Kubernetes API shows no namespaces\n";
+  Table t({"NAMESPACE", "DATAPLANE MODE", "EXPECT AMBIENT", "CAPTURED", "FINDINGS"});
+  int ambient = 0, with_findings = 0;
+  for (const auto& n : r.namespaces()) {
+    if (n.dataplane_mode() == "ambient") ++ambient;
+    if (!n.findings().empty()) ++with_findings;
+    std::string mode = n.dataplane_mode().empty() ? "-" : n.dataplane_mode();
+    if (n.expect_ambient() && n.dataplane_mode() != "ambient") mode = paint(mode, kRed, o.color);
+    std::string captured = std::to_string(n.captured_pods()) + "/" + std::to_string(n.running_pods());
+    if (n.unknown_pods() > 0) captured += " (" + std::to_string(n.unknown_pods()) + " unknown)";
+    std::string findings;
+    for (const auto& f : n.findings()) findings += (findings.empty() ? "" : ", ") + f;
+    t.add({n.name() + (n.terminating() ? " (terminating)" : ""), mode, n.expect_ambient() ? "yes" : "-", captured,
+           findings.empty() ? "-" : paint(findings, kRed, o.color)});
+  }
+  std::ostringstream out;
+  out << t.render("", o.color);
+  const int total = r.namespaces_size();
+  out << "\n" << total << " namespace" << (total == 1 ? "" : "s") << ", " << ambient << " ambient";
+  if (with_findings > 0) out << ", " << paint(std::to_string(with_findings) + " with findings", kRed, o.color);
+  out << "\nCAPTURED: running pods the agents found captured by ztunnel / running pods (unknown: not reported by an "
+         "agent)\n";
   return out.str();
 }
 

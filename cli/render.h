@@ -24,8 +24,14 @@ struct RenderOptions {
   std::string matrix_filter;
 };
 
-// `meshprobe nodes`: NODE, NODE IP, OVERLAY IP, VNI/PORT, MTU, UP, LAST REPORT, POD CIDR.
+// `meshprobe nodes`: NODE, NODE IP, OVERLAY IP, VNI/PORT, MTU, UP, LAST REPORT, POD CIDR; then
+// the Kubernetes Nodes without an agent (missing_agents) as rows marked MISSING, each with
+// its reason under the count line.
 std::string renderNodes(const meshprobe::v1::ListNodesResponse& r, const RenderOptions& o);
+
+// `meshprobe namespaces`: NAMESPACE, DATAPLANE MODE, EXPECT AMBIENT, CAPTURED (captured/running
+// pods, and how many no agent reported), FINDINGS; a count line and what CAPTURED means.
+std::string renderNamespaces(const meshprobe::v1::ListNamespacesResponse& r, const RenderOptions& o);
 
 // `meshprobe matrix --layer L`: a heatmap, rows = source, columns = destination, one glyph per
 // cell, numbered columns, a legend, a count line and the broken pairs. ISTIOD: one column.

@@ -124,6 +124,22 @@ class FakeClient : public QueryClient {
     c->set_summary("udp 0.0.0.0:4789 bound");
     return grpc::Status::OK;
   }
+  grpc::Status listNamespaces(Deadline d, v1::ListNamespacesResponse* out) override {
+    record("ListNamespaces", d);
+    if (!fail_.ok()) return fail_;
+    auto* shop = out->add_namespaces();
+    shop->set_name("shop");
+    shop->set_dataplane_mode("ambient");
+    shop->set_running_pods(3);
+    shop->set_captured_pods(2);
+    shop->add_findings("POD_NOT_CAPTURED");
+    auto* payments = out->add_namespaces();
+    payments->set_name("payments");
+    payments->set_expect_ambient(true);
+    payments->set_running_pods(1);
+    payments->add_findings("NAMESPACE_NOT_AMBIENT");
+    return grpc::Status::OK;
+  }
   grpc::Status diagnose(Deadline d, const std::string& node, v1::DiagnoseResponse* out) override {
     record("Diagnose " + node, d);
     if (!fail_.ok()) return fail_;
@@ -204,7 +220,8 @@ TEST(CliHelp, EachCommandHasItsOwnHelp) {
   for (const auto& c : std::vector<Case>{{{"nodes", "--help"}, "Usage: meshprobe [FLAGS] nodes"},
                                          {{"matrix", "--help"}, "Usage: meshprobe [FLAGS] matrix [--layer"},
                                          {{"help", "node"}, "Usage: meshprobe [FLAGS] node NAME"},
-                                         {{"diagnose", "-h"}, "Usage: meshprobe [FLAGS] diagnose [--node N]"}}) {
+                                         {{"diagnose", "-h"}, "Usage: meshprobe [FLAGS] diagnose [--node N]"},
+                                         {{"namespaces", "--help"}, "Usage: meshprobe [FLAGS] namespaces"}}) {
     auto r = run(c.args);
     EXPECT_EQ(r.code, 0) << c.args[0];
     EXPECT_EQ(r.out.rfind(c.first_line, 0), 0u) << r.out;
@@ -385,6 +402,41 @@ TEST(CliCommands, JsonIsTheQueryAnswer) {
   EXPECT_EQ(diag["findings"][0]["code"], "OVERLAY_PARTITION");
   auto none = nlohmann::json::parse(run({"--output", "json", "diagnose", "--node", "node1"}).out);
   EXPECT_EQ(none["findings"].size(), 0u);
+}
+
+TEST(CliNamespaces, TableJsonAndHelp) {
+  auto text = run({"namespaces"});
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_EQ(text.calls.log, std::vector<std::string>{"ListNamespaces"});
+  EXPECT_TRUE(contains(text.out, "NAMESPACE")) << text.out;
+  EXPECT_TRUE(contains(text.out, "2/3")) << text.out;
+  EXPECT_TRUE(contains(text.out, "NAMESPACE_NOT_AMBIENT")) << text.out;
+
+  auto json = run({"--output", "json", "namespaces"});
+  ASSERT_EQ(json.code, 0);
+  auto j = nlohmann::json::parse(json.out);
+  ASSERT_EQ(j["namespaces"].size(), 2u);
+  EXPECT_EQ(j["namespaces"][0]["dataplaneMode"], "ambient");
+  EXPECT_EQ(j["namespaces"][0]["capturedPods"], 2);
+  EXPECT_EQ(j["namespaces"][1]["expectAmbient"], true);
+  EXPECT_EQ(j["namespaces"][1]["unknownPods"], 0);  // primitives always printed
+
+  // The aggregator's own words when it runs without the Kubernetes API.
+  auto off = run({"namespaces"}, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                              "ListNamespaces needs the Kubernetes API: the aggregator runs without "
+                                              "it (--kube off, or --kube auto outside a cluster and without "
+                                              "--kubeconfig)"));
+  EXPECT_EQ(off.code, kExitQueryFailed);
+  EXPECT_TRUE(contains(off.err, "needs the Kubernetes API: the aggregator runs without it")) << off.err;
+  EXPECT_TRUE(contains(off.err, "FAILED_PRECONDITION")) << off.err;
+  // An older aggregator.
+  auto old = run({"namespaces"}, grpc::Status(grpc::StatusCode::UNIMPLEMENTED, ""));
+  EXPECT_EQ(old.code, kExitQueryFailed);
+  EXPECT_TRUE(contains(old.err, "does not answer ListNamespaces")) << old.err;
+
+  EXPECT_EQ(run({"namespaces", "extra"}).code, kExitUsage);
+  EXPECT_EQ(run({"namespaces", "--node", "n1"}).code, kExitUsage);
+  EXPECT_TRUE(contains(run({"--help"}).out, "namespaces"));
 }
 
 TEST(CliMatrix, WithoutFlagsTheRequestAndTheJsonAreAsBeforePaging) {

@@ -189,6 +189,71 @@ TEST(RenderNodes, UnsetLastReportIsNeverAndVniMismatchIsWarned) {
   EXPECT_NE(out.find("warning: nodes disagree on VXLAN VNI/port (1/4789, 1/8472)"), std::string::npos) << out;
 }
 
+TEST(RenderNodes, KubernetesNodesWithoutAnAgentAreRowsMarkedMissing) {
+  auto r = twoNodes();
+  auto* m = r.add_missing_agents();
+  m->set_name("node4");
+  m->set_ready(true);
+  m->set_agent_pod("meshprobe/meshprobe-agent-c2vns");
+  m->set_pod_state("CrashLoopBackOff");
+  m->set_reason(
+      "no meshprobe agent reports from Ready node node4: its agent pod meshprobe/meshprobe-agent-c2vns is "
+      "in CrashLoopBackOff");
+  auto* n = r.add_missing_agents();
+  n->set_name("node5");
+  n->set_reason("no meshprobe agent pod is scheduled on it");
+  n->set_agent_pod("meshprobe/meshprobe-agent-zz");
+  n->set_pod_state("Pending");
+  EXPECT_EQ(renderNodes(r, plain()),
+            "NODE                 NODE IP        OVERLAY IP  VNI/PORT  MTU   UP       LAST REPORT  POD CIDR\n"
+            "node1                198.51.100.11  10.244.1.0  1/4789    1450  yes      1s ago       10.244.1.0/24\n"
+            "node-with-long-name  198.51.100.12  10.244.2.0  1/4789    1450  NO       3m05s ago    10.244.2.0/24\n"
+            "node4                -              -           -         -     MISSING  never        -\n"
+            "node5                -              -           -         -     MISSING  never        -\n"
+            "\n"
+            "2 nodes, 1 up, 1 stale, 2 Kubernetes nodes without an agent\n"
+            "  node4: no meshprobe agent reports from Ready node node4: its agent pod meshprobe/meshprobe-agent-c2vns "
+            "is in CrashLoopBackOff\n"
+            "  node5: no meshprobe agent pod is scheduled on it (agent pod meshprobe/meshprobe-agent-zz: Pending) "
+            "[node NotReady]\n");
+  EXPECT_NE(renderNodes(r, tty()).find("\033[1;31mMISSING\033[0m"), std::string::npos);
+  // Only missing nodes (no agent has said Hello yet): still a table.
+  v1::ListNodesResponse only;
+  *only.add_missing_agents() = *m;
+  EXPECT_NE(renderNodes(only, plain()).find("0 nodes, 0 up, 1 Kubernetes node without an agent"), std::string::npos);
+}
+
+TEST(RenderNamespaces, PlainTableExactly) {
+  v1::ListNamespacesResponse r;
+  auto* a = r.add_namespaces();
+  a->set_name("default");
+  a->set_running_pods(4);
+  auto* b = r.add_namespaces();
+  b->set_name("payments");
+  b->set_expect_ambient(true);
+  b->set_running_pods(2);
+  b->add_findings("NAMESPACE_NOT_AMBIENT");
+  auto* c = r.add_namespaces();
+  c->set_name("shop");
+  c->set_dataplane_mode("ambient");
+  c->set_running_pods(5);
+  c->set_captured_pods(3);
+  c->set_unknown_pods(1);
+  c->add_findings("POD_NOT_CAPTURED");
+  EXPECT_EQ(renderNamespaces(r, plain()),
+            "NAMESPACE  DATAPLANE MODE  EXPECT AMBIENT  CAPTURED         FINDINGS\n"
+            "default    -               -               0/4              -\n"
+            "payments   -               yes             0/2              NAMESPACE_NOT_AMBIENT\n"
+            "shop       ambient         -               3/5 (1 unknown)  POD_NOT_CAPTURED\n"
+            "\n"
+            "3 namespaces, 1 ambient, 2 with findings\n"
+            "CAPTURED: running pods the agents found captured by ztunnel / running pods (unknown: not reported by an "
+            "agent)\n");
+  const std::string colored = renderNamespaces(r, tty());
+  EXPECT_NE(colored.find("\033[1;31mNAMESPACE_NOT_AMBIENT\033[0m"), std::string::npos) << colored;
+  EXPECT_EQ(renderNamespaces(v1::ListNamespacesResponse(), plain()), "the Kubernetes API shows no namespaces\n");
+}
+
 TEST(RenderNodes, EmptyCluster) {
   EXPECT_EQ(renderNodes(v1::ListNodesResponse(), plain()), "no nodes have reported to the aggregator yet\n");
 }
