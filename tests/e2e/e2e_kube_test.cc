@@ -303,6 +303,20 @@ TEST_F(KubeTest, AgentMissingNamesTheNodeAndItsCrashLoopingPod) {
         return std::string();
       },
       kFindingTimeout));
+  // `meshprobe nodes` lists node4 as a Kubernetes node without an agent, with its pod's state.
+  std::string error;
+  const json nodes = mesh_->listNodes(Via::kCli, &error);
+  ASSERT_TRUE(nodes.is_object()) << error;
+  ASSERT_TRUE(nodes.contains("missingAgents")) << nodes.dump();
+  ASSERT_EQ(nodes["missingAgents"].size(), 1u) << nodes.dump();
+  const json& m = nodes["missingAgents"][0];
+  EXPECT_EQ(m.value("name", ""), "node4");
+  EXPECT_EQ(m.value("ready", false), true);
+  EXPECT_EQ(m.value("agentPod", ""), "meshprobe/meshprobe-agent-c2vns");
+  EXPECT_EQ(m.value("podState", ""), "CrashLoopBackOff");
+  EXPECT_EQ(m.value("findingId", ""), "AGENT_MISSING/node4");
+  EXPECT_EQ(nodes["nodes"].size(), 3u);
+
   // The fake saw the kubeconfig's token on every request.
   const auto stats = fake_->stats();
   EXPECT_GE(stats.lists, 3u);
@@ -347,6 +361,20 @@ TEST_F(KubeTest, NamespaceNotAmbientUntilLabelled) {
       },
       kFindingTimeout));
 
+  // `meshprobe namespaces` says the same: selected by --expect-ambient, unlabelled, the finding.
+  std::string error;
+  const json ns = Mesh::parse(mesh_->cli({"namespaces"}), &error);
+  ASSERT_TRUE(ns.is_object()) << error;
+  bool seen = false;
+  for (const auto& n : ns["namespaces"]) {
+    if (n.value("name", "") != "payments") continue;
+    seen = true;
+    EXPECT_EQ(n["expectAmbient"], true) << n.dump();
+    EXPECT_EQ(n["dataplaneMode"], "") << n.dump();
+    EXPECT_EQ(n["findings"], json::array({"NAMESPACE_NOT_AMBIENT"})) << n.dump();
+  }
+  EXPECT_TRUE(seen) << ns.dump();
+
   // `kubectl label namespace payments istio.io/dataplane-mode=ambient`: a MODIFIED event.
   fake_->upsert("namespaces",
                 namespaceObject("payments", {{"team", "payments"}, {"istio.io/dataplane-mode", "ambient"}}));
@@ -383,6 +411,25 @@ TEST_F(KubeTest, PodNotCapturedJoinsTheAgentsNetnsWithThePodIp) {
         return std::string();
       },
       kFindingTimeout));
+
+  // `meshprobe namespaces` (the CLI binary against the live aggregator): shop is ambient with
+  // its one running pod not captured and the finding; default's pod is not ambient's.
+  std::string error;
+  const json ns = Mesh::parse(mesh_->cli({"namespaces"}), &error);
+  ASSERT_TRUE(ns.is_object()) << error;
+  std::map<std::string, json> by_name;
+  for (const auto& n : ns["namespaces"]) by_name[n.value("name", "")] = n;
+  ASSERT_TRUE(by_name.count("shop") && by_name.count("default")) << ns.dump();
+  EXPECT_EQ(by_name["shop"]["dataplaneMode"], "ambient") << ns.dump();
+  EXPECT_EQ(by_name["shop"]["runningPods"], 1) << ns.dump();
+  EXPECT_EQ(by_name["shop"]["capturedPods"], 0) << ns.dump();
+  EXPECT_EQ(by_name["shop"]["unknownPods"], 0) << ns.dump();
+  EXPECT_EQ(by_name["shop"]["findings"], json::array({"POD_NOT_CAPTURED"})) << ns.dump();
+  EXPECT_EQ(by_name["default"]["dataplaneMode"], "") << ns.dump();
+  EXPECT_EQ(by_name["default"]["runningPods"], 1) << ns.dump();
+  EXPECT_EQ(by_name["default"]["findings"], json::array()) << ns.dump();
+  // The agents' own pods are hostNetwork: not counted.
+  EXPECT_EQ(by_name["meshprobe"]["runningPods"], 0) << ns.dump();
 }
 
 TEST_F(KubeTest, ZtunnelNotReadyExplainedByTheNodesBrokenOverlay) {
