@@ -2,7 +2,8 @@
 // with `--kubeconfig FILE`, lists and watches an in-process fake kube-apiserver
 // (tests/support/fake_kube_apiserver.h: HTTPS with the test PKI, bearer-token
 // authentication) while real agents report from a 3-node namespace cluster (mesh.h). The
-// findings are read through the Query API (`meshprobe diagnose --output json`).
+// findings are read through the Query API (`meshprobe diagnose --output json`), as are the
+// Kubernetes answers (`meshprobe nodes`' missingAgents, `meshprobe namespaces`).
 //
 // Where the fake listens: the aggregator runs in the control netns, the fake in this test
 // process. A socket belongs to the netns of the thread that created it, so a short-lived
@@ -133,21 +134,22 @@ json appPod(const std::string& ns, const std::string& name, const std::string& n
 // its node runs without becoming Ready: kubelet then shows Ready False with its
 // ContainersNotReady reason and message.
 json ztunnelPod(const std::string& node, const std::string& suffix, bool ready) {
-  json pod{{"apiVersion", "v1"},
-           {"kind", "Pod"},
-           {"metadata",
-            {{"name", "ztunnel-" + suffix},
-             {"namespace", "istio-system"},
-             {"labels", {{"app", "ztunnel"}, {"istio.io/dataplane-mode", "none"}, {"sidecar.istio.io/inject", "false"}}},
-             {"ownerReferences", ownerDaemonSet("ztunnel")}}},
-           {"spec", {{"nodeName", node}}},
-           {"status",
-            {{"phase", "Running"},
-             {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}})},
-             {"containerStatuses", json::array({{{"name", "istio-proxy"},
-                                                 {"ready", true},
-                                                 {"restartCount", 0},
-                                                 {"state", {{"running", json::object()}}}}})}}}};
+  json pod{
+      {"apiVersion", "v1"},
+      {"kind", "Pod"},
+      {"metadata",
+       {{"name", "ztunnel-" + suffix},
+        {"namespace", "istio-system"},
+        {"labels", {{"app", "ztunnel"}, {"istio.io/dataplane-mode", "none"}, {"sidecar.istio.io/inject", "false"}}},
+        {"ownerReferences", ownerDaemonSet("ztunnel")}}},
+      {"spec", {{"nodeName", node}}},
+      {"status",
+       {{"phase", "Running"},
+        {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}})},
+        {"containerStatuses", json::array({{{"name", "istio-proxy"},
+                                            {"ready", true},
+                                            {"restartCount", 0},
+                                            {"state", {{"running", json::object()}}}}})}}}};
   if (!ready) {
     pod["status"]["conditions"] = json::array({{{"type", "Ready"},
                                                 {"status", "False"},
@@ -158,6 +160,26 @@ json ztunnelPod(const std::string& node, const std::string& suffix, bool ready) 
     pod["status"]["containerStatuses"][0]["lastState"] = {{"terminated", {{"reason", "Error"}, {"exitCode", 1}}}};
   }
   return pod;
+}
+
+// flannel's DaemonSet pod on `node` as kube-flannel.yml labels it (app=flannel, tier=node, in
+// kube-flannel; container kube-flannel), Running and Ready.
+json flannelPod(const std::string& node, const std::string& suffix) {
+  return json{{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata",
+               {{"name", "kube-flannel-ds-" + suffix},
+                {"namespace", "kube-flannel"},
+                {"labels", {{"app", "flannel"}, {"tier", "node"}, {"k8s-app", "flannel"}}},
+                {"ownerReferences", ownerDaemonSet("kube-flannel-ds")}}},
+              {"spec", {{"nodeName", node}, {"hostNetwork", true}}},
+              {"status",
+               {{"phase", "Running"},
+                {"conditions", json::array({{{"type", "Ready"}, {"status", "True"}}})},
+                {"containerStatuses", json::array({{{"name", "kube-flannel"},
+                                                    {"ready", true},
+                                                    {"restartCount", 0},
+                                                    {"state", {{"running", json::object()}}}}})}}}};
 }
 
 std::vector<DiagFinding> withCode(const Findings& f, const std::string& code) {
@@ -463,6 +485,49 @@ TEST_F(KubeTest, ZtunnelNotReadyExplainedByTheNodesBrokenOverlay) {
         return std::string();
       },
       kZtunnelTimeout));
+}
+
+TEST_F(KubeTest, FdbStaleRemedyNamesTheFlannelPodOnTheNode) {
+  const char* suffixes[] = {"", "7hq2x", "k4m9p", "w2c8d"};
+  for (int n = 1; n <= kMeshNodes; ++n) fake_->upsert("pods", flannelPod(nodeName(n), suffixes[n]));
+  // node1's FDB entry for node3's VTEP points at an address nobody has (as S05 does).
+  mesh_->cluster().node(1).sh("bridge fdb replace " + Cluster::vtepMac(3) + " dev flannel.1 dst " + kWrongDst +
+                              " self permanent");
+  ASSERT_TRUE(eventually(
+      "OVERLAY_FDB_STALE[node1] whose remedy names node1's flannel pod",
+      [&] {
+        Findings f = mesh_->diagnose();
+        if (!f.ok) return f.render();
+        auto fdb = withCode(f, "OVERLAY_FDB_STALE");
+        if (fdb.size() != 1 || fdb[0].nodeSet() != std::set<std::string>{"node1"})
+          return "want exactly OVERLAY_FDB_STALE[node1]\n" + f.render();
+        const std::string want =
+            "On node1 that is flannel pod kube-flannel/kube-flannel-ds-7hq2x (Running): kubectl -n kube-flannel delete "
+            "pod kube-flannel-ds-7hq2x.";
+        if (fdb[0].remedy.find(want) == std::string::npos) return "remedy lacks \"" + want + "\"\n" + f.render();
+        return std::string();
+      },
+      kFindingTimeout));
+
+  // The pod crash-loops (a MODIFIED event): the remedy says so and what to look at first.
+  json crashing = flannelPod("node1", suffixes[1]);
+  crashing["status"]["containerStatuses"][0]["ready"] = false;
+  crashing["status"]["containerStatuses"][0]["restartCount"] = 4;
+  crashing["status"]["containerStatuses"][0]["state"] = {
+      {"waiting", {{"reason", "CrashLoopBackOff"}, {"message", "back-off 1m20s restarting failed container"}}}};
+  fake_->upsert("pods", crashing);
+  EXPECT_TRUE(eventually(
+      "OVERLAY_FDB_STALE[node1]'s remedy says its flannel pod is not Running",
+      [&] {
+        Findings f = mesh_->diagnose();
+        auto fdb = withCode(f, "OVERLAY_FDB_STALE");
+        if (fdb.size() != 1) return "want exactly OVERLAY_FDB_STALE[node1]\n" + f.render();
+        if (fdb[0].remedy.find("kube-flannel/kube-flannel-ds-7hq2x, which is not Running (CrashLoopBackOff)") ==
+            std::string::npos)
+          return "remedy not updated\n" + f.render();
+        return std::string();
+      },
+      kFindingTimeout));
 }
 
 }  // namespace
