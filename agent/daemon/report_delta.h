@@ -15,8 +15,10 @@
 //   - a check whose result changed (compared as bytes), the findings whole, pod_netns only
 //     when it changed.
 // A report is whole when: it is the stream's first (reset()), the aggregator does not accept
-// deltas, a probe target or a check disappeared since the last one sent (a delta cannot say
-// "gone"), or the digest period passed since the last whole one (30 s, or the report's
+// deltas, a member joined since the last one (StreamClient: the aggregator could not place
+// this agent's cells for a member before it knew it — a restarted aggregator learns its
+// members one Hello at a time), a probe target or a check disappeared since the last one
+// sent (a delta cannot say "gone"), or the digest period passed since the last whole one (30 s, or the report's
 // coverage period when longer), so a change the aggregator missed cannot outlive it.
 //
 // One encoder per stream, used by the stream's one writer thread (not thread-safe).

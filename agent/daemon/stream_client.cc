@@ -83,6 +83,10 @@ void StreamClient::serveOneStream() {
   // not report as this node) keeps backing off instead of retrying every 200 ms.
   std::atomic<bool> accepted{false};
   std::atomic<bool> deltas_accepted{false};  // this stream's PeerLists say so
+  // A member joined (or changed) since the last report: the next one is whole, because the
+  // aggregator could not place this agent's cells for that member before it knew it (a
+  // restarted aggregator learns its members one Hello at a time).
+  std::atomic<bool> members_changed{false};
   ReportDeltaEncoder encoder;                // the stream's first report is whole
   if (stream->Write(hello_msg)) {
     connected_ = true;
@@ -103,6 +107,7 @@ void StreamClient::serveOneStream() {
             spdlog::warn("ignoring a membership delta that came before the peer list on this stream");
             continue;
           }
+          if (msg.peer_delta().peers_size() > 0) members_changed = true;
           callbacks_.on_peer_delta(msg.peer_delta());
         }
       }
@@ -122,7 +127,8 @@ void StreamClient::serveOneStream() {
         last_hello = std::move(serialized);
       }
       AgentMessage msg;
-      *msg.mutable_report() = encoder.encode(*report, deltas_accepted);
+      const bool whole = members_changed.exchange(false);
+      *msg.mutable_report() = encoder.encode(*report, deltas_accepted && !whole);
       if (!stream->Write(msg)) {
         buffer_.pushFront(std::move(*report));  // whole: the next stream starts over
         break;

@@ -34,6 +34,9 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
       } else if (msg.has_report()) {
         sequences.push_back(msg.report().sequence());
         delta_flags.push_back(msg.report().delta());
+        if (msg.report().sequence() == late_after_sequence) {
+          for (const auto& m : late) stream->Write(m);
+        }
       }
     }
     return grpc::Status::OK;
@@ -43,6 +46,8 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
   std::vector<uint64_t> sequences;
   std::vector<bool> delta_flags;  // Report.delta of each report, in order
   bool accepts_report_deltas = false;     // what its PeerLists say (set before the agent connects)
+  uint64_t late_after_sequence = 0;       // `late` is written after the report with this sequence
+  std::vector<AggregatorMessage> late;
   std::vector<AggregatorMessage> script;  // set before the agent connects
 };
 
@@ -278,4 +283,40 @@ TEST(StreamClient, DeltaReportsOnlyAfterThePeerListAcceptsThem) {
     EXPECT_EQ(c.client->deltaReportsSent(), accepts ? 2u : 0u);
     c.client->stop();
   }
+}
+
+// A member that joins after the stream's peer list makes the next report whole: the
+// aggregator could not place this agent's cells for it before it knew the member.
+TEST(StreamClient, AJoinedMemberMakesTheNextReportWhole) {
+  Server server;
+  ASSERT_NE(server.port, 0);
+  server.service.accepts_report_deltas = true;
+  server.service.late_after_sequence = 2;
+  AggregatorMessage join;
+  join.mutable_peer_delta()->add_peers()->set_node_name("node-late");
+  server.service.late.push_back(join);
+  Client c(server.port, /*with_deltas=*/true);
+  c.buffer.push(report(1));
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    std::lock_guard lc(c.mu);
+    return server.service.sequences.size() == 1 && !c.peers_seen.empty();
+  }));
+  c.buffer.push(report(2));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lc(c.mu);
+    return !c.deltas_seen.empty();
+  }));
+  c.buffer.push(report(3));
+  c.buffer.push(report(4));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    return server.service.sequences.size() == 4;
+  }));
+  {
+    std::lock_guard l(server.service.mu);
+    EXPECT_EQ(server.service.delta_flags, (std::vector<bool>{false, true, false, true}));
+  }
+  c.client->stop();
 }
