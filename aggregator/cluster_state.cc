@@ -67,6 +67,7 @@ MembershipDiff ClusterState::applyHello(const v1::Hello& hello, bool new_session
   if (added) {
     m = Member{};
     m.stamp = ++counter_;
+    last_slot_change_ = m.stamp;
     diff.added.push_back(normalized.node_name());
   } else if (!google::protobuf::util::MessageDifferencer::Equals(peerFromHello(m.hello), peerFromHello(normalized))) {
     diff.changed.push_back(normalized.node_name());
@@ -188,6 +189,113 @@ void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report,
   }
 }
 
+void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report, NodeInfo& info) {
+  const uint64_t stamp = ++counter_;
+  const uint32_t width = index_.capacity();
+  std::array<Row*, 2> rows{};
+  for (size_t l = 0; l < 2; ++l) {
+    auto& row = m.rows[l];
+    if (!row) {
+      row = std::make_shared<Row>();
+    } else if (row.use_count() > 1) {
+      row = std::make_shared<Row>(*row);  // a snapshot holds the old one: change a copy
+    }
+    const uint64_t written = row->stamp;
+    row->stamp = stamp;
+    if (row->cells.size() < width) row->cells.resize(width, PackedCell{});
+    rows[l] = row.get();
+    if (last_slot_change_ <= written) continue;
+    // Slots given or freed since this row was written hold an earlier occupant's cells: a
+    // whole report would have rewritten them, a delta must clear them.
+    for (uint32_t slot = 0; slot < row->cells.size(); ++slot) {
+      const bool stale = slot >= members_.size() || members_[slot].stamp == 0 || members_[slot].stamp > written;
+      if (!stale || !row->cells[slot].present()) continue;
+      if (reachableState(row->cells[slot].state())) --row->reachable;
+      row->cells[slot] = PackedCell{};
+    }
+    std::erase_if(row->details, [&](const auto& d) {
+      return d.first >= members_.size() || members_[d.first].stamp == 0 || members_[d.first].stamp > written;
+    });
+  }
+  std::optional<int64_t> max_age_ns;
+  if (report.has_coverage_period()) {
+    const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
+    const int64_t interval =
+        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
+    if (coverage > 0) max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
+  }
+  const int64_t report_ns = TimeUtil::TimestampToNanoseconds(info.report_time);
+
+  // The earlier report's probes that are no cell, with this one's on top (by layer + dst).
+  const auto& before = *m.info;
+  info.other_probes = before.other_probes;
+  info.istiod_from_probe = before.istiod_from_probe;
+  info.has_istiod_check = before.has_istiod_check;
+  info.istiod_state = before.istiod_state;
+  info.istiod_probe = before.istiod_probe;
+  std::array<bool, 2> touched{false, false};
+  for (const auto& p : report.probes()) {
+    const int l = rowLayerIndex(p.layer());
+    std::optional<uint32_t> dst;
+    if (l >= 0) dst = index_.find(p.dst());
+    if (l < 0 || !dst || *dst == self) {
+      if (p.layer() == v1::ISTIOD && p.dst() == kIstiodDst) {
+        info.istiod_from_probe = true;
+        info.istiod_probe = p;
+        info.istiod_state = classifyProbe(p, options_.matrix);
+        continue;
+      }
+      auto it = std::find_if(info.other_probes.begin(), info.other_probes.end(), [&](const v1::ProbeResult& o) {
+        return o.layer() == p.layer() && o.dst() == p.dst();
+      });
+      if (it != info.other_probes.end()) {
+        *it = p;
+      } else {
+        info.other_probes.push_back(p);
+      }
+      continue;
+    }
+    v1::Cell::State state = classifyProbe(p, options_.matrix);
+    if (max_age_ns && p.has_last_probe() && report_ns - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns) {
+      state = v1::Cell::UNKNOWN;
+    }
+    Row& row = *rows[static_cast<size_t>(l)];
+    PackedCell& cell = row.cells[*dst];
+    if (cell.present() && reachableState(cell.state())) --row.reachable;
+    cell = packProbe(p, state);
+    if (reachableState(state)) ++row.reachable;
+    auto d = std::lower_bound(row.details.begin(), row.details.end(), *dst,
+                              [](const auto& e, uint32_t slot) { return e.first < slot; });
+    const bool had = d != row.details.end() && d->first == *dst;
+    if (needsDetail(p, state)) {
+      if (had) {
+        d->second = p;
+      } else {
+        row.details.insert(d, {*dst, p});
+      }
+    } else if (had) {
+      row.details.erase(d);
+    }
+    touched[static_cast<size_t>(l)] = true;
+  }
+  for (size_t l = 0; l < 2; ++l) {
+    if (!touched[l]) continue;
+    Row& row = *rows[l];
+    row.failing.clear();
+    for (const auto& [slot, p] : row.details) {
+      if (row.cells[slot].state() == v1::Cell::FAIL) row.failing.push_back(slot);
+    }
+  }
+  if (!info.istiod_from_probe) {
+    const v1::CheckResult* check = nullptr;
+    for (const auto& c : info.checks) {
+      if (c.name() == "istiod") check = &c;
+    }
+    info.has_istiod_check = check != nullptr;
+    info.istiod_state = classifyIstiodCheck(check);
+  }
+}
+
 ReportOutcome ClusterState::applyReport(const std::string& node, const v1::Report& report) {
   const auto now = clock_.monotonicNow();
   const auto wall = clock_.wallNow();
@@ -205,8 +313,33 @@ ReportOutcome ClusterState::applyReport(const std::string& node, const v1::Repor
   *info->summary.mutable_last_report() = toTimestamp(wall);
   info->has_report = true;
   info->report_time = report.has_time() ? report.time() : toTimestamp(wall);
-  info->checks.assign(report.checks().begin(), report.checks().end());
   info->findings.assign(report.findings().begin(), report.findings().end());
+  if (report.delta() && m.info->has_report) {
+    // Only what changed: checks by name on top of the last ones, pod netns unset = unchanged.
+    info->checks = m.info->checks;
+    for (const auto& c : report.checks()) {
+      auto it = std::find_if(info->checks.begin(), info->checks.end(),
+                             [&](const v1::CheckResult& k) { return k.name() == c.name(); });
+      if (it != info->checks.end()) {
+        *it = c;
+      } else {
+        info->checks.push_back(c);
+      }
+    }
+    if (report.has_pod_netns()) {
+      info->pod_netns = std::make_shared<const v1::PodNetnsCaptures>(report.pod_netns());
+      info->pod_netns_time = info->report_time;
+    } else {
+      info->pod_netns = m.info->pod_netns;
+      info->pod_netns_time = m.info->pod_netns_time;
+    }
+    updateRows(m, *slot, report, *info);
+    ++deltas_applied_;
+    m.info = std::move(info);
+    dirty_ = true;
+    return ReportOutcome::kAccepted;
+  }
+  info->checks.assign(report.checks().begin(), report.checks().end());
   if (report.has_pod_netns()) {
     info->pod_netns = std::make_shared<const v1::PodNetnsCaptures>(report.pod_netns());
     info->pod_netns_time = info->report_time;
@@ -219,6 +352,11 @@ ReportOutcome ClusterState::applyReport(const std::string& node, const v1::Repor
   m.info = std::move(info);
   dirty_ = true;
   return ReportOutcome::kAccepted;
+}
+
+uint64_t ClusterState::deltasApplied() const {
+  std::lock_guard lock(mu_);
+  return deltas_applied_;
 }
 
 MembershipDiff ClusterState::sweep() {
@@ -236,6 +374,7 @@ MembershipDiff ClusterState::sweep() {
   }
   if (!gone.empty()) {
     last_removal_ = ++counter_;
+    last_slot_change_ = last_removal_;
     dirty_ = true;
     facts_dirty_ = true;
   }
@@ -249,6 +388,7 @@ v1::PeerList ClusterState::peerList() const {
 
 v1::PeerList ClusterState::peerListLocked() const {
   v1::PeerList list;
+  list.set_accepts_report_deltas(true);  // applyReport applies Report.delta
   for (uint32_t slot : index_.sorted()) *list.add_peers() = peerFromHello(members_[slot].hello);
   return list;
 }

@@ -85,7 +85,8 @@ class ClusterState {
   MembershipDiff applyHello(const meshprobe::v1::Hello& hello, bool new_session);
 
   // Stores `report` as the node's latest unless its sequence is not above the last one
-  // accepted since the node's last new-session Hello.
+  // accepted since the node's last new-session Hello. A delta report (Report.delta) changes
+  // only the cells, checks and pod netns list it carries; the rest stays as before.
   ReportOutcome applyReport(const std::string& node, const meshprobe::v1::Report& report);
 
   // Forgets members silent for forget_after. Returns how the peer list changed.
@@ -123,6 +124,8 @@ class ClusterState {
 
   size_t memberCount() const;
   bool isUp(const std::string& name) const;
+  // Delta reports applied since start (meshprobe_aggregator_delta_reports_total).
+  uint64_t deltasApplied() const;
   const ClusterOptions& options() const { return options_; }
 
  private:
@@ -139,6 +142,9 @@ class ClusterState {
   bool isUpLocked(const Member& m, std::chrono::steady_clock::time_point now) const;
   meshprobe::v1::PeerList peerListLocked() const;
   void writeRows(Member& m, uint32_t self, const meshprobe::v1::Report& report, NodeInfo& info);
+  // A delta report (Report.delta): the listed cells replace theirs in copies of the rows
+  // (copy-on-write), every other cell stays as the earlier reports left it.
+  void updateRows(Member& m, uint32_t self, const meshprobe::v1::Report& report, NodeInfo& info);
   std::shared_ptr<const StateSnapshot> build(const std::shared_ptr<const StateSnapshot>& prev,
                                              std::chrono::steady_clock::time_point now) const;
 
@@ -151,6 +157,8 @@ class ClusterState {
   std::vector<Member> members_;  // by slot (a free slot's entry is empty)
   uint64_t counter_ = 0;         // stamps slots and rows (see StateSnapshot::slot_stamp)
   uint64_t last_removal_ = 0;    // counter_ when a member was last forgotten
+  uint64_t last_slot_change_ = 0;  // counter_ when a slot was last given or freed (delta rows)
+  uint64_t deltas_applied_ = 0;    // delta reports applied (Report.delta)
   mutable bool dirty_ = false;   // content changed since the last snapshot
   mutable bool facts_dirty_ = true;  // Hello facts or membership changed (VXLAN mismatches)
 

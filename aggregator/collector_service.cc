@@ -293,6 +293,7 @@ void CollectorService::onReport(const v1::Hello& hello, const v1::Report& report
   }
   if (outcome == ReportOutcome::kAccepted) {
     ++stats_.reports_received;
+    if (report.delta()) ++stats_.delta_reports_received;
   } else if (outcome == ReportOutcome::kOldSequence) {
     ++stats_.reports_ignored;
     spdlog::debug("ignoring report {} from {}: not newer than the last one", report.sequence(), hello.node_name());

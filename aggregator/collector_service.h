@@ -52,6 +52,7 @@ struct CollectorStats {
   std::atomic<int64_t> connected_agents{0};  // gauge: open streams that said Hello
   std::atomic<uint64_t> hellos{0};
   std::atomic<uint64_t> reports_received{0};  // accepted reports
+  std::atomic<uint64_t> delta_reports_received{0};  // of those, delta reports (Report.delta)
   std::atomic<uint64_t> reports_ignored{0};   // old or duplicate sequence numbers
   std::atomic<uint64_t> peer_list_pushes{0};  // membership messages (PeerList or PeerDelta) queued to streams
   // Membership messages written to streams, and their encoded bytes: [0] PeerList ("full"),

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agent/daemon/report_delta.h"
 #include "common/grpc_status.h"
 
 namespace meshprobe::agent {
@@ -81,6 +82,12 @@ void StreamClient::serveOneStream() {
   // membership message): a stream refused right after the Hello (a certificate that may
   // not report as this node) keeps backing off instead of retrying every 200 ms.
   std::atomic<bool> accepted{false};
+  std::atomic<bool> deltas_accepted{false};  // this stream's PeerLists say so
+  // A member joined (or changed) since the last report: the next one is whole, because the
+  // aggregator could not place this agent's cells for that member before it knew it (a
+  // restarted aggregator learns its members one Hello at a time).
+  std::atomic<bool> members_changed{false};
+  ReportDeltaEncoder encoder;                // the stream's first report is whole
   if (stream->Write(hello_msg)) {
     connected_ = true;
     spdlog::info("connected to the aggregator");
@@ -92,6 +99,7 @@ void StreamClient::serveOneStream() {
         if (!accepted.exchange(true) && ever_accepted_.exchange(true)) ++reconnects_;
         if (msg.has_peer_list()) {
           have_list = true;
+          deltas_accepted = report_deltas_ && msg.peer_list().accepts_report_deltas();
           if (callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
         } else if (msg.has_peer_delta() && callbacks_.on_peer_delta) {
           if (!have_list) {
@@ -99,6 +107,7 @@ void StreamClient::serveOneStream() {
             spdlog::warn("ignoring a membership delta that came before the peer list on this stream");
             continue;
           }
+          if (msg.peer_delta().peers_size() > 0) members_changed = true;
           callbacks_.on_peer_delta(msg.peer_delta());
         }
       }
@@ -118,15 +127,19 @@ void StreamClient::serveOneStream() {
         last_hello = std::move(serialized);
       }
       AgentMessage msg;
-      *msg.mutable_report() = std::move(*report);
+      const bool whole = members_changed.exchange(false);
+      *msg.mutable_report() = encoder.encode(*report, deltas_accepted && !whole);
       if (!stream->Write(msg)) {
-        buffer_.pushFront(std::move(*msg.mutable_report()));
+        buffer_.pushFront(std::move(*report));  // whole: the next stream starts over
         break;
       }
       ++reports_sent_;
+      if (msg.report().delta()) ++delta_reports_sent_;
+      probes_omitted_ = probes_omitted_base_ + encoder.counters().probes_omitted;
     }
     if (connected_ && !stopping_) spdlog::warn("aggregator stream ended; reconnecting");
     connected_ = false;
+    probes_omitted_base_ += encoder.counters().probes_omitted;
     ctx.TryCancel();
     reader.join();
   }

@@ -4,7 +4,8 @@
 // PeerList on the same stream, to its callback (with on_peer_delta set, the Hello says
 // accepts_peer_deltas; an aggregator that predates deltas sends PeerLists only). Reconnects with capped
 // exponential backoff plus jitter; while disconnected, reports wait in the (bounded)
-// buffer. Depends on the generated StubInterface so tests use an in-process server.
+// buffer, whole. Each report is written whole or as a delta against the previous one on
+// the same stream (ReportDeltaEncoder), once the stream's PeerList accepts deltas. Depends on the generated StubInterface so tests use an in-process server.
 
 #include <grpcpp/grpcpp.h>
 
@@ -36,6 +37,10 @@ class StreamClient {
                Callbacks callbacks, Backoff backoff);
   ~StreamClient();
 
+  // Delta reports (Report.delta) to an aggregator whose PeerList accepts them; on by
+  // default. Call before start().
+  void setReportDeltas(bool on) { report_deltas_ = on; }
+
   void start();
   void stop();  // returns within about a second
 
@@ -46,6 +51,9 @@ class StreamClient {
   // Connection attempts that followed a failed or ended stream (every retry, accepted or not).
   uint64_t retries() const { return retries_; }
   uint64_t reportsSent() const { return reports_sent_; }
+  // Of those, delta reports; and the probe results the deltas left out as unchanged.
+  uint64_t deltaReportsSent() const { return delta_reports_sent_; }
+  uint64_t probesOmitted() const { return probes_omitted_; }
   // PeerDeltas dropped because no PeerList had come on their stream yet.
   uint64_t peerDeltasIgnored() const { return peer_deltas_ignored_; }
 
@@ -71,6 +79,10 @@ class StreamClient {
   std::atomic<uint64_t> retries_{0};
   std::atomic<bool> ever_accepted_{false};
   std::atomic<uint64_t> reports_sent_{0};
+  std::atomic<uint64_t> delta_reports_sent_{0};
+  std::atomic<uint64_t> probes_omitted_{0};
+  uint64_t probes_omitted_base_ = 0;  // streams before the current one (stream thread only)
+  bool report_deltas_ = true;
   std::atomic<uint64_t> peer_deltas_ignored_{0};
   std::mutex mu_;
   std::condition_variable cv_;

@@ -100,6 +100,14 @@ std::string renderAgentMetrics(const AgentStatus& s, const RttHistograms& rtt) {
   w.family("meshprobe_stream_peer_deltas_ignored_total",
            "Membership deltas ignored because no peer list had come on their stream yet.", MetricType::kCounter);
   w.sample(static_cast<double>(s.stream_peer_deltas_ignored));
+  w.family("meshprobe_stream_reports_total",
+           "Reports written to the aggregator: whole, or as deltas of what changed since the stream's previous one.",
+           MetricType::kCounter);
+  w.sample({{"kind", "whole"}}, static_cast<double>(s.stream_reports_whole));
+  w.sample({{"kind", "delta"}}, static_cast<double>(s.stream_reports_delta));
+  w.family("meshprobe_stream_probes_omitted_total",
+           "Probe results delta reports left out because they had not changed.", MetricType::kCounter);
+  w.sample(static_cast<double>(s.stream_probes_omitted));
   w.family("meshprobe_report_buffer_dropped_total",
            "Reports dropped (oldest first) because the aggregator was away and the buffer was full.",
            MetricType::kCounter);

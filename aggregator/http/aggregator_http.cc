@@ -167,6 +167,9 @@ std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t*
   w.sample(c ? static_cast<double>(c->connected_agents.load()) : 0);
   w.family("meshprobe_aggregator_reports_received_total", "Agent reports accepted.", MetricType::kCounter);
   w.sample(c ? static_cast<double>(c->reports_received.load()) : 0);
+  w.family("meshprobe_aggregator_delta_reports_received_total",
+           "Accepted agent reports that carried only what changed (delta reports).", MetricType::kCounter);
+  w.sample(c ? static_cast<double>(c->delta_reports_received.load()) : 0);
   w.family("meshprobe_aggregator_ingest_errors_total", "Agent messages refused, by reason.", MetricType::kCounter);
   for (size_t i = 0; i < static_cast<size_t>(IngestError::kCount); ++i) {
     const auto e = static_cast<IngestError>(i);

@@ -10,6 +10,12 @@
 // PeerList, then the PeerDeltas after it (a delta before the stream's first list is ignored
 // and counted); --legacy-membership simulates agents that predate deltas (whole PeerLists
 // only). A stream that ends is re-opened with the agent's own capped, jittered backoff.
+// Reports are what an agent's ReportDeltaEncoder sends (agent/daemon/report_delta.h): the
+// stream's first report, and one every digest period (30 s), whole — every known peer on
+// both layers, as an agent reports all its targets; in between, once the stream's PeerList
+// accepts deltas, delta reports carrying the failing cells only (a simulated healthy cell
+// never changes, so the encoder would leave it out). --whole-reports simulates agents that
+// predate delta reports.
 //
 // `--query-bench` instead times the Query API (ListNodes, Diagnose, GetMatrix).
 #include <grpcpp/grpcpp.h>
@@ -65,6 +71,7 @@ struct Options {
   Duration ramp{};  // first connects spread evenly over this long
   bool watch_diagnose = false;
   bool legacy_membership = false;  // Hellos without accepts_peer_deltas
+  bool whole_reports = false;      // never delta reports (agents that predate them)
   bool query_bench = false;
   size_t count = 200;
   meshprobe::tls::ClientConfig tls;  // the agent's TLS flags (the shared meshprobe-agent certificate)
@@ -100,6 +107,7 @@ struct Counters {
   std::atomic<uint64_t> streams_failed{0};
   std::atomic<uint64_t> live_streams{0};
   std::atomic<uint64_t> reports_sent{0};
+  std::atomic<uint64_t> delta_reports_sent{0};
   std::atomic<uint64_t> report_bytes{0};
   std::atomic<uint64_t> reports_replaced{0};  // a newer report replaced one still waiting for the stream
   std::atomic<uint64_t> write_failures{0};
@@ -124,6 +132,9 @@ struct Node {
   bool connected = false;
   std::unique_ptr<SimPeers> peers;  // guarded by mu
   uint64_t sequence = 0;
+  bool deltas_ok = false;       // this stream's PeerList accepts delta reports
+  bool whole_on_stream = false;  // a whole report went out on this stream
+  Steady::time_point last_whole{};
   Steady::time_point next_report{};
   Steady::time_point reconnect_due{};
   agent::Backoff backoff{std::chrono::milliseconds(200), std::chrono::seconds(2), 0};
@@ -219,6 +230,7 @@ class NodeStream : public grpc::ClientBidiReactor<AgentMessage, AggregatorMessag
     }
     if (write_.has_report()) {
       sim_.counters().reports_sent++;
+      if (write_.report().delta()) sim_.counters().delta_reports_sent++;
       sim_.counters().report_bytes += write_.ByteSizeLong();
     }
     if (pending_ && !broken_) {
@@ -353,6 +365,7 @@ uint64_t Simulation::foreignPeers() {
 void Simulation::onPeerList(Node& n, const meshprobe::v1::PeerList& list) {
   std::lock_guard lock(n.mu);
   n.peers->onPeerList(list);
+  n.deltas_ok = !options_.whole_reports && list.accepts_report_deltas();
   if (!n.connected) {
     n.connected = true;
     n.backoff.reset();
@@ -407,7 +420,15 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   report.set_sequence(++n.sequence);
   *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
       std::chrono::duration_cast<std::chrono::nanoseconds>(facts.now.time_since_epoch()).count());
-  for (const auto& c : checks_) *report.add_checks() = c;
+  // Whole or delta as the agent's encoder decides (digest period 30 s).
+  const bool whole = !n.deltas_ok || !n.whole_on_stream || now - n.last_whole >= std::chrono::seconds(30);
+  if (whole) {
+    n.whole_on_stream = true;
+    n.last_whole = now;
+    for (const auto& c : checks_) *report.add_checks() = c;
+  } else {
+    report.set_delta(true);
+  }
   auto add = [&](size_t j) {
     if (j == n.index || !n.peers->known(j)) return;
     // The agent's target order: per peer (sorted by name), UNDERLAY then OVERLAY.
@@ -415,12 +436,19 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
       const Layer l = layer == 0 ? Layer::kUnderlay : Layer::kOverlay;
       if (injected && faults_.fails(n.index, j, l)) {
         *report.add_probes() = agent::toProto(targetStats(layer == 0 ? underlay_[j] : overlay_[j], j, true, facts));
-      } else {
+      } else if (whole) {
         *report.add_probes() = cache.healthy[2 * j + static_cast<size_t>(layer)];
       }
     }
   };
-  if (plan_ && plan_->sparse()) {
+  if (n.deltas_ok) {
+    // An agent reports every target, probed this round or not; a delta only the failing ones.
+    if (whole) {
+      for (size_t j = 0; j < count; ++j) add(j);
+    } else if (injected) {
+      for (size_t j : faults_.destinationsFrom(n.index, count)) add(j);
+    }
+  } else if (plan_ && plan_->sparse()) {
     const uint64_t round = agent::roundOf(facts.now, options_.interval);
     auto ring = plan_->targetsAt(index_to_ring_[n.index], round);
     std::vector<size_t> peers;
@@ -446,6 +474,8 @@ void Simulation::worker(size_t w) {
         if (now >= n.reconnect_due) {
           counters_.streams_started++;
           counters_.live_streams++;
+          n.whole_on_stream = false;  // a new stream starts with a whole report
+          n.deltas_ok = false;
           n.stream = new NodeStream(*this, n);
         } else {
           wake = std::min(wake, n.reconnect_due);
@@ -634,14 +664,15 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
       stderr,
       "meshprobe-loadgen summary: nodes=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
       "stream_errors=%llu write_failures=%llu reports_sent=%llu report_bytes=%llu "
-      "reports_replaced=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
+      "reports_replaced=%llu delta_reports=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
       "membership_bytes=%llu membership_full_bytes=%llu membership_delta_bytes=%llu foreign_peers=%llu\n",
       o.nodes, wall, static_cast<unsigned long long>(c.max_connected.load()),
       static_cast<unsigned long long>(c.streams_started.load()),
       static_cast<unsigned long long>(c.streams_failed.load()),
       static_cast<unsigned long long>(c.write_failures.load()), static_cast<unsigned long long>(c.reports_sent.load()),
       static_cast<unsigned long long>(c.report_bytes.load()),
-      static_cast<unsigned long long>(c.reports_replaced.load()), o.legacy_membership ? "legacy" : "delta",
+      static_cast<unsigned long long>(c.reports_replaced.load()),
+      static_cast<unsigned long long>(c.delta_reports_sent.load()), o.legacy_membership ? "legacy" : "delta",
       static_cast<unsigned long long>(c.peer_lists.load()), static_cast<unsigned long long>(c.peer_deltas.load()),
       static_cast<unsigned long long>(c.peer_deltas_ignored.load()),
       static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
@@ -687,6 +718,9 @@ int main(int argc, char** argv) {
       ("legacy-membership", po::bool_switch(&o.legacy_membership),
        "simulate agents that predate membership deltas: the Hello leaves accepts_peer_deltas unset, so the "
        "aggregator sends whole PeerLists only (default: current agents, one PeerList per stream then PeerDeltas)")
+      ("whole-reports", po::bool_switch(&o.whole_reports),
+       "simulate agents that predate delta reports: every report whole (default: whole on each stream's first "
+       "report and every 30 s, deltas with the changed cells in between, once the aggregator accepts them)")
       ("ramp", po::value(&ramp)->default_value(ramp),
        "spread the nodes' first connects evenly over this long (0: all at once, like a restarted aggregator's agents)")
       ("threads", po::value(&o.threads)->default_value(o.threads), "worker threads building and sending reports")

@@ -171,6 +171,25 @@ bool FaultSet::fails(size_t src, size_t dst, Layer layer) const {
   return false;
 }
 
+std::vector<size_t> FaultSet::destinationsFrom(size_t src, size_t nodes) const {
+  std::vector<size_t> out;
+  for (const auto& [n, l] : node_) {
+    if (n == src) {
+      out.resize(nodes);
+      for (size_t j = 0; j < nodes; ++j) out[j] = j;
+      return out;
+    }
+    if (n < nodes) out.push_back(n);
+  }
+  for (const auto& [a, b, l] : pairs_) {
+    if (a == src && b < nodes) out.push_back(b);
+    if (b == src && a < nodes) out.push_back(a);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 agent::TargetStats targetStats(const agent::ProbeTarget& target, size_t dst_index, bool failing,
                                const RoundFacts& facts) {
   using std::chrono::microseconds;

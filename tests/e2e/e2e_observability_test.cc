@@ -178,6 +178,15 @@ TEST_F(ObservabilityTest, EveryMetricsEndpointPassesPromtoolAndHealthEndpointsBe
   EXPECT_EQ(sampleValue(m.body, "meshprobe_broken_pairs{layer=\"OVERLAY\"}"), "0") << m.body;
   EXPECT_EQ(sampleValue(m.body, "meshprobe_aggregator_connected_agents"), std::to_string(mesh_->nodes())) << m.body;
   EXPECT_EQ(m.body.find("meshprobe_pair_broken{"), std::string::npos) << m.body;
+  // Delta reports: once a stream has its peer list, the agent writes only what changed (in a
+  // healthy mesh, the findings) and the aggregator applies it. Polled: each agent's second
+  // report after its peer list is the first delta.
+  waitFor(
+      [&] {
+        const std::string v = sampleValue(aggregator("/metrics").body, "meshprobe_aggregator_delta_reports_received_total");
+        return !v.empty() && std::stod(v) >= mesh_->nodes();
+      },
+      std::chrono::seconds(10), "a delta report from every agent");
 
   auto page = aggregator("/");
   EXPECT_EQ(page.status, 200) << page.describe("/");
@@ -198,6 +207,10 @@ TEST_F(ObservabilityTest, EveryMetricsEndpointPassesPromtoolAndHealthEndpointsBe
     auto am = agent(n, "/metrics");
     ASSERT_EQ(am.status, 200) << am.describe("agent /metrics");
     EXPECT_EQ(promtoolMismatch(am.body), "") << am.body;
+    for (const char* kind : {"whole", "delta"}) {
+      const std::string v = sampleValue(am.body, std::string("meshprobe_stream_reports_total{kind=\"") + kind + "\"}");
+      EXPECT_TRUE(!v.empty() && std::stod(v) > 0) << kind << " reports: '" << v << "'\n" << am.body;
+    }
     for (const auto& c : kCheckNames) {
       EXPECT_NE(am.body.find("meshprobe_check_ok{check=\"" + c + "\"}"), std::string::npos) << c << "\n" << am.body;
     }

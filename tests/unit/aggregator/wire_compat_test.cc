@@ -352,6 +352,45 @@ TEST_F(WireCompat, AnOldAggregatorsPeerListReachesANewAgentAsTheWholeList) {
   EXPECT_EQ(m.peer_list().peers(1).node_ip(), "198.51.100.2");
 }
 
+// Delta reports: a new aggregator's PeerList (accepts_report_deltas, field 2) is the same
+// whole list to an old agent, which never writes Report.delta; an old aggregator's PeerList
+// says nothing of deltas, so a new agent keeps writing whole reports (stream_client_test);
+// and every report of an old agent replaces the source's row, as it always did.
+TEST_F(WireCompat, ReportDeltasOnlyBetweenANewAgentAndANewAggregator) {
+  ClusterState state(clock_, options());
+  for (int n = 1; n <= 3; ++n) state.applyHello(newHello("node" + std::to_string(n), n), true);
+  const v1::PeerList list = state.peerList();
+  ASSERT_TRUE(list.accepts_report_deltas());
+  auto old_list = old_.read(list);
+  EXPECT_EQ(old_list->GetDescriptor()->FindFieldByName("accepts_report_deltas"), nullptr);
+  const auto* peers = old_list->GetDescriptor()->FindFieldByName("peers");
+  EXPECT_EQ(old_list->GetReflection()->FieldSize(*old_list, peers), 3);
+
+  auto old_agg_list = old_.make("meshprobe.v1.PeerList");
+  EXPECT_FALSE(fromOld<v1::PeerList>(*old_agg_list).accepts_report_deltas());
+
+  // An old agent: two reports as the old schema writes them; the second has only node2's
+  // cell, and node3's is gone from the row (a whole report replaces it).
+  auto oldReport = [&](uint64_t seq, const std::vector<std::string>& dsts) {
+    v1::Report r;
+    r.set_sequence(seq);
+    for (const auto& d : dsts) *r.add_probes() = makeProbe(d, v1::UNDERLAY, 10, 10);
+    auto written = old_.make("meshprobe.v1.Report");
+    EXPECT_TRUE(written->ParseFromString(r.SerializeAsString()));
+    EXPECT_EQ(written->GetDescriptor()->FindFieldByName("delta"), nullptr);
+    return fromOld<v1::Report>(*written);
+  };
+  ASSERT_EQ(state.applyReport("node1", oldReport(1, {"node2", "node3"})), ReportOutcome::kAccepted);
+  const v1::Report second = oldReport(2, {"node2"});
+  EXPECT_FALSE(second.delta());
+  ASSERT_EQ(state.applyReport("node1", second), ReportOutcome::kAccepted);
+  auto m = state.matrix(v1::UNDERLAY);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(testing::findCell(*m, "node1", "node2")->state(), v1::Cell::OK);
+  EXPECT_EQ(testing::findCell(*m, "node1", "node3")->state(), v1::Cell::UNKNOWN);
+  EXPECT_EQ(state.deltasApplied(), 0u);
+}
+
 TEST_F(WireCompat, AnOldGetMatrixRequestGetsTheOldAnswer) {
   // An old CLI's request (layer only) over a cluster that fits one default page: the
   // answer is the whole matrix, byte for byte, with no field the old schema lacks.

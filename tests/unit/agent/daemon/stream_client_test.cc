@@ -27,11 +27,16 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
       } else if (msg.has_hello()) {
         hellos.push_back(msg.hello());
         AggregatorMessage reply;
+        reply.mutable_peer_list()->set_accepts_report_deltas(accepts_report_deltas);
         auto* peer = reply.mutable_peer_list()->add_peers();
         peer->set_node_name("peer-from-" + msg.hello().node_name());
         stream->Write(reply);
       } else if (msg.has_report()) {
         sequences.push_back(msg.report().sequence());
+        delta_flags.push_back(msg.report().delta());
+        if (msg.report().sequence() == late_after_sequence) {
+          for (const auto& m : late) stream->Write(m);
+        }
       }
     }
     return grpc::Status::OK;
@@ -39,6 +44,10 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
   std::mutex mu;
   std::vector<meshprobe::v1::Hello> hellos;
   std::vector<uint64_t> sequences;
+  std::vector<bool> delta_flags;  // Report.delta of each report, in order
+  bool accepts_report_deltas = false;     // what its PeerLists say (set before the agent connects)
+  uint64_t late_after_sequence = 0;       // `late` is written after the report with this sequence
+  std::vector<AggregatorMessage> late;
   std::vector<AggregatorMessage> script;  // set before the agent connects
 };
 
@@ -242,5 +251,72 @@ TEST(StreamClient, WithoutADeltaHandlerTheHelloDoesNotAskForDeltas) {
   }));
   std::lock_guard l(server.service.mu);
   EXPECT_FALSE(server.service.hellos[0].accepts_peer_deltas());
+  c.client->stop();
+}
+
+// Delta reports only after the stream's PeerList says the aggregator applies them; the first
+// report of every stream, and every report to an aggregator that never says so, is whole.
+TEST(StreamClient, DeltaReportsOnlyAfterThePeerListAcceptsThem) {
+  for (bool accepts : {false, true}) {
+    SCOPED_TRACE(accepts ? "aggregator accepts deltas" : "aggregator predates deltas");
+    Server server;
+    ASSERT_NE(server.port, 0);
+    server.service.accepts_report_deltas = accepts;
+    Client c(server.port);
+    c.buffer.push(report(1));
+    c.client->start();
+    ASSERT_TRUE(eventually([&] {
+      std::lock_guard l(server.service.mu);
+      std::lock_guard lc(c.mu);
+      return server.service.sequences.size() == 1 && !c.peers_seen.empty();
+    }));
+    c.buffer.push(report(2));
+    c.buffer.push(report(3));
+    ASSERT_TRUE(eventually([&] {
+      std::lock_guard l(server.service.mu);
+      return server.service.sequences.size() == 3;
+    }));
+    {
+      std::lock_guard l(server.service.mu);
+      EXPECT_EQ(server.service.delta_flags, (std::vector<bool>{false, accepts, accepts}));
+    }
+    EXPECT_EQ(c.client->deltaReportsSent(), accepts ? 2u : 0u);
+    c.client->stop();
+  }
+}
+
+// A member that joins after the stream's peer list makes the next report whole: the
+// aggregator could not place this agent's cells for it before it knew the member.
+TEST(StreamClient, AJoinedMemberMakesTheNextReportWhole) {
+  Server server;
+  ASSERT_NE(server.port, 0);
+  server.service.accepts_report_deltas = true;
+  server.service.late_after_sequence = 2;
+  AggregatorMessage join;
+  join.mutable_peer_delta()->add_peers()->set_node_name("node-late");
+  server.service.late.push_back(join);
+  Client c(server.port, /*with_deltas=*/true);
+  c.buffer.push(report(1));
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    std::lock_guard lc(c.mu);
+    return server.service.sequences.size() == 1 && !c.peers_seen.empty();
+  }));
+  c.buffer.push(report(2));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lc(c.mu);
+    return !c.deltas_seen.empty();
+  }));
+  c.buffer.push(report(3));
+  c.buffer.push(report(4));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    return server.service.sequences.size() == 4;
+  }));
+  {
+    std::lock_guard l(server.service.mu);
+    EXPECT_EQ(server.service.delta_flags, (std::vector<bool>{false, true, false, true}));
+  }
   c.client->stop();
 }

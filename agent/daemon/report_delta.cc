@@ -1,0 +1,162 @@
+#include "agent/daemon/report_delta.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <unordered_set>
+
+namespace meshprobe::agent {
+
+namespace v1 = meshprobe::v1;
+using google::protobuf::util::TimeUtil;
+
+void ReportDeltaEncoder::reset() {
+  have_base_ = false;
+  last_whole_ns_.reset();
+  probes_.clear();
+  checks_.clear();
+  pod_netns_.reset();
+}
+
+bool ReportDeltaEncoder::quiet(const v1::ProbeResult& p) {
+  if (p.sent() == 0 || p.received() == 0 || p.consecutive_failures() > 0) return false;
+  if (p.loss() != 0.0 || (p.has_recent_loss() && p.recent_loss() != 0.0)) return false;
+  if (!p.error().empty() || p.failure() != v1::PROBE_FAILURE_UNSPECIFIED ||
+      p.tcp_failure() != v1::PROBE_FAILURE_UNSPECIFIED) {
+    return false;
+  }
+  if (p.has_path_mtu()) {
+    const auto& m = p.path_mtu();
+    if (m.consecutive_failures() > 0 || m.sent() > m.received() || !m.error().empty()) return false;
+  }
+  return true;
+}
+
+std::string ReportDeltaEncoder::keyOf(const v1::ProbeResult& p) {
+  std::string key = std::to_string(static_cast<int>(p.layer()));
+  key += '/';
+  key += p.dst();
+  return key;
+}
+
+ReportDeltaEncoder::Sent ReportDeltaEncoder::sentOf(const v1::ProbeResult& p) {
+  Sent s;
+  s.quiet = quiet(p);
+  s.rtt_p50_ns = TimeUtil::DurationToNanoseconds(p.rtt_p50());
+  s.rtt_p99_ns = TimeUtil::DurationToNanoseconds(p.rtt_p99());
+  s.path_mtu_size = p.has_path_mtu() ? p.path_mtu().size() : 0;
+  s.has_last_probe = p.has_last_probe();
+  return s;
+}
+
+bool ReportDeltaEncoder::moved(int64_t before, int64_t now) const {
+  const double base = static_cast<double>(std::max<int64_t>(before, 0));
+  const double diff = static_cast<double>(std::llabs(now - before));
+  if (base == 0.0) return now != before;
+  return diff > options_.rtt_move * base;
+}
+
+bool ReportDeltaEncoder::changed(const Sent& before, const v1::ProbeResult& now) const {
+  if (!before.quiet || !quiet(now)) return true;
+  if (before.has_last_probe != now.has_last_probe()) return true;
+  if (before.path_mtu_size != (now.has_path_mtu() ? now.path_mtu().size() : 0)) return true;
+  return moved(before.rtt_p50_ns, TimeUtil::DurationToNanoseconds(now.rtt_p50())) ||
+         moved(before.rtt_p99_ns, TimeUtil::DurationToNanoseconds(now.rtt_p99()));
+}
+
+void ReportDeltaEncoder::remember(const v1::Report& report) {
+  probes_.clear();
+  for (const auto& p : report.probes()) probes_[keyOf(p)] = sentOf(p);
+  checks_.clear();
+  for (const auto& c : report.checks()) checks_[c.name()] = c.SerializeAsString();
+  if (report.has_pod_netns()) {
+    pod_netns_ = report.pod_netns().SerializeAsString();
+  } else {
+    pod_netns_.reset();
+  }
+  last_whole_ns_ = TimeUtil::TimestampToNanoseconds(report.time());
+  have_base_ = true;
+}
+
+v1::Report ReportDeltaEncoder::encode(const v1::Report& report, bool deltas_accepted) {
+  const int64_t now_ns = TimeUtil::TimestampToNanoseconds(report.time());
+  int64_t digest_ns = options_.digest_period.count();
+  if (report.has_coverage_period()) {
+    digest_ns = std::max(digest_ns, TimeUtil::DurationToNanoseconds(report.coverage_period()));
+  }
+  bool whole = !deltas_accepted || !have_base_ || !last_whole_ns_ || now_ns - *last_whole_ns_ >= digest_ns ||
+               now_ns < *last_whole_ns_;
+  if (!whole) {
+    // A target or a check that disappeared: only a whole report can say so.
+    std::unordered_set<std::string> keys;
+    keys.reserve(static_cast<size_t>(report.probes_size()));
+    for (const auto& p : report.probes()) keys.insert(keyOf(p));
+    for (const auto& [key, sent] : probes_) {
+      if (!keys.count(key)) whole = true;
+    }
+    if (!whole) {
+      std::unordered_set<std::string> names;
+      for (const auto& c : report.checks()) names.insert(c.name());
+      for (const auto& [name, bytes] : checks_) {
+        if (!names.count(name)) whole = true;
+      }
+    }
+    if (report.has_pod_netns() != pod_netns_.has_value() && !report.has_pod_netns()) whole = true;
+  }
+  if (whole) {
+    remember(report);
+    ++counters_.whole;
+    counters_.probes_sent += static_cast<uint64_t>(report.probes_size());
+    return report;
+  }
+
+  v1::Report delta;
+  delta.set_delta(true);
+  delta.set_sequence(report.sequence());
+  *delta.mutable_time() = report.time();
+  if (report.has_coverage_period()) *delta.mutable_coverage_period() = report.coverage_period();
+  if (report.has_probe_interval()) *delta.mutable_probe_interval() = report.probe_interval();
+  *delta.mutable_findings() = report.findings();
+  for (const auto& c : report.checks()) {
+    std::string bytes = c.SerializeAsString();
+    auto it = checks_.find(c.name());
+    if (it != checks_.end() && it->second == bytes) continue;
+    *delta.add_checks() = c;
+    checks_[c.name()] = std::move(bytes);
+  }
+  // A result older than the coverage window (the aggregator's age rule: coverage period + 2
+  // probe intervals) goes out every time, so the aggregator ages it to UNKNOWN as it would
+  // from a whole report: an omitted cell is always one probed within its window.
+  std::optional<int64_t> max_age_ns;
+  const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
+  if (coverage > 0) {
+    const int64_t interval =
+        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
+    max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
+  }
+  for (const auto& p : report.probes()) {
+    const std::string key = keyOf(p);
+    auto it = probes_.find(key);
+    const bool old = max_age_ns && p.has_last_probe() &&
+                     now_ns - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns;
+    if (it != probes_.end() && !old && !changed(it->second, p)) {
+      ++counters_.probes_omitted;
+      continue;
+    }
+    *delta.add_probes() = p;
+    probes_[key] = sentOf(p);
+    ++counters_.probes_sent;
+  }
+  if (report.has_pod_netns()) {
+    std::string bytes = report.pod_netns().SerializeAsString();
+    if (!pod_netns_ || *pod_netns_ != bytes) {
+      *delta.mutable_pod_netns() = report.pod_netns();
+      pod_netns_ = std::move(bytes);
+    }
+  }
+  ++counters_.deltas;
+  return delta;
+}
+
+}  // namespace meshprobe::agent

@@ -1,0 +1,87 @@
+#pragma once
+// Delta reports: what one agent stream sends instead of a whole report every interval.
+//
+// The agent builds a whole Report every interval (every probe target, every check). On a
+// stream whose aggregator accepts deltas (PeerList.accepts_report_deltas), the encoder sends
+// only what changed since the previous report it sent on that stream (Report.delta):
+//   - a probe result that is not quietly healthy, always (failing, lossy, an error or a
+//     failure reason, missing path-MTU probes, never probed, or last probed longer ago than
+//     the coverage window allows): new failures go out at once, a failing cell's counters
+//     stay current, and the aggregator ages an old result as it would from a whole report;
+//   - a quietly healthy result when it was not quiet when last sent, was never sent, or its
+//     RTT p50 or p99 moved by more than `rtt_move` (a quarter) of the value last sent —
+//     measured against the last sent value, not a bucket edge, so a steady RTT jittering
+//     around an edge does not flap;
+//   - a check whose result changed (compared as bytes), the findings whole, pod_netns only
+//     when it changed.
+// A report is whole when: it is the stream's first (reset()), the aggregator does not accept
+// deltas, a member joined since the last one (StreamClient: the aggregator could not place
+// this agent's cells for a member before it knew it — a restarted aggregator learns its
+// members one Hello at a time), a probe target or a check disappeared since the last one
+// sent (a delta cannot say "gone"), or the digest period passed since the last whole one (30 s, or the report's
+// coverage period when longer), so a change the aggregator missed cannot outlive it.
+//
+// One encoder per stream, used by the stream's one writer thread (not thread-safe).
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "meshprobe/v1/collector.pb.h"
+
+namespace meshprobe::agent {
+
+class ReportDeltaEncoder {
+ public:
+  struct Options {
+    std::chrono::nanoseconds digest_period = std::chrono::seconds(30);
+    double rtt_move = 0.25;
+  };
+  struct Counters {
+    uint64_t whole = 0;           // whole reports sent
+    uint64_t deltas = 0;          // delta reports sent
+    uint64_t probes_sent = 0;     // probe results carried (whole and delta)
+    uint64_t probes_omitted = 0;  // probe results a delta left out as unchanged
+  };
+
+  ReportDeltaEncoder() : ReportDeltaEncoder(Options{}) {}
+  explicit ReportDeltaEncoder(Options options) : options_(options) {}
+
+  // A new stream: the next report is whole.
+  void reset();
+  // `report` is a whole report; returns it unchanged (whole) or its delta against what this
+  // encoder sent last. `deltas_accepted`: the stream's aggregator said it applies deltas.
+  meshprobe::v1::Report encode(const meshprobe::v1::Report& report, bool deltas_accepted);
+
+  const Counters& counters() const { return counters_; }
+
+  // A probe result the encoder may leave out while it stays as it is: answered, no loss,
+  // no consecutive failures, no error or failure reason, path-MTU probes (if any) answered.
+  static bool quiet(const meshprobe::v1::ProbeResult& probe);
+
+ private:
+  struct Sent {
+    bool quiet = false;
+    int64_t rtt_p50_ns = 0;
+    int64_t rtt_p99_ns = 0;
+    uint32_t path_mtu_size = 0;
+    bool has_last_probe = false;
+  };
+  static std::string keyOf(const meshprobe::v1::ProbeResult& probe);
+  static Sent sentOf(const meshprobe::v1::ProbeResult& probe);
+  bool changed(const Sent& before, const meshprobe::v1::ProbeResult& now) const;
+  bool moved(int64_t before, int64_t now) const;
+  void remember(const meshprobe::v1::Report& report);  // a whole report was sent
+
+  Options options_;
+  Counters counters_;
+  bool have_base_ = false;
+  std::optional<int64_t> last_whole_ns_;         // report time of the last whole report
+  std::unordered_map<std::string, Sent> probes_;  // by layer + dst, as last sent
+  std::unordered_map<std::string, std::string> checks_;  // by name, serialized as last sent
+  std::optional<std::string> pod_netns_;                 // serialized as last sent
+};
+
+}  // namespace meshprobe::agent

@@ -1,0 +1,194 @@
+#include "agent/daemon/report_delta.h"
+
+#include <google/protobuf/util/time_util.h>
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+namespace meshprobe::agent {
+namespace {
+
+namespace v1 = meshprobe::v1;
+using google::protobuf::util::TimeUtil;
+
+v1::ProbeResult probe(const std::string& dst, v1::Layer layer, uint32_t received = 10, int64_t p50_us = 200,
+                      int64_t p99_us = 400) {
+  v1::ProbeResult p;
+  p.set_dst(dst);
+  p.set_layer(layer);
+  p.set_sent(10);
+  p.set_received(received);
+  p.set_loss(1.0 - received / 10.0);
+  if (received == 0) p.set_consecutive_failures(3);
+  *p.mutable_rtt_p50() = TimeUtil::MicrosecondsToDuration(p50_us);
+  *p.mutable_rtt_p99() = TimeUtil::MicrosecondsToDuration(p99_us);
+  *p.mutable_last_probe() = TimeUtil::SecondsToTimestamp(1000);
+  return p;
+}
+
+v1::CheckResult check(const std::string& name, v1::CheckResult::Status status) {
+  v1::CheckResult c;
+  c.set_name(name);
+  c.set_status(status);
+  return c;
+}
+
+// A whole report at `t` seconds: peers a, b, c on both layers, two checks, one finding.
+v1::Report report(uint64_t seq, int64_t t) {
+  v1::Report r;
+  r.set_sequence(seq);
+  *r.mutable_time() = TimeUtil::SecondsToTimestamp(t);
+  *r.mutable_coverage_period() = TimeUtil::SecondsToDuration(1);
+  *r.mutable_probe_interval() = TimeUtil::SecondsToDuration(1);
+  for (const char* dst : {"a", "b", "c"}) {
+    for (v1::Layer l : {v1::UNDERLAY, v1::OVERLAY}) *r.add_probes() = probe(dst, l);
+  }
+  *r.add_checks() = check("vxlan_device", v1::CheckResult::OK);
+  *r.add_checks() = check("istiod", v1::CheckResult::OK);
+  r.add_findings()->set_code("SOME_FINDING");
+  return r;
+}
+
+std::set<std::string> dsts(const v1::Report& r) {
+  std::set<std::string> out;
+  for (const auto& p : r.probes()) out.insert(v1::Layer_Name(p.layer()) + "/" + p.dst());
+  return out;
+}
+
+v1::ProbeResult* find(v1::Report& r, const std::string& dst, v1::Layer layer) {
+  for (auto& p : *r.mutable_probes()) {
+    if (p.dst() == dst && p.layer() == layer) return &p;
+  }
+  return nullptr;
+}
+
+TEST(ReportDelta, FirstReportIsWholeThenAnUnchangedOneCarriesNoProbes) {
+  ReportDeltaEncoder enc;
+  v1::Report first = enc.encode(report(1, 100), true);
+  EXPECT_FALSE(first.delta());
+  EXPECT_EQ(first.probes_size(), 6);
+  v1::Report second = enc.encode(report(2, 101), true);
+  EXPECT_TRUE(second.delta());
+  EXPECT_EQ(second.sequence(), 2u);
+  EXPECT_EQ(second.probes_size(), 0);
+  EXPECT_EQ(second.checks_size(), 0);
+  EXPECT_EQ(second.findings_size(), 1);  // findings always whole
+  EXPECT_TRUE(second.has_coverage_period());
+  EXPECT_EQ(enc.counters().whole, 1u);
+  EXPECT_EQ(enc.counters().deltas, 1u);
+  EXPECT_EQ(enc.counters().probes_omitted, 6u);
+}
+
+TEST(ReportDelta, WithoutTheAggregatorsConsentEveryReportIsWhole) {
+  ReportDeltaEncoder enc;
+  for (int i = 1; i <= 3; ++i) {
+    v1::Report r = enc.encode(report(i, 100 + i), false);
+    EXPECT_FALSE(r.delta());
+    EXPECT_EQ(r.probes_size(), 6);
+  }
+}
+
+TEST(ReportDelta, FailingCellsAreAlwaysSentAndAHealedOneOnceMore) {
+  ReportDeltaEncoder enc;
+  enc.encode(report(1, 100), true);
+  for (int i = 2; i <= 3; ++i) {
+    v1::Report r = report(i, 100 + i);
+    *find(r, "b", v1::OVERLAY) = probe("b", v1::OVERLAY, 0);
+    v1::Report d = enc.encode(r, true);
+    ASSERT_TRUE(d.delta());
+    EXPECT_EQ(dsts(d), std::set<std::string>{"OVERLAY/b"}) << "report " << i;
+  }
+  v1::Report healed = enc.encode(report(4, 104), true);
+  EXPECT_EQ(dsts(healed), std::set<std::string>{"OVERLAY/b"});
+  EXPECT_EQ(enc.encode(report(5, 105), true).probes_size(), 0);
+}
+
+TEST(ReportDelta, LossIsSentAtOnceRttOnlyWhenItMovedByMoreThanAQuarter) {
+  ReportDeltaEncoder enc;
+  enc.encode(report(1, 100), true);
+  v1::Report r = report(2, 101);
+  *find(r, "a", v1::UNDERLAY) = probe("a", v1::UNDERLAY, 9);         // 10 % loss
+  *find(r, "b", v1::UNDERLAY) = probe("b", v1::UNDERLAY, 10, 240);   // p50 +20 %: same
+  *find(r, "c", v1::UNDERLAY) = probe("c", v1::UNDERLAY, 10, 260);   // p50 +30 %: moved
+  *find(r, "c", v1::OVERLAY) = probe("c", v1::OVERLAY, 10, 200, 520);  // p99 +30 %: moved
+  EXPECT_EQ(dsts(enc.encode(r, true)), (std::set<std::string>{"UNDERLAY/a", "UNDERLAY/c", "OVERLAY/c"}));
+  // Against the value last sent: b drifting on by another +20 % (44 % in all) goes out now;
+  // a, lossless again, goes out once as healed.
+  v1::Report r3 = report(3, 102);
+  *find(r3, "b", v1::UNDERLAY) = probe("b", v1::UNDERLAY, 10, 288);
+  *find(r3, "c", v1::UNDERLAY) = probe("c", v1::UNDERLAY, 10, 260);
+  *find(r3, "c", v1::OVERLAY) = probe("c", v1::OVERLAY, 10, 200, 520);
+  EXPECT_EQ(dsts(enc.encode(r3, true)), (std::set<std::string>{"UNDERLAY/a", "UNDERLAY/b"}));
+}
+
+TEST(ReportDelta, AResultOlderThanTheCoverageWindowIsAlwaysSent) {
+  ReportDeltaEncoder enc;
+  enc.encode(report(1, 1000), true);  // every last_probe at 1000 s; window 1 s + 2 x 1 s
+  v1::Report r = report(2, 1003);
+  EXPECT_EQ(enc.encode(r, true).probes_size(), 0);  // 3 s: within the window
+  v1::Report later = report(3, 1004);
+  *find(later, "a", v1::UNDERLAY)->mutable_last_probe() = TimeUtil::SecondsToTimestamp(1004);
+  EXPECT_EQ(dsts(enc.encode(later, true)).size(), 5u);  // 4 s: every other cell is too old
+}
+
+TEST(ReportDelta, OnlyChangedChecksAndAChangedPodNetnsList) {
+  ReportDeltaEncoder enc;
+  v1::Report r1 = report(1, 100);
+  r1.mutable_pod_netns()->set_total(2);
+  enc.encode(r1, true);
+  v1::Report r2 = report(2, 101);
+  r2.mutable_pod_netns()->set_total(2);
+  r2.mutable_checks(1)->set_status(v1::CheckResult::FAIL);
+  v1::Report d = enc.encode(r2, true);
+  ASSERT_TRUE(d.delta());
+  ASSERT_EQ(d.checks_size(), 1);
+  EXPECT_EQ(d.checks(0).name(), "istiod");
+  EXPECT_FALSE(d.has_pod_netns());
+  v1::Report r3 = report(3, 102);
+  r3.mutable_pod_netns()->set_total(3);
+  r3.mutable_checks(1)->set_status(v1::CheckResult::FAIL);
+  v1::Report d3 = enc.encode(r3, true);
+  EXPECT_EQ(d3.checks_size(), 0);
+  ASSERT_TRUE(d3.has_pod_netns());
+  EXPECT_EQ(d3.pod_netns().total(), 3u);
+}
+
+TEST(ReportDelta, AVanishedTargetOrCheckMakesTheReportWhole) {
+  ReportDeltaEncoder enc;
+  enc.encode(report(1, 100), true);
+  v1::Report fewer = report(2, 101);
+  fewer.mutable_probes()->RemoveLast();
+  v1::Report w = enc.encode(fewer, true);
+  EXPECT_FALSE(w.delta());
+  EXPECT_EQ(w.probes_size(), 5);
+  // A new target is just a changed cell.
+  v1::Report more = report(3, 102);
+  *more.add_probes() = probe("d", v1::UNDERLAY);
+  v1::Report d = enc.encode(more, true);
+  EXPECT_TRUE(d.delta());
+  EXPECT_EQ(dsts(d), (std::set<std::string>{"OVERLAY/c", "UNDERLAY/d"}));
+  v1::Report no_check = report(4, 103);
+  *no_check.add_probes() = probe("d", v1::UNDERLAY);
+  no_check.mutable_checks()->RemoveLast();
+  EXPECT_FALSE(enc.encode(no_check, true).delta());
+}
+
+TEST(ReportDelta, AWholeDigestEveryThirtySecondsOrCoveragePeriodAndAfterReset) {
+  ReportDeltaEncoder enc;
+  enc.encode(report(1, 100), true);
+  EXPECT_TRUE(enc.encode(report(2, 129), true).delta());
+  EXPECT_FALSE(enc.encode(report(3, 130), true).delta());  // 30 s after the last whole one
+  v1::Report slow = report(4, 140);
+  *slow.mutable_coverage_period() = TimeUtil::SecondsToDuration(60);
+  EXPECT_TRUE(enc.encode(slow, true).delta());
+  *slow.mutable_time() = TimeUtil::SecondsToTimestamp(189);
+  EXPECT_TRUE(enc.encode(slow, true).delta());  // 59 s: the coverage period is longer than 30 s
+  *slow.mutable_time() = TimeUtil::SecondsToTimestamp(190);
+  EXPECT_FALSE(enc.encode(slow, true).delta());
+  enc.reset();
+  EXPECT_FALSE(enc.encode(report(5, 191), true).delta());  // a new stream starts whole
+}
+
+}  // namespace
+}  // namespace meshprobe::agent
