@@ -46,6 +46,35 @@ constexpr std::string_view kAmbientRedirectionCheck = "ambient_redirection";
 
 bool reachableState(v1::Cell::State s) { return s == v1::Cell::OK || s == v1::Cell::DEGRADED; }
 
+// The cell's state from a report's probe result: classified, or UNKNOWN when its last probe
+// is older than the report's coverage window — coverage_period + 2 × probe_interval at the
+// report's own time (report_ns), so the agent's and the aggregator's clocks need not agree.
+// Without coverage_period (an older agent) no age rule applies; without probe_interval the
+// interval is at most the coverage period.
+class CellClassifier {
+ public:
+  CellClassifier(const v1::Report& report, int64_t report_ns, const MatrixOptions& matrix)
+      : report_ns_(report_ns), matrix_(matrix) {
+    if (!report.has_coverage_period()) return;
+    const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
+    const int64_t interval =
+        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
+    if (coverage > 0) max_age_ns_ = coverage + 2 * std::max<int64_t>(interval, 0);
+  }
+  v1::Cell::State operator()(const v1::ProbeResult& p) const {
+    if (max_age_ns_ && p.has_last_probe() &&
+        report_ns_ - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns_) {
+      return v1::Cell::UNKNOWN;
+    }
+    return classifyProbe(p, matrix_);
+  }
+
+ private:
+  int64_t report_ns_;
+  const MatrixOptions& matrix_;
+  std::optional<int64_t> max_age_ns_;
+};
+
 }  // namespace
 
 ClusterState::ClusterState(const Clock& clock, ClusterOptions options)
@@ -106,17 +135,7 @@ void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report,
     rows[l] = row.get();
   }
 
-  // The coverage window: a probe older than coverage_period + 2 × probe_interval (at the
-  // report's own time, so the agent's and the aggregator's clocks need not agree) is stale.
-  std::optional<int64_t> max_age_ns;
-  if (report.has_coverage_period()) {
-    const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
-    // Without probe_interval the interval is at most the coverage period.
-    const int64_t interval =
-        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
-    if (coverage > 0) max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
-  }
-  const int64_t report_ns = TimeUtil::TimestampToNanoseconds(info.report_time);
+  const CellClassifier cellState(report, TimeUtil::TimestampToNanoseconds(info.report_time), options_.matrix);
 
   bool duplicates = false;
   const v1::ProbeResult* istiod_probe = nullptr;
@@ -135,10 +154,7 @@ void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report,
       info.other_probes.push_back(p);
       continue;
     }
-    v1::Cell::State state = classifyProbe(p, options_.matrix);
-    if (max_age_ns && p.has_last_probe() && report_ns - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns) {
-      state = v1::Cell::UNKNOWN;
-    }
+    const v1::Cell::State state = cellState(p);
     Row& row = *rows[static_cast<size_t>(l)];
     PackedCell& cell = row.cells[*dst];
     if (cell.present()) duplicates = true;
@@ -217,14 +233,7 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
       return d.first >= members_.size() || members_[d.first].stamp == 0 || members_[d.first].stamp > written;
     });
   }
-  std::optional<int64_t> max_age_ns;
-  if (report.has_coverage_period()) {
-    const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
-    const int64_t interval =
-        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
-    if (coverage > 0) max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
-  }
-  const int64_t report_ns = TimeUtil::TimestampToNanoseconds(info.report_time);
+  const CellClassifier cellState(report, TimeUtil::TimestampToNanoseconds(info.report_time), options_.matrix);
 
   // The earlier report's probes that are no cell, with this one's on top (by layer + dst).
   const auto& before = *m.info;
@@ -255,10 +264,7 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
       }
       continue;
     }
-    v1::Cell::State state = classifyProbe(p, options_.matrix);
-    if (max_age_ns && p.has_last_probe() && report_ns - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns) {
-      state = v1::Cell::UNKNOWN;
-    }
+    const v1::Cell::State state = cellState(p);
     Row& row = *rows[static_cast<size_t>(l)];
     PackedCell& cell = row.cells[*dst];
     if (cell.present() && reachableState(cell.state())) --row.reachable;
