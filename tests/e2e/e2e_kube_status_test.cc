@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "tests/e2e/kube_e2e.h"
 #include "tests/e2e/mesh.h"
 #include "tests/support/fake_kube_apiserver.h"
 
@@ -102,27 +103,7 @@ class KubeStatusTest : public MeshTest {
   // Starts the fake from a thread that entered `control`: its listener is 127.0.0.1:PORT in
   // the control netns, where the aggregator dials it (see e2e_kube_test.cc).
   void startFakeIn(const TestNetns& control) const {
-    bool started = false;
-    std::string error;
-    std::thread t([&] {
-      const int fd = ::open(control.path().c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
-        error = "setns " + control.path() + ": " + std::strerror(errno);
-        if (fd >= 0) ::close(fd);
-        return;
-      }
-      ::close(fd);
-      started = fake_->start(0);
-    });
-    t.join();
-    if (!started)
-      throw HarnessError("fake kube-apiserver in the control netns: " + (error.empty() ? "start failed" : error));
-    writeFile(kubeconfig_,
-              "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: " + fake_->url() +
-                  "\n    certificate-authority: " + mtlsFile("ca.pem") +
-                  "\nusers:\n- name: agg\n  user:\n    token: " + std::string(kToken) +
-                  "\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: agg\ncurrent-context: e2e\n",
-              0600);
+    startFakeKubeApiServerIn(control, *fake_, kubeconfig_, kToken);
   }
 
   // "" once `node` has our condition with `status` (and `reason` unless empty) and the

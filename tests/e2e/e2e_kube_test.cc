@@ -27,6 +27,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "tests/e2e/kube_e2e.h"
 #include "tests/e2e/mesh.h"
 #include "tests/support/fake_kube_apiserver.h"
 
@@ -242,46 +243,7 @@ class KubeTest : public MeshTest {
   // Starts the fake from a thread that entered `control` (see the file comment), then writes
   // the kubeconfig the aggregator reads: a token user, the test CA, the fake's URL.
   void startFakeIn(const TestNetns& control) const {
-    bool started = false;
-    std::string error;
-    std::thread t([&] {
-      const int fd = ::open(control.path().c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
-        error = "setns " + control.path() + ": " + std::strerror(errno);
-        if (fd >= 0) ::close(fd);
-        return;
-      }
-      ::close(fd);
-      started = fake_->start(0);
-    });
-    t.join();
-    if (!started)
-      throw HarnessError("fake kube-apiserver in the control netns: " + (error.empty() ? "start failed" : error));
-    writeFile(kubeconfig_,
-              "apiVersion: v1\n"
-              "kind: Config\n"
-              "clusters:\n"
-              "- name: e2e\n"
-              "  cluster:\n"
-              "    server: " +
-                  fake_->url() +
-                  "\n"
-                  "    certificate-authority: " +
-                  mtlsFile("ca.pem") +
-                  "\n"
-                  "users:\n"
-                  "- name: meshprobe-aggregator\n"
-                  "  user:\n"
-                  "    token: " +
-                  std::string(kToken) +
-                  "\n"
-                  "contexts:\n"
-                  "- name: e2e\n"
-                  "  context:\n"
-                  "    cluster: e2e\n"
-                  "    user: meshprobe-aggregator\n"
-                  "current-context: e2e\n",
-              0600);
+    startFakeKubeApiServerIn(control, *fake_, kubeconfig_, kToken);
   }
 
   // A netns with `ip` on eth0 (a veth whose peer stays in the same netns: no traffic leaves it), bind-mounted into node
