@@ -254,9 +254,8 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
         info.istiod_state = classifyProbe(p, options_.matrix);
         continue;
       }
-      auto it = std::find_if(info.other_probes.begin(), info.other_probes.end(), [&](const v1::ProbeResult& o) {
-        return o.layer() == p.layer() && o.dst() == p.dst();
-      });
+      auto it = std::find_if(info.other_probes.begin(), info.other_probes.end(),
+                             [&](const v1::ProbeResult& o) { return o.layer() == p.layer() && o.dst() == p.dst(); });
       if (it != info.other_probes.end()) {
         *it = p;
       } else {

@@ -138,8 +138,8 @@ v1::Report ReportDeltaEncoder::encode(const v1::Report& report, bool deltas_acce
   for (const auto& p : report.probes()) {
     const std::string key = keyOf(p);
     auto it = probes_.find(key);
-    const bool old = max_age_ns && p.has_last_probe() &&
-                     now_ns - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns;
+    const bool old =
+        max_age_ns && p.has_last_probe() && now_ns - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns;
     if (it != probes_.end() && !old && !changed(it->second, p)) {
       ++counters_.probes_omitted;
       continue;

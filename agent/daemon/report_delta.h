@@ -78,8 +78,8 @@ class ReportDeltaEncoder {
   Options options_;
   Counters counters_;
   bool have_base_ = false;
-  std::optional<int64_t> last_whole_ns_;         // report time of the last whole report
-  std::unordered_map<std::string, Sent> probes_;  // by layer + dst, as last sent
+  std::optional<int64_t> last_whole_ns_;                 // report time of the last whole report
+  std::unordered_map<std::string, Sent> probes_;         // by layer + dst, as last sent
   std::unordered_map<std::string, std::string> checks_;  // by name, serialized as last sent
   std::optional<std::string> pod_netns_;                 // serialized as last sent
 };

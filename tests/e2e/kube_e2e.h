@@ -34,7 +34,8 @@ inline void startFakeKubeApiServerIn(const TestNetns& control, test::FakeKubeApi
     started = fake.start(0);
   });
   t.join();
-  if (!started) throw HarnessError("fake kube-apiserver in the control netns: " + (error.empty() ? "start failed" : error));
+  if (!started)
+    throw HarnessError("fake kube-apiserver in the control netns: " + (error.empty() ? "start failed" : error));
   writeFile(kubeconfig,
             "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: " + fake.url() +
                 "\n    certificate-authority: " + mtlsFile("ca.pem") +

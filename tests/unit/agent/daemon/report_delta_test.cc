@@ -108,9 +108,9 @@ TEST(ReportDelta, LossIsSentAtOnceRttOnlyWhenItMovedByMoreThanAQuarter) {
   ReportDeltaEncoder enc;
   enc.encode(report(1, 100), true);
   v1::Report r = report(2, 101);
-  *find(r, "a", v1::UNDERLAY) = probe("a", v1::UNDERLAY, 9);         // 10 % loss
-  *find(r, "b", v1::UNDERLAY) = probe("b", v1::UNDERLAY, 10, 240);   // p50 +20 %: same
-  *find(r, "c", v1::UNDERLAY) = probe("c", v1::UNDERLAY, 10, 260);   // p50 +30 %: moved
+  *find(r, "a", v1::UNDERLAY) = probe("a", v1::UNDERLAY, 9);           // 10 % loss
+  *find(r, "b", v1::UNDERLAY) = probe("b", v1::UNDERLAY, 10, 240);     // p50 +20 %: same
+  *find(r, "c", v1::UNDERLAY) = probe("c", v1::UNDERLAY, 10, 260);     // p50 +30 %: moved
   *find(r, "c", v1::OVERLAY) = probe("c", v1::OVERLAY, 10, 200, 520);  // p99 +30 %: moved
   EXPECT_EQ(dsts(enc.encode(r, true)), (std::set<std::string>{"UNDERLAY/a", "UNDERLAY/c", "OVERLAY/c"}));
   // Against the value last sent: b drifting on by another +20 % (44 % in all) goes out now;
