@@ -15,6 +15,8 @@ class Backoff {
       : base_(base), cap_(cap), rng_(seed) {}
 
   std::chrono::milliseconds next();
+  // Another backoff with other limits, seeded from this one (still deterministic per seed).
+  Backoff derived(std::chrono::milliseconds base, std::chrono::milliseconds cap) { return {base, cap, rng_()}; }
   void reset() { attempt_ = 0; }
   int attempts() const { return attempt_; }
 

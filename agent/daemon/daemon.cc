@@ -269,10 +269,12 @@ void Daemon::Impl::startStream() {
       std::lock_guard lock(peer_mu);
       if (peer_set.applyDelta(delta, config.node_name)) applyPeers();
     };
+    cb.on_members_joined = [this] { report_wake.poke(); };
     std::random_device rd;
-    stream = std::make_unique<StreamClient>(
-        meshprobe::v1::Collector::NewStub(StreamClient::makeChannel(config.aggregator, config.tls)), buffer, cb,
-        Backoff(std::chrono::milliseconds(200), std::chrono::seconds(2), rd()));
+    auto channel = StreamClient::makeChannel(config.aggregator, config.tls);
+    stream = std::make_unique<StreamClient>(meshprobe::v1::Collector::NewStub(channel), buffer, cb,
+                                            Backoff(std::chrono::milliseconds(200), std::chrono::seconds(1), rd()),
+                                            channel);
     stream->start();
     spdlog::info("streaming to aggregator {}", config.aggregator);
   } else {

@@ -79,6 +79,15 @@ void ReportDeltaEncoder::remember(const v1::Report& report) {
   have_base_ = true;
 }
 
+void ReportDeltaEncoder::resendTo(const std::vector<std::string>& members) {
+  if (members.empty()) return;
+  const std::unordered_set<std::string> names(members.begin(), members.end());
+  std::erase_if(probes_, [&](const auto& kv) {
+    const auto slash = kv.first.find('/');
+    return slash != std::string::npos && names.count(kv.first.substr(slash + 1)) > 0;
+  });
+}
+
 v1::Report ReportDeltaEncoder::encode(const v1::Report& report, bool deltas_accepted) {
   const int64_t now_ns = TimeUtil::TimestampToNanoseconds(report.time());
   int64_t digest_ns = options_.digest_period.count();

@@ -15,11 +15,10 @@
 //   - a check whose result changed (compared as bytes), the findings whole, pod_netns only
 //     when it changed.
 // A report is whole when: it is the stream's first (reset()), the aggregator does not accept
-// deltas, a member joined since the last one (StreamClient: the aggregator could not place
-// this agent's cells for a member before it knew it — a restarted aggregator learns its
-// members one Hello at a time), a probe target or a check disappeared since the last one
-// sent (a delta cannot say "gone"), or the digest period passed since the last whole one (30 s, or the report's
-// coverage period when longer), so a change the aggregator missed cannot outlive it.
+// deltas, a probe target or a check disappeared since the last one sent (a delta cannot say
+// "gone"), or the digest period passed since the last whole one (30 s, or the report's
+// coverage period when longer), so a change the aggregator missed cannot outlive it. A
+// member that joined since the last report (resendTo) gets all its results in the next delta.
 //
 // One encoder per stream, used by the stream's one writer thread (not thread-safe).
 
@@ -28,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "meshprobe/v1/collector.pb.h"
 
@@ -51,6 +51,12 @@ class ReportDeltaEncoder {
 
   // A new stream: the next report is whole.
   void reset();
+  // Members that joined (or changed) since the last report: the next delta carries every
+  // result for them as if never sent. The aggregator could not place this agent's cells for a
+  // member before it knew it (a restarted aggregator learns its members one Hello at a
+  // time), and these are the only cells it may lack: the rest of the report stays a delta,
+  // so a join costs each agent a few results, not a whole report.
+  void resendTo(const std::vector<std::string>& members);
   // `report` is a whole report; returns it unchanged (whole) or its delta against what this
   // encoder sent last. `deltas_accepted`: the stream's aggregator said it applies deltas.
   meshprobe::v1::Report encode(const meshprobe::v1::Report& report, bool deltas_accepted);

@@ -11,8 +11,13 @@ using meshprobe::v1::AgentMessage;
 using meshprobe::v1::AggregatorMessage;
 
 StreamClient::StreamClient(std::unique_ptr<meshprobe::v1::Collector::StubInterface> stub, ReportBuffer& buffer,
-                           Callbacks callbacks, Backoff backoff)
-    : stub_(std::move(stub)), buffer_(buffer), callbacks_(std::move(callbacks)), backoff_(backoff) {}
+                           Callbacks callbacks, Backoff backoff, std::shared_ptr<grpc::ChannelInterface> channel)
+    : stub_(std::move(stub)),
+      buffer_(buffer),
+      callbacks_(std::move(callbacks)),
+      channel_(std::move(channel)),
+      backoff_(backoff),
+      refusal_backoff_(backoff_.derived(kRefusalBase, kRefusalCap)) {}
 
 StreamClient::~StreamClient() { stop(); }
 
@@ -25,7 +30,9 @@ grpc::ChannelArguments StreamClient::channelArguments() {
   // gRPC also uses the minimum reconnect backoff as the connect timeout: 100 ms would abort
   // handshakes on a busy node. Retry quickly (initial 100 ms), but give a connect 2 s.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2'000);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2'000);
+  // Between failed connects at most 1 s (gRPC's jitter adds up to 20 %): after a failover
+  // the agents reach the new leader within about a second of its Service endpoint changing.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
   return args;
 }
 
@@ -53,11 +60,35 @@ void StreamClient::run() {
     serveOneStream();
     if (stopping_) break;
     ++retries_;
-    auto delay = backoff_.next();
+    // A refusal (identity, Hello) is a configuration to fix: back off long. Anything else
+    // (aggregator down, a Service without a Ready endpoint during a failover) retries within
+    // a second; gRPC's own connect backoff (channelArguments) spaces the real connects.
+    auto delay = refused_ ? refusal_backoff_.next() : backoff_.next();
     spdlog::debug("aggregator stream down; reconnecting in {} ms", delay.count());
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, delay, [&] { return stopping_.load(); });
+    pause(delay);
   }
+}
+
+void StreamClient::pause(std::chrono::milliseconds delay) {
+  using Clock = std::chrono::steady_clock;
+  const auto end = Clock::now() + delay;
+  // Not after a refusal, nor on a channel that is connected already (the stream ended, the
+  // connection did not): then the delay is the whole backoff.
+  if (channel_ && !refused_ && channel_->GetState(true) != GRPC_CHANNEL_READY) {
+    // Waiting on the channel's state polls it, so a connect in progress completes here
+    // rather than in gRPC's backup poller up to 5 s later (a TCP connection accepted by a
+    // new leader then sat unused until the connect deadline closed it); once it is
+    // connected, try at once. In steps of 100 ms, so stop() is not kept waiting.
+    while (!stopping_) {
+      const auto now = Clock::now();
+      if (now >= end) return;
+      const auto step = std::min<Clock::duration>(end - now, std::chrono::milliseconds(100));
+      if (channel_->WaitForConnected(std::chrono::system_clock::now() + step)) return;
+    }
+    return;
+  }
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, delay, [&] { return stopping_.load(); });
 }
 
 meshprobe::v1::Hello StreamClient::currentHello() const {
@@ -83,10 +114,12 @@ void StreamClient::serveOneStream() {
   // not report as this node) keeps backing off instead of retrying every 200 ms.
   std::atomic<bool> accepted{false};
   std::atomic<bool> deltas_accepted{false};  // this stream's PeerLists say so
-  // A member joined (or changed) since the last report: the next one is whole, because the
-  // aggregator could not place this agent's cells for that member before it knew it (a
-  // restarted aggregator learns its members one Hello at a time).
-  std::atomic<bool> members_changed{false};
+  // Members that joined (or changed) since the last report: the next one carries all their
+  // results (ReportDeltaEncoder::resendTo), because the aggregator could not place this
+  // agent's cells for a member before it knew it (a restarted aggregator learns its members
+  // one Hello at a time). Written by the reader, taken by the writer.
+  std::mutex joined_mu;
+  std::vector<std::string> joined;
   ReportDeltaEncoder encoder;                // the stream's first report is whole
   if (stream->Write(hello_msg)) {
     connected_ = true;
@@ -107,8 +140,16 @@ void StreamClient::serveOneStream() {
             spdlog::warn("ignoring a membership delta that came before the peer list on this stream");
             continue;
           }
-          if (msg.peer_delta().peers_size() > 0) members_changed = true;
           callbacks_.on_peer_delta(msg.peer_delta());
+          if (msg.peer_delta().peers_size() > 0) {
+            {
+              std::lock_guard lock(joined_mu);
+              for (const auto& p : msg.peer_delta().peers()) joined.push_back(p.node_name());
+            }
+            // A report now rather than at the next interval: the new leader after a failover
+            // is complete as soon as the last member's Hello is answered.
+            if (callbacks_.on_members_joined) callbacks_.on_members_joined();
+          }
         }
       }
       reader_done = true;
@@ -127,8 +168,12 @@ void StreamClient::serveOneStream() {
         last_hello = std::move(serialized);
       }
       AgentMessage msg;
-      const bool whole = members_changed.exchange(false);
-      *msg.mutable_report() = encoder.encode(*report, deltas_accepted && !whole);
+      {
+        std::lock_guard lock(joined_mu);
+        encoder.resendTo(joined);
+        joined.clear();
+      }
+      *msg.mutable_report() = encoder.encode(*report, deltas_accepted);
       if (!stream->Write(msg)) {
         buffer_.pushFront(std::move(*report));  // whole: the next stream starts over
         break;
@@ -144,7 +189,11 @@ void StreamClient::serveOneStream() {
     reader.join();
   }
   grpc::Status status = stream->Finish();
-  if (accepted) backoff_.reset();
+  if (accepted) {
+    backoff_.reset();
+    refusal_backoff_.reset();
+  }
+  refused_ = false;
   if (!status.ok() && !stopping_) {
     // Refusals name what to fix (identity, Hello); say them loudly. Connection failures
     // (aggregator down, TLS handshake) once per distinct message, then at debug.
@@ -153,6 +202,7 @@ void StreamClient::serveOneStream() {
       case grpc::StatusCode::PERMISSION_DENIED:
       case grpc::StatusCode::UNAUTHENTICATED:
       case grpc::StatusCode::INVALID_ARGUMENT:
+        refused_ = true;
         spdlog::error("the aggregator refused this agent's stream: {}", what);
         break;
       default:

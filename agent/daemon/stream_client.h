@@ -3,13 +3,14 @@
 // reports from a ReportBuffer; hands every PeerList, and every PeerDelta that follows a
 // PeerList on the same stream, to its callback (with on_peer_delta set, the Hello says
 // accepts_peer_deltas; an aggregator that predates deltas sends PeerLists only). Reconnects with capped
-// exponential backoff plus jitter; while disconnected, reports wait in the (bounded)
+// exponential backoff plus jitter (a longer one after a refusal); while disconnected, reports wait in the (bounded)
 // buffer, whole. Each report is written whole or as a delta against the previous one on
 // the same stream (ReportDeltaEncoder), once the stream's PeerList accepts deltas. Depends on the generated StubInterface so tests use an in-process server.
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -31,10 +32,21 @@ class StreamClient {
     std::function<meshprobe::v1::Hello()> hello;
     std::function<void(const meshprobe::v1::PeerList&)> on_peers;
     std::function<void(const meshprobe::v1::PeerDelta&)> on_peer_delta;
+    // After a PeerDelta that adds or changes a member: the agent should report now (the
+    // next report carries every result for the new members).
+    std::function<void()> on_members_joined;
   };
+  // Backoff after the aggregator refused a stream (PERMISSION_DENIED, UNAUTHENTICATED,
+  // INVALID_ARGUMENT): a misconfiguration does not retry every second.
+  static constexpr std::chrono::milliseconds kRefusalBase{2'000};
+  static constexpr std::chrono::milliseconds kRefusalCap{30'000};
 
+  // `channel`, when given, is the stub's channel: between attempts the client watches its
+  // state, which is what makes a connect in progress complete (gRPC's synchronous client
+  // advances a connection only on threads that poll it, or in its 5 s backup poller), and
+  // tries again as soon as it is connected.
   StreamClient(std::unique_ptr<meshprobe::v1::Collector::StubInterface> stub, ReportBuffer& buffer,
-               Callbacks callbacks, Backoff backoff);
+               Callbacks callbacks, Backoff backoff, std::shared_ptr<grpc::ChannelInterface> channel = nullptr);
   ~StreamClient();
 
   // Delta reports (Report.delta) to an aggregator whose PeerList accepts them; on by
@@ -66,12 +78,16 @@ class StreamClient {
  private:
   void run();
   void serveOneStream();
+  void pause(std::chrono::milliseconds delay);  // between attempts
   meshprobe::v1::Hello currentHello() const;
 
   std::unique_ptr<meshprobe::v1::Collector::StubInterface> stub_;
   ReportBuffer& buffer_;
   Callbacks callbacks_;
-  Backoff backoff_;
+  std::shared_ptr<grpc::ChannelInterface> channel_;  // may be null
+  Backoff backoff_;          // connection failures and ended streams
+  Backoff refusal_backoff_;  // streams the aggregator refused
+  bool refused_ = false;     // the last stream ended in a refusal (run() thread only)
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> connected_{false};

@@ -292,7 +292,7 @@ Simulation::Simulation(const Options& options, FaultSet faults) : options_(optio
     // A current agent's StreamClient says so when it has a delta callback.
     if (!options_.legacy_membership) node->hello.mutable_hello()->set_accepts_peer_deltas(true);
     node->peers = std::make_unique<SimPeers>(clock_, options_.prefix, n, i);
-    node->backoff = agent::Backoff(std::chrono::milliseconds(200), std::chrono::seconds(2), rd());
+    node->backoff = agent::Backoff(std::chrono::milliseconds(200), std::chrono::seconds(1), rd());
     underlay_.push_back({id.name, Layer::kUnderlay, id.node_ip, 0});
     overlay_.push_back({id.name, Layer::kOverlay, id.overlay_ip, agent::overlayPathMtu(kSimVxlanMtu, kSimVxlanMtu)});
     names.push_back(id.name);
@@ -445,8 +445,21 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
     // An agent reports every target, probed this round or not; a delta only the failing ones.
     if (whole) {
       for (size_t j = 0; j < count; ++j) add(j);
-    } else if (injected) {
-      for (size_t j : faults_.destinationsFrom(n.index, count)) add(j);
+      n.peers->takeJoined();  // a whole report carries them already
+    } else {
+      if (injected) {
+        for (size_t j : faults_.destinationsFrom(n.index, count)) add(j);
+      }
+      // Members that joined since the last report: all their results, as the agent's
+      // encoder resends them (the aggregator could not place them before it knew the member).
+      for (size_t j : n.peers->takeJoined()) {
+        if (j == n.index || j >= count || !n.peers->known(j)) continue;
+        for (int layer = 0; layer < 2; ++layer) {
+          const Layer l = layer == 0 ? Layer::kUnderlay : Layer::kOverlay;
+          if (injected && faults_.fails(n.index, j, l)) continue;  // added above, failing
+          *report.add_probes() = cache.healthy[2 * j + static_cast<size_t>(layer)];
+        }
+      }
     }
   } else if (plan_ && plan_->sparse()) {
     const uint64_t round = agent::roundOf(facts.now, options_.interval);

@@ -282,6 +282,10 @@ bool SimPeers::onPeerDelta(const meshprobe::v1::PeerDelta& delta) {
     return false;
   }
   if (set_.applyDelta(delta, self_)) refresh();
+  for (const auto& peer : delta.peers()) {
+    if (peer.node_name() == self_) continue;
+    if (auto idx = indexOfName(prefix_, agent::identityOf(peer).name(), known_.size())) joined_.push_back(*idx);
+  }
   return true;
 }
 

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/daemon/peer_set.h"
@@ -107,6 +108,9 @@ class SimPeers {
   // False when ignored (no PeerList on this stream yet).
   bool onPeerDelta(const meshprobe::v1::PeerDelta& delta);
 
+  // Simulated members a PeerDelta added or changed since the last call: the agent's next
+  // report carries all their results (ReportDeltaEncoder::resendTo).
+  std::vector<size_t> takeJoined() { return std::exchange(joined_, {}); }
   bool known(size_t j) const { return known_[j]; }
   size_t knownCount() const;
   uint64_t foreign() const { return foreign_; }  // in the current set
@@ -122,6 +126,7 @@ class SimPeers {
   uint64_t foreign_ = 0;
   uint64_t deltas_ignored_ = 0;
   bool have_list_ = false;
+  std::vector<size_t> joined_;
 };
 
 // The agent's per-target statistics for a simulated healthy or failing target.

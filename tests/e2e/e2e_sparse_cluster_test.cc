@@ -68,9 +68,10 @@ constexpr auto kWitnessExpected = 6 * kInterval;
 constexpr auto kOnsetPair = 4s;
 constexpr auto kPairDeadline = kCoverage + kOnsetPair + 4s;  // 16 s
 
-// Step 4. Reconnecting: the agents' own backoff (200 ms doubling, capped at 2 s,
-// agent/daemon/daemon.cc) + gRPC's connect backoff (2 s, agent/daemon/stream_client.cc)
-// would be about 4 s, but 24 agents on 2 cores took 9-12 s: bounded loosely here, printed.
+// Step 4. Reconnecting: the agents' own backoff (200 ms doubling, capped at 1 s,
+// agent/daemon/daemon.cc) + gRPC's connect backoff (at most 1.2 s,
+// agent/daemon/stream_client.cc) would be about 2 s, but 24 agents on 2 cores took 9-12 s
+// with twice those caps: bounded loosely here, printed.
 // Then the matrix is complete within one coverage period of the last agent being back,
 // + 4 s slack (the membership re-forms as the agents come back one by one; load).
 constexpr auto kReconnectDeadline = 30s;

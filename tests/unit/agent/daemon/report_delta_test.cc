@@ -80,6 +80,22 @@ TEST(ReportDelta, FirstReportIsWholeThenAnUnchangedOneCarriesNoProbes) {
   EXPECT_EQ(enc.counters().probes_omitted, 6u);
 }
 
+// A member that joined since the last report: the next delta carries all its results (the
+// aggregator could not place them before it knew the member), and only those; one after it
+// is quiet again. A member with no results yet, or unknown to the encoder, adds nothing.
+TEST(ReportDelta, AJoinedMembersResultsGoInTheNextDeltaAndNothingElse) {
+  ReportDeltaEncoder enc;
+  enc.encode(report(1, 100), true);
+  enc.resendTo({"b", "not-a-target"});
+  v1::Report d = enc.encode(report(2, 101), true);
+  ASSERT_TRUE(d.delta());
+  EXPECT_EQ(dsts(d), (std::set<std::string>{"OVERLAY/b", "UNDERLAY/b"}));
+  EXPECT_EQ(enc.encode(report(3, 102), true).probes_size(), 0);
+  enc.resendTo({});
+  EXPECT_EQ(enc.encode(report(4, 103), true).probes_size(), 0);
+  EXPECT_EQ(enc.counters().whole, 1u);
+}
+
 TEST(ReportDelta, WithoutTheAggregatorsConsentEveryReportIsWhole) {
   ReportDeltaEncoder enc;
   for (int i = 1; i <= 3; ++i) {

@@ -1,9 +1,12 @@
 #include "agent/daemon/stream_client.h"
 
 #include <grpcpp/grpcpp.h>
+#include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -34,6 +37,9 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
       } else if (msg.has_report()) {
         sequences.push_back(msg.report().sequence());
         delta_flags.push_back(msg.report().delta());
+        std::vector<std::string> dsts;
+        for (const auto& p : msg.report().probes()) dsts.push_back(p.dst());
+        probe_dsts.push_back(std::move(dsts));
         if (msg.report().sequence() == late_after_sequence) {
           for (const auto& m : late) stream->Write(m);
         }
@@ -45,6 +51,7 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
   std::vector<meshprobe::v1::Hello> hellos;
   std::vector<uint64_t> sequences;
   std::vector<bool> delta_flags;  // Report.delta of each report, in order
+  std::vector<std::vector<std::string>> probe_dsts;  // each report's probe destinations
   bool accepts_report_deltas = false;     // what its PeerLists say (set before the agent connects)
   uint64_t late_after_sequence = 0;       // `late` is written after the report with this sequence
   std::vector<AggregatorMessage> late;
@@ -83,13 +90,29 @@ meshprobe::v1::Report report(uint64_t seq) {
   return r;
 }
 
+// `r` with a quiet (answered, lossless) overlay result for node-b and for node-late.
+meshprobe::v1::Report withProbes(meshprobe::v1::Report r) {
+  *r.mutable_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(1000 + static_cast<int64_t>(r.sequence()));
+  for (const char* dst : {"node-b", "node-late"}) {
+    auto* p = r.add_probes();
+    p->set_dst(dst);
+    p->set_layer(meshprobe::v1::OVERLAY);
+    p->set_sent(10);
+    p->set_received(10);
+    *p->mutable_rtt_p50() = google::protobuf::util::TimeUtil::MicrosecondsToDuration(200);
+    *p->mutable_rtt_p99() = google::protobuf::util::TimeUtil::MicrosecondsToDuration(400);
+    *p->mutable_last_probe() = r.time();
+  }
+  return r;
+}
+
 struct Client {
   ReportBuffer buffer{16};
   std::mutex mu;
   std::vector<std::string> peers_seen;
   std::vector<std::string> deltas_seen;  // "+name" joined or changed, "-name" left
   std::unique_ptr<StreamClient> client;
-  explicit Client(int port, bool with_deltas = false) {
+  explicit Client(int port, bool with_deltas = false, std::function<void()> on_members_joined = {}) {
     auto channel = StreamClient::makeChannel("127.0.0.1:" + std::to_string(port));
     StreamClient::Callbacks cb;
     cb.hello = [] {
@@ -102,6 +125,7 @@ struct Client {
       std::lock_guard lock(mu);
       for (const auto& p : pl.peers()) peers_seen.push_back(p.node_name());
     };
+    cb.on_members_joined = std::move(on_members_joined);
     if (with_deltas) {
       cb.on_peer_delta = [this](const meshprobe::v1::PeerDelta& d) {
         std::lock_guard lock(mu);
@@ -110,7 +134,7 @@ struct Client {
       };
     }
     client = std::make_unique<StreamClient>(meshprobe::v1::Collector::NewStub(channel), buffer, cb,
-                                            Backoff(20ms, 200ms, 1));
+                                            Backoff(20ms, 200ms, 1), channel);
   }
 };
 
@@ -285,9 +309,10 @@ TEST(StreamClient, DeltaReportsOnlyAfterThePeerListAcceptsThem) {
   }
 }
 
-// A member that joins after the stream's peer list makes the next report whole: the
-// aggregator could not place this agent's cells for it before it knew the member.
-TEST(StreamClient, AJoinedMemberMakesTheNextReportWhole) {
+// A member that joins after the stream's peer list: the agent is asked to report at once,
+// and the next report stays a delta that carries every result for that member (the
+// aggregator could not place this agent's cells for it before it knew the member).
+TEST(StreamClient, AJoinedMembersResultsGoInTheNextReportWhichStaysADelta) {
   Server server;
   ASSERT_NE(server.port, 0);
   server.service.accepts_report_deltas = true;
@@ -295,28 +320,34 @@ TEST(StreamClient, AJoinedMemberMakesTheNextReportWhole) {
   AggregatorMessage join;
   join.mutable_peer_delta()->add_peers()->set_node_name("node-late");
   server.service.late.push_back(join);
-  Client c(server.port, /*with_deltas=*/true);
-  c.buffer.push(report(1));
+  std::atomic<int> asked{0};
+  Client c(server.port, /*with_deltas=*/true, [&] { ++asked; });
+  c.buffer.push(withProbes(report(1)));
   c.client->start();
   ASSERT_TRUE(eventually([&] {
     std::lock_guard l(server.service.mu);
     std::lock_guard lc(c.mu);
     return server.service.sequences.size() == 1 && !c.peers_seen.empty();
   }));
-  c.buffer.push(report(2));
+  c.buffer.push(withProbes(report(2)));
   ASSERT_TRUE(eventually([&] {
     std::lock_guard lc(c.mu);
     return !c.deltas_seen.empty();
   }));
-  c.buffer.push(report(3));
-  c.buffer.push(report(4));
+  ASSERT_TRUE(eventually([&] { return asked.load() == 1; }));
+  c.buffer.push(withProbes(report(3)));
+  c.buffer.push(withProbes(report(4)));
   ASSERT_TRUE(eventually([&] {
     std::lock_guard l(server.service.mu);
     return server.service.sequences.size() == 4;
   }));
   {
     std::lock_guard l(server.service.mu);
-    EXPECT_EQ(server.service.delta_flags, (std::vector<bool>{false, true, false, true}));
+    EXPECT_EQ(server.service.delta_flags, (std::vector<bool>{false, true, true, true}));
+    EXPECT_EQ(server.service.probe_dsts[0], (std::vector<std::string>{"node-b", "node-late"}));
+    EXPECT_EQ(server.service.probe_dsts[1], std::vector<std::string>{});
+    EXPECT_EQ(server.service.probe_dsts[2], std::vector<std::string>{"node-late"});
+    EXPECT_EQ(server.service.probe_dsts[3], std::vector<std::string>{});
   }
   c.client->stop();
 }
