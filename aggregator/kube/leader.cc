@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <algorithm>
 #include <ctime>
 #include <random>
 
@@ -104,6 +105,24 @@ std::chrono::nanoseconds LeaderElector::jittered() const {
   const double extra = config_.jitter_factor > 0 ? config_.random() * config_.jitter_factor : 0.0;
   return config_.retry_period + std::chrono::duration_cast<std::chrono::nanoseconds>(
                                     std::chrono::duration<double, std::milli>(config_.retry_period.count() * extra));
+}
+
+std::chrono::nanoseconds LeaderElector::untilNextAttempt() const {
+  const auto retry = jittered();
+  std::string holder;
+  {
+    std::lock_guard lock(mu_);
+    holder = observed_.holder_identity;
+  }
+  if (holder.empty() || holder == config_.identity) return retry;
+  // Held by another: client-go tries again only at its next jittered retry, up to 1.2
+  // RetryPeriods after the Lease expired on our clock. Trying at the expiry instead
+  // changes nothing about safety (the holder had a whole LeaseDuration, measured on our
+  // clock since we saw its last renewal) and takes a lost leader's place up to a retry
+  // period sooner.
+  const auto expiry = observed_time_ + config_.lease_duration - clock_.monotonicNow();
+  if (expiry < std::chrono::nanoseconds(0)) return retry;
+  return std::min<std::chrono::nanoseconds>(retry, expiry + std::chrono::milliseconds(1));
 }
 
 Result<HttpResult> LeaderElector::call(const std::string& method, const std::string& target, const std::string& body) {
@@ -279,7 +298,7 @@ void LeaderElector::run(std::stop_token stop) {
       const bool ok = tryAcquireOrRenew();
       reportTransition();
       if (ok) break;
-      if (!clock_.waitFor(jittered(), stop)) goto stopping;
+      if (!clock_.waitFor(untilNextAttempt(), stop)) goto stopping;
     }
     leading_ = true;
     spdlog::info("leader election: {} became leader (acquired Lease {})", config_.identity, describe());

@@ -22,6 +22,10 @@
 //   - ReleaseOnCancel: on stop() a leader writes holderIdentity "" and
 //     leaseDurationSeconds 1, so a follower takes over at its next retry instead of after
 //     a whole LeaseDuration (an empty holder is free to take, expired or not).
+// Changed: while another identity holds the Lease, the acquire loop also wakes when that
+// observation turns LeaseDuration old, instead of only at its next jittered retry (up to
+// 1.2 RetryPeriods later): a killed leader is replaced one LeaseDuration after the follower
+// last saw it renew, not up to LeaseDuration + 2.2 RetryPeriods.
 // Not copied: the OnNewLeader/OnStartedLeading callbacks (isLeader() and leader() are read
 // instead), the ConfigMap/Endpoints locks, coordinated leader election (LeaseCandidate).
 //
@@ -96,6 +100,9 @@ class LeaderElector {
   bool release();
   void reportTransition();
   std::chrono::nanoseconds jittered() const;
+  // How long the acquire loop waits: the jittered retry period, or less when the Lease the
+  // other holder last renewed expires (on our clock) before that.
+  std::chrono::nanoseconds untilNextAttempt() const;
   Result<HttpResult> call(const std::string& method, const std::string& target, const std::string& body);
   void logError(const std::string& what);
 

@@ -138,6 +138,27 @@ TEST_F(LeaderElectorTest, FollowerWaitsLeaseDurationOnItsOwnClockNotTheLeaseTime
   EXPECT_EQ(spec()["acquireTime"], spec()["renewTime"]);
 }
 
+// client-go would try again only at its next retry (t = 28 s here); this elector also
+// wakes when the Lease it last saw renewed turns LeaseDuration old on its clock (t = 27 s).
+TEST_F(LeaderElectorTest, FollowerTriesAgainWhenTheLeaseExpiresNotOnlyAtItsNextRetry) {
+  server_.putLease(otherHolds("2001-01-01T00:00:00.000000Z"));
+  LeaderElector& b = start("b");
+  for (int i = 0; i < 5; ++i) step(2s);  // t = 10 s
+  server_.putLease(otherHolds("2001-01-01T00:00:08.000000Z"));
+  for (int i = 0; i < 7; ++i) step(2s);  // t = 24 s: B saw the renewal at t = 12 s
+  EXPECT_FALSE(b.isLeader());
+  step(1s);  // t = 25 s: 13 s since B saw the renewal
+  EXPECT_FALSE(b.isLeader());
+  step(1s);  // t = 26 s: no renewal for 14 s
+  EXPECT_FALSE(b.isLeader());
+  step(999ms);  // t = 26.999 s: still 1 ms short of the lease
+  EXPECT_FALSE(b.isLeader());
+  EXPECT_EQ(spec()["holderIdentity"], "other");
+  step(2ms);  // 15 s + 1 ms: B tries at once, not at its retry at t = 28 s
+  ASSERT_TRUE(eventually([&] { return b.isLeader(); }));
+  EXPECT_EQ(spec()["holderIdentity"], "b");
+}
+
 TEST_F(LeaderElectorTest, StepsDownWhenNoRenewalSucceedsWithinRenewDeadline) {
   LeaderElector& a = start("a");
   ASSERT_TRUE(eventually([&] { return a.isLeader(); }));
