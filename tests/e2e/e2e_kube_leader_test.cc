@@ -242,8 +242,16 @@ TEST_F(KubeLeaderTest, OneReadyReplicaAndTheFollowerTakesOverWhenTheLeaderIsKill
   const nlohmann::json after = fake_->lease("meshprobe", "meshprobe-aggregator");
   EXPECT_EQ(after["spec"]["holderIdentity"], names[follower]) << after.dump();
   EXPECT_EQ(after["spec"]["leaseTransitions"].get<int>(), lease["spec"]["leaseTransitions"].get<int>() + 1);
-  // Not before the Lease could expire: the follower waited a lease duration on its own clock.
+  // Not before the Lease could expire: the follower waited a lease duration on its own clock
+  // (from its last sight of a renewal, which was at most one retry period before the kill).
   EXPECT_GE(milestones[0].elapsed, 3.0);
+  // The bound: the follower sees the leader's last renewal up to one jittered retry period
+  // (2.2 x 500 ms) after it was written, takes the Lease one lease duration (4 s) after
+  // that, and the agents are back with their reports within one coverage period (the 1 s
+  // probe interval: a reconnect within 1 s, each member's cells sent as it joins). Plus 2 s
+  // for this test's polling (curl and the CLI, twice each per poll) on a loaded machine.
+  // Before the agents watched their channel between attempts it took 10-11 s.
+  EXPECT_LE(milestones[1].elapsed, 4.0 + 1.1 + 1.0 + 2.0);
 }
 
 }  // namespace
