@@ -11,8 +11,10 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <tuple>
 
+#include "aggregator/diagnosis/kube_rules.h"
 #include "aggregator/kube/client.h"
 #include "aggregator/kube/config.h"
 #include "aggregator/kube/leader.h"
@@ -37,6 +39,20 @@ int main(int argc, char** argv) {
   std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
   std::string kube_mode_text, kubeconfig, kube_context, expect_ambient, agent_missing_after;
   std::string node_conditions;
+  namespace diag = meshprobe::aggregator;
+  const diag::KubeRuleOptions rule_defaults;
+  // The mesh's own components' pods, as the upstream charts label them (kube_rules.h).
+  struct ComponentFlag {
+    const char* flag;
+    diag::ComponentSelector diag::KubeRuleOptions::*field;
+    std::string text;
+  };
+  std::vector<ComponentFlag> components = {
+      {"agent-pods", &diag::KubeRuleOptions::agent, ""},
+      {"ztunnel-pods", &diag::KubeRuleOptions::ztunnel, ""},
+      {"istio-cni-pods", &diag::KubeRuleOptions::istio_cni, ""},
+      {"flannel-pods", &diag::KubeRuleOptions::flannel, ""},
+  };
   bool leader_elect = false;
   std::string le_name, le_namespace, le_identity, le_lease, le_renew, le_retry;
   meshprobe::tls::ServerConfig tls;
@@ -67,6 +83,11 @@ int main(int argc, char** argv) {
       ("log-level", po::value(&log_level)->default_value("info"), "debug | info | warn | error")
       ("log-format", po::value(&log_format)->default_value("text"), "text | json");
   // clang-format on
+  for (auto& c : components) {
+    const auto& def = rule_defaults.*(c.field);
+    desc.add_options()(c.flag, po::value(&c.text)->default_value(diag::formatComponentSelector(def)),
+                       ("NAMESPACE[,NAMESPACE...]:SELECTOR of the " + def.name + " pods (remedies name them)").c_str());
+  }
   meshprobe::tls::addServerFlags(desc, tls);
   po::variables_map vm;
   auto outcome = meshprobe::parseFlags(argc, argv, desc, vm);
@@ -117,6 +138,17 @@ int main(int argc, char** argv) {
     std::cerr << "meshprobe-aggregator: --expect-ambient '" << expect_ambient << "': " << expect.error().message
               << "\n";
     return 2;
+  }
+  diag::KubeRuleOptions rules;
+  std::set<std::string> component_namespaces;
+  for (const auto& c : components) {
+    auto parsed = diag::parseComponentSelector((rule_defaults.*(c.field)).name, c.text);
+    if (!parsed.ok()) {
+      std::cerr << "meshprobe-aggregator: --" << c.flag << ": " << parsed.error().message << "\n";
+      return 2;
+    }
+    component_namespaces.insert(parsed->namespaces.begin(), parsed->namespaces.end());
+    rules.*(c.field) = std::move(*parsed);
   }
   auto missing_after = meshprobe::parseDuration(agent_missing_after);
   if (!missing_after || missing_after->count() < 0) {
@@ -189,7 +221,9 @@ int main(int argc, char** argv) {
       std::cerr << "meshprobe-aggregator: " << client.error().message << "\n";
       return 2;
     }
-    watcher = std::make_unique<kube::KubeWatcher>(*client);
+    kube::WatcherOptions wopts;
+    wopts.component_namespaces = component_namespaces;  // their pods are kept whole
+    watcher = std::make_unique<kube::KubeWatcher>(*client, wopts);
     if (node_conditions == "on") reporter = std::make_unique<kube::NodeProblemReporter>(*client, *watcher);
     if (election) {
       // A client of its own: each request is bounded by the retry period, so one hung
@@ -224,6 +258,10 @@ int main(int argc, char** argv) {
   // Queries, /metrics and diagnosis read a snapshot rebuilt at most 4 times a second.
   options.cluster.publish_interval = std::chrono::milliseconds(250);
   options.cluster.forget_after = *forget;
+  options.diagnosis.kube.agent = rules.agent;
+  options.diagnosis.kube.ztunnel = rules.ztunnel;
+  options.diagnosis.kube.istio_cni = rules.istio_cni;
+  options.diagnosis.kube.flannel = rules.flannel;
   options.diagnosis.kube.expect_ambient = *expect;
   options.diagnosis.kube.onset_agent_missing = *missing_after;
   options.diagnosis.kube.forget_after =

@@ -388,6 +388,61 @@ class KubeRules {
 
 }  // namespace
 
+namespace {
+// DNS-1123 label, as apimachinery's IsDNS1123Label (namespace names).
+std::string namespaceNameError(std::string_view ns) {
+  if (ns.empty()) return "an empty namespace name";
+  if (ns.size() > 63) return "namespace '" + std::string(ns) + "' is longer than 63 characters";
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  for (char c : ns) {
+    if (!alnum(c) && c != '-') {
+      return "namespace '" + std::string(ns) + "' must be lower-case letters, digits and '-'";
+    }
+  }
+  if (!alnum(ns.front()) || !alnum(ns.back())) {
+    return "namespace '" + std::string(ns) + "' must start and end with a letter or digit";
+  }
+  return "";
+}
+}  // namespace
+
+Result<ComponentSelector> parseComponentSelector(std::string name, std::string_view text) {
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) {
+    return Error{"'" + std::string(text) + "' is not NAMESPACE[,NAMESPACE...]:SELECTOR (no ':')"};
+  }
+  ComponentSelector out;
+  out.name = std::move(name);
+  std::string_view list = text.substr(0, colon);
+  while (true) {
+    const auto comma = list.find(',');
+    const std::string_view ns = list.substr(0, comma);
+    if (auto why = namespaceNameError(ns); !why.empty()) return Error{why + " in '" + std::string(text) + "'"};
+    if (std::find(out.namespaces.begin(), out.namespaces.end(), ns) == out.namespaces.end()) {
+      out.namespaces.emplace_back(ns);
+    }
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  auto selector = kube::Selector::parse(text.substr(colon + 1));
+  if (!selector.ok()) return Error{"selector in '" + std::string(text) + "': " + selector.error().message};
+  if (selector->empty()) {
+    return Error{"'" + std::string(text) +
+                 "' has an empty selector: it would take every pod of those namespaces for the " + out.name};
+  }
+  out.labels = std::move(*selector);
+  return out;
+}
+
+std::string formatComponentSelector(const ComponentSelector& c) {
+  std::string out;
+  for (const auto& ns : c.namespaces) {
+    if (!out.empty()) out += ',';
+    out += ns;
+  }
+  return out + ":" + c.labels.toString();
+}
+
 bool ComponentSelector::matches(const PodObject& pod) const {
   if (!namespaces.empty() && std::find(namespaces.begin(), namespaces.end(), pod.ns) == namespaces.end()) {
     return false;

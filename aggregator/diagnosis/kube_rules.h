@@ -31,6 +31,7 @@
 #include "aggregator/diagnosis/rules.h"
 #include "aggregator/kube/objects.h"
 #include "aggregator/kube/selector.h"
+#include "common/result.h"
 #include "meshprobe/v1/types.pb.h"
 
 namespace meshprobe::aggregator {
@@ -74,6 +75,14 @@ struct ComponentSelector {
 
   bool matches(const kube::PodObject& pod) const;
 };
+
+// A component's pods as a flag gives them: "NAMESPACE[,NAMESPACE...]:SELECTOR", e.g.
+// "istio-system:app=ztunnel". Namespaces are DNS-1123 labels; SELECTOR is a label selector
+// (kube::Selector) and may not be empty (it would take every pod of those namespaces for
+// the component). Errors say which part is wrong.
+Result<ComponentSelector> parseComponentSelector(std::string name, std::string_view text);
+// The flag text of `c` (parseComponentSelector's inverse, selector in canonical form).
+std::string formatComponentSelector(const ComponentSelector& c);
 
 // The defaults follow the upstream manifests: manifests/base (the agent DaemonSet), the
 // Istio ztunnel chart (pods app=ztunnel), the istio-cni chart (pods k8s-app=istio-cni-node,

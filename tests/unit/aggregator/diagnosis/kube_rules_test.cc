@@ -382,6 +382,62 @@ TEST(KubeRules, ZtunnelNotReadyNoWhy) {
   EXPECT_EQ(f.onset_after, c.options.onset_ztunnel);
 }
 
+// A ztunnel installed with other labels in another namespace (--ztunnel-pods): found by the
+// configured selector, and not by the default one.
+TEST(KubeRules, ZtunnelFoundByAConfiguredSelector) {
+  Cluster c;
+  auto z = c.podAt("istio-system/ztunnel-z2");
+  c.objects->pods.erase("istio-system/ztunnel-z2");
+  z.ns = "mesh";
+  z.labels = {{"app.kubernetes.io/name", "ztunnel"}};
+  z.ready = false;
+  z.containers = {{"istio-proxy", false, 3, "CrashLoopBackOff", "", "Error", 101}};
+  c.add(z);
+  EXPECT_THAT(ids(c.run()), IsEmpty());  // the default selector does not see it
+  auto sel = parseComponentSelector("ztunnel", "mesh,istio-system:app.kubernetes.io/name=ztunnel");
+  ASSERT_TRUE(sel.ok()) << sel.error().message;
+  c.options.ztunnel = *sel;
+  c.podAt("istio-system/ztunnel-z1").labels = {{"app.kubernetes.io/name", "ztunnel"}};
+  c.podAt("istio-system/ztunnel-z3").labels = {{"app.kubernetes.io/name", "ztunnel"}};
+  const auto& f = only(c.run());
+  EXPECT_EQ(f.finding.id(), "ZTUNNEL_NOT_READY/n2");
+  EXPECT_THAT(evidence(f), Contains("pod mesh/ztunnel-z2 on n2: CrashLoopBackOff"));
+}
+
+TEST(ComponentSelectorFlag, ParsesNamespacesAndASelectorAndPrintsItBack) {
+  auto c = parseComponentSelector("flannel", "kube-flannel,kube-system,kube-flannel:app in (flannel,flanneld)");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->name, "flannel");
+  EXPECT_THAT(c->namespaces, ElementsAre("kube-flannel", "kube-system"));  // duplicates once
+  EXPECT_TRUE(c->labels.matches({{"app", "flanneld"}}));
+  EXPECT_FALSE(c->labels.matches({{"app", "ztunnel"}}));
+  EXPECT_EQ(formatComponentSelector(*c), "kube-flannel,kube-system:app in (flannel,flanneld)");
+  auto again = parseComponentSelector("flannel", formatComponentSelector(*c));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(formatComponentSelector(*again), formatComponentSelector(*c));
+  // The built-in defaults print as the flags' defaults.
+  const KubeRuleOptions d;
+  EXPECT_EQ(formatComponentSelector(d.ztunnel), "istio-system:app=ztunnel");
+  EXPECT_EQ(formatComponentSelector(d.istio_cni), "istio-system,kube-system:k8s-app=istio-cni-node");
+  EXPECT_EQ(formatComponentSelector(d.flannel), "kube-flannel,kube-system:app=flannel");
+  EXPECT_EQ(formatComponentSelector(d.agent), "meshprobe:app.kubernetes.io/name=meshprobe-agent");
+}
+
+TEST(ComponentSelectorFlag, ErrorsNameWhatIsWrong) {
+  auto err = [](std::string_view text) {
+    auto c = parseComponentSelector("ztunnel", text);
+    return c.ok() ? std::string("accepted") : c.error().message;
+  };
+  EXPECT_THAT(err("app=ztunnel"), HasSubstr("no ':'"));
+  EXPECT_THAT(err(":app=ztunnel"), HasSubstr("empty namespace"));
+  EXPECT_THAT(err("istio-system,:app=ztunnel"), HasSubstr("empty namespace"));
+  EXPECT_THAT(err("Istio_System:app=ztunnel"), HasSubstr("'Istio_System' must be lower-case"));
+  EXPECT_THAT(err("-istio:app=ztunnel"), HasSubstr("start and end"));
+  EXPECT_THAT(err(std::string(64, 'a') + ":app=ztunnel"), HasSubstr("longer than 63"));
+  EXPECT_THAT(err("istio-system:"), HasSubstr("empty selector"));
+  EXPECT_THAT(err("istio-system:app in (a"), HasSubstr("selector in 'istio-system:app in (a'"));
+}
+
 TEST(KubeRules, ZtunnelNotReadyBecauseIstiodAndOverlay) {
   Cluster c;
   c.podAt("istio-system/ztunnel-z2").ready = false;
