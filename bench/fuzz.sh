@@ -7,6 +7,8 @@
 #
 # Usage: bench/fuzz.sh [BUILD_DIR] [TARGET...]     (default: build-fuzz, every target)
 # Env:   RUNS=1000000 JOBS=1 MAX_LEN=0 (0: libFuzzer's default)
+#        TIMEOUT=10 (seconds one input may take before libFuzzer calls it a hang; raise it
+#        on a loaded machine, where a slow input is the scheduler, not the parser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +16,10 @@ BUILD=${1:-build-fuzz}
 shift || true
 RUNS=${RUNS:-1000000}
 MAX_LEN=${MAX_LEN:-0}
+TIMEOUT=${TIMEOUT:-10}
 TARGETS=("$@")
 if [[ ${#TARGETS[@]} -eq 0 ]]; then
-  TARGETS=(netlink sock_diag iptables_save nft_json probe_packet subnet_env flags agent_message)
+  TARGETS=(netlink sock_diag iptables_save nft_json probe_packet subnet_env flags agent_message kube_json)
 fi
 
 command -v clang++ >/dev/null || { echo "fuzz.sh: needs clang (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
@@ -41,7 +44,7 @@ for t in "${TARGETS[@]}"; do
   rc=0
   extra=()
   [[ $MAX_LEN != 0 ]] && extra+=(-max_len="$MAX_LEN")
-  "$bin" -runs="$RUNS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${extra[@]}" \
+  "$bin" -runs="$RUNS" -timeout="$TIMEOUT" -rss_limit_mb=2048 -print_final_stats=1 "${extra[@]}" \
     -artifact_prefix="$BUILD/fuzz-artifacts/$t-" "$scratch" "${seeds[@]}" >"$log" 2>&1 || rc=$?
   end=$(date +%s.%N)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
