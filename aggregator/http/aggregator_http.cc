@@ -209,6 +209,12 @@ std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t*
   w.family("meshprobe_aggregator_nodes", "Members (nodes that said Hello and were not forgotten).", MetricType::kGauge);
   w.sample(static_cast<double>(nodes.size()));
   if (src.kube) renderKube(w, src);
+  if (src.is_leader) {  // --leader-elect
+    w.family("meshprobe_aggregator_leader",
+             "1 while this replica holds the leader election Lease (and is Ready), 0 on a follower.",
+             MetricType::kGauge);
+    w.sample(src.is_leader() ? 1 : 0);
+  }
   w.family("meshprobe_build_info", "Always 1; the aggregator's version in a label.", MetricType::kGauge);
   w.sample({{"version", kVersion}}, 1);
   if (series) *series = w.seriesCount();

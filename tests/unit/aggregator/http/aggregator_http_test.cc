@@ -330,6 +330,16 @@ TEST_F(AggregatorMetricsTest, ReadyzWithLeaderElectionIsReadyOnlyOnTheLeader) {
   EXPECT_EQ(http.handle(get("/readyz")).status, 503);
 }
 
+TEST_F(AggregatorMetricsTest, LeaderGaugeOnlyWithLeaderElection) {
+  AggregatorMetricsSources sources{state_, engine_, nullptr, nullptr};
+  EXPECT_THAT(renderAggregatorMetrics(sources), Not(HasSubstr("meshprobe_aggregator_leader")));
+  bool leading = false;
+  sources.is_leader = [&] { return leading; };
+  EXPECT_THAT(renderAggregatorMetrics(sources), HasSubstr("\nmeshprobe_aggregator_leader 0\n"));
+  leading = true;
+  EXPECT_THAT(renderAggregatorMetrics(sources), HasSubstr("\nmeshprobe_aggregator_leader 1\n"));
+}
+
 TEST_F(AggregatorMetricsTest, Routes) {
   bool ready = false;
   AggregatorHttp http(AggregatorMetricsSources{state_, engine_, nullptr, nullptr}, [&] { return ready; });
