@@ -32,6 +32,60 @@ std::string formatMicroTime(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+std::optional<std::chrono::system_clock::time_point> parseMicroTime(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm), as RFC 3339 (Go's time.RFC3339Nano).
+  auto digits = [&](size_t pos, size_t n, int* out) {
+    if (pos + n > text.size()) return false;
+    int v = 0;
+    for (size_t i = pos; i < pos + n; ++i) {
+      if (text[i] < '0' || text[i] > '9') return false;
+      v = v * 10 + (text[i] - '0');
+    }
+    *out = v;
+    return true;
+  };
+  int year, mon, day, hour, min, sec;
+  if (!digits(0, 4, &year) || text.size() < 20 || text[4] != '-' || !digits(5, 2, &mon) || text[7] != '-' ||
+      !digits(8, 2, &day) || (text[10] != 'T' && text[10] != 't') || !digits(11, 2, &hour) || text[13] != ':' ||
+      !digits(14, 2, &min) || text[16] != ':' || !digits(17, 2, &sec)) {
+    return std::nullopt;
+  }
+  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60) return std::nullopt;
+  size_t pos = 19;
+  int64_t nanos = 0;
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    int64_t scale = 100'000'000;
+    const size_t start = pos;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+      nanos += (text[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) return std::nullopt;
+  }
+  int offset_min = 0;
+  if (pos < text.size() && (text[pos] == 'Z' || text[pos] == 'z')) {
+    ++pos;
+  } else if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
+    int oh, om;
+    if (!digits(pos + 1, 2, &oh) || pos + 3 >= text.size() || text[pos + 3] != ':' || !digits(pos + 4, 2, &om)) {
+      return std::nullopt;
+    }
+    offset_min = (text[pos] == '-' ? -1 : 1) * (oh * 60 + om);
+    pos += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (pos != text.size()) return std::nullopt;
+  const std::chrono::year_month_day ymd{std::chrono::year(year), std::chrono::month(static_cast<unsigned>(mon)),
+                                        std::chrono::day(static_cast<unsigned>(day))};
+  if (!ymd.ok()) return std::nullopt;
+  const auto t = std::chrono::sys_days(ymd) + std::chrono::hours(hour) + std::chrono::minutes(min) +
+                 std::chrono::seconds(sec) + std::chrono::nanoseconds(nanos) - std::chrono::minutes(offset_min);
+  return std::chrono::time_point_cast<std::chrono::system_clock::duration>(t);
+}
+
 LeaseRecord leaseRecordFromJson(const json& lease) {
   LeaseRecord r;
   if (!lease.is_object() || !lease.contains("spec") || !lease["spec"].is_object()) return r;
@@ -107,6 +161,28 @@ std::chrono::nanoseconds LeaderElector::jittered() const {
                                     std::chrono::duration<double, std::milli>(config_.retry_period.count() * extra));
 }
 
+std::chrono::steady_clock::time_point LeaderElector::observedAt(const LeaseRecord& changed,
+                                                               std::chrono::steady_clock::time_point now) const {
+  // client-go: when we saw it (`now`), up to one poll after it was written. A renewal by the
+  // holder we saw before is placed where the holder's own clock puts it relative to the
+  // renewal before: observed_time_ + (its renewTime - the previous renewTime). Only the
+  // difference of two timestamps the same holder wrote is used, so the offset between the
+  // two machines' clocks cancels out. The estimate must lie between the previous read
+  // (the record was still the old one then) and `now`; a holder whose clock says otherwise
+  // (stepped, or not a steady writer) gets client-go's `now`.
+  if (changed.holder_identity.empty() || changed.holder_identity != observed_.holder_identity ||
+      changed.holder_identity == config_.identity || !last_read_asked_) {
+    return now;
+  }
+  const auto before = parseMicroTime(observed_.renew_time);
+  const auto after = parseMicroTime(changed.renew_time);
+  if (!before || !after || *after <= *before) return now;
+  const auto estimate =
+      observed_time_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*after - *before);
+  if (estimate < *last_read_asked_ || estimate > now) return now;
+  return estimate;
+}
+
 std::chrono::nanoseconds LeaderElector::untilNextAttempt() const {
   const auto retry = jittered();
   std::string holder;
@@ -166,6 +242,7 @@ bool LeaderElector::tryAcquireOrRenew() {
   LeaseRecord record{config_.identity, static_cast<int>(config_.lease_duration.count() / 1000), now_text, now_text, 0};
 
   // 1. Obtain or create the record.
+  const auto asked = clock_.monotonicNow();  // the record read is no older than this
   auto got = call("GET", lease_path_, "");
   if (!got) {
     logError("cannot read Lease " + describe() + ": " + got.error().message);
@@ -208,17 +285,19 @@ bool LeaderElector::tryAcquireOrRenew() {
   const LeaseRecord old = leaseRecordFromJson(current);
   lease_ = current;
 
-  // 2. Check the identity and the time: expiry is measured from when WE saw the record change.
+  // 2. Check the identity and the time: expiry is measured on OUR clock from when the
+  // record changed (see observedAt).
   const auto now = clock_.monotonicNow();
   bool i_hold;
   {
     std::lock_guard lock(mu_);
     if (!(old == observed_)) {
+      observed_time_ = observedAt(old, now);
       observed_ = old;
-      observed_time_ = now;
     }
     i_hold = observed_.holder_identity == config_.identity;
   }
+  last_read_asked_ = asked;
   if (!old.holder_identity.empty() && observed_time_ + config_.lease_duration > now && !i_hold) {
     last_error_.clear();
     return false;  // held by another and not expired (on our clock)

@@ -22,10 +22,16 @@
 //   - ReleaseOnCancel: on stop() a leader writes holderIdentity "" and
 //     leaseDurationSeconds 1, so a follower takes over at its next retry instead of after
 //     a whole LeaseDuration (an empty holder is free to take, expired or not).
-// Changed: while another identity holds the Lease, the acquire loop also wakes when that
-// observation turns LeaseDuration old, instead of only at its next jittered retry (up to
-// 1.2 RetryPeriods later): a killed leader is replaced one LeaseDuration after the follower
-// last saw it renew, not up to LeaseDuration + 2.2 RetryPeriods.
+// Changed, so that a crashed leader is replaced one LeaseDuration after its last renewal
+// rather than up to 2.2 RetryPeriods + LeaseDuration + 1.2 RetryPeriods after it:
+//   - while another identity holds the Lease, the acquire loop also wakes when that
+//     observation turns LeaseDuration old, not only at its next jittered retry;
+//   - a renewal by the holder seen before is dated on our clock by the difference of its
+//     renewTime and the previous one (both from the holder's clock, so the offset between
+//     the clocks cancels), kept only when that lands between our previous read and this
+//     one — otherwise, as client-go, the time we saw it. The leader's margin is unchanged
+//     in kind: it stops leading RenewDeadline after its last renewal, a follower takes over
+//     LeaseDuration after it.
 // Not copied: the OnNewLeader/OnStartedLeading callbacks (isLeader() and leader() are read
 // instead), the ConfigMap/Endpoints locks, coordinated leader election (LeaseCandidate).
 //
@@ -42,6 +48,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "aggregator/kube/client.h"
@@ -76,6 +83,9 @@ LeaseRecord leaseRecordFromJson(const nlohmann::json& lease);  // from a Lease o
 nlohmann::json leaseSpecJson(const LeaseRecord& record);
 // metav1.MicroTime's wire form: "2006-01-02T15:04:05.000000Z".
 std::string formatMicroTime(std::chrono::system_clock::time_point t);
+// RFC 3339 with an optional fraction and a Z or +hh:mm offset (what any writer of a Lease
+// may put in renewTime); nullopt when it is not one.
+std::optional<std::chrono::system_clock::time_point> parseMicroTime(std::string_view text);
 // "renew deadline must be shorter than lease duration", ... ("" when valid).
 std::string validateLeaderElection(const LeaderElectionConfig& config);
 
@@ -103,6 +113,9 @@ class LeaderElector {
   // How long the acquire loop waits: the jittered retry period, or less when the Lease the
   // other holder last renewed expires (on our clock) before that.
   std::chrono::nanoseconds untilNextAttempt() const;
+  // When a record read at `now` that differs from observed_ was written, on our clock.
+  std::chrono::steady_clock::time_point observedAt(const LeaseRecord& changed,
+                                                   std::chrono::steady_clock::time_point now) const;
   Result<HttpResult> call(const std::string& method, const std::string& target, const std::string& body);
   void logError(const std::string& what);
 
@@ -116,6 +129,8 @@ class LeaderElector {
   LeaseRecord observed_;  // guarded by mu_ (read by leader())
   // Loop thread only:
   std::chrono::steady_clock::time_point observed_time_{};
+  // When the last successful GET of the Lease was sent (its record is no older than this).
+  std::optional<std::chrono::steady_clock::time_point> last_read_asked_;
   nlohmann::json lease_;  // the Lease last read or written (its metadata.resourceVersion)
   std::string reported_leader_;
   bool reported_once_ = false;

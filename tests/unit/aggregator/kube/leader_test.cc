@@ -75,6 +75,19 @@ class LeaderElectorTest : public ::testing::Test {
   std::vector<std::unique_ptr<LeaderElector>> electors_;
 };
 
+TEST(MicroTime, ParsesRfc3339WithAFractionAndAnOffset) {
+  const auto t = parseMicroTime("2027-01-15T08:00:02.123456Z");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(formatMicroTime(*t), "2027-01-15T08:00:02.123456Z");
+  EXPECT_EQ(parseMicroTime("2027-01-15T08:00:02Z"), parseMicroTime("2027-01-15T08:00:02.000Z"));
+  EXPECT_EQ(parseMicroTime("2027-01-15T09:30:02.5+01:30"), parseMicroTime("2027-01-15T08:00:02.500000Z"));
+  EXPECT_EQ(parseMicroTime("2027-01-15T06:00:02-02:00"), parseMicroTime("2027-01-15T08:00:02Z"));
+  for (const char* bad : {"", "2027-01-15", "2027-01-15T08:00:02", "2027-13-15T08:00:02Z", "2027-02-30T08:00:02Z",
+                          "2027-01-15T08:00:02.Z", "2027-01-15T08:00:02Zx", "2027-01-15 08:00:02Z"}) {
+    EXPECT_FALSE(parseMicroTime(bad)) << bad;
+  }
+}
+
 TEST(MicroTime, SixFractionalDigitsUtc) {
   const auto t = std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000)) + 1234us;
   EXPECT_EQ(formatMicroTime(t), "2027-01-15T08:00:00.001234Z");
@@ -124,14 +137,19 @@ TEST_F(LeaderElectorTest, FollowerWaitsLeaseDurationOnItsOwnClockNotTheLeaseTime
   EXPECT_FALSE(b.isLeader());
   EXPECT_EQ(b.leader(), "other");
   for (int i = 0; i < 4; ++i) step(2s);  // t = 8 s
-  // The holder renews (a new renewTime): B's 15 s start again when it sees the change (t = 10 s).
+  // The holder renews now (its clock: 8 s after its first renewTime). B reads it at t = 10 s
+  // and dates it by the difference of the two renewTimes: t = 0 + 8 s, which lies between
+  // its previous read (t = 8 s) and this one. The offset of the holder's clock (years)
+  // cancels out. So the lease runs out at t = 23 s on B's clock, not at 25 s.
   server_.putLease(otherHolds("2001-01-01T00:00:08.000000Z"));
-  for (int i = 0; i < 8; ++i) {  // t = 24 s: 14 s after B saw the renewal
+  for (int i = 0; i < 7; ++i) {  // t = 22 s
     step(2s);
     EXPECT_FALSE(b.isLeader()) << "at step " << i;
   }
+  step(1s);  // t = 23 s: exactly the lease duration since the renewal
+  EXPECT_FALSE(b.isLeader());
   EXPECT_EQ(spec()["holderIdentity"], "other");
-  step(2s);  // t = 26 s: 16 s without a change, on B's clock
+  step(2ms);  // B woke at the expiry (+1 ms)
   ASSERT_TRUE(eventually([&] { return b.isLeader(); }));
   EXPECT_EQ(spec()["holderIdentity"], "b");
   EXPECT_EQ(spec()["leaseTransitions"], 5);  // a takeover counts one more
@@ -140,6 +158,10 @@ TEST_F(LeaderElectorTest, FollowerWaitsLeaseDurationOnItsOwnClockNotTheLeaseTime
 
 // client-go would try again only at its next retry (t = 28 s here); this elector also
 // wakes when the Lease it last saw renewed turns LeaseDuration old on its clock (t = 27 s).
+//
+// The renewal is written at t = 10 s but says 8 s after the first: dated by the holder's
+// clock it would be t = 8 s, before B's previous read (t = 10 s) still showed the old
+// record — impossible, so B dates it as client-go does, when it saw it (t = 12 s).
 TEST_F(LeaderElectorTest, FollowerTriesAgainWhenTheLeaseExpiresNotOnlyAtItsNextRetry) {
   server_.putLease(otherHolds("2001-01-01T00:00:00.000000Z"));
   LeaderElector& b = start("b");
