@@ -30,9 +30,11 @@ grpc::ChannelArguments StreamClient::channelArguments() {
   // gRPC also uses the minimum reconnect backoff as the connect timeout: 100 ms would abort
   // handshakes on a busy node. Retry quickly (initial 100 ms), but give a connect 2 s.
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 2'000);
-  // Between failed connects at most 1 s (gRPC's jitter adds up to 20 %): after a failover
-  // the agents reach the new leader within about a second of its Service endpoint changing.
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
+  // Between failed connects at most 500 ms (gRPC's jitter adds up to 20 %): after a
+  // failover the agents reach the new leader within about half a second of its Service
+  // endpoint changing. While no aggregator answers, that is two SYNs a second per agent,
+  // each refused at once by the Service's REJECT rule.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   return args;
 }
 

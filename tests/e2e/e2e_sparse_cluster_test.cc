@@ -69,9 +69,10 @@ constexpr auto kOnsetPair = 4s;
 constexpr auto kPairDeadline = kCoverage + kOnsetPair + 4s;  // 16 s
 
 // Step 4. Reconnecting: the agents' own backoff (200 ms doubling, capped at 1 s,
-// agent/daemon/daemon.cc) + gRPC's connect backoff (at most 1.2 s,
-// agent/daemon/stream_client.cc) would be about 2 s, but 24 agents on 2 cores took 9-12 s
-// with twice those caps: bounded loosely here, printed.
+// agent/daemon/daemon.cc; between attempts the agent watches its channel and goes on as
+// soon as it connects) + gRPC's connect backoff (at most 0.6 s,
+// agent/daemon/stream_client.cc) would be about 1 s, but 24 agents on 2 cores took 9-12 s
+// with 2 s caps and no channel watch: bounded loosely here, printed.
 // Then the matrix is complete within one coverage period of the last agent being back,
 // + 4 s slack (the membership re-forms as the agents come back one by one; load).
 constexpr auto kReconnectDeadline = 30s;
