@@ -200,13 +200,19 @@ struct KubeWatcher::Loop {
     }
   }
 
+  // "&fieldSelector=..." for this kind, or "".
+  std::string selector() const {
+    if (resource != "pods" || w.options_.pod_field_selector.empty()) return "";
+    return "&fieldSelector=" + urlEncode(w.options_.pod_field_selector);
+  }
+
   // Lists every page; on success the store is replaced and rv is the list's.
   awaitable<std::optional<Failure>> list() {
     std::vector<json> items;
     std::string cont, list_rv;
     uint64_t pages = 0;
     while (true) {
-      std::string target = "/api/v1/" + resource + "?limit=" + std::to_string(w.options_.page_size);
+      std::string target = "/api/v1/" + resource + "?limit=" + std::to_string(w.options_.page_size) + selector();
       if (!cont.empty()) target += "&continue=" + urlEncode(cont);
       auto r = co_await w.client_->get(target);
       if (!r) co_return Failure{ApiState::kUnreachable, "list " + resource + ": " + r.error().message, false};
@@ -240,7 +246,8 @@ struct KubeWatcher::Loop {
         std::max(w.options_.min_watch_timeout, w.options_.max_watch_timeout).count());
     const auto timeout = std::chrono::seconds(pick(rng));
     const std::string target = "/api/v1/" + resource + "?watch=1&resourceVersion=" + urlEncode(rv) +
-                               "&allowWatchBookmarks=true&timeoutSeconds=" + std::to_string(timeout.count());
+                               "&allowWatchBookmarks=true&timeoutSeconds=" + std::to_string(timeout.count()) +
+                               selector();
     std::optional<Failure> stream_failure;
     auto on_lines = [&](const std::vector<std::string>& lines) {
       bool changed = false;

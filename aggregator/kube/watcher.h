@@ -9,7 +9,7 @@
 // jitter (0.8–1.2 × 1 s, doubling to 30 s): 401/403 set ApiState::kForbidden with a detail
 // naming the verb, the resource and the server's message; connect, TLS and timeout failures
 // (and any other HTTP error) set kUnreachable. Every kind is watched cluster-wide: one watch
-// per kind, never per node.
+// per kind, never per node; pods with a field selector (WatcherOptions::pod_field_selector).
 //
 // One io thread owned by the watcher runs the three kinds as coroutines; stop() (or the
 // destructor) ends them and joins it. Each change is published as a new immutable
@@ -42,6 +42,10 @@ struct WatcherOptions {
   // Pods of these namespaces are kept whole (the mesh's and the network's own components).
   // Other pods are kept only when not hostNetwork, and without their container statuses.
   std::set<std::string> component_namespaces{"kube-system", "kube-flannel", "istio-system", "meshprobe"};
+  // The pods' list and watch ask the server to leave out pods that ran to completion (Job
+  // pods): no rule looks at them (agents, ztunnel, istio-cni and flannel never complete,
+  // POD_NOT_CAPTURED counts Running pods). A pod that completes leaves the watch as DELETED.
+  std::string pod_field_selector = "status.phase!=Succeeded";
   uint32_t page_size = 500;  // list ?limit=
   // Each watch asks the server to end it after a random time in this range (timeoutSeconds),
   // which spreads reconnections of several aggregators, as client-go does (5–10 min).

@@ -112,6 +112,109 @@ std::optional<std::pair<http::status, json>> coreWriteRequest(FakeKubeApiServer:
                                                               const std::string& content_type,
                                                               const std::string& body, const std::string& user);
 
+// fieldSelector as the API server takes it for these kinds: "f=v", "f==v" or "f!=v" joined
+// by commas (AND), on the fields each kind registers as selectable (pods:
+// PodToSelectableFields in pkg/registry/core/pod/strategy.go; nodes: metadata.name and
+// spec.unschedulable; namespaces: metadata.name and status.phase). Any other field is a 400
+// "field label not supported". A field absent from the object reads as "" (hostNetwork
+// and unschedulable as "false", as their defaults print).
+struct FieldRequirement {
+  std::string field;
+  bool equals = true;
+  std::string value;
+};
+using FieldSelector = std::vector<FieldRequirement>;
+
+const std::map<std::string, std::set<std::string>> kSelectableFields = {
+    {"pods",
+     {"metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+      "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"}},
+    {"nodes", {"metadata.name", "spec.unschedulable"}},
+    {"namespaces", {"metadata.name", "status.phase"}},
+};
+
+// nullopt + `error` set when a term names an unsupported field or is not a term.
+std::optional<FieldSelector> parseFieldSelector(const std::string& resource, const std::string& text,
+                                                std::string* error) {
+  FieldSelector out;
+  if (text.empty()) return out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string term = text.substr(start, comma - start);
+    FieldRequirement r;
+    size_t op = term.find("!=");
+    size_t op_len = 2;
+    if (op != std::string::npos) {
+      r.equals = false;
+    } else if ((op = term.find("==")) == std::string::npos) {
+      op = term.find('=');
+      op_len = 1;
+    }
+    if (op == std::string::npos || op == 0) {
+      *error = "invalid selector: '" + text + "'; can't understand '" + term + "'";
+      return std::nullopt;
+    }
+    r.field = term.substr(0, op);
+    r.value = term.substr(op + op_len);
+    const auto fields = kSelectableFields.find(resource);
+    if (fields == kSelectableFields.end() || !fields->second.contains(r.field)) {
+      *error = "field label not supported: " + r.field;
+      return std::nullopt;
+    }
+    out.push_back(r);
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string fieldValue(const json& object, const std::string& field) {
+  const json* at = &object;
+  size_t start = 0;
+  while (start < field.size()) {
+    size_t dot = field.find('.', start);
+    if (dot == std::string::npos) dot = field.size();
+    const std::string part = field.substr(start, dot - start);
+    if (!at->is_object() || !at->contains(part)) {
+      return field == "spec.hostNetwork" || field == "spec.unschedulable" ? "false" : "";
+    }
+    at = &(*at)[part];
+    start = dot + 1;
+  }
+  if (at->is_string()) return at->get<std::string>();
+  if (at->is_boolean()) return at->get<bool>() ? "true" : "false";
+  return at->dump();
+}
+
+bool matchesFields(const FieldSelector& selector, const json& object) {
+  for (const auto& r : selector) {
+    if ((fieldValue(object, r.field) == r.value) != r.equals) return false;
+  }
+  return true;
+}
+
+// What a watch with `selector` sees of a change, as the watch cache's cacheWatcher
+// (k8s.io/apiserver pkg/storage/cacher, convertToWatchEvent) filters it: the object before
+// (`prev`, null when added) and after (`object`, null when deleted) are both matched; an
+// object that starts matching is ADDED, one that stops matching is DELETED carrying its
+// previous content with the event's resourceVersion, and nothing when neither matches.
+std::optional<std::string> watchLine(const FieldSelector& selector, const std::string& type, const json& object,
+                                     const json& prev) {
+  if (selector.empty()) return json{{"type", type}, {"object", type == "DELETED" ? prev : object}}.dump() + "\n";
+  const bool now_passes = type != "DELETED" && matchesFields(selector, object);
+  const bool before_passed = !prev.is_null() && matchesFields(selector, prev);
+  if (now_passes && !before_passed) return json{{"type", "ADDED"}, {"object", object}}.dump() + "\n";
+  if (now_passes && before_passed) return json{{"type", "MODIFIED"}, {"object", object}}.dump() + "\n";
+  if (!now_passes && before_passed) {
+    json gone = prev;
+    const json& after = type == "DELETED" ? prev : object;
+    gone["metadata"]["resourceVersion"] = after["metadata"]["resourceVersion"];
+    return json{{"type", "DELETED"}, {"object", gone}}.dump() + "\n";
+  }
+  return std::nullopt;
+}
+
 struct WatchState {
   explicit WatchState(asio::any_io_executor ex) : timer(ex) {}
   std::string resource;
@@ -121,6 +224,7 @@ struct WatchState {
   bool signaled = false;
   bool dropped = false;
   bool bookmark_due = false;
+  FieldSelector fields;  // the watch's fieldSelector (set before it is registered)
   // io thread only:
   asio::steady_timer timer;
 };
@@ -135,7 +239,9 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
   struct Event {
     uint64_t rv;
     std::string resource;
-    std::string line;
+    std::string type;
+    json object;  // after the change (for DELETED: as deleted, with the new resourceVersion)
+    json prev;    // before it; null when added
   };
   std::deque<Event> history;
   std::string token;
@@ -161,11 +267,14 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
     });
   }
 
-  void recordLocked(const std::string& resource, const std::string& type, const json& object) {
-    const std::string line = json{{"type", type}, {"object", object}}.dump() + "\n";
-    history.push_back(Event{rv, resource, line});
-    for (auto& w : watches)
-      if (w->resource == resource) w->queue.push_back(line);
+  // `prev`: the object before the change (null when added); for DELETED `object` is the
+  // deleted object and `prev` the same.
+  void recordLocked(const std::string& resource, const std::string& type, const json& object, const json& prev) {
+    history.push_back(Event{rv, resource, type, object, prev});
+    for (auto& w : watches) {
+      if (w->resource != resource) continue;
+      if (auto line = watchLine(w->fields, type, object, prev)) w->queue.push_back(std::move(*line));
+    }
     notifyLocked();
   }
 
@@ -308,6 +417,9 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
       }
       start = token["start"].get<std::string>();
     }
+    std::string selector_error;
+    const auto fields = parseFieldSelector(resource, params["fieldSelector"], &selector_error);
+    if (!fields) return {http::status::bad_request, status(400, "BadRequest", selector_error)};
     const size_t limit = params["limit"].empty() ? 0 : std::stoul(params["limit"]);
     json items = json::array();
     auto& store = objects[resource];
@@ -318,14 +430,16 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
         remaining = static_cast<size_t>(std::distance(it, store.end()));
         break;
       }
-      items.push_back(it->second);
       last = it->first;
+      if (!matchesFields(*fields, it->second)) continue;
+      items.push_back(it->second);
     }
     json meta{{"resourceVersion", std::to_string(list_rv)}};
     if (remaining > 0) {
       meta["continue"] =
           base64(json{{"v", "meta.k8s.io/v1"}, {"rv", list_rv}, {"start", last + std::string(1, '\0')}}.dump());
-      meta["remainingItemCount"] = remaining;
+      // Not with a selector: the server cannot count what would match.
+      if (fields->empty()) meta["remainingItemCount"] = remaining;
     }
     ++stats.lists;
     return {http::status::ok,
@@ -344,12 +458,20 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
     const std::string rv_text = params["resourceVersion"];
     const uint64_t from = toRv(rv_text);
     bool expired = false;
+    std::string selector_error;
+    const auto fields = parseFieldSelector(resource, params["fieldSelector"], &selector_error);
+    if (!fields) {
+      co_await writeJson(s, http::status::bad_request, status(400, "BadRequest", selector_error), false);
+      co_return;
+    }
+    w->fields = *fields;
     {
       std::lock_guard lock(mu);
       ++stats.watches;
       if (rv_text.empty() || rv_text == "0") {
-        for (const auto& [k, obj] : objects[resource])
-          w->queue.push_back(json{{"type", "ADDED"}, {"object", obj}}.dump() + "\n");
+        for (const auto& [k, obj] : objects[resource]) {
+          if (matchesFields(w->fields, obj)) w->queue.push_back(json{{"type", "ADDED"}, {"object", obj}}.dump() + "\n");
+        }
       } else if (from < compacted_rv) {
         expired = true;
         ++stats.watch_expired;
@@ -361,8 +483,10 @@ struct FakeKubeApiServer::Impl : std::enable_shared_from_this<FakeKubeApiServer:
                                .dump() +
                            "\n");
       } else {
-        for (const auto& e : history)
-          if (e.rv > from && e.resource == resource) w->queue.push_back(e.line);
+        for (const auto& e : history) {
+          if (e.rv <= from || e.resource != resource) continue;
+          if (auto line = watchLine(w->fields, e.type, e.object, e.prev)) w->queue.push_back(std::move(*line));
+        }
       }
       if (!expired) watches.push_back(w);
     }
@@ -570,10 +694,11 @@ std::optional<std::pair<http::status, json>> coreWriteRequest(FakeKubeApiServer:
                        namedStatus(404, "NotFound", "nodes \"" + name + "\" not found", "nodes", name)};
     }
     json& node = it->second;
+    const json before = node;
     if (patch.contains("status")) mergePatch(node["status"], patch["status"], strategic);
     ++s.rv;
     node["metadata"]["resourceVersion"] = std::to_string(s.rv);
-    s.recordLocked("nodes", "MODIFIED", node);
+    s.recordLocked("nodes", "MODIFIED", node, before);
     return std::pair{http::status::ok, node};
   }
 
@@ -719,13 +844,15 @@ uint64_t FakeKubeApiServer::upsert(const std::string& resource, nlohmann::json o
   std::lock_guard lock(s.mu);
   const std::string key = keyOf(resource, object);
   auto& store = s.objects[resource];
-  const bool exists = store.contains(key);
+  const auto before_it = store.find(key);
+  const bool exists = before_it != store.end();
+  const json before = exists ? before_it->second : json();
   ++s.rv;
   object["kind"] = kKinds.at(resource);
   object["apiVersion"] = "v1";
   object["metadata"]["resourceVersion"] = std::to_string(s.rv);
   store[key] = object;
-  s.recordLocked(resource, exists ? "MODIFIED" : "ADDED", object);
+  s.recordLocked(resource, exists ? "MODIFIED" : "ADDED", object, before);
   return s.rv;
 }
 
@@ -739,7 +866,7 @@ uint64_t FakeKubeApiServer::remove(const std::string& resource, const std::strin
   json object = std::move(it->second);
   store.erase(it);
   object["metadata"]["resourceVersion"] = std::to_string(s.rv);
-  s.recordLocked(resource, "DELETED", object);
+  s.recordLocked(resource, "DELETED", object, object);
   return s.rv;
 }
 

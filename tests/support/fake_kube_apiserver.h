@@ -30,7 +30,13 @@
 //   - core/v1 writes: PATCH nodes/NAME/status (strategic merge merges status.conditions by
 //     type; merge-patch+json replaces the list), POST and PATCH namespaces/NS/events; see the
 //     Writes section of the .cc.
-// Not modelled: "too large resource version" waits, field/label selectors, other namespaced
+//   - fieldSelector on list and watch ("f=v", "f==v", "f!=v", comma = AND) over the fields
+//     each kind registers (pods: PodToSelectableFields, e.g. status.phase, spec.nodeName,
+//     spec.hostNetwork); another field is 400 "field label not supported: F". A watch sees
+//     a change as the watch cache's cacheWatcher filters it: an object that starts matching
+//     is ADDED, one that stops matching is DELETED with its previous content (the event's
+//     resourceVersion), and a list with a selector has no remainingItemCount.
+// Not modelled: "too large resource version" waits, label selectors, other namespaced
 // paths, protobuf, HTTP/2.
 //
 // Test controls (any thread): upsert/remove objects, compact (forget history), drop all

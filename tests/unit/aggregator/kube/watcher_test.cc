@@ -231,6 +231,52 @@ TEST_F(KubeWatcherTest, ForbiddenPodsNameTheRequestWhileNodesStillSync) {
   EXPECT_EQ(w.objects()->pods.size(), 2u);
 }
 
+// Pods that ran to completion are left out by the server (fieldSelector
+// status.phase!=Succeeded on the list and the watch); a pod that completes while watched
+// leaves as DELETED (the watch cache's rule for an object that stops matching), and comes
+// back as ADDED if it matches again.
+TEST_F(KubeWatcherTest, CompletedPodsAreLeftOutAndOneThatCompletesLeavesTheWatch) {
+  seed();
+  json job = pod("default", "job-1");
+  job["status"]["phase"] = "Succeeded";
+  server_.upsert("pods", job);
+  KubeWatcher& w = startWatcher();
+  ASSERT_TRUE(synced());
+  EXPECT_FALSE(w.objects()->pods.contains("default/job-1"));
+  EXPECT_TRUE(w.objects()->pods.contains("default/web"));
+  json done = pod("default", "web");
+  done["status"]["phase"] = "Succeeded";
+  server_.upsert("pods", done);
+  EXPECT_TRUE(eventually("web gone once Succeeded",
+                         [&] { return w.objects()->pods.contains("default/web") ? "still there" : ""; }));
+  server_.upsert("pods", pod("default", "web"));  // (a new pod of that name)
+  EXPECT_TRUE(eventually("web back", [&] { return w.objects()->pods.contains("default/web") ? "" : "not back"; }));
+  int selected = 0;
+  for (const auto& t : server_.stats().targets) {
+    if (t.starts_with("/api/v1/pods?") && t.find("&fieldSelector=status.phase%21%3DSucceeded") != std::string::npos) {
+      ++selected;
+    }
+    if (t.starts_with("/api/v1/nodes?")) {
+      EXPECT_EQ(t.find("fieldSelector"), std::string::npos) << t;
+    }
+  }
+  EXPECT_GE(selected, 2);  // the list and the watch
+  EXPECT_EQ(kind(Kind::kPods).lists, 1u);
+}
+
+// A field selector the server does not support is a 400 with its message, named.
+TEST_F(KubeWatcherTest, AFieldSelectorTheServerRefusesIsReported) {
+  seed();
+  WatcherOptions o = fastOptions();
+  o.pod_field_selector = "spec.containers=x";
+  KubeWatcher& w = startWatcher(o);
+  EXPECT_TRUE(eventually("pods refused", [&] {
+    auto d = w.objects()->status.detail;
+    return d.find("field label not supported: spec.containers") != std::string::npos ? "" : "detail: " + d;
+  }));
+  EXPECT_FALSE(w.objects()->synced);
+}
+
 TEST_F(KubeWatcherTest, WrongTokenIsForbiddenState) {
   writeToken("stale");
   KubeWatcher& w = startWatcher();
