@@ -88,12 +88,27 @@ void ReportDeltaEncoder::resendTo(const std::vector<std::string>& members) {
   });
 }
 
+std::chrono::nanoseconds ReportDeltaEncoder::digestPeriod(const Options& options, size_t results,
+                                                          std::chrono::nanoseconds coverage) {
+  auto period = std::max(options.digest_period, coverage);
+  if (options.cluster_digest_rate > 0) {
+    const double n = static_cast<double>(results);
+    const double seconds = n * n / (2 * options.cluster_digest_rate);
+    if (seconds > std::chrono::duration<double>(period).count()) {
+      period = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds));
+    }
+  }
+  return period;
+}
+
 v1::Report ReportDeltaEncoder::encode(const v1::Report& report, bool deltas_accepted) {
   const int64_t now_ns = TimeUtil::TimestampToNanoseconds(report.time());
-  int64_t digest_ns = options_.digest_period.count();
-  if (report.has_coverage_period()) {
-    digest_ns = std::max(digest_ns, TimeUtil::DurationToNanoseconds(report.coverage_period()));
-  }
+  const int64_t digest_ns =
+      digestPeriod(options_, static_cast<size_t>(report.probes_size()),
+                   std::chrono::nanoseconds(report.has_coverage_period()
+                                                ? TimeUtil::DurationToNanoseconds(report.coverage_period())
+                                                : 0))
+          .count();
   bool whole = !deltas_accepted || !have_base_ || !last_whole_ns_ || now_ns - *last_whole_ns_ >= digest_ns ||
                now_ns < *last_whole_ns_;
   if (!whole) {

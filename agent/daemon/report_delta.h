@@ -16,9 +16,11 @@
 //     when it changed.
 // A report is whole when: it is the stream's first (reset()), the aggregator does not accept
 // deltas, a probe target or a check disappeared since the last one sent (a delta cannot say
-// "gone"), or the digest period passed since the last whole one (30 s, or the report's
-// coverage period when longer), so a change the aggregator missed cannot outlive it. A
-// member that joined since the last report (resendTo) gets all its results in the next delta.
+// "gone"), or the digest period passed since the last whole one (digestPeriod: 30 s, the
+// report's coverage period, or what keeps a whole cluster's digests within
+// cluster_digest_rate, whichever is longest), so a change the aggregator missed cannot
+// outlive it. A member that joined since the last report (resendTo) gets all its results in
+// the next delta.
 //
 // One encoder per stream, used by the stream's one writer thread (not thread-safe).
 
@@ -38,6 +40,15 @@ class ReportDeltaEncoder {
   struct Options {
     std::chrono::nanoseconds digest_period = std::chrono::seconds(30);
     double rtt_move = 0.25;
+    // Probe results per second that the digests of a whole cluster may send the
+    // aggregator. A report of T results comes from a cluster of about N = T / 2 nodes (a
+    // result per peer and layer), whose N digests of T results each every P seconds cost
+    // the aggregator N·T / P results a second: P ≥ T² / (2·rate). 200,000 a second keeps
+    // the digest period at 30 s up to about 2,400 results (1,200 nodes) and makes it 250 s
+    // at 5,000 nodes, where every digest would otherwise cost the aggregator 1.7 M results
+    // a second. A stream's first report is whole whatever this says, so a restarted
+    // aggregator is complete as fast as before.
+    double cluster_digest_rate = 200'000;
   };
   struct Counters {
     uint64_t whole = 0;           // whole reports sent
@@ -62,6 +73,12 @@ class ReportDeltaEncoder {
   meshprobe::v1::Report encode(const meshprobe::v1::Report& report, bool deltas_accepted);
 
   const Counters& counters() const { return counters_; }
+
+  // The longest time between two whole reports of `results` probe results whose coverage
+  // period is `coverage`: the largest of options.digest_period, `coverage` and
+  // results² / (2 · options.cluster_digest_rate).
+  static std::chrono::nanoseconds digestPeriod(const Options& options, size_t results,
+                                               std::chrono::nanoseconds coverage);
 
   // A probe result the encoder may leave out while it stays as it is: answered, no loss,
   // no consecutive failures, no error or failure reason, path-MTU probes (if any) answered.

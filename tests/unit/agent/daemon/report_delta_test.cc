@@ -206,5 +206,32 @@ TEST(ReportDelta, AWholeDigestEveryThirtySecondsOrCoveragePeriodAndAfterReset) {
   EXPECT_FALSE(enc.encode(report(5, 191), true).delta());  // a new stream starts whole
 }
 
+TEST(ReportDelta, TheDigestPeriodGrowsWithTheClusterSoItsDigestsStayWithinTheRate) {
+  using std::chrono::seconds;
+  const ReportDeltaEncoder::Options o;  // 30 s, 200,000 results a second
+  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 6, seconds(1)), seconds(30));
+  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 2000, seconds(5)), seconds(30));  // 1,000 nodes: 10 s < 30 s
+  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 2000, seconds(45)), seconds(45));  // the coverage period
+  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 10000, seconds(25)), seconds(250));  // 5,000 nodes
+  // What the bound is for: N = T/2 agents' digests, each T results every P, within the rate.
+  for (size_t t : {100U, 2000U, 5000U, 10000U, 20000U}) {
+    const double p = std::chrono::duration<double>(ReportDeltaEncoder::digestPeriod(o, t, seconds(1))).count();
+    EXPECT_LE((t / 2.0) * t / p, o.cluster_digest_rate * 1.0001) << t;
+  }
+  ReportDeltaEncoder::Options off = o;
+  off.cluster_digest_rate = 0;
+  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(off, 10000, seconds(25)), seconds(30));
+}
+
+TEST(ReportDelta, ABigReportsDigestWaitsForItsLongerPeriod) {
+  ReportDeltaEncoder::Options o;
+  o.cluster_digest_rate = 0.5;  // 6 results: 36 / 1 = 36 s
+  ReportDeltaEncoder enc(o);
+  enc.encode(report(1, 100), true);
+  EXPECT_TRUE(enc.encode(report(2, 130), true).delta());
+  EXPECT_TRUE(enc.encode(report(3, 135), true).delta());
+  EXPECT_FALSE(enc.encode(report(4, 136), true).delta());
+}
+
 }  // namespace
 }  // namespace meshprobe::agent
