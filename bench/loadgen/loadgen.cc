@@ -6,16 +6,21 @@
 // writes, gRPC's own threads run the reactions. A node sends its Hello, counts itself
 // connected at the first PeerList, then sends a Report every --interval (nodes spread
 // evenly over the interval) probing its members. Like a current agent its Hello sets
-// accepts_peer_deltas and it keeps its members in the agent's PeerSet: the stream's first
+// accepts_peer_deltas and it keeps its members as the agent's PeerSet does (SimPeers): the stream's first
 // PeerList, then the PeerDeltas after it (a delta before the stream's first list is ignored
 // and counted); --legacy-membership simulates agents that predate deltas (whole PeerLists
 // only). A stream that ends is re-opened with the agent's own capped, jittered backoff.
 // Reports are what an agent's ReportDeltaEncoder sends (agent/daemon/report_delta.h): the
-// stream's first report, and one every digest period (30 s), whole — every known peer on
+// stream's first report, and one every digest period (ReportDeltaEncoder::digestPeriod: 30 s
+// up to about 1,200 nodes, longer above so a cluster's digests stay within the encoder's
+// cluster rate; 250 s at 5,000 nodes), whole — every known peer on
 // both layers, as an agent reports all its targets; in between, once the stream's PeerList
 // accepts deltas, delta reports carrying the failing cells only (a simulated healthy cell
 // never changes, so the encoder would leave it out). --whole-reports simulates agents that
 // predate delta reports.
+//
+// `--shard I/K` simulates only every K-th node (index % K == I), so that K processes share a
+// cluster one process cannot drive; every process knows every node's name and addresses.
 //
 // `--query-bench` instead times the Query API (ListNodes, Diagnose, GetMatrix).
 #include <grpcpp/grpcpp.h>
@@ -35,6 +40,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "agent/daemon/backoff.h"
+#include "agent/daemon/report_delta.h"
 #include "agent/daemon/report_builder.h"
 #include "agent/daemon/stream_client.h"
 #include "agent/probe/rotation.h"
@@ -74,6 +80,8 @@ struct Options {
   bool whole_reports = false;      // never delta reports (agents that predate them)
   bool query_bench = false;
   size_t count = 200;
+  size_t shard = 0;   // this process simulates the nodes whose index % shards == shard
+  size_t shards = 1;
   meshprobe::tls::ClientConfig tls;  // the agent's TLS flags (the shared meshprobe-agent certificate)
 };
 
@@ -152,6 +160,7 @@ class Simulation {
 
   Counters& counters() { return counters_; }
   size_t nodes() const { return nodes_.size(); }
+  size_t simulated() const { return mine_.size(); }  // this shard's nodes
   const Options& options() const { return options_; }
 
   // --- called from the reactors ------------------------------------------------------
@@ -173,7 +182,9 @@ class Simulation {
 
   Options options_;
   FaultSet faults_;
-  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<std::unique_ptr<Node>> nodes_;  // every node of the cluster, by index
+  std::vector<size_t> mine_;                  // the indices this process simulates (its shard)
+  Duration digest_period_{};                  // between two whole reports (the agent's encoder's rule)
   std::vector<agent::ProbeTarget> underlay_, overlay_;  // by node index
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<meshprobe::v1::Collector::Stub>> stubs_;
@@ -288,22 +299,29 @@ Simulation::Simulation(const Options& options, FaultSet faults) : options_(optio
     node->index = i;
     const auto id = identityOf(options_.prefix, i, n);
     node->name = id.name;
-    *node->hello.mutable_hello() = helloFor(id);
-    // A current agent's StreamClient says so when it has a delta callback.
-    if (!options_.legacy_membership) node->hello.mutable_hello()->set_accepts_peer_deltas(true);
-    node->peers = std::make_unique<SimPeers>(clock_, options_.prefix, n, i);
-    node->backoff = agent::Backoff(std::chrono::milliseconds(200), std::chrono::seconds(1), rd());
+    if (i % options_.shards == options_.shard) {  // another shard's node is only a name and addresses here
+      mine_.push_back(i);
+      *node->hello.mutable_hello() = helloFor(id);
+      // A current agent's StreamClient says so when it has a delta callback.
+      if (!options_.legacy_membership) node->hello.mutable_hello()->set_accepts_peer_deltas(true);
+      node->peers = std::make_unique<SimPeers>(clock_, options_.prefix, n, i);
+      node->backoff = agent::Backoff(std::chrono::milliseconds(200), std::chrono::seconds(1), rd());
+    }
     underlay_.push_back({id.name, Layer::kUnderlay, id.node_ip, 0});
     overlay_.push_back({id.name, Layer::kOverlay, id.overlay_ip, agent::overlayPathMtu(kSimVxlanMtu, kSimVxlanMtu)});
     names.push_back(id.name);
     nodes_.push_back(std::move(node));
   }
-  const size_t channels = options_.channels == 0 ? n : std::min(options_.channels, n);
+  const size_t channels = options_.channels == 0 ? mine_.size() : std::min(options_.channels, mine_.size());
   for (size_t c = 0; c < channels; ++c) {
     channels_.push_back(makeChannel(options_.aggregator, options_.tls));
     stubs_.push_back(meshprobe::v1::Collector::NewStub(channels_.back()));
   }
   checks_ = healthyChecks();
+  // A whole report carries a result per peer and layer; the agent's encoder spaces its
+  // digests by that count (ReportDeltaEncoder::digestPeriod).
+  digest_period_ = std::chrono::duration_cast<Duration>(agent::ReportDeltaEncoder::digestPeriod(
+      agent::ReportDeltaEncoder::Options{}, 2 * (n - 1), std::chrono::nanoseconds(0)));
   if (options_.probe_budget > 0) {
     plan_ = std::make_unique<agent::RotationPlan>(
         names, agent::perRoundCapacity(options_.probe_budget, options_.interval));
@@ -321,9 +339,9 @@ Simulation::~Simulation() { stop(); }
 
 void Simulation::start() {
   start_ = Steady::now();
-  for (auto& n : nodes_) {
-    const auto offset = options_.ramp * static_cast<int64_t>(n->index) / static_cast<int64_t>(nodes_.size());
-    n->reconnect_due = start_ + std::chrono::duration_cast<Steady::duration>(offset);
+  for (size_t i : mine_) {
+    const auto offset = options_.ramp * static_cast<int64_t>(i) / static_cast<int64_t>(nodes_.size());
+    nodes_[i]->reconnect_due = start_ + std::chrono::duration_cast<Steady::duration>(offset);
   }
   for (size_t w = 0; w < options_.threads; ++w) workers_.emplace_back([this, w] { worker(w); });
 }
@@ -355,9 +373,9 @@ void Simulation::onPeerDelta(Node& n, const meshprobe::v1::PeerDelta& delta) {
 
 uint64_t Simulation::foreignPeers() {
   uint64_t most = 0;
-  for (auto& n : nodes_) {
-    std::lock_guard lock(n->mu);
-    most = std::max(most, n->peers->foreign());
+  for (size_t i : mine_) {
+    std::lock_guard lock(nodes_[i]->mu);
+    most = std::max(most, nodes_[i]->peers->foreign());
   }
   return most;
 }
@@ -420,8 +438,8 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   report.set_sequence(++n.sequence);
   *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
       std::chrono::duration_cast<std::chrono::nanoseconds>(facts.now.time_since_epoch()).count());
-  // Whole or delta as the agent's encoder decides (digest period 30 s).
-  const bool whole = !n.deltas_ok || !n.whole_on_stream || now - n.last_whole >= std::chrono::seconds(30);
+  // Whole or delta as the agent's encoder decides.
+  const bool whole = !n.deltas_ok || !n.whole_on_stream || now - n.last_whole >= digest_period_;
   if (whole) {
     n.whole_on_stream = true;
     n.last_whole = now;
@@ -480,8 +498,8 @@ void Simulation::worker(size_t w) {
   while (!stopping_) {
     const auto now = Steady::now();
     auto wake = now + std::chrono::milliseconds(20);
-    for (size_t i = w; i < nodes_.size(); i += step) {
-      Node& n = *nodes_[i];
+    for (size_t k = w; k < mine_.size(); k += step) {
+      Node& n = *nodes_[mine_[k]];
       std::lock_guard lock(n.mu);
       if (n.stream == nullptr) {
         if (now >= n.reconnect_due) {
@@ -636,14 +654,14 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
     }
     const auto now = Steady::now();
     if (!ramped) {
-      if (c.connected >= o.nodes) {
+      if (c.connected >= sim.simulated()) {
         ramped = true;
-        std::fprintf(stderr, "meshprobe-loadgen: all %zu streams connected after %.2f s\n", o.nodes,
+        std::fprintf(stderr, "meshprobe-loadgen: all %zu streams connected after %.2f s\n", sim.simulated(),
                      seconds(now - t_start));
       } else if (now - last_progress >= std::chrono::seconds(1)) {
         last_progress = now;
         std::fprintf(stderr, "meshprobe-loadgen: connected %llu/%zu (%.0f s)\n",
-                     static_cast<unsigned long long>(c.connected.load()), o.nodes, seconds(now - t_start));
+                     static_cast<unsigned long long>(c.connected.load()), sim.simulated(), seconds(now - t_start));
       }
     }
     if (!injected && !faults.empty() && (inject_now || now - t_start >= o.fault_after)) {
@@ -675,11 +693,11 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
   }
   std::fprintf(
       stderr,
-      "meshprobe-loadgen summary: nodes=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
+      "meshprobe-loadgen summary: nodes=%zu shard=%zu/%zu simulated=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
       "stream_errors=%llu write_failures=%llu reports_sent=%llu report_bytes=%llu "
       "reports_replaced=%llu delta_reports=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
       "membership_bytes=%llu membership_full_bytes=%llu membership_delta_bytes=%llu foreign_peers=%llu\n",
-      o.nodes, wall, static_cast<unsigned long long>(c.max_connected.load()),
+      o.nodes, o.shard, o.shards, sim.simulated(), wall, static_cast<unsigned long long>(c.max_connected.load()),
       static_cast<unsigned long long>(c.streams_started.load()),
       static_cast<unsigned long long>(c.streams_failed.load()),
       static_cast<unsigned long long>(c.write_failures.load()), static_cast<unsigned long long>(c.reports_sent.load()),
@@ -702,7 +720,7 @@ int main(int argc, char** argv) {
   using namespace meshprobe;
   using namespace meshprobe::loadgen;
   Options o;
-  std::string interval = "1s", duration = "0", fault_after = "0", connect_timeout = "5s", ramp = "0";
+  std::string interval = "1s", duration = "0", fault_after = "0", connect_timeout = "5s", ramp = "0", shard = "0/1";
   std::vector<std::string> fault_nodes, fault_pairs;
   po::options_description desc(
       "meshprobe-loadgen: N simulated agents on the Collector protocol, to load an aggregator.\n"
@@ -736,6 +754,9 @@ int main(int argc, char** argv) {
        "report and every 30 s, deltas with the changed cells in between, once the aggregator accepts them)")
       ("ramp", po::value(&ramp)->default_value(ramp),
        "spread the nodes' first connects evenly over this long (0: all at once, like a restarted aggregator's agents)")
+      ("shard", po::value(&shard)->default_value(shard),
+       "I/K: simulate only the nodes whose index modulo K is I (0-based), so that K processes, one per shard, "
+       "share a cluster too big for one; each prints its own summary")
       ("threads", po::value(&o.threads)->default_value(o.threads), "worker threads building and sending reports")
       ("channels", po::value(&o.channels)->default_value(0),
        "gRPC channels (TCP connections) shared by the nodes; 0 = one per node, as real agents")
@@ -780,6 +801,16 @@ int main(int argc, char** argv) {
   o.fault_after = *fa;
   o.connect_timeout = *ct;
   if (o.threads < 1 || o.threads > 64) return bad("--threads must be 1..64");
+  {
+    size_t i = 0, k = 0;
+    char slash = 0, extra = 0;
+    if (std::sscanf(shard.c_str(), "%zu%c%zu%c", &i, &slash, &k, &extra) != 3 || slash != '/' || k < 1 || i >= k ||
+        shard.find_first_not_of("0123456789/") != std::string::npos) {
+      return bad("--shard '" + shard + "' is not I/K with 0 <= I < K");
+    }
+    o.shard = i;
+    o.shards = k;
+  }
   if (o.probe_budget < 0) return bad("--probe-budget must not be negative");
   if (!o.query_bench && (o.nodes < 1 || o.nodes > kMaxNodes)) {
     return bad("--nodes must be 1.." + std::to_string(kMaxNodes));

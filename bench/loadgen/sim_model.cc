@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <set>
 
 #include "agent/config.h"
 #include "agent/daemon/report_builder.h"
@@ -269,11 +270,77 @@ std::vector<meshprobe::v1::CheckResult> healthyChecks() {
 }
 
 SimPeers::SimPeers(const Clock& clock, std::string prefix, size_t nodes, size_t self)
-    : prefix_(std::move(prefix)), self_(nodeName(prefix_, self, nodes)), set_(clock, kGrace), known_(nodes, false) {}
+    : clock_(clock), prefix_(std::move(prefix)), self_(nodeName(prefix_, self, nodes)), state_(nodes, kAbsent) {}
+
+int64_t SimPeers::nowStamp() const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.monotonicNow().time_since_epoch()).count() + 1;
+}
+
+// A listed member: current again (PeerSet::upsert).
+void SimPeers::upsert(const std::string& name) {
+  int64_t* st = nullptr;
+  if (auto idx = indexOfName(prefix_, name, state_.size())) {
+    st = &state_[*idx];
+  } else {
+    st = &foreign_.try_emplace(name, kMember).first->second;
+  }
+  if (*st > kMember) --missing_;
+  *st = kMember;
+}
+
+// A member said to have left (or missing from a list): its grace starts, once.
+void SimPeers::leave(const std::string& name, int64_t now) {
+  int64_t* st = nullptr;
+  if (auto idx = indexOfName(prefix_, name, state_.size())) {
+    st = &state_[*idx];
+  } else if (auto it = foreign_.find(name); it != foreign_.end()) {
+    st = &it->second;
+  }
+  if (st == nullptr || *st != kMember) return;
+  *st = now;
+  ++missing_;
+}
+
+void SimPeers::expire(int64_t now) {
+  if (missing_ == 0) return;
+  const int64_t grace = std::chrono::duration_cast<std::chrono::nanoseconds>(kGrace).count();
+  auto expired = [&](int64_t st) { return st > kMember && now - st > grace; };
+  for (auto& st : state_) {
+    if (expired(st)) {
+      st = kAbsent;
+      --missing_;
+    }
+  }
+  missing_ -= std::erase_if(foreign_, [&](const auto& kv) { return expired(kv.second); });
+}
 
 void SimPeers::onPeerList(const meshprobe::v1::PeerList& list) {
   have_list_ = true;
-  if (set_.apply(list, self_)) refresh();
+  const int64_t now = nowStamp();
+  std::vector<bool> listed(state_.size(), false);
+  std::set<std::string> listed_foreign;
+  for (const auto& p : list.peers()) {
+    if (p.node_name() == self_ || p.node_name().empty()) continue;
+    upsert(p.node_name());
+    if (auto idx = indexOfName(prefix_, p.node_name(), state_.size())) {
+      listed[*idx] = true;
+    } else {
+      listed_foreign.insert(p.node_name());
+    }
+  }
+  for (size_t j = 0; j < state_.size(); ++j) {
+    if (!listed[j] && state_[j] == kMember) {
+      state_[j] = now;
+      ++missing_;
+    }
+  }
+  for (auto& [name, st] : foreign_) {
+    if (!listed_foreign.count(name) && st == kMember) {
+      st = now;
+      ++missing_;
+    }
+  }
+  expire(now);
 }
 
 bool SimPeers::onPeerDelta(const meshprobe::v1::PeerDelta& delta) {
@@ -281,28 +348,19 @@ bool SimPeers::onPeerDelta(const meshprobe::v1::PeerDelta& delta) {
     ++deltas_ignored_;
     return false;
   }
-  if (set_.applyDelta(delta, self_)) refresh();
+  const int64_t now = nowStamp();
+  for (const auto& name : delta.left()) leave(name, now);
   for (const auto& peer : delta.peers()) {
-    if (peer.node_name() == self_) continue;
-    if (auto idx = indexOfName(prefix_, agent::identityOf(peer).name(), known_.size())) joined_.push_back(*idx);
+    if (peer.node_name() == self_ || peer.node_name().empty()) continue;
+    upsert(peer.node_name());
+    if (auto idx = indexOfName(prefix_, peer.node_name(), state_.size())) joined_.push_back(*idx);
   }
+  expire(now);
   return true;
 }
 
-size_t SimPeers::knownCount() const { return static_cast<size_t>(std::count(known_.begin(), known_.end(), true)); }
-
-void SimPeers::refresh() {
-  std::fill(known_.begin(), known_.end(), false);
-  foreign_ = 0;
-  const auto members = set_.current();
-  for (const auto& peer : members.peers()) {
-    auto idx = indexOfName(prefix_, agent::identityOf(peer).name(), known_.size());
-    if (idx) {
-      known_[*idx] = true;
-    } else {
-      ++foreign_;
-    }
-  }
+size_t SimPeers::knownCount() const {
+  return static_cast<size_t>(std::count_if(state_.begin(), state_.end(), [](int64_t st) { return st != kAbsent; }));
 }
 
 }  // namespace meshprobe::loadgen

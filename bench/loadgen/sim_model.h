@@ -19,12 +19,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "agent/daemon/peer_set.h"
 #include "agent/probe/prober.h"
 #include "common/clock.h"
 #include "common/duration.h"
@@ -89,12 +89,19 @@ struct RoundFacts {
   std::chrono::system_clock::time_point injected_at;
 };
 
-// What one simulated node knows of the membership, kept as a current agent keeps it: the
-// agent's own PeerSet (agent/daemon/peer_set.h) with the agent's grace for peers that left,
-// fed a stream's PeerList and then its PeerDeltas; a delta that comes before the stream's
-// first PeerList is ignored and counted, as the agent's StreamClient does. known(j) says
-// whether node j is a member to probe; names that are not simulated nodes are counted as
-// foreign.
+// What one simulated node knows of the membership, with the semantics of the agent's
+// PeerSet (agent/daemon/peer_set.h): a stream's PeerList makes its members current and
+// starts the grace of every member it no longer lists; a PeerDelta adds or updates its peers
+// and starts the grace of those it says left; a member whose grace (the agent's kPeerGrace)
+// has passed is dropped. A delta that comes before the stream's first PeerList is ignored
+// and counted, as the agent's StreamClient does. known(j) says whether node j is a member to
+// probe; names that are not simulated nodes are counted as foreign.
+//
+// Unlike the PeerSet it keeps no copy of each member's Peer message, only its state, in
+// 8 bytes per simulated node, and a delta costs what it carries rather than the whole
+// membership: 5,000 simulated nodes of 5,000 members would otherwise hold 25 M Peer messages
+// (tens of GB) and copy 5,000 of them per node per delta. A unit test feeds the same
+// sequences to both and compares the members.
 class SimPeers {
  public:
   static constexpr std::chrono::seconds kGrace{30};  // the agent's kPeerGrace
@@ -111,19 +118,27 @@ class SimPeers {
   // Simulated members a PeerDelta added or changed since the last call: the agent's next
   // report carries all their results (ReportDeltaEncoder::resendTo).
   std::vector<size_t> takeJoined() { return std::exchange(joined_, {}); }
-  bool known(size_t j) const { return known_[j]; }
+  bool known(size_t j) const { return state_[j] != kAbsent; }
   size_t knownCount() const;
-  uint64_t foreign() const { return foreign_; }  // in the current set
+  uint64_t foreign() const { return foreign_.size(); }  // in the current set
   uint64_t deltasIgnored() const { return deltas_ignored_; }
 
  private:
-  void refresh();
+  // Per simulated node: not a member, a member, or a member missing since this monotonic
+  // time (nanoseconds + 1, so never 0).
+  static constexpr int64_t kAbsent = -1;
+  static constexpr int64_t kMember = 0;
+  int64_t nowStamp() const;
+  void upsert(const std::string& name);
+  void leave(const std::string& name, int64_t now);
+  void expire(int64_t now);
 
+  const Clock& clock_;
   std::string prefix_;
   std::string self_;
-  agent::PeerSet set_;
-  std::vector<bool> known_;
-  uint64_t foreign_ = 0;
+  std::vector<int64_t> state_;
+  std::map<std::string, int64_t> foreign_;  // name → kMember or missing since
+  size_t missing_ = 0;                      // entries (simulated or foreign) in their grace
   uint64_t deltas_ignored_ = 0;
   bool have_list_ = false;
   std::vector<size_t> joined_;

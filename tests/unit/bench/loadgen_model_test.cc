@@ -2,8 +2,10 @@
 // the probe results its simulated agents send, read back as the aggregator reads them.
 #include <gtest/gtest.h>
 
+#include <random>
 #include <set>
 
+#include "agent/daemon/peer_set.h"
 #include "agent/daemon/report_builder.h"
 #include "aggregator/matrix.h"
 #include "aggregator/membership.h"
@@ -197,6 +199,63 @@ TEST(LoadgenMembership, DeltasGiveTheMembersOfTheFullListTheyStandForAndLeftPeer
   }
   std::sort(listed.begin(), listed.end());
   EXPECT_EQ(knownOf(peers, kN), listed);
+}
+
+// SimPeers keeps only each member's state; the agent's PeerSet keeps the Peer messages.
+// Fed the same random lists, deltas (joins, updates, leaves, foreign names) and clock steps
+// across the grace, they must hold the same members at every step.
+TEST(LoadgenMembership, SameMembersAsTheAgentsPeerSetOverRandomListsDeltasAndGraces) {
+  constexpr size_t kN = 12;
+  constexpr size_t kSelf = 3;
+  std::mt19937 rng(20261205);
+  for (int run = 0; run < 20; ++run) {
+    FakeClock clock;
+    SimPeers sim(clock, "sim-", kN, kSelf);
+    agent::PeerSet agent(clock, SimPeers::kGrace);
+    const std::string self = nodeName("sim-", kSelf, kN);
+    auto peerFor = [&](size_t i) {
+      if (i < kN) return memberOf(i, kN);
+      v1::Peer p = memberOf(0, kN);  // a node meshprobe-loadgen does not simulate
+      p.set_node_name("real-" + std::to_string(i));
+      p.mutable_identity()->set_name(p.node_name());
+      return p;
+    };
+    auto pick = [&] { return static_cast<size_t>(rng() % (kN + 3)); };  // 3 foreign names
+    bool listed = false;
+    for (int step = 0; step < 200; ++step) {
+      const auto op = rng() % 10;
+      if (op == 0 || !listed) {
+        v1::PeerList list;
+        for (size_t i = 0; i < kN + 3; ++i) {
+          if (rng() % 3 != 0) *list.add_peers() = peerFor(i);
+        }
+        sim.onPeerList(list);
+        agent.apply(list, self);
+        listed = true;
+      } else if (op <= 6) {
+        v1::PeerDelta delta;
+        for (int k = 0, n = static_cast<int>(rng() % 3); k < n; ++k) *delta.add_peers() = peerFor(pick());
+        for (int k = 0, n = static_cast<int>(rng() % 3); k < n; ++k) *delta.add_left() = peerFor(pick()).node_name();
+        ASSERT_TRUE(sim.onPeerDelta(delta));
+        agent.applyDelta(delta, self);
+      } else {
+        clock.advance(std::chrono::seconds(rng() % 2 == 0 ? 7 : 31));
+      }
+      std::vector<size_t> want;
+      uint64_t foreign = 0;
+      const v1::PeerList members = agent.current();
+      for (const auto& p : members.peers()) {
+        if (auto idx = indexOfName("sim-", p.node_name(), kN)) {
+          want.push_back(*idx);
+        } else {
+          ++foreign;
+        }
+      }
+      std::sort(want.begin(), want.end());
+      ASSERT_EQ(knownOf(sim, kN), want) << "run " << run << " step " << step;
+      ASSERT_EQ(sim.foreign(), foreign) << "run " << run << " step " << step;
+    }
+  }
 }
 
 }  // namespace
