@@ -3,13 +3,13 @@
 # network namespaces, VXLAN devices, iptables rules and sockets; needs root) and then the
 # unit tests and the core e2e suites (ctest label `sanitize`) again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, and a short libFuzzer run of every parser's fuzz target
-# (ctest label `fuzz`, a clang build of tests/fuzz only). The image tests
+# (ctest label `fuzz`); the last two share one clang build in build-asan/. The image tests
 # (ctest -L image) build the container image from the Dockerfile with podman and run it in
 # the namespace cluster; scripts/podman-setup.sh prepares podman for them.
 #   sudo bash scripts/test.sh            # everything
 #   SKIP_ASAN=1 bash scripts/test.sh     # skip the sanitizer pass
 #   SKIP_IMAGE=1 bash scripts/test.sh    # skip the image tests (and podman-setup.sh)
-#   SKIP_FUZZ=1 bash scripts/test.sh     # skip the short libFuzzer runs (clang build of tests/fuzz)
+#   SKIP_FUZZ=1 bash scripts/test.sh     # skip the short libFuzzer runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,20 +24,23 @@ BUILD_DIR=build bash scripts/build.sh
 echo "== unit and e2e tests"
 (cd build && ctest --output-on-failure --timeout 600 -j1 ${SKIP_IMAGE:+-LE image})
 
+# One clang build serves both: ASan + UBSan everywhere, coverage instrumentation for libFuzzer
+# (the fuzz_* targets link it; the tests do not).
+if [ -z "${SKIP_ASAN:-}" ] || [ -z "${SKIP_FUZZ:-}" ]; then
+  targets=""
+  [ -z "${SKIP_ASAN:-}" ] && targets="sanitize_tests"
+  [ -z "${SKIP_FUZZ:-}" ] && targets="$targets fuzz"
+  echo "== build (clang, ASan + UBSan: $targets)"
+  CC=clang CXX=clang++ BUILD_DIR=build-asan BUILD_TYPE=Debug BUILD_TARGETS="$targets" \
+    bash scripts/build.sh -DMESHPROBE_SANITIZE=ON -DMESHPROBE_FUZZ=ON -DMESHPROBE_BUILD_BENCH=OFF
+fi
 if [ -z "${SKIP_ASAN:-}" ]; then
-  echo "== build (ASan + UBSan)"
-  BUILD_DIR=build-asan BUILD_TYPE=Debug BUILD_TARGETS=sanitize_tests \
-    bash scripts/build.sh -DMESHPROBE_SANITIZE=ON -DMESHPROBE_BUILD_BENCH=OFF
   echo "== unit tests and the core e2e suites under ASan + UBSan"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
      ctest --output-on-failure --timeout 600 -j1 -L 'unit|sanitize')
 fi
 if [ -z "${SKIP_FUZZ:-}" ]; then
-  echo "== build (clang, libFuzzer targets only)"
-  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHPROBE_FUZZ=ON \
-    -DMESHPROBE_BUILD_BENCH=OFF >/dev/null
-  ninja -C build-fuzz -j"$(nproc)" fuzz
   echo "== fuzz targets, a few seconds each (bench/fuzz.sh runs them for a million executions)"
-  (cd build-fuzz && ctest --output-on-failure --timeout 600 -j1 -L fuzz)
+  (cd build-asan && ctest --output-on-failure --timeout 600 -j1 -L fuzz)
 fi
 echo "== all tests passed"
