@@ -8,11 +8,15 @@ namespace meshprobe::aggregator {
 
 namespace v1 = meshprobe::v1;
 
-void MembershipFanout::add(MembershipSink* sink, bool accepts_deltas, const v1::PeerList& current) {
+MembershipMessage peerListMessage(v1::PeerList current) {
+  auto msg = std::make_shared<v1::AggregatorMessage>();
+  *msg->mutable_peer_list() = std::move(current);
+  return msg;
+}
+
+void MembershipFanout::add(MembershipSink* sink, bool accepts_deltas, const MembershipMessage& current) {
   receivers_[sink] = Receiver{accepts_deltas, seq_};
-  v1::AggregatorMessage msg;
-  *msg.mutable_peer_list() = current;
-  sink->sendMembership(msg);
+  sink->sendMembership(current);
 }
 
 void MembershipFanout::remove(MembershipSink* sink) { receivers_.erase(sink); }
@@ -28,7 +32,8 @@ void MembershipFanout::changed(const MembershipDiff& diff) {
 
 bool MembershipFanout::due() const { return opened_ && clock_.monotonicNow() - *opened_ >= window_; }
 
-void MembershipFanout::flush(const v1::PeerList& current) {
+void MembershipFanout::flush(const MembershipMessage& current_msg) {
+  const v1::PeerList& current = current_msg->peer_list();
   if (pending_.empty()) {
     opened_.reset();
     return;
@@ -37,8 +42,8 @@ void MembershipFanout::flush(const v1::PeerList& current) {
   for (const auto& p : current.peers()) by_name[p.node_name()] = &p;
   // The changes after `after`, as a delta (names in order: pending_ is sorted).
   auto deltaAfter = [&](uint64_t after) {
-    v1::AggregatorMessage msg;
-    auto* delta = msg.mutable_peer_delta();
+    auto msg = std::make_shared<v1::AggregatorMessage>();
+    auto* delta = msg->mutable_peer_delta();
     for (const auto& [name, seq] : pending_) {
       if (seq <= after) continue;
       if (auto it = by_name.find(name); it != by_name.end()) {
@@ -47,23 +52,18 @@ void MembershipFanout::flush(const v1::PeerList& current) {
         delta->add_left(name);
       }
     }
-    return msg;
+    return MembershipMessage(std::move(msg));
   };
   uint64_t first = UINT64_MAX;
   for (const auto& [name, seq] : pending_) first = std::min(first, seq);
   // Streams that saw none of the changes (most of them) share one delta.
-  const v1::AggregatorMessage shared = deltaAfter(0);
-  std::optional<v1::AggregatorMessage> full;
+  const MembershipMessage shared = deltaAfter(0);
   for (auto& [sink, r] : receivers_) {
     if (r.seen >= seq_) continue;  // joined after the last change: its PeerList has it all
     if (r.accepts_deltas) {
       sink->sendMembership(r.seen < first ? shared : deltaAfter(r.seen));
     } else {
-      if (!full) {
-        full.emplace();
-        *full->mutable_peer_list() = current;
-      }
-      sink->sendMembership(*full);
+      sink->sendMembership(current_msg);
     }
     r.seen = seq_;
   }

@@ -7,11 +7,15 @@
 // would take a delta for the whole list and drop peers). So N agents connecting at once
 // cost each stream one PeerList plus a PeerDelta per window, not one PeerList per join.
 // A stream only gets the changes made after its own PeerList was taken.
+// Messages are immutable and shared: the list or delta of one flush is built once and
+// every stream's queue holds the same one (a 5,000-member PeerList is about 800 KB and
+// 5,000 Peer messages to build, copy and free).
 // Not thread-safe: CollectorService calls it under its membership lock.
 
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -21,11 +25,17 @@
 
 namespace meshprobe::aggregator {
 
+// A membership message (peer_list or peer_delta), shared by the streams it goes to.
+using MembershipMessage = std::shared_ptr<const meshprobe::v1::AggregatorMessage>;
+
+// `current` as a PeerList message.
+MembershipMessage peerListMessage(meshprobe::v1::PeerList current);
+
 // A stream's write side, as membership sees it.
 class MembershipSink {
  public:
   virtual ~MembershipSink() = default;
-  virtual void sendMembership(const meshprobe::v1::AggregatorMessage& msg) = 0;
+  virtual void sendMembership(MembershipMessage msg) = 0;
 };
 
 class MembershipFanout {
@@ -34,7 +44,7 @@ class MembershipFanout {
   MembershipFanout(const Clock& clock, std::chrono::nanoseconds window) : clock_(clock), window_(window) {}
 
   // A stream said its first Hello: it gets `current` (the whole list) now.
-  void add(MembershipSink* sink, bool accepts_deltas, const meshprobe::v1::PeerList& current);
+  void add(MembershipSink* sink, bool accepts_deltas, const MembershipMessage& current);
   void remove(MembershipSink* sink);
 
   // Members added, removed or changed; the first change opens the window.
@@ -43,7 +53,7 @@ class MembershipFanout {
   bool due() const;
   // Sends the waiting changes, with `current` the membership now. Streams that already
   // have every change (they joined after it) get nothing.
-  void flush(const meshprobe::v1::PeerList& current);
+  void flush(const MembershipMessage& current);
 
   size_t receivers() const { return receivers_.size(); }
 

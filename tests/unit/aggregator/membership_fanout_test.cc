@@ -21,7 +21,8 @@ constexpr milliseconds kWindow{250};
 
 // One stream: records what it gets, and folds it into the membership it would hold.
 struct Sink : MembershipSink {
-  void sendMembership(const v1::AggregatorMessage& msg) override {
+  void sendMembership(MembershipMessage shared) override {
+    const v1::AggregatorMessage& msg = *shared;
     got.push_back(msg);
     bytes += msg.ByteSizeLong();
     if (msg.has_peer_list()) {
@@ -60,7 +61,7 @@ class Cluster {
     members_[node(i)] = peerFromHello(makeHello(node(i), i));
     fanout.changed(diffPeers(before, current()));
     sinks.push_back(std::make_unique<Sink>());
-    fanout.add(sinks.back().get(), accepts_deltas, current());
+    fanout.add(sinks.back().get(), accepts_deltas, peerListMessage(current()));
     tick();
     return *sinks.back();
   }
@@ -78,7 +79,7 @@ class Cluster {
     tick();
   }
   void tick() {
-    if (fanout.due()) fanout.flush(current());
+    if (fanout.due()) fanout.flush(peerListMessage(current()));
   }
   v1::PeerList current() const {
     v1::PeerList out;

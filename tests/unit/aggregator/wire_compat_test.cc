@@ -297,7 +297,7 @@ std::optional<int> oldPeerListSize(OldSchema& old, const std::string& wire) {
 }
 
 struct WireSink : MembershipSink {
-  void sendMembership(const v1::AggregatorMessage& m) override { wire.push_back(m.SerializeAsString()); }
+  void sendMembership(MembershipMessage m) override { wire.push_back(m->SerializeAsString()); }
   std::vector<std::string> wire;
 };
 
@@ -309,15 +309,15 @@ TEST_F(WireCompat, AnOldAgentGetsWholePeerListsOnlyWhileANewOneGetsDeltas) {
   const v1::Hello from_old = normalizedHello(fromOld<v1::Hello>(*oldHello(old_, makeHello("node1", 1))));
   EXPECT_FALSE(from_old.accepts_peer_deltas());  // the old schema has no such field
   fanout.changed(state.applyHello(from_old, true));
-  fanout.add(&old_agent, from_old.accepts_peer_deltas(), state.peerList());
+  fanout.add(&old_agent, from_old.accepts_peer_deltas(), peerListMessage(state.peerList()));
   v1::Hello from_new = newHello("node2", 2);
   from_new.set_accepts_peer_deltas(true);
   fanout.changed(state.applyHello(from_new, true));
-  fanout.add(&new_agent, from_new.accepts_peer_deltas(), state.peerList());
+  fanout.add(&new_agent, from_new.accepts_peer_deltas(), peerListMessage(state.peerList()));
   for (int n = 3; n <= 5; ++n) fanout.changed(state.applyHello(newHello("node" + std::to_string(n), n), true));
   clock_.advance(std::chrono::milliseconds(250));
   ASSERT_TRUE(fanout.due());
-  fanout.flush(state.peerList());
+  fanout.flush(peerListMessage(state.peerList()));
 
   // Every message to the old agent is, in its own schema, a PeerList of every member.
   ASSERT_EQ(old_agent.wire.size(), 2u);
