@@ -18,11 +18,14 @@
 # and prints one result line per N plus the machine's load average before the run. The
 # simulated agents are current ones (they accept membership deltas) unless
 # LEGACY_MEMBERSHIP=1, which passes --legacy-membership (agents that predate deltas).
+# SHARDS=K splits the simulated nodes over K loadgen processes (--shard I/K), for sizes one
+# process cannot drive; their CPU, stream errors and membership bytes are summed, the ramp
+# is the slowest shard's, and shard 0 watches Diagnose.
 # Everything it starts it stops (trap), by PID.
 #
 # Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
 # Env:   SIZES="100 300" WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
-#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0
+#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 SHARDS=1
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -36,6 +39,7 @@ QUERY_COUNT=${QUERY_COUNT:-20}
 THREADS=${THREADS:-2}
 JOIN_RATE=${JOIN_RATE:-50}
 RAMP_TIMEOUT=${RAMP_TIMEOUT:-60}
+SHARDS=${SHARDS:-1}
 MEMBERSHIP_ARGS=()
 [[ ${LEGACY_MEMBERSHIP:-0} == 1 ]] && MEMBERSHIP_ARGS=(--legacy-membership)
 
@@ -47,10 +51,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # one TCP connection per simulate
 
 WORK=$(mktemp -d /tmp/mp-aggscale-$$.XXXXXX)
 AGG_PID=""
-LG_PID=""
+LG_PIDS=()
 cleanup() {
   set +e
-  for pid in $LG_PID $AGG_PID; do
+  for pid in "${LG_PIDS[@]}" $AGG_PID; do
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
@@ -77,7 +81,7 @@ wait_for_line() {
 
 run_size() {
   local n=$1
-  local agg_log=$WORK/agg-$n.log lg_out=$WORK/lg-$n.out lg_err=$WORK/lg-$n.err
+  local agg_log=$WORK/agg-$n.log lg_out=$WORK/lg-$n-0.out
   local load
   load=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -90,21 +94,38 @@ run_size() {
 
   local ramp_arg
   ramp_arg=$(awk -v n="$n" -v r="$JOIN_RATE" 'BEGIN {printf "%dms", 1000 * n / r}')
-  "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 1s --threads "$THREADS" --ramp "$ramp_arg" \
-    --fault-node sim-0001:underlay --fault-after 1h --watch-diagnose "${MEMBERSHIP_ARGS[@]}" >"$lg_out" 2>"$lg_err" &
-  LG_PID=$!
-  local ramp
-  if wait_for_line "$lg_err" "$RAMP_TIMEOUT" "all $n streams connected"; then
-    ramp=$(grep -oE "connected after [0-9.]+" "$lg_err" | awk '{print $3}')
-  else
-    ramp="never(max_$(grep -oE "connected [0-9]+/" "$lg_err" | tr -dc '0-9\n' | sort -n | tail -1))"
+  local k watch
+  LG_PIDS=()
+  for ((k = 0; k < SHARDS; k++)); do
+    watch=()
+    [[ $k == 0 ]] && watch=(--watch-diagnose)
+    "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 1s --threads "$THREADS" --ramp "$ramp_arg" \
+      --shard "$k/$SHARDS" --fault-node sim-0001:underlay --fault-after 1h "${watch[@]}" "${MEMBERSHIP_ARGS[@]}" \
+      >"$WORK/lg-$n-$k.out" 2>"$WORK/lg-$n-$k.err" &
+    LG_PIDS+=($!)
+  done
+  local ramp=0 r t0 left
+  t0=$(date +%s)
+  for ((k = 0; k < SHARDS; k++)); do
+    left=$((RAMP_TIMEOUT - ($(date +%s) - t0)))
+    ((left < 1)) && left=1
+    if wait_for_line "$WORK/lg-$n-$k.err" "$left" "all [0-9]+ streams connected"; then
+      r=$(grep -oE "connected after [0-9.]+" "$WORK/lg-$n-$k.err" | awk '{print $3}')
+      [[ $ramp == never* ]] || ramp=$(awk -v a="$ramp" -v b="$r" 'BEGIN {print (b > a) ? b : a}')
+    else
+      ramp="never"
+    fi
+  done
+  if [[ $ramp == never ]]; then  # the most connected at once, summed over the shards' last progress lines
+    ramp="never(max_$(for ((k = 0; k < SHARDS; k++)); do grep -oE "connected [0-9]+/" "$WORK/lg-$n-$k.err" | tr -dc '0-9\n' | sort -n | tail -1; done | awk '{s += $1} END {print s}'))"
   fi
 
   sleep "$WARMUP"  # warm-up before the measurement window (not synchronisation)
   local a0 l0 w0 a1 l1 w1
-  a0=$(cpu_ticks "$AGG_PID"); l0=$(cpu_ticks "$LG_PID"); w0=$(date +%s.%N)
+  lg_ticks() { local pid sum=0; for pid in "${LG_PIDS[@]}"; do sum=$((sum + $(cpu_ticks "$pid"))); done; echo "$sum"; }
+  a0=$(cpu_ticks "$AGG_PID"); l0=$(lg_ticks); w0=$(date +%s.%N)
   sleep "$WINDOW"  # the measurement window
-  a1=$(cpu_ticks "$AGG_PID"); l1=$(cpu_ticks "$LG_PID"); w1=$(date +%s.%N)
+  a1=$(cpu_ticks "$AGG_PID"); l1=$(lg_ticks); w1=$(date +%s.%N)
   local agg_cpu lg_cpu rss
   agg_cpu=$(awk -v a="$a0" -v b="$a1" -v s="$w0" -v e="$w1" -v t="$TICKS" 'BEGIN {printf "%.1f", 100 * (b - a) / t / (e - s)}')
   lg_cpu=$(awk -v a="$l0" -v b="$l1" -v s="$w0" -v e="$w1" -v t="$TICKS" 'BEGIN {printf "%.1f", 100 * (b - a) / t / (e - s)}')
@@ -125,15 +146,15 @@ run_size() {
   dg=$(awk '$2 == "Diagnose" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')
   gm=$(awk '$2 == "GetMatrix(UNDERLAY)" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')
 
-  kill -USR1 "$LG_PID"
+  kill -USR1 "${LG_PIDS[@]}"
   local detect="timeout"
   if wait_for_line "$lg_out" 60 "^visible "; then
     detect=$(awk '/^visible / {print $4}' "$lg_out")
   fi
 
-  kill "$LG_PID"
-  wait "$LG_PID" || true
-  LG_PID=""
+  kill "${LG_PIDS[@]}"
+  for pid in "${LG_PIDS[@]}"; do wait "$pid" || true; done
+  LG_PIDS=()
   # The aggregator's membership counters over the whole run (ramp, steady state, detection).
   curl -s -o "$WORK/metrics-end-$n.txt" "http://127.0.0.1:$http_port/metrics" || true
   local agg_membership
@@ -146,9 +167,9 @@ run_size() {
           m["full"], b["full"] / 1048576, m["delta"], b["delta"] / 1048576, (b["full"] + b["delta"]) / 1048576 }
   ' "$WORK/metrics-end-$n.txt")
   local summary membership errors
-  summary=$(grep "summary:" "$lg_err" || true)
-  membership=$(grep -oE "membership_bytes=[0-9]+" <<<"$summary" | cut -d= -f2)
-  errors=$(grep -oE "stream_errors=[0-9]+" <<<"$summary" | cut -d= -f2)
+  summary=$(cat "$WORK"/lg-"$n"-*.err | grep "summary:" || true)
+  membership=$(grep -oE "membership_bytes=[0-9]+" <<<"$summary" | cut -d= -f2 | awk '{s += $1} END {print s}')
+  errors=$(grep -oE "stream_errors=[0-9]+" <<<"$summary" | cut -d= -f2 | awk '{s += $1} END {print s}')
   kill "$AGG_PID"
   wait "$AGG_PID" || true
   AGG_PID=""
@@ -157,7 +178,7 @@ run_size() {
     "$n" "$ramp" "$agg_cpu" "$rss" "$lg_cpu" "$metrics_p50" "$series" "$ln" "$dg" "$gm" "$detect" \
     "$(awk -v b="${membership:-0}" 'BEGIN {printf "%.1f", b / 1048576}')" "${errors:-?}" "$load"
   echo "       aggregator membership sent: $agg_membership"
-  echo "       loadgen: $summary" | sed 's/meshprobe-loadgen summary: //'
+  sed 's/meshprobe-loadgen summary: /       loadgen: /' <<<"$summary"
   sed 's/^/       /' "$WORK/q-$n"
 }
 

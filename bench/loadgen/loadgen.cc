@@ -125,7 +125,8 @@ struct Counters {
   std::atomic<uint64_t> membership_full_bytes{0};
   std::atomic<uint64_t> membership_delta_bytes{0};
   std::mutex mu;
-  std::string last_error;  // guarded by mu
+  std::string first_error;  // guarded by mu
+  std::string last_error;   // guarded by mu
 };
 
 class Simulation;
@@ -409,6 +410,7 @@ void Simulation::onDone(Node& n, NodeStream* stream, const grpc::Status& status)
     {
       std::lock_guard elock(counters_.mu);
       counters_.last_error = n.name + ": " + std::to_string(status.error_code()) + " " + status.error_message();
+      if (counters_.first_error.empty()) counters_.first_error = counters_.last_error;
     }
     n.reconnect_due = Steady::now() + n.backoff.next();
   }
@@ -686,9 +688,10 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
   sim.stop();
   const uint64_t foreign = sim.foreignPeers();
   const double wall = seconds(Steady::now() - t_start);
-  std::string last_error;
+  std::string first_error, last_error;
   {
     std::lock_guard lock(c.mu);
+    first_error = c.first_error;
     last_error = c.last_error;
   }
   std::fprintf(
@@ -709,6 +712,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
       static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
       static_cast<unsigned long long>(c.membership_full_bytes.load()),
       static_cast<unsigned long long>(c.membership_delta_bytes.load()), static_cast<unsigned long long>(foreign));
+  if (!first_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: first stream error: %s\n", first_error.c_str());
   if (!last_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: last stream error: %s\n", last_error.c_str());
   return 0;
 }
