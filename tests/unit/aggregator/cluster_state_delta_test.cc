@@ -158,5 +158,23 @@ TEST_F(ClusterStateDeltaTest, ANewMemberInAForgottenSlotGetsNoneOfTheOldCellsThr
   EXPECT_EQ(state_.matrixSummary(v1::OVERLAY)->reachable[0], 2u);  // node2, node3
 }
 
+TEST_F(ClusterStateDeltaTest, AnEmptyDeltaAfterASlotChangeShowsNoneOfTheOldOccupantsCells) {
+  ASSERT_EQ(state_.applyReport("node1", whole(1)), ReportOutcome::kAccepted);
+  for (int i = 0; i < 4; ++i) {
+    clock_.advance(seconds(8));
+    for (const char* n : {"node1", "node2", "node3"}) state_.applyHello(makeHello(n, n[4] - '0'), false);
+  }
+  EXPECT_THAT(state_.sweep().removed, ElementsAre("node4"));
+  state_.applyHello(makeHello("node5", 5), true);  // node4's slot
+  ASSERT_EQ(state_.applyReport("node1", delta(2)), ReportOutcome::kAccepted);
+  for (v1::Layer l : {v1::UNDERLAY, v1::OVERLAY}) {
+    const v1::Cell c = cell(l, "node1", "node5");
+    EXPECT_EQ(c.state(), v1::Cell::UNKNOWN) << l;
+    EXPECT_FALSE(c.has_last_update()) << l;
+    EXPECT_EQ(cell(l, "node1", "node2").state(), v1::Cell::OK) << l;
+    EXPECT_EQ(state_.matrixSummary(l)->reachable[0], 2u) << l;  // node2, node3
+  }
+}
+
 }  // namespace
 }  // namespace meshprobe::aggregator
