@@ -45,6 +45,15 @@ class ClusterStateDeltaTest : public ::testing::Test {
     r.set_delta(true);
     return r;
   }
+  // node4 goes silent and is forgotten; node5 takes its slot.
+  void node5TakesForgottenNode4sSlot() {
+    for (int i = 0; i < 4; ++i) {
+      clock_.advance(seconds(8));
+      for (const char* n : {"node1", "node2", "node3"}) state_.applyHello(makeHello(n, n[4] - '0'), false);
+    }
+    EXPECT_THAT(state_.sweep().removed, ElementsAre("node4"));
+    state_.applyHello(makeHello("node5", 5), true);
+  }
   v1::Cell cell(v1::Layer layer, const std::string& src, const std::string& dst) {
     auto m = state_.matrix(layer);
     EXPECT_TRUE(m.ok());
@@ -142,13 +151,7 @@ TEST_F(ClusterStateDeltaTest, AWholeReportAfterDeltasReplacesEverything) {
 
 TEST_F(ClusterStateDeltaTest, ANewMemberInAForgottenSlotGetsNoneOfTheOldCellsThroughADelta) {
   ASSERT_EQ(state_.applyReport("node1", whole(1)), ReportOutcome::kAccepted);
-  // node4 goes silent and is forgotten; node5 takes its slot.
-  for (int i = 0; i < 4; ++i) {
-    clock_.advance(seconds(8));
-    for (const char* n : {"node1", "node2", "node3"}) state_.applyHello(makeHello(n, n[4] - '0'), false);
-  }
-  EXPECT_THAT(state_.sweep().removed, ElementsAre("node4"));
-  state_.applyHello(makeHello("node5", 5), true);
+  node5TakesForgottenNode4sSlot();
   v1::Report d = delta(2);
   *d.add_probes() = makeProbe("node2", v1::OVERLAY, 10, 10);
   ASSERT_EQ(state_.applyReport("node1", d), ReportOutcome::kAccepted);
@@ -160,12 +163,7 @@ TEST_F(ClusterStateDeltaTest, ANewMemberInAForgottenSlotGetsNoneOfTheOldCellsThr
 
 TEST_F(ClusterStateDeltaTest, AnEmptyDeltaAfterASlotChangeShowsNoneOfTheOldOccupantsCells) {
   ASSERT_EQ(state_.applyReport("node1", whole(1)), ReportOutcome::kAccepted);
-  for (int i = 0; i < 4; ++i) {
-    clock_.advance(seconds(8));
-    for (const char* n : {"node1", "node2", "node3"}) state_.applyHello(makeHello(n, n[4] - '0'), false);
-  }
-  EXPECT_THAT(state_.sweep().removed, ElementsAre("node4"));
-  state_.applyHello(makeHello("node5", 5), true);  // node4's slot
+  node5TakesForgottenNode4sSlot();
   ASSERT_EQ(state_.applyReport("node1", delta(2)), ReportOutcome::kAccepted);
   for (v1::Layer l : {v1::UNDERLAY, v1::OVERLAY}) {
     const v1::Cell c = cell(l, "node1", "node5");

@@ -88,7 +88,7 @@ TEST(ProcessCommandRunner, NonExecutableFileIsNotFound) {
 TEST(ProcessCommandRunner, KillsAndReapsTheChildAtTheDeadline) {
   auto r = makeProcessCommandRunner();
   auto start = std::chrono::steady_clock::now();
-  CommandOutput o = r->run({"sleep", "10"}, 200ms);
+  CommandOutput o = r->run({"sleep", "10"}, 200ms);  // the child the deadline must kill
   auto took = std::chrono::steady_clock::now() - start;
   EXPECT_TRUE(o.timed_out);
   EXPECT_FALSE(o.succeeded());
@@ -175,7 +175,8 @@ TEST(ProcessCommandRunner, ShutdownKillsRunningCommandsAndTheirChildren) {
   std::promise<CommandOutput> done;
   auto result = done.get_future();
   std::thread worker([&] {
-    // Deadline 60 s: only shutdown() can end it within the test's bounds below.
+    // Deadline 60 s: only shutdown() can end it within the test's bounds below. `sleep 1000`
+    // is the grandchild shutdown() must kill, not a wait of the test's.
     done.set_value(r->run({"/bin/sh", "-c", "sleep 1000 & echo $$ $! >" + pids + "; wait"}, 60s));
   });
   // Poll (10 ms steps, 10 s deadline) until the shell has written its pid and its child's.
@@ -185,7 +186,7 @@ TEST(ProcessCommandRunner, ShutdownKillsRunningCommandsAndTheirChildren) {
       if (std::fscanf(f, "%d %d", &sh, &child) != 2) sh = child = 0;
       std::fclose(f);
     }
-    if (child == 0) std::this_thread::sleep_for(10ms);
+    if (child == 0) std::this_thread::sleep_for(10ms);  // poll step of the loop above (10 s deadline)
   }
   ASSERT_NE(child, 0) << "the command never started";
 
@@ -206,7 +207,7 @@ TEST(ProcessCommandRunner, ShutdownKillsRunningCommandsAndTheirChildren) {
   // reaps orphans here (poll 10 ms steps, 10 s deadline).
   char state = procState(child);
   for (int i = 0; i < 1000 && state != 0 && state != 'Z'; ++i) {
-    std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(10ms);  // poll step (10 s deadline)
     state = procState(child);
   }
   EXPECT_TRUE(state == 0 || state == 'Z') << "sleep " << child << " still running (state " << state << ")";
