@@ -131,7 +131,7 @@ void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report,
     }
     row->stamp = stamp;
     row->reachable = 0;
-    row->cells.assign(width, PackedCell{});
+    row->clear(width);
     rows[l] = row.get();
   }
 
@@ -156,7 +156,7 @@ void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report,
     }
     const v1::Cell::State state = cellState(p);
     Row& row = *rows[static_cast<size_t>(l)];
-    PackedCell& cell = row.cells[*dst];
+    PackedCell& cell = row.mutableAt(*dst);
     if (cell.present()) duplicates = true;
     cell = packProbe(p, state);
     if (reachableState(state)) ++row.reachable;
@@ -174,18 +174,21 @@ void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report,
       }
       row->details = std::move(kept);
       row->reachable = 0;
-      for (const PackedCell& c : row->cells) row->reachable += c.present() && reachableState(c.state());
+      for (uint32_t slot = 0; slot < row->size(); ++slot) {
+        const PackedCell c = row->at(slot);
+        row->reachable += c.present() && reachableState(c.state());
+      }
       // A detail whose slot was last written by a healthy probe is dropped.
       std::erase_if(row->details, [&](const auto& d) {
         const v1::ProbeResult* last = nullptr;
         for (const auto& p : report.probes()) {
           if (p.layer() == d.second.layer() && p.dst() == d.second.dst()) last = &p;
         }
-        return last == nullptr || !needsDetail(*last, row->cells[d.first].state());
+        return last == nullptr || !needsDetail(*last, row->at(d.first).state());
       });
     }
     for (const auto& [slot, p] : row->details) {
-      if (row->cells[slot].state() == v1::Cell::FAIL) row->failing.push_back(slot);
+      if (row->at(slot).state() == v1::Cell::FAIL) row->failing.push_back(slot);
     }
   }
 
@@ -218,16 +221,17 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
     }
     const uint64_t written = row->stamp;
     row->stamp = stamp;
-    if (row->cells.size() < width) row->cells.resize(width, PackedCell{});
+    row->grow(width);
     rows[l] = row.get();
     if (last_slot_change_ <= written) continue;
     // Slots given or freed since this row was written hold an earlier occupant's cells: a
     // whole report would have rewritten them, a delta must clear them.
-    for (uint32_t slot = 0; slot < row->cells.size(); ++slot) {
+    for (uint32_t slot = 0; slot < row->size(); ++slot) {
       const bool stale = slot >= members_.size() || members_[slot].stamp == 0 || members_[slot].stamp > written;
-      if (!stale || !row->cells[slot].present()) continue;
-      if (reachableState(row->cells[slot].state())) --row->reachable;
-      row->cells[slot] = PackedCell{};
+      const PackedCell old = row->at(slot);
+      if (!stale || !old.present()) continue;
+      if (reachableState(old.state())) --row->reachable;
+      row->mutableAt(slot) = PackedCell{};
     }
     std::erase_if(row->details, [&](const auto& d) {
       return d.first >= members_.size() || members_[d.first].stamp == 0 || members_[d.first].stamp > written;
@@ -265,7 +269,7 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
     }
     const v1::Cell::State state = cellState(p);
     Row& row = *rows[static_cast<size_t>(l)];
-    PackedCell& cell = row.cells[*dst];
+    PackedCell& cell = row.mutableAt(*dst);
     if (cell.present() && reachableState(cell.state())) --row.reachable;
     cell = packProbe(p, state);
     if (reachableState(state)) ++row.reachable;
@@ -288,7 +292,7 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
     Row& row = *rows[l];
     row.failing.clear();
     for (const auto& [slot, p] : row.details) {
-      if (row.cells[slot].state() == v1::Cell::FAIL) row.failing.push_back(slot);
+      if (row.at(slot).state() == v1::Cell::FAIL) row.failing.push_back(slot);
     }
   }
   if (!info.istiod_from_probe) {
@@ -493,8 +497,8 @@ std::shared_ptr<const StateSnapshot> ClusterState::build(const std::shared_ptr<c
       if (row->stamp < last_removal) {
         // A member was forgotten since this row was written: count its cells again.
         uint32_t reachable = 0;
-        for (uint32_t slot = 0; slot < row->cells.size(); ++slot) {
-          if (validDst(slot) != UINT32_MAX && row->cells[slot].present() && reachableState(row->cells[slot].state())) {
+        for (uint32_t slot = 0; slot < row->size(); ++slot) {
+          if (validDst(slot) != UINT32_MAX && row->at(slot).present() && reachableState(row->at(slot).state())) {
             ++reachable;
           }
         }

@@ -59,9 +59,40 @@ const v1::ProbeResult* Row::detail(uint32_t dst_slot) const {
   return it != details.end() && it->first == dst_slot ? &it->second : nullptr;
 }
 
+PackedCell& Row::mutableAt(uint32_t dst_slot) {
+  auto& chunk = chunks_[dst_slot / CellChunk::kCells];
+  if (!chunk) {
+    chunk = std::make_shared<CellChunk>();
+  } else if (chunk.use_count() > 1) {
+    chunk = std::make_shared<CellChunk>(*chunk);  // an earlier copy of the row holds it
+  }
+  return chunk->cells[dst_slot % CellChunk::kCells];
+}
+
+void Row::clear(uint32_t width) {
+  width_ = width;
+  chunks_.resize((width + CellChunk::kCells - 1) / CellChunk::kCells);
+  for (auto& chunk : chunks_) {
+    if (chunk && chunk.use_count() == 1) {
+      chunk->cells.fill(PackedCell{});  // ours alone: reuse it
+    } else {
+      chunk.reset();
+    }
+  }
+}
+
+void Row::grow(uint32_t width) {
+  if (width <= width_) return;
+  // A chunk past the old size is all absent: the cells beyond width_ in the last chunk were
+  // never written (clear() empties them, mutableAt() is only called below size()).
+  width_ = width;
+  chunks_.resize((width + CellChunk::kCells - 1) / CellChunk::kCells);
+}
+
 size_t Row::bytes() const {
-  size_t b = sizeof(Row) + cells.capacity() * sizeof(PackedCell) + failing.capacity() * sizeof(uint32_t) +
+  size_t b = sizeof(Row) + chunks_.capacity() * sizeof(chunks_[0]) + failing.capacity() * sizeof(uint32_t) +
              details.capacity() * sizeof(details[0]);
+  for (const auto& chunk : chunks_) b += chunk ? sizeof(CellChunk) : 0;
   for (const auto& [slot, p] : details) b += p.SpaceUsedLong() - sizeof(p);
   return b;
 }

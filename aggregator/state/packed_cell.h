@@ -14,6 +14,7 @@
 // A cell that needs explaining keeps its full ProbeResult beside the row (Row::details);
 // a healthy one is these 8 bytes only.
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -54,20 +55,47 @@ bool needsDetail(const meshprobe::v1::ProbeResult& probe, meshprobe::v1::Cell::S
 // (a healthy cell keeps no counts; 1/1 says "answered"), nothing else.
 meshprobe::v1::ProbeResult unpackProbe(const PackedCell& cell, const std::string& dst, meshprobe::v1::Layer layer);
 
+// A run of kCells consecutive cells of a row. Shared between a row and its earlier copies
+// (the ones snapshots hold) until one of its cells is written.
+struct CellChunk {
+  static constexpr uint32_t kCells = 256;  // 2 KiB
+  std::array<PackedCell, kCells> cells{};
+};
+
 // One source's cells on one layer, indexed by destination slot. Built whole from each of
-// the source's reports; immutable once a snapshot holds it (copy-on-write).
+// the source's reports, or changed by a delta; immutable once a snapshot holds it
+// (copy-on-write). The cells are kept in chunks so that a copy of the row shares them: a
+// delta that changes a few cells copies those cells' chunks, not the whole row (which is
+// 8 bytes x the cluster's size).
 struct Row {
-  uint64_t stamp = 0;             // the ingest counter when written (see ClusterState)
-  std::vector<PackedCell> cells;  // by dst slot; shorter than the slot count = absent
+  uint64_t stamp = 0;  // the ingest counter when written (see ClusterState)
   // Full results of the cells that need explaining, sorted by dst slot.
   std::vector<std::pair<uint32_t, meshprobe::v1::ProbeResult>> details;
   std::vector<uint32_t> failing;  // dst slots in state FAIL, sorted
   uint32_t reachable = 0;         // cells OK or DEGRADED (to members at ingest)
 
-  PackedCell at(uint32_t dst_slot) const { return dst_slot < cells.size() ? cells[dst_slot] : PackedCell{}; }
+  // Slots [0, size()) may hold cells; at(slot) of any other slot is absent.
+  uint32_t size() const { return width_; }
+  PackedCell at(uint32_t dst_slot) const {
+    if (dst_slot >= width_) return PackedCell{};
+    const auto& chunk = chunks_[dst_slot / CellChunk::kCells];
+    return chunk ? chunk->cells[dst_slot % CellChunk::kCells] : PackedCell{};
+  }
+  // The cell of `dst_slot` (< size()) to write: its chunk is copied first when another row
+  // shares it. Call only on a row no snapshot holds.
+  PackedCell& mutableAt(uint32_t dst_slot);
+  // Every cell absent, size() = `width`.
+  void clear(uint32_t width);
+  // size() at least `width`; the cells kept.
+  void grow(uint32_t width);
   const meshprobe::v1::ProbeResult* detail(uint32_t dst_slot) const;
-  // Heap bytes held (the cells' and the details' storage).
+  // Heap bytes held (the cells' and the details' storage; a chunk shared with another row
+  // is counted in both).
   size_t bytes() const;
+
+ private:
+  uint32_t width_ = 0;
+  std::vector<std::shared_ptr<CellChunk>> chunks_;  // null: every cell of the chunk absent
 };
 
 }  // namespace meshprobe::aggregator

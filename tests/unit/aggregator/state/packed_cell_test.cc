@@ -72,5 +72,64 @@ TEST(PackedCellTest, AHealthyCellUnpacksToItsReducedProbe) {
   EXPECT_EQ(classifyProbe(r, MatrixOptions{}), v1::Cell::OK);  // reads as what it was
 }
 
+PackedCell cellWithLoss(uint8_t loss) {
+  PackedCell c;
+  c.bits = PackedCell::kPresent | static_cast<uint8_t>(v1::Cell::OK);
+  c.loss = loss;
+  return c;
+}
+
+// Three chunks' worth of slots, one cell written in each chunk.
+constexpr uint32_t kWide = 2 * CellChunk::kCells + 10;
+
+TEST(RowTest, CellsOutsideTheRowOrNeverWrittenAreAbsent) {
+  Row row;
+  row.clear(kWide);
+  EXPECT_EQ(row.size(), kWide);
+  row.mutableAt(CellChunk::kCells + 3) = cellWithLoss(7);
+  EXPECT_EQ(row.at(CellChunk::kCells + 3).loss, 7);
+  EXPECT_FALSE(row.at(0).present());                    // a chunk never written
+  EXPECT_FALSE(row.at(CellChunk::kCells + 4).present());  // the same chunk, another cell
+  EXPECT_FALSE(row.at(kWide).present());                // past the row
+  EXPECT_FALSE(row.at(UINT32_MAX).present());
+}
+
+TEST(RowTest, WritingACopyLeavesTheOriginalAsItWas) {
+  auto original = std::make_shared<Row>();
+  original->clear(kWide);
+  for (uint32_t chunk = 0; chunk < 3; ++chunk) original->mutableAt(chunk * CellChunk::kCells + 1) = cellWithLoss(1);
+  const auto held = original;  // what a snapshot holds
+
+  Row copy = *original;
+  copy.mutableAt(CellChunk::kCells + 1) = cellWithLoss(2);  // the middle chunk
+  copy.mutableAt(5) = cellWithLoss(3);                      // the first one, another cell
+  EXPECT_EQ(copy.at(CellChunk::kCells + 1).loss, 2);
+  EXPECT_EQ(copy.at(5).loss, 3);
+  EXPECT_EQ(copy.at(1).loss, 1);                          // kept beside the written cell
+  EXPECT_EQ(copy.at(2 * CellChunk::kCells + 1).loss, 1);  // a chunk still shared
+  for (uint32_t chunk = 0; chunk < 3; ++chunk) EXPECT_EQ(held->at(chunk * CellChunk::kCells + 1).loss, 1);
+  EXPECT_FALSE(held->at(5).present());
+
+  // Clearing the copy does not clear what it shares with the original either.
+  copy.clear(kWide);
+  EXPECT_FALSE(copy.at(2 * CellChunk::kCells + 1).present());
+  EXPECT_EQ(held->at(2 * CellChunk::kCells + 1).loss, 1);
+}
+
+TEST(RowTest, GrowKeepsTheCellsAndAddsAbsentOnes) {
+  Row row;
+  row.clear(kWide);
+  row.mutableAt(kWide - 1) = cellWithLoss(9);
+  row.clear(10);  // a smaller cluster: the cells beyond are gone, not hidden
+  row.mutableAt(3) = cellWithLoss(4);
+  row.grow(kWide + CellChunk::kCells);
+  EXPECT_EQ(row.size(), kWide + CellChunk::kCells);
+  EXPECT_EQ(row.at(3).loss, 4);
+  EXPECT_FALSE(row.at(kWide - 1).present());
+  EXPECT_FALSE(row.at(kWide + 5).present());
+  row.grow(4);  // never shrinks
+  EXPECT_EQ(row.size(), kWide + CellChunk::kCells);
+}
+
 }  // namespace
 }  // namespace meshprobe::aggregator
