@@ -31,7 +31,7 @@ LABEL org.opencontainers.image.title="meshprobe" \
 # Runtime packages, one per line, nothing else:
 #   shared libraries (from `ldd` on the binaries, mapped with `dpkg -S`):
 #     libabsl20220623 libboost-program-options1.74.0 libc-ares2 libfmt9 libgrpc++1.51
-#     libgrpc29 libmnl0 libprotobuf32 libre2-9 libspdlog1.10 libssl3 libstdc++6 libyaml-cpp0.7 zlib1g
+#     libgrpc29 libjemalloc2 libmnl0 libprotobuf32 libre2-9 libspdlog1.10 libssl3 libstdc++6 libyaml-cpp0.7 zlib1g
 #   programs the agent execs (in the host's and pods' network namespaces):
 #     iptables  iptables-{nft,legacy}-save, ip6tables-{nft,legacy}-save, iptables-save
 #     nftables  nft -j list chains / nft -j list table
@@ -45,6 +45,7 @@ RUN apt-get update \
       libfmt9 \
       libgrpc++1.51 \
       libgrpc29 \
+      libjemalloc2 \
       libmnl0 \
       libprotobuf32 \
       libre2-9 \
