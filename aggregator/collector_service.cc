@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
+
 #include <deque>
 #include <exception>
 #include <optional>
@@ -46,8 +48,8 @@ uint64_t CollectorStats::ingestErrorsTotal() const {
 
 // One agent's stream. Reads are sequential (one outstanding StartRead); writes go through
 // a queue so at most one StartWrite is outstanding. `mu_` guards the write side and the
-// finish state; the read side (hello_, identified_) is touched only from OnReadDone and,
-// after every operation completed, OnDone.
+// finish state; the read side (in_, hello_, identified_) is touched only by the ingest
+// worker handling the last message read and, once every reference is gone, release().
 class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>,
                           public MembershipSink {
  public:
@@ -108,25 +110,35 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
       finish(grpc::Status::OK);
       return;
     }
+    refs_.fetch_add(1);  // the worker's: the stream outlives OnDone until the message is handled
+    service_->post([this] { handleRead(); });
+  }
+
+  // On an ingest worker: handles the message read, then reads the next one.
+  void handleRead() {
     bool keep_reading = false;
-    try {
-      keep_reading = handle(in_);
-    } catch (const std::exception& e) {
-      service_->countError(IngestError::kInternal);
-      spdlog::error("collector stream from {}: {}", peer_, e.what());
-      finish(grpc::Status(grpc::StatusCode::INTERNAL, std::string("aggregator error: ") + e.what()));
-    } catch (...) {
-      service_->countError(IngestError::kInternal);
-      finish(grpc::Status(grpc::StatusCode::INTERNAL, "aggregator error"));
+    if (!finishing()) {
+      try {
+        keep_reading = handle(in_);
+      } catch (const std::exception& e) {
+        service_->countError(IngestError::kInternal);
+        spdlog::error("collector stream from {}: {}", peer_, e.what());
+        finish(grpc::Status(grpc::StatusCode::INTERNAL, std::string("aggregator error: ") + e.what()));
+      } catch (...) {
+        service_->countError(IngestError::kInternal);
+        finish(grpc::Status(grpc::StatusCode::INTERNAL, "aggregator error"));
+      }
     }
-    if (!keep_reading) return;
-    // Parsing into the same message reuses its objects, and a repeated field keeps every
-    // element it ever held: a stream would hold its largest report (a whole one, 10,000
-    // results at 5,000 nodes, about 1 MB of small objects) for as long as it is open. Give a
-    // big one back; the deltas between whole reports are small.
-    if (in_.has_report() && in_.report().probes_size() > kKeepParsedProbes) in_ = v1::AgentMessage();
-    std::lock_guard lock(mu_);
-    if (!finishing_) StartRead(&in_);
+    if (keep_reading) {
+      // Parsing into the same message reuses its objects, and a repeated field keeps every
+      // element it ever held: a stream would hold its largest report (a whole one, 10,000
+      // results at 5,000 nodes, about 1 MB of small objects) for as long as it is open. Give
+      // a big one back; the deltas between whole reports are small.
+      if (in_.has_report() && in_.report().probes_size() > kKeepParsedProbes) in_ = v1::AgentMessage();
+      std::lock_guard lock(mu_);
+      if (!finishing_) StartRead(&in_);
+    }
+    release();
   }
 
   void OnWriteDone(bool ok) override {
@@ -144,13 +156,23 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
     if (!queue_.empty()) startWriteLocked();
   }
 
-  void OnDone() override {
+  void OnDone() override { release(); }
+
+ private:
+  bool finishing() {
+    std::lock_guard lock(mu_);
+    return finishing_;
+  }
+
+  // Drops one reference (gRPC's, released by OnDone, or an ingest worker's); the last one
+  // ends the stream for the service and deletes it. Then no worker touches the read side.
+  void release() {
+    if (refs_.fetch_sub(1) != 1) return;
     if (identified_) spdlog::info("agent stream of node {} ({}) closed", hello_.node_name(), peer_);
     service_->onDone(this);
     delete this;
   }
 
- private:
   // Returns whether to keep reading.
   bool handle(const v1::AgentMessage& msg) {
     switch (msg.message_case()) {
@@ -232,8 +254,9 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   const std::string peer_;
   const tls::PeerIdentity identity_;
   const std::chrono::steady_clock::time_point opened_;
+  std::atomic<int> refs_{1};  // gRPC's until OnDone, plus one while a worker has a message
 
-  // Read side.
+  // Read side: touched by one thread at a time (gRPC's while reading, then the worker's).
   v1::AgentMessage in_;
   v1::Hello hello_;
   bool identified_ = false;
@@ -257,7 +280,11 @@ CollectorService::CollectorService(ClusterState& state, const Clock& clock, std:
                                    std::chrono::nanoseconds hello_timeout)
     : state_(state), clock_(clock), hello_timeout_(hello_timeout), fanout_(clock, membership_window) {}
 
-CollectorService::~CollectorService() = default;
+// The workers finish what is queued (each job releases its stream) before the members the
+// jobs use go.
+CollectorService::~CollectorService() { ingest_.join(); }
+
+void CollectorService::post(std::function<void()> job) { boost::asio::post(ingest_, std::move(job)); }
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* CollectorService::Connect(
     grpc::CallbackServerContext* context) {

@@ -11,6 +11,13 @@
 // identified stream as one message (MembershipFanout): a PeerDelta when its Hello set
 // accepts_peer_deltas, else the whole PeerList. PeerList holds ALL members, the receiver
 // included: the agent skips its own name.
+// What a stream reads is handled off gRPC's threads, by the service's ingest workers: with
+// gRPC's callback API the few threads that run the reactors also poll the sockets, so a
+// reactor that waited for the cluster state's lock (a whole report, a diagnosis pass, a
+// 5,000-member PeerList being built) held up every connection's I/O, down to new
+// connections' HTTP/2 handshakes. A stream keeps one read outstanding, and the next read
+// starts only after the worker handled the last message: per stream, messages are handled
+// in order and at most one waits.
 // Writes are serialized per stream (one outstanding write; a membership message that has
 // not been sent yet absorbs a newer one: a PeerList replaces it, a PeerDelta is folded
 // in). A stream ending marks nothing by itself: staleness (ClusterState) decides. No
@@ -18,10 +25,13 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <boost/asio/thread_pool.hpp>
+
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string_view>
@@ -68,6 +78,9 @@ struct CollectorStats {
 class AgentStream;
 
 inline constexpr std::chrono::seconds kDefaultHelloTimeout{10};
+// Threads that handle what streams read. Reports are applied under the cluster state's lock
+// one at a time anyway; a second thread lets a Hello (a PeerList to build) pass a report.
+inline constexpr size_t kIngestWorkers = 2;
 
 class CollectorService final : public meshprobe::v1::Collector::CallbackService {
  public:
@@ -110,6 +123,9 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   void endSilentStreamsLocked();
   void countMembershipWrite(const meshprobe::v1::AggregatorMessage& msg);
 
+  // Runs `job` on an ingest worker.
+  void post(std::function<void()> job);
+
   ClusterState& state_;
   const Clock& clock_;
   const std::chrono::nanoseconds hello_timeout_;
@@ -121,6 +137,8 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   std::set<AgentStream*> identified_;  // streams that said Hello: membership receivers
   MembershipFanout fanout_;
   bool shutting_down_ = false;
+  // Last member: joined first on destruction (a queued message still reaches the state).
+  boost::asio::thread_pool ingest_{kIngestWorkers};
 };
 
 }  // namespace meshprobe::aggregator
