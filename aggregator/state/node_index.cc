@@ -21,38 +21,32 @@ uint32_t NodeIndex::add(const std::string& name, bool* added) {
     names_.push_back(name);
   }
   map_.emplace(name, slot);
-  sorted_valid_ = false;
+  sorted_.insert(sortedPosition(name), slot);
   if (added) *added = true;
   return slot;
 }
 
 bool NodeIndex::remove(std::string_view name) {
-  auto it = map_.find(std::string(name));
+  auto it = map_.find(name);
   if (it == map_.end()) return false;
   const uint32_t slot = it->second;
+  sorted_.erase(sortedPosition(name));  // before names_[slot] is cleared: the search reads it
   map_.erase(it);
   names_[slot].clear();
   free_.push_back(slot);
   std::push_heap(free_.begin(), free_.end(), std::greater<>());
-  sorted_valid_ = false;
   return true;
 }
 
 std::optional<uint32_t> NodeIndex::find(std::string_view name) const {
-  auto it = map_.find(std::string(name));
+  auto it = map_.find(name);
   if (it == map_.end()) return std::nullopt;
   return it->second;
 }
 
-const std::vector<uint32_t>& NodeIndex::sorted() const {
-  if (!sorted_valid_) {
-    sorted_.clear();
-    sorted_.reserve(map_.size());
-    for (const auto& [name, slot] : map_) sorted_.push_back(slot);
-    std::sort(sorted_.begin(), sorted_.end(), [&](uint32_t a, uint32_t b) { return names_[a] < names_[b]; });
-    sorted_valid_ = true;
-  }
-  return sorted_;
+std::vector<uint32_t>::iterator NodeIndex::sortedPosition(std::string_view name) {
+  return std::lower_bound(sorted_.begin(), sorted_.end(), name,
+                          [&](uint32_t slot, std::string_view n) { return names_[slot] < n; });
 }
 
 }  // namespace meshprobe::aggregator

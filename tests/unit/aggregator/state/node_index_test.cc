@@ -3,6 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
 namespace meshprobe::aggregator {
 namespace {
 
@@ -45,6 +50,27 @@ TEST(NodeIndexTest, ForgottenSlotsAreReusedLowestFirstAndOthersDoNotMove) {
   EXPECT_EQ(idx.add("z"), 4u);  // no free slot left: a new one
   EXPECT_EQ(idx.capacity(), 5u);
   EXPECT_THAT(namesInOrder(idx), ElementsAre("n0", "n3", "x", "y", "z"));
+}
+
+// The order is kept in place on every join and leave: after each step of a random sequence
+// it is the members' names sorted, each name once, each slot its own.
+TEST(NodeIndexTest, TheOrderStaysSortedThroughRandomJoinsAndLeaves) {
+  std::mt19937 rng(7);
+  NodeIndex idx;
+  std::set<std::string> members;
+  for (int step = 0; step < 2000; ++step) {
+    const std::string name = "node-" + std::to_string(rng() % 300);  // long enough to leave SSO at times
+    if (rng() % 3 == 0) {
+      EXPECT_EQ(idx.remove(name), members.erase(name) == 1) << name;
+    } else {
+      bool added = false;
+      const uint32_t slot = idx.add(name, &added);
+      EXPECT_EQ(added, members.insert(name).second) << name;
+      EXPECT_EQ(idx.name(slot), name);
+    }
+    ASSERT_EQ(namesInOrder(idx), std::vector<std::string>(members.begin(), members.end())) << "step " << step;
+  }
+  EXPECT_FALSE(idx.find(std::string_view("node-1\0", 7)).has_value());  // found by the whole view only
 }
 
 }  // namespace
