@@ -21,11 +21,14 @@
 # SHARDS=K splits the simulated nodes over K loadgen processes (--shard I/K), for sizes one
 # process cannot drive; their CPU, stream errors and membership bytes are summed, the ramp
 # is the slowest shard's, and shard 0 watches Diagnose.
+# PIN=1 gives the aggregator core 0 to itself and the loadgen processes the other cores
+# (taskset), as on a cluster where the aggregator has its own node: otherwise the simulation
+# of thousands of agents takes most of a shared machine's CPU away from the aggregator.
 # Everything it starts it stops (trap), by PID.
 #
 # Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
 # Env:   SIZES="100 300" WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
-#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 SHARDS=1
+#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 SHARDS=1 PIN=0
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -40,6 +43,14 @@ THREADS=${THREADS:-2}
 JOIN_RATE=${JOIN_RATE:-50}
 RAMP_TIMEOUT=${RAMP_TIMEOUT:-60}
 SHARDS=${SHARDS:-1}
+AGG_CPUS=()
+LG_CPUS=()
+if [[ ${PIN:-0} == 1 ]]; then
+  (($(nproc) >= 2)) || { echo "aggregator_scale.sh: PIN=1 needs at least 2 cores" >&2; exit 1; }
+  command -v taskset >/dev/null || { echo "aggregator_scale.sh: PIN=1 needs taskset (util-linux)" >&2; exit 1; }
+  AGG_CPUS=(taskset -c 0)
+  LG_CPUS=(taskset -c "1-$(($(nproc) - 1))")
+fi
 MEMBERSHIP_ARGS=()
 [[ ${LEGACY_MEMBERSHIP:-0} == 1 ]] && MEMBERSHIP_ARGS=(--legacy-membership)
 
@@ -85,7 +96,7 @@ run_size() {
   local load
   load=$(cut -d' ' -f1-3 /proc/loadavg)
 
-  "$AGG" --insecure --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
+  "${AGG_CPUS[@]}" "$AGG" --insecure --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
   AGG_PID=$!
   wait_for_line "$agg_log" 20 "serving HTTP" || return 1
   local grpc_port http_port
@@ -99,7 +110,7 @@ run_size() {
   for ((k = 0; k < SHARDS; k++)); do
     watch=()
     [[ $k == 0 ]] && watch=(--watch-diagnose)
-    "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 1s --threads "$THREADS" --ramp "$ramp_arg" \
+    "${LG_CPUS[@]}" "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 1s --threads "$THREADS" --ramp "$ramp_arg" \
       --shard "$k/$SHARDS" --fault-node sim-0001:underlay --fault-after 1h "${watch[@]}" "${MEMBERSHIP_ARGS[@]}" \
       >"$WORK/lg-$n-$k.out" 2>"$WORK/lg-$n-$k.err" &
     LG_PIDS+=($!)
@@ -182,7 +193,7 @@ run_size() {
   sed 's/^/       /' "$WORK/q-$n"
 }
 
-echo "aggregator_scale.sh: warm-up ${WARMUP}s, window ${WINDOW}s, $(nproc) cores; $(date -u +%FT%TZ)"
+echo "aggregator_scale.sh: warm-up ${WARMUP}s, window ${WINDOW}s, $(nproc) cores, PIN=${PIN:-0}; $(date -u +%FT%TZ)"
 for n in ${SIZES:-100 300} $THIRD; do
   run_size "$n"
 done
