@@ -58,6 +58,8 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
       : service_(service), peer_(std::move(peer)), identity_(std::move(identity)), opened_(opened) {}
 
   std::chrono::steady_clock::time_point opened() const { return opened_; }  // on the service's clock
+  // Whether a message was read off the stream (it may still wait for a worker).
+  bool heard() const { return heard_.load(); }
   // A parsed report with more results than this is freed after it was applied.
   static constexpr int kKeepParsedProbes = 64;
 
@@ -110,6 +112,8 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
       finish(grpc::Status::OK);
       return;
     }
+    heard_.store(true);
+    ++service_->stats_.messages_read;
     refs_.fetch_add(1);  // the worker's: the stream outlives OnDone until the message is handled
     service_->post([this] { handleRead(); });
   }
@@ -255,6 +259,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   const tls::PeerIdentity identity_;
   const std::chrono::steady_clock::time_point opened_;
   std::atomic<int> refs_{1};  // gRPC's until OnDone, plus one while a worker has a message
+  std::atomic<bool> heard_{false};
 
   // Read side: touched by one thread at a time (gRPC's while reading, then the worker's).
   v1::AgentMessage in_;
@@ -377,7 +382,8 @@ void CollectorService::endSilentStreamsLocked() {
   const auto now = clock_.monotonicNow();
   size_t ended = 0;
   for (AgentStream* s : streams_) {
-    if (identified_.count(s) > 0 || now - s->opened() < hello_timeout_) continue;
+    // A stream whose first message waits for a worker is not silent: the backlog is ours.
+    if (identified_.count(s) > 0 || s->heard() || now - s->opened() < hello_timeout_) continue;
     // A stream already finishing (waiting for its OnDone) is not ended or counted again.
     if (s->finishIfOpen(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                                      "no Hello within " + formatDuration(hello_timeout_) +

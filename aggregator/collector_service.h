@@ -51,7 +51,7 @@ enum class IngestError : size_t {
   kUnknownNode,    // a Report arrived for a node the state had forgotten (re-added)
   kInternal,       // an exception caught at a reactor boundary
   kPermissionDenied,  // the client certificate may not report as the Hello's node
-  kHelloTimeout,      // no Hello within the Hello timeout of the stream opening
+  kHelloTimeout,      // nothing read within the Hello timeout of the stream opening
   kCount,
 };
 std::string_view ingestErrorReason(IngestError e);  // label value for metrics, e.g. "first_not_hello"
@@ -64,6 +64,7 @@ struct CollectorStats {
   std::atomic<uint64_t> reports_received{0};  // accepted reports
   std::atomic<uint64_t> delta_reports_received{0};  // of those, delta reports (Report.delta)
   std::atomic<uint64_t> reports_ignored{0};   // old or duplicate sequence numbers
+  std::atomic<uint64_t> messages_read{0};     // AgentMessages read off streams (handled or waiting)
   std::atomic<uint64_t> peer_list_pushes{0};  // membership messages (PeerList or PeerDelta) queued to streams
   // Membership messages written to streams, and their encoded bytes: [0] PeerList ("full"),
   // [1] PeerDelta ("delta"). Counted when the write starts.
@@ -85,8 +86,10 @@ inline constexpr size_t kIngestWorkers = 2;
 class CollectorService final : public meshprobe::v1::Collector::CallbackService {
  public:
   // Membership changes within `membership_window` (on `clock`) go out together; 0: each
-  // change at once. The one-argument form: at once. A stream without a Hello for
-  // `hello_timeout` (on `clock`) is ended by the next sweep().
+  // change at once. The one-argument form: at once. A stream that has sent nothing for
+  // `hello_timeout` (on `clock`) since it opened is ended by the next sweep(). A first
+  // message read but still waiting for an ingest worker counts as sent: the agent kept
+  // its side, and ending it would make the aggregator's own backlog cost a reconnect.
   explicit CollectorService(ClusterState& state);
   CollectorService(ClusterState& state, const Clock& clock, std::chrono::nanoseconds membership_window,
                    std::chrono::nanoseconds hello_timeout = kDefaultHelloTimeout);
@@ -110,6 +113,10 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
 
   const CollectorStats& stats() const { return stats_; }
 
+  // Runs `job` on an ingest worker, after what is queued. Streams use it for each message
+  // read; tests use it to occupy the workers so that messages wait in the queue.
+  void post(std::function<void()> job);
+
  private:
   friend class AgentStream;
 
@@ -123,8 +130,6 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   void endSilentStreamsLocked();
   void countMembershipWrite(const meshprobe::v1::AggregatorMessage& msg);
 
-  // Runs `job` on an ingest worker.
-  void post(std::function<void()> job);
 
   ClusterState& state_;
   const Clock& clock_;

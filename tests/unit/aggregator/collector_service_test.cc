@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <future>
+#include <latch>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "tests/unit/aggregator/server_fixture.h"
@@ -387,6 +390,49 @@ TEST_F(CollectorTest, AStreamWithoutHelloIsEndedAfterTheHelloTimeout) {
   r.set_sequence(1);
   EXPECT_TRUE(agent.report(r));
   EXPECT_TRUE(eventually([&] { return stats().reports_received.load() == 1; }, [&] { return statsNow(); }));
+  EXPECT_TRUE(agent.finish().ok());
+}
+
+// A Hello that arrived but waits behind a backlog of messages for an ingest worker is the
+// aggregator's delay, not the agent's silence: the sweep leaves the stream open, and the
+// Hello is handled when a worker is free.
+TEST_F(CollectorTest, AHelloWaitingForAWorkerIsNotEndedByTheHelloTimeout) {
+  // Occupy every ingest worker until `release` (also on a failed assertion: the fixture's
+  // shutdown joins the workers).
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::latch busy(static_cast<std::ptrdiff_t>(kIngestWorkers));
+  for (size_t i = 0; i < kIngestWorkers; ++i) {
+    server_->collector().post([&busy, released] {
+      busy.count_down();
+      released.wait();
+    });
+  }
+  struct Release {
+    explicit Release(std::promise<void>& p) : p(p) {}
+    Release(const Release&) = delete;
+    Release& operator=(const Release&) = delete;
+    ~Release() { p.set_value(); }
+    std::promise<void>& p;
+  };
+  std::optional<Release> guard;
+  guard.emplace(release);
+  busy.wait();
+
+  FakeAgent agent(*collector_);
+  ASSERT_TRUE(agent.hello(makeHello("node1", 1)));
+  ASSERT_TRUE(eventually([&] { return stats().messages_read.load() == 1; }, [&] { return statsNow(); }));
+  clock_.advance(kDefaultHelloTimeout + std::chrono::seconds(1));
+  server_->collector().sweep();
+  EXPECT_EQ(stats().ingestErrors(IngestError::kHelloTimeout), 0u);
+  EXPECT_EQ(stats().streams_open.load(), 1);
+  EXPECT_EQ(stats().hellos.load(), 0u);  // still waiting for a worker
+
+  guard.reset();  // the workers take the Hello
+  auto peers = agent.readPeers();
+  ASSERT_TRUE(peers.has_value());
+  EXPECT_THAT(names(*peers), ElementsAre("node1"));
+  EXPECT_EQ(stats().connected_agents.load(), 1);
   EXPECT_TRUE(agent.finish().ok());
 }
 
