@@ -66,13 +66,8 @@ void MembershipFanout::flush(const MembershipMessage& current_msg) {
   // Streams that saw none of the changes (most of them) share one delta.
   const MembershipMessage shared = pending_.empty() ? nullptr : deltaAfter(0);
   for (auto& [sink, r] : receivers_) {
-    if (r.needs_list) {
-      // Joined in the window: the list has every member. The members that joined after
-      // this stream's Hello also follow as a delta: the agent's first report may have been
-      // applied before the aggregator knew them, and an agent resends its results for the
-      // members a delta names (so a restarted aggregator is complete at once).
+    if (r.needs_list) {  // joined in the window: the list has every change
       sink->sendMembership(current_msg);
-      if (r.accepts_deltas && r.seen < seq_) sink->sendMembership(r.seen < first ? shared : deltaAfter(r.seen));
       r.needs_list = false;
       r.seen = seq_;
       continue;

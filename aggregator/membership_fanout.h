@@ -1,20 +1,17 @@
 #pragma once
-// Who gets membership, and in what form. Changes are coalesced: the first change or join
-// opens a window (`window`, on the injected Clock), and when it has passed flush() sends
-// each stream what it lacks:
-//   - a stream that joined (said its first Hello) in the window: the whole PeerList, and,
-//     when its agent takes deltas, a PeerDelta of the members that joined after its Hello.
-//     They are in the list too, but the agent's first report may have been applied before
-//     the aggregator knew them, and an agent resends its results for the members a delta
-//     names (what makes a restarted aggregator complete at once);
-//   - any other stream: ONE message with every change since its last one, a PeerDelta when
-//     its agent set Hello.accepts_peer_deltas, else the whole PeerList (agents that predate
-//     deltas would take a delta for the whole list and drop peers).
-// So N agents connecting at once cost each stream one PeerList plus a PeerDelta per window,
-// not one PeerList per join, and the aggregator builds one PeerList per window, not one per
-// joiner. Messages are immutable and shared: the list or delta of one flush is built once
-// and every stream's queue holds the same one (a 5,000-member PeerList is about 500 KB on
-// the wire and 5,000 Peer messages to build, copy and free).
+// Who gets membership, and in what form. Every identified stream gets the whole PeerList
+// after its first Hello, at the next flush. Later changes are coalesced: the first change
+// or join opens a window (`window`, on the injected Clock), and when it has passed flush()
+// sends ONE message per stream covering every change in it: the whole PeerList to the
+// streams that joined in the window, a PeerDelta to streams whose agent set
+// Hello.accepts_peer_deltas, the whole PeerList to the others (agents that predate deltas
+// would take a delta for the whole list and drop peers). So N agents connecting at once
+// cost each stream one PeerList plus a PeerDelta per window, not one PeerList per join,
+// and the aggregator builds one PeerList per window, not one per joiner.
+// A stream only gets the changes made after its own PeerList was taken.
+// Messages are immutable and shared: the list or delta of one flush is built once and
+// every stream's queue holds the same one (a 5,000-member PeerList is about 500 KB on the
+// wire and 5,000 Peer messages to build, copy and free).
 // Not thread-safe: CollectorService calls it under its membership lock.
 
 #include <chrono>

@@ -127,58 +127,30 @@ TEST(MembershipFanout, ABurstOfJoinsWithinAWindowIsOneSharedPeerListPerStream) {
   clock.advance(kWindow);
   c.tick();
   expectEveryStreamHolds(c);
+  size_t entries = 0;
   for (int i = 0; i < kBurst; ++i) {
     const Sink& s = *c.sinks[i];
     EXPECT_EQ(s.fulls, 1u) << i;
+    EXPECT_EQ(s.deltas, 0u) << i;  // the list came after every join
+    EXPECT_EQ(s.entries, static_cast<size_t>(kBurst)) << i;
     // One list built for the window, shared by every joiner.
-    ASSERT_FALSE(s.objects.empty());
+    ASSERT_EQ(s.objects.size(), 1u);
     EXPECT_EQ(s.objects[0], c.sinks[0]->objects[0]) << i;
-    // Then the joins after its own Hello, as a delta: the last joiner has none.
-    const size_t later = static_cast<size_t>(kBurst - 1 - i);
-    EXPECT_EQ(s.deltas, later > 0 ? 1u : 0u) << i;
-    EXPECT_EQ(s.entries, static_cast<size_t>(kBurst) + later) << i;
-    if (later > 0) {
-      ASSERT_TRUE(s.got[1].has_peer_delta());
-      EXPECT_EQ(s.got[1].peer_delta().peers(0).node_name(), node(i + 2));
-    }
+    entries += s.entries;
   }
-  // O(N) messages and O(N) entries per stream.
-  EXPECT_EQ(c.messages(), 2u * kBurst - 1);
+  // O(N) messages and O(N) entries per stream: N^2 entries in all, not N^3/2.
+  EXPECT_EQ(c.messages(), static_cast<size_t>(kBurst));
+  EXPECT_EQ(entries, static_cast<size_t>(kBurst * kBurst));
+  const size_t entry_bytes = c.current().ByteSizeLong() / kBurst;
+  EXPECT_LT(c.bytes(), static_cast<size_t>(kBurst * kBurst) * (entry_bytes + 8));
   // Nothing waits: a later tick sends nothing.
   clock.advance(kWindow);
   c.tick();
-  EXPECT_EQ(c.messages(), 2u * kBurst - 1);
+  EXPECT_EQ(c.messages(), static_cast<size_t>(kBurst));
 }
 
-// A restarted aggregator learns its members one Hello at a time, and an agent's first
-// report may be applied before some of them said theirs: the agent must hear of every
-// member that joined after its own Hello as a delta entry (it then resends its results for
-// them), even though the window's list, which it gets first, already has them.
-TEST(MembershipFanout, AJoinerHearsOfTheMembersThatJoinedAfterItAsADelta) {
-  FakeClock clock;
-  Cluster c(clock, kWindow);
-  Sink& first = c.join(1, true);
-  Sink& second = c.join(2, true);
-  Sink& legacy = c.join(3, false);
-  clock.advance(kWindow);
-  c.tick();
-  ASSERT_EQ(first.got.size(), 2u);
-  EXPECT_THAT(first.got[0].peer_list().peers(), ::testing::SizeIs(3));
-  ASSERT_TRUE(first.got[1].has_peer_delta());
-  std::vector<std::string> later;
-  for (const auto& p : first.got[1].peer_delta().peers()) later.push_back(p.node_name());
-  EXPECT_THAT(later, ElementsAre(node(2), node(3)));
-  ASSERT_EQ(second.got.size(), 2u);
-  ASSERT_EQ(second.got[1].peer_delta().peers_size(), 1);
-  EXPECT_EQ(second.got[1].peer_delta().peers(0).node_name(), node(3));
-  // An agent without deltas gets the list only (it sends whole reports).
-  ASSERT_EQ(legacy.got.size(), 1u);
-  EXPECT_TRUE(legacy.got[0].has_peer_list());
-  expectEveryStreamHolds(c);
-}
-
-// Joins that span windows: a stream gets its list at the flush after its join, then a
-// delta per window with the joins after its Hello.
+// Joins that span windows: a stream gets its list at the flush after its join, then one
+// delta per later window with the joins after its list.
 TEST(MembershipFanout, ABurstOfJoinsOverSeveralWindowsIsOneListThenOneDeltaPerWindow) {
   FakeClock clock;
   Cluster c(clock, kWindow);
@@ -193,8 +165,8 @@ TEST(MembershipFanout, ABurstOfJoinsOverSeveralWindowsIsOneListThenOneDeltaPerWi
   for (int i = 0; i < kBurst; ++i) {
     const Sink& s = *c.sinks[i];
     EXPECT_EQ(s.fulls, 1u) << i;
-    EXPECT_LE(s.deltas, 5u) << i;
-    EXPECT_LE(s.entries, 2u * kBurst) << i;
+    EXPECT_LE(s.deltas, 4u) << i;
+    EXPECT_EQ(s.entries, static_cast<size_t>(kBurst)) << i;  // every member once
     lists.insert(s.objects[0]);
   }
   EXPECT_LE(lists.size(), 5u);  // one list built per window
@@ -227,11 +199,10 @@ TEST(MembershipFanout, AgentsWithoutDeltasGetWholeListsOnlyAndEveryChangeAtOnceC
   }
   EXPECT_LE(old_agents.messages(), 5u * kBurst);
 
-  // With deltas the same burst is at most twice the messages (a joiner's list is followed
-  // by the joins after its Hello), and far fewer bytes than either.
+  // With deltas the same burst is as many messages, and far fewer bytes than either.
   Cluster new_agents(clock, kWindow);
   burst(new_agents, true);
-  EXPECT_LE(new_agents.messages(), 2 * old_agents.messages());
+  EXPECT_EQ(new_agents.messages(), old_agents.messages());
   EXPECT_LT(new_agents.bytes() * 20, before.bytes());
   EXPECT_LT(new_agents.bytes() * 4, old_agents.bytes() * 3);
 }
