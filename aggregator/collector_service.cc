@@ -317,8 +317,9 @@ void CollectorService::onHello(AgentStream* stream, const v1::Hello& hello, bool
   MembershipDiff diff = state_.applyHello(hello, first);
   if (!diff.empty()) spdlog::info("membership changed ({})", diff.describe());
   membershipChangedLocked(diff);
-  // After the change: the stream's PeerList has it, so the change's flush skips the stream.
-  if (first) fanout_.add(stream, hello.accepts_peer_deltas(), peerListMessage(state_.peerList()));
+  // The stream's PeerList goes out with the window's flush, built once for every stream
+  // that joined in it, and has this change.
+  if (first) fanout_.add(stream, hello.accepts_peer_deltas());
   flushDueLocked();
 }
 

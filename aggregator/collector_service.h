@@ -80,7 +80,7 @@ class AgentStream;
 
 inline constexpr std::chrono::seconds kDefaultHelloTimeout{10};
 // Threads that handle what streams read. Reports are applied under the cluster state's lock
-// one at a time anyway; a second thread lets a Hello (a PeerList to build) pass a report.
+// one at a time anyway; a second thread lets a Hello (the membership lock) pass a report.
 inline constexpr size_t kIngestWorkers = 2;
 
 class CollectorService final : public meshprobe::v1::Collector::CallbackService {
@@ -129,6 +129,7 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   void flushDueLocked();
   void endSilentStreamsLocked();
   void countMembershipWrite(const meshprobe::v1::AggregatorMessage& msg);
+
 
   ClusterState& state_;
   const Clock& clock_;

@@ -14,12 +14,19 @@ MembershipMessage peerListMessage(v1::PeerList current) {
   return msg;
 }
 
-void MembershipFanout::add(MembershipSink* sink, bool accepts_deltas, const MembershipMessage& current) {
-  receivers_[sink] = Receiver{accepts_deltas, seq_};
-  sink->sendMembership(current);
+void MembershipFanout::add(MembershipSink* sink, bool accepts_deltas) {
+  auto [it, fresh] = receivers_.try_emplace(sink);
+  if (fresh || !it->second.needs_list) ++joiners_;
+  it->second = Receiver{accepts_deltas, /*needs_list=*/true, seq_};
+  if (!opened_) opened_ = clock_.monotonicNow();
 }
 
-void MembershipFanout::remove(MembershipSink* sink) { receivers_.erase(sink); }
+void MembershipFanout::remove(MembershipSink* sink) {
+  auto it = receivers_.find(sink);
+  if (it == receivers_.end()) return;
+  if (it->second.needs_list) --joiners_;
+  receivers_.erase(it);
+}
 
 void MembershipFanout::changed(const MembershipDiff& diff) {
   if (diff.empty()) return;
@@ -34,12 +41,12 @@ bool MembershipFanout::due() const { return opened_ && clock_.monotonicNow() - *
 
 void MembershipFanout::flush(const MembershipMessage& current_msg) {
   const v1::PeerList& current = current_msg->peer_list();
-  if (pending_.empty()) {
-    opened_.reset();
-    return;
-  }
+  opened_.reset();
+  if (pending_.empty() && joiners_ == 0) return;
   std::unordered_map<std::string, const v1::Peer*> by_name;
-  for (const auto& p : current.peers()) by_name[p.node_name()] = &p;
+  if (!pending_.empty()) {
+    for (const auto& p : current.peers()) by_name[p.node_name()] = &p;
+  }
   // The changes after `after`, as a delta (names in order: pending_ is sorted).
   auto deltaAfter = [&](uint64_t after) {
     auto msg = std::make_shared<v1::AggregatorMessage>();
@@ -57,9 +64,15 @@ void MembershipFanout::flush(const MembershipMessage& current_msg) {
   uint64_t first = UINT64_MAX;
   for (const auto& [name, seq] : pending_) first = std::min(first, seq);
   // Streams that saw none of the changes (most of them) share one delta.
-  const MembershipMessage shared = deltaAfter(0);
+  const MembershipMessage shared = pending_.empty() ? nullptr : deltaAfter(0);
   for (auto& [sink, r] : receivers_) {
-    if (r.seen >= seq_) continue;  // joined after the last change: its PeerList has it all
+    if (r.needs_list) {  // joined in the window: the list has every change
+      sink->sendMembership(current_msg);
+      r.needs_list = false;
+      r.seen = seq_;
+      continue;
+    }
+    if (r.seen >= seq_) continue;  // its PeerList was taken after the last change
     if (r.accepts_deltas) {
       sink->sendMembership(r.seen < first ? shared : deltaAfter(r.seen));
     } else {
@@ -67,8 +80,8 @@ void MembershipFanout::flush(const MembershipMessage& current_msg) {
     }
     r.seen = seq_;
   }
+  joiners_ = 0;
   pending_.clear();
-  opened_.reset();
 }
 
 }  // namespace meshprobe::aggregator

@@ -1,15 +1,17 @@
 #pragma once
 // Who gets membership, and in what form. Every identified stream gets the whole PeerList
-// right after its first Hello. Later changes are coalesced: the first change opens a
-// window (`window`, on the injected Clock), and when it has passed flush() sends ONE
-// message per stream covering every change in it: a PeerDelta to streams whose agent set
+// after its first Hello, at the next flush. Later changes are coalesced: the first change
+// or join opens a window (`window`, on the injected Clock), and when it has passed flush()
+// sends ONE message per stream covering every change in it: the whole PeerList to the
+// streams that joined in the window, a PeerDelta to streams whose agent set
 // Hello.accepts_peer_deltas, the whole PeerList to the others (agents that predate deltas
 // would take a delta for the whole list and drop peers). So N agents connecting at once
-// cost each stream one PeerList plus a PeerDelta per window, not one PeerList per join.
+// cost each stream one PeerList plus a PeerDelta per window, not one PeerList per join,
+// and the aggregator builds one PeerList per window, not one per joiner.
 // A stream only gets the changes made after its own PeerList was taken.
 // Messages are immutable and shared: the list or delta of one flush is built once and
-// every stream's queue holds the same one (a 5,000-member PeerList is about 800 KB and
-// 5,000 Peer messages to build, copy and free).
+// every stream's queue holds the same one (a 5,000-member PeerList is about 500 KB on the
+// wire and 5,000 Peer messages to build, copy and free).
 // Not thread-safe: CollectorService calls it under its membership lock.
 
 #include <chrono>
@@ -43,16 +45,17 @@ class MembershipFanout {
   // window 0: every change goes out at once (one message per change, as before deltas).
   MembershipFanout(const Clock& clock, std::chrono::nanoseconds window) : clock_(clock), window_(window) {}
 
-  // A stream said its first Hello: it gets `current` (the whole list) now.
-  void add(MembershipSink* sink, bool accepts_deltas, const MembershipMessage& current);
+  // A stream said its first Hello: it gets the whole list at the next flush (at once when
+  // the window is 0); its join opens the window.
+  void add(MembershipSink* sink, bool accepts_deltas);
   void remove(MembershipSink* sink);
 
   // Members added, removed or changed; the first change opens the window.
   void changed(const MembershipDiff& diff);
-  // Whether changes wait and their window has passed.
+  // Whether changes or joiners wait and their window has passed.
   bool due() const;
-  // Sends the waiting changes, with `current` the membership now. Streams that already
-  // have every change (they joined after it) get nothing.
+  // Sends the waiting streams `current` (the membership now) and the others the waiting
+  // changes. Streams that already have every change get nothing.
   void flush(const MembershipMessage& current);
 
   size_t receivers() const { return receivers_.size(); }
@@ -60,14 +63,16 @@ class MembershipFanout {
  private:
   struct Receiver {
     bool accepts_deltas = false;
-    uint64_t seen = 0;  // the last change its messages cover
+    bool needs_list = false;  // joined since the last flush: gets the whole list
+    uint64_t seen = 0;        // the last change its messages cover
   };
   const Clock& clock_;
   const std::chrono::nanoseconds window_;
   std::map<MembershipSink*, Receiver> receivers_;
+  size_t joiners_ = 0;  // receivers with needs_list
   uint64_t seq_ = 0;                                             // numbers changes
   std::map<std::string, uint64_t> pending_;                      // name -> its last change
-  std::optional<std::chrono::steady_clock::time_point> opened_;  // first waiting change
+  std::optional<std::chrono::steady_clock::time_point> opened_;  // first waiting change or join
 };
 
 }  // namespace meshprobe::aggregator

@@ -330,19 +330,25 @@ TEST_F(CoalescingCollectorTest, JoinsWithinTheWindowReachAnAgentAsOneDelta) {
   auto hello = makeHello("node1", 1);
   hello.set_accepts_peer_deltas(true);
   ASSERT_TRUE(a.hello(hello));
+  // The joiner's list waits for the window too (the server's tick keeps calling
+  // flushMembership, but the FakeClock has not moved).
+  ASSERT_TRUE(eventually([&] { return stats().hellos.load() == 1; }, [&] { return statsNow(); }));
+  server_->collector().flushMembership();
+  EXPECT_EQ(stats().peer_list_pushes.load(), 0u);
+  clock_.advance(std::chrono::milliseconds(250));
+  server_->collector().flushMembership();
   auto first = a.read();
-  ASSERT_TRUE(first.has_value() && first->has_peer_list());  // the first list does not wait
+  ASSERT_TRUE(first.has_value() && first->has_peer_list());
+  EXPECT_THAT(names(first->peer_list()), ElementsAre("node1"));
   std::vector<std::unique_ptr<FakeAgent>> others;
   for (int n = 2; n <= 4; ++n) {
     others.push_back(std::make_unique<FakeAgent>(*collector_));
     ASSERT_TRUE(others.back()->hello(makeHello("node" + std::to_string(n), n)));
-    auto list = others.back()->readPeers();
-    ASSERT_TRUE(list.has_value());
-    EXPECT_EQ(list->peers_size(), n);  // a joiner's list has every join so far
+    ASSERT_TRUE(eventually([&] { return stats().hellos.load() == static_cast<uint64_t>(n); },
+                           [&] { return statsNow(); }));
   }
-  // The FakeClock has not moved: the window is open, no delta was written (the server's
-  // tick keeps calling flushMembership meanwhile).
-  EXPECT_EQ(stats().membership_messages[1].load(), 0u);
+  // The window is open: no list or delta was written for these joins yet.
+  EXPECT_EQ(stats().peer_list_pushes.load(), 1u);
   clock_.advance(std::chrono::milliseconds(250));
   server_->collector().flushMembership();
   auto delta = a.read();
@@ -350,9 +356,9 @@ TEST_F(CoalescingCollectorTest, JoinsWithinTheWindowReachAnAgentAsOneDelta) {
   std::vector<std::string> joined;
   for (const auto& p : delta->peer_delta().peers()) joined.push_back(p.node_name());
   EXPECT_THAT(joined, ElementsAre("node2", "node3", "node4"));
-  // node2 and node3, which predate deltas, got one whole list each; node4 had it all.
-  for (size_t i = 0; i + 1 < others.size(); ++i) {
-    auto whole = others[i]->readPeers();
+  // The joiners got one whole list each, with every join of the window.
+  for (auto& o : others) {
+    auto whole = o->readPeers();
     ASSERT_TRUE(whole.has_value());
     EXPECT_THAT(names(*whole), ElementsAre("node1", "node2", "node3", "node4"));
   }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ struct Sink : MembershipSink {
   void sendMembership(MembershipMessage shared) override {
     const v1::AggregatorMessage& msg = *shared;
     got.push_back(msg);
+    objects.push_back(shared.get());
     bytes += msg.ByteSizeLong();
     if (msg.has_peer_list()) {
       ++fulls;
@@ -38,6 +40,7 @@ struct Sink : MembershipSink {
     if (msg.has_peer_list()) entries += msg.peer_list().peers_size();
   }
   std::vector<v1::AggregatorMessage> got;
+  std::vector<const v1::AggregatorMessage*> objects;  // which shared message each one was
   v1::PeerList list;
   bool have_list = false;
   size_t fulls = 0, deltas = 0, entries = 0, bytes = 0;
@@ -49,8 +52,8 @@ std::string node(int i) {
   return buf;
 }
 
-// Membership as CollectorService drives the fanout: changes, then the joiner's PeerList,
-// then a flush when due.
+// Membership as CollectorService drives the fanout: the change, the joiner added, then a
+// flush when due.
 class Cluster {
  public:
   Cluster(FakeClock& clock, milliseconds window) : fanout(clock, window) {}
@@ -61,7 +64,7 @@ class Cluster {
     members_[node(i)] = peerFromHello(makeHello(node(i), i));
     fanout.changed(diffPeers(before, current()));
     sinks.push_back(std::make_unique<Sink>());
-    fanout.add(sinks.back().get(), accepts_deltas, peerListMessage(current()));
+    fanout.add(sinks.back().get(), accepts_deltas);
     tick();
     return *sinks.back();
   }
@@ -113,14 +116,14 @@ void expectEveryStreamHolds(const Cluster& c) {
 
 constexpr int kBurst = 100;
 
-TEST(MembershipFanout, ABurstOfJoinsIsOnePeerListAndOneDeltaPerStream) {
+TEST(MembershipFanout, ABurstOfJoinsWithinAWindowIsOneSharedPeerListPerStream) {
   FakeClock clock;
   Cluster c(clock, kWindow);
   for (int i = 1; i <= kBurst; ++i) {
     c.join(i, /*accepts_deltas=*/true);
     clock.advance(milliseconds(1));  // 100 joins within 100 ms: one window
   }
-  EXPECT_EQ(c.messages(), static_cast<size_t>(kBurst));  // the PeerLists, nothing else yet
+  EXPECT_EQ(c.messages(), 0u);  // the joiners' lists wait for the window
   clock.advance(kWindow);
   c.tick();
   expectEveryStreamHolds(c);
@@ -128,47 +131,78 @@ TEST(MembershipFanout, ABurstOfJoinsIsOnePeerListAndOneDeltaPerStream) {
   for (int i = 0; i < kBurst; ++i) {
     const Sink& s = *c.sinks[i];
     EXPECT_EQ(s.fulls, 1u) << i;
-    EXPECT_EQ(s.deltas, i + 1 < kBurst ? 1u : 0u) << i;  // the last joiner's list had it all
-    // Its PeerList (the i+1 members then) and the joins after it: each member once.
+    EXPECT_EQ(s.deltas, 0u) << i;  // the list came after every join
     EXPECT_EQ(s.entries, static_cast<size_t>(kBurst)) << i;
+    // One list built for the window, shared by every joiner.
+    ASSERT_EQ(s.objects.size(), 1u);
+    EXPECT_EQ(s.objects[0], c.sinks[0]->objects[0]) << i;
     entries += s.entries;
   }
   // O(N) messages and O(N) entries per stream: N^2 entries in all, not N^3/2.
-  EXPECT_EQ(c.messages(), 2u * kBurst - 1);
+  EXPECT_EQ(c.messages(), static_cast<size_t>(kBurst));
   EXPECT_EQ(entries, static_cast<size_t>(kBurst * kBurst));
   const size_t entry_bytes = c.current().ByteSizeLong() / kBurst;
   EXPECT_LT(c.bytes(), static_cast<size_t>(kBurst * kBurst) * (entry_bytes + 8));
   // Nothing waits: a later tick sends nothing.
   clock.advance(kWindow);
   c.tick();
-  EXPECT_EQ(c.messages(), 2u * kBurst - 1);
+  EXPECT_EQ(c.messages(), static_cast<size_t>(kBurst));
+}
+
+// Joins that span windows: a stream gets its list at the flush after its join, then one
+// delta per later window with the joins after its list.
+TEST(MembershipFanout, ABurstOfJoinsOverSeveralWindowsIsOneListThenOneDeltaPerWindow) {
+  FakeClock clock;
+  Cluster c(clock, kWindow);
+  for (int i = 1; i <= kBurst; ++i) {
+    c.join(i, /*accepts_deltas=*/true);
+    clock.advance(milliseconds(10));  // 1 s of joins: 4 windows
+  }
+  clock.advance(kWindow);
+  c.tick();
+  expectEveryStreamHolds(c);
+  std::set<const v1::AggregatorMessage*> lists;
+  for (int i = 0; i < kBurst; ++i) {
+    const Sink& s = *c.sinks[i];
+    EXPECT_EQ(s.fulls, 1u) << i;
+    EXPECT_LE(s.deltas, 4u) << i;
+    EXPECT_EQ(s.entries, static_cast<size_t>(kBurst)) << i;  // every member once
+    lists.insert(s.objects[0]);
+  }
+  EXPECT_LE(lists.size(), 5u);  // one list built per window
+  EXPECT_EQ(c.sinks.back()->deltas, 0u);
 }
 
 TEST(MembershipFanout, AgentsWithoutDeltasGetWholeListsOnlyAndEveryChangeAtOnceCostsNSquaredMessages) {
-  // Today's behaviour (window 0, no deltas): every join sends the whole list to every stream.
+  // Without a window and without deltas: every join sends the whole list to every stream.
   FakeClock clock;
   Cluster before(clock, milliseconds(0));
   for (int i = 1; i <= kBurst; ++i) before.join(i, /*accepts_deltas=*/false);
   expectEveryStreamHolds(before);
   EXPECT_EQ(before.messages(), static_cast<size_t>(kBurst * (kBurst + 1) / 2));
 
-  // Coalesced, still without deltas: whole lists only, one per window.
+  // Coalesced, still without deltas: whole lists only, one per stream and window.
+  auto burst = [&](Cluster& c, bool accepts_deltas) {
+    for (int i = 1; i <= kBurst; ++i) {
+      c.join(i, accepts_deltas);
+      clock.advance(milliseconds(10));  // 1 s of joins: 4 windows
+    }
+    clock.advance(kWindow);
+    c.tick();
+    expectEveryStreamHolds(c);
+  };
   Cluster old_agents(clock, kWindow);
-  for (int i = 1; i <= kBurst; ++i) old_agents.join(i, /*accepts_deltas=*/false);
-  clock.advance(kWindow);
-  old_agents.tick();
-  expectEveryStreamHolds(old_agents);
+  burst(old_agents, false);
   for (const auto& s : old_agents.sinks) {
     EXPECT_EQ(s->deltas, 0u);
     for (const auto& m : s->got) EXPECT_TRUE(m.has_peer_list());
   }
-  EXPECT_EQ(old_agents.messages(), 2u * kBurst - 1);
+  EXPECT_LE(old_agents.messages(), 5u * kBurst);
 
-  // With deltas the same burst moves far fewer bytes than either.
+  // With deltas the same burst is as many messages, and far fewer bytes than either.
   Cluster new_agents(clock, kWindow);
-  for (int i = 1; i <= kBurst; ++i) new_agents.join(i, /*accepts_deltas=*/true);
-  clock.advance(kWindow);
-  new_agents.tick();
+  burst(new_agents, true);
+  EXPECT_EQ(new_agents.messages(), old_agents.messages());
   EXPECT_LT(new_agents.bytes() * 20, before.bytes());
   EXPECT_LT(new_agents.bytes() * 4, old_agents.bytes() * 3);
 }
@@ -178,7 +212,9 @@ TEST(MembershipFanout, OldAndNewAgentsSideBySideEachGetTheirForm) {
   Cluster c(clock, kWindow);
   Sink& old_agent = c.join(1, false);
   Sink& new_agent = c.join(2, true);
-  c.join(3, true);
+  clock.advance(kWindow);
+  c.tick();
+  Sink& last = c.join(3, true);
   clock.advance(kWindow);
   c.tick();
   expectEveryStreamHolds(c);
@@ -189,20 +225,8 @@ TEST(MembershipFanout, OldAndNewAgentsSideBySideEachGetTheirForm) {
   // Only what came after its own PeerList: node3's join.
   ASSERT_EQ(new_agent.got[1].peer_delta().peers_size(), 1);
   EXPECT_EQ(new_agent.got[1].peer_delta().peers(0).node_name(), node(3));
-}
-
-TEST(MembershipFanout, ABurstLongerThanTheWindowIsOneDeltaPerWindow) {
-  FakeClock clock;
-  Cluster c(clock, kWindow);
-  for (int i = 1; i <= kBurst; ++i) {
-    c.join(i, true);
-    clock.advance(milliseconds(10));  // 1 s of joins: 4 windows
-  }
-  clock.advance(kWindow);
-  c.tick();
-  expectEveryStreamHolds(c);
-  for (int i = 0; i < kBurst; ++i) EXPECT_LE(c.sinks[i]->deltas, 5u) << i;
-  EXPECT_LE(c.messages(), 6u * kBurst);
+  ASSERT_EQ(last.got.size(), 1u);
+  EXPECT_EQ(last.got[0].peer_list().peers_size(), 3);
 }
 
 TEST(MembershipFanout, AChangedIdentityIsADeltaEntryAndAForgottenNodeALeftOne) {
@@ -254,12 +278,29 @@ TEST(MembershipFanout, ARemovedStreamGetsNothingMore) {
   EXPECT_EQ(c.fanout.receivers(), 1u);
 }
 
+// A stream that ends before the flush after its join gets nothing, and the others still
+// get their lists.
+TEST(MembershipFanout, AStreamRemovedBeforeItsListGetsNothing) {
+  FakeClock clock;
+  Cluster c(clock, kWindow);
+  Sink& a = c.join(1, true);
+  Sink& b = c.join(2, true);
+  c.fanout.remove(&a);
+  clock.advance(kWindow);
+  c.tick();
+  EXPECT_TRUE(a.got.empty());
+  ASSERT_EQ(b.got.size(), 1u);
+  EXPECT_EQ(b.got[0].peer_list().peers_size(), 2);
+  clock.advance(kWindow);
+  EXPECT_FALSE(c.fanout.due());  // nothing waits
+}
+
 TEST(MembershipFanout, NoChangeNoMessage) {
   FakeClock clock;
   Cluster c(clock, kWindow);
   c.join(1, true);
   clock.advance(kWindow);
-  EXPECT_TRUE(c.fanout.due());  // node1's join waits, though its one stream has it
+  EXPECT_TRUE(c.fanout.due());  // node1's join and its stream's list wait
   c.tick();
   EXPECT_EQ(c.messages(), 1u);
   c.fanout.changed(MembershipDiff{});

@@ -305,24 +305,31 @@ TEST_F(WireCompat, AnOldAgentGetsWholePeerListsOnlyWhileANewOneGetsDeltas) {
   ClusterState state(clock_, options());
   MembershipFanout fanout(clock_, std::chrono::milliseconds(250));
   WireSink old_agent, new_agent;
-  // As CollectorService does: the change, then the joiner's list.
+  // As CollectorService does: the change, then the joiner added; its list goes out with the
+  // window's flush.
   const v1::Hello from_old = normalizedHello(fromOld<v1::Hello>(*oldHello(old_, makeHello("node1", 1))));
   EXPECT_FALSE(from_old.accepts_peer_deltas());  // the old schema has no such field
   fanout.changed(state.applyHello(from_old, true));
-  fanout.add(&old_agent, from_old.accepts_peer_deltas(), peerListMessage(state.peerList()));
+  fanout.add(&old_agent, from_old.accepts_peer_deltas());
+  clock_.advance(std::chrono::milliseconds(250));
+  ASSERT_TRUE(fanout.due());
+  fanout.flush(peerListMessage(state.peerList()));
   v1::Hello from_new = newHello("node2", 2);
   from_new.set_accepts_peer_deltas(true);
   fanout.changed(state.applyHello(from_new, true));
-  fanout.add(&new_agent, from_new.accepts_peer_deltas(), peerListMessage(state.peerList()));
+  fanout.add(&new_agent, from_new.accepts_peer_deltas());
+  clock_.advance(std::chrono::milliseconds(250));
+  fanout.flush(peerListMessage(state.peerList()));
   for (int n = 3; n <= 5; ++n) fanout.changed(state.applyHello(newHello("node" + std::to_string(n), n), true));
   clock_.advance(std::chrono::milliseconds(250));
   ASSERT_TRUE(fanout.due());
   fanout.flush(peerListMessage(state.peerList()));
 
   // Every message to the old agent is, in its own schema, a PeerList of every member.
-  ASSERT_EQ(old_agent.wire.size(), 2u);
+  ASSERT_EQ(old_agent.wire.size(), 3u);
   EXPECT_EQ(oldPeerListSize(old_, old_agent.wire[0]), 1);
-  EXPECT_EQ(oldPeerListSize(old_, old_agent.wire[1]), 5);
+  EXPECT_EQ(oldPeerListSize(old_, old_agent.wire[1]), 2);
+  EXPECT_EQ(oldPeerListSize(old_, old_agent.wire[2]), 5);
   // The new agent's second message is a delta, which the old schema would not read as
   // membership at all: why the aggregator never sends one to an agent that did not ask.
   ASSERT_EQ(new_agent.wire.size(), 2u);
