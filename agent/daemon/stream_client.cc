@@ -1,5 +1,7 @@
 #include "agent/daemon/stream_client.h"
 
+#include <condition_variable>
+
 #include <spdlog/spdlog.h>
 
 #include "agent/daemon/report_delta.h"
@@ -122,6 +124,13 @@ void StreamClient::serveOneStream() {
   // one Hello at a time). Written by the reader, taken by the writer.
   std::mutex joined_mu;
   std::vector<std::string> joined;
+  // No report before the stream's first PeerList: every member in that list is known to the
+  // aggregator when the report arrives, and every member that joins later comes as a
+  // PeerDelta (see `joined`). A report sent before the list could name members the
+  // aggregator learns only in the same coalescing window as this stream's own join, and the
+  // list that announces them would not make this agent resend their results.
+  std::condition_variable list_cv;
+  bool list_seen = false;  // under joined_mu
   ReportDeltaEncoder encoder;                // the stream's first report is whole
   if (stream->Write(hello_msg)) {
     connected_ = true;
@@ -133,6 +142,13 @@ void StreamClient::serveOneStream() {
       while (stream->Read(&msg)) {
         if (!accepted.exchange(true) && ever_accepted_.exchange(true)) ++reconnects_;
         if (msg.has_peer_list()) {
+          if (!have_list) {
+            {
+              std::lock_guard lock(joined_mu);
+              list_seen = true;
+            }
+            list_cv.notify_all();
+          }
           have_list = true;
           deltas_accepted = report_deltas_ && msg.peer_list().accepts_report_deltas();
           if (callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
@@ -157,6 +173,12 @@ void StreamClient::serveOneStream() {
       reader_done = true;
     });
     while (!stopping_ && !reader_done) {
+      {
+        // Bounded so that stop() and a stream that ends are noticed (reader_done is set
+        // outside the lock).
+        std::unique_lock lock(joined_mu);
+        if (!list_cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return list_seen; })) continue;
+      }
       auto report = buffer_.pop(std::chrono::milliseconds(100));
       if (!report) continue;
       AgentMessage hello_now;

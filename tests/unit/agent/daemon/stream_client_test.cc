@@ -111,6 +111,7 @@ struct Client {
   std::mutex mu;
   std::vector<std::string> peers_seen;
   std::vector<std::string> deltas_seen;  // "+name" joined or changed, "-name" left
+  std::vector<uint64_t> sent_at_lists;   // reportsSent() when each PeerList arrived
   std::unique_ptr<StreamClient> client;
   explicit Client(int port, bool with_deltas = false, std::function<void()> on_members_joined = {}) {
     auto channel = StreamClient::makeChannel("127.0.0.1:" + std::to_string(port));
@@ -124,6 +125,7 @@ struct Client {
     cb.on_peers = [this](const meshprobe::v1::PeerList& pl) {
       std::lock_guard lock(mu);
       for (const auto& p : pl.peers()) peers_seen.push_back(p.node_name());
+      sent_at_lists.push_back(client->reportsSent());
     };
     cb.on_members_joined = std::move(on_members_joined);
     if (with_deltas) {
@@ -275,6 +277,28 @@ TEST(StreamClient, WithoutADeltaHandlerTheHelloDoesNotAskForDeltas) {
   }));
   std::lock_guard l(server.service.mu);
   EXPECT_FALSE(server.service.hellos[0].accepts_peer_deltas());
+  c.client->stop();
+}
+
+// A stream's first report waits for its PeerList, even when it was waiting before the
+// stream opened: the aggregator then knows every member the report names, or names them
+// later in a PeerDelta that makes the agent resend their results. (Without the wait the
+// report goes out right after the Hello, long before the PeerList's round trip ends.)
+TEST(StreamClient, TheFirstReportWaitsForTheStreamsPeerList) {
+  Server server;
+  ASSERT_NE(server.port, 0);
+  Client c(server.port);
+  c.buffer.push(report(1));
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    return server.service.sequences.size() == 1;
+  }));
+  {
+    std::lock_guard l(c.mu);
+    EXPECT_EQ(c.sent_at_lists, std::vector<uint64_t>{0});
+  }
+  EXPECT_EQ(c.client->reportsSent(), 1u);
   c.client->stop();
 }
 
