@@ -40,9 +40,15 @@ std::string ReportDeltaEncoder::keyOf(const v1::ProbeResult& p) {
   return key;
 }
 
+bool ReportDeltaEncoder::neverProbed(const v1::ProbeResult& p) {
+  return p.sent() == 0 && !p.has_last_probe() && p.consecutive_failures() == 0 && p.error().empty() &&
+         p.failure() == v1::PROBE_FAILURE_UNSPECIFIED && !p.has_path_mtu();
+}
+
 ReportDeltaEncoder::Sent ReportDeltaEncoder::sentOf(const v1::ProbeResult& p) {
   Sent s;
   s.quiet = quiet(p);
+  s.never = neverProbed(p);
   s.rtt_p50_ns = TimeUtil::DurationToNanoseconds(p.rtt_p50());
   s.rtt_p99_ns = TimeUtil::DurationToNanoseconds(p.rtt_p99());
   s.path_mtu_size = p.has_path_mtu() ? p.path_mtu().size() : 0;
@@ -58,6 +64,7 @@ bool ReportDeltaEncoder::moved(int64_t before, int64_t now) const {
 }
 
 bool ReportDeltaEncoder::changed(const Sent& before, const v1::ProbeResult& now) const {
+  if (before.never) return !neverProbed(now);
   if (!before.quiet || !quiet(now)) return true;
   if (before.has_last_probe != now.has_last_probe()) return true;
   if (before.path_mtu_size != (now.has_path_mtu() ? now.path_mtu().size() : 0)) return true;

@@ -5,9 +5,13 @@
 // stream whose aggregator accepts deltas (PeerList.accepts_report_deltas), the encoder sends
 // only what changed since the previous report it sent on that stream (Report.delta):
 //   - a probe result that is not quietly healthy, always (failing, lossy, an error or a
-//     failure reason, missing path-MTU probes, never probed, or last probed longer ago than
-//     the coverage window allows): new failures go out at once, a failing cell's counters
-//     stay current, and the aggregator ages an old result as it would from a whole report;
+//     failure reason, missing path-MTU probes, or last probed longer ago than the coverage
+//     window allows): new failures go out at once, a failing cell's counters stay current,
+//     and the aggregator ages an old result as it would from a whole report;
+//   - a never-probed result (a new target the rotation has not reached yet) once: it
+//     stays what it was until its first probe, which changes it. Sent every time, a
+//     5,000-node start in sparse mode would put every peer not yet probed (up to a
+//     coverage period, 25 s at the default budget) into every agent's every report;
 //   - a quietly healthy result when it was not quiet when last sent, was never sent, or its
 //     RTT p50 or p99 moved by more than `rtt_move` (a quarter) of the value last sent —
 //     measured against the last sent value, not a bucket edge, so a steady RTT jittering
@@ -87,6 +91,7 @@ class ReportDeltaEncoder {
  private:
   struct Sent {
     bool quiet = false;
+    bool never = false;  // never probed (neverProbed)
     int64_t rtt_p50_ns = 0;
     int64_t rtt_p99_ns = 0;
     uint32_t path_mtu_size = 0;
@@ -94,6 +99,8 @@ class ReportDeltaEncoder {
   };
   static std::string keyOf(const meshprobe::v1::ProbeResult& probe);
   static Sent sentOf(const meshprobe::v1::ProbeResult& probe);
+  // No probe went out yet and nothing failed: nothing to say but that.
+  static bool neverProbed(const meshprobe::v1::ProbeResult& probe);
   bool changed(const Sent& before, const meshprobe::v1::ProbeResult& now) const;
   bool moved(int64_t before, int64_t now) const;
   void remember(const meshprobe::v1::Report& report);  // a whole report was sent

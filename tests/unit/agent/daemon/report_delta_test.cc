@@ -96,6 +96,35 @@ TEST(ReportDelta, AJoinedMembersResultsGoInTheNextDeltaAndNothingElse) {
   EXPECT_EQ(enc.counters().whole, 1u);
 }
 
+// A target the rotation has not probed yet (sent 0, no last probe) goes out once, in the
+// report where it first appears, and again only when its first probe changes it.
+TEST(ReportDelta, ANeverProbedResultGoesOutOnceUntilItsFirstProbe) {
+  auto with = [](uint64_t seq, int64_t t, bool probed) {
+    v1::Report r = report(seq, t);
+    v1::ProbeResult p;
+    p.set_dst("new");
+    p.set_layer(v1::OVERLAY);
+    if (probed) p = probe("new", v1::OVERLAY);
+    *r.add_probes() = p;
+    return r;
+  };
+  ReportDeltaEncoder enc;
+  enc.encode(report(1, 100), true);
+  v1::Report d = enc.encode(with(2, 101, false), true);  // a new target, never probed
+  ASSERT_TRUE(d.delta());
+  EXPECT_EQ(dsts(d), std::set<std::string>{"OVERLAY/new"});
+  EXPECT_EQ(enc.encode(with(3, 102, false), true).probes_size(), 0);
+  EXPECT_EQ(enc.encode(with(4, 103, false), true).probes_size(), 0);
+  EXPECT_EQ(dsts(enc.encode(with(5, 104, true), true)), std::set<std::string>{"OVERLAY/new"});
+  EXPECT_EQ(enc.encode(with(6, 105, true), true).probes_size(), 0);
+  // A resend (the member joined the aggregator since) carries it again, once.
+  ReportDeltaEncoder again;
+  again.encode(with(1, 100, false), true);
+  again.resendTo({"new"});
+  EXPECT_EQ(dsts(again.encode(with(2, 101, false), true)), std::set<std::string>{"OVERLAY/new"});
+  EXPECT_EQ(again.encode(with(3, 102, false), true).probes_size(), 0);
+}
+
 TEST(ReportDelta, WithoutTheAggregatorsConsentEveryReportIsWhole) {
   ReportDeltaEncoder enc;
   for (int i = 1; i <= 3; ++i) {
