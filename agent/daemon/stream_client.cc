@@ -165,8 +165,14 @@ void StreamClient::serveOneStream() {
               for (const auto& p : msg.peer_delta().peers()) joined.push_back(p.node_name());
             }
             // A report now rather than at the next interval: the new leader after a failover
-            // is complete as soon as the last member's Hello is answered.
-            if (callbacks_.on_members_joined) callbacks_.on_members_joined();
+            // is complete as soon as the last member's Hello is answered. Unless one just
+            // went out: then the next regular report carries them (see setEarlyReportSpacing).
+            const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::steady_clock::now().time_since_epoch())
+                                       .count();
+            if (callbacks_.on_members_joined && now_ns - last_report_ns_ >= early_spacing_.count()) {
+              callbacks_.on_members_joined();
+            }
           }
         }
       }
@@ -203,6 +209,9 @@ void StreamClient::serveOneStream() {
         break;
       }
       ++reports_sent_;
+      last_report_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
       if (msg.report().delta()) ++delta_reports_sent_;
       probes_omitted_ = probes_omitted_base_ + encoder.counters().probes_omitted;
     }

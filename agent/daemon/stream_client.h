@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,7 +34,8 @@ class StreamClient {
     std::function<void(const meshprobe::v1::PeerList&)> on_peers;
     std::function<void(const meshprobe::v1::PeerDelta&)> on_peer_delta;
     // After a PeerDelta that adds or changes a member: the agent should report now (the
-    // next report carries every result for the new members).
+    // next report carries every result for the new members). Not called when a report
+    // went out less than the early-report spacing ago: the next regular one carries them.
     std::function<void()> on_members_joined;
   };
   // Backoff after the aggregator refused a stream (PERMISSION_DENIED, UNAUTHENTICATED,
@@ -52,6 +54,12 @@ class StreamClient {
   // Delta reports (Report.delta) to an aggregator whose PeerList accepts them; on by
   // default. Call before start().
   void setReportDeltas(bool on) { report_deltas_ = on; }
+  // The least time between a report and an early one asked for by a join
+  // (on_members_joined); 0 (the default): every join asks. While thousands of agents join,
+  // the aggregator sends a PeerDelta every membership window (about 300 ms), and every
+  // agent reporting after each would triple what the aggregator ingests. The agent uses
+  // half its interval, so a join waits at most that long for its report. Call before start().
+  void setEarlyReportSpacing(std::chrono::nanoseconds spacing) { early_spacing_ = spacing; }
 
   void start();
   void stop();  // returns within about a second
@@ -95,6 +103,9 @@ class StreamClient {
   std::atomic<uint64_t> retries_{0};
   std::atomic<bool> ever_accepted_{false};
   std::atomic<uint64_t> reports_sent_{0};
+  std::chrono::nanoseconds early_spacing_{0};
+  // steady_clock time of the last report written (ns since its epoch), for early_spacing_.
+  std::atomic<int64_t> last_report_ns_{std::numeric_limits<int64_t>::min() / 2};
   std::atomic<uint64_t> delta_reports_sent_{0};
   std::atomic<uint64_t> probes_omitted_{0};
   uint64_t probes_omitted_base_ = 0;  // streams before the current one (stream thread only)

@@ -5,7 +5,8 @@
 // ClientBidiReactor per stream); a few worker threads (--threads) build and start the
 // writes, gRPC's own threads run the reactions. A node sends its Hello, counts itself
 // connected at the first PeerList, then sends a Report every --interval (nodes spread
-// evenly over the interval) probing its members. Like a current agent its Hello sets
+// evenly over the interval) probing its members, and one at once after a PeerDelta that
+// adds a member unless it reported less than half an interval ago (as an agent does). Like a current agent its Hello sets
 // accepts_peer_deltas and it keeps its members as the agent's PeerSet does (SimPeers): the stream's first
 // PeerList, then the PeerDeltas after it (a delta before the stream's first list is ignored
 // and counted); --legacy-membership simulates agents that predate deltas (whole PeerLists
@@ -145,6 +146,7 @@ struct Node {
   bool whole_on_stream = false;  // a whole report went out on this stream
   Steady::time_point last_whole{};
   Steady::time_point next_report{};
+  Steady::time_point last_report{};  // the last report built (early reports after a join)
   Steady::time_point reconnect_due{};
   agent::Backoff backoff{std::chrono::milliseconds(200), std::chrono::seconds(2), 0};
 };
@@ -369,7 +371,16 @@ void Simulation::stop() {
 
 void Simulation::onPeerDelta(Node& n, const meshprobe::v1::PeerDelta& delta) {
   std::lock_guard lock(n.mu);
-  if (!n.peers->onPeerDelta(delta)) counters_.peer_deltas_ignored++;
+  if (!n.peers->onPeerDelta(delta)) {
+    counters_.peer_deltas_ignored++;
+    return;
+  }
+  // An agent reports at once after a delta that adds or changes a member, unless it
+  // reported less than half an interval ago (StreamClient::setEarlyReportSpacing).
+  const auto now = Steady::now();
+  if (delta.peers_size() > 0 && n.connected && now - n.last_report >= options_.interval / 2) {
+    n.next_report = std::min(n.next_report, now);
+  }
 }
 
 uint64_t Simulation::foreignPeers() {
@@ -520,8 +531,10 @@ void Simulation::worker(size_t w) {
         AgentMessage msg;
         buildReport(n, *msg.mutable_report(), cache, now);
         n.stream->send(std::move(msg));
-        n.next_report += std::chrono::duration_cast<Steady::duration>(options_.interval);
-        if (n.next_report < now) n.next_report = now + std::chrono::duration_cast<Steady::duration>(options_.interval);
+        n.last_report = now;
+        // The next one an interval after this one, as the agent's report loop waits (an
+        // early report after a join moves the schedule too).
+        n.next_report = now + std::chrono::duration_cast<Steady::duration>(options_.interval);
       }
       wake = std::min(wake, n.next_report);
     }

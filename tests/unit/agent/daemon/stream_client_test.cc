@@ -113,7 +113,8 @@ struct Client {
   std::vector<std::string> deltas_seen;  // "+name" joined or changed, "-name" left
   std::vector<uint64_t> sent_at_lists;   // reportsSent() when each PeerList arrived
   std::unique_ptr<StreamClient> client;
-  explicit Client(int port, bool with_deltas = false, std::function<void()> on_members_joined = {}) {
+  explicit Client(int port, bool with_deltas = false, std::function<void()> on_members_joined = {},
+                  std::chrono::nanoseconds early_spacing = {}) {
     auto channel = StreamClient::makeChannel("127.0.0.1:" + std::to_string(port));
     StreamClient::Callbacks cb;
     cb.hello = [] {
@@ -137,6 +138,7 @@ struct Client {
     }
     client = std::make_unique<StreamClient>(meshprobe::v1::Collector::NewStub(channel), buffer, cb,
                                             Backoff(20ms, 200ms, 1), channel);
+    client->setEarlyReportSpacing(early_spacing);
   }
 };
 
@@ -372,6 +374,39 @@ TEST(StreamClient, AJoinedMembersResultsGoInTheNextReportWhichStaysADelta) {
     EXPECT_EQ(server.service.probe_dsts[1], std::vector<std::string>{});
     EXPECT_EQ(server.service.probe_dsts[2], std::vector<std::string>{"node-late"});
     EXPECT_EQ(server.service.probe_dsts[3], std::vector<std::string>{});
+  }
+  c.client->stop();
+}
+
+// A join soon after a report does not ask for another one (while thousands of agents join,
+// a PeerDelta comes every membership window): the next regular report carries the new
+// member's results, still as a delta.
+TEST(StreamClient, AJoinRightAfterAReportWaitsForTheNextOne) {
+  Server server;
+  ASSERT_NE(server.port, 0);
+  server.service.accepts_report_deltas = true;
+  server.service.late_after_sequence = 1;
+  AggregatorMessage join;
+  join.mutable_peer_delta()->add_peers()->set_node_name("node-late");
+  server.service.late.push_back(join);
+  std::atomic<int> asked{0};
+  Client c(server.port, /*with_deltas=*/true, [&] { ++asked; }, std::chrono::hours(1));
+  c.buffer.push(withProbes(report(1)));
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lc(c.mu);
+    return !c.deltas_seen.empty();  // the join, right after report 1
+  }));
+  c.buffer.push(withProbes(report(2)));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    return server.service.sequences.size() == 2;
+  }));
+  EXPECT_EQ(asked.load(), 0);
+  {
+    std::lock_guard l(server.service.mu);
+    EXPECT_EQ(server.service.delta_flags, (std::vector<bool>{false, true}));
+    EXPECT_EQ(server.service.probe_dsts[1], std::vector<std::string>{"node-late"});
   }
   c.client->stop();
 }
