@@ -1,7 +1,7 @@
 #pragma once
 // The agent's one stream to the aggregator (Collector.Connect). Sends Hello, then (once the
-// stream's first PeerList has arrived) the reports from a ReportBuffer; hands every PeerList, and every PeerDelta that follows a
-// PeerList on the same stream, to its callback (with on_peer_delta set, the Hello says
+// stream's first PeerList has arrived) the reports from a ReportBuffer; hands every
+// PeerList, and every PeerDelta that follows a PeerList on the same stream, to its callback (with on_peer_delta set, the Hello says
 // accepts_peer_deltas; an aggregator that predates deltas sends PeerLists only). Reconnects with capped
 // exponential backoff plus jitter (a longer one after a refusal); while disconnected, reports wait in the (bounded)
 // buffer, whole. Each report is written whole or as a delta against the previous one on

@@ -6,10 +6,10 @@
 // writes, gRPC's own threads run the reactions. A node sends its Hello, counts itself
 // connected at the first PeerList, then sends a Report every --interval (nodes spread
 // evenly over the interval) probing its members, and one at once after a PeerDelta that
-// adds a member unless it reported less than half an interval ago (as an agent does). Like a current agent its Hello sets
-// accepts_peer_deltas and it keeps its members as the agent's PeerSet does (SimPeers): the stream's first
-// PeerList, then the PeerDeltas after it (a delta before the stream's first list is ignored
-// and counted); --legacy-membership simulates agents that predate deltas (whole PeerLists
+// adds a member unless it reported less than half an interval ago (as an agent does).
+// Like a current agent its Hello sets accepts_peer_deltas and it keeps its members as the
+// agent's PeerSet does (SimPeers): the stream's first PeerList, then the PeerDeltas after
+// it (a delta before the stream's first list is ignored and counted); --legacy-membership simulates agents that predate deltas (whole PeerLists
 // only). A stream that ends is re-opened with the agent's own capped, jittered backoff.
 // Reports are what an agent's ReportDeltaEncoder sends (agent/daemon/report_delta.h): the
 // stream's first report, and one every digest period (ReportDeltaEncoder::digestPeriod: 30 s
