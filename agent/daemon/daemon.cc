@@ -275,7 +275,7 @@ void Daemon::Impl::startStream() {
     stream = std::make_unique<StreamClient>(meshprobe::v1::Collector::NewStub(channel), buffer, cb,
                                             Backoff(std::chrono::milliseconds(200), std::chrono::seconds(1), rd()),
                                             channel);
-    stream->setEarlyReportSpacing(config.interval / 2);
+    stream->setEarlyReportSpacing(config.interval);
     stream->start();
     spdlog::info("streaming to aggregator {}", config.aggregator);
   } else {

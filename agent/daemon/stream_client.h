@@ -57,8 +57,9 @@ class StreamClient {
   // The least time between a report and an early one asked for by a join
   // (on_members_joined); 0 (the default): every join asks. While thousands of agents join,
   // the aggregator sends a PeerDelta every membership window (about 300 ms), and every
-  // agent reporting after each would triple what the aggregator ingests. The agent uses
-  // half its interval, so a join waits at most that long for its report. Call before start().
+  // agent reporting after each would triple what the aggregator ingests. The agent uses its
+  // interval: a join never makes it report more often than its regular reports do, and the
+  // next regular report (within an interval) carries the new members. Call before start().
   void setEarlyReportSpacing(std::chrono::nanoseconds spacing) { early_spacing_ = spacing; }
 
   void start();

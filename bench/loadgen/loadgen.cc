@@ -6,7 +6,7 @@
 // writes, gRPC's own threads run the reactions. A node sends its Hello, counts itself
 // connected at the first PeerList, then sends a Report every --interval (nodes spread
 // evenly over the interval) probing its members, and one at once after a PeerDelta that
-// adds a member unless it reported less than half an interval ago (as an agent does).
+// adds a member if it has not reported for an interval (as an agent does).
 // Like a current agent its Hello sets accepts_peer_deltas and it keeps its members as the
 // agent's PeerSet does (SimPeers): the stream's first PeerList, then the PeerDeltas after
 // it (a delta before the stream's first list is ignored and counted); --legacy-membership simulates agents that predate deltas (whole PeerLists
@@ -375,10 +375,10 @@ void Simulation::onPeerDelta(Node& n, const meshprobe::v1::PeerDelta& delta) {
     counters_.peer_deltas_ignored++;
     return;
   }
-  // An agent reports at once after a delta that adds or changes a member, unless it
-  // reported less than half an interval ago (StreamClient::setEarlyReportSpacing).
+  // An agent reports at once after a delta that adds or changes a member if it has not
+  // reported for an interval (StreamClient::setEarlyReportSpacing).
   const auto now = Steady::now();
-  if (delta.peers_size() > 0 && n.connected && now - n.last_report >= options_.interval / 2) {
+  if (delta.peers_size() > 0 && n.connected && now - n.last_report >= options_.interval) {
     n.next_report = std::min(n.next_report, now);
   }
 }
