@@ -142,16 +142,17 @@ void StreamClient::serveOneStream() {
       while (stream->Read(&msg)) {
         if (!accepted.exchange(true) && ever_accepted_.exchange(true)) ++reconnects_;
         if (msg.has_peer_list()) {
-          if (!have_list) {
+          const bool first = !have_list;
+          have_list = true;
+          deltas_accepted = report_deltas_ && msg.peer_list().accepts_report_deltas();
+          if (callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
+          if (first) {  // after on_peers: the first report follows the list being applied
             {
               std::lock_guard lock(joined_mu);
               list_seen = true;
             }
             list_cv.notify_all();
           }
-          have_list = true;
-          deltas_accepted = report_deltas_ && msg.peer_list().accepts_report_deltas();
-          if (callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
         } else if (msg.has_peer_delta() && callbacks_.on_peer_delta) {
           if (!have_list) {
             ++peer_deltas_ignored_;
