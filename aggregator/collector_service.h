@@ -130,7 +130,6 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   void endSilentStreamsLocked();
   void countMembershipWrite(const meshprobe::v1::AggregatorMessage& msg);
 
-
   ClusterState& state_;
   const Clock& clock_;
   const std::chrono::nanoseconds hello_timeout_;
