@@ -67,6 +67,7 @@ stop_pids() {
   PIDS=()
 }
 cleanup() {
+  trap "" INT TERM  # a second signal must not cut the cleanup short
   set +e
   stop_pids
   if [[ -n ${RESPONDER_PID:-} ]]; then

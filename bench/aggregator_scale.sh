@@ -64,6 +64,7 @@ WORK=$(mktemp -d /tmp/mp-aggscale-$$.XXXXXX)
 AGG_PID=""
 LG_PIDS=()
 cleanup() {
+  trap "" INT TERM  # a second signal must not cut the cleanup short
   set +e
   for pid in "${LG_PIDS[@]}" $AGG_PID; do
     kill "$pid" 2>/dev/null

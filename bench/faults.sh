@@ -115,6 +115,7 @@ stop() {  # stop NAME [SIGNAL]: signal it (default TERM), wait at most 10 s, the
   unset "PIDS[$name]"
 }
 cleanup() {
+  trap "" INT TERM  # a second signal must not cut the cleanup short
   set +e
   local name ns
   for name in "${!PIDS[@]}"; do stop "$name"; done

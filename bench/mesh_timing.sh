@@ -22,7 +22,7 @@ export CLUSTER_PREFIX=mpbt-
 # shellcheck source=../scripts/lib/cluster.sh
 source scripts/lib/cluster.sh
 cluster_down
-trap cluster_down EXIT
+trap 'trap "" INT TERM; cluster_down' EXIT  # a second signal must not cut the teardown short
 trap 'exit 130' INT TERM
 
 cluster_up "$NODES"

@@ -28,6 +28,7 @@ nsexec() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
 node_ip() { echo "198.51.100.$((10 + $1))"; }
 vtep_mac() { printf '0a:58:0a:f4:%02x:00' "$1"; }
 cleanup() {
+  trap "" INT TERM  # a second signal must not cut the cleanup short
   local p n
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${prefix}" || true); do ip netns del "$n" || true; done

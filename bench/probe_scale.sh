@@ -31,6 +31,7 @@ WORK=$(mktemp -d /tmp/mpbench-$$.XXXXXX)
 RESPONDER_PID=""
 
 cleanup() {
+  trap "" INT TERM  # a second signal must not cut the cleanup short
   set +e
   if [[ -n $RESPONDER_PID ]]; then
     kill "$RESPONDER_PID" 2>/dev/null

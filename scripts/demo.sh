@@ -35,6 +35,7 @@ source scripts/lib/cluster.sh
 cluster_down   # leftovers of an interrupted run
 on_exit() {
   local rc=$? f
+  trap "" INT TERM  # a second signal must not cut the teardown short
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ]; then
     for f in "$CLUSTER_DIR"/aggregator.log "$CLUSTER_DIR"/agent*.log; do
       [ -f "$f" ] && printf -- '---- last lines of %s\n%s\n' "${f##*/}" "$(tail -n 5 "$f")" >&2
