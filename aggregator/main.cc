@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
   std::string kube_mode_text, kubeconfig, kube_context, expect_ambient, agent_missing_after;
   std::string node_conditions;
+  std::string grpc_memory_limit;
   namespace diag = meshprobe::aggregator;
   const diag::KubeRuleOptions rule_defaults;
   // The mesh's own components' pods, as the upstream charts label them (kube_rules.h).
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
       ("http-listen", po::value(&http_listen)->default_value("0.0.0.0:9471"), "HTTP ADDR:PORT (/metrics, /healthz, /readyz, /)")
       ("stale-after", po::value(&stale_after)->default_value("10s"), "a node that has not reported for this long is down: its cells turn UNKNOWN")
       ("forget-after", po::value(&forget_after)->default_value("0"), "a node silent for this long leaves the membership (0: 10 x --stale-after)")
+      ("grpc-memory-limit", po::value(&grpc_memory_limit)->default_value("0"), "cap gRPC's transport buffers at this QUANTITY (e.g. 128Mi; at least 32Mi; 0: no cap); past it gRPC frees idle connections' read buffers, and if that is not enough ends streams")
       ("kube", po::value(&kube_mode_text)->default_value("auto"), "auto | on | off: watch Nodes, Namespaces and Pods (auto: when in a cluster or with --kubeconfig)")
       ("kubeconfig", po::value(&kubeconfig)->default_value(""), "kubeconfig FILE for running outside a cluster (token and client-certificate users)")
       ("kube-context", po::value(&kube_context)->default_value(""), "the kubeconfig context to use (default: its current-context)")
@@ -120,6 +122,13 @@ int main(int argc, char** argv) {
   if (!forget || forget->count() < 0 || (forget->count() > 0 && *forget < *stale)) {
     std::cerr << "meshprobe-aggregator: --forget-after '" << forget_after
               << "' must be 0 or a duration not shorter than --stale-after\n";
+    return 2;
+  }
+
+  auto memory_limit = meshprobe::aggregator::parseByteQuantity(grpc_memory_limit);
+  if (!memory_limit || (*memory_limit != 0 && *memory_limit < meshprobe::aggregator::kMinGrpcMemoryLimit)) {
+    std::cerr << "meshprobe-aggregator: --grpc-memory-limit '" << grpc_memory_limit
+              << "' must be 0 (no cap) or a byte quantity of at least 32Mi (e.g. 128Mi, 1Gi)\n";
     return 2;
   }
 
@@ -254,6 +263,7 @@ int main(int argc, char** argv) {
   options.grpc_listen = grpc_listen;
   options.http_listen = http_listen;
   options.tls = tls;
+  options.grpc_memory_limit = *memory_limit;
   options.cluster.stale_after = *stale;
   // Queries, /metrics and diagnosis read a snapshot rebuilt at most 4 times a second.
   options.cluster.publish_interval = std::chrono::milliseconds(250);
@@ -282,6 +292,10 @@ int main(int argc, char** argv) {
   spdlog::info("meshprobe-aggregator {} serving gRPC on {} (port {}); stale after {}, forget after {}",
                meshprobe::kVersion, grpc_listen, *port, meshprobe::formatDuration(*stale),
                meshprobe::formatDuration(server.state().options().forget_after));
+  if (*memory_limit > 0) {
+    spdlog::info("gRPC transport buffers capped at {} bytes (--grpc-memory-limit {})", *memory_limit,
+                 grpc_memory_limit);
+  }
   if (tls.insecure) {
     spdlog::warn("gRPC is plaintext without client authentication (--insecure)");
   } else {

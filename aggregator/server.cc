@@ -5,8 +5,38 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
+#include <limits>
+#include <utility>
 
 namespace meshprobe::aggregator {
+
+std::optional<uint64_t> parseByteQuantity(std::string_view text) {
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [rest, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || rest == text.data()) return std::nullopt;
+  const std::string_view suffix(rest, static_cast<size_t>(end - rest));
+  static constexpr std::array<std::pair<std::string_view, uint64_t>, 9> kUnits{{
+      {"", 1},
+      {"k", 1000},
+      {"M", 1000 * 1000},
+      {"G", 1000 * 1000 * 1000},
+      {"T", 1000ull * 1000 * 1000 * 1000},
+      {"Ki", 1ull << 10},
+      {"Mi", 1ull << 20},
+      {"Gi", 1ull << 30},
+      {"Ti", 1ull << 40},
+  }};
+  for (const auto& [name, unit] : kUnits) {
+    if (suffix != name) continue;
+    constexpr uint64_t kMax = uint64_t{1} << 63;
+    if (value > kMax / unit) return std::nullopt;
+    return value * unit;
+  }
+  return std::nullopt;
+}
 
 AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
     : options_(std::move(options)),
@@ -25,6 +55,12 @@ Result<int> AggregatorServer::start() {
   builder.AddListeningPort(options_.grpc_listen, tls::serverCredentials(options_.tls), &port_);
   builder.RegisterService(&collector_);
   builder.RegisterService(&query_);
+  if (options_.grpc_memory_limit > 0) {
+    quota_ = std::make_unique<grpc::ResourceQuota>("meshprobe-aggregator");
+    quota_->Resize(static_cast<size_t>(std::min<uint64_t>(options_.grpc_memory_limit,
+                                                          std::numeric_limits<size_t>::max())));
+    builder.SetResourceQuota(*quota_);
+  }
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     server_.reset();

@@ -5,6 +5,7 @@
 // that re-evaluates findings. main() and the tests both build one; tests bind 127.0.0.1:0.
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 
 #include <atomic>
 #include <chrono>
@@ -12,7 +13,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "aggregator/cluster_state.h"
@@ -25,6 +28,15 @@
 #include "common/tls/tls.h"
 
 namespace meshprobe::aggregator {
+
+// The smallest --grpc-memory-limit main() accepts: 8 messages of the 4 MiB the server
+// receives at most (gRPC charges a message's read buffers to the quota while it arrives).
+inline constexpr uint64_t kMinGrpcMemoryLimit = 32ull << 20;
+
+// A byte count written as a Kubernetes quantity: "0", "1048576", "64Mi", "1Gi", "512Ki"
+// (binary), "100M", "2G", "500k" (decimal). nullopt for anything else, a negative or
+// fractional number, or more than 2^63 bytes.
+std::optional<uint64_t> parseByteQuantity(std::string_view text);
 
 struct ServerOptions {
   std::string grpc_listen = "0.0.0.0:9470";
@@ -45,6 +57,12 @@ struct ServerOptions {
   // A Collector stream without a Hello this long (on the server's Clock) is ended with
   // DEADLINE_EXCEEDED at the next sweep.
   std::chrono::milliseconds hello_timeout{kDefaultHelloTimeout};
+  // A gRPC memory quota (grpc::ResourceQuota) of this many bytes for the server's transport
+  // buffers; 0: none (gRPC's default). Once the quota is used up gRPC frees idle
+  // connections' read buffers and reads into small slices while memory is short; if that is
+  // not enough it ends streams, which their agents re-open. main() passes
+  // --grpc-memory-limit (at least kMinGrpcMemoryLimit when set).
+  uint64_t grpc_memory_limit = 0;
   DiagnosisOptions diagnosis;
   // The Kubernetes objects (not owned; outlives the server), or null without the API: the
   // diagnosis then runs the Kubernetes rules too (AGENT_MISSING, NAMESPACE_NOT_AMBIENT, ...).
@@ -98,6 +116,7 @@ class AggregatorServer {
   DiagnosisEngine diagnosis_;
   CollectorService collector_;
   QueryService query_;
+  std::unique_ptr<grpc::ResourceQuota> quota_;  // with grpc_memory_limit
   std::unique_ptr<grpc::Server> server_;  // destroyed before the services it serves
   int port_ = 0;
   std::unique_ptr<AggregatorHttp> http_;  // stopped before anything it reads goes away

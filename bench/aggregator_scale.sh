@@ -24,11 +24,12 @@
 # PIN=1 gives the aggregator core 0 to itself and the loadgen processes the other cores
 # (taskset), as on a cluster where the aggregator has its own node: otherwise the simulation
 # of thousands of agents takes most of a shared machine's CPU away from the aggregator.
-# Everything it starts it stops (trap), by PID.
+# AGG_ARGS adds flags to the aggregator's command line (e.g. AGG_ARGS="--grpc-memory-limit
+# 64Mi"). Everything it starts it stops (trap), by PID.
 #
 # Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
 # Env:   SIZES="100 300" WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
-#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 SHARDS=1 PIN=0
+#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 SHARDS=1 PIN=0 AGG_ARGS=
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -97,7 +98,8 @@ run_size() {
   local load
   load=$(cut -d' ' -f1-3 /proc/loadavg)
 
-  "${AGG_CPUS[@]}" "$AGG" --insecure --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
+  # shellcheck disable=SC2086  # AGG_ARGS is a list of flags
+  "${AGG_CPUS[@]}" "$AGG" --insecure --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 ${AGG_ARGS:-} >"$agg_log" 2>&1 &
   AGG_PID=$!
   wait_for_line "$agg_log" 20 "serving HTTP" || return 1
   local grpc_port http_port

@@ -1,7 +1,8 @@
 // meshprobe-loadgen against the real aggregator binary on loopback (ephemeral ports):
 // 50 simulated agents join, a node fault and a pair fault show in Diagnose with the right
-// nodes and layers after the `injected` line, and nothing listening is a clear non-zero
-// exit. Needs no privileges; traffic stays on 127.0.0.1.
+// nodes and layers after the `injected` line, nothing listening is a clear non-zero
+// exit, and an aggregator under --grpc-memory-limit takes in 1,000 agents with no stream
+// lost. Needs no privileges; traffic stays on 127.0.0.1.
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -184,6 +185,59 @@ TEST(LoadgenNoAggregator, ExitsNonZeroNamingTheAddress) {
   EXPECT_NE(res.err.find("cannot connect to the aggregator at " + addr), std::string::npos) << res.err;
   // Bounded by --connect-timeout (2 s), with room for a loaded machine.
   EXPECT_LT(took, 15s);
+}
+
+// The smallest cap the flag accepts, 1,000 simulated agents joining at once, each starting
+// with a whole report of 1,000 peers × 2 layers: the quota runs out and gRPC reclaims read
+// buffers thousands of times meanwhile (GRPC_TRACE=resource_quota logs each), yet every
+// agent is up and no stream ended.
+TEST(LoadgenMemoryLimit, AThousandAgentsUnderTheSmallestCapLoseNoStream) {
+  TempDir tmp{"loadgen-limit"};
+  Process aggregator("",
+                     {kAggregator, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--insecure",
+                      "--grpc-memory-limit", "32Mi"},
+                     tmp.sub("aggregator.log"));
+  ASSERT_TRUE(eventually([&] { return portFromLog(aggregator.log(), "serving gRPC") > 0; },
+                         [&] { return aggregator.describe(); }, 20s, 20ms));
+  EXPECT_NE(aggregator.log().find("gRPC transport buffers capped at 33554432 bytes"), std::string::npos)
+      << aggregator.describe();
+  const std::string addr = "127.0.0.1:" + std::to_string(portFromLog(aggregator.log(), "serving gRPC"));
+  auto query = v1::Query::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  Process loadgen("", {kLoadgen, "--insecure", "--aggregator", addr, "--nodes", "1000", "--interval", "1s"},
+                  tmp.sub("loadgen.log"));
+  EXPECT_TRUE(eventually(
+      "1000 sim nodes up",
+      [&]() -> std::string {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + 3s);
+        v1::ListNodesResponse resp;
+        auto st = query->ListNodes(&ctx, {}, &resp);
+        if (!st.ok()) return "ListNodes: " + st.error_message();
+        size_t up = 0;
+        for (const auto& n : resp.nodes()) up += n.up() ? 1 : 0;
+        if (resp.nodes_size() == 1000 && up == 1000) return "";
+        return std::to_string(resp.nodes_size()) + " nodes, " + std::to_string(up) + " up\n" + loadgen.describe();
+      },
+      60s, 200ms));
+  loadgen.signal(SIGTERM);
+  EXPECT_TRUE(eventually([&] { return !loadgen.alive(); }, [&] { return loadgen.describe(); }, 30s, 50ms));
+  EXPECT_EQ(loadgen.exitCode(), 0) << loadgen.describe();
+  EXPECT_NE(loadgen.log().find(" stream_errors=0 "), std::string::npos) << loadgen.describe();
+  EXPECT_NE(loadgen.log().find(" streams_started=1000 "), std::string::npos) << loadgen.describe();
+}
+
+TEST(LoadgenMemoryLimit, TheAggregatorRefusesACapBelow32Mi) {
+  CmdOptions opts;
+  opts.timeout = 30s;
+  opts.drop_meshprobe_env = true;
+  for (const char* bad : {"16Mi", "1.5Gi", "lots"}) {
+    auto res = runCommand({kAggregator, "--insecure", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                           "--grpc-memory-limit", bad},
+                          opts);
+    EXPECT_EQ(res.exit_code, 2) << res.describe();
+    EXPECT_NE(res.err.find(std::string("--grpc-memory-limit '") + bad + "' must be 0 (no cap) or"), std::string::npos)
+        << res.err;
+  }
 }
 
 }  // namespace
