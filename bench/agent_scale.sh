@@ -24,6 +24,8 @@
 #
 # Usage: sudo bench/agent_scale.sh [BUILD_DIR]          (default: build)
 # Env:   SIZES="1000 5000" WARMUP=10 WINDOW=30 BUDGET=200 (the agent's default)
+#        LG_SHARDS=K: simulate the peers in K loadgen processes (--shard I/K; default 1
+#        below 2,000 peers, 4 from there: one process cannot connect 5,000 in time)
 #        PERF=1: also `perf record -g` the agent over the window and print its top functions
 #        (perf's sampling adds a little to the measured CPU)
 # Targets: <= 1% of a core and <= 20 MiB RSS at 1,000 and 5,000 peers.
@@ -38,6 +40,7 @@ SIZES=${SIZES:-"1000 5000"}
 WARMUP=${WARMUP:-10}
 WINDOW=${WINDOW:-30}
 BUDGET=${BUDGET:-200}
+LG_SHARDS=${LG_SHARDS:-}
 
 if [[ $(id -u) != 0 ]]; then
   echo "agent_scale.sh: needs root (network namespaces); skipping" >&2
@@ -124,18 +127,26 @@ metric() {
 
 run_size() {
   local n=$1
-  local agg_log=$WORK/agg-$n.log agent_log=$WORK/agent-$n.log lg_log=$WORK/lg-$n.log
+  local agg_log=$WORK/agg-$n.log agent_log=$WORK/agent-$n.log
   ip netns exec "$NS_A" "$AGG" --insecure --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$agg_log" 2>&1 &
   PIDS+=($!)
   wait_until "aggregator serving HTTP" 20 grep -q "serving HTTP" "$agg_log"
   local grpc_port
   grpc_port=$(grep -oE "serving gRPC on .* \(port [0-9]+\)" "$agg_log" | grep -oE "[0-9]+\)$" | tr -d ')')
 
-  ip netns exec "$NS_A" "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 60s \
-    --probe-budget 1 --threads 1 --ramp "$((n / 100))s" >/dev/null 2>"$lg_log" &
-  PIDS+=($!)
-  wait_until "all $n simulated nodes connected" $((n / 100 + 60)) grep -q "all $n streams connected" "$lg_log" ||
-    { tail -3 "$lg_log" >&2; return 1; }
+  local shards=${LG_SHARDS:-$((n >= 2000 ? 4 : 1))} k
+  for ((k = 0; k < shards; k++)); do
+    ip netns exec "$NS_A" "$LOADGEN" --insecure --aggregator "127.0.0.1:$grpc_port" --nodes "$n" --interval 60s \
+      --probe-budget 1 --threads 1 --ramp "$((n / 100))s" --shard "$k/$shards" >/dev/null 2>"$WORK/lg-$n-$k.log" &
+    PIDS+=($!)
+  done
+  # Every simulated node a member (it said Hello; a member stays one for 100 s after its
+  # stream drops, so a simulated node that reconnects meanwhile is still a peer).
+  local agg_http
+  agg_http=127.0.0.1:$(grep -oE "serving HTTP .* \(port [0-9]+\)" "$agg_log" | grep -oE "[0-9]+\)$" | tr -d ')')
+  members_are() { [[ $(metric "$agg_http" meshprobe_aggregator_nodes) == "$1" ]]; }
+  wait_until "all $n simulated nodes members" $((n / 100 + 120)) members_are "$n" ||
+    { tail -n 2 "$WORK"/lg-"$n"-*.log >&2; return 1; }
 
   local http=127.0.0.1:19472
   ip netns exec "$NS_A" "$AGENT" --insecure --aggregator "127.0.0.1:$grpc_port" --node-name bench-agent --node-ip 192.0.2.1 \
