@@ -32,8 +32,9 @@ struct Seams {
   std::unique_ptr<NetlinkReader> netlink = makeKernelNetlinkReader(kKernelReadTimeout);
   std::unique_ptr<SockDiag> sock_diag = makeKernelSockDiag(kKernelReadTimeout);
   std::unique_ptr<CommandRunner> commands = makeProcessCommandRunner();
+  std::unique_ptr<RulesetGeneration> rulesets = makeKernelRulesetGeneration(kKernelReadTimeout);
   SystemClock clock;
-  AgentDeps deps() { return AgentDeps{*netlink, *sock_diag, *commands, clock}; }
+  AgentDeps deps() { return AgentDeps{*netlink, *sock_diag, *commands, clock, nullptr, rulesets.get()}; }
 };
 
 int runOnce(const AgentConfig& config) {

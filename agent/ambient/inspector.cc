@@ -1,5 +1,8 @@
 #include "agent/ambient/inspector.h"
 
+#include <algorithm>
+#include <set>
+
 #include "agent/kernel/netlink_dump.h"
 #include "agent/kernel/netlink_parse.h"
 #include "agent/kernel/netns.h"
@@ -30,8 +33,16 @@ bool holdsIstioChains(const std::string& save_output) { return save_output.find(
 
 class KernelPodNetnsInspector final : public PodNetnsInspector {
  public:
-  KernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag, AddressSource addresses)
-      : commands_(commands), sock_diag_(sock_diag), addresses_(std::move(addresses)) {}
+  KernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag, AddressSource addresses,
+                          RulesetGeneration* generation)
+      : commands_(commands), sock_diag_(sock_diag), addresses_(std::move(addresses)), generation_(generation) {}
+
+  void retain(const std::vector<PodNetns>& pods) override {
+    std::vector<std::string> keys;
+    keys.reserve(pods.size());
+    for (const auto& p : pods) keys.push_back(reusedRulesKey(p));
+    reused_->retain(keys);
+  }
 
   PodInspection inspect(const PodNetns& pod, milliseconds timeout) override {
     // Child processes get most of the budget, so they time out (and are killed by the
@@ -39,10 +50,21 @@ class KernelPodNetnsInspector final : public PodNetnsInspector {
     const auto work_deadline = steady_clock::now() + timeout * 9 / 10;
     CommandRunner* commands = &commands_;
     SockDiag* sock_diag = &sock_diag_;
-    // A copy: the namespace thread may outlive this call (and the check) on a timeout.
-    auto r = runInNetns(pod.path, timeout, [commands, sock_diag, addresses = addresses_, work_deadline] {
-      return Result<PodInspection>(inspectCurrentNetns(*commands, *sock_diag, addresses, work_deadline));
-    });
+    RulesetGeneration* generation = generation_;
+    // Copies (and a shared memo): the namespace thread may outlive this call (and the
+    // check) on a timeout.
+    auto r = runInNetns(pod.path, timeout,
+                        [commands, sock_diag, addresses = addresses_, work_deadline, generation, reused = reused_,
+                         key = reusedRulesKey(pod)] {
+                          RulesSource rules;
+                          if (generation != nullptr) {
+                            rules = [=](steady_clock::time_point deadline) {
+                              return reused->read(key, *generation, *commands, steady_clock::now(), deadline);
+                            };
+                          }
+                          return Result<PodInspection>(
+                              inspectCurrentNetns(*commands, *sock_diag, addresses, work_deadline, rules));
+                        });
     if (!r.ok()) {
       PodInspection in;
       in.error = r.error().message;
@@ -56,6 +78,8 @@ class KernelPodNetnsInspector final : public PodNetnsInspector {
   CommandRunner& commands_;
   SockDiag& sock_diag_;
   AddressSource addresses_;
+  RulesetGeneration* generation_;
+  std::shared_ptr<ReusedRules> reused_ = std::make_shared<ReusedRules>();
 };
 
 }  // namespace
@@ -69,7 +93,7 @@ Result<std::vector<AddressInfo>> readNetnsAddresses(steady_clock::time_point dea
 }
 
 PodInspection inspectCurrentNetns(CommandRunner& commands, SockDiag& sock_diag, const AddressSource& addresses,
-                                  steady_clock::time_point deadline) {
+                                  steady_clock::time_point deadline, const RulesSource& rules_source) {
   PodInspection in;
   auto listeners = sock_diag.tcpListeners();
   if (listeners.ok()) {
@@ -83,7 +107,7 @@ PodInspection inspectCurrentNetns(CommandRunner& commands, SockDiag& sock_diag, 
   } else {
     in.addresses_error = addrs.error().message;
   }
-  RulesReading rules = readIstioRules(commands, deadline);
+  RulesReading rules = rules_source ? rules_source(deadline) : readIstioRules(commands, deadline);
   in.rules = std::move(rules.rules);
   in.rules_error = std::move(rules.error);
   in.iptables_tool = std::move(rules.tool);
@@ -92,8 +116,49 @@ PodInspection inspectCurrentNetns(CommandRunner& commands, SockDiag& sock_diag, 
 }
 
 std::unique_ptr<PodNetnsInspector> makeKernelPodNetnsInspector(CommandRunner& commands, SockDiag& sock_diag,
-                                                               AddressSource addresses) {
-  return std::make_unique<KernelPodNetnsInspector>(commands, sock_diag, std::move(addresses));
+                                                               AddressSource addresses, RulesetGeneration* generation) {
+  return std::make_unique<KernelPodNetnsInspector>(commands, sock_diag, std::move(addresses), generation);
+}
+
+std::string reusedRulesKey(const PodNetns& pod) {
+  return pod.path + " " + std::to_string(pod.id.dev) + ":" + std::to_string(pod.id.ino);
+}
+
+RulesReading ReusedRules::read(const std::string& key, RulesetGeneration& generation, CommandRunner& commands,
+                               steady_clock::time_point now, steady_clock::time_point deadline) {
+  // Before the read: a change during it moves the fingerprint again, and the next round
+  // reads once more.
+  auto fp = generation.fingerprint();
+  if (fp) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(key);
+    if (it != entries_.end() && it->second.fingerprint == *fp && now - it->second.at < kPodRulesRereadEvery) {
+      return it->second.reading;
+    }
+  }
+  RulesReading reading = readIstioRules(commands, deadline);
+  const bool complete = reading.error.empty() && reading.rules &&
+                        std::all_of(reading.notes.begin(), reading.notes.end(), [](const std::string& n) {
+                          return n.ends_with(": no ISTIO_ chains") || n.ends_with(": not found");
+                        });
+  std::lock_guard lock(mu_);
+  if (fp && complete) {
+    entries_[key] = Entry{*fp, reading, now};
+  } else {
+    entries_.erase(key);
+  }
+  return reading;
+}
+
+void ReusedRules::retain(const std::vector<std::string>& keys) {
+  std::set<std::string> keep(keys.begin(), keys.end());
+  std::lock_guard lock(mu_);
+  std::erase_if(entries_, [&keep](const auto& kv) { return !keep.count(kv.first); });
+}
+
+size_t ReusedRules::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
 }
 
 RulesReading readIstioRules(CommandRunner& commands, steady_clock::time_point deadline) {

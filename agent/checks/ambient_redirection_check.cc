@@ -247,8 +247,8 @@ CheckResult evaluateAmbientRedirection(const NetnsSources& sources, const NetnsE
 }
 
 AmbientRedirectionCheck::AmbientRedirectionCheck(const AgentConfig& config, CommandRunner& commands,
-                                                 SockDiag& sock_diag)
-    : AmbientRedirectionCheck(config, makeKernelPodNetnsInspector(commands, sock_diag)) {}
+                                                 SockDiag& sock_diag, RulesetGeneration* generation)
+    : AmbientRedirectionCheck(config, makeKernelPodNetnsInspector(commands, sock_diag, readNetnsAddresses, generation)) {}
 
 AmbientRedirectionCheck::AmbientRedirectionCheck(const AgentConfig& config,
                                                  std::unique_ptr<PodNetnsInspector> inspector, NetnsProbe probe)
@@ -257,6 +257,7 @@ AmbientRedirectionCheck::AmbientRedirectionCheck(const AgentConfig& config,
 CheckResult AmbientRedirectionCheck::run() {
   const NetnsSources sources = ambientNetnsSources(config_);
   NetnsEnumeration found = enumeratePodNetns(sources, probe_);
+  inspector_->retain(found.pods);
 
   // Finish inside the doctor's per-check timeout, with room to spare for the verdict.
   auto budget = std::chrono::duration_cast<milliseconds>(config_.check_timeout) * 8 / 10;

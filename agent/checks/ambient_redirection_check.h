@@ -29,8 +29,10 @@ struct PodReport {
 
 class AmbientRedirectionCheck final : public Check {
  public:
-  // Kernel inspection through the agent's seams (they must act on the calling thread's netns).
-  AmbientRedirectionCheck(const AgentConfig& config, CommandRunner& commands, SockDiag& sock_diag);
+  // Kernel inspection through the agent's seams (they must act on the calling thread's
+  // netns). With `generation`, a pod's rules are read again only when they changed.
+  AmbientRedirectionCheck(const AgentConfig& config, CommandRunner& commands, SockDiag& sock_diag,
+                          RulesetGeneration* generation = nullptr);
   // Any inspector (tests: a fake), and what enumerating pod netns asks of the system
   // (tests: a fake stat and privileges).
   AmbientRedirectionCheck(const AgentConfig& config, std::unique_ptr<PodNetnsInspector> inspector,

@@ -3,6 +3,7 @@
 
 #include "agent/checks/peer_directory.h"
 #include "agent/config.h"
+#include "agent/firewall/ruleset_generation.h"
 #include "agent/kernel/command_runner.h"
 #include "agent/kernel/netlink_reader.h"
 #include "agent/kernel/sock_diag.h"
@@ -18,6 +19,8 @@ struct AgentDeps {
   CommandRunner& commands;
   const Clock& clock;
   const PeerDirectory* peers = nullptr;  // membership, in daemon mode
+  // Whether the firewall rules changed since the last read (nullptr: read them every round).
+  RulesetGeneration* rulesets = nullptr;
 };
 
 }  // namespace meshprobe::agent

@@ -313,8 +313,9 @@ Verdict judge(const FirewallSnapshot& fw, const std::vector<Target>& targets, co
 
 }  // namespace
 
-FirewallCheck::FirewallCheck(const AgentConfig& config, NetlinkReader& netlink, CommandRunner& commands)
-    : config_(config), netlink_(netlink), commands_(commands) {}
+FirewallCheck::FirewallCheck(const AgentConfig& config, NetlinkReader& netlink, CommandRunner& commands,
+                             RulesetGeneration* generation, const Clock* clock)
+    : config_(config), netlink_(netlink), commands_(commands), generation_(clock ? generation : nullptr), clock_(clock) {}
 
 CheckResult FirewallCheck::run() {
   try {
@@ -327,13 +328,52 @@ CheckResult FirewallCheck::run() {
 CheckResult FirewallCheck::runChecked() {
   nlohmann::json details = nlohmann::json::object();
   const std::vector<Target> targets = chooseTargets(config_, netlink_, details);
-  const FirewallSnapshot fw = readFirewall(commands_, readOptions(config_));
+  const FirewallSnapshot& fw = rules(details);
   const SourceTally tally = describeSources(fw, details);
   Verdict v = fw.anyRead() ? judge(fw, targets, tally, details) : unreadable(fw, tally);
   CheckResult r = result(v.status, std::move(v.summary));
   r.details = std::move(details);
   r.findings = std::move(v.findings);
   return r;
+}
+
+const FirewallSnapshot& FirewallCheck::rules(nlohmann::json& details) {
+  std::optional<uint64_t> fingerprint;
+  std::string unknown;
+  if (generation_ != nullptr) {
+    // Before the read: a change that lands during it moves the fingerprint again, so the
+    // next round reads once more instead of trusting a read that may have missed it.
+    auto fp = generation_->fingerprint();
+    if (fp) {
+      fingerprint = *fp;
+    } else {
+      unknown = fp.error().message;
+    }
+  }
+  const auto now = clock_ ? clock_->monotonicNow() : std::chrono::steady_clock::time_point{};
+  if (last_ && fingerprint && last_->fingerprint == fingerprint && now - last_->at < kFirewallRereadEvery) {
+    ++reuses_;
+    details["rules_read"] = "unchanged since the read " +
+                            formatDuration(std::chrono::duration_cast<std::chrono::seconds>(now - last_->at)) +
+                            " ago (the kernel's ruleset generation)";
+    details["rules_reads"] = reads_;
+    details["rules_reuses"] = reuses_;
+    return last_->snapshot;
+  }
+  FirewallSnapshot snap = readFirewall(commands_, readOptions(config_));
+  ++reads_;
+  // Reusable only when complete: every source read (or its tool absent), no probe timed out.
+  const bool complete = snap.mode.timed_out.empty() &&
+                        std::all_of(snap.sources.begin(), snap.sources.end(),
+                                    [](const FirewallSource& s) { return s.read || s.tool_missing; });
+  last_ = LastRead{std::move(snap), complete ? fingerprint : std::nullopt, now};
+  if (generation_ != nullptr) {
+    details["rules_read"] = !unknown.empty() ? "read now: the kernel could not say whether they changed (" + unknown + ")"
+                                             : "read now";
+    details["rules_reads"] = reads_;
+    details["rules_reuses"] = reuses_;
+  }
+  return last_->snapshot;
 }
 
 }  // namespace meshprobe::agent

@@ -15,10 +15,10 @@ std::vector<CheckPtr> makeChecks(const AgentConfig& config, const AgentDeps& dep
   checks.push_back(std::make_unique<VxlanDeviceCheck>(config, deps.netlink));
   checks.push_back(std::make_unique<VxlanSocketCheck>(config, deps.netlink, deps.sock_diag));
   checks.push_back(std::make_unique<VxlanFdbCheck>(config, deps.netlink, deps.peers));
-  checks.push_back(std::make_unique<FirewallCheck>(config, deps.netlink, deps.commands));
+  checks.push_back(std::make_unique<FirewallCheck>(config, deps.netlink, deps.commands, deps.rulesets, &deps.clock));
   checks.push_back(std::make_unique<IstiodCheck>(config));
   checks.push_back(std::make_unique<ZtunnelCheck>(config, deps.sock_diag));
-  checks.push_back(std::make_unique<AmbientRedirectionCheck>(config, deps.commands, deps.sock_diag));
+  checks.push_back(std::make_unique<AmbientRedirectionCheck>(config, deps.commands, deps.sock_diag, deps.rulesets));
   return checks;
 }
 

@@ -31,6 +31,7 @@ struct DumpContext {
   std::string what;
   std::optional<Error> error;
   bool done = false;
+  bool until_ack = false;  // a request, not a dump: the ACK ends it
 };
 
 void append(std::vector<uint8_t>& out, const nlmsghdr* nlh) {
@@ -48,7 +49,11 @@ int onNoop(const nlmsghdr*, void*) { return MNL_CB_OK; }
 
 int onError(const nlmsghdr* nlh, void* data) {
   auto* ctx = static_cast<DumpContext*>(data);
-  if (netlinkStatus(nlh) == 0) return MNL_CB_OK;  // an ACK: not expected for a dump, harmless
+  if (netlinkStatus(nlh) == 0) {  // an ACK: ends a request; not expected for a dump, harmless
+    if (!ctx->until_ack) return MNL_CB_OK;
+    ctx->done = true;
+    return MNL_CB_STOP;
+  }
   ctx->error = netlinkError(nlh, ctx->what);
   errno = ctx->error->sys_errno;
   return MNL_CB_ERROR;
@@ -87,7 +92,10 @@ bool endsDump(std::span<const uint8_t> datagram, uint32_t seq) {
 
 Result<NetlinkSocket> NetlinkSocket::open(int bus, std::span<const unsigned> groups) {
   mnl_socket* sock = mnl_socket_open2(bus, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  const char* bus_name = bus == NETLINK_ROUTE ? "NETLINK_ROUTE" : bus == NETLINK_SOCK_DIAG ? "NETLINK_SOCK_DIAG" : "netlink";
+  const char* bus_name = bus == NETLINK_ROUTE       ? "NETLINK_ROUTE"
+                         : bus == NETLINK_SOCK_DIAG ? "NETLINK_SOCK_DIAG"
+                         : bus == NETLINK_NETFILTER ? "NETLINK_NETFILTER"
+                                                    : "netlink";
   if (sock == nullptr) return Error::fromErrno(std::string("socket(") + bus_name + ")", errno);
   const int fd = mnl_socket_get_fd(sock);
   // Large receive buffer; SO_RCVBUFFORCE needs CAP_NET_ADMIN, SO_RCVBUF is capped by rmem_max.
@@ -152,9 +160,24 @@ Result<std::vector<uint8_t>> NetlinkSocket::dump(std::span<const uint8_t> reques
   }
 }
 
+Result<std::vector<uint8_t>> NetlinkSocket::request(std::span<const uint8_t> request,
+                                                    SteadyClock::time_point deadline, std::string_view what) {
+  if (broken_) return Error{std::string(what) + ": socket unusable after an earlier failed request", EBUSY};
+  if (request.size() < sizeof(nlmsghdr)) return Error{std::string(what) + ": request shorter than a netlink header"};
+  std::vector<uint8_t> req(request.begin(), request.end());
+  nlmsghdr hdr;
+  std::memcpy(&hdr, req.data(), sizeof(hdr));
+  hdr.nlmsg_flags |= NLM_F_ACK;
+  std::memcpy(req.data(), &hdr, sizeof(hdr));
+  bool interrupted = false;
+  auto bytes = dumpOnce(req, deadline, what, interrupted, /*until_ack=*/true);
+  if (!bytes) broken_ = true;
+  return bytes;
+}
+
 Result<std::vector<uint8_t>> NetlinkSocket::dumpOnce(std::span<const uint8_t> request,
                                                      SteadyClock::time_point deadline, std::string_view what_view,
-                                                     bool& interrupted) {
+                                                     bool& interrupted, bool until_ack) {
   const std::string what(what_view);
   const uint32_t seq = ++seq_;
   std::vector<uint8_t> req(request.begin(), request.end());
@@ -168,6 +191,7 @@ Result<std::vector<uint8_t>> NetlinkSocket::dumpOnce(std::span<const uint8_t> re
   DumpContext ctx;
   ctx.out = &out;
   ctx.what = what;
+  ctx.until_ack = until_ack;
   mnl_cb_t ctl[NLMSG_MIN_TYPE] = {};
   ctl[NLMSG_NOOP] = onNoop;
   ctl[NLMSG_ERROR] = onError;

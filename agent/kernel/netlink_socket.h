@@ -11,7 +11,9 @@
 //
 // No parsing here: the reply comes back as bytes (netlink_parse.h, sock_diag_parse.h, both
 // over the one message walker of netlink_walk.h, which also words kernel errors).
-// The same class receives multicast notifications (netlink_cache.h).
+// The same class receives multicast notifications (netlink_cache.h), and sends single
+// requests that the kernel answers with a message and an ACK (NETLINK_NETFILTER's
+// NFT_MSG_GETGEN, ruleset_generation.h).
 
 #include <chrono>
 #include <cstdint>
@@ -34,7 +36,8 @@ inline constexpr int kMaxDumpAttempts = 4;  // first try + 3 retries on NLM_F_DU
 // Not thread-safe; cheap to open.
 class NetlinkSocket {
  public:
-  // bus: NETLINK_ROUTE or NETLINK_SOCK_DIAG. groups: RTNLGRP_* numbers to join (route only).
+  // bus: NETLINK_ROUTE, NETLINK_SOCK_DIAG or NETLINK_NETFILTER. groups: RTNLGRP_* numbers
+  // to join (route only).
   static Result<NetlinkSocket> open(int bus, std::span<const unsigned> groups = {});
   NetlinkSocket(NetlinkSocket&& other) noexcept;
   NetlinkSocket& operator=(NetlinkSocket&&) = delete;
@@ -53,6 +56,12 @@ class NetlinkSocket {
   Result<std::vector<uint8_t>> dump(std::span<const uint8_t> request, std::chrono::steady_clock::time_point deadline,
                                     std::string_view what);
 
+  // Sends `request` with NLM_F_ACK set (and a fresh nlmsg_seq) and returns the messages
+  // the kernel answered with before its ACK, concatenated. For requests that are not
+  // dumps; an NLMSG_ERROR is the Error. Same failure rule as dump().
+  Result<std::vector<uint8_t>> request(std::span<const uint8_t> request, std::chrono::steady_clock::time_point deadline,
+                                       std::string_view what);
+
   // Waits until the deadline for one datagram and returns its bytes (empty span: the
   // deadline passed). Error ENOBUFS: the kernel dropped messages (the socket's receive
   // buffer overran) — notifications were lost. For multicast subscribers.
@@ -65,7 +74,7 @@ class NetlinkSocket {
   NetlinkSocket(mnl_socket* sock, uint32_t portid, bool strict) : sock_(sock), portid_(portid), strict_(strict) {}
   Result<std::vector<uint8_t>> dumpOnce(std::span<const uint8_t> request,
                                         std::chrono::steady_clock::time_point deadline, std::string_view what,
-                                        bool& interrupted);
+                                        bool& interrupted, bool until_ack = false);
 
   mnl_socket* sock_ = nullptr;
   uint32_t portid_ = 0;

@@ -136,6 +136,18 @@ TEST_F(Diagnosis, S08AmbientPodWithoutZtunnelListenersOnNode3) {
   runScenario(s, [&] { addAmbientPod(3, "amb3", /*rules=*/true, /*listeners=*/false); });
 }
 
+// ======================= 8b. a captured pod's rules removed on node3 =======================
+
+TEST_F(Diagnosis, S08bCapturedPodLosesItsRulesOnNode3) {
+  // Healthy first (istio-cni's rules and ztunnel's listeners), so node3's agent has read the
+  // pod's rules and reuses that reading while the kernel's ruleset fingerprint in the pod's
+  // namespace stays put. Removing the rules (iptables-restore flushes the tables it is
+  // given and deletes their chains) must move the fingerprint and be seen.
+  const TestNetns& pod = addAmbientPod(3, "amb3r", /*rules=*/true, /*listeners=*/true);
+  Scenario s{"ambient_rules_removed", {want("AMBIENT_REDIRECTION_BROKEN", {3}, "AMBIENT")}, {}, nullptr};
+  runScenario(s, [&] { pod.sh("printf '*raw\\nCOMMIT\\n*mangle\\nCOMMIT\\n*nat\\nCOMMIT\\n' | iptables-restore\n"); });
+}
+
 // ======================= 9. node4's underlay MTU lowered =======================
 
 TEST_F(Diagnosis, S09UnderlayMtuLoweredOnNode4) {

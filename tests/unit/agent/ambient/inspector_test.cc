@@ -195,3 +195,110 @@ TEST(KernelPodNetnsInspector, ListenerReadFailureIsKept) {
   EXPECT_EQ(in.listeners_error, "sock_diag: no answer");
   EXPECT_EQ(classifyPod(in).state, PodState::kUnknown);
 }
+
+namespace {
+
+// The kernel's ruleset fingerprint of a pod namespace, as the test sets it.
+class FakeGeneration final : public RulesetGeneration {
+ public:
+  Result<uint64_t> fingerprint() override {
+    if (fail) return Error{"nf_tables generation (NFT_MSG_GETGEN): Operation not permitted", EPERM};
+    return value;
+  }
+  uint64_t value = 1;
+  bool fail = false;
+};
+
+struct ReusedRulesTest : ::testing::Test {
+  FakeCommandRunner cmd;
+  FakeGeneration gen;
+  ReusedRules reused;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  void SetUp() override {
+    cmd.by_program["iptables-nft-save"] = ran(readData("inpod_1_24_redirect_nft.txt"));
+    cmd.by_program["iptables-legacy-save"] = ran("");
+  }
+  RulesReading read(const std::string& key, std::chrono::seconds after) {
+    return reused.read(key, gen, cmd, t0 + after, soon());
+  }
+};
+
+}  // namespace
+
+TEST_F(ReusedRulesTest, UnchangedRulesAreNotReadAgainChangedOnesAre) {
+  auto first = read("/var/run/netns/cni-a 4:1", 0s);
+  ASSERT_TRUE(first.rules) << first.error;
+  ASSERT_EQ(cmd.calls.size(), 1u);
+  auto again = read("/var/run/netns/cni-a 4:1", 2s);
+  EXPECT_EQ(cmd.calls.size(), 1u) << "same fingerprint: no iptables-save";
+  ASSERT_TRUE(again.rules);
+  EXPECT_EQ(again.tool, first.tool);
+  EXPECT_EQ(again.rules->mode, first.rules->mode);
+  EXPECT_TRUE(again.rules->present);
+
+  // istio-cni removes its rules: the kernel's fingerprint moves, the new rules are read.
+  cmd.by_program["iptables-nft-save"] = ran(readData("empty_nft.txt"));
+  gen.value = 2;
+  auto removed = read("/var/run/netns/cni-a 4:1", 4s);
+  EXPECT_EQ(cmd.calls.size(), 3u);  // both variants: neither holds ISTIO_ chains now
+  ASSERT_TRUE(removed.rules);
+  EXPECT_FALSE(removed.rules->present);
+}
+
+TEST_F(ReusedRulesTest, EachNamespaceHasItsOwnReading) {
+  read("/var/run/netns/cni-a 4:1", 0s);
+  read("/var/run/netns/cni-b 4:2", 0s);
+  EXPECT_EQ(cmd.calls.size(), 2u);
+  EXPECT_EQ(reused.size(), 2u);
+  reused.retain({"/var/run/netns/cni-b 4:2"});  // pod a is gone
+  EXPECT_EQ(reused.size(), 1u);
+  read("/var/run/netns/cni-a 4:1", 1s);
+  EXPECT_EQ(cmd.calls.size(), 3u) << "a forgotten namespace is read again";
+}
+
+TEST_F(ReusedRulesTest, ReadAgainAfterTheLongestReuse) {
+  read("k", 0s);
+  read("k", kPodRulesRereadEvery - 1s);
+  EXPECT_EQ(cmd.calls.size(), 1u);
+  read("k", kPodRulesRereadEvery);
+  EXPECT_EQ(cmd.calls.size(), 2u);
+}
+
+TEST_F(ReusedRulesTest, WithoutAFingerprintOrAfterAFailureEveryRoundReads) {
+  gen.fail = true;
+  read("k", 0s);
+  read("k", 1s);
+  EXPECT_EQ(cmd.calls.size(), 2u) << "unknown fingerprint: read every time";
+  EXPECT_EQ(reused.size(), 0u);
+
+  gen.fail = false;
+  cmd.by_program["iptables-nft-save"] = ran(readData("empty_nft.txt"));
+  CommandOutput hung;
+  hung.timed_out = true;
+  hung.exit_code = -1;
+  cmd.by_program["iptables-legacy-save"] = hung;
+  auto r = read("k", 2s);
+  ASSERT_TRUE(r.rules) << r.error;  // the nft variant ran, the legacy one timed out
+  read("k", 3s);
+  EXPECT_EQ(reused.size(), 0u) << "a reading with a timed-out variant is not complete";
+  EXPECT_EQ(cmd.calls.size(), 6u);
+}
+
+TEST(InspectCurrentNetns, TheRulesComeFromTheGivenSource) {
+  FakeCommandRunner cmd;
+  FakeSockDiag diag;
+  AddressSource none = [](std::chrono::steady_clock::time_point) -> Result<std::vector<AddressInfo>> {
+    return std::vector<AddressInfo>{};
+  };
+  int asked = 0;
+  RulesSource source = [&asked](std::chrono::steady_clock::time_point) {
+    ++asked;
+    RulesReading r;
+    r.error = "from the source";
+    return r;
+  };
+  PodInspection in = inspectCurrentNetns(cmd, diag, none, soon(), source);
+  EXPECT_EQ(asked, 1);
+  EXPECT_EQ(in.rules_error, "from the source");
+  EXPECT_TRUE(cmd.calls.empty());
+}
