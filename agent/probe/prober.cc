@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "agent/probe/df_socket.h"
+#include "agent/probe/outcome_window.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -36,17 +37,13 @@ std::string tcpErrorText(const error_code& ec) {
   return ec.message();
 }
 
-struct Outcome {
-  bool ok = false;
-  Duration rtt{};
-};
-
 struct TargetState {
   ProbeTarget target;
+  std::optional<size_t> ring_position;  // the peer's in the scheduler's rotation, if any
   udp::endpoint endpoint;
   uint64_t sent = 0;
   uint64_t received = 0;
-  std::deque<Outcome> window;
+  OutcomeWindow window;
   std::optional<Duration> last_rtt;
   std::optional<std::chrono::system_clock::time_point> last_success;
   std::optional<std::chrono::system_clock::time_point> last_probe;
@@ -170,10 +167,7 @@ struct Prober::Impl {
     }
   }
 
-  void pushOutcome(TargetState& s, Outcome o) {
-    s.window.push_back(o);
-    while (s.window.size() > options.window) s.window.pop_front();
-  }
+  void pushOutcome(TargetState& s, Outcome o) { s.window.push(o, options.window); }
 
   // --- I/O thread, with mu held -------------------------------------------------------
 
@@ -509,34 +503,36 @@ struct Prober::Impl {
     recordReply(out.id, std::max<Duration>(received - out.sent, Duration(1)), reply.sender);
   }
 
-  TargetStats snapshot(const TargetState& s) const {
+  // `rtts`: scratch space, reused across targets.
+  TargetStats snapshot(const TargetState& s, std::vector<Duration>& rtts) const {
     TargetStats t;
     t.target = s.target;
     t.sent = s.sent;
     t.received = s.received;
     t.window_probes = s.window.size();
-    std::vector<Duration> rtts;
+    rtts.clear();
     size_t misses = 0;
     Duration jitter_sum{};
     size_t jitter_n = 0;
-    const Outcome* prev = nullptr;
-    for (const auto& o : s.window) {
+    std::optional<Duration> prev;
+    for (size_t i = 0; i < s.window.size(); ++i) {
+      const Outcome o = s.window[i];
       if (!o.ok) {
         ++misses;
-        prev = nullptr;
+        prev.reset();
         continue;
       }
       rtts.push_back(o.rtt);
-      if (prev != nullptr) {
-        jitter_sum += o.rtt > prev->rtt ? o.rtt - prev->rtt : prev->rtt - o.rtt;
+      if (prev) {
+        jitter_sum += o.rtt > *prev ? o.rtt - *prev : *prev - o.rtt;
         ++jitter_n;
       }
-      prev = &o;
+      prev = o.rtt;
     }
     t.loss = s.window.empty() ? 0.0 : static_cast<double>(misses) / static_cast<double>(s.window.size());
     size_t recent = 0, recent_misses = 0;
-    for (auto it = s.window.rbegin(); it != s.window.rend() && recent < kRecentProbes; ++it, ++recent) {
-      if (!it->ok) ++recent_misses;
+    for (size_t i = s.window.size(); i > 0 && recent < kRecentProbes; --i, ++recent) {
+      if (!s.window[i - 1].ok) ++recent_misses;
     }
     t.recent_loss = recent == 0 ? 0.0 : static_cast<double>(recent_misses) / static_cast<double>(recent);
     if (!rtts.empty()) {
@@ -663,6 +659,7 @@ Status Prober::setTargets(const std::vector<ProbeTarget>& targets) {
           std::move(members), m.options.node_name, perRoundCapacity(m.options.probe_budget, m.options.interval)));
     }
     std::vector<TargetId> ids = m.scheduler.setTargets(valid);
+    const std::shared_ptr<const ProbeRotation>& rotation = m.scheduler.rotation();
     std::unordered_map<TargetId, TargetState> next;
     std::vector<TargetId> order;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -677,9 +674,11 @@ Status Prober::setTargets(const std::vector<ProbeTarget>& targets) {
           s.regular_since_df = 0;
         }
         s.target = valid[i];
+        s.ring_position = rotation ? rotation->positionOf(s.target.peer) : std::nullopt;
       } else {
         TargetState s;
         s.target = valid[i];
+        s.ring_position = rotation ? rotation->positionOf(s.target.peer) : std::nullopt;
         s.endpoint = endpoints[i];
         s.df.size = valid[i].path_mtu_size;
         next.emplace(ids[i], std::move(s));
@@ -697,7 +696,8 @@ std::vector<TargetStats> Prober::stats() const {
   std::lock_guard lock(impl_->mu);
   std::vector<TargetStats> out;
   out.reserve(impl_->order.size());
-  for (TargetId id : impl_->order) out.push_back(impl_->snapshot(impl_->states.at(id)));
+  std::vector<Duration> scratch;
+  for (TargetId id : impl_->order) out.push_back(impl_->snapshot(impl_->states.at(id), scratch));
   return out;
 }
 
@@ -712,12 +712,12 @@ ProbeRotationStatus Prober::rotationStatus() const {
   st.skipped = impl_->scheduler.skipped();
   const auto& r = impl_->scheduler.rotation();
   const uint64_t round = roundOf(impl_->clock.wallNow(), impl_->options.interval);
-  std::set<std::string> peers;
   for (const auto& [id, s] : impl_->states) {
-    peers.insert(s.target.peer);
-    if (!r || r->assigned(s.target.peer, round)) ++st.targets_this_round[s.target.layer];
+    if (!r || r->assignedAt(s.ring_position, round)) ++st.targets_this_round[s.target.layer];
   }
   if (!r) {  // no budget: every peer every round
+    std::set<std::string_view> peers;
+    for (const auto& [id, s] : impl_->states) peers.insert(s.target.peer);
     st.per_round = peers.size();
     return st;
   }

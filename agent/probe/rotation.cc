@@ -135,15 +135,20 @@ ProbeRotation::ProbeRotation(std::vector<std::string> members, std::string self,
         return std::move(members);
       }(),
             per_round),
-      self_(std::move(self)) {}
+      self_(std::move(self)),
+      self_position_(plan_.positionOf(self_).value_or(0)) {}
 
 std::vector<std::string> ProbeRotation::peersForRound(uint64_t round) const { return plan_.targetsOf(self_, round); }
 
 bool ProbeRotation::assigned(std::string_view peer, uint64_t round) const {
   if (peer == self_) return false;
-  if (!plan_.sparse()) return true;
-  if (!plan_.contains(peer)) return true;
-  return plan_.assigned(self_, peer, round);
+  return assignedAt(plan_.positionOf(peer), round);
+}
+
+bool ProbeRotation::assignedAt(std::optional<size_t> peer_position, uint64_t round) const {
+  if (peer_position == self_position_) return false;  // self is always a member
+  if (!plan_.sparse() || !peer_position) return true;
+  return plan_.assignedAt(self_position_, *peer_position, round);
 }
 
 }  // namespace meshprobe::agent

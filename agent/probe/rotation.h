@@ -104,10 +104,15 @@ class ProbeRotation {
   // Whether this agent probes `peer` in `round`. Not sparse: true for every peer. Sparse: a
   // name that is not a member is always true (it is probed every round rather than never).
   bool assigned(std::string_view peer, uint64_t round) const;
+  // The same by the peer's ring position (positionOf: nullopt when not a member), without
+  // a name lookup: for callers that ask every round for every target.
+  std::optional<size_t> positionOf(std::string_view peer) const { return plan_.positionOf(peer); }
+  bool assignedAt(std::optional<size_t> peer_position, uint64_t round) const;
 
  private:
   RotationPlan plan_;
   std::string self_;
+  size_t self_position_ = 0;
 };
 
 }  // namespace meshprobe::agent

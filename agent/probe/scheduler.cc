@@ -59,6 +59,7 @@ std::vector<TargetId> ProbeScheduler::setTargets(const std::vector<ProbeTarget>&
       found = next_id_++;
       Entry e;
       e.target = t;
+      if (rotation_) e.ring_position = rotation_->positionOf(t.peer);
       uint64_t h = mix(fnv1a(t.address, fnv1a(std::string(layerName(t.layer)), fnv1a(t.peer, fnv1a(options_.seed)))));
       e.offset = Duration(static_cast<int64_t>(h % static_cast<uint64_t>(options_.interval.count())));
       auto& placed = next.emplace(found, std::move(e)).first->second;
@@ -88,7 +89,7 @@ ProbeScheduler::TimePoint ProbeScheduler::assignedSlot(const Entry& e, TimePoint
   const uint64_t round = roundOf(wall, options_.interval);
   const uint64_t cycle = rotation_->coverageRounds();
   for (uint64_t i = 0; i <= cycle; ++i) {
-    if (rotation_->assigned(e.target.peer, round + i)) {
+    if (rotation_->assignedAt(e.ring_position, round + i)) {
       skipped_ += i;
       return slot + static_cast<int64_t>(i) * options_.interval;
     }
@@ -105,6 +106,9 @@ void ProbeScheduler::setRotation(std::shared_ptr<const ProbeRotation> rotation) 
   // Full mesh before and after: the rotation is not consulted, nothing to re-plan.
   const bool replan = !same(rotation_.get(), rotation.get()) && (sparse(rotation_.get()) || sparse(rotation.get()));
   rotation_ = std::move(rotation);
+  for (auto& [id, e] : entries_) {
+    e.ring_position = rotation_ ? rotation_->positionOf(e.target.peer) : std::nullopt;
+  }
   if (!replan) return;
   // Re-plan every target's next regular probe from the slot it was waiting for, or the
   // next grid slot after now if that is sooner (the old plan may have had it wait rounds):

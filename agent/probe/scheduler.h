@@ -105,6 +105,7 @@ class ProbeScheduler {
     uint64_t regular_gen = 0;
     uint64_t retry_gen = 0;
     TimePoint pending_slot{};  // the grid slot of the next regular probe
+    std::optional<size_t> ring_position;  // the peer's in rotation_ (nullopt: none, or not a member)
   };
   struct Event {
     TimePoint at;

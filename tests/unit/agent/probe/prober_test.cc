@@ -1,4 +1,5 @@
 #include "agent/probe/prober.h"
+#include "agent/probe/outcome_window.h"
 
 #include <gtest/gtest.h>
 
@@ -255,6 +256,25 @@ TEST(Prober, StartWithoutNodeNameFails) {
   o.node_name = "";
   Prober p(o, clock);
   EXPECT_FALSE(p.start().ok());
+}
+
+TEST(OutcomeWindow, KeepsTheLastCapacityOutcomesOldestFirst) {
+  OutcomeWindow w;
+  EXPECT_TRUE(w.empty());
+  for (int i = 1; i <= 7; ++i) {
+    // Every third one a miss; the others an RTT of i ms.
+    w.push(i % 3 == 0 ? Outcome{} : Outcome{true, std::chrono::milliseconds(i)}, 4);
+  }
+  ASSERT_EQ(w.size(), 4u);  // 4, 5, 6 (miss), 7
+  EXPECT_TRUE(w[0].ok);
+  EXPECT_EQ(w[0].rtt, std::chrono::milliseconds(4));
+  EXPECT_EQ(w[1].rtt, std::chrono::milliseconds(5));
+  EXPECT_FALSE(w[2].ok);
+  EXPECT_EQ(w[3].rtt, std::chrono::milliseconds(7));
+  w.push(Outcome{true, Duration(0)}, 4);  // a zero RTT is a reply, not a miss
+  EXPECT_EQ(w[0].rtt, std::chrono::milliseconds(5));
+  EXPECT_TRUE(w[3].ok);
+  EXPECT_EQ(w[3].rtt, Duration(0));
 }
 
 }  // namespace

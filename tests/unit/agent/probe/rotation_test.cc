@@ -135,6 +135,25 @@ TEST(RotationTest, NameQueriesAgreeWithPositions) {
   EXPECT_FALSE(self.assigned("node-3", 0));
 }
 
+TEST(RotationTest, ThePositionQueryIsTheNameQuery) {
+  // The scheduler and the prober ask by the peer's cached ring position every round;
+  // it must answer exactly what the name query answers, sparse or not.
+  for (size_t per_round : {size_t{7}, size_t{200}}) {
+    ProbeRotation self(names(101), "node-3", per_round);
+    for (uint64_t r = 0; r < self.coverageRounds() + 2; ++r) {
+      size_t assigned = 0;
+      for (const auto& peer : self.plan().ring()) {
+        const bool by_name = self.assigned(peer, r);
+        EXPECT_EQ(self.assignedAt(self.positionOf(peer), r), by_name) << peer << " round " << r;
+        assigned += by_name;
+      }
+      EXPECT_EQ(assigned, std::min<size_t>(per_round, 100)) << "round " << r;
+      EXPECT_TRUE(self.assignedAt(self.positionOf("not-a-member"), r));
+      EXPECT_FALSE(self.assignedAt(self.positionOf("node-3"), r));
+    }
+  }
+}
+
 TEST(RotationTest, EveryAgentComputesTheSamePlanWhateverTheListOrder) {
   auto members = names(1000);
   std::vector<std::string> shuffled = members;
