@@ -514,20 +514,22 @@ struct Prober::Impl {
     size_t misses = 0;
     Duration jitter_sum{};
     size_t jitter_n = 0;
-    std::optional<Duration> prev;
+    bool have_prev = false;  // the previous outcome was a reply, whose RTT is prev
+    Duration prev{};
     for (size_t i = 0; i < s.window.size(); ++i) {
       const Outcome o = s.window[i];
       if (!o.ok) {
         ++misses;
-        prev.reset();
+        have_prev = false;
         continue;
       }
       rtts.push_back(o.rtt);
-      if (prev) {
-        jitter_sum += o.rtt > *prev ? o.rtt - *prev : *prev - o.rtt;
+      if (have_prev) {
+        jitter_sum += o.rtt > prev ? o.rtt - prev : prev - o.rtt;
         ++jitter_n;
       }
       prev = o.rtt;
+      have_prev = true;
     }
     t.loss = s.window.empty() ? 0.0 : static_cast<double>(misses) / static_cast<double>(s.window.size());
     size_t recent = 0, recent_misses = 0;
