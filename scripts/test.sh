@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs packages, builds, runs unit tests, e2e tests (real
 # network namespaces, VXLAN devices, iptables rules and sockets; needs root) and then the
-# unit tests and the core e2e suites (ctest label `sanitize`) again under AddressSanitizer +
+# unit tests and the core e2e suites (ctest label `e2e-sanitize`) again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, and a short libFuzzer run of every parser's fuzz target
 # (ctest label `fuzz`); the last two share one clang build in build-asan/. The image tests
 # (ctest -L image) build the container image from the Dockerfile with podman and run it in
