@@ -24,18 +24,12 @@
 
 #include "agent/kernel/netlink_socket.h"
 #include "agent/kernel/netlink_walk.h"
+#include "agent/stable_hash.h"
 
 namespace meshprobe::agent {
 namespace {
 
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
-constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
-
-uint64_t fnv(uint64_t h, const void* data, size_t n) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * kFnvPrime;
-  return h;
-}
+uint64_t fnv(uint64_t h, const void* data, size_t n) { return fnv1a(data, n, h); }
 uint64_t fnv(uint64_t h, std::string_view s) { return fnv(fnv(h, s.data(), s.size()), "\0", 1); }
 template <typename T>
 uint64_t fnvValue(uint64_t h, const T& v) {
@@ -57,8 +51,9 @@ template <typename Entry>
 Result<uint64_t> hashEntries(std::span<const uint8_t> blob, uint64_t h) {
   constexpr size_t kCounters = offsetof(Entry, counters);
   constexpr size_t kNext = offsetof(Entry, next_offset);
+  static_assert(offsetof(Entry, counters) + sizeof(xt_counters) <= sizeof(Entry));
+  static constexpr uint8_t kZeroCounters[sizeof(xt_counters)] = {};
   size_t off = 0;
-  std::vector<uint8_t> entry;
   while (off < blob.size()) {
     if (blob.size() - off < sizeof(Entry)) {
       return Error{"x_tables entry at offset " + std::to_string(off) + " cut short"};
@@ -68,9 +63,11 @@ Result<uint64_t> hashEntries(std::span<const uint8_t> blob, uint64_t h) {
     if (next < sizeof(Entry) || next > blob.size() - off) {
       return Error{"x_tables entry at offset " + std::to_string(off) + " has next_offset " + std::to_string(next)};
     }
-    entry.assign(blob.begin() + static_cast<std::ptrdiff_t>(off), blob.begin() + static_cast<std::ptrdiff_t>(off + next));
-    std::memset(entry.data() + kCounters, 0, sizeof(xt_counters));  // traffic, not rules
-    h = fnv(h, entry.data(), entry.size());
+    // The entry with its counters as zeros: they count traffic, not rules.
+    const uint8_t* entry = blob.data() + off;
+    h = fnv(h, entry, kCounters);
+    h = fnv(h, kZeroCounters, sizeof(kZeroCounters));
+    h = fnv(h, entry + kCounters + sizeof(xt_counters), next - kCounters - sizeof(xt_counters));
     off += next;
   }
   return h;
@@ -145,7 +142,7 @@ class KernelRulesetGeneration final : public RulesetGeneration {
   Result<uint64_t> fingerprint() override {
     auto gen = nftGeneration();
     if (!gen) return gen.error();
-    uint64_t h = fnvValue(kFnvOffset, *gen);
+    uint64_t h = fnvValue(kFnv1aOffsetBasis, *gen);
     static const LegacyFamily<ipt_entry, ipt_getinfo, ipt_get_entries> kIpv4{"ip_tables_names", AF_INET, IPPROTO_IP,
                                                                             IPT_SO_GET_INFO, IPT_SO_GET_ENTRIES};
     static const LegacyFamily<ip6t_entry, ip6t_getinfo, ip6t_get_entries> kIpv6{

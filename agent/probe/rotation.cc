@@ -4,23 +4,15 @@
 #include <cmath>
 #include <utility>
 
+#include "agent/stable_hash.h"
+
 namespace meshprobe::agent {
 
 namespace {
 
-// FNV-1a, 64 bit, then a splitmix64 avalanche: stable across runs, platforms and agents
-// (std::hash is not), and near-identical names ("node-1", "node-2") land far apart.
-uint64_t nameHash(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  h += 0x9e3779b97f4a7c15ull;
-  h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
-  h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
-  return h ^ (h >> 31);
-}
+// The same in every agent (stable_hash.h); near-identical names ("node-1", "node-2") land
+// far apart.
+uint64_t nameHash(std::string_view s) { return splitmix64(fnv1a(s, kProbeHashBasis)); }
 
 }  // namespace
 

@@ -2,32 +2,13 @@
 
 #include <algorithm>
 
+#include "agent/stable_hash.h"
+
 namespace meshprobe::agent {
 
 std::string targetLabel(const ProbeTarget& t) {
   return t.peer + "/" + std::string(layerName(t.layer)) + "/" + t.address;
 }
-
-namespace {
-
-// FNV-1a, 64 bit: stable across runs and platforms (std::hash is not).
-uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-// A final avalanche (splitmix64) so near-identical names land far apart.
-uint64_t mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 ProbeScheduler::ProbeScheduler(const Clock& clock, SchedulerOptions options)
     : clock_(clock), options_(std::move(options)), epoch_(clock.monotonicNow()) {
@@ -60,7 +41,8 @@ std::vector<TargetId> ProbeScheduler::setTargets(const std::vector<ProbeTarget>&
       Entry e;
       e.target = t;
       if (rotation_) e.ring_position = rotation_->positionOf(t.peer);
-      uint64_t h = mix(fnv1a(t.address, fnv1a(std::string(layerName(t.layer)), fnv1a(t.peer, fnv1a(options_.seed)))));
+      uint64_t h = splitmix64(fnv1a(
+          t.address, fnv1a(layerName(t.layer), fnv1a(t.peer, fnv1a(options_.seed, kProbeHashBasis)))));
       e.offset = Duration(static_cast<int64_t>(h % static_cast<uint64_t>(options_.interval.count())));
       auto& placed = next.emplace(found, std::move(e)).first->second;
       scheduleRegular(found, placed, nextSlot(placed, now - Duration(1)));

@@ -21,11 +21,12 @@
 #include "agent/checks/firewall_check.h"
 #include "tests/support/fakes/command_runner.h"
 #include "tests/support/fakes/netlink.h"
-#include "tests/unit/agent/firewall/testdata.h"
+#include "tests/unit/agent/firewall/fake_node.h"
 
 using namespace meshprobe;
 using namespace meshprobe::agent;
-using meshprobe::agent::testing::firewallData;
+using meshprobe::agent::testing::addVxlanDevice;
+using meshprobe::agent::testing::nftModeNode;
 using meshprobe::test::FakeCommandRunner;
 using meshprobe::test::FakeNetlinkReader;
 using namespace std::chrono_literals;
@@ -127,25 +128,11 @@ struct ReuseFixture : ::testing::Test {
   FirewallCheck check{config, netlink, runner, &generation, &clock};
 
   void SetUp() override {
-    LinkInfo l;
-    l.ifindex = 7;
-    l.name = "flannel.1";
-    l.kind = "vxlan";
-    l.vxlan = VxlanInfo{};
-    l.vxlan->vni = 1;
-    l.vxlan->port = 4789;
-    netlink.snap->links.push_back(l);
+    addVxlanDevice(netlink, "flannel.1", 4789);
     node("host_flannel_istio_nft.txt");
   }
   // An nft-mode node whose iptables-nft filter table is `filter_file`, nothing else.
-  void node(const std::string& filter_file) {
-    runner.ok("iptables-nft-save -t mangle", firewallData("mangle_hint_nft.txt"));
-    runner.ok("iptables-nft-save", firewallData(filter_file));
-    runner.ok("ip6tables-nft-save", "");
-    runner.ok("iptables-legacy-save", "");
-    runner.ok("ip6tables-legacy-save", "");
-    runner.ok("nft -j list chains", R"({"nftables": [{"metainfo": {"json_schema_version": 1}}]})");
-  }
+  void node(const std::string& filter_file) { nftModeNode(runner, filter_file); }
   size_t runsNow() { return runner.calls.size(); }
 };
 

@@ -18,6 +18,19 @@ std::vector<std::string> names(size_t n, std::string_view prefix = "node-") {
   return out;
 }
 
+// Agents of two versions run side by side during a rolling upgrade and must derive the
+// same ring from the same members, so the ring order is pinned: these orders were computed
+// outside this code from its definition (FNV-1a from basis 1469598103934665603 over the
+// name's bytes, then splitmix64's finalizer, ascending).
+TEST(RotationTest, TheRingOrderIsTheSameInEveryVersion) {
+  std::vector<std::string> members = names(8);
+  members.push_back("ip-10-0-1-7.ec2.internal");
+  members.push_back("worker-a");
+  const RotationPlan plan(members, 3);
+  EXPECT_EQ(plan.ring(), (std::vector<std::string>{"node-5", "node-6", "worker-a", "node-2", "node-0", "node-4",
+                                                   "node-1", "node-7", "ip-10-0-1-7.ec2.internal", "node-3"}));
+}
+
 TEST(RotationTest, PerRoundCapacityIsBudgetTimesIntervalAtLeastOne) {
   EXPECT_EQ(perRoundCapacity(200, 1s), 200u);
   EXPECT_EQ(perRoundCapacity(200, 250ms), 50u);
