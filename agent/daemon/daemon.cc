@@ -146,6 +146,7 @@ struct Daemon::Impl {
   std::unique_ptr<Responder> responder;
   std::unique_ptr<Prober> prober;
   ReportBuffer buffer;
+  ProbeEntries probe_entries;  // the report loop's
   AgentHttp http;
   std::unique_ptr<StreamClient> stream;
 
@@ -359,7 +360,8 @@ void Daemon::Impl::reportLoop(const std::stop_token& stop) {
       if (peer_set.expire() || mtu != vxlan_mtu_applied) applyPeers();
       vxlan_mtu_applied = mtu;
     }
-    meshprobe::v1::Report report;
+    PendingReport pending;
+    meshprobe::v1::Report& report = pending.report;
     report.set_sequence(++sequence);
     auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(deps.clock.wallNow().time_since_epoch());
     *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(wall.count());
@@ -371,10 +373,10 @@ void Daemon::Impl::reportLoop(const std::stop_token& stop) {
         setPodNetns(report, doctor->checks);  // the latest ambient_redirection run's pod netns
       }
     }
-    for (const auto& s : prober->stats()) *report.add_probes() = toProto(s);
+    pending.probes = probe_entries.update(*prober);  // rebuilt only where a target changed
     setCoverage(report, prober->rotationStatus(), config.interval);
-    if (hooks.on_report) hooks.on_report(report);
-    if (stream) buffer.push(std::move(report));
+    if (hooks.on_report) hooks.on_report(pending.whole());
+    if (stream) buffer.push(std::move(pending));
     ++reports;
     if (!report_wake.wait(deps.clock, deps.clock.monotonicNow() + config.interval, stop)) break;
   }

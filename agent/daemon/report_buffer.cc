@@ -2,7 +2,7 @@
 
 namespace meshprobe::agent {
 
-void ReportBuffer::push(meshprobe::v1::Report report) {
+void ReportBuffer::push(PendingReport report) {
   {
     std::lock_guard lock(mu_);
     if (capacity_ == 0) {
@@ -18,7 +18,7 @@ void ReportBuffer::push(meshprobe::v1::Report report) {
   cv_.notify_one();
 }
 
-void ReportBuffer::pushFront(meshprobe::v1::Report report) {
+void ReportBuffer::pushFront(PendingReport report) {
   {
     std::lock_guard lock(mu_);
     if (reports_.size() >= capacity_) {
@@ -30,7 +30,7 @@ void ReportBuffer::pushFront(meshprobe::v1::Report report) {
   cv_.notify_one();
 }
 
-std::optional<meshprobe::v1::Report> ReportBuffer::pop(std::chrono::milliseconds timeout) {
+std::optional<PendingReport> ReportBuffer::pop(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return closed_ || !reports_.empty(); });
   if (reports_.empty() || closed_) return std::nullopt;

@@ -10,7 +10,7 @@
 #include <optional>
 #include <chrono>
 
-#include "meshprobe/v1/collector.pb.h"
+#include "agent/daemon/pending_report.h"
 
 namespace meshprobe::agent {
 
@@ -18,11 +18,11 @@ class ReportBuffer {
  public:
   explicit ReportBuffer(size_t capacity) : capacity_(capacity) {}
 
-  void push(meshprobe::v1::Report report);
+  void push(PendingReport report);
   // Waits up to `timeout` for a report; nullopt when none arrived or close() was called.
-  std::optional<meshprobe::v1::Report> pop(std::chrono::milliseconds timeout);
+  std::optional<PendingReport> pop(std::chrono::milliseconds timeout);
   // Puts a report that could not be sent back at the front (it stays the oldest).
-  void pushFront(meshprobe::v1::Report report);
+  void pushFront(PendingReport report);
   void close();
 
   size_t size() const;
@@ -32,7 +32,7 @@ class ReportBuffer {
   const size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<meshprobe::v1::Report> reports_;
+  std::deque<PendingReport> reports_;
   uint64_t dropped_ = 0;
   bool closed_ = false;
 };

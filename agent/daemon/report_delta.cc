@@ -33,20 +33,15 @@ bool ReportDeltaEncoder::quiet(const v1::ProbeResult& p) {
   return true;
 }
 
-std::string ReportDeltaEncoder::keyOf(const v1::ProbeResult& p) {
-  std::string key = std::to_string(static_cast<int>(p.layer()));
-  key += '/';
-  key += p.dst();
-  return key;
-}
-
 bool ReportDeltaEncoder::neverProbed(const v1::ProbeResult& p) {
   return p.sent() == 0 && !p.has_last_probe() && p.consecutive_failures() == 0 && p.error().empty() &&
          p.failure() == v1::PROBE_FAILURE_UNSPECIFIED && !p.has_path_mtu();
 }
 
-ReportDeltaEncoder::Sent ReportDeltaEncoder::sentOf(const v1::ProbeResult& p) {
+ReportDeltaEncoder::Sent ReportDeltaEncoder::sentOf(const ProbeEntry& entry) {
+  const v1::ProbeResult& p = entry.result;
   Sent s;
+  s.looked_at = entry.version;
   s.quiet = quiet(p);
   s.never = neverProbed(p);
   s.rtt_p50_ns = TimeUtil::DurationToNanoseconds(p.rtt_p50());
@@ -72,9 +67,10 @@ bool ReportDeltaEncoder::changed(const Sent& before, const v1::ProbeResult& now)
          moved(before.rtt_p99_ns, TimeUtil::DurationToNanoseconds(now.rtt_p99()));
 }
 
-void ReportDeltaEncoder::remember(const v1::Report& report) {
+void ReportDeltaEncoder::remember(const PendingReport& pending) {
+  const v1::Report& report = pending.report;
   probes_.clear();
-  for (const auto& p : report.probes()) probes_[keyOf(p)] = sentOf(p);
+  for (const auto& p : pending.probes) probes_[p->key] = sentOf(*p);
   checks_.clear();
   for (const auto& c : report.checks()) checks_[c.name()] = c.SerializeAsString();
   if (report.has_pod_netns()) {
@@ -108,10 +104,11 @@ std::chrono::nanoseconds ReportDeltaEncoder::digestPeriod(const Options& options
   return period;
 }
 
-v1::Report ReportDeltaEncoder::encode(const v1::Report& report, bool deltas_accepted) {
+v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_accepted) {
+  const v1::Report& report = pending.report;
   const int64_t now_ns = TimeUtil::TimestampToNanoseconds(report.time());
   const int64_t digest_ns =
-      digestPeriod(options_, static_cast<size_t>(report.probes_size()),
+      digestPeriod(options_, pending.probes.size(),
                    std::chrono::nanoseconds(report.has_coverage_period()
                                                 ? TimeUtil::DurationToNanoseconds(report.coverage_period())
                                                 : 0))
@@ -119,13 +116,17 @@ v1::Report ReportDeltaEncoder::encode(const v1::Report& report, bool deltas_acce
   bool whole = !deltas_accepted || !have_base_ || !last_whole_ns_ || now_ns - *last_whole_ns_ >= digest_ns ||
                now_ns < *last_whole_ns_;
   if (!whole) {
-    // A target or a check that disappeared: only a whole report can say so.
-    std::unordered_set<std::string> keys;
-    keys.reserve(static_cast<size_t>(report.probes_size()));
-    for (const auto& p : report.probes()) keys.insert(keyOf(p));
-    for (const auto& [key, sent] : probes_) {
-      if (!keys.count(key)) whole = true;
+    // A target or a check that disappeared: only a whole report can say so. Every result
+    // sent before must be in this report: as many found as remembered (a key listed twice
+    // counts twice and makes the report whole, which is always correct).
+    found_.clear();
+    size_t found = 0;
+    for (const auto& p : pending.probes) {
+      auto it = probes_.find(p->key);
+      found_.push_back(it == probes_.end() ? nullptr : &it->second);
+      if (it != probes_.end()) ++found;
     }
+    if (found != probes_.size()) whole = true;
     if (!whole) {
       std::unordered_set<std::string> names;
       for (const auto& c : report.checks()) names.insert(c.name());
@@ -136,10 +137,10 @@ v1::Report ReportDeltaEncoder::encode(const v1::Report& report, bool deltas_acce
     if (report.has_pod_netns() != pod_netns_.has_value() && !report.has_pod_netns()) whole = true;
   }
   if (whole) {
-    remember(report);
+    remember(pending);
     ++counters_.whole;
-    counters_.probes_sent += static_cast<uint64_t>(report.probes_size());
-    return report;
+    counters_.probes_sent += pending.probes.size();
+    return pending.whole();
   }
 
   v1::Report delta;
@@ -166,17 +167,27 @@ v1::Report ReportDeltaEncoder::encode(const v1::Report& report, bool deltas_acce
         report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
     max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
   }
-  for (const auto& p : report.probes()) {
-    const std::string key = keyOf(p);
-    auto it = probes_.find(key);
-    const bool old =
-        max_age_ns && p.has_last_probe() && now_ns - TimeUtil::TimestampToNanoseconds(p.last_probe()) > *max_age_ns;
-    if (it != probes_.end() && !old && !changed(it->second, p)) {
-      ++counters_.probes_omitted;
-      continue;
+  for (size_t i = 0; i < pending.probes.size(); ++i) {
+    const ProbeEntry& entry = *pending.probes[i];
+    Sent* sent = found_[i];
+    const bool old = max_age_ns && entry.last_probe_ns && now_ns - *entry.last_probe_ns > *max_age_ns;
+    if (sent != nullptr && !old) {
+      // Looked at in this version already: compared again it would give what it gave then,
+      // which, after a send, is "send again" only for a result that is not quiet.
+      const bool same = entry.version != 0 && sent->looked_at == entry.version;
+      const bool send = same ? !sent->quiet && !sent->never : changed(*sent, entry.result);
+      if (!send) {
+        sent->looked_at = entry.version;
+        ++counters_.probes_omitted;
+        continue;
+      }
     }
-    *delta.add_probes() = p;
-    probes_[key] = sentOf(p);
+    *delta.add_probes() = entry.result;
+    if (sent != nullptr) {
+      *sent = sentOf(entry);
+    } else {
+      probes_[entry.key] = sentOf(entry);  // a rehash moves no element: found_ stays valid
+    }
     ++counters_.probes_sent;
   }
   if (report.has_pod_netns()) {

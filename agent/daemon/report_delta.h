@@ -26,6 +26,10 @@
 // outlive it. A member that joined since the last report (resendTo) gets all its results in
 // the next delta.
 //
+// A result whose entry (pending_report.h) has the stats version the encoder last looked at
+// is not compared again: unchanged since then, it goes out only if it is not quiet or has
+// grown older than the coverage window, as the rules above say.
+//
 // One encoder per stream, used by the stream's one writer thread (not thread-safe).
 
 #include <chrono>
@@ -35,6 +39,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/daemon/pending_report.h"
 #include "meshprobe/v1/collector.pb.h"
 
 namespace meshprobe::agent {
@@ -72,9 +77,12 @@ class ReportDeltaEncoder {
   // time), and these are the only cells it may lack: the rest of the report stays a delta,
   // so a join costs each agent a few results, not a whole report.
   void resendTo(const std::vector<std::string>& members);
-  // `report` is a whole report; returns it unchanged (whole) or its delta against what this
-  // encoder sent last. `deltas_accepted`: the stream's aggregator said it applies deltas.
-  meshprobe::v1::Report encode(const meshprobe::v1::Report& report, bool deltas_accepted);
+  // `report` is a whole report; returns it whole or its delta against what this encoder
+  // sent last. `deltas_accepted`: the stream's aggregator said it applies deltas.
+  meshprobe::v1::Report encode(const PendingReport& report, bool deltas_accepted);
+  meshprobe::v1::Report encode(const meshprobe::v1::Report& report, bool deltas_accepted) {
+    return encode(PendingReport(report), deltas_accepted);
+  }
 
   const Counters& counters() const { return counters_; }
 
@@ -96,14 +104,14 @@ class ReportDeltaEncoder {
     int64_t rtt_p99_ns = 0;
     uint32_t path_mtu_size = 0;
     bool has_last_probe = false;
+    uint64_t looked_at = 0;  // the entry version last compared (0: unknown)
   };
-  static std::string keyOf(const meshprobe::v1::ProbeResult& probe);
-  static Sent sentOf(const meshprobe::v1::ProbeResult& probe);
+  static Sent sentOf(const ProbeEntry& entry);
   // No probe went out yet and nothing failed: nothing to say but that.
   static bool neverProbed(const meshprobe::v1::ProbeResult& probe);
   bool changed(const Sent& before, const meshprobe::v1::ProbeResult& now) const;
   bool moved(int64_t before, int64_t now) const;
-  void remember(const meshprobe::v1::Report& report);  // a whole report was sent
+  void remember(const PendingReport& report);  // a whole report was sent
 
   Options options_;
   Counters counters_;
@@ -112,6 +120,7 @@ class ReportDeltaEncoder {
   std::unordered_map<std::string, Sent> probes_;         // by layer + dst, as last sent
   std::unordered_map<std::string, std::string> checks_;  // by name, serialized as last sent
   std::optional<std::string> pod_netns_;                 // serialized as last sent
+  std::vector<Sent*> found_;                             // encode()'s scratch: probes_ entries
 };
 
 }  // namespace meshprobe::agent

@@ -40,6 +40,7 @@ std::string tcpErrorText(const error_code& ec) {
 struct TargetState {
   ProbeTarget target;
   std::optional<size_t> ring_position;  // the peer's in the scheduler's rotation, if any
+  uint64_t version = 0;                  // TargetStats::version: set by touch()
   udp::endpoint endpoint;
   uint64_t sent = 0;
   uint64_t received = 0;
@@ -169,6 +170,11 @@ struct Prober::Impl {
 
   void pushOutcome(TargetState& s, Outcome o) { s.window.push(o, options.window); }
 
+  // Every change to what snapshot() reports goes through here: a fresh version from one
+  // counter for all targets, so no two states ever share one.
+  uint64_t last_version = 0;
+  void touch(TargetState& s) { s.version = ++last_version; }
+
   // --- I/O thread, with mu held -------------------------------------------------------
 
   void recordMiss(TargetId id, bool retry, std::string error, ProbeFailure failure) {
@@ -176,6 +182,7 @@ struct Prober::Impl {
     auto it = states.find(id);
     if (it == states.end()) return;
     TargetState& s = it->second;
+    touch(s);
     ++s.consecutive_failures;
     if (s.consecutive_failures == static_cast<uint32_t>(options.retries) + 1) {
       ++counters.transitions;
@@ -195,6 +202,7 @@ struct Prober::Impl {
     auto it = states.find(id);
     if (it == states.end()) return;
     TargetState& s = it->second;
+    touch(s);
     ++s.received;
     if (s.consecutive_failures > static_cast<uint32_t>(options.retries)) {
       ++counters.transitions;
@@ -229,6 +237,7 @@ struct Prober::Impl {
     TargetState* owner = dfOwner(id, request_size);
     if (owner == nullptr) return;
     TargetState& s = *owner;
+    touch(s);
     if (s.df.consecutive_failures + 1 == kPathMtuConfirm) ++counters.path_mtu_transitions;
     ++s.df.consecutive_failures;
     s.df.last_error = std::move(error);
@@ -240,6 +249,7 @@ struct Prober::Impl {
     TargetState* owner = dfOwner(id, request_size);
     if (owner == nullptr) return;
     TargetState& s = *owner;
+    touch(s);
     if (s.df.consecutive_failures >= kPathMtuConfirm) ++counters.path_mtu_transitions;
     ++s.df.received;
     s.df.consecutive_failures = 0;
@@ -278,6 +288,7 @@ struct Prober::Impl {
       TargetState& st = it->second;
       st.tcp_in_flight = false;
       if (st.consecutive_failures == 0) return;  // UDP recovered meanwhile
+      touch(st);
       st.tcp_reachable = !ec && !check->timed_out;
       st.tcp_error = *st.tcp_reachable ? "" : check->timed_out ? "timed out" : tcpErrorText(ec);
       st.tcp_failure = *st.tcp_reachable ? ProbeFailure::kNone
@@ -313,6 +324,7 @@ struct Prober::Impl {
     p.sequence = seq;
     p.send_time_ns = static_cast<uint64_t>(now.time_since_epoch().count());
     p.sender = options.node_name;
+    touch(s);
     ++s.sent;
     s.last_probe = clock.wallNow();
     auto size =
@@ -355,6 +367,7 @@ struct Prober::Impl {
     p.sequence = seq;
     p.send_time_ns = static_cast<uint64_t>(now.time_since_epoch().count());
     p.sender = options.node_name;
+    touch(s);
     ++s.df.sent;
     const size_t payload = probePayloadForIpSize(s.df.size, s.endpoint.address().is_v6());
     const size_t minimum = minimumProbeSize(p.sender.size(), key() != nullptr);
@@ -504,9 +517,11 @@ struct Prober::Impl {
   }
 
   // `rtts`: scratch space, reused across targets.
-  TargetStats snapshot(const TargetState& s, std::vector<Duration>& rtts) const {
+  TargetStats snapshot(TargetId id, const TargetState& s, std::vector<Duration>& rtts) const {
     TargetStats t;
     t.target = s.target;
+    t.id = id;
+    t.version = s.version;
     t.sent = s.sent;
     t.received = s.received;
     t.window_probes = s.window.size();
@@ -677,12 +692,14 @@ Status Prober::setTargets(const std::vector<ProbeTarget>& targets) {
         }
         s.target = valid[i];
         s.ring_position = rotation ? rotation->positionOf(s.target.peer) : std::nullopt;
+        m.touch(s);
       } else {
         TargetState s;
         s.target = valid[i];
         s.ring_position = rotation ? rotation->positionOf(s.target.peer) : std::nullopt;
         s.endpoint = endpoints[i];
         s.df.size = valid[i].path_mtu_size;
+        m.touch(s);
         next.emplace(ids[i], std::move(s));
       }
     }
@@ -699,7 +716,27 @@ std::vector<TargetStats> Prober::stats() const {
   std::vector<TargetStats> out;
   out.reserve(impl_->order.size());
   std::vector<Duration> scratch;
-  for (TargetId id : impl_->order) out.push_back(impl_->snapshot(impl_->states.at(id), scratch));
+  for (TargetId id : impl_->order) out.push_back(impl_->snapshot(id, impl_->states.at(id), scratch));
+  return out;
+}
+
+std::vector<Prober::TargetVersion> Prober::versions() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<TargetVersion> out;
+  out.reserve(impl_->order.size());
+  for (TargetId id : impl_->order) out.push_back({id, impl_->states.at(id).version});
+  return out;
+}
+
+std::vector<TargetStats> Prober::stats(const std::vector<uint64_t>& ids) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<TargetStats> out;
+  out.reserve(ids.size());
+  std::vector<Duration> scratch;
+  for (uint64_t id : ids) {
+    auto it = impl_->states.find(id);
+    if (it != impl_->states.end()) out.push_back(impl_->snapshot(id, it->second, scratch));
+  }
   return out;
 }
 

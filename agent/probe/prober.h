@@ -121,6 +121,11 @@ struct PathMtuStats {
 
 struct TargetStats {
   ProbeTarget target;
+  // The target's identity while it exists (the scheduler's TargetId), and the version of
+  // everything below: it moves whenever any of it may have changed, and versions are never
+  // reused by another target, so (id, version) equal means the same stats.
+  uint64_t id = 0;
+  uint64_t version = 0;
   uint64_t sent = 0;  // since the target was added
   uint64_t received = 0;
   // Over the last `window` completed probes:
@@ -186,6 +191,15 @@ class Prober {
   Status setTargets(const std::vector<ProbeTarget>& targets);
 
   std::vector<TargetStats> stats() const;  // in setTargets() order
+  // Each target's id and stats version, in setTargets() order: what a reader compares to
+  // recompute only the stats that moved (see TargetStats::version).
+  struct TargetVersion {
+    uint64_t id = 0;
+    uint64_t version = 0;
+  };
+  std::vector<TargetVersion> versions() const;
+  // stats() of the targets `ids` names, in that order; ids of targets gone are left out.
+  std::vector<TargetStats> stats(const std::vector<uint64_t>& ids) const;
   ProberCounters counters() const;
   ProbeRotationStatus rotationStatus() const;
   uint16_t localPort() const;    // the UDP source port, valid after start()

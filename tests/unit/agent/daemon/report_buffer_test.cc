@@ -20,9 +20,9 @@ TEST(ReportBuffer, KeepsTheNewestAndCountsDrops) {
   for (uint64_t i = 1; i <= 5; ++i) buffer.push(report(i));
   EXPECT_EQ(buffer.size(), 3u);
   EXPECT_EQ(buffer.dropped(), 2u);
-  EXPECT_EQ(buffer.pop(0ms)->sequence(), 3u);
-  EXPECT_EQ(buffer.pop(0ms)->sequence(), 4u);
-  EXPECT_EQ(buffer.pop(0ms)->sequence(), 5u);
+  EXPECT_EQ(buffer.pop(0ms)->report.sequence(), 3u);
+  EXPECT_EQ(buffer.pop(0ms)->report.sequence(), 4u);
+  EXPECT_EQ(buffer.pop(0ms)->report.sequence(), 5u);
   EXPECT_FALSE(buffer.pop(0ms).has_value());
 }
 
@@ -30,8 +30,8 @@ TEST(ReportBuffer, AnUnsentReportGoesBackToTheFront) {
   ReportBuffer buffer(3);
   buffer.push(report(2));
   buffer.pushFront(report(1));
-  EXPECT_EQ(buffer.pop(0ms)->sequence(), 1u);
-  EXPECT_EQ(buffer.pop(0ms)->sequence(), 2u);
+  EXPECT_EQ(buffer.pop(0ms)->report.sequence(), 1u);
+  EXPECT_EQ(buffer.pop(0ms)->report.sequence(), 2u);
 }
 
 TEST(ReportBuffer, PushFrontIntoAFullBufferDropsTheOldOne) {
@@ -39,7 +39,7 @@ TEST(ReportBuffer, PushFrontIntoAFullBufferDropsTheOldOne) {
   buffer.push(report(2));
   buffer.pushFront(report(1));
   EXPECT_EQ(buffer.dropped(), 1u);
-  EXPECT_EQ(buffer.pop(0ms)->sequence(), 2u);
+  EXPECT_EQ(buffer.pop(0ms)->report.sequence(), 2u);
 }
 
 TEST(ReportBuffer, CloseWakesAWaiter) {

@@ -3,6 +3,8 @@
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <random>
 #include <set>
 #include <string>
 
@@ -260,6 +262,133 @@ TEST(ReportDelta, ABigReportsDigestWaitsForItsLongerPeriod) {
   EXPECT_TRUE(enc.encode(report(2, 130), true).delta());
   EXPECT_TRUE(enc.encode(report(3, 135), true).delta());
   EXPECT_FALSE(enc.encode(report(4, 136), true).delta());
+}
+
+
+// The agent's reports share each target's entry until the target changes (its stats
+// version moves), and the encoder skips comparing an entry whose version it has seen. Over
+// a random run of changes (loss, failures, RTT drifts, never-probed targets, results
+// growing old, joins, a vanished target, the digest), that shortcut sends exactly what
+// comparing every result would.
+TEST(ReportDelta, VersionedEntriesEncodeExactlyAsComparingEveryResult) {
+  std::mt19937 rng(12345);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+  const std::vector<std::string> names{"a", "b", "c", "d", "e", "f", "g", "h"};
+  struct Target {
+    std::shared_ptr<const ProbeEntry> entry;
+  };
+  std::vector<Target> targets;
+  uint64_t version = 0;
+  auto fresh = [&](v1::ProbeResult r) { return std::make_shared<const ProbeEntry>(std::move(r), ++version); };
+  for (const auto& n : names) {
+    for (v1::Layer l : {v1::UNDERLAY, v1::OVERLAY}) {
+      v1::ProbeResult never;
+      never.set_dst(n);
+      never.set_layer(l);
+      targets.push_back({fresh(pick(3) == 0 ? never : probe(n, l))});
+    }
+  }
+  ReportDeltaEncoder by_version;
+  ReportDeltaEncoder by_content;
+  size_t deltas = 0, omitted_by_version = 0;
+  for (uint64_t seq = 1; seq <= 400; ++seq) {
+    const int64_t now = 1000 + static_cast<int64_t>(seq);
+    for (auto& t : targets) {
+      if (pick(4) != 0) continue;  // most targets do not change between two reports
+      v1::ProbeResult r = t.entry->result;
+      switch (pick(6)) {
+        case 0: r = probe(r.dst(), r.layer(), static_cast<uint32_t>(pick(11))); break;   // loss
+        case 1: r = probe(r.dst(), r.layer(), 10, 150 + pick(150), 300 + pick(300)); break;  // RTT
+        case 2: r = probe(r.dst(), r.layer()); break;                                  // healthy
+        default: break;                                                                // re-probed
+      }
+      if (r.sent() > 0) *r.mutable_last_probe() = TimeUtil::SecondsToTimestamp(now - pick(8));
+      t.entry = fresh(std::move(r));
+    }
+    PendingReport pending;
+    pending.report.set_sequence(seq);
+    *pending.report.mutable_time() = TimeUtil::SecondsToTimestamp(now);
+    *pending.report.mutable_coverage_period() = TimeUtil::SecondsToDuration(2);
+    *pending.report.mutable_probe_interval() = TimeUtil::SecondsToDuration(1);
+    const bool drop_one = pick(50) == 0;  // a target missing from this report
+    for (size_t i = drop_one ? 1 : 0; i < targets.size(); ++i) pending.probes.push_back(targets[i].entry);
+    if (pick(40) == 0) {
+      const std::vector<std::string> joined{names[static_cast<size_t>(pick(8))]};
+      by_version.resendTo(joined);
+      by_content.resendTo(joined);
+    }
+    const v1::Report a = by_version.encode(pending, true);
+    const v1::Report b = by_content.encode(pending.whole(), true);  // entries of unknown version
+    ASSERT_EQ(a.SerializeAsString(), b.SerializeAsString()) << "report " << seq;
+    if (a.delta()) ++deltas;
+  }
+  omitted_by_version = by_version.counters().probes_omitted;
+  EXPECT_GT(deltas, 300u);                 // the run was mostly deltas
+  EXPECT_GT(omitted_by_version, 1000u);    // which left most results out
+  EXPECT_EQ(omitted_by_version, by_content.counters().probes_omitted);
+}
+
+// A report's entries are the prober's results, built again only for targets whose stats
+// version moved, and shared otherwise; a target that is gone is forgotten.
+TEST(ProbeEntriesTest, OnlyTargetsWhoseVersionMovedAreBuiltAgain) {
+  std::vector<uint64_t> asked;
+  uint64_t moved = 0;  // target 2's stats version is 200 + moved
+  auto stats_of = [&](const std::vector<uint64_t>& ids) {
+    asked = ids;
+    std::vector<TargetStats> out;
+    for (uint64_t id : ids) {
+      TargetStats s;
+      s.id = id;
+      s.version = id * 100 + (id == 2 ? moved : 0);
+      s.target.peer = "peer-" + std::to_string(id);
+      s.target.layer = Layer::kUnderlay;
+      s.window_probes = 4;
+      out.push_back(s);
+    }
+    return out;
+  };
+  ProbeEntries entries;
+  auto first = entries.update({{1, 100}, {2, 200}, {3, 300}}, stats_of);
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_EQ(asked, (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(first[1]->result.dst(), "peer-2");
+  EXPECT_EQ(first[1]->version, 200u);
+  EXPECT_EQ(first[1]->key, "1/peer-2");
+
+  asked.clear();
+  auto same = entries.update({{1, 100}, {2, 200}, {3, 300}}, stats_of);
+  EXPECT_TRUE(asked.empty());  // nothing moved: nothing asked
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(same[i], first[i]) << i;
+
+  // 2 moved, 3 is gone, 4 is new.
+  moved = 1;
+  auto next = entries.update({{2, 201}, {1, 100}, {4, 400}}, stats_of);
+  EXPECT_EQ(asked, (std::vector<uint64_t>{2, 4}));
+  ASSERT_EQ(next.size(), 3u);
+  EXPECT_NE(next[0], first[1]);
+  EXPECT_EQ(next[0]->result.dst(), "peer-2");
+  EXPECT_EQ(next[0]->version, 201u);
+  EXPECT_EQ(next[1], first[0]);
+  EXPECT_EQ(next[2]->result.dst(), "peer-4");
+  EXPECT_EQ(entries.built(), 5u);
+
+  // 3 was forgotten: listed again, it is built again.
+  asked.clear();
+  entries.update({{3, 300}}, stats_of);
+  EXPECT_EQ(asked, (std::vector<uint64_t>{3}));
+  // A target that vanished between the two asks is left out.
+  auto none = entries.update({{9, 900}}, [](const std::vector<uint64_t>&) { return std::vector<TargetStats>{}; });
+  EXPECT_TRUE(none.empty());
+}
+
+// A whole Report and its pending form say the same.
+TEST(PendingReportTest, AWholeReportRoundTrips) {
+  const v1::Report r = report(7, 100);
+  const PendingReport pending(r);
+  EXPECT_EQ(pending.probes.size(), 6u);
+  EXPECT_EQ(pending.report.probes_size(), 0);
+  EXPECT_EQ(pending.probes[0]->version, 0u);
+  EXPECT_EQ(pending.whole().SerializeAsString(), r.SerializeAsString());
 }
 
 }  // namespace

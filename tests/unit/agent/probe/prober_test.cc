@@ -3,6 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+#include <string>
+
 #include "agent/probe/responder.h"
 #include "tests/unit/agent/probe/loopback.h"
 
@@ -248,6 +252,87 @@ TEST(Prober, SetTargetsKeepsStatsOfRemainingTargets) {
   ASSERT_TRUE(eventually([&] { return p.stats()[0].received >= 2; }, [&] { return describe(p.stats()); }));
   ASSERT_TRUE(p.setTargets({b}).ok());
   ASSERT_EQ(p.stats().size(), 1u);
+}
+
+// What a target's stats say, every field, to compare two readings.
+std::string fingerprint(const TargetStats& s) {
+  auto opt = [](const auto& o) { return o ? std::to_string(o->time_since_epoch().count()) : std::string("-"); };
+  auto dur = [](const std::optional<Duration>& d) { return d ? std::to_string(d->count()) : std::string("-"); };
+  std::string f = targetLabel(s.target) + " " + std::to_string(s.sent) + " " + std::to_string(s.received) + " " +
+                  std::to_string(s.window_probes) + " " + std::to_string(s.loss) + " " +
+                  std::to_string(s.recent_loss) + " " + dur(s.rtt_p50) + " " + dur(s.rtt_p99) + " " +
+                  dur(s.jitter) + " " + dur(s.last_rtt) + " " + opt(s.last_success) + " " + opt(s.last_probe) + " " +
+                  std::to_string(s.consecutive_failures) + " " + s.last_error + " " +
+                  (s.tcp_reachable ? std::to_string(*s.tcp_reachable) : "-") + " " + s.tcp_error + " " + s.responder;
+  f += " df " + std::to_string(s.path_mtu.size) + " " + std::to_string(s.path_mtu.sent) + " " +
+       std::to_string(s.path_mtu.received) + " " + std::to_string(s.path_mtu.consecutive_failures) + " " +
+       s.path_mtu.last_error + " " + opt(s.path_mtu.last_success);
+  return f;
+}
+
+// Readers rebuild a target's report entry only when its stats version moved, so the
+// version must move with every change the stats show, in replies, misses, the TCP check
+// while failing and DF probes, and one version never stands for two readings.
+TEST(Prober, TheStatsVersionMovesWheneverTheStatsDo) {
+  SystemClock clock;
+  Responder r(responderOptions(), clock);
+  ASSERT_TRUE(r.start().ok());
+  Prober answered(fastOptions(r.udpPort()), clock);
+  ProbeTarget df{"node-2", Layer::kOverlay, "127.0.0.1"};
+  df.path_mtu_size = 1200;
+  ASSERT_TRUE(answered.setTargets({{"node-2", Layer::kUnderlay, "127.0.0.1"}, df}).ok());
+  Prober unanswered(fastOptions(testing::unusedPort()), clock);
+  ASSERT_TRUE(unanswered.setTargets({{"node-4", Layer::kOverlay, "127.0.0.1"}}).ok());
+
+  // Per prober (versions are one prober's): version -> the stats it stood for.
+  std::map<uint64_t, std::string> seen_answered, seen_unanswered;
+  std::set<uint64_t> versions_of_answered, versions_of_unanswered;
+  bool consistent = true;
+  auto read = [&](const Prober& p, std::map<uint64_t, std::string>& seen, std::set<uint64_t>& versions) {
+    for (const auto& s : p.stats()) {
+      auto [it, fresh] = seen.emplace(s.version, fingerprint(s));
+      if (!fresh && it->second != fingerprint(s)) {
+        consistent = false;
+        ADD_FAILURE() << "version " << s.version << " stood for\n  " << it->second << "\nand\n  " << fingerprint(s);
+      }
+      versions.insert(s.version);
+    }
+  };
+  ASSERT_TRUE(answered.start().ok());
+  ASSERT_TRUE(unanswered.start().ok());
+  // Read as often as possible (no pause between reads), so that readings fall between a
+  // probe's send and its reply, which the prober reads a tick (1 ms here) later.
+  auto done = [&] {
+    const auto a = answered.stats();
+    const auto u = unanswered.stats()[0];
+    return a[0].received >= 5 && a[1].path_mtu.received >= 1 && u.tcp_reachable.has_value() && u.window_probes >= 3;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  bool finished = false;
+  while (consistent && !finished && std::chrono::steady_clock::now() < deadline) {
+    read(answered, seen_answered, versions_of_answered);
+    read(unanswered, seen_unanswered, versions_of_unanswered);
+    finished = done();
+  }
+  ASSERT_TRUE(finished || !consistent) << describe(answered.stats()) << describe(unanswered.stats());
+  EXPECT_TRUE(consistent);
+  EXPECT_GE(versions_of_answered.size(), 5u);  // it moved as the probes went on
+  EXPECT_GE(versions_of_unanswered.size(), 3u);
+
+  // Stopped, nothing moves: the versions stay, and stats(ids) reads the targets asked for,
+  // in that order, at those versions.
+  answered.stop();
+  const auto versions = answered.versions();
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_NE(versions[0].id, versions[1].id);
+  EXPECT_EQ(answered.versions()[1].version, versions[1].version);
+  const auto some = answered.stats({versions[1].id, 999999, versions[0].id});
+  ASSERT_EQ(some.size(), 2u);  // the unknown id is left out
+  EXPECT_EQ(some[0].id, versions[1].id);
+  EXPECT_EQ(some[0].version, versions[1].version);
+  EXPECT_EQ(some[0].target, df);
+  EXPECT_EQ(some[1].version, versions[0].version);
+  EXPECT_EQ(fingerprint(some[1]), fingerprint(answered.stats()[0]));
 }
 
 TEST(Prober, StartWithoutNodeNameFails) {
