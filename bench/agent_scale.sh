@@ -90,6 +90,15 @@ TICKS=$(getconf CLK_TCK)
 # (iptables-save, nft: reaped children count), as its pod's cgroup would account them.
 cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
 tool_ticks() { awk '{print $16 + $17}' "/proc/$1/stat"; }
+# "name ticks" per thread name (utime + stime of every thread of that name; the agent
+# names its own threads mp-*).
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    [[ -r $t/stat ]] || continue
+    printf '%s %s\n' "$(tr ' ' '_' <"$t/comm")" "$(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"
+  done 2>/dev/null | awk '{s[$1] += $2} END {for (k in s) print k, s[k]}' | sort
+}
 status_mib() { awk -v f="$2:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 # Polls (every 100 ms, at most $2 s) until command "$3..." succeeds.
@@ -164,6 +173,7 @@ run_size() {
   sleep "$WARMUP"  # warm-up before the measurement window (not synchronisation)
   local c0 c1 t0 t1 w0 w1 s0 s1
   s0=$(metric "$http" meshprobe_probes_sent_total)
+  thread_ticks "$agent_pid" >"$WORK/threads0-$n"
   c0=$(cpu_ticks "$agent_pid"); t0=$(tool_ticks "$agent_pid"); w0=$(date +%s.%N)
   if [[ ${PERF:-0} == 1 ]]; then
     perf record -q -F 997 -g -p "$agent_pid" -o "$WORK/perf-$n.data" -- sleep "$WINDOW" 2>/dev/null
@@ -171,6 +181,12 @@ run_size() {
     sleep "$WINDOW"  # the measurement window
   fi
   c1=$(cpu_ticks "$agent_pid"); t1=$(tool_ticks "$agent_pid"); w1=$(date +%s.%N)
+  thread_ticks "$agent_pid" >"$WORK/threads1-$n"
+  # CPU per thread name over the window (% of a core), largest first.
+  echo "agent threads at $n peers (% of a core over the window):" \
+    $(join -a 2 "$WORK/threads0-$n" "$WORK/threads1-$n" |
+      awk -v s="$w0" -v e="$w1" -v t="$TICKS" '{b = (NF == 3 ? $2 : 0); c = (NF == 3 ? $3 : $2);
+        if (c > b) printf "%.3f %s\n", 100 * (c - b) / t / (e - s), $1}' | sort -rn | awk '{printf "%s=%s%% ", $2, $1}')
   s1=$(metric "$http" meshprobe_probes_sent_total)
   local cpu tools rss hwm rate per_round coverage targets_o
   cpu=$(awk -v a="$c0" -v b="$c1" -v s="$w0" -v e="$w1" -v t="$TICKS" 'BEGIN {printf "%.2f", 100 * (b - a) / t / (e - s)}')

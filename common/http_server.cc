@@ -14,6 +14,8 @@
 #include <map>
 #include <thread>
 
+#include "common/thread_name.h"
+
 namespace meshprobe {
 
 namespace asio = boost::asio;
@@ -329,6 +331,7 @@ Result<uint16_t> HttpServer::start(const std::string& listen) {
   m.started = true;
   m.accept();
   m.thread = std::thread([&m] {
+    nameThisThread("mp-http");
     for (;;) {
       try {
         m.ioc.run();

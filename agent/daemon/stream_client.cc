@@ -6,6 +6,7 @@
 
 #include "agent/daemon/report_delta.h"
 #include "common/grpc_status.h"
+#include "common/thread_name.h"
 
 namespace meshprobe::agent {
 
@@ -46,7 +47,10 @@ std::shared_ptr<grpc::Channel> StreamClient::makeChannel(const std::string& targ
 
 void StreamClient::start() {
   stopping_ = false;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    nameThisThread("mp-stream");
+    run();
+  });
 }
 
 void StreamClient::stop() {
@@ -137,6 +141,7 @@ void StreamClient::serveOneStream() {
     spdlog::info("connected to the aggregator");
     std::atomic<bool> reader_done{false};
     std::thread reader([&] {
+      nameThisThread("mp-stream-read");
       AggregatorMessage msg;
       bool have_list = false;  // a delta applies on top of this stream's PeerList
       while (stream->Read(&msg)) {

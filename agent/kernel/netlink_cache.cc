@@ -15,6 +15,7 @@
 #include "agent/kernel/netlink_dump.h"
 #include "agent/kernel/netlink_parse.h"
 #include "agent/kernel/netlink_socket.h"
+#include "common/thread_name.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -316,7 +317,10 @@ Result<std::shared_ptr<NetlinkCache>> NetlinkCache::start(Options options) {
   impl->publish();
   std::shared_ptr<NetlinkCache> cache(new NetlinkCache(std::move(impl)));
   Impl* raw = cache->impl_.get();
-  cache->thread_ = std::jthread([raw](std::stop_token stop) { raw->run(stop); });
+  cache->thread_ = std::jthread([raw](std::stop_token stop) {
+    nameThisThread("mp-netlink");
+    raw->run(stop);
+  });
   return cache;
 }
 

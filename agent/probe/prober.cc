@@ -17,6 +17,7 @@
 
 #include "agent/probe/df_socket.h"
 #include "agent/probe/outcome_window.h"
+#include "common/thread_name.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -634,7 +635,10 @@ Status Prober::start() {
   m.df_local_port = m.df_socket.local_endpoint().port();
   asio::post(m.io, [&m] { m.tick(); });
   m.running = true;
-  m.thread = std::thread([&m] { m.io.run(); });
+  m.thread = std::thread([&m] {
+    nameThisThread("mp-prober");
+    m.io.run();
+  });
   return okStatus();
 }
 

@@ -9,6 +9,7 @@
 #include "agent/probe/df_socket.h"
 #include "agent/probe/rate_limiter.h"
 #include "agent/probe/replay_window.h"
+#include "common/thread_name.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -192,7 +193,10 @@ Status Responder::start() {
   }
   m.receive();
   m.running = true;
-  m.thread = std::thread([&m] { m.io.run(); });
+  m.thread = std::thread([&m] {
+    nameThisThread("mp-responder");
+    m.io.run();
+  });
   return okStatus();
 }
 
