@@ -17,6 +17,7 @@
 #include "agent/http/agent_http.h"
 #include "agent/probe/prober.h"
 #include "agent/probe/responder.h"
+#include "common/thread_name.h"
 
 namespace meshprobe::agent {
 namespace {
@@ -157,6 +158,7 @@ struct Daemon::Impl {
 
   mutable std::mutex mu;  // guards doctor and parts
   std::optional<DoctorReport> doctor;
+  meshprobe::v1::Report doctor_proto;  // `doctor` as a report's checks, findings, pod_netns
   std::array<std::optional<DoctorReport>, 2> parts;  // [local, network]
   std::shared_ptr<HelloBox> hello = std::make_shared<HelloBox>();
 
@@ -196,9 +198,18 @@ Status Daemon::Impl::start() {
   }
   makeRunners();
   startStream();
-  local_thread = std::jthread([this](std::stop_token st) { checkLoop(st, kLocal); });
-  network_thread = std::jthread([this](std::stop_token st) { checkLoop(st, kNetwork); });
-  report_thread = std::jthread([this](std::stop_token st) { reportLoop(st); });
+  local_thread = std::jthread([this](std::stop_token st) {
+    nameThisThread("mp-checks-local");
+    checkLoop(st, kLocal);
+  });
+  network_thread = std::jthread([this](std::stop_token st) {
+    nameThisThread("mp-checks-net");
+    checkLoop(st, kNetwork);
+  });
+  report_thread = std::jthread([this](std::stop_token st) {
+    nameThisThread("mp-report");
+    reportLoop(st);
+  });
   loops_running = 3;
   return okStatus();
 }
@@ -320,6 +331,11 @@ void Daemon::Impl::publish(size_t part, DoctorReport report) {
       if (p) merged.findings.insert(merged.findings.end(), p->findings.begin(), p->findings.end());
     }
     doctor = std::move(merged);
+    // Converted once per round, not per report (a check's details go through JSON).
+    doctor_proto.Clear();
+    for (const auto& c : doctor->checks) *doctor_proto.add_checks() = toProto(c);
+    for (const auto& f : doctor->findings) *doctor_proto.add_findings() = toProto(f);
+    setPodNetns(doctor_proto, doctor->checks);  // the latest ambient_redirection run's pod netns
   }
   ++rounds[part];
   report_wake.poke();
@@ -367,11 +383,7 @@ void Daemon::Impl::reportLoop(const std::stop_token& stop) {
     *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(wall.count());
     {
       std::lock_guard lock(mu);
-      if (doctor) {
-        for (const auto& c : doctor->checks) *report.add_checks() = toProto(c);
-        for (const auto& f : doctor->findings) *report.add_findings() = toProto(f);
-        setPodNetns(report, doctor->checks);  // the latest ambient_redirection run's pod netns
-      }
+      report.MergeFrom(doctor_proto);  // the checks, findings and pod netns, as converted
     }
     pending.probes = probe_entries.update(*prober);  // rebuilt only where a target changed
     setCoverage(report, prober->rotationStatus(), config.interval);
