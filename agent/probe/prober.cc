@@ -115,7 +115,7 @@ struct Prober::Impl {
     if (o.tcp_check_after < 1) o.tcp_check_after = 1;
     if (o.path_mtu_every < 1) o.path_mtu_every = 1;
     if (o.min_tick <= Duration::zero()) {
-      o.min_tick = std::clamp<Duration>(o.interval / 100, std::chrono::milliseconds(1), std::chrono::milliseconds(10));
+      o.min_tick = std::clamp<Duration>(o.interval / 50, std::chrono::milliseconds(1), std::chrono::milliseconds(20));
     }
     o.min_tick = std::min<Duration>(o.min_tick, std::chrono::milliseconds(100));
     return o;
@@ -145,6 +145,7 @@ struct Prober::Impl {
   std::deque<uint64_t> closed_order;
   ProberCounters counters;
   uint64_t next_seq = 0;
+  size_t df_in_flight = 0;  // DF probes in `outstanding`
   TimePoint last_tick{};
 
   udp::socket socket;
@@ -302,6 +303,7 @@ struct Prober::Impl {
     while (!outstanding.empty() && outstanding.begin()->second.deadline <= now) {
       auto [seq, out] = *outstanding.begin();
       outstanding.erase(outstanding.begin());
+      if (out.df) --df_in_flight;
       remember(seq, false);
       if (out.df) {
         auto st = states.find(out.id);
@@ -394,6 +396,7 @@ struct Prober::Impl {
     ++counters.path_mtu_sent;
     s.df_outstanding = true;
     outstanding.emplace(seq, Outstanding{id, now, now + options.timeout, p.send_time_ns, false, true, *size});
+    ++df_in_flight;
   }
 
   void tick() {
@@ -428,11 +431,14 @@ struct Prober::Impl {
   }
 
   // Reads every queued reply. Replies are read at ticks (every min_tick while probes are
-  // outstanding), not on each arrival, so 2000 targets cost ~100 wake-ups/s instead of
-  // one per reply; the kernel's receive timestamp (SO_TIMESTAMPNS) keeps RTTs exact.
+  // outstanding), not on each arrival, so 2000 targets cost ~50 wake-ups/s instead of
+  // one per reply; the kernel's receive timestamp (SO_TIMESTAMPNS) keeps RTTs exact. The
+  // DF socket only while a DF probe is out (one in `path_mtu_every` regular probes): a
+  // reply that comes after its probe timed out waits for the next one and is counted
+  // late then.
   void drain(TimePoint now) {
     drain(socket.native_handle(), now);
-    if (df_socket.is_open()) drain(df_socket.native_handle(), now);
+    if (df_socket.is_open() && df_in_flight > 0) drain(df_socket.native_handle(), now);
   }
 
   void drain(int fd, TimePoint now) {
@@ -500,6 +506,7 @@ struct Prober::Impl {
       return;
     }
     outstanding.erase(it);
+    if (out.df) --df_in_flight;
     remember(reply.sequence, true);
     if (out.df) {
       // The responder answers with exactly the request's size; anything else did not

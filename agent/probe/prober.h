@@ -66,7 +66,7 @@ struct ProberOptions {
   size_t request_size = 128;  // padded request size (room for the responder's name)
   int tcp_check_after = 2;    // consecutive UDP misses before a TCP connect
   Duration tcp_timeout = std::chrono::milliseconds(500);
-  Duration min_tick{};           // wake-up coalescing; 0 = interval/100 within [1ms, 10ms]
+  Duration min_tick{};           // wake-up coalescing; 0 = interval/50 within [1ms, 20ms]
   uint64_t rng_seed = 0;         // jitter RNG; 0 = random
   int receive_buffer = 1 << 20;  // SO_RCVBUF (capped by net.core.rmem_max): absorbs reply bursts
   // Called on the prober's I/O thread for every matched reply (e.g. to feed an RTT
