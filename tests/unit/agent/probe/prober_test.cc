@@ -335,6 +335,49 @@ TEST(Prober, TheStatsVersionMovesWheneverTheStatsDo) {
   EXPECT_EQ(fingerprint(some[1]), fingerprint(answered.stats()[0]));
 }
 
+// A tick's probes go out in one sendmmsg. One that the kernel refuses (a broadcast address
+// without SO_BROADCAST: EACCES at once, nothing leaves the host) is a miss with the
+// kernel's reason, and the probes queued after it in the same batch still go out.
+TEST(Prober, ASendTheKernelRefusesIsAMissAndTheRestOfTheBatchGoesOut) {
+  SystemClock clock;
+  Responder r(responderOptions(), clock);
+  ASSERT_TRUE(r.start().ok());
+  ProberOptions o = fastOptions(r.udpPort());
+  o.retries = 0;
+  Prober p(o, clock);
+  // 60 answered targets spread over the 100 ms interval and 2 ms ticks: several per batch,
+  // some of them batched after the refused one.
+  std::vector<ProbeTarget> targets;
+  for (int i = 0; i < 60; ++i) targets.push_back({"node-" + std::to_string(i), Layer::kUnderlay, "127.0.0.1"});
+  targets.push_back({"broadcast", Layer::kUnderlay, "255.255.255.255"});
+  ASSERT_TRUE(p.setTargets(targets).ok());
+  ASSERT_TRUE(p.start().ok());
+  auto settled = [&] {
+    for (const auto& s : p.stats()) {
+      if (s.target.peer == "broadcast" ? s.window_probes < 3 : s.received < 3) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(eventually(settled, [&] { return describe(p.stats()); }));
+  for (const auto& s : p.stats()) {
+    if (s.target.peer != "broadcast") {
+      EXPECT_EQ(s.consecutive_failures, 0u) << s.target.peer;
+      continue;
+    }
+    EXPECT_EQ(s.received, 0u);
+    EXPECT_EQ(s.loss, 1.0);
+    EXPECT_EQ(s.last_error, "send: Permission denied");
+    EXPECT_EQ(s.last_failure, ProbeFailure::kOther);
+  }
+  // Every probe queued was sent or failed: none was lost with the batch.
+  p.stop();
+  uint64_t queued = 0;
+  for (const auto& s : p.stats()) queued += s.sent;
+  const auto c = p.counters();
+  EXPECT_GE(c.send_errors, 3u);
+  EXPECT_EQ(c.sent + c.send_errors, queued) << describe(c);
+}
+
 TEST(Prober, StartWithoutNodeNameFails) {
   SystemClock clock;
   ProberOptions o = fastOptions(1);
