@@ -12,11 +12,8 @@
 #include <map>
 #include <mutex>
 #include <set>
-#include <span>
 #include <thread>
-#include <system_error>
 #include <unordered_map>
-#include <vector>
 
 #include "agent/probe/df_socket.h"
 #include "agent/probe/outcome_window.h"
@@ -149,7 +146,6 @@ struct Prober::Impl {
   ProberCounters counters;
   uint64_t next_seq = 0;
   size_t df_in_flight = 0;  // DF probes in `outstanding`
-  std::vector<TargetId> df_due;  // tick()'s: regular probes sent, each may bring a DF probe
   TimePoint last_tick{};
 
   udp::socket socket;
@@ -320,26 +316,10 @@ struct Prober::Impl {
     }
   }
 
-  // A tick's regular probes go out together, in one sendmmsg: one system call for the
-  // tick instead of one per probe. queueSend() encodes a probe into the batch,
-  // flushSends() sends the batch and records each probe as sent or failed.
-  struct QueuedSend {
-    DueProbe due;
-    uint64_t seq = 0;
-    uint64_t send_time_ns = 0;
-    size_t offset = 0;  // in batch_bytes
-    size_t size = 0;
-    udp::endpoint endpoint;
-  };
-  std::vector<QueuedSend> batch;
-  std::vector<uint8_t> batch_bytes;
-  std::vector<mmsghdr> batch_msgs;
-  std::vector<iovec> batch_iov;
-
-  void queueSend(const DueProbe& d) {
+  void send(const DueProbe& d) {
     auto it = states.find(d.id);
     if (it == states.end()) return;
-    TimePoint now = clock.monotonicNow();
+    TimePoint now = clock.monotonicNow();  // per probe: a batch takes a few microseconds each
     TargetState& s = it->second;
     uint64_t seq = next_seq++;
     ProbePacket p;
@@ -350,63 +330,22 @@ struct Prober::Impl {
     touch(s);
     ++s.sent;
     s.last_probe = clock.wallNow();
-    const size_t total = std::max(options.request_size, minimumProbeSize(p.sender.size(), key() != nullptr));
-    const size_t offset = batch_bytes.size();
-    batch_bytes.resize(offset + total);
-    auto size = encodeProbe(p, key(), total, std::span<uint8_t>(batch_bytes.data() + offset, total));
+    auto size =
+        encodeProbe(p, key(), std::max(options.request_size, minimumProbeSize(p.sender.size(), key() != nullptr)), tx);
     if (!size) {
-      batch_bytes.resize(offset);
       ++counters.send_errors;
       recordMiss(d.id, d.retry, "encode: " + size.error().message, ProbeFailure::kOther);
       return;
     }
-    batch_bytes.resize(offset + *size);
-    batch.push_back(QueuedSend{d, seq, p.send_time_ns, offset, *size, s.endpoint});
-  }
-
-  void flushSends() {
-    if (batch.empty()) return;
-    batch_msgs.assign(batch.size(), mmsghdr{});
-    batch_iov.resize(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      QueuedSend& q = batch[i];
-      batch_iov[i] = iovec{batch_bytes.data() + q.offset, q.size};
-      msghdr& m = batch_msgs[i].msg_hdr;
-      m.msg_name = q.endpoint.data();
-      m.msg_namelen = static_cast<socklen_t>(q.endpoint.size());
-      m.msg_iov = &batch_iov[i];
-      m.msg_iovlen = 1;
+    error_code ec;
+    socket.send_to(asio::buffer(tx.data(), *size), s.endpoint, 0, ec);
+    if (ec) {
+      ++counters.send_errors;
+      recordMiss(d.id, d.retry, "send: " + ec.message(), probeFailureOf(ec.value()));
+      return;
     }
-    size_t done = 0;
-    while (done < batch.size()) {
-      // The kernel sends the batch in order: a probe's send time is placed between the
-      // clock before and after the call by its position, so a batch adds no RTT bias of
-      // its own (a probe is not counted as sent from before the ones ahead of it).
-      const TimePoint before = clock.monotonicNow();
-      const int n = ::sendmmsg(socket.native_handle(), batch_msgs.data() + done,
-                               static_cast<unsigned>(batch.size() - done), 0);
-      const TimePoint after = clock.monotonicNow();
-      if (n < 0) {
-        // The first unsent probe failed (sendmmsg reports an error only when it sent none).
-        const int err = errno;
-        if (err == EINTR) continue;
-        const QueuedSend& q = batch[done++];
-        ++counters.send_errors;
-        recordMiss(q.due.id, q.due.retry, "send: " + std::error_code(err, std::system_category()).message(),
-                   probeFailureOf(err));
-        continue;
-      }
-      for (int i = 0; i < n; ++i) {
-        const QueuedSend& q = batch[done + static_cast<size_t>(i)];
-        const TimePoint sent = before + (after - before) * (i + 1) / n;
-        ++counters.sent;
-        outstanding.emplace(q.seq,
-                            Outstanding{q.due.id, sent, sent + options.timeout, q.send_time_ns, q.due.retry, false, q.size});
-      }
-      done += static_cast<size_t>(n);
-    }
-    batch.clear();
-    batch_bytes.clear();
+    ++counters.sent;
+    outstanding.emplace(seq, Outstanding{d.id, now, now + options.timeout, p.send_time_ns, d.retry, false, *size});
   }
 
   // With each regular probe: a DF probe when the cadence says so (see prober.h).
@@ -466,13 +405,10 @@ struct Prober::Impl {
     last_tick = now;
     drain(now);
     expire(now);
-    df_due.clear();
     for (const auto& d : scheduler.takeDue()) {
-      queueSend(d);
-      if (!d.retry) df_due.push_back(d.id);
+      send(d);
+      if (!d.retry) maybeSendDf(d.id);
     }
-    flushSends();
-    for (TargetId id : df_due) maybeSendDf(id);  // after their regular probes, as before
     arm(now);
   }
 

@@ -335,18 +335,18 @@ TEST(Prober, TheStatsVersionMovesWheneverTheStatsDo) {
   EXPECT_EQ(fingerprint(some[1]), fingerprint(answered.stats()[0]));
 }
 
-// A tick's probes go out in one sendmmsg. One that the kernel refuses (a broadcast address
-// without SO_BROADCAST: EACCES at once, nothing leaves the host) is a miss with the
-// kernel's reason, and the probes queued after it in the same batch still go out.
-TEST(Prober, ASendTheKernelRefusesIsAMissAndTheRestOfTheBatchGoesOut) {
+// A probe the kernel refuses to send (a broadcast address without SO_BROADCAST: EACCES at
+// once, nothing leaves the host) is a miss with the kernel's reason, and the probes due in
+// the same tick still go out.
+TEST(Prober, ASendTheKernelRefusesIsAMissAndTheRestOfTheTickGoesOut) {
   SystemClock clock;
   Responder r(responderOptions(), clock);
   ASSERT_TRUE(r.start().ok());
   ProberOptions o = fastOptions(r.udpPort());
   o.retries = 0;
   Prober p(o, clock);
-  // 60 answered targets spread over the 100 ms interval and 2 ms ticks: several per batch,
-  // some of them batched after the refused one.
+  // 60 answered targets spread over the 100 ms interval and 2 ms ticks: several per tick,
+  // some of them due after the refused one.
   std::vector<ProbeTarget> targets;
   for (int i = 0; i < 60; ++i) targets.push_back({"node-" + std::to_string(i), Layer::kUnderlay, "127.0.0.1"});
   targets.push_back({"broadcast", Layer::kUnderlay, "255.255.255.255"});
@@ -369,7 +369,7 @@ TEST(Prober, ASendTheKernelRefusesIsAMissAndTheRestOfTheBatchGoesOut) {
     EXPECT_EQ(s.last_error, "send: Permission denied");
     EXPECT_EQ(s.last_failure, ProbeFailure::kOther);
   }
-  // Every probe queued was sent or failed: none was lost with the batch.
+  // Every probe counted for a target was sent or failed: none was lost.
   p.stop();
   uint64_t queued = 0;
   for (const auto& s : p.stats()) queued += s.sent;
