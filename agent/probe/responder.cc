@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "agent/probe/df_socket.h"
 #include "agent/probe/rate_limiter.h"
@@ -70,6 +71,9 @@ struct Responder::Impl {
 
   mutable std::mutex mu;
   ResponderCounters counters;
+
+  boost::system::error_code openUdp(const udp::endpoint& ep);
+  boost::system::error_code openTcp(const tcp::endpoint& ep);
 
   void receive() {
     udp_socket.async_receive_from(asio::buffer(rx), from, [this](const error_code& ec, size_t n) {
@@ -144,6 +148,44 @@ Responder::Responder(ResponderOptions options, const Clock& clock)
 
 Responder::~Responder() { stop(); }
 
+// Opens and binds the UDP socket: non-blocking, replies with DF.
+error_code Responder::Impl::openUdp(const udp::endpoint& ep) {
+  error_code ec;
+  udp_socket.open(ep.protocol(), ec);
+  if (!ec) udp_socket.bind(ep, ec);
+  if (!ec) udp_socket.non_blocking(true, ec);
+  if (!ec && options.receive_buffer > 0) {
+    error_code ignored;  // best effort: the kernel caps it at net.core.rmem_max
+    udp_socket.set_option(asio::socket_base::receive_buffer_size(options.receive_buffer), ignored);
+  }
+  if (!ec) {
+    // Replies go out with DF, ignoring any cached path MTU: a padded path-MTU probe's
+    // same-size reply must cross the return path whole or not at all (never fragmented
+    // locally), so a small MTU on the way back is detected too. Small replies are unaffected.
+    if (int err = setDontFragmentProbe(udp_socket.native_handle(), ep.address().is_v6()); err != 0) {
+      ec = error_code(err, boost::system::system_category());
+    }
+  }
+  if (ec) {
+    error_code ignored;
+    udp_socket.close(ignored);
+  }
+  return ec;
+}
+
+error_code Responder::Impl::openTcp(const tcp::endpoint& ep) {
+  error_code ec;
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(64, ec);
+  if (ec) {
+    error_code ignored;
+    acceptor.close(ignored);
+  }
+  return ec;
+}
+
 Status Responder::start() {
   Impl& m = *impl_;
   if (m.running) return okStatus();
@@ -151,43 +193,34 @@ Status Responder::start() {
   auto addr = asio::ip::make_address(m.options.bind_address, ec);
   if (ec) return Error{"invalid probe bind address \"" + m.options.bind_address + "\""};
   std::string where = m.options.bind_address + ":" + std::to_string(m.options.port);
-  udp::endpoint uep(addr, m.options.port);
-  m.udp_socket.open(uep.protocol(), ec);
-  if (!ec) m.udp_socket.bind(uep, ec);
-  if (!ec) m.udp_socket.non_blocking(true, ec);
-  if (!ec && m.options.receive_buffer > 0) {
-    error_code ignored;  // best effort: the kernel caps it at net.core.rmem_max
-    m.udp_socket.set_option(asio::socket_base::receive_buffer_size(m.options.receive_buffer), ignored);
-  }
-  if (!ec) {
-    // Replies go out with DF, ignoring any cached path MTU: a padded path-MTU probe's
-    // same-size reply must cross the return path whole or not at all (never fragmented
-    // locally), so a small MTU on the way back is detected too. Small replies are unaffected.
-    if (int err = setDontFragmentProbe(m.udp_socket.native_handle(), addr.is_v6()); err != 0) {
-      ec = error_code(err, boost::system::system_category());
+  const bool ephemeral = m.options.port == 0;
+  // With port 0 the kernel picks UDP's number and TCP takes the same, so one port serves
+  // both; but that number may already be taken on TCP. Then another UDP number is tried,
+  // the rejected UDP sockets held open meanwhile so the kernel cannot hand one back again.
+  constexpr int kEphemeralAttempts = 64;
+  std::vector<udp::socket> rejected;
+  for (int attempt = 1;; ++attempt) {
+    if ((ec = m.openUdp(udp::endpoint(addr, m.options.port)))) {
+      return Error{"cannot bind probe responder to udp " + where + ": " + ec.message(), ec.value()};
     }
-  }
-  if (ec) {
-    error_code ignored;
-    m.udp_socket.close(ignored);
-    return Error{"cannot bind probe responder to udp " + where + ": " + ec.message(), ec.value()};
-  }
-  m.udp_port = m.udp_socket.local_endpoint().port();
-  if (m.options.tcp) {
-    // With port 0, TCP takes the same number UDP got, so one port serves both.
-    tcp::endpoint tep(addr, m.udp_port);
-    m.acceptor.open(tep.protocol(), ec);
-    if (!ec) m.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) m.acceptor.bind(tep, ec);
-    if (!ec) m.acceptor.listen(64, ec);
-    if (ec) {
+    m.udp_port = m.udp_socket.local_endpoint().port();
+    if (!m.options.tcp) break;
+    ec = m.openTcp(tcp::endpoint(addr, m.udp_port));
+    if (!ec) break;
+    if (!ephemeral || ec != asio::error::address_in_use || attempt == kEphemeralAttempts) {
       error_code ignored;
-      m.acceptor.close(ignored);
       m.udp_socket.close(ignored);
+      std::string tries = ephemeral && ec == asio::error::address_in_use
+                              ? " (" + std::to_string(attempt) + " ephemeral ports tried)"
+                              : "";
       return Error{"cannot listen for probes on tcp " + m.options.bind_address + ":" + std::to_string(m.udp_port) +
-                       ": " + ec.message(),
+                       ": " + ec.message() + tries,
                    ec.value()};
     }
+    rejected.push_back(std::move(m.udp_socket));  // leaves m.udp_socket closed, ready to reopen
+  }
+  rejected.clear();
+  if (m.options.tcp) {
     m.tcp_port = m.acceptor.local_endpoint().port();
     m.accept();
   }

@@ -99,7 +99,8 @@ struct Fixture {
       ++reports;
     };
     daemon = std::make_unique<Daemon>(config, seams->deps(), seams, hooks);
-    ASSERT_TRUE(daemon->start().ok());
+    Status st = daemon->start();
+    ASSERT_TRUE(st.ok()) << st.error().message;
   }
   // The three loops are parked on the clock: nothing moves until time or a poke does.
   bool settle() const { return pollFast([&] { return seams->clock.waiters() == 3; }); }
