@@ -29,6 +29,8 @@
 #        below 2,000 peers, 4 from there: one process cannot connect 5,000 in time)
 #        PERF=1: also `perf record -g` the agent over the window and print its top functions
 #        (perf's sampling adds a little to the measured CPU)
+#        HEAPTRACK=1: run the agent under heaptrack and print where its heap was at its peak
+#        (heaptrack slows every allocation: the CPU figures of such a run do not count)
 # Targets: <= 1% of a core and <= 20 MiB RSS at 1,000 and 5,000 peers.
 set -euo pipefail
 
@@ -162,10 +164,20 @@ run_size() {
     { tail -n 2 "$WORK"/lg-"$n"-*.log >&2; return 1; }
 
   local http=127.0.0.1:19472
-  ip netns exec "$NS_A" "$AGENT" --insecure --aggregator "127.0.0.1:$grpc_port" --node-name bench-agent --node-ip 192.0.2.1 \
-    --http-listen "$http" --netns-dir "$WORK/no-netns" --log-level warn >"$agent_log" 2>&1 &
+  local wrap=() heap_pid=
+  [[ ${HEAPTRACK:-0} == 1 ]] && wrap=(heaptrack -o "$WORK/heap-$n")
+  ip netns exec "$NS_A" "${wrap[@]}" "$AGENT" --insecure --aggregator "127.0.0.1:$grpc_port" --node-name bench-agent \
+    --node-ip 192.0.2.1 --http-listen "$http" --netns-dir "$WORK/no-netns" --log-level warn >"$agent_log" 2>&1 &
   local agent_pid=$!
-  PIDS+=("$agent_pid")
+  if [[ ${HEAPTRACK:-0} == 1 ]]; then
+    # heaptrack's script runs the agent as its child: measure and stop the agent itself,
+    # then wait for heaptrack to write its data.
+    heap_pid=$agent_pid
+    agent_child() { pgrep -x -P "$heap_pid" meshprobe-agent; }
+    wait_until "the agent started under heaptrack" 20 agent_child
+    agent_pid=$(agent_child)
+  fi
+  PIDS+=("$agent_pid" ${heap_pid:+"$heap_pid"})
   local under="meshprobe_probe_targets{layer=\"UNDERLAY\"}" over="meshprobe_probe_targets{layer=\"OVERLAY\"}"
   targets_are() { [[ $(metric "$http" "$under") == "$1" ]]; }
   wait_until "agent probes $n peers per layer" 60 targets_are "$n"
@@ -202,7 +214,21 @@ run_size() {
   per_round=$(metric "$http" 'meshprobe_probe_targets_per_round{layer="UNDERLAY"}')
   coverage=$(metric "$http" meshprobe_probe_coverage_rounds)
   targets_o=$(metric "$http" "$over")
+  if [[ -n $heap_pid ]]; then
+    kill "$agent_pid"
+    agent_gone() { ! kill -0 "$agent_pid"; }
+    wait_until "the agent exited" 30 agent_gone
+    wait "$heap_pid" || true  # heaptrack writes its data once the agent is gone
+  fi
   stop_pids
+  if [[ ${HEAPTRACK:-0} == 1 ]]; then
+    echo "heaptrack: the agent's heap at its peak, by allocation site (largest first)"
+    heaptrack_print -f "$WORK/heap-$n.zst" --print-peaks --print-allocators 0 --print-temporary 0 -n 25 -s 3 \
+      >"$WORK/heap-$n.txt" 2>&1 || true
+    cp "$WORK/heap-$n.zst" "/tmp/agent_scale-heap-$n.zst" 2>/dev/null || true  # kept for heaptrack_print -f
+    grep -E "^(PEAK|peak heap|total memory leaked|[0-9.]+[KMG]?B? peak)|calls with" "$WORK/heap-$n.txt" | head -5
+    sed -n '/MOST MEMORY/,/MOST TEMPORARY\|^total runtime/p' "$WORK/heap-$n.txt" | cut -c1-160 | head -150
+  fi
   if [[ ${PERF:-0} == 1 ]]; then
     echo "perf: the agent's top functions at $n peers (self time, % of its samples)"
     perf report -q --stdio --no-children --sort dso,symbol -g none -i "$WORK/perf-$n.data" >"$WORK/perf-$n.txt" 2>/dev/null || true

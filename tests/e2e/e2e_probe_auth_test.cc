@@ -9,10 +9,8 @@
 // agent's istiod check is pointed at the peer namespace, where nothing listens.
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,7 +18,6 @@
 #include <optional>
 #include <regex>
 #include <string>
-#include <thread>
 
 #include "agent/probe/packet.h"
 #include "tests/e2e/harness.h"
@@ -34,21 +31,13 @@ constexpr uint16_t kProbePort = 9473;
 constexpr uint16_t kHttpPort = 9472;
 constexpr const char* kKey = "e2e probe key: not a secret";
 
-// A UDP socket created inside `netns` (a socket keeps the namespace it was made in): a
-// short-lived thread enters the namespace, makes and binds the socket, and exits, so the
-// test's own threads never change namespace. Closed in the destructor.
+// A UDP socket created inside `netns` (a socket keeps the namespace it was made in), by
+// a short-lived thread in that namespace. Closed in the destructor.
 class NetnsUdpSocket {
  public:
   NetnsUdpSocket(const std::string& netns_path, const std::string& bind_ip) {
     std::string error;
-    std::thread([&] {
-      int ns = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
-        error = "cannot enter " + netns_path + ": " + std::strerror(errno);
-        if (ns >= 0) ::close(ns);
-        return;
-      }
-      ::close(ns);
+    runInNetnsThread(netns_path, [&] {
       fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
       sockaddr_in a{};
       a.sin_family = AF_INET;
@@ -56,7 +45,7 @@ class NetnsUdpSocket {
       if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
         error = "cannot bind a UDP socket to " + bind_ip + ": " + std::strerror(errno);
       }
-    }).join();
+    });
     if (!error.empty()) {
       if (fd_ >= 0) ::close(fd_);
       throw HarnessError(error);

@@ -4,16 +4,12 @@
 // by a TCP listener, the responder must land on the other one every time, whichever the
 // kernel offers first; with both held it must fail with an error, not loop.
 
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <functional>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -25,23 +21,6 @@ namespace {
 
 constexpr uint16_t kLow = 40000;  // the namespace's whole ephemeral range: kLow, kLow + 1
 constexpr int kStarts = 16;       // without the retry, each start fails with probability 1/2
-
-// Runs `work` in a thread that has joined `netns_path` (sockets keep the namespace they
-// were made in), and joins it: the test's own threads never change namespace.
-void inNetns(const std::string& netns_path, const std::function<void()>& work) {
-  std::string error;
-  std::thread([&] {
-    int fd = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
-      error = "cannot enter " + netns_path + ": " + std::strerror(errno);
-      if (fd >= 0) ::close(fd);
-      return;
-    }
-    ::close(fd);
-    work();
-  }).join();
-  if (!error.empty()) throw HarnessError(error);
-}
 
 // A TCP listener on 0.0.0.0:port, made by the calling thread; closed in the destructor.
 class TcpListener {
@@ -86,7 +65,7 @@ class ProbePortE2e : public ::testing::Test {
 };
 
 TEST_F(ProbePortE2e, ATcpHeldEphemeralPortIsPassedOverForOneFreeOnBoth) {
-  inNetns(ns_->path(), [&] {
+  runInNetnsThread(ns_->path(), [&] {
     TcpListener held(kLow);
     for (int i = 0; i < kStarts; ++i) {
       agent::Responder r(ephemeral(), clock_);
@@ -100,7 +79,7 @@ TEST_F(ProbePortE2e, ATcpHeldEphemeralPortIsPassedOverForOneFreeOnBoth) {
 }
 
 TEST_F(ProbePortE2e, WithEveryEphemeralPortHeldOnTcpStartFailsNamingTheProtocol) {
-  inNetns(ns_->path(), [&] {
+  runInNetnsThread(ns_->path(), [&] {
     TcpListener a(kLow);
     TcpListener b(kLow + 1);
     agent::Responder r(ephemeral(), clock_);

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -392,6 +394,27 @@ void writeFile(const std::string& path, const std::string& text, mode_t mode) {
     if (!out) throw HarnessError("cannot write " + path);
   }
   chmod(path.c_str(), mode);
+}
+
+void runInNetnsThread(const std::string& netns_path, const std::function<void()>& work) {
+  std::string error;
+  std::exception_ptr thrown;
+  std::thread([&] {
+    const int fd = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
+      error = "cannot enter the network namespace " + netns_path + ": " + std::strerror(errno);
+      if (fd >= 0) ::close(fd);
+      return;
+    }
+    ::close(fd);
+    try {
+      work();
+    } catch (...) {
+      thrown = std::current_exception();
+    }
+  }).join();
+  if (!error.empty()) throw HarnessError(error);
+  if (thrown) std::rethrow_exception(thrown);
 }
 
 TempDir::TempDir(const std::string& tag) {

@@ -72,6 +72,12 @@ std::string sh(const std::string& netns, const std::string& script);
 std::string readFile(const std::string& path);  // "" when unreadable
 void writeFile(const std::string& path, const std::string& text, mode_t mode = 0644);
 
+// Runs `work` in a thread that joined the network namespace at `netns_path` and waits for
+// it: sockets keep the namespace they were made in, and the caller's own threads never
+// change namespace. Throws HarnessError when the namespace cannot be entered; an exception
+// `work` throws is rethrown here.
+void runInNetnsThread(const std::string& netns_path, const std::function<void()>& work);
+
 // mkdtemp under /tmp named mpe2e-<pid>-<tag>-XXXXXX; removed (after detaching any mount
 // under it) in the destructor.
 class TempDir {

@@ -2,14 +2,7 @@
 // The e2e_kube* suites' shared step: the fake kube-apiserver served inside the mesh's control
 // netns (where the aggregator dials it) and the kubeconfig the aggregator reads.
 
-#include <fcntl.h>
-#include <sched.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <string>
-#include <thread>
 
 #include "tests/e2e/mesh.h"
 #include "tests/support/fake_kube_apiserver.h"
@@ -22,20 +15,9 @@ namespace meshprobe::e2e {
 inline void startFakeKubeApiServerIn(const TestNetns& control, test::FakeKubeApiServer& fake,
                                      const std::string& kubeconfig, const std::string& token) {
   bool started = false;
-  std::string error;
-  std::thread t([&] {
-    const int fd = ::open(control.path().c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
-      error = "setns " + control.path() + ": " + std::strerror(errno);
-      if (fd >= 0) ::close(fd);
-      return;
-    }
-    ::close(fd);
-    started = fake.start(0);
-  });
-  t.join();
+  runInNetnsThread(control.path(), [&] { started = fake.start(0); });
   if (!started)
-    throw HarnessError("fake kube-apiserver in the control netns: " + (error.empty() ? "start failed" : error));
+    throw HarnessError("fake kube-apiserver in the control netns " + control.path() + ": start failed");
   writeFile(kubeconfig,
             "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: " + fake.url() +
                 "\n    certificate-authority: " + mtlsFile("ca.pem") +
