@@ -180,7 +180,7 @@ run_size() {
   PIDS+=("$agent_pid" ${heap_pid:+"$heap_pid"})
   local under="meshprobe_probe_targets{layer=\"UNDERLAY\"}" over="meshprobe_probe_targets{layer=\"OVERLAY\"}"
   targets_are() { [[ $(metric "$http" "$under") == "$1" ]]; }
-  wait_until "agent probes $n peers per layer" 60 targets_are "$n"
+  wait_until "agent probes $n peers per layer" $((${HEAPTRACK:-0} == 1 ? 300 : 60)) targets_are "$n"
 
   sleep "$WARMUP"  # warm-up before the measurement window (not synchronisation)
   local c0 c1 t0 t1 w0 w1 s0 s1
@@ -226,8 +226,11 @@ run_size() {
     heaptrack_print -f "$WORK/heap-$n.zst" --print-peaks --print-allocators 0 --print-temporary 0 -n 25 -s 3 \
       >"$WORK/heap-$n.txt" 2>&1 || true
     cp "$WORK/heap-$n.zst" "/tmp/agent_scale-heap-$n.zst" 2>/dev/null || true  # kept for heaptrack_print -f
-    grep -E "^(PEAK|peak heap|total memory leaked|[0-9.]+[KMG]?B? peak)|calls with" "$WORK/heap-$n.txt" | head -5
-    sed -n '/MOST MEMORY/,/MOST TEMPORARY\|^total runtime/p' "$WORK/heap-$n.txt" | cut -c1-160 | head -150
+    grep -E "^(peak heap memory consumption|peak RSS|calls to allocation functions)" "$WORK/heap-$n.txt"
+    # Each peak consumer with the first frame in the project's own code under it.
+    awk '/peak memory consumed over/ {if (site != "") print site; site = $0; fn = ""; found = 0; next}
+         site != "" && !found && /^ *at \.\.\// {sub(/^ */, "", fn); site = site " " fn " (" substr($2, 4) ")"; found = 1}
+         {fn = $0} END {if (site != "") print site}' "$WORK/heap-$n.txt" | cut -c1-200
   fi
   if [[ ${PERF:-0} == 1 ]]; then
     echo "perf: the agent's top functions at $n peers (self time, % of its samples)"

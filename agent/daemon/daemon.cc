@@ -402,7 +402,7 @@ AgentStatus Daemon::Impl::status() const {
     s.doctor = doctor;
   }
   s.prober = prober->counters();
-  for (const auto& t : prober->stats()) ++s.targets[t.target.layer];
+  s.targets = prober->targetsPerLayer();
   s.rotation = prober->rotationStatus();
   s.responder = responder->counters();
   s.responder_bound = responder_bound;

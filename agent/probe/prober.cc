@@ -751,6 +751,13 @@ std::vector<TargetStats> Prober::stats(const std::vector<uint64_t>& ids) const {
   return out;
 }
 
+std::map<Layer, size_t> Prober::targetsPerLayer() const {
+  std::lock_guard lock(impl_->mu);
+  std::map<Layer, size_t> out;
+  for (const auto& [id, state] : impl_->states) ++out[state.target.layer];
+  return out;
+}
+
 ProberCounters Prober::counters() const {
   std::lock_guard lock(impl_->mu);
   return impl_->counters;

@@ -200,6 +200,9 @@ class Prober {
   std::vector<TargetVersion> versions() const;
   // stats() of the targets `ids` names, in that order; ids of targets gone are left out.
   std::vector<TargetStats> stats(const std::vector<uint64_t>& ids) const;
+  // How many targets each layer has (a layer without any is absent): what /metrics shows,
+  // without building every target's stats.
+  std::map<Layer, size_t> targetsPerLayer() const;
   ProberCounters counters() const;
   ProbeRotationStatus rotationStatus() const;
   uint16_t localPort() const;    // the UDP source port, valid after start()

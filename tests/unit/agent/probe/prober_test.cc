@@ -378,6 +378,24 @@ TEST(Prober, ASendTheKernelRefusesIsAMissAndTheRestOfTheTickGoesOut) {
   EXPECT_EQ(c.sent + c.send_errors, queued) << describe(c);
 }
 
+TEST(Prober, TargetsPerLayerCountsWhatStatsHolds) {
+  SystemClock clock;
+  Prober p(fastOptions(1), clock);
+  EXPECT_TRUE(p.targetsPerLayer().empty());
+  ProbeTarget u2{"node-2", Layer::kUnderlay, "127.0.0.2"};
+  ProbeTarget u3{"node-3", Layer::kUnderlay, "127.0.0.3"};
+  ProbeTarget o2{"node-2", Layer::kOverlay, "127.0.1.2"};
+  // A duplicate is one target, and one without an IP address is none.
+  (void)p.setTargets({u2, o2, u3, u2, {"node-4", Layer::kOverlay, "not-an-ip"}});
+  auto counts = p.targetsPerLayer();
+  EXPECT_EQ(counts, (std::map<Layer, size_t>{{Layer::kUnderlay, 2}, {Layer::kOverlay, 1}}));
+  size_t held = 0;
+  for (const auto& [layer, n] : counts) held += n;
+  EXPECT_EQ(held, p.stats().size());
+  ASSERT_TRUE(p.setTargets({u3}).ok());
+  EXPECT_EQ(p.targetsPerLayer(), (std::map<Layer, size_t>{{Layer::kUnderlay, 1}}));
+}
+
 TEST(Prober, StartWithoutNodeNameFails) {
   SystemClock clock;
   ProberOptions o = fastOptions(1);
