@@ -229,7 +229,8 @@ run_size() {
     grep -E "^(peak heap memory consumption|peak RSS|calls to allocation functions)" "$WORK/heap-$n.txt"
     # Each peak consumer with the first frame in the project's own code under it.
     awk '/peak memory consumed over/ {if (site != "") print site; site = $0; fn = ""; found = 0; next}
-         site != "" && !found && /^ *at \.\.\// {sub(/^ */, "", fn); site = site " " fn " (" substr($2, 4) ")"; found = 1}
+         site != "" && !found && /^ *at / && match($0, /(agent|common|proto)\/[a-z0-9_\/]+\.(cc|h):[0-9]+/) {
+           sub(/^ */, "", fn); site = site " " fn " (" substr($0, RSTART, RLENGTH) ")"; found = 1}
          {fn = $0} END {if (site != "") print site}' "$WORK/heap-$n.txt" | cut -c1-200
   fi
   if [[ ${PERF:-0} == 1 ]]; then
