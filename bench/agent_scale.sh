@@ -56,6 +56,14 @@ for b in "$AGENT" "$AGG" "$LOADGEN" "$DRIVER"; do
   }
 done
 command -v curl >/dev/null || { echo "agent_scale.sh: needs curl" >&2; exit 1; }
+if [[ ${PERF:-0} == 1 ]] && ! command -v perf >/dev/null; then
+  echo "agent_scale.sh: PERF=1 needs perf (apt-get install linux-perf)" >&2
+  exit 1
+fi
+if [[ ${HEAPTRACK:-0} == 1 ]] && ! command -v heaptrack >/dev/null; then
+  echo "agent_scale.sh: HEAPTRACK=1 needs heaptrack (apt-get install heaptrack)" >&2
+  exit 1
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # one TCP connection per simulated node
 
 PREFIX="mpagent-$$-"
