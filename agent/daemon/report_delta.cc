@@ -14,6 +14,9 @@ using google::protobuf::util::TimeUtil;
 void ReportDeltaEncoder::reset() {
   have_base_ = false;
   last_whole_ns_.reset();
+  last_encode_ns_.reset();
+  refresh_cursor_ = 0;
+  refresh_credit_ = 0;
   probes_.clear();
   checks_.clear();
   pod_netns_.reset();
@@ -113,8 +116,7 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
                                                 ? TimeUtil::DurationToNanoseconds(report.coverage_period())
                                                 : 0))
           .count();
-  bool whole = !deltas_accepted || !have_base_ || !last_whole_ns_ || now_ns - *last_whole_ns_ >= digest_ns ||
-               now_ns < *last_whole_ns_;
+  bool whole = !deltas_accepted || !have_base_ || !last_encode_ns_ || now_ns < *last_encode_ns_;
   if (!whole) {
     // A target or a check that disappeared: only a whole report can say so. Every result
     // sent before must be in this report: as many found as remembered (a key listed twice
@@ -138,10 +140,31 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
   }
   if (whole) {
     remember(pending);
+    last_encode_ns_ = now_ns;
     ++counters_.whole;
     counters_.probes_sent += pending.probes.size();
     return pending.whole();
   }
+
+  // The refresh: every result goes out again at least once per digest period, a slice of
+  // them in each delta (the results in the report's order, from where the last slice
+  // ended), as many as the time since the last report is of the period. The checks and
+  // the pod netns list, small, go out whole once per period.
+  // Counted in result-nanoseconds, so that T reports of 1/T of the period add up to one
+  // result exactly.
+  const size_t total = pending.probes.size();
+  const int64_t period_ns = std::max<int64_t>(digest_ns, 1);
+  const int64_t elapsed_ns = std::min(now_ns - *last_encode_ns_, period_ns);
+  refresh_credit_ = std::min<uint64_t>(refresh_credit_ + static_cast<uint64_t>(elapsed_ns) * total,
+                                       static_cast<uint64_t>(period_ns) * total);
+  const size_t refresh = static_cast<size_t>(refresh_credit_ / static_cast<uint64_t>(period_ns));
+  refresh_credit_ -= static_cast<uint64_t>(refresh) * static_cast<uint64_t>(period_ns);
+  const size_t refresh_from = total == 0 ? 0 : refresh_cursor_ % total;
+  refresh_cursor_ = total == 0 ? 0 : (refresh_from + refresh) % total;
+  auto refreshed = [&](size_t i) { return (i + total - refresh_from) % total < refresh; };
+  const bool refresh_rest = now_ns - *last_whole_ns_ >= digest_ns;
+  if (refresh_rest) last_whole_ns_ = now_ns;
+  last_encode_ns_ = now_ns;
 
   v1::Report delta;
   delta.set_delta(true);
@@ -153,7 +176,7 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
   for (const auto& c : report.checks()) {
     std::string bytes = c.SerializeAsString();
     auto it = checks_.find(c.name());
-    if (it != checks_.end() && it->second == bytes) continue;
+    if (!refresh_rest && it != checks_.end() && it->second == bytes) continue;
     *delta.add_checks() = c;
     checks_[c.name()] = std::move(bytes);
   }
@@ -171,7 +194,8 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
     const ProbeEntry& entry = *pending.probes[i];
     Sent* sent = found_[i];
     const bool old = max_age_ns && entry.last_probe_ns && now_ns - *entry.last_probe_ns > *max_age_ns;
-    if (sent != nullptr && !old) {
+    const bool refresh_it = refreshed(i);
+    if (sent != nullptr && !old && !refresh_it) {
       // Looked at in this version already: compared again it would give what it gave then,
       // which, after a send, is "send again" only for a result that is not quiet.
       const bool same = entry.version != 0 && sent->looked_at == entry.version;
@@ -183,6 +207,7 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
       }
     }
     *delta.add_probes() = entry.result;
+    if (refresh_it) ++counters_.probes_refreshed;
     if (sent != nullptr) {
       *sent = sentOf(entry);
     } else {
@@ -192,7 +217,7 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
   }
   if (report.has_pod_netns()) {
     std::string bytes = report.pod_netns().SerializeAsString();
-    if (!pod_netns_ || *pod_netns_ != bytes) {
+    if (refresh_rest || !pod_netns_ || *pod_netns_ != bytes) {
       *delta.mutable_pod_netns() = report.pod_netns();
       pod_netns_ = std::move(bytes);
     }

@@ -19,12 +19,20 @@
 //   - a check whose result changed (compared as bytes), the findings whole, pod_netns only
 //     when it changed.
 // A report is whole when: it is the stream's first (reset()), the aggregator does not accept
-// deltas, a probe target or a check disappeared since the last one sent (a delta cannot say
-// "gone"), or the digest period passed since the last whole one (digestPeriod: 30 s, the
-// report's coverage period, or what keeps a whole cluster's digests within
+// deltas, or a probe target or a check disappeared since the last one sent (a delta cannot
+// say "gone"). A member that joined since the last report (resendTo) gets all its results
+// in the next delta.
+//
+// The digest: every result goes out again at least once per digest period (digestPeriod:
+// 30 s, the report's coverage period, or what keeps a whole cluster's digests within
 // cluster_digest_rate, whichever is longest), so a change the aggregator missed cannot
-// outlive it. A member that joined since the last report (resendTo) gets all its results in
-// the next delta.
+// outlive it. It is spread over the deltas, a slice of the results in each (in the
+// report's order, each slice where the last ended, its size the time since the last report
+// as a share of the period), and every check and the pod netns list go out once per period.
+// Not a whole report per period: at 5,000 peers that is a 1 MB message from every agent
+// every few minutes, and a message that large makes the aggregator's gRPC connection size
+// its read buffers for the next ones too, for minutes, while a slice of the digest keeps
+// every report small. To the aggregator a resent result is an ordinary delta entry.
 //
 // A result whose entry (pending_report.h) has the stats version the encoder last looked at
 // is not compared again: unchanged since then, it goes out only if it is not quiet or has
@@ -64,6 +72,7 @@ class ReportDeltaEncoder {
     uint64_t deltas = 0;          // delta reports sent
     uint64_t probes_sent = 0;     // probe results carried (whole and delta)
     uint64_t probes_omitted = 0;  // probe results a delta left out as unchanged
+    uint64_t probes_refreshed = 0;  // probe results a delta carried as its slice of the digest
   };
 
   ReportDeltaEncoder() : ReportDeltaEncoder(Options{}) {}
@@ -116,7 +125,10 @@ class ReportDeltaEncoder {
   Options options_;
   Counters counters_;
   bool have_base_ = false;
-  std::optional<int64_t> last_whole_ns_;                 // report time of the last whole report
+  std::optional<int64_t> last_whole_ns_;                 // report time checks were last all sent
+  std::optional<int64_t> last_encode_ns_;                // report time of the last report
+  size_t refresh_cursor_ = 0;                            // where the next digest slice starts
+  uint64_t refresh_credit_ = 0;                          // digest results due × period (ns)
   std::unordered_map<std::string, Sent> probes_;         // by layer + dst, as last sent
   std::unordered_map<std::string, std::string> checks_;  // by name, serialized as last sent
   std::optional<std::string> pod_netns_;                 // serialized as last sent

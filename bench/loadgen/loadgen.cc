@@ -12,12 +12,13 @@
 // it (a delta before the stream's first list is ignored and counted); --legacy-membership simulates agents that predate deltas (whole PeerLists
 // only). A stream that ends is re-opened with the agent's own capped, jittered backoff.
 // Reports are what an agent's ReportDeltaEncoder sends (agent/daemon/report_delta.h): the
-// stream's first report, and one every digest period (ReportDeltaEncoder::digestPeriod: 30 s
-// up to about 1,200 nodes, longer above so a cluster's digests stay within the encoder's
-// cluster rate; 250 s at 5,000 nodes), whole — every known peer on
-// both layers, as an agent reports all its targets; in between, once the stream's PeerList
-// accepts deltas, delta reports carrying the failing cells only (a simulated healthy cell
-// never changes, so the encoder would leave it out). --whole-reports simulates agents that
+// stream's first report whole — every known peer on both layers, as an agent reports all
+// its targets; after it, once the stream's PeerList accepts deltas, delta reports carrying
+// the failing cells (a simulated healthy cell never changes, so the encoder would leave it
+// out) and the encoder's slice of the digest: every result once per digest period
+// (ReportDeltaEncoder::digestPeriod: 30 s up to about 1,200 nodes, longer above so a
+// cluster's digests stay within the encoder's cluster rate; 250 s at 5,000 nodes), a share
+// in each report, and every check once per period. --whole-reports simulates agents that
 // predate delta reports.
 //
 // `--shard I/K` simulates only every K-th node (index % K == I), so that K processes share a
@@ -144,7 +145,10 @@ struct Node {
   uint64_t sequence = 0;
   bool deltas_ok = false;       // this stream's PeerList accepts delta reports
   bool whole_on_stream = false;  // a whole report went out on this stream
-  Steady::time_point last_whole{};
+  Steady::time_point last_checks{};   // every check last sent (the whole report or a digest)
+  Steady::time_point last_encoded{};  // the last report on this stream
+  size_t refresh_cursor = 0;          // the next digest slice's first target (2 * dst + layer)
+  uint64_t refresh_credit = 0;        // digest targets due × digest period (ns), as the encoder
   Steady::time_point next_report{};
   Steady::time_point last_report{};  // the last report built (early reports after a join)
   Steady::time_point reconnect_due{};
@@ -187,7 +191,7 @@ class Simulation {
   FaultSet faults_;
   std::vector<std::unique_ptr<Node>> nodes_;  // every node of the cluster, by index
   std::vector<size_t> mine_;                  // the indices this process simulates (its shard)
-  Duration digest_period_{};                  // between two whole reports (the agent's encoder's rule)
+  Duration digest_period_{};                  // every result resent once per this (the agent's encoder's rule)
   std::vector<agent::ProbeTarget> underlay_, overlay_;  // by node index
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<meshprobe::v1::Collector::Stub>> stubs_;
@@ -452,14 +456,36 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
       std::chrono::duration_cast<std::chrono::nanoseconds>(facts.now.time_since_epoch()).count());
   // Whole or delta as the agent's encoder decides.
-  const bool whole = !n.deltas_ok || !n.whole_on_stream || now - n.last_whole >= digest_period_;
+  const bool whole = !n.deltas_ok || !n.whole_on_stream;
+  // A delta's slice of the digest (ReportDeltaEncoder): the targets, in the agent's order,
+  // from where the last slice ended, as many as the time since the last report is of the
+  // digest period, and every check once per period.
+  size_t refresh_from = 0, refresh = 0;
   if (whole) {
     n.whole_on_stream = true;
-    n.last_whole = now;
+    n.last_checks = now;
+    n.refresh_cursor = 0;
+    n.refresh_credit = 0;
     for (const auto& c : checks_) *report.add_checks() = c;
   } else {
     report.set_delta(true);
+    const uint64_t targets = 2 * count;
+    const auto period = static_cast<uint64_t>(std::max<int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(digest_period_).count(), 1));
+    const auto elapsed = static_cast<uint64_t>(std::clamp<int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now - n.last_encoded).count(), 0,
+        static_cast<int64_t>(period)));
+    n.refresh_credit = std::min(n.refresh_credit + elapsed * targets, period * targets);
+    refresh = static_cast<size_t>(n.refresh_credit / period);
+    n.refresh_credit -= refresh * period;
+    refresh_from = n.refresh_cursor % targets;
+    n.refresh_cursor = (refresh_from + refresh) % targets;
+    if (now - n.last_checks >= digest_period_) {
+      n.last_checks = now;
+      for (const auto& c : checks_) *report.add_checks() = c;
+    }
   }
+  n.last_encoded = now;
   auto add = [&](size_t j) {
     if (j == n.index || !n.peers->known(j)) return;
     // The agent's target order: per peer (sorted by name), UNDERLAY then OVERLAY.
@@ -483,13 +509,23 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
       }
       // Members that joined since the last report: all their results, as the agent's
       // encoder resends them (the aggregator could not place them before it knew the member).
+      std::vector<bool> joined(count, false);
       for (size_t j : n.peers->takeJoined()) {
         if (j == n.index || j >= count || !n.peers->known(j)) continue;
+        joined[j] = true;
         for (int layer = 0; layer < 2; ++layer) {
           const Layer l = layer == 0 ? Layer::kUnderlay : Layer::kOverlay;
           if (injected && faults_.fails(n.index, j, l)) continue;  // added above, failing
           *report.add_probes() = cache.healthy[2 * j + static_cast<size_t>(layer)];
         }
+      }
+      // The digest slice: healthy targets not sent above already.
+      for (size_t k = 0; k < refresh; ++k) {
+        const size_t t = (refresh_from + k) % (2 * count);
+        const size_t j = t / 2;
+        const Layer l = t % 2 == 0 ? Layer::kUnderlay : Layer::kOverlay;
+        if (j == n.index || !n.peers->known(j) || joined[j] || (injected && faults_.fails(n.index, j, l))) continue;
+        *report.add_probes() = cache.healthy[t];
       }
     }
   } else if (plan_ && plan_->sparse()) {

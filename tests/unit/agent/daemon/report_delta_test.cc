@@ -3,10 +3,13 @@
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace meshprobe::agent {
 namespace {
@@ -50,6 +53,14 @@ v1::Report report(uint64_t seq, int64_t t) {
   *r.add_checks() = check("istiod", v1::CheckResult::OK);
   r.add_findings()->set_code("SOME_FINDING");
   return r;
+}
+
+// An encoder whose digest period (an hour) leaves every delta of a test that spans a few
+// seconds to the change rules alone.
+ReportDeltaEncoder changesOnly() {
+  ReportDeltaEncoder::Options o;
+  o.digest_period = std::chrono::hours(1);
+  return ReportDeltaEncoder(o);
 }
 
 std::set<std::string> dsts(const v1::Report& r) {
@@ -110,7 +121,7 @@ TEST(ReportDelta, ANeverProbedResultGoesOutOnceUntilItsFirstProbe) {
     *r.add_probes() = p;
     return r;
   };
-  ReportDeltaEncoder enc;
+  ReportDeltaEncoder enc = changesOnly();
   enc.encode(report(1, 100), true);
   v1::Report d = enc.encode(with(2, 101, false), true);  // a new target, never probed
   ASSERT_TRUE(d.delta());
@@ -120,7 +131,7 @@ TEST(ReportDelta, ANeverProbedResultGoesOutOnceUntilItsFirstProbe) {
   EXPECT_EQ(dsts(enc.encode(with(5, 104, true), true)), std::set<std::string>{"OVERLAY/new"});
   EXPECT_EQ(enc.encode(with(6, 105, true), true).probes_size(), 0);
   // A resend (the member joined the aggregator since) carries it again, once.
-  ReportDeltaEncoder again;
+  ReportDeltaEncoder again = changesOnly();
   again.encode(with(1, 100, false), true);
   again.resendTo({"new"});
   EXPECT_EQ(dsts(again.encode(with(2, 101, false), true)), std::set<std::string>{"OVERLAY/new"});
@@ -137,7 +148,7 @@ TEST(ReportDelta, WithoutTheAggregatorsConsentEveryReportIsWhole) {
 }
 
 TEST(ReportDelta, FailingCellsAreAlwaysSentAndAHealedOneOnceMore) {
-  ReportDeltaEncoder enc;
+  ReportDeltaEncoder enc = changesOnly();
   enc.encode(report(1, 100), true);
   for (int i = 2; i <= 3; ++i) {
     v1::Report r = report(i, 100 + i);
@@ -221,20 +232,87 @@ TEST(ReportDelta, AVanishedTargetOrCheckMakesTheReportWhole) {
   EXPECT_FALSE(enc.encode(no_check, true).delta());
 }
 
-TEST(ReportDelta, AWholeDigestEveryThirtySecondsOrCoveragePeriodAndAfterReset) {
+// Reports of the same unchanged results every second from `from` to `to` seconds: for each
+// result the report times it went out in, and for each check likewise. Every report must be
+// a delta.
+struct Sends {
+  std::map<std::string, std::vector<int64_t>> probes;
+  std::map<std::string, std::vector<int64_t>> checks;
+  size_t most_in_one = 0;  // the most results one report carried
+};
+Sends unchangedReports(ReportDeltaEncoder& enc, v1::Report r, uint64_t& seq, int64_t from, int64_t to) {
+  Sends out;
+  for (int64_t t = from; t <= to; ++t) {
+    r.set_sequence(++seq);
+    *r.mutable_time() = TimeUtil::SecondsToTimestamp(t);
+    for (auto& p : *r.mutable_probes()) *p.mutable_last_probe() = TimeUtil::SecondsToTimestamp(t);
+    const v1::Report d = enc.encode(r, true);
+    EXPECT_TRUE(d.delta()) << "report at " << t;
+    for (const auto& p : d.probes()) out.probes[v1::Layer_Name(p.layer()) + "/" + p.dst()].push_back(t);
+    for (const auto& c : d.checks()) out.checks[c.name()].push_back(t);
+    out.most_in_one = std::max(out.most_in_one, static_cast<size_t>(d.probes_size()));
+  }
+  return out;
+}
+
+// The longest time a result went without being sent between `from` (when a whole report
+// sent everything) and `to`.
+int64_t longestGap(const std::vector<int64_t>& times, int64_t from, int64_t to) {
+  int64_t last = from, gap = 0;
+  for (int64_t t : times) {
+    gap = std::max(gap, t - last);
+    last = t;
+  }
+  return std::max(gap, to - last);
+}
+
+TEST(ReportDelta, TheDigestIsSpreadOverTheDeltasEveryResultOncePerPeriod) {
+  ReportDeltaEncoder enc;  // 30 s
+  uint64_t seq = 0;
+  v1::Report r = report(++seq, 100);
+  EXPECT_FALSE(enc.encode(r, true).delta());
+  // Unchanged results, one report a second for two minutes: every report is a delta, each
+  // result goes out again within every 30 s, and no report carries more than its share of
+  // the digest (6 results in 30 reports: one).
+  const Sends sends = unchangedReports(enc, r, seq, 101, 220);
+  ASSERT_EQ(sends.probes.size(), 6u);
+  for (const auto& [key, times] : sends.probes) {
+    EXPECT_LE(longestGap(times, 100, 220), 30) << key;
+    EXPECT_GE(times.size(), 4u) << key;  // 120 s: four periods
+    EXPECT_LE(times.size(), 5u) << key;
+  }
+  EXPECT_EQ(sends.most_in_one, 1u);
+  // The checks go out whole once a period, not in every report.
+  for (const char* name : {"vxlan_device", "istiod"}) {
+    ASSERT_TRUE(sends.checks.count(name)) << name;
+    EXPECT_EQ(sends.checks.at(name), (std::vector<int64_t>{130, 160, 190, 220})) << name;
+  }
+  // With a coverage period longer than 30 s, the digest period is that.
+  ReportDeltaEncoder slow_enc;
+  v1::Report slow = report(++seq, 100);
+  *slow.mutable_coverage_period() = TimeUtil::SecondsToDuration(60);
+  *slow.mutable_probe_interval() = TimeUtil::SecondsToDuration(1);
+  EXPECT_FALSE(slow_enc.encode(slow, true).delta());
+  const Sends slow_sends = unchangedReports(slow_enc, slow, seq, 101, 220);
+  for (const auto& [key, times] : slow_sends.probes) {
+    EXPECT_LE(longestGap(times, 100, 220), 60) << key;
+    EXPECT_LE(times.size(), 3u) << key;
+  }
+  // A new stream starts whole.
+  enc.reset();
+  EXPECT_FALSE(enc.encode(report(++seq, 221), true).delta());
+}
+
+// Reports that come late (a slow stream) carry the share of the digest the time since the
+// last one is due, at most every result once.
+TEST(ReportDelta, ALateReportCarriesTheDigestShareOfItsGap) {
   ReportDeltaEncoder enc;
   enc.encode(report(1, 100), true);
-  EXPECT_TRUE(enc.encode(report(2, 129), true).delta());
-  EXPECT_FALSE(enc.encode(report(3, 130), true).delta());  // 30 s after the last whole one
-  v1::Report slow = report(4, 140);
-  *slow.mutable_coverage_period() = TimeUtil::SecondsToDuration(60);
-  EXPECT_TRUE(enc.encode(slow, true).delta());
-  *slow.mutable_time() = TimeUtil::SecondsToTimestamp(189);
-  EXPECT_TRUE(enc.encode(slow, true).delta());  // 59 s: the coverage period is longer than 30 s
-  *slow.mutable_time() = TimeUtil::SecondsToTimestamp(190);
-  EXPECT_FALSE(enc.encode(slow, true).delta());
-  enc.reset();
-  EXPECT_FALSE(enc.encode(report(5, 191), true).delta());  // a new stream starts whole
+  EXPECT_EQ(enc.encode(report(2, 110), true).probes_size(), 2);  // 10 s of 30: 2 of 6
+  EXPECT_EQ(enc.encode(report(3, 125), true).probes_size(), 3);  // 15 s: 3
+  EXPECT_EQ(enc.encode(report(4, 300), true).probes_size(), 6);  // far more than a period: all, once
+  EXPECT_EQ(enc.counters().probes_refreshed, 11u);
+  EXPECT_EQ(enc.counters().whole, 1u);
 }
 
 TEST(ReportDelta, TheDigestPeriodGrowsWithTheClusterSoItsDigestsStayWithinTheRate) {
@@ -258,12 +336,15 @@ TEST(ReportDelta, ABigReportsDigestWaitsForItsLongerPeriod) {
   ReportDeltaEncoder::Options o;
   o.cluster_digest_rate = 0.5;  // 6 results: 36 / 1 = 36 s
   ReportDeltaEncoder enc(o);
-  enc.encode(report(1, 100), true);
-  EXPECT_TRUE(enc.encode(report(2, 130), true).delta());
-  EXPECT_TRUE(enc.encode(report(3, 135), true).delta());
-  EXPECT_FALSE(enc.encode(report(4, 136), true).delta());
+  uint64_t seq = 0;
+  v1::Report r = report(++seq, 100);
+  enc.encode(r, true);
+  const Sends sends = unchangedReports(enc, r, seq, 101, 172);
+  for (const auto& [key, times] : sends.probes) {
+    EXPECT_LE(longestGap(times, 100, 172), 36) << key;
+    EXPECT_EQ(times.size(), 2u) << key;  // 72 s: two periods of 36
+  }
 }
-
 
 // The agent's reports share each target's entry until the target changes (its stats
 // version moves), and the encoder skips comparing an entry whose version it has seen. Over
