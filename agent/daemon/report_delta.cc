@@ -15,6 +15,7 @@ void ReportDeltaEncoder::reset() {
   have_base_ = false;
   last_whole_ns_.reset();
   last_encode_ns_.reset();
+  whole_ns_.reset();
   refresh_cursor_ = 0;
   refresh_credit_ = 0;
   probes_.clear();
@@ -116,7 +117,7 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
                                                 ? TimeUtil::DurationToNanoseconds(report.coverage_period())
                                                 : 0))
           .count();
-  bool whole = !deltas_accepted || !have_base_ || !last_encode_ns_ || now_ns < *last_encode_ns_;
+  bool whole = !deltas_accepted || !have_base_ || !last_encode_ns_ || !whole_ns_ || now_ns < *last_encode_ns_;
   if (!whole) {
     // A target or a check that disappeared: only a whole report can say so. Every result
     // sent before must be in this report: as many found as remembered (a key listed twice
@@ -141,20 +142,24 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
   if (whole) {
     remember(pending);
     last_encode_ns_ = now_ns;
+    whole_ns_ = now_ns;
     ++counters_.whole;
     counters_.probes_sent += pending.probes.size();
     return pending.whole();
   }
 
-  // The refresh: every result goes out again at least once per digest period, a slice of
-  // them in each delta (the results in the report's order, from where the last slice
-  // ended), as many as the time since the last report is of the period. The checks and
-  // the pod netns list, small, go out whole once per period.
-  // Counted in result-nanoseconds, so that T reports of 1/T of the period add up to one
-  // result exactly.
+  // The digest: every result goes out again once per digest period, a slice of them in
+  // each delta (the results in the report's order, from where the last slice ended), as
+  // many as the time since the last report is of the period. The whole report counts as
+  // the first digest: slices start a period after it, so that thousands of agents starting
+  // at once add no digest to the start. The checks and the pod netns list, small, go out
+  // whole once per period. Counted in result-nanoseconds, so that T reports of 1/T of the
+  // period add up to one result exactly.
   const size_t total = pending.probes.size();
   const int64_t period_ns = std::max<int64_t>(digest_ns, 1);
-  const int64_t elapsed_ns = std::min(now_ns - *last_encode_ns_, period_ns);
+  const int64_t slices_from = *whole_ns_ + period_ns;
+  const int64_t elapsed_ns =
+      now_ns <= slices_from ? 0 : std::min(now_ns - std::max(*last_encode_ns_, slices_from), period_ns);
   refresh_credit_ = std::min<uint64_t>(refresh_credit_ + static_cast<uint64_t>(elapsed_ns) * total,
                                        static_cast<uint64_t>(period_ns) * total);
   const size_t refresh = static_cast<size_t>(refresh_credit_ / static_cast<uint64_t>(period_ns));

@@ -23,12 +23,15 @@
 // say "gone"). A member that joined since the last report (resendTo) gets all its results
 // in the next delta.
 //
-// The digest: every result goes out again at least once per digest period (digestPeriod:
-// 30 s, the report's coverage period, or what keeps a whole cluster's digests within
+// The digest: every result goes out again once per digest period (digestPeriod: 30 s, the
+// report's coverage period, or what keeps a whole cluster's digests within
 // cluster_digest_rate, whichever is longest), so a change the aggregator missed cannot
 // outlive it. It is spread over the deltas, a slice of the results in each (in the
 // report's order, each slice where the last ended, its size the time since the last report
 // as a share of the period), and every check and the pod netns list go out once per period.
+// The whole report is the first digest: slices begin a period after it, so a result goes
+// out again within two periods of the stream's whole report and then within every period,
+// and a cluster of agents starting at once sends no digest during its start.
 // Not a whole report per period: at 5,000 peers that is a 1 MB message from every agent
 // every few minutes, and a message that large makes the aggregator's gRPC connection size
 // its read buffers for the next ones too, for minutes, while a slice of the digest keeps
@@ -127,6 +130,7 @@ class ReportDeltaEncoder {
   bool have_base_ = false;
   std::optional<int64_t> last_whole_ns_;                 // report time checks were last all sent
   std::optional<int64_t> last_encode_ns_;                // report time of the last report
+  std::optional<int64_t> whole_ns_;                      // report time of the last whole report
   size_t refresh_cursor_ = 0;                            // where the next digest slice starts
   uint64_t refresh_credit_ = 0;                          // digest results due × period (ns)
   std::unordered_map<std::string, Sent> probes_;         // by layer + dst, as last sent

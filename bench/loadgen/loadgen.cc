@@ -18,8 +18,8 @@
 // out) and the encoder's slice of the digest: every result once per digest period
 // (ReportDeltaEncoder::digestPeriod: 30 s up to about 1,200 nodes, longer above so a
 // cluster's digests stay within the encoder's cluster rate; 250 s at 5,000 nodes), a share
-// in each report, and every check once per period. --whole-reports simulates agents that
-// predate delta reports.
+// in each report from a period after the whole report on, and every check once per
+// period. --whole-reports simulates agents that predate delta reports.
 //
 // `--shard I/K` simulates only every K-th node (index % K == I), so that K processes share a
 // cluster one process cannot drive; every process knows every node's name and addresses.
@@ -147,6 +147,7 @@ struct Node {
   bool whole_on_stream = false;  // a whole report went out on this stream
   Steady::time_point last_checks{};   // every check last sent (the whole report or a digest)
   Steady::time_point last_encoded{};  // the last report on this stream
+  Steady::time_point last_whole{};    // the stream's whole report
   size_t refresh_cursor = 0;          // the next digest slice's first target (2 * dst + layer)
   uint64_t refresh_credit = 0;        // digest targets due × digest period (ns), as the encoder
   Steady::time_point next_report{};
@@ -464,6 +465,7 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   if (whole) {
     n.whole_on_stream = true;
     n.last_checks = now;
+    n.last_whole = now;
     n.refresh_cursor = 0;
     n.refresh_credit = 0;
     for (const auto& c : checks_) *report.add_checks() = c;
@@ -472,9 +474,11 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
     const uint64_t targets = 2 * count;
     const auto period = static_cast<uint64_t>(std::max<int64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(digest_period_).count(), 1));
+    // Slices start a period after the whole report (it was the first digest).
+    const auto slices_from = n.last_whole + std::chrono::duration_cast<Steady::duration>(digest_period_);
     const auto elapsed = static_cast<uint64_t>(std::clamp<int64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(now - n.last_encoded).count(), 0,
-        static_cast<int64_t>(period)));
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now - std::max(n.last_encoded, slices_from)).count(),
+        0, static_cast<int64_t>(period)));
     n.refresh_credit = std::min(n.refresh_credit + elapsed * targets, period * targets);
     refresh = static_cast<size_t>(n.refresh_credit / period);
     n.refresh_credit -= refresh * period;

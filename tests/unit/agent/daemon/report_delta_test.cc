@@ -255,15 +255,21 @@ Sends unchangedReports(ReportDeltaEncoder& enc, v1::Report r, uint64_t& seq, int
   return out;
 }
 
-// The longest time a result went without being sent between `from` (when a whole report
-// sent everything) and `to`.
-int64_t longestGap(const std::vector<int64_t>& times, int64_t from, int64_t to) {
-  int64_t last = from, gap = 0;
-  for (int64_t t : times) {
-    gap = std::max(gap, t - last);
-    last = t;
+// The gaps between a result's sends from `from` (when a whole report sent everything) to
+// `to`: the first one (whole report to first digest slice) and the longest after it.
+struct Gaps {
+  int64_t first = 0;
+  int64_t later = 0;
+};
+Gaps gapsOf(const std::vector<int64_t>& times, int64_t from, int64_t to) {
+  Gaps g;
+  int64_t last = from;
+  for (size_t i = 0; i < times.size(); ++i) {
+    (i == 0 ? g.first : g.later) = std::max(i == 0 ? g.first : g.later, times[i] - last);
+    last = times[i];
   }
-  return std::max(gap, to - last);
+  g.later = std::max(g.later, to - last);
+  return g;
 }
 
 TEST(ReportDelta, TheDigestIsSpreadOverTheDeltasEveryResultOncePerPeriod) {
@@ -271,15 +277,19 @@ TEST(ReportDelta, TheDigestIsSpreadOverTheDeltasEveryResultOncePerPeriod) {
   uint64_t seq = 0;
   v1::Report r = report(++seq, 100);
   EXPECT_FALSE(enc.encode(r, true).delta());
-  // Unchanged results, one report a second for two minutes: every report is a delta, each
-  // result goes out again within every 30 s, and no report carries more than its share of
+  // Unchanged results, one report a second for two minutes: every report is a delta. The
+  // whole report is the first digest, so the first slice goes out a period after it, and
+  // then each result goes out within every 30 s; no report carries more than its share of
   // the digest (6 results in 30 reports: one).
   const Sends sends = unchangedReports(enc, r, seq, 101, 220);
   ASSERT_EQ(sends.probes.size(), 6u);
   for (const auto& [key, times] : sends.probes) {
-    EXPECT_LE(longestGap(times, 100, 220), 30) << key;
-    EXPECT_GE(times.size(), 4u) << key;  // 120 s: four periods
-    EXPECT_LE(times.size(), 5u) << key;
+    ASSERT_FALSE(times.empty()) << key;
+    EXPECT_GT(times.front(), 130) << key;  // no digest within a period of the whole report
+    const Gaps g = gapsOf(times, 100, 220);
+    EXPECT_LE(g.first, 60) << key;
+    EXPECT_LE(g.later, 30) << key;
+    EXPECT_EQ(times.size(), 3u) << key;  // 90 s of slices: three periods
   }
   EXPECT_EQ(sends.most_in_one, 1u);
   // The checks go out whole once a period, not in every report.
@@ -294,9 +304,10 @@ TEST(ReportDelta, TheDigestIsSpreadOverTheDeltasEveryResultOncePerPeriod) {
   *slow.mutable_probe_interval() = TimeUtil::SecondsToDuration(1);
   EXPECT_FALSE(slow_enc.encode(slow, true).delta());
   const Sends slow_sends = unchangedReports(slow_enc, slow, seq, 101, 220);
+  ASSERT_EQ(slow_sends.probes.size(), 6u);
   for (const auto& [key, times] : slow_sends.probes) {
-    EXPECT_LE(longestGap(times, 100, 220), 60) << key;
-    EXPECT_LE(times.size(), 3u) << key;
+    EXPECT_EQ(times.size(), 1u) << key;  // slices from 160 to 220: one period
+    EXPECT_GT(times.front(), 160) << key;
   }
   // A new stream starts whole.
   enc.reset();
@@ -308,9 +319,11 @@ TEST(ReportDelta, TheDigestIsSpreadOverTheDeltasEveryResultOncePerPeriod) {
 TEST(ReportDelta, ALateReportCarriesTheDigestShareOfItsGap) {
   ReportDeltaEncoder enc;
   enc.encode(report(1, 100), true);
-  EXPECT_EQ(enc.encode(report(2, 110), true).probes_size(), 2);  // 10 s of 30: 2 of 6
-  EXPECT_EQ(enc.encode(report(3, 125), true).probes_size(), 3);  // 15 s: 3
-  EXPECT_EQ(enc.encode(report(4, 300), true).probes_size(), 6);  // far more than a period: all, once
+  EXPECT_EQ(enc.encode(report(2, 110), true).probes_size(), 0);  // within a period of the whole report
+  EXPECT_EQ(enc.encode(report(3, 125), true).probes_size(), 0);
+  EXPECT_EQ(enc.encode(report(4, 140), true).probes_size(), 2);  // 10 s of slices, of 30: 2 of 6
+  EXPECT_EQ(enc.encode(report(5, 155), true).probes_size(), 3);  // 15 s: 3
+  EXPECT_EQ(enc.encode(report(6, 400), true).probes_size(), 6);  // far more than a period: all, once
   EXPECT_EQ(enc.counters().probes_refreshed, 11u);
   EXPECT_EQ(enc.counters().whole, 1u);
 }
@@ -339,10 +352,14 @@ TEST(ReportDelta, ABigReportsDigestWaitsForItsLongerPeriod) {
   uint64_t seq = 0;
   v1::Report r = report(++seq, 100);
   enc.encode(r, true);
-  const Sends sends = unchangedReports(enc, r, seq, 101, 172);
+  const Sends sends = unchangedReports(enc, r, seq, 101, 208);
+  ASSERT_EQ(sends.probes.size(), 6u);
   for (const auto& [key, times] : sends.probes) {
-    EXPECT_LE(longestGap(times, 100, 172), 36) << key;
-    EXPECT_EQ(times.size(), 2u) << key;  // 72 s: two periods of 36
+    EXPECT_GT(times.front(), 136) << key;
+    const Gaps g = gapsOf(times, 100, 208);
+    EXPECT_LE(g.first, 72) << key;
+    EXPECT_LE(g.later, 36) << key;
+    EXPECT_EQ(times.size(), 2u) << key;  // 72 s of slices: two periods of 36
   }
 }
 
