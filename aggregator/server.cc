@@ -10,6 +10,8 @@
 #include <limits>
 #include <utility>
 
+#include "common/grpc_keepalive.h"
+
 namespace meshprobe::aggregator {
 
 std::optional<uint64_t> parseByteQuantity(std::string_view text) {
@@ -55,6 +57,10 @@ Result<int> AggregatorServer::start() {
   builder.AddListeningPort(options_.grpc_listen, tls::serverCredentials(options_.tls), &port_);
   builder.RegisterService(&collector_);
   builder.RegisterService(&query_);
+  // Accept the agents' keepalive pings even while sending them nothing (common/grpc_keepalive.h).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(kServerMinPingInterval.count()));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   if (options_.grpc_memory_limit > 0) {
     quota_ = std::make_unique<grpc::ResourceQuota>("meshprobe-aggregator");
     quota_->Resize(static_cast<size_t>(std::min<uint64_t>(options_.grpc_memory_limit,

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/daemon/report_delta.h"
+#include "common/grpc_keepalive.h"
 #include "common/grpc_status.h"
 #include "common/thread_name.h"
 
@@ -26,8 +27,8 @@ StreamClient::~StreamClient() { stop(); }
 
 grpc::ChannelArguments StreamClient::channelArguments() {
   grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(kAgentKeepaliveTime.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(kAgentKeepaliveTimeout.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   // gRPC also uses the minimum reconnect backoff as the connect timeout: 100 ms would abort
