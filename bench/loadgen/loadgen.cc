@@ -19,7 +19,9 @@
 // (ReportDeltaEncoder::digestPeriod: 30 s up to about 1,200 nodes, longer above so a
 // cluster's digests stay within the encoder's cluster rate; 250 s at 5,000 nodes), a share
 // in each report from a period after the whole report on, and every check once per
-// period. --whole-reports simulates agents that predate delta reports.
+// period. --whole-reports simulates agents that predate delta reports; --whole-digests
+// agents that send their digest as a whole report every digest period (the previous
+// release's agents).
 //
 // `--shard I/K` simulates only every K-th node (index % K == I), so that K processes share a
 // cluster one process cannot drive; every process knows every node's name and addresses.
@@ -80,6 +82,7 @@ struct Options {
   bool watch_diagnose = false;
   bool legacy_membership = false;  // Hellos without accepts_peer_deltas
   bool whole_reports = false;      // never delta reports (agents that predate them)
+  bool whole_digests = false;      // the digest as a whole report per period (the previous agents)
   bool query_bench = false;
   size_t count = 200;
   size_t shard = 0;   // this process simulates the nodes whose index % shards == shard
@@ -457,7 +460,8 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   *report.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
       std::chrono::duration_cast<std::chrono::nanoseconds>(facts.now.time_since_epoch()).count());
   // Whole or delta as the agent's encoder decides.
-  const bool whole = !n.deltas_ok || !n.whole_on_stream;
+  const bool whole = !n.deltas_ok || !n.whole_on_stream ||
+                     (options_.whole_digests && now - n.last_whole >= digest_period_);
   // A delta's slice of the digest (ReportDeltaEncoder): the targets, in the agent's order,
   // from where the last slice ended, as many as the time since the last report is of the
   // digest period, and every check once per period.
@@ -469,7 +473,7 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
     n.refresh_cursor = 0;
     n.refresh_credit = 0;
     for (const auto& c : checks_) *report.add_checks() = c;
-  } else {
+  } else if (!options_.whole_digests) {
     report.set_delta(true);
     const uint64_t targets = 2 * count;
     const auto period = static_cast<uint64_t>(std::max<int64_t>(
@@ -488,6 +492,8 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
       n.last_checks = now;
       for (const auto& c : checks_) *report.add_checks() = c;
     }
+  } else {
+    report.set_delta(true);
   }
   n.last_encoded = now;
   auto add = [&](size_t j) {
@@ -808,7 +814,10 @@ int main(int argc, char** argv) {
        "aggregator sends whole PeerLists only (default: current agents, one PeerList per stream then PeerDeltas)")
       ("whole-reports", po::bool_switch(&o.whole_reports),
        "simulate agents that predate delta reports: every report whole (default: whole on each stream's first "
-       "report and every 30 s, deltas with the changed cells in between, once the aggregator accepts them)")
+       "report, then, once the aggregator accepts them, deltas with the changed cells and a slice of the digest)")
+      ("whole-digests", po::bool_switch(&o.whole_digests),
+       "simulate agents whose digest is a whole report every digest period instead of a slice in each delta "
+       "(the agents of the previous release)")
       ("ramp", po::value(&ramp)->default_value(ramp),
        "spread the nodes' first connects evenly over this long (0: all at once, like a restarted aggregator's agents)")
       ("shard", po::value(&shard)->default_value(shard),
