@@ -14,10 +14,7 @@ using google::protobuf::util::TimeUtil;
 void ReportDeltaEncoder::reset() {
   have_base_ = false;
   last_whole_ns_.reset();
-  last_encode_ns_.reset();
-  whole_ns_.reset();
-  refresh_cursor_ = 0;
-  refresh_credit_ = 0;
+  digest_ = DigestSchedule{};
   probes_.clear();
   checks_.clear();
   pod_netns_.reset();
@@ -95,6 +92,27 @@ void ReportDeltaEncoder::resendTo(const std::vector<std::string>& members) {
   });
 }
 
+void DigestSchedule::whole(int64_t now_ns) {
+  *this = DigestSchedule{};
+  whole_ns_ = now_ns;
+  last_ns_ = now_ns;
+}
+
+DigestSchedule::Slice DigestSchedule::next(int64_t now_ns, int64_t period_ns, size_t total) {
+  period_ns = std::max<int64_t>(period_ns, 1);
+  const int64_t slices_from = whole_ns_ + period_ns;
+  const int64_t elapsed_ns = now_ns <= slices_from ? 0 : std::min(now_ns - std::max(last_ns_, slices_from), period_ns);
+  last_ns_ = now_ns;
+  const auto period = static_cast<uint64_t>(period_ns);
+  credit_ = std::min<uint64_t>(credit_ + static_cast<uint64_t>(elapsed_ns) * total, period * total);
+  Slice slice;
+  slice.count = static_cast<size_t>(credit_ / period);
+  credit_ -= static_cast<uint64_t>(slice.count) * period;
+  slice.from = total == 0 ? 0 : cursor_ % total;
+  cursor_ = total == 0 ? 0 : (slice.from + slice.count) % total;
+  return slice;
+}
+
 std::chrono::nanoseconds ReportDeltaEncoder::digestPeriod(const Options& options, size_t results,
                                                           std::chrono::nanoseconds coverage) {
   auto period = std::max(options.digest_period, coverage);
@@ -117,7 +135,7 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
                                                 ? TimeUtil::DurationToNanoseconds(report.coverage_period())
                                                 : 0))
           .count();
-  bool whole = !deltas_accepted || !have_base_ || !last_encode_ns_ || !whole_ns_ || now_ns < *last_encode_ns_;
+  bool whole = !deltas_accepted || !have_base_ || now_ns < digest_.last();
   if (!whole) {
     // A target or a check that disappeared: only a whole report can say so. Every result
     // sent before must be in this report: as many found as remembered (a key listed twice
@@ -141,35 +159,18 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
   }
   if (whole) {
     remember(pending);
-    last_encode_ns_ = now_ns;
-    whole_ns_ = now_ns;
+    digest_.whole(now_ns);
     ++counters_.whole;
     counters_.probes_sent += pending.probes.size();
     return pending.whole();
   }
 
-  // The digest: every result goes out again once per digest period, a slice of them in
-  // each delta (the results in the report's order, from where the last slice ended), as
-  // many as the time since the last report is of the period. The whole report counts as
-  // the first digest: slices start a period after it, so that thousands of agents starting
-  // at once add no digest to the start. The checks and the pod netns list, small, go out
-  // whole once per period. Counted in result-nanoseconds, so that T reports of 1/T of the
-  // period add up to one result exactly.
+  // The digest (DigestSchedule): this delta's slice of the results, and every check and the
+  // pod netns list, small, once per period.
   const size_t total = pending.probes.size();
-  const int64_t period_ns = std::max<int64_t>(digest_ns, 1);
-  const int64_t slices_from = *whole_ns_ + period_ns;
-  const int64_t elapsed_ns =
-      now_ns <= slices_from ? 0 : std::min(now_ns - std::max(*last_encode_ns_, slices_from), period_ns);
-  refresh_credit_ = std::min<uint64_t>(refresh_credit_ + static_cast<uint64_t>(elapsed_ns) * total,
-                                       static_cast<uint64_t>(period_ns) * total);
-  const size_t refresh = static_cast<size_t>(refresh_credit_ / static_cast<uint64_t>(period_ns));
-  refresh_credit_ -= static_cast<uint64_t>(refresh) * static_cast<uint64_t>(period_ns);
-  const size_t refresh_from = total == 0 ? 0 : refresh_cursor_ % total;
-  refresh_cursor_ = total == 0 ? 0 : (refresh_from + refresh) % total;
-  auto refreshed = [&](size_t i) { return (i + total - refresh_from) % total < refresh; };
+  const DigestSchedule::Slice slice = digest_.next(now_ns, digest_ns, total);
   const bool refresh_rest = now_ns - *last_whole_ns_ >= digest_ns;
   if (refresh_rest) last_whole_ns_ = now_ns;
-  last_encode_ns_ = now_ns;
 
   v1::Report delta;
   delta.set_delta(true);
@@ -199,7 +200,7 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
     const ProbeEntry& entry = *pending.probes[i];
     Sent* sent = found_[i];
     const bool old = max_age_ns && entry.last_probe_ns && now_ns - *entry.last_probe_ns > *max_age_ns;
-    const bool refresh_it = refreshed(i);
+    const bool refresh_it = slice.contains(i, total);
     if (sent != nullptr && !old && !refresh_it) {
       // Looked at in this version already: compared again it would give what it gave then,
       // which, after a send, is "send again" only for a result that is not quiet.

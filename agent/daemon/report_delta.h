@@ -55,6 +55,33 @@
 
 namespace meshprobe::agent {
 
+// The digest's schedule on one stream: which of a delta's results form its slice. Shared by
+// the encoder and by meshprobe-loadgen, which simulates what agents send.
+class DigestSchedule {
+ public:
+  struct Slice {
+    size_t from = 0;   // the first result's index
+    size_t count = 0;  // results from `from` on, wrapping around at the report's end
+    bool contains(size_t i, size_t total) const { return total > 0 && (i + total - from) % total < count; }
+  };
+  // A whole report at `now_ns` (the stream's first digest): slices start a period after it,
+  // from the first result.
+  void whole(int64_t now_ns);
+  // The slice of a delta at `now_ns` with `total` results: the results after the last slice,
+  // as many as the time since the last report (counted from a period after the whole report
+  // on, at most one period) is of `period_ns`. Counted in result-nanoseconds, so that T
+  // reports of 1/T of the period add up to one result exactly.
+  Slice next(int64_t now_ns, int64_t period_ns, size_t total);
+  // The report time of the last whole report or slice.
+  int64_t last() const { return last_ns_; }
+
+ private:
+  int64_t whole_ns_ = 0;
+  int64_t last_ns_ = 0;
+  size_t cursor_ = 0;    // where the next slice starts
+  uint64_t credit_ = 0;  // results due × period (ns), not yet sent
+};
+
 class ReportDeltaEncoder {
  public:
   struct Options {
@@ -129,10 +156,7 @@ class ReportDeltaEncoder {
   Counters counters_;
   bool have_base_ = false;
   std::optional<int64_t> last_whole_ns_;                 // report time checks were last all sent
-  std::optional<int64_t> last_encode_ns_;                // report time of the last report
-  std::optional<int64_t> whole_ns_;                      // report time of the last whole report
-  size_t refresh_cursor_ = 0;                            // where the next digest slice starts
-  uint64_t refresh_credit_ = 0;                          // digest results due × period (ns)
+  DigestSchedule digest_;                                // the probe results' digest slices
   std::unordered_map<std::string, Sent> probes_;         // by layer + dst, as last sent
   std::unordered_map<std::string, std::string> checks_;  // by name, serialized as last sent
   std::optional<std::string> pod_netns_;                 // serialized as last sent

@@ -149,10 +149,8 @@ struct Node {
   bool deltas_ok = false;       // this stream's PeerList accepts delta reports
   bool whole_on_stream = false;  // a whole report went out on this stream
   Steady::time_point last_checks{};   // every check last sent (the whole report or a digest)
-  Steady::time_point last_encoded{};  // the last report on this stream
-  Steady::time_point last_whole{};    // the stream's whole report
-  size_t refresh_cursor = 0;          // the next digest slice's first target (2 * dst + layer)
-  uint64_t refresh_credit = 0;        // digest targets due × digest period (ns), as the encoder
+  Steady::time_point last_whole{};    // the stream's last whole report
+  agent::DigestSchedule digest;       // the digest slices, over targets 2 * dst + layer
   Steady::time_point next_report{};
   Steady::time_point last_report{};  // the last report built (early reports after a join)
   Steady::time_point reconnect_due{};
@@ -465,29 +463,20 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   // A delta's slice of the digest (ReportDeltaEncoder): the targets, in the agent's order,
   // from where the last slice ended, as many as the time since the last report is of the
   // digest period, and every check once per period.
-  size_t refresh_from = 0, refresh = 0;
+  agent::DigestSchedule::Slice slice;
+  const auto ns = [](Steady::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  };
   if (whole) {
     n.whole_on_stream = true;
     n.last_checks = now;
     n.last_whole = now;
-    n.refresh_cursor = 0;
-    n.refresh_credit = 0;
+    n.digest.whole(ns(now));
     for (const auto& c : checks_) *report.add_checks() = c;
   } else if (!options_.whole_digests) {
     report.set_delta(true);
-    const uint64_t targets = 2 * count;
-    const auto period = static_cast<uint64_t>(std::max<int64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(digest_period_).count(), 1));
-    // Slices start a period after the whole report (it was the first digest).
-    const auto slices_from = n.last_whole + std::chrono::duration_cast<Steady::duration>(digest_period_);
-    const auto elapsed = static_cast<uint64_t>(std::clamp<int64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(now - std::max(n.last_encoded, slices_from)).count(),
-        0, static_cast<int64_t>(period)));
-    n.refresh_credit = std::min(n.refresh_credit + elapsed * targets, period * targets);
-    refresh = static_cast<size_t>(n.refresh_credit / period);
-    n.refresh_credit -= refresh * period;
-    refresh_from = n.refresh_cursor % targets;
-    n.refresh_cursor = (refresh_from + refresh) % targets;
+    slice = n.digest.next(ns(now), std::chrono::duration_cast<std::chrono::nanoseconds>(digest_period_).count(),
+                          2 * count);
     if (now - n.last_checks >= digest_period_) {
       n.last_checks = now;
       for (const auto& c : checks_) *report.add_checks() = c;
@@ -495,7 +484,6 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   } else {
     report.set_delta(true);
   }
-  n.last_encoded = now;
   auto add = [&](size_t j) {
     if (j == n.index || !n.peers->known(j)) return;
     // The agent's target order: per peer (sorted by name), UNDERLAY then OVERLAY.
@@ -530,8 +518,8 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
         }
       }
       // The digest slice: healthy targets not sent above already.
-      for (size_t k = 0; k < refresh; ++k) {
-        const size_t t = (refresh_from + k) % (2 * count);
+      for (size_t k = 0; k < slice.count; ++k) {
+        const size_t t = (slice.from + k) % (2 * count);
         const size_t j = t / 2;
         const Layer l = t % 2 == 0 ? Layer::kUnderlay : Layer::kOverlay;
         if (j == n.index || !n.peers->known(j) || joined[j] || (injected && faults_.fails(n.index, j, l))) continue;
