@@ -211,8 +211,38 @@ void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report,
 void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report, NodeInfo& info) {
   const uint64_t stamp = ++counter_;
   const uint32_t width = index_.capacity();
+  const CellClassifier cellState(report, TimeUtil::TimestampToNanoseconds(info.report_time), options_.matrix);
+
+  // A result re-sent unchanged (the agents' digest): same state, loss and RTT step as its
+  // cell, healthy before and after, so only its last_probe moves. That is refreshed in
+  // place, without copying the row or the cell's chunk for it. Only in a row written since
+  // the last slot change: otherwise the cell may be an earlier occupant's (cleared below).
+  std::vector<bool> refreshed(static_cast<size_t>(report.probes_size()));
+  std::array<bool, 2> write{false, false};
+  for (size_t l = 0; l < 2; ++l) write[l] = m.rows[l] && last_slot_change_ > m.rows[l]->stamp;
+  for (int i = 0; i < report.probes_size(); ++i) {
+    const auto& p = report.probes(i);
+    const int l = rowLayerIndex(p.layer());
+    if (l < 0) continue;
+    const auto dst = index_.find(p.dst());
+    if (!dst || *dst == self) continue;
+    Row* row = m.rows[static_cast<size_t>(l)].get();
+    if (row != nullptr && !write[static_cast<size_t>(l)] && *dst < row->size()) {
+      const PackedCell old = row->at(*dst);
+      const v1::Cell::State state = cellState(p);
+      const PackedCell now = packProbe(p, state);
+      if (old.present() && old.sameMeasure(now) && !needsDetail(p, state) && row->detail(*dst) == nullptr) {
+        row->refreshLastProbe(*dst, now.last_probe);
+        refreshed[static_cast<size_t>(i)] = true;
+        continue;
+      }
+    }
+    write[static_cast<size_t>(l)] = true;
+  }
+
   std::array<Row*, 2> rows{};
   for (size_t l = 0; l < 2; ++l) {
+    if (!write[l]) continue;  // nothing but refreshes: the row stays as it is
     auto& row = m.rows[l];
     if (!row) {
       row = std::make_shared<Row>();
@@ -237,7 +267,6 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
       return d.first >= members_.size() || members_[d.first].stamp == 0 || members_[d.first].stamp > written;
     });
   }
-  const CellClassifier cellState(report, TimeUtil::TimestampToNanoseconds(info.report_time), options_.matrix);
 
   // The earlier report's probes that are no cell, with this one's on top (by layer + dst).
   const auto& before = *m.info;
@@ -247,7 +276,9 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
   info.istiod_state = before.istiod_state;
   info.istiod_probe = before.istiod_probe;
   std::array<bool, 2> touched{false, false};
-  for (const auto& p : report.probes()) {
+  for (int i = 0; i < report.probes_size(); ++i) {
+    if (refreshed[static_cast<size_t>(i)]) continue;
+    const auto& p = report.probes(i);
     const int l = rowLayerIndex(p.layer());
     std::optional<uint32_t> dst;
     if (l >= 0) dst = index_.find(p.dst());

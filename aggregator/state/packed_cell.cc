@@ -69,6 +69,11 @@ PackedCell& Row::mutableAt(uint32_t dst_slot) {
   return chunk->cells[dst_slot % CellChunk::kCells];
 }
 
+void Row::refreshLastProbe(uint32_t dst_slot, uint32_t last_probe) {
+  PackedCell& c = chunks_[dst_slot / CellChunk::kCells]->cells[dst_slot % CellChunk::kCells];
+  std::atomic_ref<uint32_t>(c.last_probe).store(last_probe, std::memory_order_relaxed);
+}
+
 void Row::clear(uint32_t width) {
   width_ = width;
   chunks_.resize((width + CellChunk::kCells - 1) / CellChunk::kCells);

@@ -11,10 +11,13 @@
 //   rtt_p50     in 10 µs units, saturating at 65,535 (655.35 ms: anything slower reads as
 //               655.35 ms; the state was classified before quantising);
 //   last_probe  ProbeResult.last_probe in unix seconds (uint32: until 2106), 0 = not sent.
+//               The one field written in place in a row a snapshot may hold (see
+//               Row::refreshLastProbe), so it is read and written atomically.
 // A cell that needs explaining keeps its full ProbeResult beside the row (Row::details);
 // a healthy one is these 8 bytes only.
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -39,6 +42,8 @@ struct PackedCell {
     return present() ? static_cast<meshprobe::v1::Cell::State>(bits & kStateMask) : meshprobe::v1::Cell::UNKNOWN;
   }
   double lossRatio() const { return loss / 255.0; }
+  // Same state, presence, loss and RTT step: only last_probe may differ.
+  bool sameMeasure(const PackedCell& o) const { return bits == o.bits && loss == o.loss && rtt_p50 == o.rtt_p50; }
 };
 static_assert(sizeof(PackedCell) == 8, "a cell is 8 bytes");
 
@@ -79,11 +84,24 @@ struct Row {
   PackedCell at(uint32_t dst_slot) const {
     if (dst_slot >= width_) return PackedCell{};
     const auto& chunk = chunks_[dst_slot / CellChunk::kCells];
-    return chunk ? chunk->cells[dst_slot % CellChunk::kCells] : PackedCell{};
+    if (!chunk) return PackedCell{};
+    PackedCell& c = chunk->cells[dst_slot % CellChunk::kCells];
+    PackedCell out;
+    out.bits = c.bits;
+    out.loss = c.loss;
+    out.rtt_p50 = c.rtt_p50;
+    out.last_probe = std::atomic_ref<uint32_t>(c.last_probe).load(std::memory_order_relaxed);
+    return out;
   }
   // The cell of `dst_slot` (< size()) to write: its chunk is copied first when another row
   // shares it. Call only on a row no snapshot holds.
   PackedCell& mutableAt(uint32_t dst_slot);
+  // Sets the last_probe of the present cell of `dst_slot` (< size()) in place, in the chunk
+  // this row may share with its earlier copies, which so see it too: a result re-sent
+  // unchanged but for its probe time (the agents' digest) costs no copy. Every other field
+  // of a shared chunk is immutable, and readers load last_probe atomically (at()). Call
+  // with the ingest lock held (one writer).
+  void refreshLastProbe(uint32_t dst_slot, uint32_t last_probe);
   // Every cell absent, size() = `width`.
   void clear(uint32_t width);
   // size() at least `width`; the cells kept.

@@ -174,5 +174,86 @@ TEST_F(ClusterStateDeltaTest, AnEmptyDeltaAfterASlotChangeShowsNoneOfTheOldOccup
   }
 }
 
+// The digest re-sends results that did not change: only their probe time moves, in place.
+TEST_F(ClusterStateDeltaTest, AResultResentUnchangedMovesOnlyItsProbeTimeAndCopiesNoRow) {
+  using google::protobuf::util::TimeUtil;
+  v1::Report w = whole(1);
+  for (auto& p : *w.mutable_probes()) *p.mutable_last_probe() = TimeUtil::SecondsToTimestamp(1000);
+  ASSERT_EQ(state_.applyReport("node1", w), ReportOutcome::kAccepted);
+  const auto before = state_.snapshot();
+  v1::Report d = delta(2);
+  *d.add_probes() = makeProbe("node3", v1::OVERLAY, 10, 10);
+  *d.mutable_probes(0)->mutable_last_probe() = TimeUtil::SecondsToTimestamp(1060);
+  ASSERT_EQ(state_.applyReport("node1", d), ReportOutcome::kAccepted);
+
+  const auto after = state_.snapshot();
+  ASSERT_NE(after, before);
+  const auto i1 = after->indexOf("node1");
+  ASSERT_TRUE(i1);
+  EXPECT_EQ(after->rows[kOverlayRows][*i1], before->rows[kOverlayRows][*i1]) << "the row was copied";
+  auto lastProbe = [&](const char* dst, v1::Layer layer) {
+    auto node = state_.getNode("node1");
+    EXPECT_TRUE(node.ok());
+    for (const auto& p : node->probes()) {
+      if (p.dst() == dst && p.layer() == layer) return p.last_probe().seconds();
+    }
+    ADD_FAILURE() << dst << " not among node1's probes";
+    return int64_t{0};
+  };
+  EXPECT_EQ(lastProbe("node3", v1::OVERLAY), 1060);
+  EXPECT_EQ(lastProbe("node2", v1::OVERLAY), 1000);
+  EXPECT_EQ(lastProbe("node3", v1::UNDERLAY), 1000);
+  EXPECT_EQ(cell(v1::OVERLAY, "node1", "node3").state(), v1::Cell::OK);
+  EXPECT_EQ(state_.matrixSummary(v1::OVERLAY)->reachable[0], 3u);
+
+  // A result whose RTT step moved is written to a copy; the earlier snapshot keeps its numbers.
+  v1::Report slower = delta(3);
+  *slower.add_probes() = makeProbe("node3", v1::OVERLAY, 10, 10, std::chrono::microseconds(900));
+  *slower.mutable_probes(0)->mutable_last_probe() = TimeUtil::SecondsToTimestamp(1070);
+  ASSERT_EQ(state_.applyReport("node1", slower), ReportOutcome::kAccepted);
+  EXPECT_EQ(cell(v1::OVERLAY, "node1", "node3").rtt().nanos(), 900'000);
+  const auto i3 = before->indexOf("node3");
+  ASSERT_TRUE(i3);
+  EXPECT_EQ(before->rows[kOverlayRows][*i1]->at(before->slots[*i3]).rtt_p50, 20u);  // 200 µs
+}
+
+// A cell kept whole (failing, or with an error) is rewritten by its resent result, never
+// just refreshed: its counts and reasons are the news.
+TEST_F(ClusterStateDeltaTest, AResentResultOfACellKeptWholeReplacesItsDetail) {
+  v1::Report w = whole(1);
+  for (auto& p : *w.mutable_probes()) {
+    if (p.dst() == "node2" && p.layer() == v1::UNDERLAY) p = makeProbe("node2", v1::UNDERLAY, 10, 0);
+    if (p.dst() == "node2" && p.layer() == v1::UNDERLAY) p.set_consecutive_failures(3);
+    if (p.dst() == "node4" && p.layer() == v1::OVERLAY) p.set_error("ICMP fragmentation needed");
+  }
+  ASSERT_EQ(state_.applyReport("node1", w), ReportOutcome::kAccepted);
+  const auto before = state_.snapshot();
+  v1::Report d = delta(2);
+  *d.add_probes() = makeProbe("node2", v1::UNDERLAY, 10, 0);
+  d.mutable_probes(0)->set_consecutive_failures(5);
+  *d.add_probes() = makeProbe("node4", v1::OVERLAY, 10, 10);
+  ASSERT_EQ(state_.applyReport("node1", d), ReportOutcome::kAccepted);
+  v1::Report alone = delta(3);  // alone, so that no other change rewrites its row anyway
+  *alone.add_probes() = makeProbe("node3", v1::UNDERLAY, 10, 10);  // still OK, now with an error
+  alone.mutable_probes(0)->set_error("connection refused");
+  ASSERT_EQ(state_.applyReport("node1", alone), ReportOutcome::kAccepted);
+
+  auto node = state_.getNode("node1");
+  ASSERT_TRUE(node.ok());
+  for (const auto& p : node->probes()) {
+    if (p.dst() == "node2" && p.layer() == v1::UNDERLAY) {
+      EXPECT_EQ(p.consecutive_failures(), 5u);
+    }
+    if (p.dst() == "node4" && p.layer() == v1::OVERLAY) {
+      EXPECT_EQ(p.error(), "");
+    }
+    if (p.dst() == "node3" && p.layer() == v1::UNDERLAY) {
+      EXPECT_EQ(p.error(), "connection refused");
+    }
+  }
+  EXPECT_EQ(state_.matrixSummary(v1::UNDERLAY)->failed.size(), 1u);
+  EXPECT_EQ(state_.matrixSummary(v1::OVERLAY)->reachable[0], 3u);
+}
+
 }  // namespace
 }  // namespace meshprobe::aggregator
