@@ -429,6 +429,9 @@ v1::PeerList ClusterState::peerList() const {
 v1::PeerList ClusterState::peerListLocked() const {
   v1::PeerList list;
   list.set_accepts_report_deltas(true);  // applyReport applies Report.delta
+  // Agents may leave out reports with no news this long: a node is heard from at least
+  // four times before it would count as down.
+  *list.mutable_quiet_report_interval() = TimeUtil::NanosecondsToDuration(options_.stale_after.count() / 4);
   for (uint32_t slot : index_.sorted()) *list.add_peers() = peerFromHello(members_[slot].hello);
   return list;
 }

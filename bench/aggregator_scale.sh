@@ -25,13 +25,15 @@
 # (taskset), as on a cluster where the aggregator has its own node: otherwise the simulation
 # of thousands of agents takes most of a shared machine's CPU away from the aggregator.
 # WHOLE_DIGESTS=1 passes --whole-digests (agents whose digest is a whole report per digest
-# period, as the previous release's).
+# period, as an earlier release's); EVERY_INTERVAL=1 passes --every-interval (agents that
+# report every interval even with nothing new, as the previous release's).
 # AGG_ARGS adds flags to the aggregator's command line (e.g. AGG_ARGS="--grpc-memory-limit
 # 64Mi"). Everything it starts it stops (trap), by PID.
 #
 # Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
 # Env:   SIZES="100 300" WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
-#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 WHOLE_DIGESTS=0 SHARDS=1 PIN=0 AGG_ARGS=
+#        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 WHOLE_DIGESTS=0 EVERY_INTERVAL=0 SHARDS=1 PIN=0
+#        AGG_ARGS=
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -57,6 +59,7 @@ fi
 MEMBERSHIP_ARGS=()
 [[ ${LEGACY_MEMBERSHIP:-0} == 1 ]] && MEMBERSHIP_ARGS=(--legacy-membership)
 [[ ${WHOLE_DIGESTS:-0} == 1 ]] && MEMBERSHIP_ARGS+=(--whole-digests)
+[[ ${EVERY_INTERVAL:-0} == 1 ]] && MEMBERSHIP_ARGS+=(--every-interval)
 
 for b in "$AGG" "$LOADGEN"; do
   [[ -x $b ]] || { echo "aggregator_scale.sh: $b not built (ninja meshprobe-aggregator meshprobe-loadgen)" >&2; exit 1; }

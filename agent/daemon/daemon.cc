@@ -411,6 +411,7 @@ AgentStatus Daemon::Impl::status() const {
     s.stream_reconnects = stream->reconnects();
     s.stream_peer_deltas_ignored = stream->peerDeltasIgnored();
     s.stream_reports_delta = stream->deltaReportsSent();
+    s.stream_reports_held = stream->reportsHeld();
     s.stream_reports_whole = stream->reportsSent() - s.stream_reports_delta;
     s.stream_probes_omitted = stream->probesOmitted();
   }

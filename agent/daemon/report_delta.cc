@@ -1,5 +1,7 @@
 #include "agent/daemon/report_delta.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -11,6 +13,25 @@ namespace meshprobe::agent {
 namespace v1 = meshprobe::v1;
 using google::protobuf::util::TimeUtil;
 
+namespace {
+
+// The findings as bytes to compare (deterministic: a map serialised twice compares equal).
+std::string findingsBytes(const v1::Report& report) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    for (const auto& f : report.findings()) {
+      coded.WriteVarint64(f.ByteSizeLong());
+      f.SerializeWithCachedSizes(&coded);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 void ReportDeltaEncoder::reset() {
   have_base_ = false;
   last_whole_ns_.reset();
@@ -18,6 +39,7 @@ void ReportDeltaEncoder::reset() {
   probes_.clear();
   checks_.clear();
   pod_netns_.reset();
+  findings_.clear();
 }
 
 bool ReportDeltaEncoder::quiet(const v1::ProbeResult& p) {
@@ -79,6 +101,7 @@ void ReportDeltaEncoder::remember(const PendingReport& pending) {
   } else {
     pod_netns_.reset();
   }
+  findings_ = findingsBytes(report);
   last_whole_ns_ = TimeUtil::TimestampToNanoseconds(report.time());
   have_base_ = true;
 }
@@ -126,7 +149,8 @@ std::chrono::nanoseconds ReportDeltaEncoder::digestPeriod(const Options& options
   return period;
 }
 
-v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_accepted) {
+std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingReport& pending, bool deltas_accepted,
+                                                               std::chrono::nanoseconds hold) {
   const v1::Report& report = pending.report;
   const int64_t now_ns = TimeUtil::TimestampToNanoseconds(report.time());
   const int64_t digest_ns =
@@ -165,11 +189,64 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
     return pending.whole();
   }
 
+  // Every check and the pod netns list go out once per digest period.
+  const bool refresh_rest = now_ns - *last_whole_ns_ >= digest_ns;
+  // What changed, before the digest's slice is added. A result older than the coverage
+  // window (the aggregator's age rule: coverage period + 2 probe intervals) goes out every
+  // time, so the aggregator ages it to UNKNOWN as it would from a whole report: an omitted
+  // cell is always one probed within its window.
+  std::optional<int64_t> max_age_ns;
+  const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
+  if (coverage > 0) {
+    const int64_t interval =
+        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
+    max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
+  }
+  const size_t total = pending.probes.size();
+  changed_.assign(total, 0);
+  bool any_changed = false;
+  for (size_t i = 0; i < total; ++i) {
+    const ProbeEntry& entry = *pending.probes[i];
+    Sent* sent = found_[i];
+    const bool old = max_age_ns && entry.last_probe_ns && now_ns - *entry.last_probe_ns > *max_age_ns;
+    if (sent != nullptr && !old) {
+      // Looked at in this version already: compared again it would give what it gave then,
+      // which, after a send, is "send again" only for a result that is not quiet.
+      const bool same = entry.version != 0 && sent->looked_at == entry.version;
+      const bool send = same ? !sent->quiet && !sent->never : changed(*sent, entry.result);
+      if (!send) {
+        sent->looked_at = entry.version;
+        continue;
+      }
+    }
+    changed_[i] = 1;
+    any_changed = true;
+  }
+  check_bytes_.clear();
+  for (const auto& c : report.checks()) {
+    check_bytes_.push_back(c.SerializeAsString());
+    auto it = checks_.find(c.name());
+    any_changed = any_changed || it == checks_.end() || it->second != check_bytes_.back();
+  }
+  std::optional<std::string> pod_bytes;
+  if (report.has_pod_netns()) {
+    pod_bytes = report.pod_netns().SerializeAsString();
+    any_changed = any_changed || !pod_netns_ || *pod_netns_ != *pod_bytes;
+  }
+  std::string findings = findingsBytes(report);
+  any_changed = any_changed || findings != findings_;
+  // A hold not above the probe interval holds nothing: a report every interval.
+  if (report.has_probe_interval() && hold.count() <= TimeUtil::DurationToNanoseconds(report.probe_interval())) {
+    hold = std::chrono::nanoseconds(0);
+  }
+  if (hold.count() > 0 && !any_changed && !refresh_rest && now_ns - digest_.last() < hold.count()) {
+    ++counters_.held;  // nothing remembered: the next report is compared with the last sent
+    return std::nullopt;
+  }
+
   // The digest (DigestSchedule): this delta's slice of the results, and every check and the
   // pod netns list, small, once per period.
-  const size_t total = pending.probes.size();
   const DigestSchedule::Slice slice = digest_.next(now_ns, digest_ns, total);
-  const bool refresh_rest = now_ns - *last_whole_ns_ >= digest_ns;
   if (refresh_rest) last_whole_ns_ = now_ns;
 
   v1::Report delta;
@@ -179,54 +256,34 @@ v1::Report ReportDeltaEncoder::encode(const PendingReport& pending, bool deltas_
   if (report.has_coverage_period()) *delta.mutable_coverage_period() = report.coverage_period();
   if (report.has_probe_interval()) *delta.mutable_probe_interval() = report.probe_interval();
   *delta.mutable_findings() = report.findings();
-  for (const auto& c : report.checks()) {
-    std::string bytes = c.SerializeAsString();
+  findings_ = std::move(findings);
+  for (int k = 0; k < report.checks_size(); ++k) {
+    const auto& c = report.checks(k);
+    std::string& bytes = check_bytes_[static_cast<size_t>(k)];
     auto it = checks_.find(c.name());
     if (!refresh_rest && it != checks_.end() && it->second == bytes) continue;
     *delta.add_checks() = c;
     checks_[c.name()] = std::move(bytes);
   }
-  // A result older than the coverage window (the aggregator's age rule: coverage period + 2
-  // probe intervals) goes out every time, so the aggregator ages it to UNKNOWN as it would
-  // from a whole report: an omitted cell is always one probed within its window.
-  std::optional<int64_t> max_age_ns;
-  const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
-  if (coverage > 0) {
-    const int64_t interval =
-        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
-    max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
-  }
-  for (size_t i = 0; i < pending.probes.size(); ++i) {
-    const ProbeEntry& entry = *pending.probes[i];
-    Sent* sent = found_[i];
-    const bool old = max_age_ns && entry.last_probe_ns && now_ns - *entry.last_probe_ns > *max_age_ns;
+  for (size_t i = 0; i < total; ++i) {
     const bool refresh_it = slice.contains(i, total);
-    if (sent != nullptr && !old && !refresh_it) {
-      // Looked at in this version already: compared again it would give what it gave then,
-      // which, after a send, is "send again" only for a result that is not quiet.
-      const bool same = entry.version != 0 && sent->looked_at == entry.version;
-      const bool send = same ? !sent->quiet && !sent->never : changed(*sent, entry.result);
-      if (!send) {
-        sent->looked_at = entry.version;
-        ++counters_.probes_omitted;
-        continue;
-      }
+    if (!changed_[i] && !refresh_it) {
+      ++counters_.probes_omitted;
+      continue;
     }
+    const ProbeEntry& entry = *pending.probes[i];
     *delta.add_probes() = entry.result;
     if (refresh_it) ++counters_.probes_refreshed;
-    if (sent != nullptr) {
+    if (Sent* sent = found_[i]; sent != nullptr) {
       *sent = sentOf(entry);
     } else {
       probes_[entry.key] = sentOf(entry);  // a rehash moves no element: found_ stays valid
     }
     ++counters_.probes_sent;
   }
-  if (report.has_pod_netns()) {
-    std::string bytes = report.pod_netns().SerializeAsString();
-    if (refresh_rest || !pod_netns_ || *pod_netns_ != bytes) {
-      *delta.mutable_pod_netns() = report.pod_netns();
-      pod_netns_ = std::move(bytes);
-    }
+  if (pod_bytes && (refresh_rest || !pod_netns_ || *pod_netns_ != *pod_bytes)) {
+    *delta.mutable_pod_netns() = report.pod_netns();
+    pod_netns_ = std::move(*pod_bytes);
   }
   ++counters_.deltas;
   return delta;

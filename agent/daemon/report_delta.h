@@ -37,6 +37,12 @@
 // its read buffers for the next ones too, for minutes, while a slice of the digest keeps
 // every report small. To the aggregator a resent result is an ordinary delta entry.
 //
+// A quiet report: a delta that would carry nothing but its slice of the digest (no changed
+// result, check or pod netns list, the same findings, no checks due) may be left out until
+// `hold` after the last report sent (encodeUnlessQuiet), when the aggregator asks for it
+// (PeerList.quiet_report_interval): a change still goes out at once, and the next report
+// sent carries the slices of the reports left out.
+//
 // A result whose entry (pending_report.h) has the stats version the encoder last looked at
 // is not compared again: unchanged since then, it goes out only if it is not quiet or has
 // grown older than the coverage window, as the rules above say.
@@ -103,6 +109,7 @@ class ReportDeltaEncoder {
     uint64_t probes_sent = 0;     // probe results carried (whole and delta)
     uint64_t probes_omitted = 0;  // probe results a delta left out as unchanged
     uint64_t probes_refreshed = 0;  // probe results a delta carried as its slice of the digest
+    uint64_t held = 0;              // quiet reports left out (encodeUnlessQuiet)
   };
 
   ReportDeltaEncoder() : ReportDeltaEncoder(Options{}) {}
@@ -118,10 +125,16 @@ class ReportDeltaEncoder {
   void resendTo(const std::vector<std::string>& members);
   // `report` is a whole report; returns it whole or its delta against what this encoder
   // sent last. `deltas_accepted`: the stream's aggregator said it applies deltas.
-  meshprobe::v1::Report encode(const PendingReport& report, bool deltas_accepted);
+  meshprobe::v1::Report encode(const PendingReport& report, bool deltas_accepted) {
+    return *encodeUnlessQuiet(report, deltas_accepted, std::chrono::nanoseconds(0));
+  }
   meshprobe::v1::Report encode(const meshprobe::v1::Report& report, bool deltas_accepted) {
     return encode(PendingReport(report), deltas_accepted);
   }
+  // As encode(), but nothing (and nothing remembered as sent) when the report would be a
+  // quiet delta less than `hold` (> 0) after the last report sent, by report time.
+  std::optional<meshprobe::v1::Report> encodeUnlessQuiet(const PendingReport& report, bool deltas_accepted,
+                                                         std::chrono::nanoseconds hold);
 
   const Counters& counters() const { return counters_; }
 
@@ -160,7 +173,11 @@ class ReportDeltaEncoder {
   std::unordered_map<std::string, Sent> probes_;         // by layer + dst, as last sent
   std::unordered_map<std::string, std::string> checks_;  // by name, serialized as last sent
   std::optional<std::string> pod_netns_;                 // serialized as last sent
-  std::vector<Sent*> found_;                             // encode()'s scratch: probes_ entries
+  std::string findings_;                                 // serialized as last sent
+  // encode()'s scratch: probes_ entries, which results changed, the checks serialized
+  std::vector<Sent*> found_;
+  std::vector<uint8_t> changed_;
+  std::vector<std::string> check_bytes_;
 };
 
 }  // namespace meshprobe::agent

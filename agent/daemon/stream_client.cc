@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 
+#include <google/protobuf/util/time_util.h>
 #include <spdlog/spdlog.h>
 
 #include "agent/daemon/report_delta.h"
@@ -123,6 +124,7 @@ void StreamClient::serveOneStream() {
   // not report as this node) keeps backing off instead of retrying every 200 ms.
   std::atomic<bool> accepted{false};
   std::atomic<bool> deltas_accepted{false};  // this stream's PeerLists say so
+  std::atomic<int64_t> quiet_hold_ns{0};      // PeerList.quiet_report_interval (0: none)
   // Members that joined (or changed) since the last report: the next one carries all their
   // results (ReportDeltaEncoder::resendTo), because the aggregator could not place this
   // agent's cells for a member before it knew it (a restarted aggregator learns its members
@@ -151,6 +153,10 @@ void StreamClient::serveOneStream() {
           const bool first = !have_list;
           have_list = true;
           deltas_accepted = report_deltas_ && msg.peer_list().accepts_report_deltas();
+          quiet_hold_ns = msg.peer_list().has_quiet_report_interval()
+                              ? google::protobuf::util::TimeUtil::DurationToNanoseconds(
+                                    msg.peer_list().quiet_report_interval())
+                              : 0;
           if (callbacks_.on_peers) callbacks_.on_peers(msg.peer_list());
           if (first) {  // after on_peers: the first report follows the list being applied
             {
@@ -210,7 +216,13 @@ void StreamClient::serveOneStream() {
         encoder.resendTo(joined);
         joined.clear();
       }
-      *msg.mutable_report() = encoder.encode(*report, deltas_accepted);
+      auto encoded = encoder.encodeUnlessQuiet(*report, deltas_accepted,
+                                               std::chrono::nanoseconds(quiet_hold_ns.load()));
+      if (!encoded) {  // nothing new: the aggregator hears from this agent later
+        ++reports_held_;
+        continue;
+      }
+      *msg.mutable_report() = std::move(*encoded);
       if (!stream->Write(msg)) {
         buffer_.pushFront(std::move(*report));  // whole: the next stream starts over
         break;

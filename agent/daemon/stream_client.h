@@ -74,6 +74,8 @@ class StreamClient {
   uint64_t reportsSent() const { return reports_sent_; }
   // Of those, delta reports; and the probe results the deltas left out as unchanged.
   uint64_t deltaReportsSent() const { return delta_reports_sent_; }
+  // Quiet reports left out within the stream's PeerList.quiet_report_interval.
+  uint64_t reportsHeld() const { return reports_held_; }
   uint64_t probesOmitted() const { return probes_omitted_; }
   // PeerDeltas dropped because no PeerList had come on their stream yet.
   uint64_t peerDeltasIgnored() const { return peer_deltas_ignored_; }
@@ -108,6 +110,7 @@ class StreamClient {
   // steady_clock time of the last report written (ns since its epoch), for early_spacing_.
   std::atomic<int64_t> last_report_ns_{std::numeric_limits<int64_t>::min() / 2};
   std::atomic<uint64_t> delta_reports_sent_{0};
+  std::atomic<uint64_t> reports_held_{0};
   std::atomic<uint64_t> probes_omitted_{0};
   uint64_t probes_omitted_base_ = 0;  // streams before the current one (stream thread only)
   bool report_deltas_ = true;

@@ -105,6 +105,10 @@ std::string renderAgentMetrics(const AgentStatus& s, const RttHistograms& rtt) {
            MetricType::kCounter);
   w.sample({{"kind", "whole"}}, static_cast<double>(s.stream_reports_whole));
   w.sample({{"kind", "delta"}}, static_cast<double>(s.stream_reports_delta));
+  w.family("meshprobe_stream_reports_held_total",
+           "Reports left out because nothing had changed, within the aggregator's quiet report interval.",
+           MetricType::kCounter);
+  w.sample(static_cast<double>(s.stream_reports_held));
   w.family("meshprobe_stream_probes_omitted_total",
            "Probe results delta reports left out because they had not changed.", MetricType::kCounter);
   w.sample(static_cast<double>(s.stream_probes_omitted));

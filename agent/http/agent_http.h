@@ -52,6 +52,7 @@ struct AgentStatus {
   uint64_t stream_peer_deltas_ignored = 0;  // membership deltas that came before a peer list
   uint64_t stream_reports_whole = 0;        // reports written whole / as deltas
   uint64_t stream_reports_delta = 0;
+  uint64_t stream_reports_held = 0;
   uint64_t stream_probes_omitted = 0;  // probe results the deltas left out as unchanged
   uint64_t report_buffer_dropped = 0;
   size_t checks_running = 0;  // checks whose run has not returned yet (a hung one stays counted)

@@ -19,9 +19,11 @@
 // (ReportDeltaEncoder::digestPeriod: 30 s up to about 1,200 nodes, longer above so a
 // cluster's digests stay within the encoder's cluster rate; 250 s at 5,000 nodes), a share
 // in each report from a period after the whole report on, and every check once per
-// period. --whole-reports simulates agents that predate delta reports; --whole-digests
-// agents that send their digest as a whole report every digest period (the previous
-// release's agents).
+// period. A delta with nothing but its slice is left out within the stream's
+// PeerList.quiet_report_interval of the last report, as the encoder's encodeUnlessQuiet
+// does. --whole-reports simulates agents that predate delta reports; --whole-digests
+// agents that send their digest as a whole report every digest period, --every-interval
+// agents that report every interval even with nothing new (earlier releases' agents).
 //
 // `--shard I/K` simulates only every K-th node (index % K == I), so that K processes share a
 // cluster one process cannot drive; every process knows every node's name and addresses.
@@ -83,6 +85,7 @@ struct Options {
   bool legacy_membership = false;  // Hellos without accepts_peer_deltas
   bool whole_reports = false;      // never delta reports (agents that predate them)
   bool whole_digests = false;      // the digest as a whole report per period (the previous agents)
+  bool every_interval = false;     // a report every interval, quiet or not (the previous agents)
   bool query_bench = false;
   size_t count = 200;
   size_t shard = 0;   // this process simulates the nodes whose index % shards == shard
@@ -121,6 +124,7 @@ struct Counters {
   std::atomic<uint64_t> live_streams{0};
   std::atomic<uint64_t> reports_sent{0};
   std::atomic<uint64_t> delta_reports_sent{0};
+  std::atomic<uint64_t> reports_held{0};  // quiet reports left out (PeerList.quiet_report_interval)
   std::atomic<uint64_t> report_bytes{0};
   std::atomic<uint64_t> reports_replaced{0};  // a newer report replaced one still waiting for the stream
   std::atomic<uint64_t> write_failures{0};
@@ -149,6 +153,7 @@ struct Node {
   bool deltas_ok = false;       // this stream's PeerList accepts delta reports
   bool whole_on_stream = false;  // a whole report went out on this stream
   Steady::time_point last_checks{};   // every check last sent (the whole report or a digest)
+  Duration quiet_hold{};              // this stream's PeerList.quiet_report_interval
   Steady::time_point last_whole{};    // the stream's last whole report
   agent::DigestSchedule digest;       // the digest slices, over targets 2 * dst + layer
   Steady::time_point next_report{};
@@ -188,6 +193,7 @@ class Simulation {
   };
   void worker(size_t w);
   void buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache& cache, Steady::time_point now);
+  bool quietRound(Node& n, Steady::time_point now) const;
 
   Options options_;
   FaultSet faults_;
@@ -402,6 +408,10 @@ void Simulation::onPeerList(Node& n, const meshprobe::v1::PeerList& list) {
   std::lock_guard lock(n.mu);
   n.peers->onPeerList(list);
   n.deltas_ok = !options_.whole_reports && list.accepts_report_deltas();
+  n.quiet_hold = list.has_quiet_report_interval() && !options_.whole_digests && !options_.every_interval
+                     ? std::chrono::duration_cast<Duration>(std::chrono::nanoseconds(
+                           google::protobuf::util::TimeUtil::DurationToNanoseconds(list.quiet_report_interval())))
+                     : Duration{};
   if (!n.connected) {
     n.connected = true;
     n.backoff.reset();
@@ -432,6 +442,16 @@ void Simulation::onDone(Node& n, NodeStream* stream, const grpc::Status& status)
     n.reconnect_due = Steady::now() + n.backoff.next();
   }
   counters_.live_streams--;
+}
+
+bool Simulation::quietRound(Node& n, Steady::time_point now) const {
+  // A delta that would carry nothing but its digest slice, within the stream's quiet
+  // report interval of the last report (ReportDeltaEncoder::encodeUnlessQuiet): no failing
+  // result, no member joined, no checks due.
+  if (!n.deltas_ok || !n.whole_on_stream || n.quiet_hold <= options_.interval) return false;
+  if (now - n.last_report >= n.quiet_hold || now - n.last_checks >= digest_period_) return false;
+  if (n.peers->anyJoined()) return false;
+  return !injected_ || faults_.destinationsFrom(n.index, nodes_.size()).empty();
 }
 
 void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache& cache, Steady::time_point now) {
@@ -561,7 +581,12 @@ void Simulation::worker(size_t w) {
         continue;
       }
       if (!n.connected || n.stream->broken()) continue;
-      if (now >= n.next_report) {
+      if (now >= n.next_report && quietRound(n, now)) {
+        // The agent's encoder leaves this report out (encodeUnlessQuiet); the next one
+        // carries its digest share.
+        counters_.reports_held++;
+        n.next_report = now + std::chrono::duration_cast<Steady::duration>(options_.interval);
+      } else if (now >= n.next_report) {
         AgentMessage msg;
         buildReport(n, *msg.mutable_report(), cache, now);
         n.stream->send(std::move(msg));
@@ -745,7 +770,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
       stderr,
       "meshprobe-loadgen summary: nodes=%zu shard=%zu/%zu simulated=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
       "stream_errors=%llu write_failures=%llu reports_sent=%llu report_bytes=%llu "
-      "reports_replaced=%llu delta_reports=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
+      "reports_replaced=%llu delta_reports=%llu reports_held=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
       "membership_bytes=%llu membership_full_bytes=%llu membership_delta_bytes=%llu foreign_peers=%llu\n",
       o.nodes, o.shard, o.shards, sim.simulated(), wall, static_cast<unsigned long long>(c.max_connected.load()),
       static_cast<unsigned long long>(c.streams_started.load()),
@@ -753,7 +778,8 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
       static_cast<unsigned long long>(c.write_failures.load()), static_cast<unsigned long long>(c.reports_sent.load()),
       static_cast<unsigned long long>(c.report_bytes.load()),
       static_cast<unsigned long long>(c.reports_replaced.load()),
-      static_cast<unsigned long long>(c.delta_reports_sent.load()), o.legacy_membership ? "legacy" : "delta",
+      static_cast<unsigned long long>(c.delta_reports_sent.load()),
+      static_cast<unsigned long long>(c.reports_held.load()), o.legacy_membership ? "legacy" : "delta",
       static_cast<unsigned long long>(c.peer_lists.load()), static_cast<unsigned long long>(c.peer_deltas.load()),
       static_cast<unsigned long long>(c.peer_deltas_ignored.load()),
       static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
@@ -806,6 +832,9 @@ int main(int argc, char** argv) {
       ("whole-digests", po::bool_switch(&o.whole_digests),
        "simulate agents whose digest is a whole report every digest period instead of a slice in each delta "
        "(the agents of the previous release)")
+      ("every-interval", po::bool_switch(&o.every_interval),
+       "simulate agents that send a report every interval even with nothing new (the agents of the previous "
+       "release; default: as current agents, a quiet report only every PeerList.quiet_report_interval)")
       ("ramp", po::value(&ramp)->default_value(ramp),
        "spread the nodes' first connects evenly over this long (0: all at once, like a restarted aggregator's agents)")
       ("shard", po::value(&shard)->default_value(shard),

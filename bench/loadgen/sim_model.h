@@ -118,6 +118,7 @@ class SimPeers {
   // Simulated members a PeerDelta added or changed since the last call: the agent's next
   // report carries all their results (ReportDeltaEncoder::resendTo).
   std::vector<size_t> takeJoined() { return std::exchange(joined_, {}); }
+  bool anyJoined() const { return !joined_.empty(); }
   bool known(size_t j) const { return state_[j] != kAbsent; }
   size_t knownCount() const;
   uint64_t foreign() const { return foreign_.size(); }  // in the current set

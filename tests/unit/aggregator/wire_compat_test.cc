@@ -398,6 +398,26 @@ TEST_F(WireCompat, ReportDeltasOnlyBetweenANewAgentAndANewAggregator) {
   EXPECT_EQ(state.deltasApplied(), 0u);
 }
 
+// Quiet reports: a new aggregator's PeerList says how long its agents may leave out a report
+// with no news (a quarter of stale_after). The old schema reads the same list without it,
+// and an old aggregator's list leaves it unset, so a new agent reports every interval
+// (report_delta_test, stream_client_test).
+TEST_F(WireCompat, TheQuietReportIntervalIsANewFieldOnlyNewAgentsRead) {
+  ClusterState state(clock_, options());
+  for (int n = 1; n <= 2; ++n) state.applyHello(newHello("node" + std::to_string(n), n), true);
+  const v1::PeerList list = state.peerList();
+  ASSERT_TRUE(list.has_quiet_report_interval());
+  EXPECT_EQ(google::protobuf::util::TimeUtil::DurationToNanoseconds(list.quiet_report_interval()),
+            std::chrono::nanoseconds(options().stale_after).count() / 4);
+  auto old_list = old_.read(list);
+  EXPECT_EQ(old_list->GetDescriptor()->FindFieldByName("quiet_report_interval"), nullptr);
+  const auto* peers = old_list->GetDescriptor()->FindFieldByName("peers");
+  EXPECT_EQ(old_list->GetReflection()->FieldSize(*old_list, peers), 2);
+
+  auto old_agg_list = old_.make("meshprobe.v1.PeerList");
+  EXPECT_FALSE(fromOld<v1::PeerList>(*old_agg_list).has_quiet_report_interval());
+}
+
 TEST_F(WireCompat, AnOldGetMatrixRequestGetsTheOldAnswer) {
   // An old CLI's request (layer only) over a cluster that fits one default page: the
   // answer is the whole matrix, byte for byte, with no field the old schema lacks.

@@ -314,6 +314,102 @@ TEST(ReportDelta, TheDigestIsSpreadOverTheDeltasEveryResultOncePerPeriod) {
   EXPECT_FALSE(enc.encode(report(++seq, 221), true).delta());
 }
 
+// With a quiet report interval (PeerList.quiet_report_interval) a report with no news is
+// left out until that long after the last one sent; any change goes out at once.
+TEST(ReportDelta, AQuietReportWaitsForTheHoldButAChangeGoesOutAtOnce) {
+  ReportDeltaEncoder enc;
+  const auto hold = std::chrono::seconds(3);
+  auto at = [&](v1::Report r) { return enc.encodeUnlessQuiet(PendingReport(r), true, hold); };
+  ASSERT_TRUE(at(report(1, 100)).has_value());  // whole
+  EXPECT_FALSE(at(report(2, 101)).has_value());
+  EXPECT_FALSE(at(report(3, 102)).has_value());
+  auto quiet = at(report(4, 103));  // the hold is over: a delta with no news
+  ASSERT_TRUE(quiet.has_value());
+  EXPECT_TRUE(quiet->delta());
+  EXPECT_EQ(quiet->sequence(), 4u);
+  EXPECT_EQ(quiet->probes_size(), 0);
+  EXPECT_EQ(quiet->findings_size(), 1);
+  EXPECT_FALSE(at(report(5, 104)).has_value());
+
+  v1::Report check_changed = report(6, 105);  // a check's result changed
+  check_changed.mutable_checks(0)->set_status(v1::CheckResult::FAIL);
+  auto sent = at(check_changed);
+  ASSERT_TRUE(sent.has_value());
+  ASSERT_EQ(sent->checks_size(), 1);
+  EXPECT_EQ(sent->checks(0).name(), "vxlan_device");
+
+  v1::Report failing = report(7, 106);  // a new failure, the check as sent last
+  failing.mutable_checks(0)->set_status(v1::CheckResult::FAIL);
+  *find(failing, "b", v1::UNDERLAY) = probe("b", v1::UNDERLAY, 0);
+  sent = at(failing);
+  ASSERT_TRUE(sent.has_value());
+  EXPECT_EQ(dsts(*sent), (std::set<std::string>{"UNDERLAY/b"}));
+  failing.set_sequence(8);  // still failing: a failing cell's counters stay current
+  *failing.mutable_time() = TimeUtil::SecondsToTimestamp(107);
+  sent = at(failing);
+  ASSERT_TRUE(sent.has_value());
+  EXPECT_EQ(dsts(*sent), (std::set<std::string>{"UNDERLAY/b"}));
+
+  v1::Report healed = report(9, 108);  // healed once more, then quiet
+  healed.mutable_checks(0)->set_status(v1::CheckResult::FAIL);
+  ASSERT_TRUE(at(healed).has_value());
+  healed.set_sequence(10);
+  *healed.mutable_time() = TimeUtil::SecondsToTimestamp(109);
+  EXPECT_FALSE(at(healed).has_value());
+  healed.set_sequence(11);
+  *healed.mutable_time() = TimeUtil::SecondsToTimestamp(110);
+  healed.mutable_findings(0)->set_code("ANOTHER_FINDING");  // new findings go out at once
+  sent = at(healed);
+  ASSERT_TRUE(sent.has_value());
+  EXPECT_EQ(sent->findings(0).code(), "ANOTHER_FINDING");
+  EXPECT_EQ(enc.counters().held, 4u);
+
+  // A hold not above the probe interval holds nothing.
+  ReportDeltaEncoder every;
+  ASSERT_TRUE(every.encodeUnlessQuiet(PendingReport(report(1, 100)), true, std::chrono::seconds(1)).has_value());
+  EXPECT_TRUE(every.encodeUnlessQuiet(PendingReport(report(2, 101)), true, std::chrono::seconds(1)).has_value());
+  // Nor without the aggregator's consent to deltas: every report is whole.
+  ReportDeltaEncoder whole_only;
+  for (uint64_t i = 1; i <= 3; ++i) {
+    auto r = whole_only.encodeUnlessQuiet(PendingReport(report(i, 100 + static_cast<int64_t>(i))), false, hold);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_FALSE(r->delta());
+  }
+}
+
+// The reports sent after quiet ones carry their digest shares: every result still goes out
+// once per period, in reports a hold apart.
+TEST(ReportDelta, ReportsAfterQuietOnesCarryTheirDigestShares) {
+  ReportDeltaEncoder enc;  // 30 s
+  const auto hold = std::chrono::seconds(3);
+  uint64_t seq = 0;
+  v1::Report r = report(++seq, 100);
+  ASSERT_TRUE(enc.encodeUnlessQuiet(PendingReport(r), true, hold).has_value());
+  std::map<std::string, std::vector<int64_t>> probes;
+  std::vector<int64_t> sent_at;
+  for (int64_t t = 101; t <= 220; ++t) {
+    r.set_sequence(++seq);
+    *r.mutable_time() = TimeUtil::SecondsToTimestamp(t);
+    for (auto& p : *r.mutable_probes()) *p.mutable_last_probe() = TimeUtil::SecondsToTimestamp(t);
+    auto d = enc.encodeUnlessQuiet(PendingReport(r), true, hold);
+    if (!d) continue;
+    EXPECT_TRUE(d->delta());
+    sent_at.push_back(t);
+    for (const auto& p : d->probes()) probes[v1::Layer_Name(p.layer()) + "/" + p.dst()].push_back(t);
+  }
+  // One report every 3 s (the checks' digest at 130, 160, 190, 220 falls on those too).
+  ASSERT_EQ(sent_at.size(), 40u);
+  for (size_t i = 1; i < sent_at.size(); ++i) EXPECT_EQ(sent_at[i] - sent_at[i - 1], 3) << sent_at[i];
+  ASSERT_EQ(probes.size(), 6u);
+  for (const auto& [key, times] : probes) {
+    EXPECT_GT(times.front(), 130) << key;
+    const Gaps g = gapsOf(times, 100, 220);
+    EXPECT_LE(g.later, 30 + 3) << key;  // within a period, give or take a hold
+    EXPECT_EQ(times.size(), 3u) << key;
+  }
+  EXPECT_EQ(enc.counters().held, 120u - 40u);
+}
+
 // Reports that come late (a slow stream) carry the share of the digest the time since the
 // last one is due, at most every result once.
 TEST(ReportDelta, ALateReportCarriesTheDigestShareOfItsGap) {

@@ -31,6 +31,10 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
         hellos.push_back(msg.hello());
         AggregatorMessage reply;
         reply.mutable_peer_list()->set_accepts_report_deltas(accepts_report_deltas);
+        if (quiet_report_interval.count() > 0) {
+          *reply.mutable_peer_list()->mutable_quiet_report_interval() =
+              google::protobuf::util::TimeUtil::NanosecondsToDuration(quiet_report_interval.count());
+        }
         auto* peer = reply.mutable_peer_list()->add_peers();
         peer->set_node_name("peer-from-" + msg.hello().node_name());
         stream->Write(reply);
@@ -53,6 +57,7 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
   std::vector<bool> delta_flags;  // Report.delta of each report, in order
   std::vector<std::vector<std::string>> probe_dsts;  // each report's probe destinations
   bool accepts_report_deltas = false;     // what its PeerLists say (set before the agent connects)
+  std::chrono::nanoseconds quiet_report_interval{0};  // likewise; 0: unset
   uint64_t late_after_sequence = 0;       // `late` is written after the report with this sequence
   std::vector<AggregatorMessage> late;
   std::vector<AggregatorMessage> script;  // set before the agent connects
@@ -335,6 +340,45 @@ TEST(StreamClient, DeltaReportsOnlyAfterThePeerListAcceptsThem) {
     EXPECT_EQ(c.client->deltaReportsSent(), accepts ? 2u : 0u);
     c.client->stop();
   }
+}
+
+// A PeerList with a quiet report interval: reports with no news (unchanged results, by
+// report time a second apart) are left out until that long after the last one sent.
+TEST(StreamClient, QuietReportsWaitForThePeerListsQuietInterval) {
+  Server server;
+  ASSERT_NE(server.port, 0);
+  server.service.accepts_report_deltas = true;
+  server.service.quiet_report_interval = 3s;
+  Client c(server.port);
+  c.buffer.push(withProbes(report(1)));
+  c.client->start();
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    return server.service.sequences.size() == 1;
+  }));
+  for (uint64_t seq = 2; seq <= 5; ++seq) c.buffer.push(withProbes(report(seq)));
+  ASSERT_TRUE(eventually([&] { return c.client->reportsHeld() == 3u; })) << c.client->reportsHeld();
+  {
+    std::lock_guard l(server.service.mu);
+    EXPECT_EQ(server.service.sequences, (std::vector<uint64_t>{1, 4}));  // 4: 3 s after 1
+    EXPECT_EQ(server.service.delta_flags, (std::vector<bool>{false, true}));
+  }
+  // A change goes out at once: node-b failing, a second after the last report sent.
+  auto failing = withProbes(report(6));
+  failing.mutable_probes(0)->set_received(0);
+  failing.mutable_probes(0)->set_loss(1.0);
+  c.buffer.push(failing);
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(server.service.mu);
+    return server.service.sequences.size() == 3;
+  }));
+  {
+    std::lock_guard l(server.service.mu);
+    EXPECT_EQ(server.service.sequences.back(), 6u);
+    EXPECT_EQ(server.service.probe_dsts.back(), std::vector<std::string>{"node-b"});
+  }
+  EXPECT_EQ(c.client->reportsHeld(), 3u);
+  c.client->stop();
 }
 
 // A member that joins after the stream's peer list: the agent is asked to report at once,
