@@ -1,7 +1,5 @@
 #include "agent/daemon/report_delta.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -15,19 +13,16 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
-// The findings as bytes to compare (deterministic: a map serialised twice compares equal).
-std::string findingsBytes(const v1::Report& report) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    for (const auto& f : report.findings()) {
-      coded.WriteVarint64(f.ByteSizeLong());
-      f.SerializeWithCachedSizes(&coded);
-    }
+// What makes the findings news when it changes: each one's code, severity, layer and nodes
+// (not its summary or evidence, whose numbers may move every round).
+std::string findingsKey(const v1::Report& report) {
+  std::string key;
+  for (const auto& f : report.findings()) {
+    key += f.code() + '/' + std::to_string(f.severity()) + '/' + std::to_string(f.layer());
+    for (const auto& n : f.nodes()) key += '/' + n;
+    key += '\n';
   }
-  return out;
+  return key;
 }
 
 }  // namespace
@@ -81,13 +76,18 @@ bool ReportDeltaEncoder::moved(int64_t before, int64_t now) const {
   return diff > options_.rtt_move * base;
 }
 
-bool ReportDeltaEncoder::changed(const Sent& before, const v1::ProbeResult& now) const {
-  if (before.never) return !neverProbed(now);
-  if (!before.quiet || !quiet(now)) return true;
-  if (before.has_last_probe != now.has_last_probe()) return true;
-  if (before.path_mtu_size != (now.has_path_mtu() ? now.path_mtu().size() : 0)) return true;
-  return moved(before.rtt_p50_ns, TimeUtil::DurationToNanoseconds(now.rtt_p50())) ||
-         moved(before.rtt_p99_ns, TimeUtil::DurationToNanoseconds(now.rtt_p99()));
+ReportDeltaEncoder::SentCheck ReportDeltaEncoder::sentOf(const v1::CheckResult& check, std::string bytes) {
+  return SentCheck{std::move(bytes), check.status(), check.summary()};
+}
+
+ReportDeltaEncoder::Change ReportDeltaEncoder::change(const Sent& before, const v1::ProbeResult& now) const {
+  if (before.never) return neverProbed(now) ? Change::kNone : Change::kOther;
+  if (!before.quiet || !quiet(now)) return Change::kOther;
+  if (before.has_last_probe != now.has_last_probe()) return Change::kOther;
+  if (before.path_mtu_size != (now.has_path_mtu() ? now.path_mtu().size() : 0)) return Change::kOther;
+  const bool rtt = moved(before.rtt_p50_ns, TimeUtil::DurationToNanoseconds(now.rtt_p50())) ||
+                   moved(before.rtt_p99_ns, TimeUtil::DurationToNanoseconds(now.rtt_p99()));
+  return rtt ? Change::kRtt : Change::kNone;
 }
 
 void ReportDeltaEncoder::remember(const PendingReport& pending) {
@@ -95,13 +95,13 @@ void ReportDeltaEncoder::remember(const PendingReport& pending) {
   probes_.clear();
   for (const auto& p : pending.probes) probes_[p->key] = sentOf(*p);
   checks_.clear();
-  for (const auto& c : report.checks()) checks_[c.name()] = c.SerializeAsString();
+  for (const auto& c : report.checks()) checks_[c.name()] = sentOf(c, c.SerializeAsString());
   if (report.has_pod_netns()) {
     pod_netns_ = report.pod_netns().SerializeAsString();
   } else {
     pod_netns_.reset();
   }
-  findings_ = findingsBytes(report);
+  findings_ = findingsKey(report);
   last_whole_ns_ = TimeUtil::TimestampToNanoseconds(report.time());
   have_base_ = true;
 }
@@ -175,7 +175,7 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
     if (!whole) {
       std::unordered_set<std::string> names;
       for (const auto& c : report.checks()) names.insert(c.name());
-      for (const auto& [name, bytes] : checks_) {
+      for (const auto& [name, sent] : checks_) {
         if (!names.count(name)) whole = true;
       }
     }
@@ -204,7 +204,7 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
   }
   const size_t total = pending.probes.size();
   changed_.assign(total, 0);
-  bool any_changed = false;
+  bool any_changed = false;  // beyond RTT moves, which may wait for the next report sent
   for (size_t i = 0; i < total; ++i) {
     const ProbeEntry& entry = *pending.probes[i];
     Sent* sent = found_[i];
@@ -213,11 +213,15 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
       // Looked at in this version already: compared again it would give what it gave then,
       // which, after a send, is "send again" only for a result that is not quiet.
       const bool same = entry.version != 0 && sent->looked_at == entry.version;
-      const bool send = same ? !sent->quiet && !sent->never : changed(*sent, entry.result);
-      if (!send) {
+      const Change c = same ? (!sent->quiet && !sent->never ? Change::kOther : Change::kNone)
+                            : change(*sent, entry.result);
+      if (c == Change::kNone) {
         sent->looked_at = entry.version;
         continue;
       }
+      changed_[i] = 1;
+      any_changed = any_changed || c == Change::kOther;
+      continue;
     }
     changed_[i] = 1;
     any_changed = true;
@@ -226,14 +230,15 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
   for (const auto& c : report.checks()) {
     check_bytes_.push_back(c.SerializeAsString());
     auto it = checks_.find(c.name());
-    any_changed = any_changed || it == checks_.end() || it->second != check_bytes_.back();
+    any_changed = any_changed || it == checks_.end() || it->second.status != c.status() ||
+                  it->second.summary != c.summary();
   }
   std::optional<std::string> pod_bytes;
   if (report.has_pod_netns()) {
     pod_bytes = report.pod_netns().SerializeAsString();
     any_changed = any_changed || !pod_netns_ || *pod_netns_ != *pod_bytes;
   }
-  std::string findings = findingsBytes(report);
+  std::string findings = findingsKey(report);
   any_changed = any_changed || findings != findings_;
   // A hold not above the probe interval holds nothing: a report every interval.
   if (report.has_probe_interval() && hold.count() <= TimeUtil::DurationToNanoseconds(report.probe_interval())) {
@@ -261,9 +266,9 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
     const auto& c = report.checks(k);
     std::string& bytes = check_bytes_[static_cast<size_t>(k)];
     auto it = checks_.find(c.name());
-    if (!refresh_rest && it != checks_.end() && it->second == bytes) continue;
+    if (!refresh_rest && it != checks_.end() && it->second.bytes == bytes) continue;
     *delta.add_checks() = c;
-    checks_[c.name()] = std::move(bytes);
+    checks_[c.name()] = sentOf(c, std::move(bytes));
   }
   for (size_t i = 0; i < total; ++i) {
     const bool refresh_it = slice.contains(i, total);

@@ -37,11 +37,15 @@
 // its read buffers for the next ones too, for minutes, while a slice of the digest keeps
 // every report small. To the aggregator a resent result is an ordinary delta entry.
 //
-// A quiet report: a delta that would carry nothing but its slice of the digest (no changed
-// result, check or pod netns list, the same findings, no checks due) may be left out until
+// A quiet report: a delta that would carry nothing but its slice of the digest, healthy
+// results whose RTT moved and checks whose details or duration moved (no other changed
+// result, no check whose status or summary changed, the same pod netns list and the same
+// findings by code, severity, layer and nodes, no checks due) may be left out until
 // `hold` after the last report sent (encodeUnlessQuiet), when the aggregator asks for it
-// (PeerList.quiet_report_interval): a change still goes out at once, and the next report
-// sent carries the slices of the reports left out.
+// (PeerList.quiet_report_interval): any other change still goes out at once, and the next
+// report sent carries those moves and the slices of the reports left out. (Sub-millisecond
+// RTTs move by a quarter all the time, and a check's duration every run: were those news,
+// hardly a report would be quiet.)
 //
 // A result whose entry (pending_report.h) has the stats version the encoder last looked at
 // is not compared again: unchanged since then, it goes out only if it is not quiet or has
@@ -161,7 +165,10 @@ class ReportDeltaEncoder {
   static Sent sentOf(const ProbeEntry& entry);
   // No probe went out yet and nothing failed: nothing to say but that.
   static bool neverProbed(const meshprobe::v1::ProbeResult& probe);
-  bool changed(const Sent& before, const meshprobe::v1::ProbeResult& now) const;
+  // How `now` differs from what was sent: not at all, only in a healthy result's RTT (news
+  // that may wait for the next report sent), or otherwise.
+  enum class Change { kNone, kRtt, kOther };
+  Change change(const Sent& before, const meshprobe::v1::ProbeResult& now) const;
   bool moved(int64_t before, int64_t now) const;
   void remember(const PendingReport& report);  // a whole report was sent
 
@@ -171,9 +178,15 @@ class ReportDeltaEncoder {
   std::optional<int64_t> last_whole_ns_;                 // report time checks were last all sent
   DigestSchedule digest_;                                // the probe results' digest slices
   std::unordered_map<std::string, Sent> probes_;         // by layer + dst, as last sent
-  std::unordered_map<std::string, std::string> checks_;  // by name, serialized as last sent
+  struct SentCheck {
+    std::string bytes;  // serialized
+    meshprobe::v1::CheckResult::Status status = meshprobe::v1::CheckResult::STATUS_UNSPECIFIED;
+    std::string summary;
+  };
+  static SentCheck sentOf(const meshprobe::v1::CheckResult& check, std::string bytes);
+  std::unordered_map<std::string, SentCheck> checks_;  // by name, as last sent
   std::optional<std::string> pod_netns_;                 // serialized as last sent
-  std::string findings_;                                 // serialized as last sent
+  std::string findings_;                                 // findingsKey() of the last sent
   // encode()'s scratch: probes_ entries, which results changed, the checks serialized
   std::vector<Sent*> found_;
   std::vector<uint8_t> changed_;

@@ -442,11 +442,14 @@ TEST_F(ObservabilityTest, EveryMetricTheMonitoringManifestsUseIsExported) {
 // --probe-budget 1 at --interval 1s: one peer per layer per round, 3 peers, so every agent
 // rotates (every pair within 3 rounds). The cluster still turns healthy, the agents export
 // the rotation, and a VXLAN drop on node3 still fails exactly its overlay row and column.
+// With --stale-after 12s the aggregator's peer lists let agents leave out reports with no
+// news for 3 s (quiet_report_interval): they do, and the fault and its healing still show.
 class SparseProbingTest : public ObservabilityTest {
  protected:
   MeshOptions meshOptions() const override {
     MeshOptions o;
     o.agent_args = {"--probe-budget", "1"};
+    o.stale_after = "12s";
     return o;
   }
 };
@@ -460,7 +463,8 @@ TEST_F(SparseProbingTest, RotatingAgentsStillCoverEveryPairAndSeeANodeFault) {
   // Each agent: 1 target per layer in the current round, every peer within 3 rounds, and
   // regular slots skipped (polled: the skip counter grows with every round).
   ASSERT_TRUE(eventually(
-      "every agent exports the rotation (1 target per round and layer, coverage 3 rounds, slots skipped)",
+      "every agent exports the rotation (1 target per round and layer, coverage 3 rounds, slots skipped) and "
+      "has left out quiet reports",
       [&] {
         std::string out;
         for (int n = 1; n <= mesh_->nodes(); ++n) {
@@ -473,9 +477,11 @@ TEST_F(SparseProbingTest, RotatingAgentsStillCoverEveryPairAndSeeANodeFault) {
           const std::string under = sampleValue(am.body, "meshprobe_probe_targets_per_round{layer=\"UNDERLAY\"}");
           const std::string over = sampleValue(am.body, "meshprobe_probe_targets_per_round{layer=\"OVERLAY\"}");
           const std::string skipped = sampleValue(am.body, "meshprobe_probe_rotation_skipped_total");
-          if (cov != "3" || under != "1" || over != "1" || std::atol(skipped.c_str()) <= 0) {
+          const std::string held = sampleValue(am.body, "meshprobe_stream_reports_held_total");
+          if (cov != "3" || under != "1" || over != "1" || std::atol(skipped.c_str()) <= 0 ||
+              std::atol(held.c_str()) <= 0) {
             out += nodeName(n) + ": coverage_rounds=" + cov + " per_round UNDERLAY=" + under + " OVERLAY=" + over +
-                   " skipped=" + skipped + "\n";
+                   " skipped=" + skipped + " reports_held=" + held + "\n";
           }
         }
         return out;

@@ -362,7 +362,27 @@ TEST(ReportDelta, AQuietReportWaitsForTheHoldButAChangeGoesOutAtOnce) {
   sent = at(healed);
   ASSERT_TRUE(sent.has_value());
   EXPECT_EQ(sent->findings(0).code(), "ANOTHER_FINDING");
-  EXPECT_EQ(enc.counters().held, 4u);
+
+  // A healthy result's RTT moved, a check took longer to run, a finding's evidence moved:
+  // news that waits for the next report sent.
+  for (int64_t t = 111; t <= 113; ++t) {
+    healed.set_sequence(static_cast<uint64_t>(t));
+    *healed.mutable_time() = TimeUtil::SecondsToTimestamp(t);
+    *find(healed, "a", v1::OVERLAY) = probe("a", v1::OVERLAY, 10, 400, 800);
+    *healed.mutable_checks(1)->mutable_duration() = TimeUtil::MillisecondsToDuration(t);
+    healed.mutable_findings(0)->add_evidence("seen at " + std::to_string(t));
+    sent = at(healed);
+    if (t < 113) {
+      EXPECT_FALSE(sent.has_value()) << t;
+    } else {
+      ASSERT_TRUE(sent.has_value());
+      EXPECT_EQ(dsts(*sent), (std::set<std::string>{"OVERLAY/a"}));
+      ASSERT_EQ(sent->checks_size(), 1);
+      EXPECT_EQ(sent->checks(0).name(), "istiod");
+      EXPECT_EQ(sent->findings(0).evidence_size(), 3);
+    }
+  }
+  EXPECT_EQ(enc.counters().held, 6u);
 
   // A hold not above the probe interval holds nothing.
   ReportDeltaEncoder every;
