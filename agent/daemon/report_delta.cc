@@ -149,6 +149,58 @@ std::chrono::nanoseconds ReportDeltaEncoder::digestPeriod(const Options& options
   return period;
 }
 
+bool ReportDeltaEncoder::scan(const PendingReport& pending, int64_t now_ns) {
+  const v1::Report& report = pending.report;
+  // A result older than the coverage window (the aggregator's age rule: coverage period + 2
+  // probe intervals) goes out every time, so the aggregator ages it to UNKNOWN as it would
+  // from a whole report: an omitted cell is always one probed within its window.
+  std::optional<int64_t> max_age_ns;
+  const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
+  if (coverage > 0) {
+    const int64_t interval =
+        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
+    max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
+  }
+  const size_t total = pending.probes.size();
+  changed_.assign(total, 0);
+  bool any_changed = false;  // beyond RTT moves, which may wait for the next report sent
+  for (size_t i = 0; i < total; ++i) {
+    const ProbeEntry& entry = *pending.probes[i];
+    Sent* sent = found_[i];
+    const bool old = max_age_ns && entry.last_probe_ns && now_ns - *entry.last_probe_ns > *max_age_ns;
+    if (sent != nullptr && !old) {
+      // Looked at in this version already: compared again it would give what it gave then,
+      // which, after a send, is "send again" only for a result that is not quiet.
+      const bool same = entry.version != 0 && sent->looked_at == entry.version;
+      const Change c = same ? (!sent->quiet && !sent->never ? Change::kOther : Change::kNone)
+                            : change(*sent, entry.result);
+      if (c == Change::kNone) {
+        sent->looked_at = entry.version;
+        continue;
+      }
+      changed_[i] = 1;
+      any_changed = any_changed || c == Change::kOther;
+      continue;
+    }
+    changed_[i] = 1;
+    any_changed = true;
+  }
+  check_bytes_.clear();
+  for (const auto& c : report.checks()) {
+    check_bytes_.push_back(c.SerializeAsString());
+    auto it = checks_.find(c.name());
+    any_changed = any_changed || it == checks_.end() || it->second.status != c.status() ||
+                  it->second.summary != c.summary();
+  }
+  scanned_pod_netns_.reset();
+  if (report.has_pod_netns()) {
+    scanned_pod_netns_ = report.pod_netns().SerializeAsString();
+    any_changed = any_changed || !pod_netns_ || *pod_netns_ != *scanned_pod_netns_;
+  }
+  scanned_findings_ = findingsKey(report);
+  return any_changed || scanned_findings_ != findings_;
+}
+
 std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingReport& pending, bool deltas_accepted,
                                                                std::chrono::nanoseconds hold) {
   const v1::Report& report = pending.report;
@@ -191,66 +243,19 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
 
   // Every check and the pod netns list go out once per digest period.
   const bool refresh_rest = now_ns - *last_whole_ns_ >= digest_ns;
-  // What changed, before the digest's slice is added. A result older than the coverage
-  // window (the aggregator's age rule: coverage period + 2 probe intervals) goes out every
-  // time, so the aggregator ages it to UNKNOWN as it would from a whole report: an omitted
-  // cell is always one probed within its window.
-  std::optional<int64_t> max_age_ns;
-  const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
-  if (coverage > 0) {
-    const int64_t interval =
-        report.has_probe_interval() ? TimeUtil::DurationToNanoseconds(report.probe_interval()) : coverage;
-    max_age_ns = coverage + 2 * std::max<int64_t>(interval, 0);
-  }
-  const size_t total = pending.probes.size();
-  changed_.assign(total, 0);
-  bool any_changed = false;  // beyond RTT moves, which may wait for the next report sent
-  for (size_t i = 0; i < total; ++i) {
-    const ProbeEntry& entry = *pending.probes[i];
-    Sent* sent = found_[i];
-    const bool old = max_age_ns && entry.last_probe_ns && now_ns - *entry.last_probe_ns > *max_age_ns;
-    if (sent != nullptr && !old) {
-      // Looked at in this version already: compared again it would give what it gave then,
-      // which, after a send, is "send again" only for a result that is not quiet.
-      const bool same = entry.version != 0 && sent->looked_at == entry.version;
-      const Change c = same ? (!sent->quiet && !sent->never ? Change::kOther : Change::kNone)
-                            : change(*sent, entry.result);
-      if (c == Change::kNone) {
-        sent->looked_at = entry.version;
-        continue;
-      }
-      changed_[i] = 1;
-      any_changed = any_changed || c == Change::kOther;
-      continue;
-    }
-    changed_[i] = 1;
-    any_changed = true;
-  }
-  check_bytes_.clear();
-  for (const auto& c : report.checks()) {
-    check_bytes_.push_back(c.SerializeAsString());
-    auto it = checks_.find(c.name());
-    any_changed = any_changed || it == checks_.end() || it->second.status != c.status() ||
-                  it->second.summary != c.summary();
-  }
-  std::optional<std::string> pod_bytes;
-  if (report.has_pod_netns()) {
-    pod_bytes = report.pod_netns().SerializeAsString();
-    any_changed = any_changed || !pod_netns_ || *pod_netns_ != *pod_bytes;
-  }
-  std::string findings = findingsKey(report);
-  any_changed = any_changed || findings != findings_;
+  const bool news = scan(pending, now_ns);
   // A hold not above the probe interval holds nothing: a report every interval.
   if (report.has_probe_interval() && hold.count() <= TimeUtil::DurationToNanoseconds(report.probe_interval())) {
     hold = std::chrono::nanoseconds(0);
   }
-  if (hold.count() > 0 && !any_changed && !refresh_rest && now_ns - digest_.last() < hold.count()) {
+  if (hold.count() > 0 && !news && !refresh_rest && now_ns - digest_.last() < hold.count()) {
     ++counters_.held;  // nothing remembered: the next report is compared with the last sent
     return std::nullopt;
   }
 
   // The digest (DigestSchedule): this delta's slice of the results, and every check and the
   // pod netns list, small, once per period.
+  const size_t total = pending.probes.size();
   const DigestSchedule::Slice slice = digest_.next(now_ns, digest_ns, total);
   if (refresh_rest) last_whole_ns_ = now_ns;
 
@@ -261,7 +266,7 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
   if (report.has_coverage_period()) *delta.mutable_coverage_period() = report.coverage_period();
   if (report.has_probe_interval()) *delta.mutable_probe_interval() = report.probe_interval();
   *delta.mutable_findings() = report.findings();
-  findings_ = std::move(findings);
+  findings_ = std::move(scanned_findings_);
   for (int k = 0; k < report.checks_size(); ++k) {
     const auto& c = report.checks(k);
     std::string& bytes = check_bytes_[static_cast<size_t>(k)];
@@ -286,9 +291,9 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
     }
     ++counters_.probes_sent;
   }
-  if (pod_bytes && (refresh_rest || !pod_netns_ || *pod_netns_ != *pod_bytes)) {
+  if (scanned_pod_netns_ && (refresh_rest || !pod_netns_ || *pod_netns_ != *scanned_pod_netns_)) {
     *delta.mutable_pod_netns() = report.pod_netns();
-    pod_netns_ = std::move(*pod_bytes);
+    pod_netns_ = std::move(*scanned_pod_netns_);
   }
   ++counters_.deltas;
   return delta;

@@ -171,6 +171,10 @@ class ReportDeltaEncoder {
   Change change(const Sent& before, const meshprobe::v1::ProbeResult& now) const;
   bool moved(int64_t before, int64_t now) const;
   void remember(const PendingReport& report);  // a whole report was sent
+  // What a delta of `report` must carry besides its digest slice, against what was sent
+  // last: fills changed_ (the results), check_bytes_, scanned_pod_netns_ and
+  // scanned_findings_. True when any of it is news (see "A quiet report" above).
+  bool scan(const PendingReport& report, int64_t now_ns);
 
   Options options_;
   Counters counters_;
@@ -187,10 +191,12 @@ class ReportDeltaEncoder {
   std::unordered_map<std::string, SentCheck> checks_;  // by name, as last sent
   std::optional<std::string> pod_netns_;                 // serialized as last sent
   std::string findings_;                                 // findingsKey() of the last sent
-  // encode()'s scratch: probes_ entries, which results changed, the checks serialized
+  // encode()'s scratch: probes_ entries, then what scan() found
   std::vector<Sent*> found_;
-  std::vector<uint8_t> changed_;
-  std::vector<std::string> check_bytes_;
+  std::vector<uint8_t> changed_;          // per result: to send
+  std::vector<std::string> check_bytes_;  // per check: serialized
+  std::optional<std::string> scanned_pod_netns_;
+  std::string scanned_findings_;
 };
 
 }  // namespace meshprobe::agent
