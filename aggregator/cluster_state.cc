@@ -156,9 +156,8 @@ void ClusterState::writeRows(Member& m, uint32_t self, const v1::Report& report,
     }
     const v1::Cell::State state = cellState(p);
     Row& row = *rows[static_cast<size_t>(l)];
-    PackedCell& cell = row.mutableAt(*dst);
-    if (cell.present()) duplicates = true;
-    cell = packProbe(p, state);
+    if (row.at(*dst).present()) duplicates = true;
+    row.set(*dst, packProbe(p, state));
     if (reachableState(state)) ++row.reachable;
     if (needsDetail(p, state)) row.details.emplace_back(*dst, p);
   }
@@ -231,8 +230,8 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
       const PackedCell old = row->at(*dst);
       const v1::Cell::State state = cellState(p);
       const PackedCell now = packProbe(p, state);
-      if (old.present() && old.sameMeasure(now) && !needsDetail(p, state) && row->detail(*dst) == nullptr) {
-        row->refreshLastProbe(*dst, now.last_probe);
+      if (old.present() && old.sameMeasure(now) && !needsDetail(p, state) && row->detail(*dst) == nullptr &&
+          row->refreshLastProbe(*dst, now.last_probe)) {
         refreshed[static_cast<size_t>(i)] = true;
         continue;
       }
@@ -261,7 +260,7 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
       const PackedCell old = row->at(slot);
       if (!stale || !old.present()) continue;
       if (reachableState(old.state())) --row->reachable;
-      row->mutableAt(slot) = PackedCell{};
+      row->set(slot, PackedCell{});
     }
     std::erase_if(row->details, [&](const auto& d) {
       return d.first >= members_.size() || members_[d.first].stamp == 0 || members_[d.first].stamp > written;
@@ -300,9 +299,9 @@ void ClusterState::updateRows(Member& m, uint32_t self, const v1::Report& report
     }
     const v1::Cell::State state = cellState(p);
     Row& row = *rows[static_cast<size_t>(l)];
-    PackedCell& cell = row.mutableAt(*dst);
-    if (cell.present() && reachableState(cell.state())) --row.reachable;
-    cell = packProbe(p, state);
+    const PackedCell old = row.at(*dst);
+    if (old.present() && reachableState(old.state())) --row.reachable;
+    row.set(*dst, packProbe(p, state));
     if (reachableState(state)) ++row.reachable;
     auto d = std::lower_bound(row.details.begin(), row.details.end(), *dst,
                               [](const auto& e, uint32_t slot) { return e.first < slot; });

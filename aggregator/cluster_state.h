@@ -4,7 +4,7 @@
 // driven by an injected Clock so tests advance time instead of sleeping.
 //
 // Storage (aggregator/state/): members get a stable slot (NodeIndex); each source keeps one
-// row per probe layer of 8-byte packed cells indexed by destination slot, classified at
+// row per probe layer of 4-byte packed cells indexed by destination slot, classified at
 // ingest, plus the full ProbeResult of the few cells that need explaining (details). A
 // Report replaces its source's rows and nothing else. Readers never walk the live state:
 // snapshot() publishes an immutable StateSnapshot sharing the rows (copy-on-write), at most

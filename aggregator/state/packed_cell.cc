@@ -10,16 +10,57 @@ namespace meshprobe::aggregator {
 namespace v1 = meshprobe::v1;
 using google::protobuf::util::TimeUtil;
 
+namespace {
+
+// The RTT scale: code k (1..1023) is 1 µs × R^(k-1), R = 10^(7/1022), so code 1023 is 10 s,
+// read back to three significant digits (a measured 200 µs reads 200 µs, not 200.157 µs;
+// the steps are wider than that rounding, so each code still reads as its own value).
+struct RttScale {
+  std::array<int64_t, PackedCell::kRttCodes> nanos{};
+  // upper[k]: the geometric midpoint between code k and k + 1 (k = 1..1022); a time below
+  // it rounds to code k or less.
+  std::array<double, PackedCell::kRttCodes> upper{};
+  RttScale() {
+    const double step = std::log(10.0) * 7.0 / (PackedCell::kRttCodes - 2);
+    for (uint16_t k = 1; k < PackedCell::kRttCodes; ++k) {
+      const double exact = 1000.0 * std::exp(step * (k - 1));
+      const double unit = std::pow(10.0, std::floor(std::log10(exact)) - 2);
+      nanos[k] = std::llround(std::round(exact / unit) * unit);
+      upper[k] = 1000.0 * std::exp(step * (k - 0.5));
+    }
+  }
+};
+const RttScale& rttScale() {
+  static const RttScale scale;
+  return scale;
+}
+
+constexpr uint32_t kStateBits = 3, kLossBits = 5, kRttBits = 10;
+constexpr uint32_t kLossShift = kStateBits, kRttShift = kLossShift + kLossBits, kTimeShift = kRttShift + kRttBits;
+static_assert(kTimeShift + 14 == 32, "a cell is one 32-bit word");
+static_assert(PackedCell::kLossSteps < (1u << kLossBits) && PackedCell::kRttCodes == (1u << kRttBits));
+static_assert(v1::Cell::State_MAX + 1 < (1 << kStateBits), "1 + state fits in the state bits");
+
+}  // namespace
+
+std::chrono::nanoseconds PackedCell::rttP50() const { return std::chrono::nanoseconds(rttNanos(rtt)); }
+
+uint16_t rttCode(int64_t ns) {
+  if (ns <= 0) return 0;
+  const auto& upper = rttScale().upper;
+  // The first code whose upper bound is above ns; the last code takes everything slower.
+  const auto it = std::upper_bound(upper.begin() + 1, upper.end() - 1, static_cast<double>(ns));
+  return static_cast<uint16_t>(it - upper.begin());
+}
+
+int64_t rttNanos(uint16_t code) { return code < PackedCell::kRttCodes ? rttScale().nanos[code] : 0; }
+
 PackedCell packProbe(const v1::ProbeResult& probe, v1::Cell::State state) {
   PackedCell c;
   c.bits = static_cast<uint8_t>(PackedCell::kPresent | (static_cast<uint8_t>(state) & PackedCell::kStateMask));
   const double loss = std::clamp(probe.loss(), 0.0, 1.0);
-  c.loss = static_cast<uint8_t>(std::lround(loss * 255.0));
-  if (probe.has_rtt_p50()) {
-    const int64_t ns = TimeUtil::DurationToNanoseconds(probe.rtt_p50());
-    const int64_t units = ns <= 0 ? 0 : (ns + 5'000) / 10'000;  // 10 µs, rounded
-    c.rtt_p50 = static_cast<uint16_t>(std::min<int64_t>(units, UINT16_MAX));
-  }
+  c.loss = static_cast<uint8_t>(std::lround(loss * PackedCell::kLossSteps));
+  if (probe.has_rtt_p50()) c.rtt = rttCode(TimeUtil::DurationToNanoseconds(probe.rtt_p50()));
   if (probe.has_last_probe()) {
     const int64_t s = probe.last_probe().seconds();
     c.last_probe = static_cast<uint32_t>(std::clamp<int64_t>(s, 0, UINT32_MAX));
@@ -45,7 +86,7 @@ v1::ProbeResult unpackProbe(const PackedCell& cell, const std::string& dst, v1::
   p.set_sent(1);
   p.set_received(1);
   p.set_loss(cell.lossRatio());
-  *p.mutable_rtt_p50() = TimeUtil::NanosecondsToDuration(static_cast<int64_t>(cell.rtt_p50) * 10'000);
+  *p.mutable_rtt_p50() = TimeUtil::NanosecondsToDuration(rttNanos(cell.rtt));
   if (cell.last_probe != 0) {
     *p.mutable_last_probe() = TimeUtil::SecondsToTimestamp(cell.last_probe);
     *p.mutable_last_success() = p.last_probe();
@@ -59,19 +100,73 @@ const v1::ProbeResult* Row::detail(uint32_t dst_slot) const {
   return it != details.end() && it->first == dst_slot ? &it->second : nullptr;
 }
 
-PackedCell& Row::mutableAt(uint32_t dst_slot) {
-  auto& chunk = chunks_[dst_slot / CellChunk::kCells];
+uint32_t Row::encode(const PackedCell& c, uint32_t time_base) {
+  if (!c.present()) return 0;
+  uint32_t w = 1u + (c.bits & PackedCell::kStateMask);  // 1 + state: 0 is absent
+  w |= static_cast<uint32_t>(std::min<uint8_t>(c.loss, PackedCell::kLossSteps)) << kLossShift;
+  w |= static_cast<uint32_t>(c.rtt & (PackedCell::kRttCodes - 1)) << kRttShift;
+  if (c.last_probe != 0) {
+    // Outside the base only after rebase() clamped it: the base is the oldest time held.
+    const uint32_t off = c.last_probe >= time_base ? std::min(c.last_probe - time_base, kTimeSpan) : 0;
+    w |= (off + 1) << kTimeShift;
+  }
+  return w;
+}
+
+PackedCell Row::decode(uint32_t w, uint32_t time_base) {
+  PackedCell c;
+  if (w == 0) return c;
+  c.bits = static_cast<uint8_t>(PackedCell::kPresent | ((w & ((1u << kStateBits) - 1)) - 1));
+  c.loss = static_cast<uint8_t>((w >> kLossShift) & ((1u << kLossBits) - 1));
+  c.rtt = static_cast<uint16_t>((w >> kRttShift) & ((1u << kRttBits) - 1));
+  const uint32_t t = w >> kTimeShift;
+  c.last_probe = t == 0 ? 0 : time_base + (t - 1);
+  return c;
+}
+
+std::array<uint32_t, CellChunk::kCells>& Row::mutableWords(uint32_t chunk_index) {
+  auto& chunk = chunks_[chunk_index];
   if (!chunk) {
     chunk = std::make_shared<CellChunk>();
   } else if (chunk.use_count() > 1) {
     chunk = std::make_shared<CellChunk>(*chunk);  // an earlier copy of the row holds it
   }
-  return chunk->cells[dst_slot % CellChunk::kCells];
+  return chunk->words;
 }
 
-void Row::refreshLastProbe(uint32_t dst_slot, uint32_t last_probe) {
-  PackedCell& c = chunks_[dst_slot / CellChunk::kCells]->cells[dst_slot % CellChunk::kCells];
-  std::atomic_ref<uint32_t>(c.last_probe).store(last_probe, std::memory_order_relaxed);
+void Row::set(uint32_t dst_slot, const PackedCell& cell) {
+  if (cell.present() && !holdsTime(cell.last_probe)) rebase(cell.last_probe);
+  mutableWords(dst_slot / CellChunk::kCells)[dst_slot % CellChunk::kCells] = encode(cell, time_base_);
+}
+
+bool Row::refreshLastProbe(uint32_t dst_slot, uint32_t last_probe) {
+  if (!holdsTime(last_probe)) return false;
+  uint32_t& w = chunks_[dst_slot / CellChunk::kCells]->words[dst_slot % CellChunk::kCells];
+  PackedCell c = decode(std::atomic_ref<uint32_t>(w).load(std::memory_order_relaxed), time_base_);
+  c.last_probe = last_probe;
+  std::atomic_ref<uint32_t>(w).store(encode(c, time_base_), std::memory_order_relaxed);
+  return true;
+}
+
+void Row::rebase(uint32_t t) {
+  uint32_t lo = t, hi = t;
+  for (uint32_t slot = 0; slot < width_; ++slot) {
+    const PackedCell c = at(slot);
+    if (c.last_probe == 0) continue;
+    lo = std::min(lo, c.last_probe);
+    hi = std::max(hi, c.last_probe);
+  }
+  constexpr uint32_t kKept = kTimeSpan / 4 * 3;  // leaves a quarter of the span for newer times
+  const uint32_t base = hi - lo <= kKept ? lo : hi - kKept;
+  if (base == time_base_) return;
+  for (uint32_t i = 0; i < chunks_.size(); ++i) {
+    if (!chunks_[i]) continue;
+    std::array<PackedCell, CellChunk::kCells> cells;
+    for (uint32_t k = 0; k < CellChunk::kCells; ++k) cells[k] = decode(chunks_[i]->words[k], time_base_);
+    auto& words = mutableWords(i);
+    for (uint32_t k = 0; k < CellChunk::kCells; ++k) words[k] = encode(cells[k], base);
+  }
+  time_base_ = base;
 }
 
 void Row::clear(uint32_t width) {
@@ -79,7 +174,7 @@ void Row::clear(uint32_t width) {
   chunks_.resize((width + CellChunk::kCells - 1) / CellChunk::kCells);
   for (auto& chunk : chunks_) {
     if (chunk && chunk.use_count() == 1) {
-      chunk->cells.fill(PackedCell{});  // ours alone: reuse it
+      chunk->words.fill(0);  // ours alone: reuse it
     } else {
       chunk.reset();
     }
@@ -89,7 +184,7 @@ void Row::clear(uint32_t width) {
 void Row::grow(uint32_t width) {
   if (width <= width_) return;
   // A chunk past the old size is all absent: the cells beyond width_ in the last chunk were
-  // never written (clear() empties them, mutableAt() is only called below size()).
+  // never written (clear() empties them, set() is only called below size()).
   width_ = width;
   chunks_.resize((width + CellChunk::kCells - 1) / CellChunk::kCells);
 }
@@ -97,7 +192,7 @@ void Row::grow(uint32_t width) {
 size_t Row::bytes() const {
   size_t b = sizeof(Row) + chunks_.capacity() * sizeof(chunks_[0]) + failing.capacity() * sizeof(uint32_t) +
              details.capacity() * sizeof(details[0]);
-  for (const auto& chunk : chunks_) b += chunk ? sizeof(CellChunk) : 0;
+  for (const auto& chunk : chunks_) b += chunk ? CellChunk::kAllocBytes : 0;
   for (const auto& [slot, p] : details) b += p.SpaceUsedLong() - sizeof(p);
   return b;
 }

@@ -91,7 +91,7 @@ v1::Cell StateSnapshot::cell(v1::Layer layer, uint32_t src, uint32_t dst) const 
     *c.mutable_rtt() = d->rtt_p50();
     c.set_loss(d->loss());
   } else {
-    *c.mutable_rtt() = TimeUtil::NanosecondsToDuration(static_cast<int64_t>(p.rtt_p50) * 10'000);
+    *c.mutable_rtt() = TimeUtil::NanosecondsToDuration(p.rttP50().count());
     c.set_loss(p.lossRatio());
   }
   *c.mutable_last_update() = info.report_time;

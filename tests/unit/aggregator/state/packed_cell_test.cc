@@ -19,16 +19,42 @@ TEST(PackedCellTest, QuantisesLossRttAndLastProbe) {
   const PackedCell c = packProbe(p, v1::Cell::DEGRADED);
   EXPECT_TRUE(c.present());
   EXPECT_EQ(c.state(), v1::Cell::DEGRADED);
-  EXPECT_EQ(c.loss, 51);                 // 0.2 × 255
-  EXPECT_EQ(c.rtt_p50, 123);             // 1,234 µs in 10 µs units (rounded)
+  EXPECT_EQ(c.loss, 6);  // 0.2 × 31, rounded
+  EXPECT_NEAR(c.lossRatio(), 0.2, 0.5 / PackedCell::kLossSteps);
+  EXPECT_NEAR(static_cast<double>(c.rttP50().count()), 1'234'000.0, 1'234'000.0 * 0.013);
   EXPECT_EQ(c.last_probe, 1'900'000'000u);
   EXPECT_FALSE(PackedCell{}.present());
   EXPECT_EQ(PackedCell{}.state(), v1::Cell::UNKNOWN);
 }
 
 TEST(PackedCellTest, RttSaturatesInsteadOfWrapping) {
-  auto p = makeProbe("b", v1::UNDERLAY, 10, 10, std::chrono::seconds(3));
-  EXPECT_EQ(packProbe(p, v1::Cell::OK).rtt_p50, UINT16_MAX);
+  auto p = makeProbe("b", v1::UNDERLAY, 10, 10, std::chrono::seconds(30));
+  EXPECT_EQ(packProbe(p, v1::Cell::OK).rtt, PackedCell::kRttCodes - 1);
+  EXPECT_EQ(packProbe(p, v1::Cell::OK).rttP50(), std::chrono::seconds(10));
+  EXPECT_EQ(rttCode(300), 1);  // faster than the scale: 1 µs
+  EXPECT_EQ(rttNanos(1), 1000);
+  EXPECT_EQ(rttCode(0), 0);
+  EXPECT_EQ(rttNanos(0), 0);
+}
+
+// Every time on the scale reads back within 1.3 % (half a step of 1.59 %, then three
+// significant digits), and every code is its own nearest: the scale is monotonic.
+TEST(PackedCellTest, RttCodesAreWithinHalfAStepOfTheMeasuredTime) {
+  for (uint16_t k = 1; k < PackedCell::kRttCodes; ++k) {
+    ASSERT_EQ(rttCode(rttNanos(k)), k);
+    if (k > 1) {
+      ASSERT_GT(rttNanos(k), rttNanos(k - 1));
+    }
+  }
+  double worst = 0;
+  for (int64_t ns = 1'000; ns <= 10'000'000'000; ns += ns / 997 + 1) {
+    const double err = std::abs(static_cast<double>(rttNanos(rttCode(ns)) - ns)) / static_cast<double>(ns);
+    worst = std::max(worst, err);
+  }
+  EXPECT_LE(worst, 0.013);
+  EXPECT_GT(worst, 0.007);  // the steps are as wide as said, not finer
+  EXPECT_EQ(rttNanos(rttCode(200'000)), 200'000);  // read back to three digits
+  EXPECT_EQ(rttNanos(rttCode(2'000'000)), 2'000'000);
 }
 
 TEST(PackedCellTest, OnlyCellsThatNeedExplainingKeepTheirDetail) {
@@ -65,7 +91,7 @@ TEST(PackedCellTest, AHealthyCellUnpacksToItsReducedProbe) {
   EXPECT_EQ(r.sent(), 1u);
   EXPECT_EQ(r.received(), 1u);
   EXPECT_EQ(r.loss(), 0.0);
-  EXPECT_EQ(TimeUtil::DurationToMicroseconds(r.rtt_p50()), 250);
+  EXPECT_NEAR(TimeUtil::DurationToNanoseconds(r.rtt_p50()), 250'000, 250'000 * 0.013);
   EXPECT_EQ(TimeUtil::TimestampToSeconds(r.last_probe()), 1'900'000'000);
   EXPECT_EQ(TimeUtil::TimestampToSeconds(r.last_success()), 1'900'000'000);
   EXPECT_FALSE(r.has_rtt_p99());
@@ -86,7 +112,7 @@ TEST(RowTest, CellsOutsideTheRowOrNeverWrittenAreAbsent) {
   Row row;
   row.clear(kWide);
   EXPECT_EQ(row.size(), kWide);
-  row.mutableAt(CellChunk::kCells + 3) = cellWithLoss(7);
+  row.set(CellChunk::kCells + 3, cellWithLoss(7));
   EXPECT_EQ(row.at(CellChunk::kCells + 3).loss, 7);
   EXPECT_FALSE(row.at(0).present());                    // a chunk never written
   EXPECT_FALSE(row.at(CellChunk::kCells + 4).present());  // the same chunk, another cell
@@ -97,12 +123,12 @@ TEST(RowTest, CellsOutsideTheRowOrNeverWrittenAreAbsent) {
 TEST(RowTest, WritingACopyLeavesTheOriginalAsItWas) {
   auto original = std::make_shared<Row>();
   original->clear(kWide);
-  for (uint32_t chunk = 0; chunk < 3; ++chunk) original->mutableAt(chunk * CellChunk::kCells + 1) = cellWithLoss(1);
+  for (uint32_t chunk = 0; chunk < 3; ++chunk) original->set(chunk * CellChunk::kCells + 1, cellWithLoss(1));
   const auto held = original;  // what a snapshot holds
 
   Row copy = *original;
-  copy.mutableAt(CellChunk::kCells + 1) = cellWithLoss(2);  // the middle chunk
-  copy.mutableAt(5) = cellWithLoss(3);                      // the first one, another cell
+  copy.set(CellChunk::kCells + 1, cellWithLoss(2));  // the middle chunk
+  copy.set(5, cellWithLoss(3));                      // the first one, another cell
   EXPECT_EQ(copy.at(CellChunk::kCells + 1).loss, 2);
   EXPECT_EQ(copy.at(5).loss, 3);
   EXPECT_EQ(copy.at(1).loss, 1);                          // kept beside the written cell
@@ -119,9 +145,9 @@ TEST(RowTest, WritingACopyLeavesTheOriginalAsItWas) {
 TEST(RowTest, GrowKeepsTheCellsAndAddsAbsentOnes) {
   Row row;
   row.clear(kWide);
-  row.mutableAt(kWide - 1) = cellWithLoss(9);
+  row.set(kWide - 1, cellWithLoss(9));
   row.clear(10);  // a smaller cluster: the cells beyond are gone, not hidden
-  row.mutableAt(3) = cellWithLoss(4);
+  row.set(3, cellWithLoss(4));
   row.grow(kWide + CellChunk::kCells);
   EXPECT_EQ(row.size(), kWide + CellChunk::kCells);
   EXPECT_EQ(row.at(3).loss, 4);
@@ -129,6 +155,89 @@ TEST(RowTest, GrowKeepsTheCellsAndAddsAbsentOnes) {
   EXPECT_FALSE(row.at(kWide + 5).present());
   row.grow(4);  // never shrinks
   EXPECT_EQ(row.size(), kWide + CellChunk::kCells);
+}
+
+PackedCell cellAt(uint32_t last_probe, uint8_t loss = 0) {
+  PackedCell c = cellWithLoss(loss);
+  c.rtt = 300;
+  c.last_probe = last_probe;
+  return c;
+}
+
+// Counts what it allocates in a global: stateless, so allocate_shared lays out the control
+// block exactly as make_shared does (a stateful allocator would be stored in it).
+size_t g_allocated = 0;
+template <class T>
+struct CountingAllocator {
+  using value_type = T;
+  CountingAllocator() = default;
+  template <class U>
+  CountingAllocator(const CountingAllocator<U>&) {}  // NOLINT: rebinding
+  T* allocate(size_t n) {
+    g_allocated += n * sizeof(T);
+    return std::allocator<T>{}.allocate(n);
+  }
+  void deallocate(T* p, size_t n) { std::allocator<T>{}.deallocate(p, n); }
+  bool operator==(const CountingAllocator&) const { return true; }
+};
+
+TEST(RowTest, ACellIsOneWordAndAChunkOneAllocationOfAKibibyte) {
+  g_allocated = 0;
+  { auto chunk = std::allocate_shared<CellChunk>(CountingAllocator<CellChunk>{}); }
+  EXPECT_EQ(g_allocated, CellChunk::kAllocBytes);
+  EXPECT_EQ(sizeof(CellChunk::words[0]), 4u);
+}
+
+TEST(RowTest, ProbeTimesReadBackExactlyAcrossAMovedTimeBase) {
+  constexpr uint32_t t0 = 1'900'000'000;
+  Row row;
+  row.clear(kWide);
+  row.set(1, cellAt(t0, 3));
+  row.set(CellChunk::kCells + 2, cellAt(t0 + 100));
+  EXPECT_EQ(row.at(1).last_probe, t0);
+  EXPECT_EQ(row.at(1).loss, 3);
+  EXPECT_EQ(row.at(1).rtt, 300);
+  EXPECT_EQ(row.at(CellChunk::kCells + 2).last_probe, t0 + 100);
+
+  // Two hours on: past the span of the first base, within what the row keeps.
+  const auto held = std::make_shared<Row>(row);  // a snapshot shares the chunks
+  const uint32_t later = t0 + Row::kTimeSpan + 500;
+  EXPECT_FALSE(row.refreshLastProbe(1, later));  // not in place: the base must move
+  EXPECT_EQ(row.at(1).last_probe, t0);
+  row.set(1, cellAt(later, 3));
+  EXPECT_EQ(row.at(1).last_probe, later);
+  EXPECT_EQ(row.at(CellChunk::kCells + 2).last_probe, t0 + 100 < later - Row::kTimeSpan / 4 * 3
+                                                           ? later - Row::kTimeSpan / 4 * 3
+                                                           : t0 + 100);
+  EXPECT_EQ(row.at(2 * CellChunk::kCells).last_probe, 0u);  // absent stays absent
+  EXPECT_FALSE(row.at(2 * CellChunk::kCells).present());
+  // The snapshot's copy still reads its own times.
+  EXPECT_EQ(held->at(1).last_probe, t0);
+  EXPECT_EQ(held->at(CellChunk::kCells + 2).last_probe, t0 + 100);
+
+  // A time within the base is refreshed in place.
+  EXPECT_TRUE(row.refreshLastProbe(1, later + 60));
+  EXPECT_EQ(row.at(1).last_probe, later + 60);
+  EXPECT_EQ(row.at(1).loss, 3);
+}
+
+TEST(RowTest, ATimeFarOlderThanTheNewestReadsAsTheBase) {
+  constexpr uint32_t t0 = 1'900'000'000;
+  Row row;
+  row.clear(10);
+  row.set(1, cellAt(t0));
+  const uint32_t hours_later = t0 + 4 * Row::kTimeSpan;
+  row.set(2, cellAt(hours_later));
+  const uint32_t base = hours_later - Row::kTimeSpan / 4 * 3;
+  EXPECT_EQ(row.at(2).last_probe, hours_later);
+  EXPECT_EQ(row.at(1).last_probe, base);  // clamped: a cell long UNKNOWN by then
+  EXPECT_TRUE(row.at(1).present());
+  // An agent clock stepped back within the span moves the base down without loss.
+  row.clear(10);
+  row.set(3, cellAt(t0 + 1000));
+  row.set(4, cellAt(t0));
+  EXPECT_EQ(row.at(3).last_probe, t0 + 1000);
+  EXPECT_EQ(row.at(4).last_probe, t0);
 }
 
 }  // namespace
