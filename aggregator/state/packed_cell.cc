@@ -106,7 +106,7 @@ uint32_t Row::encode(const PackedCell& c, uint32_t time_base) {
   w |= static_cast<uint32_t>(std::min<uint8_t>(c.loss, PackedCell::kLossSteps)) << kLossShift;
   w |= static_cast<uint32_t>(c.rtt & (PackedCell::kRttCodes - 1)) << kRttShift;
   if (c.last_probe != 0) {
-    // Outside the base only after rebase() clamped it: the base is the oldest time held.
+    // Older than the base: reads as the base (see Row).
     const uint32_t off = c.last_probe >= time_base ? std::min(c.last_probe - time_base, kTimeSpan) : 0;
     w |= (off + 1) << kTimeShift;
   }
@@ -135,7 +135,9 @@ std::array<uint32_t, CellChunk::kCells>& Row::mutableWords(uint32_t chunk_index)
 }
 
 void Row::set(uint32_t dst_slot, const PackedCell& cell) {
-  if (cell.present() && !holdsTime(cell.last_probe)) rebase(cell.last_probe);
+  if (cell.present() && cell.last_probe > time_base_ && cell.last_probe - time_base_ > kTimeSpan) {
+    rebase(cell.last_probe);
+  }
   mutableWords(dst_slot / CellChunk::kCells)[dst_slot % CellChunk::kCells] = encode(cell, time_base_);
 }
 
@@ -148,17 +150,8 @@ bool Row::refreshLastProbe(uint32_t dst_slot, uint32_t last_probe) {
   return true;
 }
 
-void Row::rebase(uint32_t t) {
-  uint32_t lo = t, hi = t;
-  for (uint32_t slot = 0; slot < width_; ++slot) {
-    const PackedCell c = at(slot);
-    if (c.last_probe == 0) continue;
-    lo = std::min(lo, c.last_probe);
-    hi = std::max(hi, c.last_probe);
-  }
-  constexpr uint32_t kKept = kTimeSpan / 4 * 3;  // leaves a quarter of the span for newer times
-  const uint32_t base = hi - lo <= kKept ? lo : hi - kKept;
-  if (base == time_base_) return;
+void Row::rebase(uint32_t newest) {
+  const uint32_t base = newest > kTimeKept ? newest - kTimeKept : 0;
   for (uint32_t i = 0; i < chunks_.size(); ++i) {
     if (!chunks_[i]) continue;
     std::array<PackedCell, CellChunk::kCells> cells;
@@ -171,6 +164,7 @@ void Row::rebase(uint32_t t) {
 
 void Row::clear(uint32_t width) {
   width_ = width;
+  time_base_ = 0;  // no cell left: the next time written sets it
   chunks_.resize((width + CellChunk::kCells - 1) / CellChunk::kCells);
   for (auto& chunk : chunks_) {
     if (chunk && chunk.use_count() == 1) {

@@ -89,11 +89,12 @@ struct CellChunk {
 //
 // Each cell is one 32-bit word: state and presence (3 bits), loss (5), RTT code (10) and
 // last_probe as 1 + its offset in seconds from the row's time base (14 bits; 0 = none).
-// The base covers 16,383 s (about 4.5 hours) of probe times. A time outside it moves the
-// base (Row::set, rewriting the row's words): to the oldest time in the row, or to 3/4 of
-// the span before the newest one when the row holds times further apart, so the next move
-// is at least an hour of probe time away; an older time then reads as that base. Probe
-// times further apart than that are of cells long UNKNOWN by the coverage window.
+// The base covers 16,382 s (about 4.5 hours) of probe times. A time newer than that moves
+// the base (Row::set, rewriting the row's words) to 3/4 of the span before it: the next
+// move is at least an hour of probe time away, and times up to 3.4 hours older than the
+// newest still read back exactly. An older time reads as the base: the cell of a pair not
+// probed for hours, long UNKNOWN by the coverage window, or an agent whose clock stepped
+// back by hours, until its clock passes the base again.
 struct Row {
   uint64_t stamp = 0;  // the ingest counter when written (see ClusterState)
   // Full results of the cells that need explaining, sorted by dst slot.
@@ -101,7 +102,8 @@ struct Row {
   std::vector<uint32_t> failing;  // dst slots in state FAIL, sorted
   uint32_t reachable = 0;         // cells OK or DEGRADED (to members at ingest)
 
-  static constexpr uint32_t kTimeSpan = (1u << 14) - 2;  // the newest time offset a word holds
+  static constexpr uint32_t kTimeSpan = (1u << 14) - 2;   // the newest time offset a word holds
+  static constexpr uint32_t kTimeKept = kTimeSpan / 4 * 3;  // before the newest, after a move
 
   // Slots [0, size()) may hold cells; at(slot) of any other slot is absent.
   uint32_t size() const { return width_; }
@@ -137,9 +139,9 @@ struct Row {
   static uint32_t encode(const PackedCell& c, uint32_t time_base);
   static PackedCell decode(uint32_t word, uint32_t time_base);
   std::array<uint32_t, CellChunk::kCells>& mutableWords(uint32_t chunk_index);
-  // Moves the time base so that it holds `t` (see above), rewriting every cell's offset in
-  // chunks of this row's own: a chunk is only ever shared by rows with the same base.
-  void rebase(uint32_t t);
+  // Moves the time base to kTimeKept before `newest` (see above), rewriting every cell's
+  // offset in chunks of this row's own: a chunk is only shared by rows with the same base.
+  void rebase(uint32_t newest);
 
   uint32_t width_ = 0;
   uint32_t time_base_ = 0;

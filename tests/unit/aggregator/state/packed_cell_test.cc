@@ -3,6 +3,11 @@
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
 #include "aggregator/matrix.h"
 #include "tests/unit/aggregator/test_util.h"
 
@@ -206,9 +211,9 @@ TEST(RowTest, ProbeTimesReadBackExactlyAcrossAMovedTimeBase) {
   EXPECT_EQ(row.at(1).last_probe, t0);
   row.set(1, cellAt(later, 3));
   EXPECT_EQ(row.at(1).last_probe, later);
-  EXPECT_EQ(row.at(CellChunk::kCells + 2).last_probe, t0 + 100 < later - Row::kTimeSpan / 4 * 3
-                                                           ? later - Row::kTimeSpan / 4 * 3
-                                                           : t0 + 100);
+  // 3.4 hours kept before the newest: t0 + 100 is older, and reads as the new base.
+  ASSERT_LT(t0 + 100, later - Row::kTimeKept);
+  EXPECT_EQ(row.at(CellChunk::kCells + 2).last_probe, later - Row::kTimeKept);
   EXPECT_EQ(row.at(2 * CellChunk::kCells).last_probe, 0u);  // absent stays absent
   EXPECT_FALSE(row.at(2 * CellChunk::kCells).present());
   // The snapshot's copy still reads its own times.
@@ -228,16 +233,61 @@ TEST(RowTest, ATimeFarOlderThanTheNewestReadsAsTheBase) {
   row.set(1, cellAt(t0));
   const uint32_t hours_later = t0 + 4 * Row::kTimeSpan;
   row.set(2, cellAt(hours_later));
-  const uint32_t base = hours_later - Row::kTimeSpan / 4 * 3;
+  const uint32_t base = hours_later - Row::kTimeKept;
   EXPECT_EQ(row.at(2).last_probe, hours_later);
   EXPECT_EQ(row.at(1).last_probe, base);  // clamped: a cell long UNKNOWN by then
   EXPECT_TRUE(row.at(1).present());
-  // An agent clock stepped back within the span moves the base down without loss.
+  // Times written newest first (a report's results are in no time order) read back
+  // exactly while within kTimeKept of the newest, with no move of the base.
   row.clear(10);
-  row.set(3, cellAt(t0 + 1000));
+  row.set(3, cellAt(t0 + Row::kTimeKept));
   row.set(4, cellAt(t0));
-  EXPECT_EQ(row.at(3).last_probe, t0 + 1000);
+  row.set(5, cellAt(t0 + Row::kTimeSpan));
+  EXPECT_EQ(row.at(3).last_probe, t0 + Row::kTimeKept);
   EXPECT_EQ(row.at(4).last_probe, t0);
+  EXPECT_EQ(row.at(5).last_probe, t0 + Row::kTimeSpan);
+  EXPECT_TRUE(row.refreshLastProbe(4, t0 + 1));
+  EXPECT_FALSE(row.refreshLastProbe(4, t0 - 1));  // older than the base: not in place
+}
+
+// The ingest thread refreshes probe times in place in chunks that a snapshot's row shares
+// while query threads read that row: each read sees a whole cell, its other fields as
+// they were, and a probe time that never goes back. (scripts/tsan.sh runs this under
+// ThreadSanitizer: the word is read and written atomically.)
+TEST(RowTest, ReadersOfASharedChunkSeeWholeCellsWhileTheirTimesAreRefreshed) {
+  constexpr uint32_t t0 = 1'900'000'000, kRounds = 2000;
+  Row row;
+  row.clear(kWide);
+  for (uint32_t slot = 0; slot < kWide; ++slot) row.set(slot, cellAt(t0, 3));
+  const auto held = std::make_shared<const Row>(row);  // a snapshot's copy: the chunks shared
+
+  std::atomic<bool> started{false}, done{false};
+  std::atomic<uint64_t> reads{0}, bad{0};
+  std::thread reader([&] {
+    std::vector<uint32_t> seen(kWide, t0);
+    started.store(true, std::memory_order_release);
+    do {
+      for (uint32_t slot = 0; slot < kWide; ++slot) {
+        const PackedCell c = held->at(slot);
+        const bool whole = c.present() && c.loss == 3 && c.rtt == 300 && c.last_probe >= seen[slot] &&
+                           c.last_probe <= t0 + kRounds;
+        if (!whole) bad.fetch_add(1, std::memory_order_relaxed);
+        seen[slot] = c.last_probe;
+      }
+      reads.fetch_add(kWide, std::memory_order_relaxed);
+    } while (!done.load(std::memory_order_acquire));
+  });
+  while (!started.load(std::memory_order_acquire)) std::this_thread::yield();  // the reader runs
+  uint32_t refused = 0;
+  for (uint32_t r = 1; r <= kRounds; ++r) {
+    for (uint32_t slot = 0; slot < kWide; ++slot) refused += !row.refreshLastProbe(slot, t0 + r);
+  }
+  done.store(true, std::memory_order_release);
+  reader.join();
+  EXPECT_EQ(refused, 0u);
+  EXPECT_EQ(bad.load(), 0u) << "of " << reads.load() << " reads";
+  EXPECT_GT(reads.load(), 0u);
+  for (uint32_t slot = 0; slot < kWide; ++slot) EXPECT_EQ(held->at(slot).last_probe, t0 + kRounds);
 }
 
 }  // namespace
