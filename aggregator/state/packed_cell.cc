@@ -59,7 +59,9 @@ PackedCell packProbe(const v1::ProbeResult& probe, v1::Cell::State state) {
   PackedCell c;
   c.bits = static_cast<uint8_t>(PackedCell::kPresent | (static_cast<uint8_t>(state) & PackedCell::kStateMask));
   const double loss = std::clamp(probe.loss(), 0.0, 1.0);
-  c.loss = static_cast<uint8_t>(std::lround(loss * PackedCell::kLossSteps));
+  // Rounded, but a loss never reads as none: with a window of more than 62 probes one
+  // lost probe is below half a step.
+  c.loss = static_cast<uint8_t>(loss > 0 ? std::max(1L, std::lround(loss * PackedCell::kLossSteps)) : 0);
   if (probe.has_rtt_p50()) c.rtt = rttCode(TimeUtil::DurationToNanoseconds(probe.rtt_p50()));
   if (probe.has_last_probe()) {
     const int64_t s = probe.last_probe().seconds();

@@ -7,7 +7,8 @@
 //               when the probe is older than the source's coverage window;
 //   present     the source's latest report had a probe for this cell (else the cell has no
 //               numbers and is UNKNOWN, as before);
-//   loss        the window loss (ProbeResult.loss) in 1/31 steps, rounded;
+//   loss        the window loss (ProbeResult.loss) in 1/31 steps, rounded, at least one
+//               step when there is any loss;
 //   rtt         rtt_p50 on a logarithmic scale of 1,023 steps from 1 µs to 10 s (each step
 //               1.59 % above the one before, read back to three significant digits:
 //               within 1.3 % of the measured value, 200 µs reads 200 µs; faster

@@ -32,6 +32,15 @@ TEST(PackedCellTest, QuantisesLossRttAndLastProbe) {
   EXPECT_EQ(PackedCell{}.state(), v1::Cell::UNKNOWN);
 }
 
+TEST(PackedCellTest, AnyLossReadsAsSomeLoss) {
+  auto p = makeProbe("b", v1::OVERLAY, 100, 99);  // one probe lost in a window of 100
+  EXPECT_EQ(packProbe(p, v1::Cell::OK).loss, 1);
+  EXPECT_GT(packProbe(p, v1::Cell::OK).lossRatio(), 0.0);
+  EXPECT_EQ(packProbe(makeProbe("b", v1::OVERLAY, 100, 100), v1::Cell::OK).loss, 0);
+  EXPECT_EQ(packProbe(makeProbe("b", v1::OVERLAY, 30, 1), v1::Cell::OK).loss, 30);  // 29/30 × 31
+  EXPECT_EQ(packProbe(makeProbe("b", v1::OVERLAY, 30, 0), v1::Cell::OK).loss, PackedCell::kLossSteps);
+}
+
 TEST(PackedCellTest, RttSaturatesInsteadOfWrapping) {
   auto p = makeProbe("b", v1::UNDERLAY, 10, 10, std::chrono::seconds(30));
   EXPECT_EQ(packProbe(p, v1::Cell::OK).rtt, PackedCell::kRttCodes - 1);
