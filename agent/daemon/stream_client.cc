@@ -223,14 +223,17 @@ void StreamClient::serveOneStream() {
         continue;
       }
       *msg.mutable_report() = std::move(*encoded);
+      // Stamped before the write: Write() may return after the aggregator has read the
+      // report and answered with a PeerDelta, which the reader must see as coming right
+      // after a report (no early one).
+      last_report_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
       if (!stream->Write(msg)) {
         buffer_.pushFront(std::move(*report));  // whole: the next stream starts over
         break;
       }
       ++reports_sent_;
-      last_report_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count();
       if (msg.report().delta()) ++delta_reports_sent_;
       probes_omitted_ = probes_omitted_base_ + encoder.counters().probes_omitted;
     }
