@@ -1,5 +1,6 @@
 #include "aggregator/collector_service.h"
 
+#include <grpcpp/support/proto_buffer_reader.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -34,6 +35,8 @@ std::string_view ingestErrorReason(IngestError e) {
       return "permission_denied";
     case IngestError::kHelloTimeout:
       return "hello_timeout";
+    case IngestError::kUnparsable:
+      return "unparsable_message";
     case IngestError::kCount:
       break;
   }
@@ -50,7 +53,7 @@ uint64_t CollectorStats::ingestErrorsTotal() const {
 // a queue so at most one StartWrite is outstanding. `mu_` guards the write side and the
 // finish state; the read side (in_, hello_, identified_) is touched only by the ingest
 // worker handling the last message read and, once every reference is gone, release().
-class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>,
+class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                           public MembershipSink {
  public:
   AgentStream(CollectorService* service, std::string peer, tls::PeerIdentity identity,
@@ -63,7 +66,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   // A parsed report with more results than this is freed after it was applied.
   static constexpr int kKeepParsedProbes = 64;
 
-  void start() { StartRead(&in_); }
+  void start() { StartRead(&in_bytes_); }
 
   // Thread-safe. Dropped once the stream is finishing. A membership message still waiting
   // in the queue absorbs the newer one: a PeerList replaces it, a PeerDelta is folded into
@@ -75,18 +78,20 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
     if (finishing_) return;
     if (!queue_.empty()) {
       MembershipMessage& queued = queue_.back();
-      if (msg->has_peer_list() && (queued->has_peer_list() || queued->has_peer_delta())) {
+      const v1::AggregatorMessage& newer = msg->message();
+      const v1::AggregatorMessage& older = queued->message();
+      if (newer.has_peer_list() && (older.has_peer_list() || older.has_peer_delta())) {
         queued = std::move(msg);
         return;
       }
-      if (msg->has_peer_delta() && (queued->has_peer_list() || queued->has_peer_delta())) {
-        auto folded = std::make_shared<v1::AggregatorMessage>(*queued);
-        if (folded->has_peer_list()) {
-          applyPeerDelta(*folded->mutable_peer_list(), msg->peer_delta());
+      if (newer.has_peer_delta() && (older.has_peer_list() || older.has_peer_delta())) {
+        v1::AggregatorMessage folded = older;
+        if (folded.has_peer_list()) {
+          applyPeerDelta(*folded.mutable_peer_list(), newer.peer_delta());
         } else {
-          mergePeerDeltas(*folded->mutable_peer_delta(), msg->peer_delta());
+          mergePeerDeltas(*folded.mutable_peer_delta(), newer.peer_delta());
         }
-        queued = std::move(folded);
+        queued = std::make_shared<const OutboundMessage>(std::move(folded));
         return;
       }
     }
@@ -123,7 +128,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
     bool keep_reading = false;
     if (!finishing()) {
       try {
-        keep_reading = handle(in_);
+        keep_reading = parseRead() && handle(in_);
       } catch (const std::exception& e) {
         service_->countError(IngestError::kInternal);
         spdlog::error("collector stream from {}: {}", peer_, e.what());
@@ -140,7 +145,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
       // a big one back; the deltas between whole reports are small.
       if (in_.has_report() && in_.report().probes_size() > kKeepParsedProbes) in_ = v1::AgentMessage();
       std::lock_guard lock(mu_);
-      if (!finishing_) StartRead(&in_);
+      if (!finishing_) StartRead(&in_bytes_);
     }
     release();
   }
@@ -175,6 +180,25 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
     if (identified_) spdlog::info("agent stream of node {} ({}) closed", hello_.node_name(), peer_);
     service_->onDone(this);
     delete this;
+  }
+
+  // Decodes the message read into in_ (here, on the ingest worker, not on the gRPC thread
+  // that read it); ends the stream when it is not an AgentMessage.
+  bool parseRead() {
+    bool parsed = true;
+    if (in_bytes_.Valid()) {
+      grpc::ProtoBufferReader reader(&in_bytes_);
+      parsed = in_.ParseFromZeroCopyStream(&reader) && reader.status().ok();
+    } else {
+      in_.Clear();  // no buffer: an empty message
+    }
+    in_bytes_.Clear();
+    if (parsed) return true;
+    service_->countError(IngestError::kUnparsable);
+    spdlog::warn("ending Collector stream from {}: a message that is not a meshprobe.v1.AgentMessage", peer_);
+    finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "could not decode the message as meshprobe.v1.AgentMessage"));
+    return false;
   }
 
   // Returns whether to keep reading.
@@ -240,7 +264,8 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
     queue_.pop_front();
     writing_ = true;
     service_->countMembershipWrite(*out_);
-    StartWrite(out_.get());
+    out_bytes_ = out_->wire();  // a reference to the message's one encoding, not a copy of it
+    StartWrite(&out_bytes_);
   }
 
   void finishLocked(const grpc::Status& status) {
@@ -262,6 +287,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   std::atomic<bool> heard_{false};
 
   // Read side: touched by one thread at a time (gRPC's while reading, then the worker's).
+  grpc::ByteBuffer in_bytes_;  // as read; decoded into in_ by the worker
   v1::AgentMessage in_;
   v1::Hello hello_;
   bool identified_ = false;
@@ -270,6 +296,7 @@ class AgentStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::A
   std::mutex mu_;
   std::deque<MembershipMessage> queue_;
   MembershipMessage out_;  // the message being written (shared with other streams' queues)
+  grpc::ByteBuffer out_bytes_;  // its encoding, shared with every stream writing it
   bool writing_ = false;
   bool finishing_ = false;
   std::optional<grpc::Status> pending_finish_;
@@ -291,7 +318,7 @@ CollectorService::~CollectorService() { ingest_.join(); }
 
 void CollectorService::post(std::function<void()> job) { boost::asio::post(ingest_, std::move(job)); }
 
-grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* CollectorService::Connect(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* CollectorService::Connect(
     grpc::CallbackServerContext* context) {
   auto* stream = new AgentStream(this, context->peer(), tls::identityOf(context->auth_context().get()),
                                  clock_.monotonicNow());
@@ -362,11 +389,12 @@ void CollectorService::flushMembership() {
   flushDueLocked();
 }
 
-void CollectorService::countMembershipWrite(const v1::AggregatorMessage& msg) {
+void CollectorService::countMembershipWrite(const OutboundMessage& out) {
+  const v1::AggregatorMessage& msg = out.message();
   const size_t kind = msg.has_peer_delta() ? 1 : 0;
   if (!msg.has_peer_list() && !msg.has_peer_delta()) return;
   ++stats_.membership_messages[kind];
-  stats_.membership_bytes[kind] += msg.ByteSizeLong();
+  stats_.membership_bytes[kind] += out.wire().Length();
 }
 
 void CollectorService::sweep() {

@@ -11,7 +11,7 @@
 // identified stream as one message (MembershipFanout): a PeerDelta when its Hello set
 // accepts_peer_deltas, else the whole PeerList. PeerList holds ALL members, the receiver
 // included: the agent skips its own name.
-// What a stream reads is handled off gRPC's threads, by the service's ingest workers: with
+// What a stream reads is decoded and handled off gRPC's threads, by the service's ingest workers: with
 // gRPC's callback API the few threads that run the reactors also poll the sockets, so a
 // reactor that waited for the cluster state's lock (a whole report, a diagnosis pass, a
 // 5,000-member PeerList being built) held up every connection's I/O, down to new
@@ -52,6 +52,7 @@ enum class IngestError : size_t {
   kInternal,       // an exception caught at a reactor boundary
   kPermissionDenied,  // the client certificate may not report as the Hello's node
   kHelloTimeout,      // nothing read within the Hello timeout of the stream opening
+  kUnparsable,        // a message that does not decode as AgentMessage
   kCount,
 };
 std::string_view ingestErrorReason(IngestError e);  // label value for metrics, e.g. "first_not_hello"
@@ -83,7 +84,10 @@ inline constexpr std::chrono::seconds kDefaultHelloTimeout{10};
 // one at a time anyway; a second thread lets a Hello (the membership lock) pass a report.
 inline constexpr size_t kIngestWorkers = 2;
 
-class CollectorService final : public meshprobe::v1::Collector::CallbackService {
+// Registered as a raw (ByteBuffer) method: the stream decodes what it reads on the ingest
+// workers, and writes membership as the shared encoding of OutboundMessage.
+class CollectorService final
+    : public meshprobe::v1::Collector::WithRawCallbackMethod_Connect<meshprobe::v1::Collector::Service> {
  public:
   // Membership changes within `membership_window` (on `clock`) go out together; 0: each
   // change at once. The one-argument form: at once. A stream that has sent nothing for
@@ -95,7 +99,7 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
                    std::chrono::nanoseconds hello_timeout = kDefaultHelloTimeout);
   ~CollectorService() override;
 
-  grpc::ServerBidiReactor<meshprobe::v1::AgentMessage, meshprobe::v1::AggregatorMessage>* Connect(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* context) override;
 
   // Forgets long-silent members (ClusterState::sweep) and pushes PeerList on change; ends
@@ -128,7 +132,7 @@ class CollectorService final : public meshprobe::v1::Collector::CallbackService 
   void membershipChangedLocked(const MembershipDiff& diff);
   void flushDueLocked();
   void endSilentStreamsLocked();
-  void countMembershipWrite(const meshprobe::v1::AggregatorMessage& msg);
+  void countMembershipWrite(const OutboundMessage& out);
 
   ClusterState& state_;
   const Clock& clock_;

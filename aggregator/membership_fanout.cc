@@ -2,16 +2,30 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <unordered_map>
 
 namespace meshprobe::aggregator {
 
 namespace v1 = meshprobe::v1;
 
+const grpc::ByteBuffer& OutboundMessage::wire() const {
+  std::call_once(encoded_, [this] {
+    const size_t size = msg_.ByteSizeLong();
+    auto* bytes = static_cast<uint8_t*>(std::malloc(std::max<size_t>(size, 1)));
+    if (bytes == nullptr) throw std::bad_alloc();
+    msg_.SerializeWithCachedSizesToArray(bytes);
+    grpc::Slice slice(bytes, size, std::free);  // owns the bytes; freed with its last reference
+    wire_ = grpc::ByteBuffer(&slice, 1);
+  });
+  return wire_;
+}
+
 MembershipMessage peerListMessage(v1::PeerList current) {
-  auto msg = std::make_shared<v1::AggregatorMessage>();
-  *msg->mutable_peer_list() = std::move(current);
-  return msg;
+  v1::AggregatorMessage msg;
+  *msg.mutable_peer_list() = std::move(current);
+  return std::make_shared<const OutboundMessage>(std::move(msg));
 }
 
 void MembershipFanout::add(MembershipSink* sink, bool accepts_deltas) {
@@ -40,7 +54,7 @@ void MembershipFanout::changed(const MembershipDiff& diff) {
 bool MembershipFanout::due() const { return opened_ && clock_.monotonicNow() - *opened_ >= window_; }
 
 void MembershipFanout::flush(const MembershipMessage& current_msg) {
-  const v1::PeerList& current = current_msg->peer_list();
+  const v1::PeerList& current = current_msg->message().peer_list();
   opened_.reset();
   if (pending_.empty() && joiners_ == 0) return;
   std::unordered_map<std::string, const v1::Peer*> by_name;
@@ -49,8 +63,8 @@ void MembershipFanout::flush(const MembershipMessage& current_msg) {
   }
   // The changes after `after`, as a delta (names in order: pending_ is sorted).
   auto deltaAfter = [&](uint64_t after) {
-    auto msg = std::make_shared<v1::AggregatorMessage>();
-    auto* delta = msg->mutable_peer_delta();
+    v1::AggregatorMessage msg;
+    auto* delta = msg.mutable_peer_delta();
     for (const auto& [name, seq] : pending_) {
       if (seq <= after) continue;
       if (auto it = by_name.find(name); it != by_name.end()) {
@@ -59,7 +73,7 @@ void MembershipFanout::flush(const MembershipMessage& current_msg) {
         delta->add_left(name);
       }
     }
-    return MembershipMessage(std::move(msg));
+    return std::make_shared<const OutboundMessage>(std::move(msg));
   };
   uint64_t first = UINT64_MAX;
   for (const auto& [name, seq] : pending_) first = std::min(first, seq);

@@ -14,10 +14,13 @@
 // wire and 5,000 Peer messages to build, copy and free).
 // Not thread-safe: CollectorService calls it under its membership lock.
 
+#include <grpcpp/support/byte_buffer.h>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -27,8 +30,28 @@
 
 namespace meshprobe::aggregator {
 
-// A membership message (peer_list or peer_delta), shared by the streams it goes to.
-using MembershipMessage = std::shared_ptr<const meshprobe::v1::AggregatorMessage>;
+// A membership message (peer_list or peer_delta), built once and shared by the streams
+// it goes to, and its wire form, encoded once (on first use) and shared too. A typed gRPC
+// write encodes a copy of its own for each stream and holds it until the transport has
+// sent it, that is until the agent has read it: 5,000 agents starting at once each held a
+// copy of the same 5,000-member PeerList (0.8 MB), gigabytes in all. A write of wire()
+// only takes a reference to the one encoding.
+class OutboundMessage {
+ public:
+  explicit OutboundMessage(meshprobe::v1::AggregatorMessage msg) : msg_(std::move(msg)) {}
+  OutboundMessage(const OutboundMessage&) = delete;
+  OutboundMessage& operator=(const OutboundMessage&) = delete;
+
+  const meshprobe::v1::AggregatorMessage& message() const { return msg_; }
+  // Thread-safe. The encoding, in one slice; copies of the buffer share its bytes.
+  const grpc::ByteBuffer& wire() const;
+
+ private:
+  const meshprobe::v1::AggregatorMessage msg_;
+  mutable std::once_flag encoded_;
+  mutable grpc::ByteBuffer wire_;
+};
+using MembershipMessage = std::shared_ptr<const OutboundMessage>;
 
 // `current` as a PeerList message.
 MembershipMessage peerListMessage(meshprobe::v1::PeerList current);

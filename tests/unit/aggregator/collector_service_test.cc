@@ -214,6 +214,31 @@ TEST_F(CollectorTest, EmptyFirstMessageIsInvalidArgument) {
   EXPECT_THAT(st.error_message(), HasSubstr("Hello"));
 }
 
+// Bytes that are not an AgentMessage (a field tag with its varint cut short), written
+// through a stream that does not encode anything itself, end the stream with a status that
+// says so, are counted, and change nothing.
+TEST_F(CollectorTest, BytesThatAreNotAnAgentMessageAreInvalidArgument) {
+  grpc::ClientContext ctx;
+  withDeadline(ctx);
+  const grpc::internal::RpcMethod method("/meshprobe.v1.Collector/Connect", grpc::internal::RpcMethod::BIDI_STREAMING);
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(channel_.get(), method,
+                                                                                             &ctx));
+  const std::string garbage("\x0a\xff\xff", 3);  // field 1, length-delimited, length never ends
+  grpc::Slice slice(garbage);
+  stream->Write(grpc::ByteBuffer(&slice, 1));
+  stream->WritesDone();
+  grpc::ByteBuffer ignored;
+  while (stream->Read(&ignored)) {
+  }
+  const grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("AgentMessage"));
+  EXPECT_EQ(stats().ingestErrors(IngestError::kUnparsable), 1u);
+  EXPECT_EQ(stats().hellos.load(), 0u);
+  EXPECT_EQ(server_->state().memberCount(), 0u);
+}
+
 TEST_F(CollectorTest, HelloWithoutNodeNameIsInvalidArgumentNamingTheField) {
   FakeAgent a(*collector_);
   a.hello(makeHello("", 1));

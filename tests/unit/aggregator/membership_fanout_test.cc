@@ -7,6 +7,7 @@
 #include <set>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/unit/aggregator/test_util.h"
@@ -23,9 +24,9 @@ constexpr milliseconds kWindow{250};
 // One stream: records what it gets, and folds it into the membership it would hold.
 struct Sink : MembershipSink {
   void sendMembership(MembershipMessage shared) override {
-    const v1::AggregatorMessage& msg = *shared;
+    const v1::AggregatorMessage& msg = shared->message();
     got.push_back(msg);
-    objects.push_back(shared.get());
+    objects.push_back(&shared->message());
     bytes += msg.ByteSizeLong();
     if (msg.has_peer_list()) {
       ++fulls;
@@ -309,6 +310,48 @@ TEST(MembershipFanout, NoChangeNoMessage) {
   c.tick();
   EXPECT_EQ(c.messages(), 1u);
   EXPECT_THAT(c.sinks[0]->got[0].peer_list().peers(), ::testing::SizeIs(1));
+}
+
+// The wire form is encoded once, however many streams write it at the same time, and every
+// copy of the buffer refers to the same bytes: a stream's write costs a reference, not a
+// copy of a 5,000-member PeerList. The bytes decode to the message.
+TEST(OutboundMessage, IsEncodedOnceAndEveryStreamWritesTheSameBytes) {
+  v1::PeerList list;
+  for (int i = 0; i < 2000; ++i) {
+    auto* p = list.add_peers();
+    p->set_node_name(node(i));
+    p->set_overlay_ip("10.244.0.0");
+  }
+  const MembershipMessage msg = peerListMessage(list);
+  constexpr int kStreams = 4;
+  std::vector<const uint8_t*> data(kStreams);
+  std::vector<size_t> slices(kStreams), sizes(kStreams);
+  {
+    std::vector<std::jthread> streams;
+    for (int t = 0; t < kStreams; ++t) {
+      streams.emplace_back([&, t] {
+        const grpc::ByteBuffer out = msg->wire();  // what a stream hands to StartWrite
+        std::vector<grpc::Slice> s;
+        if (!out.Dump(&s).ok() || s.empty()) return;
+        slices[t] = s.size();
+        data[t] = s[0].begin();
+        sizes[t] = s[0].size();
+      });
+    }
+  }
+  for (int t = 0; t < kStreams; ++t) {
+    EXPECT_EQ(slices[t], 1u) << t;
+    EXPECT_EQ(data[t], data[0]) << "stream " << t << " got its own encoding";
+    EXPECT_EQ(sizes[t], msg->message().ByteSizeLong()) << t;
+  }
+  std::vector<grpc::Slice> s;
+  ASSERT_TRUE(msg->wire().Dump(&s).ok());
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].begin(), data[0]);
+  v1::AggregatorMessage decoded;
+  ASSERT_TRUE(decoded.ParseFromArray(s[0].begin(), static_cast<int>(s[0].size())));
+  EXPECT_EQ(decoded.SerializeAsString(), msg->message().SerializeAsString());
+  EXPECT_EQ(decoded.peer_list().peers_size(), 2000);
 }
 
 }  // namespace

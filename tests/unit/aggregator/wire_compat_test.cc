@@ -297,7 +297,14 @@ std::optional<int> oldPeerListSize(OldSchema& old, const std::string& wire) {
 }
 
 struct WireSink : MembershipSink {
-  void sendMembership(MembershipMessage m) override { wire.push_back(m->SerializeAsString()); }
+  // What the stream would write: the message's shared encoding.
+  void sendMembership(MembershipMessage m) override {
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(m->wire().Dump(&slices).ok());
+    std::string bytes;
+    for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    wire.push_back(std::move(bytes));
+  }
   std::vector<std::string> wire;
 };
 
