@@ -8,12 +8,13 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <deque>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "agent/probe/df_socket.h"
 #include "agent/probe/outcome_window.h"
@@ -141,8 +142,11 @@ struct Prober::Impl {
   std::unordered_map<TargetId, TargetState> states;
   std::vector<TargetId> order;
   std::map<uint64_t, Outstanding> outstanding;  // by sequence: same timeout, so also by deadline
-  std::unordered_map<uint64_t, bool> closed;    // sequence -> answered (false: timed out)
-  std::deque<uint64_t> closed_order;
+  // Completed sequences, to tell a late or duplicate reply from an unknown one: slot
+  // seq % kClosedMemory holds seq * 2 + answered (0: empty). Sequences are handed out one
+  // after another, so a completed one is remembered until the one kClosedMemory later
+  // completes: a fixed table, no allocation or hashing per probe.
+  std::vector<uint64_t> closed = std::vector<uint64_t>(kClosedMemory, 0);
   ProberCounters counters;
   uint64_t next_seq = 0;
   size_t df_in_flight = 0;  // DF probes in `outstanding`
@@ -161,13 +165,12 @@ struct Prober::Impl {
 
   const ProbeKey* key() const { return options.key ? &*options.key : nullptr; }
 
-  void remember(uint64_t seq, bool answered) {
-    closed[seq] = answered;
-    closed_order.push_back(seq);
-    while (closed_order.size() > kClosedMemory) {
-      closed.erase(closed_order.front());
-      closed_order.pop_front();
-    }
+  void remember(uint64_t seq, bool answered) { closed[seq % kClosedMemory] = seq * 2 + (answered ? 1 : 0); }
+  // Whether `seq` completed recently, and if so whether it was answered.
+  std::optional<bool> completed(uint64_t seq) const {
+    const uint64_t slot = closed[seq % kClosedMemory];
+    if (slot == 0 || slot / 2 != seq) return std::nullopt;
+    return (slot & 1) != 0;
   }
 
   void pushOutcome(TargetState& s, Outcome o) { s.window.push(o, options.window); }
@@ -486,10 +489,10 @@ struct Prober::Impl {
     }
     auto it = outstanding.find(reply.sequence);
     if (it == outstanding.end()) {
-      auto c = closed.find(reply.sequence);
-      if (c == closed.end()) {
+      const std::optional<bool> c = completed(reply.sequence);
+      if (!c) {
         ++counters.dropped_unknown;
-      } else if (c->second) {
+      } else if (*c) {
         ++counters.dropped_duplicate;
       } else {
         ++counters.dropped_late;
