@@ -51,7 +51,7 @@ uint64_t CollectorStats::ingestErrorsTotal() const {
 
 // One agent's stream. Reads are sequential (one outstanding StartRead); writes go through
 // a queue so at most one StartWrite is outstanding. `mu_` guards the write side and the
-// finish state; the read side (in_, hello_, identified_) is touched only by the ingest
+// finish state; the read side (in_bytes_, in_, hello_, identified_) is touched only by the ingest
 // worker handling the last message read and, once every reference is gone, release().
 class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                           public MembershipSink {
