@@ -10,7 +10,7 @@
 // and the aggregator builds one PeerList per window, not one per joiner.
 // A stream only gets the changes made after its own PeerList was taken.
 // Messages are immutable and shared: the list or delta of one flush is built once and
-// every stream's queue holds the same one (a 5,000-member PeerList is about 500 KB on the
+// every stream's queue holds the same one (a 5,000-member PeerList is about 0.8 MB on the
 // wire and 5,000 Peer messages to build, copy and free).
 // Not thread-safe: CollectorService calls it under its membership lock.
 

@@ -8,9 +8,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <optional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
