@@ -387,7 +387,13 @@ ReportOutcome ClusterState::applyReport(const std::string& node, const v1::Repor
     info->pod_netns = m.info->pod_netns;  // no ambient_redirection result in this report: keep the last list
     info->pod_netns_time = m.info->pod_netns_time;
   }  // else the check without the list: unknown (null)
-  writeRows(m, *slot, report, *info);
+  if (report.results_follow() && m.info->has_report) {
+    // The rest of the results come in the deltas after it: the cells it leaves out keep
+    // what they had.
+    updateRows(m, *slot, report, *info);
+  } else {
+    writeRows(m, *slot, report, *info);
+  }
   m.info = std::move(info);
   dirty_ = true;
   return ReportOutcome::kAccepted;
@@ -427,7 +433,8 @@ v1::PeerList ClusterState::peerList() const {
 
 v1::PeerList ClusterState::peerListLocked() const {
   v1::PeerList list;
-  list.set_accepts_report_deltas(true);  // applyReport applies Report.delta
+  list.set_accepts_report_deltas(true);   // applyReport applies Report.delta
+  list.set_accepts_results_follow(true);  // and Report.results_follow
   // Agents may leave out reports with no news this long: a node is heard from at least
   // four times before it would count as down.
   *list.mutable_quiet_report_interval() = TimeUtil::NanosecondsToDuration(options_.stale_after.count() / 4);

@@ -136,6 +136,19 @@ DigestSchedule::Slice DigestSchedule::next(int64_t now_ns, int64_t period_ns, si
   return slice;
 }
 
+size_t ReportDeltaEncoder::resultsPerReport(const Options& options, size_t results, uint64_t rounds) {
+  if (options.results_per_report == 0 || rounds <= 1) return results;
+  const uint64_t spread = rounds > 3 ? rounds - 2 : 1;  // the rest follow within rounds - 2 reports
+  return std::max<size_t>(options.results_per_report, static_cast<size_t>((results + spread - 1) / spread));
+}
+
+size_t ReportDeltaEncoder::resultsPerReport(const v1::Report& report, size_t results) const {
+  const int64_t coverage = TimeUtil::DurationToNanoseconds(report.coverage_period());
+  const int64_t interval = TimeUtil::DurationToNanoseconds(report.probe_interval());
+  const uint64_t rounds = coverage > 0 && interval > 0 ? static_cast<uint64_t>(coverage / interval) : 1;
+  return resultsPerReport(options_, results, rounds);
+}
+
 std::chrono::nanoseconds ReportDeltaEncoder::digestPeriod(const Options& options, size_t results,
                                                           std::chrono::nanoseconds coverage) {
   auto period = std::max(options.digest_period, coverage);
@@ -233,12 +246,35 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
     }
     if (report.has_pod_netns() != pod_netns_.has_value() && !report.has_pod_netns()) whole = true;
   }
+  const size_t per_report = results_follow_accepted_ && deltas_accepted
+                                ? resultsPerReport(report, pending.probes.size())
+                                : pending.probes.size();
   if (whole) {
     remember(pending);
     digest_.whole(now_ns);
     ++counters_.whole;
-    counters_.probes_sent += pending.probes.size();
-    return pending.whole();
+    if (per_report >= pending.probes.size()) {
+      counters_.probes_sent += pending.probes.size();
+      return pending.whole();
+    }
+    // The results that are not quietly healthy, and per_report others: the rest are owed
+    // (not remembered as sent), and the deltas after it carry them.
+    v1::Report out = report;
+    out.set_results_follow(true);
+    size_t room = per_report;
+    for (const auto& p : pending.probes) {
+      if (quiet(p->result) || neverProbed(p->result)) {
+        if (room == 0) {
+          probes_.erase(p->key);
+          continue;
+        }
+        --room;
+      }
+      *out.add_probes() = p->result;
+    }
+    ++counters_.results_follow;
+    counters_.probes_sent += static_cast<uint64_t>(out.probes_size());
+    return out;
   }
 
   // Every check and the pod netns list go out once per digest period.
@@ -275,6 +311,7 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
     *delta.add_checks() = c;
     checks_[c.name()] = sentOf(c, std::move(bytes));
   }
+  size_t owed_room = per_report;  // results owed (never sent on this stream) this delta may carry
   for (size_t i = 0; i < total; ++i) {
     const bool refresh_it = slice.contains(i, total);
     if (!changed_[i] && !refresh_it) {
@@ -282,6 +319,10 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
       continue;
     }
     const ProbeEntry& entry = *pending.probes[i];
+    if (found_[i] == nullptr && (quiet(entry.result) || neverProbed(entry.result))) {
+      if (owed_room == 0) continue;  // still owed: a later delta carries it
+      --owed_room;
+    }
     *delta.add_probes() = entry.result;
     if (refresh_it) ++counters_.probes_refreshed;
     if (Sent* sent = found_[i]; sent != nullptr) {

@@ -23,6 +23,17 @@
 // say "gone"). A member that joined since the last report (resendTo) gets all its results
 // in the next delta.
 //
+// Results that follow: to an aggregator that accepts Report.results_follow, a whole report
+// of more results than resultsPerReport() carries every result that is not quietly healthy
+// and only that many of the others (in the report's order), marked results_follow; the
+// aggregator keeps the cells it leaves out as they were. The results not sent yet (those,
+// and a joined member's) go out in the deltas after it, failing ones at once and the
+// others that many a report, and a report with any still owed is never held as quiet. At
+// 5,000 peers a whole report is 10,000 results, about 1 MB: sent at once by every agent
+// that (re)connects, it made each of the aggregator's connections size its read buffers
+// for such messages for many minutes; in slices of 512 no message is much over 50 KB, and
+// the row is complete within 20 intervals, inside the coverage period.
+//
 // The digest: every result goes out again once per digest period (digestPeriod: 30 s, the
 // report's coverage period, or what keeps a whole cluster's digests within
 // cluster_digest_rate, whichever is longest), so a change the aggregator missed cannot
@@ -100,12 +111,21 @@ class ReportDeltaEncoder {
     // Probe results per second that the digests of a whole cluster may send the
     // aggregator. A report of T results comes from a cluster of about N = T / 2 nodes (a
     // result per peer and layer), whose N digests of T results each every P seconds cost
-    // the aggregator N·T / P results a second: P ≥ T² / (2·rate). 200,000 a second keeps
-    // the digest period at 30 s up to about 2,400 results (1,200 nodes) and makes it 250 s
+    // the aggregator N·T / P results a second: P ≥ T² / (2·rate). 100,000 a second keeps
+    // the digest period at 30 s up to about 2,450 results (1,200 nodes) and makes it 500 s
     // at 5,000 nodes, where every digest would otherwise cost the aggregator 1.7 M results
-    // a second. A stream's first report is whole whatever this says, so a restarted
-    // aggregator is complete as fast as before.
-    double cluster_digest_rate = 200'000;
+    // a second. It also keeps a healthy agent's reports small: at 5,000 nodes a report
+    // every 3 s (quiet reports) carries a share of 60 results, about 5 KB, under the 6.5 KB
+    // above which gRPC makes the aggregator's reads on that connection 64 KiB instead of
+    // 8 KiB for minutes (twice the rate made every share about 11 KB). A stream's first
+    // report is whole whatever this says, so a restarted aggregator is complete as fast as
+    // before.
+    double cluster_digest_rate = 100'000;
+    // To an aggregator that accepts Report.results_follow: a whole report of more probe
+    // results than this carries those that are not quietly healthy and this many others,
+    // and each delta after it at most this many of the rest (resultsPerReport()). 0: a whole
+    // report carries every result.
+    size_t results_per_report = 512;
   };
   struct Counters {
     uint64_t whole = 0;           // whole reports sent
@@ -114,6 +134,7 @@ class ReportDeltaEncoder {
     uint64_t probes_omitted = 0;  // probe results a delta left out as unchanged
     uint64_t probes_refreshed = 0;  // probe results a delta carried as its slice of the digest
     uint64_t held = 0;              // quiet reports left out (encodeUnlessQuiet)
+    uint64_t results_follow = 0;    // whole reports that left results for the deltas after them
   };
 
   ReportDeltaEncoder() : ReportDeltaEncoder(Options{}) {}
@@ -127,6 +148,8 @@ class ReportDeltaEncoder {
   // time), and these are the only cells it may lack: the rest of the report stays a delta,
   // so a join costs each agent a few results, not a whole report.
   void resendTo(const std::vector<std::string>& members);
+  // This stream's aggregator applies Report.results_follow (its PeerList says so).
+  void acceptResultsFollow(bool accepted) { results_follow_accepted_ = accepted; }
   // `report` is a whole report; returns it whole or its delta against what this encoder
   // sent last. `deltas_accepted`: the stream's aggregator said it applies deltas.
   meshprobe::v1::Report encode(const PendingReport& report, bool deltas_accepted) {
@@ -141,6 +164,13 @@ class ReportDeltaEncoder {
                                                          std::chrono::nanoseconds hold);
 
   const Counters& counters() const { return counters_; }
+
+  // How many quietly healthy or never-probed results a report whose results follow carries
+  // (whole or delta) of `results` results whose coverage period is `rounds` probe intervals:
+  // options.results_per_report, or more if the rest would not follow within the coverage
+  // period less two intervals; `results` (all of them) when results_per_report is 0 or the
+  // coverage period is one interval (a full mesh).
+  static size_t resultsPerReport(const Options& options, size_t results, uint64_t rounds);
 
   // The longest time between two whole reports of `results` probe results whose coverage
   // period is `coverage`: the largest of options.digest_period, `coverage` and
@@ -176,8 +206,12 @@ class ReportDeltaEncoder {
   // scanned_findings_. True when any of it is news (see "A quiet report" above).
   bool scan(const PendingReport& report, int64_t now_ns);
 
+  // The limit resultsPerReport() sets for `report`: its coverage period in its intervals.
+  size_t resultsPerReport(const meshprobe::v1::Report& report, size_t results) const;
+
   Options options_;
   Counters counters_;
+  bool results_follow_accepted_ = false;
   bool have_base_ = false;
   std::optional<int64_t> last_whole_ns_;                 // report time checks were last all sent
   DigestSchedule digest_;                                // the probe results' digest slices

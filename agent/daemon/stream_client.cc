@@ -124,6 +124,7 @@ void StreamClient::serveOneStream() {
   // not report as this node) keeps backing off instead of retrying every 200 ms.
   std::atomic<bool> accepted{false};
   std::atomic<bool> deltas_accepted{false};  // this stream's PeerLists say so
+  std::atomic<bool> results_follow_accepted{false};  // likewise
   std::atomic<int64_t> quiet_hold_ns{0};      // PeerList.quiet_report_interval (0: none)
   // Members that joined (or changed) since the last report: the next one carries all their
   // results (ReportDeltaEncoder::resendTo), because the aggregator could not place this
@@ -153,6 +154,7 @@ void StreamClient::serveOneStream() {
           const bool first = !have_list;
           have_list = true;
           deltas_accepted = report_deltas_ && msg.peer_list().accepts_report_deltas();
+          results_follow_accepted = msg.peer_list().accepts_results_follow();
           quiet_hold_ns = msg.peer_list().has_quiet_report_interval()
                               ? google::protobuf::util::TimeUtil::DurationToNanoseconds(
                                     msg.peer_list().quiet_report_interval())
@@ -216,6 +218,7 @@ void StreamClient::serveOneStream() {
         encoder.resendTo(joined);
         joined.clear();
       }
+      encoder.acceptResultsFollow(results_follow_accepted);
       auto encoded = encoder.encodeUnlessQuiet(*report, deltas_accepted,
                                                std::chrono::nanoseconds(quiet_hold_ns.load()));
       if (!encoded) {  // nothing new: the aggregator hears from this agent later

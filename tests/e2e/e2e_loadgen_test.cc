@@ -1,8 +1,8 @@
 // meshprobe-loadgen against the real aggregator binary on loopback (ephemeral ports):
 // 50 simulated agents join, a node fault and a pair fault show in Diagnose with the right
 // nodes and layers after the `injected` line, nothing listening is a clear non-zero
-// exit, and an aggregator under --grpc-memory-limit takes in 1,000 agents with no stream
-// lost. Needs no privileges; traffic stays on 127.0.0.1.
+// exit, an aggregator under --grpc-memory-limit takes in 1,000 agents with no stream
+// lost, and large first reports whose results follow in deltas make a complete matrix. Needs no privileges; traffic stays on 127.0.0.1.
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -160,6 +160,69 @@ TEST_F(LoadgenTest, FiftyNodesJoinAndInjectedFaultsShowInDiagnose) {
   EXPECT_NE(loadgen.log().find(" membership=delta "), std::string::npos) << loadgen.describe();
   EXPECT_NE(loadgen.log().find(" peer_deltas_ignored=0 "), std::string::npos) << loadgen.describe();
 }
+
+// Agents whose probe budget makes a coverage period of 10 intervals (300 nodes, 30 probes a
+// second): a stream's first report of all 598 results carries 512 of them and says the rest
+// follow (Report.results_follow); the delta after it carries the other 86. The real
+// aggregator applies both: every cell of both layers ends up OK, none UNKNOWN.
+TEST_F(LoadgenTest, ResultsThatFollowALargeFirstReportCompleteEveryRow) {
+  constexpr int kNodes = 300;
+  Process loadgen("",
+                  {kLoadgen, "--insecure", "--aggregator", addr_, "--nodes", std::to_string(kNodes), "--interval", "1s",
+                   "--probe-budget", "30", "--duration", "120s"},
+                  tmp_.sub("loadgen.log"));
+  auto cells = [&](v1::Layer layer, v1::Cell::State state) -> Result<size_t> {
+    size_t n = 0;
+    std::string token;
+    for (int page = 0; page < 100; ++page) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+      v1::GetMatrixRequest req;
+      req.set_layer(layer);
+      req.add_states(state);
+      req.set_page_token(token);
+      v1::GetMatrixResponse resp;
+      auto st = query_->GetMatrix(&ctx, req, &resp);
+      if (!st.ok()) return Error{"GetMatrix: " + st.error_message()};
+      for (const auto& c : resp.cells()) n += c.src() != c.dst() ? 1 : 0;
+      token = resp.next_page_token();
+      if (token.empty()) return n;
+    }
+    return Error{"GetMatrix: more than 100 pages"};
+  };
+  const size_t pairs = static_cast<size_t>(kNodes) * (kNodes - 1);
+  EXPECT_TRUE(eventually(
+      "every cell of both layers OK",
+      [&]() -> std::string {
+        auto r = listNodes();
+        if (!r.ok()) return r.error().message;
+        size_t up = 0;
+        for (const auto& n : r->nodes()) up += n.up() ? 1 : 0;
+        if (up != kNodes) return std::to_string(up) + " up\n" + loadgen.describe();
+        for (v1::Layer layer : {v1::UNDERLAY, v1::OVERLAY}) {
+          auto ok = cells(layer, v1::Cell::OK);
+          if (!ok.ok()) return ok.error().message;
+          if (*ok != pairs) return v1::Layer_Name(layer) + ": " + std::to_string(*ok) + " OK cells";
+        }
+        return "";
+      },
+      60s, 500ms));
+  for (v1::Layer layer : {v1::UNDERLAY, v1::OVERLAY}) {
+    auto unknown = cells(layer, v1::Cell::UNKNOWN);
+    ASSERT_TRUE(unknown.ok()) << unknown.error().message;
+    EXPECT_EQ(*unknown, 0u) << v1::Layer_Name(layer);
+  }
+  loadgen.signal(SIGTERM);
+  EXPECT_TRUE(eventually([&] { return !loadgen.alive(); }, [&] { return loadgen.describe(); }, 15s, 50ms));
+  EXPECT_EQ(loadgen.exitCode(), 0) << loadgen.describe();
+  EXPECT_NE(loadgen.log().find(" stream_errors=0 "), std::string::npos) << loadgen.describe();
+  // Streams that opened before most members joined had small first reports; the others split theirs.
+  std::smatch m;
+  const std::string log = loadgen.log();
+  ASSERT_TRUE(std::regex_search(log, m, std::regex(R"( results_follow=([0-9]+) )"))) << log;
+  EXPECT_GE(std::atoi(m[1].str().c_str()), 1) << log;
+}
+
 
 TEST(LoadgenNoAggregator, ExitsNonZeroNamingTheAddress) {
   // A port bound but not listening, held for the test: connects are refused.

@@ -149,6 +149,39 @@ TEST_F(ClusterStateDeltaTest, AWholeReportAfterDeltasReplacesEverything) {
   EXPECT_EQ(cell(v1::UNDERLAY, "node1", "node2").state(), v1::Cell::UNKNOWN);
 }
 
+// Report.results_follow: a whole report whose other results come in the deltas after it
+// (an agent with more results than a message should carry). It replaces the checks, but the
+// cells it leaves out keep what they had; on a member with no report yet it is the row.
+TEST_F(ClusterStateDeltaTest, AWholeReportWhoseResultsFollowKeepsTheCellsItLeavesOut) {
+  EXPECT_TRUE(state_.peerList().accepts_results_follow());
+  ASSERT_EQ(state_.applyReport("node1", whole(1)), ReportOutcome::kAccepted);
+  v1::Report w;  // node2's overlay cell failing, node4's left out
+  w.set_sequence(2);
+  w.set_results_follow(true);
+  *w.add_probes() = makeProbe("node2", v1::OVERLAY, 10, 0);
+  *w.add_checks() = makeCheck("vxlan_device", v1::CheckResult::FAIL);
+  ASSERT_EQ(state_.applyReport("node1", w), ReportOutcome::kAccepted);
+  EXPECT_EQ(cell(v1::OVERLAY, "node1", "node2").state(), v1::Cell::FAIL);
+  EXPECT_EQ(cell(v1::OVERLAY, "node1", "node4").state(), v1::Cell::OK);
+  EXPECT_EQ(cell(v1::UNDERLAY, "node1", "node3").state(), v1::Cell::OK);
+  EXPECT_EQ(state_.matrixSummary(v1::OVERLAY)->reachable[0], 2u);
+  // The checks are the report's: istiod, not in it, is gone.
+  auto node = state_.getNode("node1");
+  ASSERT_TRUE(node.ok());
+  ASSERT_EQ(node->checks_size(), 1);
+  EXPECT_EQ(node->checks(0).name(), "vxlan_device");
+  EXPECT_EQ(node->checks(0).status(), v1::CheckResult::FAIL);
+
+  // node2's first report: only what it carries.
+  v1::Report first;
+  first.set_sequence(1);
+  first.set_results_follow(true);
+  *first.add_probes() = makeProbe("node1", v1::UNDERLAY, 10, 10);
+  ASSERT_EQ(state_.applyReport("node2", first), ReportOutcome::kAccepted);
+  EXPECT_EQ(cell(v1::UNDERLAY, "node2", "node1").state(), v1::Cell::OK);
+  EXPECT_EQ(cell(v1::UNDERLAY, "node2", "node3").state(), v1::Cell::UNKNOWN);
+}
+
 TEST_F(ClusterStateDeltaTest, ANewMemberInAForgottenSlotGetsNoneOfTheOldCellsThroughADelta) {
   ASSERT_EQ(state_.applyReport("node1", whole(1)), ReportOutcome::kAccepted);
   node5TakesForgottenNode4sSlot();

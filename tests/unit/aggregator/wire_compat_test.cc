@@ -425,6 +425,24 @@ TEST_F(WireCompat, TheQuietReportIntervalIsANewFieldOnlyNewAgentsRead) {
   EXPECT_FALSE(fromOld<v1::PeerList>(*old_agg_list).has_quiet_report_interval());
 }
 
+// Results that follow: a new aggregator's PeerList says it applies Report.results_follow;
+// the old schema has neither field, and an old aggregator's list leaves it unset, so a new
+// agent puts every result in its whole reports for it (report_delta_test, stream_client_test).
+TEST_F(WireCompat, ResultsThatFollowAreOfferedInANewFieldOnlyNewAgentsRead) {
+  ClusterState state(clock_, options());
+  for (int n = 1; n <= 2; ++n) state.applyHello(newHello("node" + std::to_string(n), n), true);
+  const v1::PeerList list = state.peerList();
+  EXPECT_TRUE(list.accepts_results_follow());
+  auto old_list = old_.read(list);
+  EXPECT_EQ(old_list->GetDescriptor()->FindFieldByName("accepts_results_follow"), nullptr);
+  auto old_agg_list = old_.make("meshprobe.v1.PeerList");
+  EXPECT_FALSE(fromOld<v1::PeerList>(*old_agg_list).accepts_results_follow());
+
+  auto old_report = old_.make("meshprobe.v1.Report");
+  EXPECT_EQ(old_report->GetDescriptor()->FindFieldByName("results_follow"), nullptr);
+  EXPECT_FALSE(fromOld<v1::Report>(*old_report).results_follow());
+}
+
 TEST_F(WireCompat, AnOldGetMatrixRequestGetsTheOldAnswer) {
   // An old CLI's request (layer only) over a cluster that fits one default page: the
   // answer is the whole matrix, byte for byte, with no field the old schema lacks.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <random>
@@ -446,11 +447,11 @@ TEST(ReportDelta, ALateReportCarriesTheDigestShareOfItsGap) {
 
 TEST(ReportDelta, TheDigestPeriodGrowsWithTheClusterSoItsDigestsStayWithinTheRate) {
   using std::chrono::seconds;
-  const ReportDeltaEncoder::Options o;  // 30 s, 200,000 results a second
+  const ReportDeltaEncoder::Options o;  // 30 s, 100,000 results a second
   EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 6, seconds(1)), seconds(30));
-  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 2000, seconds(5)), seconds(30));  // 1,000 nodes: 10 s < 30 s
+  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 2000, seconds(5)), seconds(30));  // 1,000 nodes: 20 s < 30 s
   EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 2000, seconds(45)), seconds(45));  // the coverage period
-  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 10000, seconds(25)), seconds(250));  // 5,000 nodes
+  EXPECT_EQ(ReportDeltaEncoder::digestPeriod(o, 10000, seconds(25)), seconds(500));  // 5,000 nodes
   // What the bound is for: N = T/2 agents' digests, each T results every P, within the rate.
   for (size_t t : {100U, 2000U, 5000U, 10000U, 20000U}) {
     const double p = std::chrono::duration<double>(ReportDeltaEncoder::digestPeriod(o, t, seconds(1))).count();
@@ -603,6 +604,133 @@ TEST(PendingReportTest, AWholeReportRoundTrips) {
   EXPECT_EQ(pending.report.probes_size(), 0);
   EXPECT_EQ(pending.probes[0]->version, 0u);
   EXPECT_EQ(pending.whole().SerializeAsString(), r.SerializeAsString());
+}
+
+// ---- Results that follow (Report.results_follow) ----
+
+// A whole report at `t` seconds of `peers` peers (p0000, p0001, ...) on both layers, healthy,
+// whose coverage period is `rounds` intervals of 1 s.
+v1::Report largeReport(uint64_t seq, int64_t t, int peers, int rounds) {
+  v1::Report r;
+  r.set_sequence(seq);
+  *r.mutable_time() = TimeUtil::SecondsToTimestamp(t);
+  *r.mutable_coverage_period() = TimeUtil::SecondsToDuration(rounds);
+  *r.mutable_probe_interval() = TimeUtil::SecondsToDuration(1);
+  for (int i = 0; i < peers; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "p%04d", i);
+    for (v1::Layer l : {v1::UNDERLAY, v1::OVERLAY}) *r.add_probes() = probe(name, l);
+  }
+  *r.add_checks() = check("vxlan_device", v1::CheckResult::OK);
+  return r;
+}
+
+TEST(ReportDeltaResultsFollow, TheLimitIsAFewHundredOrWhatFinishesWithinTheCoveragePeriod) {
+  const ReportDeltaEncoder::Options o;
+  EXPECT_EQ(ReportDeltaEncoder::resultsPerReport(o, 10'000, 25), 512u);
+  EXPECT_EQ(ReportDeltaEncoder::resultsPerReport(o, 20'000, 25), 870u);  // ⌈20,000 / 23⌉
+  EXPECT_EQ(ReportDeltaEncoder::resultsPerReport(o, 10'000, 3), 10'000u);  // too short to spread
+  EXPECT_EQ(ReportDeltaEncoder::resultsPerReport(o, 10'000, 1), 10'000u);  // a full mesh
+  EXPECT_EQ(ReportDeltaEncoder::resultsPerReport(o, 300, 25), 512u);
+  ReportDeltaEncoder::Options off;
+  off.results_per_report = 0;
+  EXPECT_EQ(ReportDeltaEncoder::resultsPerReport(off, 10'000, 25), 10'000u);
+}
+
+TEST(ReportDeltaResultsFollow, AWholeReportCarriesTheFailingResultsAndAFewHundredTheDeltasTheRest) {
+  ReportDeltaEncoder enc = changesOnly();
+  enc.acceptResultsFollow(true);
+  v1::Report r = largeReport(1, 1000, 1000, 25);  // 2,000 results
+  *find(r, "p0900", v1::OVERLAY) = probe("p0900", v1::OVERLAY, 0);  // failing, far past the first 512
+  const v1::Report first = enc.encode(r, true);
+  EXPECT_FALSE(first.delta());
+  EXPECT_TRUE(first.results_follow());
+  ASSERT_EQ(first.probes_size(), 513);
+  EXPECT_NE(find(const_cast<v1::Report&>(first), "p0900", v1::OVERLAY), nullptr);
+  EXPECT_EQ(first.probes(0).dst(), "p0000");
+  EXPECT_EQ(first.probes(511).dst(), "p0255");
+  EXPECT_EQ(first.checks_size(), 1);
+  EXPECT_EQ(enc.counters().results_follow, 1u);
+
+  std::set<std::string> seen = dsts(first);
+  int reports = 1;
+  for (int64_t t = 1001; seen.size() < 2000 && t < 1100; ++t) {
+    r.set_sequence(static_cast<uint64_t>(t - 999));
+    *r.mutable_time() = TimeUtil::SecondsToTimestamp(t);
+    if (t == 1001) *find(r, "p0999", v1::UNDERLAY) = probe("p0999", v1::UNDERLAY, 0);  // a new failure, owed
+    const auto d = enc.encodeUnlessQuiet(PendingReport(r), true, std::chrono::seconds(3));
+    ASSERT_TRUE(d) << "a report with results still owed is never held, t=" << t;
+    EXPECT_TRUE(d->delta());
+    EXPECT_FALSE(d->results_follow());
+    v1::Report copy = *d;
+    EXPECT_NE(find(copy, "p0900", v1::OVERLAY), nullptr);  // failing: in every report
+    if (t == 1001) {
+      EXPECT_NE(find(copy, "p0999", v1::UNDERLAY), nullptr) << "a new failure goes out at once";
+    }
+    EXPECT_LE(d->probes_size(), 512 + 2);  // the owed quiet ones, and the failing ones
+    for (const auto& p : d->probes()) seen.insert(v1::Layer_Name(p.layer()) + "/" + p.dst());
+    ++reports;
+  }
+  EXPECT_EQ(seen.size(), 2000u);
+  EXPECT_EQ(reports, 4) << "1,488 owed: three deltas of up to 512";
+  EXPECT_LE(reports, 25 - 2) << "within the coverage period";
+
+  // Nothing owed any more: once the failing ones healed (news, sent), a report with no
+  // news is held again.
+  *find(r, "p0900", v1::OVERLAY) = probe("p0900", v1::OVERLAY);
+  *find(r, "p0999", v1::UNDERLAY) = probe("p0999", v1::UNDERLAY);
+  r.set_sequence(100);
+  *r.mutable_time() = TimeUtil::SecondsToTimestamp(1005);
+  const auto healed = enc.encodeUnlessQuiet(PendingReport(r), true, std::chrono::seconds(3));
+  ASSERT_TRUE(healed);
+  EXPECT_EQ(healed->probes_size(), 2);
+  r.set_sequence(101);
+  *r.mutable_time() = TimeUtil::SecondsToTimestamp(1006);
+  EXPECT_FALSE(enc.encodeUnlessQuiet(PendingReport(r), true, std::chrono::seconds(3)));
+
+  // Members that joined get their results a few hundred a delta too.
+  std::vector<std::string> all;
+  for (int i = 0; i < 1000; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "p%04d", i);
+    all.push_back(name);
+  }
+  enc.resendTo(all);
+  r.set_sequence(102);
+  *r.mutable_time() = TimeUtil::SecondsToTimestamp(1007);
+  const auto joined = enc.encodeUnlessQuiet(PendingReport(r), true, std::chrono::seconds(3));
+  ASSERT_TRUE(joined);
+  EXPECT_EQ(joined->probes_size(), 512);
+}
+
+TEST(ReportDeltaResultsFollow, EveryResultIsInTheWholeReportUnlessTheAggregatorAcceptsItAndTheCoverageIsLong) {
+  {
+    ReportDeltaEncoder enc = changesOnly();  // the aggregator's PeerList did not say it accepts it
+    const v1::Report first = enc.encode(largeReport(1, 1000, 1000, 25), true);
+    EXPECT_FALSE(first.results_follow());
+    EXPECT_EQ(first.probes_size(), 2000);
+  }
+  {
+    ReportDeltaEncoder enc = changesOnly();
+    enc.acceptResultsFollow(true);
+    const v1::Report first = enc.encode(largeReport(1, 1000, 1000, 1), true);  // a full mesh
+    EXPECT_FALSE(first.results_follow());
+    EXPECT_EQ(first.probes_size(), 2000);
+  }
+  {
+    ReportDeltaEncoder enc = changesOnly();
+    enc.acceptResultsFollow(true);
+    const v1::Report first = enc.encode(largeReport(1, 1000, 1000, 25), false);  // no deltas
+    EXPECT_FALSE(first.results_follow());
+    EXPECT_EQ(first.probes_size(), 2000);
+  }
+  {
+    ReportDeltaEncoder enc = changesOnly();
+    enc.acceptResultsFollow(true);
+    const v1::Report first = enc.encode(largeReport(1, 1000, 200, 25), true);  // 400 results
+    EXPECT_FALSE(first.results_follow());
+    EXPECT_EQ(first.probes_size(), 400);
+  }
 }
 
 }  // namespace

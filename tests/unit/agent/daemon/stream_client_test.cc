@@ -31,6 +31,7 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
         hellos.push_back(msg.hello());
         AggregatorMessage reply;
         reply.mutable_peer_list()->set_accepts_report_deltas(accepts_report_deltas);
+        reply.mutable_peer_list()->set_accepts_results_follow(accepts_results_follow);
         if (quiet_report_interval.count() > 0) {
           *reply.mutable_peer_list()->mutable_quiet_report_interval() =
               google::protobuf::util::TimeUtil::NanosecondsToDuration(quiet_report_interval.count());
@@ -41,6 +42,7 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
       } else if (msg.has_report()) {
         sequences.push_back(msg.report().sequence());
         delta_flags.push_back(msg.report().delta());
+        results_follow_flags.push_back(msg.report().results_follow());
         std::vector<std::string> dsts;
         for (const auto& p : msg.report().probes()) dsts.push_back(p.dst());
         probe_dsts.push_back(std::move(dsts));
@@ -55,9 +57,11 @@ class FakeCollector final : public meshprobe::v1::Collector::Service {
   std::vector<meshprobe::v1::Hello> hellos;
   std::vector<uint64_t> sequences;
   std::vector<bool> delta_flags;  // Report.delta of each report, in order
+  std::vector<bool> results_follow_flags;  // Report.results_follow of each report, in order
   std::vector<std::vector<std::string>> probe_dsts;  // each report's probe destinations
   bool accepts_report_deltas = false;     // what its PeerLists say (set before the agent connects)
   std::chrono::nanoseconds quiet_report_interval{0};  // likewise; 0: unset
+  bool accepts_results_follow = false;    // likewise
   uint64_t late_after_sequence = 0;       // `late` is written after the report with this sequence
   std::vector<AggregatorMessage> late;
   std::vector<AggregatorMessage> script;  // set before the agent connects
@@ -379,6 +383,49 @@ TEST(StreamClient, QuietReportsWaitForThePeerListsQuietInterval) {
   }
   EXPECT_EQ(c.client->reportsHeld(), 3u);
   c.client->stop();
+}
+
+// A PeerList that accepts Report.results_follow: a report of more results than the encoder's
+// limit (600 here, coverage period 25 intervals) goes out as a whole report of the first 512
+// marked so, and the next report carries the other 88. Without it, all 600 at once.
+TEST(StreamClient, TheResultsOfALargeFirstReportFollowOnlyWhenThePeerListAcceptsIt) {
+  auto large = [](uint64_t seq) {
+    meshprobe::v1::Report r = report(seq);
+    *r.mutable_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(1000 + static_cast<int64_t>(seq));
+    *r.mutable_coverage_period() = google::protobuf::util::TimeUtil::SecondsToDuration(25);
+    *r.mutable_probe_interval() = google::protobuf::util::TimeUtil::SecondsToDuration(1);
+    for (int i = 0; i < 600; ++i) {
+      auto* p = r.add_probes();
+      p->set_dst("node-" + std::to_string(i));
+      p->set_layer(meshprobe::v1::UNDERLAY);
+      p->set_sent(10);
+      p->set_received(10);
+      *p->mutable_last_probe() = r.time();
+    }
+    return r;
+  };
+  for (bool accepts : {true, false}) {
+    SCOPED_TRACE(accepts);
+    Server server;
+    ASSERT_NE(server.port, 0);
+    server.service.accepts_report_deltas = true;
+    server.service.accepts_results_follow = accepts;
+    Client c(server.port);
+    c.buffer.push(large(1));
+    c.buffer.push(large(2));
+    c.client->start();
+    ASSERT_TRUE(eventually([&] {
+      std::lock_guard l(server.service.mu);
+      return server.service.sequences.size() == 2;
+    }));
+    std::lock_guard l(server.service.mu);
+    EXPECT_EQ(server.service.results_follow_flags, (std::vector<bool>{accepts, false}));
+    EXPECT_EQ(server.service.delta_flags, (std::vector<bool>{false, true}));
+    ASSERT_EQ(server.service.probe_dsts.size(), 2u);
+    EXPECT_EQ(server.service.probe_dsts[0].size(), accepts ? 512u : 600u);
+    EXPECT_EQ(server.service.probe_dsts[1].size(), accepts ? 88u : 0u);
+    c.client->stop();
+  }
 }
 
 // A member that joins after the stream's peer list: the agent is asked to report at once,
