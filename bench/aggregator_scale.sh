@@ -27,12 +27,17 @@
 # WHOLE_DIGESTS=1 passes --whole-digests (agents whose digest is a whole report per digest
 # period, as an earlier release's); EVERY_INTERVAL=1 passes --every-interval (agents that
 # report every interval even with nothing new, as the previous release's).
+# PROBE_BUDGET (default 200, the agent's default) is the simulated agents' --probe-budget:
+# with delta reports it only sets their coverage period, which decides how their first
+# report's results follow it (report_delta.h); WHOLE_FIRST_REPORTS=1 passes
+# --whole-first-reports (every result in a stream's first report, as the previous release's).
 # AGG_ARGS adds flags to the aggregator's command line (e.g. AGG_ARGS="--grpc-memory-limit
 # 64Mi"). Everything it starts it stops (trap), by PID.
 #
 # Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
 # Env:   SIZES="100 300" WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
 #        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 WHOLE_DIGESTS=0 EVERY_INTERVAL=0 SHARDS=1 PIN=0
+#        PROBE_BUDGET=200 WHOLE_FIRST_REPORTS=0
 #        AGG_ARGS=
 set -euo pipefail
 
@@ -60,6 +65,8 @@ MEMBERSHIP_ARGS=()
 [[ ${LEGACY_MEMBERSHIP:-0} == 1 ]] && MEMBERSHIP_ARGS=(--legacy-membership)
 [[ ${WHOLE_DIGESTS:-0} == 1 ]] && MEMBERSHIP_ARGS+=(--whole-digests)
 [[ ${EVERY_INTERVAL:-0} == 1 ]] && MEMBERSHIP_ARGS+=(--every-interval)
+[[ ${WHOLE_FIRST_REPORTS:-0} == 1 ]] && MEMBERSHIP_ARGS+=(--whole-first-reports)
+MEMBERSHIP_ARGS+=(--probe-budget "${PROBE_BUDGET:-200}")
 
 for b in "$AGG" "$LOADGEN"; do
   [[ -x $b ]] || { echo "aggregator_scale.sh: $b not built (ninja meshprobe-aggregator meshprobe-loadgen)" >&2; exit 1; }

@@ -13,15 +13,19 @@
 // only). A stream that ends is re-opened with the agent's own capped, jittered backoff.
 // Reports are what an agent's ReportDeltaEncoder sends (agent/daemon/report_delta.h): the
 // stream's first report whole — every known peer on both layers, as an agent reports all
-// its targets; after it, once the stream's PeerList accepts deltas, delta reports carrying
-// the failing cells (a simulated healthy cell never changes, so the encoder would leave it
-// out) and the encoder's slice of the digest: every result once per digest period
+// its targets, or, to an aggregator that accepts Report.results_follow and with a
+// --probe-budget that makes the coverage period four intervals or more, the failing results
+// and the first few hundred, the rest following in the deltas after it; after it, once
+// the stream's PeerList accepts deltas, delta reports carrying the failing cells (a
+// simulated healthy cell never changes, so the encoder would leave it out) and the
+// encoder's slice of the digest: every result once per digest period
 // (ReportDeltaEncoder::digestPeriod: 30 s up to about 1,200 nodes, longer above so a
-// cluster's digests stay within the encoder's cluster rate; 250 s at 5,000 nodes), a share
+// cluster's digests stay within the encoder's cluster rate; 500 s at 5,000 nodes), a share
 // in each report from a period after the whole report on, and every check once per
 // period. A delta with nothing but its slice is left out within the stream's
 // PeerList.quiet_report_interval of the last report, as the encoder's encodeUnlessQuiet
-// does. --whole-reports simulates agents that predate delta reports; --whole-digests
+// does. --whole-reports simulates agents that predate delta reports, --whole-first-reports
+// agents whose first report carries every result; --whole-digests
 // agents that send their digest as a whole report every digest period, --every-interval
 // agents that report every interval even with nothing new (earlier releases' agents).
 //
@@ -35,6 +39,7 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <deque>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -86,6 +91,7 @@ struct Options {
   bool whole_reports = false;      // never delta reports (agents that predate them)
   bool whole_digests = false;      // the digest as a whole report per period (the previous agents)
   bool every_interval = false;     // a report every interval, quiet or not (the previous agents)
+  bool whole_first_reports = false;  // every result in a stream's first report (the previous agents)
   bool query_bench = false;
   size_t count = 200;
   size_t shard = 0;   // this process simulates the nodes whose index % shards == shard
@@ -125,6 +131,8 @@ struct Counters {
   std::atomic<uint64_t> reports_sent{0};
   std::atomic<uint64_t> delta_reports_sent{0};
   std::atomic<uint64_t> reports_held{0};  // quiet reports left out (PeerList.quiet_report_interval)
+  std::atomic<uint64_t> results_follow{0};  // whole reports whose results followed in the deltas after them
+  std::atomic<uint64_t> largest_report{0};  // bytes of the largest report message written
   std::atomic<uint64_t> report_bytes{0};
   std::atomic<uint64_t> reports_replaced{0};  // a newer report replaced one still waiting for the stream
   std::atomic<uint64_t> write_failures{0};
@@ -156,6 +164,9 @@ struct Node {
   Duration quiet_hold{};              // this stream's PeerList.quiet_report_interval
   Steady::time_point last_whole{};    // the stream's last whole report
   agent::DigestSchedule digest;       // the digest slices, over targets 2 * dst + layer
+  bool results_follow = false;        // this stream's PeerList accepts Report.results_follow
+  size_t owed_from = SIZE_MAX;        // the first target (2 * dst + layer) still owed; SIZE_MAX: none
+  std::deque<size_t> owed_joined;     // joined members whose results are still owed
   Steady::time_point next_report{};
   Steady::time_point last_report{};  // the last report built (early reports after a join)
   Steady::time_point reconnect_due{};
@@ -200,6 +211,7 @@ class Simulation {
   std::vector<std::unique_ptr<Node>> nodes_;  // every node of the cluster, by index
   std::vector<size_t> mine_;                  // the indices this process simulates (its shard)
   Duration digest_period_{};                  // every result resent once per this (the agent's encoder's rule)
+  size_t results_per_report_ = 0;             // owed results a report carries (the agent's encoder's rule)
   std::vector<agent::ProbeTarget> underlay_, overlay_;  // by node index
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<meshprobe::v1::Collector::Stub>> stubs_;
@@ -257,7 +269,13 @@ class NodeStream : public grpc::ClientBidiReactor<AgentMessage, AggregatorMessag
     if (write_.has_report()) {
       sim_.counters().reports_sent++;
       if (write_.report().delta()) sim_.counters().delta_reports_sent++;
-      sim_.counters().report_bytes += write_.ByteSizeLong();
+      if (write_.report().results_follow()) sim_.counters().results_follow++;
+      const uint64_t bytes = write_.ByteSizeLong();
+      sim_.counters().report_bytes += bytes;
+      auto& largest = sim_.counters().largest_report;
+      uint64_t prev = largest.load();
+      while (bytes > prev && !largest.compare_exchange_weak(prev, bytes)) {
+      }
     }
     if (pending_ && !broken_) {
       write_ = std::move(*pending_);
@@ -337,9 +355,14 @@ Simulation::Simulation(const Options& options, FaultSet faults) : options_(optio
   // digests by that count (ReportDeltaEncoder::digestPeriod).
   digest_period_ = std::chrono::duration_cast<Duration>(agent::ReportDeltaEncoder::digestPeriod(
       agent::ReportDeltaEncoder::Options{}, 2 * (n - 1), std::chrono::nanoseconds(0)));
+  // Agents with this probe budget have a coverage period of the rotation's rounds (one
+  // round: a full mesh), which sets how many owed results each report carries.
+  results_per_report_ = 2 * (n - 1);
   if (options_.probe_budget > 0) {
     plan_ = std::make_unique<agent::RotationPlan>(
         names, agent::perRoundCapacity(options_.probe_budget, options_.interval));
+    results_per_report_ = agent::ReportDeltaEncoder::resultsPerReport(agent::ReportDeltaEncoder::Options{},
+                                                                       2 * (n - 1), plan_->coverageRounds());
     ring_to_index_.resize(n);
     index_to_ring_.resize(n);
     for (size_t r = 0; r < plan_->ring().size(); ++r) {
@@ -408,6 +431,7 @@ void Simulation::onPeerList(Node& n, const meshprobe::v1::PeerList& list) {
   std::lock_guard lock(n.mu);
   n.peers->onPeerList(list);
   n.deltas_ok = !options_.whole_reports && list.accepts_report_deltas();
+  n.results_follow = n.deltas_ok && !options_.whole_first_reports && list.accepts_results_follow();
   n.quiet_hold = list.has_quiet_report_interval() && !options_.whole_digests && !options_.every_interval
                      ? std::chrono::duration_cast<Duration>(std::chrono::nanoseconds(
                            google::protobuf::util::TimeUtil::DurationToNanoseconds(list.quiet_report_interval())))
@@ -451,6 +475,7 @@ bool Simulation::quietRound(Node& n, Steady::time_point now) const {
   if (!n.deltas_ok || !n.whole_on_stream || n.quiet_hold <= options_.interval) return false;
   if (now - n.last_report >= n.quiet_hold || now - n.last_checks >= digest_period_) return false;
   if (n.peers->anyJoined()) return false;
+  if (n.owed_from != SIZE_MAX || !n.owed_joined.empty()) return false;  // results still owed
   return !injected_ || faults_.destinationsFrom(n.index, nodes_.size()).empty();
 }
 
@@ -519,17 +544,64 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   if (n.deltas_ok) {
     // An agent reports every target, probed this round or not; a delta only the failing ones.
     if (whole) {
-      for (size_t j = 0; j < count; ++j) add(j);
+      // To an aggregator that accepts it, a large agent's whole report carries the failing
+      // results and the first per_report others; the rest follow, that many a delta
+      // (ReportDeltaEncoder, "Results that follow").
+      // Counted over the results the report has (known peers), as the encoder counts them.
+      size_t upto = 0;
+      for (size_t carried = 0; upto < count; ++upto) {
+        if (upto == n.index || !n.peers->known(upto)) continue;
+        if (n.results_follow && carried + 2 > results_per_report_) break;
+        add(upto);
+        carried += 2;
+      }
+      if (injected) {
+        for (size_t j : faults_.destinationsFrom(n.index, count)) {
+          if (j < upto || j == n.index || !n.peers->known(j)) continue;
+          for (int layer = 0; layer < 2; ++layer) {
+            const Layer l = layer == 0 ? Layer::kUnderlay : Layer::kOverlay;
+            if (!faults_.fails(n.index, j, l)) continue;
+            *report.add_probes() =
+                agent::toProto(targetStats(layer == 0 ? underlay_[j] : overlay_[j], j, true, facts));
+          }
+        }
+      }
+      n.owed_joined.clear();  // a whole report carries every known member
+      if (upto < count) {
+        report.set_results_follow(true);
+        n.owed_from = 2 * upto;
+      } else {
+        n.owed_from = SIZE_MAX;
+      }
       n.peers->takeJoined();  // a whole report carries them already
     } else {
+      // Results owed (the rest of a whole report whose results follow, and joined members'
+      // results), at most results_per_report_ a report to an aggregator that accepts it.
+      size_t room = n.results_follow ? results_per_report_ : SIZE_MAX;
+      if (n.owed_from != SIZE_MAX) {
+        const size_t end = std::min(2 * count, n.owed_from + room);
+        room -= end - n.owed_from;
+        for (size_t t = n.owed_from; t < end; ++t) {
+          const size_t j = t / 2;
+          const Layer l = t % 2 == 0 ? Layer::kUnderlay : Layer::kOverlay;
+          if (j == n.index || !n.peers->known(j) || (injected && faults_.fails(n.index, j, l))) continue;
+          *report.add_probes() = cache.healthy[t];
+        }
+        n.owed_from = end < 2 * count ? end : SIZE_MAX;
+      }
       if (injected) {
         for (size_t j : faults_.destinationsFrom(n.index, count)) add(j);
       }
       // Members that joined since the last report: all their results, as the agent's
-      // encoder resends them (the aggregator could not place them before it knew the member).
+      // encoder resends them (the aggregator could not place them before it knew the member),
+      // within the room left.
       std::vector<bool> joined(count, false);
-      for (size_t j : n.peers->takeJoined()) {
+      for (size_t j : n.peers->takeJoined()) n.owed_joined.push_back(j);
+      while (!n.owed_joined.empty() && room >= 2) {
+        const size_t j = n.owed_joined.front();
+        n.owed_joined.pop_front();
         if (j == n.index || j >= count || !n.peers->known(j)) continue;
+        room -= 2;
         joined[j] = true;
         for (int layer = 0; layer < 2; ++layer) {
           const Layer l = layer == 0 ? Layer::kUnderlay : Layer::kOverlay;
@@ -770,7 +842,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
       stderr,
       "meshprobe-loadgen summary: nodes=%zu shard=%zu/%zu simulated=%zu wall_s=%.1f streams_connected_max=%llu streams_started=%llu "
       "stream_errors=%llu write_failures=%llu reports_sent=%llu report_bytes=%llu "
-      "reports_replaced=%llu delta_reports=%llu reports_held=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
+      "reports_replaced=%llu delta_reports=%llu reports_held=%llu results_follow=%llu largest_report=%llu membership=%s peer_lists=%llu peer_deltas=%llu peer_deltas_ignored=%llu "
       "membership_bytes=%llu membership_full_bytes=%llu membership_delta_bytes=%llu foreign_peers=%llu\n",
       o.nodes, o.shard, o.shards, sim.simulated(), wall, static_cast<unsigned long long>(c.max_connected.load()),
       static_cast<unsigned long long>(c.streams_started.load()),
@@ -779,7 +851,8 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
       static_cast<unsigned long long>(c.report_bytes.load()),
       static_cast<unsigned long long>(c.reports_replaced.load()),
       static_cast<unsigned long long>(c.delta_reports_sent.load()),
-      static_cast<unsigned long long>(c.reports_held.load()), o.legacy_membership ? "legacy" : "delta",
+      static_cast<unsigned long long>(c.reports_held.load()), static_cast<unsigned long long>(c.results_follow.load()),
+      static_cast<unsigned long long>(c.largest_report.load()), o.legacy_membership ? "legacy" : "delta",
       static_cast<unsigned long long>(c.peer_lists.load()), static_cast<unsigned long long>(c.peer_deltas.load()),
       static_cast<unsigned long long>(c.peer_deltas_ignored.load()),
       static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
@@ -832,6 +905,10 @@ int main(int argc, char** argv) {
       ("whole-digests", po::bool_switch(&o.whole_digests),
        "simulate agents whose digest is a whole report every digest period instead of a slice in each delta "
        "(the agents of the previous release)")
+      ("whole-first-reports", po::bool_switch(&o.whole_first_reports),
+       "simulate agents that send every result in a stream's first report (the agents of the previous release; "
+       "default: as current agents, to an aggregator that accepts it the results beyond a few hundred follow in "
+       "the deltas after it, when --probe-budget makes the coverage period four intervals or more)")
       ("every-interval", po::bool_switch(&o.every_interval),
        "simulate agents that send a report every interval even with nothing new (the agents of the previous "
        "release; default: as current agents, a quiet report only every PeerList.quiet_report_interval)")
