@@ -169,7 +169,7 @@ class ReportDeltaEncoder {
   // (whole or delta) of `results` results whose coverage period is `rounds` probe intervals:
   // options.results_per_report, or more if the rest would not follow within the coverage
   // period less two intervals; `results` (all of them) when results_per_report is 0 or the
-  // coverage period is one interval (a full mesh).
+  // coverage period is under four intervals (a full mesh is one).
   static size_t resultsPerReport(const Options& options, size_t results, uint64_t rounds);
 
   // The longest time between two whole reports of `results` probe results whose coverage

@@ -2,7 +2,8 @@
 // 50 simulated agents join, a node fault and a pair fault show in Diagnose with the right
 // nodes and layers after the `injected` line, nothing listening is a clear non-zero
 // exit, an aggregator under --grpc-memory-limit takes in 1,000 agents with no stream
-// lost, and large first reports whose results follow in deltas make a complete matrix. Needs no privileges; traffic stays on 127.0.0.1.
+// lost, and large first reports whose results follow in deltas make a complete matrix.
+// Needs no privileges; traffic stays on 127.0.0.1.
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
