@@ -36,8 +36,6 @@ int main(int argc, char** argv) {
   // takes is tracked in a global lock-order graph, which with thousands of agent streams
   // costs more than the streams themselves. Nothing of ours uses absl::Mutex.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  // Before anything starts gRPC, which reads GRPC_EXPERIMENTS once (server.h).
-  const std::string grpc_experiments = meshprobe::aggregator::preferSmallGrpcReads();
   std::string grpc_listen, http_listen, stale_after, forget_after, log_level, log_format;
   std::string kube_mode_text, kubeconfig, kube_context, expect_ambient, agent_missing_after;
   std::string node_conditions;
@@ -294,7 +292,6 @@ int main(int argc, char** argv) {
   spdlog::info("meshprobe-aggregator {} serving gRPC on {} (port {}); stale after {}, forget after {}",
                meshprobe::kVersion, grpc_listen, *port, meshprobe::formatDuration(*stale),
                meshprobe::formatDuration(server.state().options().forget_after));
-  spdlog::debug("GRPC_EXPERIMENTS={}", grpc_experiments);
   if (*memory_limit > 0) {
     spdlog::info("gRPC transport buffers capped at {} bytes (--grpc-memory-limit {})", *memory_limit,
                  grpc_memory_limit);

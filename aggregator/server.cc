@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cstdlib>
 #include <limits>
 #include <utility>
 
@@ -41,18 +40,6 @@ std::optional<uint64_t> parseByteQuantity(std::string_view text) {
   return std::nullopt;
 }
 
-std::string preferSmallGrpcReads() {
-  constexpr std::string_view kExperiment = "tcp_read_chunks";
-  const char* current = std::getenv("GRPC_EXPERIMENTS");
-  std::string value = current != nullptr ? current : "";
-  if (value.find(kExperiment) != std::string::npos) return value;
-  if (!value.empty()) value += ',';
-  value += '-';
-  value += kExperiment;
-  ::setenv("GRPC_EXPERIMENTS", value.c_str(), 1);
-  return value;
-}
-
 AggregatorServer::AggregatorServer(const Clock& clock, ServerOptions options)
     : options_(std::move(options)),
       state_(clock, options_.cluster),
@@ -74,8 +61,6 @@ Result<int> AggregatorServer::start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              static_cast<int>(kServerMinPingInterval.count()));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // Reads of at most this size, so an idle stream keeps little (preferSmallGrpcReads).
-  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kMaxGrpcReadChunk);
   if (options_.grpc_memory_limit > 0) {
     quota_ = std::make_unique<grpc::ResourceQuota>("meshprobe-aggregator");
     quota_->Resize(static_cast<size_t>(std::min<uint64_t>(options_.grpc_memory_limit,

@@ -33,20 +33,6 @@ namespace meshprobe::aggregator {
 // receives at most (gRPC charges a message's read buffers to the quota while it arrives).
 inline constexpr uint64_t kMinGrpcMemoryLimit = 32ull << 20;
 
-// gRPC 1.51 reads a connection into 64 KiB slices once its estimate of the next read passes
-// 12 KiB (its "tcp_read_chunks" experiment, on by default), and keeps the unread rest of the
-// last slice for the next read. An agent's first reports are large and its later ones a few
-// hundred bytes, so such a slice stays with each quiet stream for minutes: at 5,000 agents,
-// 5,400 slices of 64 KiB were most of the aggregator's memory. With the experiment off gRPC
-// sizes each read by its estimate, which the server caps at kMaxGrpcReadChunk: an idle
-// stream then keeps at most one 8 KiB block (the slice's header is 48 bytes of it).
-inline constexpr int kMaxGrpcReadChunk = 8192 - 64;
-
-// Turns the experiment above off through GRPC_EXPERIMENTS, keeping what the operator put
-// there; an operator's own setting for "tcp_read_chunks" wins. gRPC reads the variable once,
-// so main() calls this before anything starts gRPC. Returns the value it set or left.
-std::string preferSmallGrpcReads();
-
 // A byte count written as a Kubernetes quantity: "0", "1048576", "64Mi", "1Gi", "512Ki"
 // (binary), "100M", "2G", "500k" (decimal). nullopt for anything else, a negative or
 // fractional number, or more than 2^63 bytes.

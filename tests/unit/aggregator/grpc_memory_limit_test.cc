@@ -3,9 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,40 +31,6 @@ TEST(ParseByteQuantity, RefusesAnythingElse) {
   for (const char* bad : {"", "Mi", "-1", "-64Mi", "1.5Gi", "64mi", "64MB", "64 Mi", " 64Mi", "64Mi ", "0x10",
                           "8388609Ti", "99999999999999999999", "1e9"}) {
     EXPECT_FALSE(parseByteQuantity(bad).has_value()) << "'" << bad << "'";
-  }
-}
-
-// GRPC_EXPERIMENTS as preferSmallGrpcReads() leaves it, from each value it may find; the
-// variable is put back as it was afterwards.
-TEST(PreferSmallGrpcReads, TurnsTheReadChunksExperimentOffUnlessTheOperatorNamedIt) {
-  const char* before = std::getenv("GRPC_EXPERIMENTS");
-  const std::optional<std::string> saved = before ? std::optional<std::string>(before) : std::nullopt;
-  struct Case {
-    std::optional<std::string> given;
-    std::string expected;
-  };
-  const std::vector<Case> cases = {
-      {std::nullopt, "-tcp_read_chunks"},
-      {"", "-tcp_read_chunks"},
-      {"event_engine_client", "event_engine_client,-tcp_read_chunks"},
-      {"tcp_read_chunks", "tcp_read_chunks"},        // the operator's choice wins
-      {"a,-tcp_read_chunks", "a,-tcp_read_chunks"},  // already off: not repeated
-  };
-  for (const auto& c : cases) {
-    if (c.given) {
-      ::setenv("GRPC_EXPERIMENTS", c.given->c_str(), 1);
-    } else {
-      ::unsetenv("GRPC_EXPERIMENTS");
-    }
-    EXPECT_EQ(preferSmallGrpcReads(), c.expected) << "given " << c.given.value_or("(unset)");
-    const char* now = std::getenv("GRPC_EXPERIMENTS");
-    ASSERT_NE(now, nullptr) << "given " << c.given.value_or("(unset)");
-    EXPECT_EQ(std::string(now), c.expected) << "given " << c.given.value_or("(unset)");
-  }
-  if (saved) {
-    ::setenv("GRPC_EXPERIMENTS", saved->c_str(), 1);
-  } else {
-    ::unsetenv("GRPC_EXPERIMENTS");
   }
 }
 
