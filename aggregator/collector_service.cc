@@ -1,5 +1,6 @@
 #include "aggregator/collector_service.h"
 
+#include <google/protobuf/arena.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 #include <spdlog/spdlog.h>
 
@@ -51,7 +52,7 @@ uint64_t CollectorStats::ingestErrorsTotal() const {
 
 // One agent's stream. Reads are sequential (one outstanding StartRead); writes go through
 // a queue so at most one StartWrite is outstanding. `mu_` guards the write side and the
-// finish state; the read side (in_bytes_, in_, hello_, identified_) is touched only by the ingest
+// finish state; the read side (in_bytes_, hello_, identified_) is touched only by the ingest
 // worker handling the last message read and, once every reference is gone, release().
 class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                           public MembershipSink {
@@ -63,39 +64,29 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   std::chrono::steady_clock::time_point opened() const { return opened_; }  // on the service's clock
   // Whether a message was read off the stream (it may still wait for a worker).
   bool heard() const { return heard_.load(); }
-  // A parsed report with more results than this is freed after it was applied.
-  static constexpr int kKeepParsedProbes = 64;
+  // Each message read is decoded into an arena of its own, freed once it was applied. A
+  // message parsed into the same object again would reuse that object's parts, and a
+  // repeated field keeps every element it ever held: each of 5,000 streams kept the
+  // results of its largest report (tens of small objects each), about 100 MiB in all once
+  // the agents' digests made reports longer. The arena's first block holds a typical delta
+  // report; a whole one (10,000 results at 5,000 nodes) takes blocks of up to 64 KiB.
+  static google::protobuf::ArenaOptions parseArenaOptions() {
+    google::protobuf::ArenaOptions options;
+    options.start_block_size = 8 << 10;
+    options.max_block_size = 64 << 10;
+    return options;
+  }
 
   void start() { StartRead(&in_bytes_); }
 
-  // Thread-safe. Dropped once the stream is finishing. A membership message still waiting
-  // in the queue absorbs the newer one: a PeerList replaces it, a PeerDelta is folded into
-  // it (so a slow agent holds at most one, and never loses a change).
-  // The queue holds the shared message; folding into one copies it first (copy on write).
+  // Thread-safe. Dropped once the stream is finishing. Messages waiting absorb newer ones
+  // (MembershipQueue): a slow agent holds at most a PeerList and a PeerDelta, and never
+  // loses a change.
   void sendMembership(MembershipMessage msg) override {
     ++service_->stats_.peer_list_pushes;  // counted first: the agent may read it before this returns
     std::lock_guard lock(mu_);
     if (finishing_) return;
-    if (!queue_.empty()) {
-      MembershipMessage& queued = queue_.back();
-      const v1::AggregatorMessage& newer = msg->message();
-      const v1::AggregatorMessage& older = queued->message();
-      if (newer.has_peer_list() && (older.has_peer_list() || older.has_peer_delta())) {
-        queued = std::move(msg);
-        return;
-      }
-      if (newer.has_peer_delta() && (older.has_peer_list() || older.has_peer_delta())) {
-        v1::AggregatorMessage folded = older;
-        if (folded.has_peer_list()) {
-          applyPeerDelta(*folded.mutable_peer_list(), newer.peer_delta());
-        } else {
-          mergePeerDeltas(*folded.mutable_peer_delta(), newer.peer_delta());
-        }
-        queued = std::make_shared<const OutboundMessage>(std::move(folded));
-        return;
-      }
-    }
-    queue_.push_back(std::move(msg));
+    queue_.push(std::move(msg));
     if (!writing_) startWriteLocked();
   }
 
@@ -128,7 +119,9 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     bool keep_reading = false;
     if (!finishing()) {
       try {
-        keep_reading = parseRead() && handle(in_);
+        google::protobuf::Arena arena(parseArenaOptions());
+        const v1::AgentMessage* msg = parseRead(arena);
+        keep_reading = msg != nullptr && handle(*msg);
       } catch (const std::exception& e) {
         service_->countError(IngestError::kInternal);
         spdlog::error("collector stream from {}: {}", peer_, e.what());
@@ -139,11 +132,6 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       }
     }
     if (keep_reading) {
-      // Parsing into the same message reuses its objects, and a repeated field keeps every
-      // element it ever held: a stream would hold its largest report (a whole one, 10,000
-      // results at 5,000 nodes, about 1 MB of small objects) for as long as it is open. Give
-      // a big one back; the deltas between whole reports are small.
-      if (in_.has_report() && in_.report().probes_size() > kKeepParsedProbes) in_ = v1::AgentMessage();
       std::lock_guard lock(mu_);
       if (!finishing_) StartRead(&in_bytes_);
     }
@@ -182,23 +170,22 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
     delete this;
   }
 
-  // Decodes the message read into in_ (here, on the ingest worker, not on the gRPC thread
-  // that read it); ends the stream when it is not an AgentMessage.
-  bool parseRead() {
+  // Decodes the message read into `arena` (here, on the ingest worker, not on the gRPC
+  // thread that read it); ends the stream and returns null when it is not an AgentMessage.
+  const v1::AgentMessage* parseRead(google::protobuf::Arena& arena) {
+    auto* msg = google::protobuf::Arena::CreateMessage<v1::AgentMessage>(&arena);
     bool parsed = true;
-    if (in_bytes_.Valid()) {
+    if (in_bytes_.Valid()) {  // else no buffer: an empty message
       grpc::ProtoBufferReader reader(&in_bytes_);
-      parsed = in_.ParseFromZeroCopyStream(&reader) && reader.status().ok();
-    } else {
-      in_.Clear();  // no buffer: an empty message
+      parsed = msg->ParseFromZeroCopyStream(&reader) && reader.status().ok();
     }
     in_bytes_.Clear();
-    if (parsed) return true;
+    if (parsed) return msg;
     service_->countError(IngestError::kUnparsable);
     spdlog::warn("ending Collector stream from {}: a message that is not a meshprobe.v1.AgentMessage", peer_);
     finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "could not decode the message as meshprobe.v1.AgentMessage"));
-    return false;
+    return nullptr;
   }
 
   // Returns whether to keep reading.
@@ -260,8 +247,7 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   }
 
   void startWriteLocked() {
-    out_ = std::move(queue_.front());
-    queue_.pop_front();
+    out_ = queue_.pop();
     writing_ = true;
     service_->countMembershipWrite(*out_);
     out_bytes_ = out_->wire();  // a reference to the message's one encoding, not a copy of it
@@ -287,14 +273,13 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
   std::atomic<bool> heard_{false};
 
   // Read side: touched by one thread at a time (gRPC's while reading, then the worker's).
-  grpc::ByteBuffer in_bytes_;  // as read; decoded into in_ by the worker
-  v1::AgentMessage in_;
+  grpc::ByteBuffer in_bytes_;  // as read; decoded by the worker
   v1::Hello hello_;
   bool identified_ = false;
 
   // Write side and finish state.
   std::mutex mu_;
-  std::deque<MembershipMessage> queue_;
+  MembershipQueue queue_;  // waiting to be written
   MembershipMessage out_;  // the message being written (shared with other streams' queues)
   grpc::ByteBuffer out_bytes_;  // its encoding, shared with every stream writing it
   bool writing_ = false;
