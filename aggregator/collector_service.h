@@ -18,9 +18,8 @@
 // connections' HTTP/2 handshakes. A stream keeps one read outstanding, and the next read
 // starts only after the worker handled the last message: per stream, messages are handled
 // in order and at most one waits.
-// Writes are serialized per stream (one outstanding write; a membership message that has
-// not been sent yet absorbs a newer one: a PeerList replaces it, a PeerDelta is folded
-// in). A stream ending marks nothing by itself: staleness (ClusterState) decides. No
+// Writes are serialized per stream (one outstanding write; membership messages that have
+// not been sent yet absorb newer ones, MembershipQueue). A stream ending marks nothing by itself: staleness (ClusterState) decides. No
 // exception crosses a reactor callback.
 
 #include <grpcpp/grpcpp.h>

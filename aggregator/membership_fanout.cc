@@ -28,6 +28,25 @@ MembershipMessage peerListMessage(v1::PeerList current) {
   return std::make_shared<const OutboundMessage>(std::move(msg));
 }
 
+void MembershipQueue::push(MembershipMessage msg) {
+  const v1::AggregatorMessage& newer = msg->message();
+  if (newer.has_peer_list()) {
+    waiting_.clear();
+  } else if (newer.has_peer_delta() && !waiting_.empty() && waiting_.back()->message().has_peer_delta()) {
+    v1::AggregatorMessage merged = waiting_.back()->message();
+    mergePeerDeltas(*merged.mutable_peer_delta(), newer.peer_delta());
+    waiting_.back() = std::make_shared<const OutboundMessage>(std::move(merged));
+    return;
+  }
+  waiting_.push_back(std::move(msg));
+}
+
+MembershipMessage MembershipQueue::pop() {
+  MembershipMessage first = std::move(waiting_.front());
+  waiting_.pop_front();
+  return first;
+}
+
 void MembershipFanout::add(MembershipSink* sink, bool accepts_deltas) {
   auto [it, fresh] = receivers_.try_emplace(sink);
   if (fresh || !it->second.needs_list) ++joiners_;

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,6 +56,26 @@ using MembershipMessage = std::shared_ptr<const OutboundMessage>;
 
 // `current` as a PeerList message.
 MembershipMessage peerListMessage(meshprobe::v1::PeerList current);
+
+// What one stream has yet to write, oldest first. A membership message not written yet
+// absorbs a newer one, so a slow agent's queue stays short and says the same:
+// - a PeerList replaces everything waiting (it has every change);
+// - a PeerDelta is merged into a waiting PeerDelta (a message of this stream's own);
+// - a PeerDelta behind a waiting PeerList waits after it. Folding it into the list would
+//   copy the whole list for this stream alone (5,000 peers at 5,000 nodes), where the list
+//   itself is one message shared with every stream it went to.
+// So at most a PeerList and a PeerDelta wait. Not thread-safe: the stream locks.
+class MembershipQueue {
+ public:
+  void push(MembershipMessage msg);
+  MembershipMessage pop();  // the oldest; call only when !empty()
+  bool empty() const { return waiting_.empty(); }
+  size_t size() const { return waiting_.size(); }
+  void clear() { waiting_.clear(); }
+
+ private:
+  std::deque<MembershipMessage> waiting_;
+};
 
 // A stream's write side, as membership sees it.
 class MembershipSink {

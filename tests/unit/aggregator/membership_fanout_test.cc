@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <memory>
@@ -310,6 +311,98 @@ TEST(MembershipFanout, NoChangeNoMessage) {
   c.tick();
   EXPECT_EQ(c.messages(), 1u);
   EXPECT_THAT(c.sinks[0]->got[0].peer_list().peers(), ::testing::SizeIs(1));
+}
+
+// A stream whose agent does not read: what the fanout sends it waits in its queue
+// (MembershipQueue, as AgentStream holds it), and is drained at the end in order.
+struct SlowSink : MembershipSink {
+  void sendMembership(MembershipMessage msg) override {
+    queue.push(std::move(msg));
+    longest = std::max(longest, queue.size());
+  }
+  MembershipQueue queue;
+  size_t longest = 0;
+};
+
+TEST(MembershipQueue, ASlowStreamHoldsTheSharedListAndOneDeltaAndEndsWithTheMembership) {
+  FakeClock clock;
+  Cluster c(clock, kWindow);
+  for (int i = 1; i <= 20; ++i) c.join(i, true);
+  SlowSink slow;
+  c.fanout.add(&slow, /*accepts_deltas=*/true);
+  clock.advance(kWindow);
+  c.tick();  // the slow stream's PeerList, shared with the joiners of the window
+  ASSERT_EQ(slow.queue.size(), 1u);
+  const OutboundMessage* list = nullptr;
+  {
+    MembershipQueue copy = slow.queue;
+    list = copy.pop().get();
+  }
+  EXPECT_EQ(&list->message(), c.sinks[0]->objects.back()) << "the queue holds the shared list";
+  // Changes over many windows while the agent reads nothing.
+  for (int w = 0; w < 30; ++w) {
+    c.join(100 + w, true);
+    if (w % 3 == 0) c.forget(1 + w / 3);
+    if (w % 4 == 0) c.change(15, "02:00:00:00:00:" + std::to_string(10 + w));
+    clock.advance(kWindow);
+    c.tick();
+  }
+  EXPECT_EQ(slow.longest, 2u);
+  ASSERT_EQ(slow.queue.size(), 2u);
+  // Drained as the stream writes: the same list object first (never copied for this
+  // stream), then one delta with every change since.
+  const MembershipMessage first = slow.queue.pop();
+  EXPECT_EQ(first.get(), list);
+  const MembershipMessage second = slow.queue.pop();
+  EXPECT_TRUE(slow.queue.empty());
+  ASSERT_TRUE(first->message().has_peer_list());
+  ASSERT_TRUE(second->message().has_peer_delta());
+  v1::PeerList held = first->message().peer_list();
+  applyPeerDelta(held, second->message().peer_delta());
+  EXPECT_EQ(held.SerializeAsString(), c.current().SerializeAsString());
+}
+
+TEST(MembershipQueue, AListReplacesWhateverWaitsAndDeltasMergeIntoOne) {
+  auto list = [](std::initializer_list<int> ids) {
+    v1::PeerList l;
+    for (int i : ids) *l.add_peers() = peerFromHello(makeHello(node(i), i));
+    return peerListMessage(l);
+  };
+  auto delta = [](int joined, int left) {
+    v1::AggregatorMessage m;
+    *m.mutable_peer_delta()->add_peers() = peerFromHello(makeHello(node(joined), joined));
+    m.mutable_peer_delta()->add_left(node(left));
+    return std::make_shared<const OutboundMessage>(std::move(m));
+  };
+  MembershipQueue q;
+  q.push(delta(3, 1));
+  q.push(delta(4, 2));
+  ASSERT_EQ(q.size(), 1u);  // merged
+  {
+    v1::PeerList l;
+    for (int i : {1, 2}) *l.add_peers() = peerFromHello(makeHello(node(i), i));
+    applyPeerDelta(l, q.pop()->message().peer_delta());
+    std::vector<std::string> names;
+    for (const auto& p : l.peers()) names.push_back(p.node_name());
+    EXPECT_THAT(names, ::testing::UnorderedElementsAre(node(3), node(4)));
+  }
+  q.push(delta(3, 1));
+  const MembershipMessage newest = list({5, 6});
+  q.push(newest);
+  ASSERT_EQ(q.size(), 1u);  // the list says everything the delta did
+  q.push(delta(7, 5));
+  q.push(list({8}));
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q.pop()->message().peer_list().peers(0).node_name(), node(8));
+  q.push(newest);
+  q.push(delta(7, 5));
+  q.push(delta(9, 6));
+  ASSERT_EQ(q.size(), 2u);
+  EXPECT_EQ(q.pop(), newest);
+  EXPECT_EQ(q.pop()->message().peer_delta().peers_size(), 2);
+  q.push(newest);
+  q.clear();
+  EXPECT_TRUE(q.empty());
 }
 
 // The wire form is encoded once, however many streams write it at the same time, and every
