@@ -206,6 +206,10 @@ run_size() {
     "$(awk -v b="${membership:-0}" 'BEGIN {printf "%.1f", b / 1048576}')" "${errors:-?}" "$load"
   echo "       aggregator membership sent: $agg_membership"
   sed 's/meshprobe-loadgen summary: /       loadgen: /' <<<"$summary"
+  # Why streams ended: each loadgen's first and last stream error, and the streams the
+  # aggregator itself ended, by reason.
+  grep -h "stream error:" "$WORK"/lg-"$n"-*.err | sed 's/^meshprobe-loadgen: /       loadgen /' || true
+  echo "       aggregator ingest errors: $(awk '/^meshprobe_aggregator_ingest_errors_total\{/ && $2 > 0 {printf "%s ", $0}' "$WORK/metrics-end-$n.txt")"
   sed 's/^/       /' "$WORK/q-$n"
 }
 
