@@ -6,7 +6,6 @@
 
 #include <boost/asio/post.hpp>
 
-#include <deque>
 #include <exception>
 #include <optional>
 #include <string>

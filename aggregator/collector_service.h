@@ -19,8 +19,8 @@
 // starts only after the worker handled the last message: per stream, messages are handled
 // in order and at most one waits.
 // Writes are serialized per stream (one outstanding write; membership messages that have
-// not been sent yet absorb newer ones, MembershipQueue). A stream ending marks nothing by itself: staleness (ClusterState) decides. No
-// exception crosses a reactor callback.
+// not been sent yet absorb newer ones, MembershipQueue). A stream ending marks nothing by
+// itself: staleness (ClusterState) decides. No exception crosses a reactor callback.
 
 #include <grpcpp/grpcpp.h>
 
