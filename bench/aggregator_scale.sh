@@ -12,7 +12,9 @@
 #   4. Query API p50/p99 over QUERY_COUNT calls each (meshprobe-loadgen --query-bench)
 #   5. detection: SIGUSR1 makes the loadgen fail every UNDERLAY probe to and from sim-0001;
 #      the time from its `injected` line until Diagnose shows a finding naming sim-0001 on
-#      UNDERLAY (polled every 100 ms by the loadgen, --watch-diagnose)
+#      UNDERLAY (polled every 100 ms by the loadgen, --watch-diagnose), and the finding's
+#      onset_time after the injection (when the diagnosis first saw it; the rest until it
+#      shows is the onset hold and the polling)
 #   6. membership: the aggregator's meshprobe_aggregator_membership_{messages,bytes}_total by
 #      kind (full PeerLists, PeerDeltas) over the whole run, scraped just before it stops
 # and prints one result line per N plus the machine's load average before the run. The
@@ -174,9 +176,10 @@ run_size() {
   gm=$(awk '$2 == "GetMatrix(UNDERLAY)" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')
 
   kill -USR1 "${LG_PIDS[@]}"
-  local detect="timeout"
+  local detect="timeout" onset="-"
   if wait_for_line "$lg_out" 60 "^visible "; then
     detect=$(awk '/^visible / {print $4}' "$lg_out")
+    onset=$(sed -n 's/^visible .*(onset after \([-0-9.]*\) s).*/\1/p' "$lg_out")
   fi
 
   kill "${LG_PIDS[@]}"
@@ -201,8 +204,8 @@ run_size() {
   wait "$AGG_PID" || true
   AGG_PID=""
 
-  printf '%-6s ramp_s=%-6s agg_cpu_pct=%-6s agg_rss_mib=%-7s loadgen_cpu_pct=%-6s metrics_p50_ms=%-6s series=%-6s listnodes_p50/p99_ms=%-13s diagnose_p50/p99_ms=%-13s getmatrix_p50/p99_ms=%-15s detect_s=%-6s membership_mib=%s stream_errors=%s load_before=%s\n' \
-    "$n" "$ramp" "$agg_cpu" "$rss" "$lg_cpu" "$metrics_p50" "$series" "$ln" "$dg" "$gm" "$detect" \
+  printf '%-6s ramp_s=%-6s agg_cpu_pct=%-6s agg_rss_mib=%-7s loadgen_cpu_pct=%-6s metrics_p50_ms=%-6s series=%-6s listnodes_p50/p99_ms=%-13s diagnose_p50/p99_ms=%-13s getmatrix_p50/p99_ms=%-15s detect_s=%-6s onset_s=%-6s membership_mib=%s stream_errors=%s load_before=%s\n' \
+    "$n" "$ramp" "$agg_cpu" "$rss" "$lg_cpu" "$metrics_p50" "$series" "$ln" "$dg" "$gm" "$detect" "${onset:--}" \
     "$(awk -v b="${membership:-0}" 'BEGIN {printf "%.1f", b / 1048576}')" "${errors:-?}" "$load"
   echo "       aggregator membership sent: $agg_membership"
   sed 's/meshprobe-loadgen summary: /       loadgen: /' <<<"$summary"

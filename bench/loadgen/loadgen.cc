@@ -683,16 +683,27 @@ bool findingMatches(const meshprobe::v1::Finding& f, const FaultSpec& fault) {
 }
 
 // True when Diagnose shows every fault.
-bool faultsVisible(meshprobe::v1::Query::Stub& query, const std::vector<FaultSpec>& faults) {
+// Whether every fault shows in Diagnose. `onset` gets the latest onset_time of the findings
+// that show them: when the aggregator's diagnosis first saw the fault, before the finding
+// became active (the onset hold).
+bool faultsVisible(meshprobe::v1::Query::Stub& query, const std::vector<FaultSpec>& faults,
+                   SysClock::time_point* onset) {
   grpc::ClientContext ctx;
   ctx.set_deadline(SysClock::now() + std::chrono::seconds(5));
   meshprobe::v1::DiagnoseResponse resp;
   if (!query.Diagnose(&ctx, {}, &resp).ok()) return false;
+  SysClock::time_point latest{};
   for (const auto& fault : faults) {
-    bool seen = false;
-    for (const auto& f : resp.findings()) seen = seen || findingMatches(f, fault);
-    if (!seen) return false;
+    const meshprobe::v1::Finding* seen = nullptr;
+    for (const auto& f : resp.findings()) {
+      if (seen == nullptr && findingMatches(f, fault)) seen = &f;
+    }
+    if (seen == nullptr) return false;
+    const auto at = SysClock::time_point(std::chrono::duration_cast<SysClock::duration>(std::chrono::nanoseconds(
+        google::protobuf::util::TimeUtil::TimestampToNanoseconds(seen->onset_time()))));
+    latest = std::max(latest, at);
   }
+  *onset = latest;
   return true;
 }
 
@@ -820,10 +831,11 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
     }
     if (injected && query && !visible && now - last_watch >= std::chrono::milliseconds(100)) {
       last_watch = now;
-      if (faultsVisible(*query, faults)) {
+      SysClock::time_point onset{};
+      if (faultsVisible(*query, faults, &onset)) {
         visible = true;
-        std::printf("visible %s after %.3f s\n", unixSeconds(SysClock::now()).c_str(),
-                    seconds(Steady::now() - injected_steady));
+        std::printf("visible %s after %.3f s (onset after %.3f s)\n", unixSeconds(SysClock::now()).c_str(),
+                    seconds(Steady::now() - injected_steady), seconds(onset - injected_wall));
         std::fflush(stdout);
       }
     }
@@ -894,8 +906,9 @@ int main(int argc, char** argv) {
       ("fault-after", po::value(&fault_after)->default_value(fault_after),
        "inject the faults this long after start (or at SIGUSR1); prints `injected <unix seconds>` on stdout")
       ("watch-diagnose", po::bool_switch(&o.watch_diagnose),
-       "after injection poll Diagnose (every 100 ms) and print `visible <unix seconds> after <s> s` once it "
-       "shows every fault")
+       "after injection poll Diagnose (every 100 ms) and print `visible <unix seconds> after <s> s (onset after "
+       "<s> s)` once it shows every fault; the onset is the findings' onset_time, when the diagnosis first saw the "
+       "fault")
       ("legacy-membership", po::bool_switch(&o.legacy_membership),
        "simulate agents that predate membership deltas: the Hello leaves accepts_peer_deltas unset, so the "
        "aggregator sends whole PeerLists only (default: current agents, one PeerList per stream then PeerDeltas)")

@@ -93,7 +93,7 @@ TEST_F(LoadgenTest, FiftyNodesJoinAndInjectedFaultsShowInDiagnose) {
   Process loadgen("",
                   {kLoadgen, "--insecure", "--aggregator", addr_, "--nodes", "50", "--interval", "1s", "--duration", "120s",
                    "--fault-node", "sim-0007:underlay", "--fault-pair", "sim-0002:sim-0003:overlay", "--fault-after",
-                   "3s"},
+                   "3s", "--watch-diagnose"},
                   tmp_.sub("loadgen.log"));
 
   // Every simulated node is a member and up (reporting).
@@ -145,6 +145,21 @@ TEST_F(LoadgenTest, FiftyNodesJoinAndInjectedFaultsShowInDiagnose) {
       EXPECT_TRUE(n == "sim-0007" || n == "sim-0002" || n == "sim-0003") << describe(*r);
     }
   }
+  // --watch-diagnose: one `visible` line, after the injection, with the findings' onset
+  // (when the diagnosis first saw both faults) between the injection and that time.
+  ASSERT_TRUE(eventually(
+      [&] {
+        log = loadgen.log();
+        return std::regex_search(
+            log, m, std::regex(R"(visible ([0-9]+\.[0-9]+) after ([0-9]+\.[0-9]+) s \(onset after (-?[0-9]+\.[0-9]+) s\)\n)"));
+      },
+      [&] { return loadgen.describe(); }, 20s, 100ms));
+  const double visible_at = std::atof(m[1].str().c_str()), after = std::atof(m[2].str().c_str()),
+               onset_after = std::atof(m[3].str().c_str());
+  EXPECT_NEAR(visible_at - injected, after, 0.5) << log;
+  EXPECT_GT(after, 0.5) << log;  // at least a probe, a report and the onset hold
+  EXPECT_GE(onset_after, 0.0) << log;
+  EXPECT_LE(onset_after, after) << log;
   // Exactly one injected line.
   log = loadgen.log();
   size_t lines = 0;
