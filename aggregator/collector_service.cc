@@ -108,6 +108,7 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
       return;
     }
     heard_.store(true);
+    read_at_ = service_->clock_.monotonicNow();
     ++service_->stats_.messages_read;
     refs_.fetch_add(1);  // the worker's: the stream outlives OnDone until the message is handled
     service_->post([this] { handleRead(); });
@@ -121,6 +122,8 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
         google::protobuf::Arena arena(parseArenaOptions());
         const v1::AgentMessage* msg = parseRead(arena);
         keep_reading = msg != nullptr && handle(*msg);
+        service_->stats_.message_seconds.observe(
+            std::chrono::duration<double>(service_->clock_.monotonicNow() - read_at_).count());
       } catch (const std::exception& e) {
         service_->countError(IngestError::kInternal);
         spdlog::error("collector stream from {}: {}", peer_, e.what());
@@ -273,6 +276,7 @@ class AgentStream final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc:
 
   // Read side: touched by one thread at a time (gRPC's while reading, then the worker's).
   grpc::ByteBuffer in_bytes_;  // as read; decoded by the worker
+  std::chrono::steady_clock::time_point read_at_;  // when it was read (CollectorStats::message_seconds)
   v1::Hello hello_;
   bool identified_ = false;
 

@@ -38,6 +38,7 @@
 #include "aggregator/cluster_state.h"
 #include "aggregator/membership_fanout.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "meshprobe/v1/collector.grpc.pb.h"
 
 namespace meshprobe::aggregator {
@@ -71,6 +72,9 @@ struct CollectorStats {
   std::array<std::atomic<uint64_t>, 2> membership_messages{};
   std::array<std::atomic<uint64_t>, 2> membership_bytes{};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(IngestError::kCount)> ingest_errors{};
+  // Per message handled: from its read off the stream to its being applied (waiting for an
+  // ingest worker, decoding, applying), on the service's clock.
+  Histogram message_seconds{Histogram::latencyBounds()};
 
   uint64_t ingestErrors(IngestError e) const { return ingest_errors[static_cast<size_t>(e)].load(); }
   uint64_t ingestErrorsTotal() const;

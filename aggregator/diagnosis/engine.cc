@@ -71,8 +71,8 @@ bool DiagnosisEngine::reuseIfUnchanged(uint64_t generation) {
 }
 
 template <typename Rules>
-void DiagnosisEngine::pass(uint64_t generation, Rules rules) {
-  if (reuseIfUnchanged(generation)) return;
+bool DiagnosisEngine::pass(uint64_t generation, Rules rules) {
+  if (reuseIfUnchanged(generation)) return false;
   std::vector<Candidate> candidates = rules();
   std::lock_guard lock(mu_);
   tracker_.update(candidates, clock_.monotonicNow(), clock_.wallNow());
@@ -80,16 +80,26 @@ void DiagnosisEngine::pass(uint64_t generation, Rules rules) {
   ++rule_passes_;
   last_generation_ = generation;
   last_candidates_ = std::move(candidates);
+  return true;
+}
+
+void DiagnosisEngine::observeRulePass(std::chrono::steady_clock::time_point started) {
+  rule_pass_seconds_.observe(std::chrono::duration<double>(clock_.monotonicNow() - started).count());
 }
 
 void DiagnosisEngine::evaluate() {
+  const auto started = clock_.monotonicNow();
+  if (evaluateOnce()) observeRulePass(started);
+}
+
+bool DiagnosisEngine::evaluateOnce() {
   // The snapshot's generation first: an unchanged cluster costs neither the rules nor the
   // input (one NodeEvidence per member).
   auto snap = state_.snapshot();
   if (kube_ == nullptr) {
-    if (reuseIfUnchanged(snap->generation)) return;
-    evaluate(state_.diagnosisInput());
-    return;
+    if (reuseIfUnchanged(snap->generation)) return false;
+    const DiagnosisInput input = state_.diagnosisInput();
+    return pass(input.generation, [&] { return diagnose(input, options_.rules); });
   }
   std::vector<Candidate> matrix;
   bool reused = false;
@@ -121,10 +131,12 @@ void DiagnosisEngine::evaluate() {
     last_generation_ = generation;
     last_candidates_ = std::move(matrix);
   }
+  return !reused;
 }
 
 void DiagnosisEngine::evaluate(const DiagnosisInput& input) {
-  pass(input.generation, [&] { return diagnose(input, options_.rules); });
+  const auto started = clock_.monotonicNow();
+  if (pass(input.generation, [&] { return diagnose(input, options_.rules); })) observeRulePass(started);
 }
 
 std::vector<v1::Finding> DiagnosisEngine::active(const std::string& node) const {

@@ -31,6 +31,7 @@
 #include "aggregator/kube/objects.h"
 #include "aggregator/diagnosis/rules.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "meshprobe/v1/types.pb.h"
 
 namespace meshprobe::aggregator {
@@ -76,6 +77,9 @@ class DiagnosisEngine {
   // candidates (unchanged generation); evaluations() == rulePasses() + skippedPasses().
   uint64_t rulePasses() const;
   uint64_t skippedPasses() const;
+  // How long the passes that ran the rules took (on the clock), from reading the cluster's
+  // snapshot to the findings updated; reused passes cost next to nothing and are left out.
+  HistogramSnapshot rulePassDuration() const { return rule_pass_seconds_.snapshot(); }
 
  private:
   const Clock& clock_;
@@ -87,8 +91,12 @@ class DiagnosisEngine {
   // pass's candidates, counts a skipped pass and returns true.
   bool reuseIfUnchanged(uint64_t generation);
   // Runs `rules` unless `generation` (non-zero) is the last pass's, then updates the tracker.
+  // True when the rules ran.
   template <typename Rules>
-  void pass(uint64_t generation, Rules rules);
+  bool pass(uint64_t generation, Rules rules);
+  // evaluate() without the timing; true when the rules ran.
+  bool evaluateOnce();
+  void observeRulePass(std::chrono::steady_clock::time_point started);
 
   FindingTracker tracker_;
   uint64_t evaluations_ = 0;
@@ -96,6 +104,7 @@ class DiagnosisEngine {
   uint64_t skipped_passes_ = 0;
   uint64_t last_generation_ = 0;  // 0: none (or the last pass was unversioned)
   std::vector<Candidate> last_candidates_;
+  Histogram rule_pass_seconds_{Histogram::latencyBounds()};
 };
 
 }  // namespace meshprobe::aggregator

@@ -193,6 +193,23 @@ std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t*
            MetricType::kCounter);
   w.sample({{"kind", "rules"}}, static_cast<double>(src.diagnosis.rulePasses()));
   w.sample({{"kind", "reused"}}, static_cast<double>(src.diagnosis.skippedPasses()));
+  w.family("meshprobe_aggregator_diagnosis_pass_duration_seconds",
+           "Time the diagnosis passes that ran the rules took, from reading the cluster's snapshot to the findings "
+           "updated (reused passes are not counted).",
+           MetricType::kHistogram);
+  w.histogram({}, src.diagnosis.rulePassDuration());
+  w.family("meshprobe_aggregator_message_handling_seconds",
+           "Time from an agent message read off its stream until it was applied to the cluster state: waiting for an "
+           "ingest worker, decoding, applying.",
+           MetricType::kHistogram);
+  if (c) {
+    w.histogram({}, c->message_seconds.snapshot());
+  } else {
+    HistogramSnapshot none;
+    none.bounds = Histogram::latencyBounds();
+    none.counts.assign(none.bounds.size() + 1, 0);
+    w.histogram({}, none);
+  }
   w.family("meshprobe_aggregator_query_duration_seconds", "Time spent answering Query API calls, by method.",
            MetricType::kHistogram);
   for (size_t i = 0; i < static_cast<size_t>(QueryMethod::kCount); ++i) {

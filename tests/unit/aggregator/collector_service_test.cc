@@ -464,6 +464,11 @@ TEST_F(CollectorTest, AHelloWaitingForAWorkerIsNotEndedByTheHelloTimeout) {
   ASSERT_TRUE(peers.has_value());
   EXPECT_THAT(names(*peers), ElementsAre("node1"));
   EXPECT_EQ(stats().connected_agents.load(), 1);
+  // Its wait is the handling time in /metrics: 11 s on the FakeClock, above every bound.
+  ASSERT_TRUE(eventually([&] { return stats().message_seconds.snapshot().count == 1; }, [&] { return statsNow(); }));
+  const HistogramSnapshot handled = stats().message_seconds.snapshot();
+  EXPECT_DOUBLE_EQ(handled.sum, 11.0);
+  EXPECT_EQ(handled.counts.back(), 1u);
   EXPECT_TRUE(agent.finish().ok());
 }
 

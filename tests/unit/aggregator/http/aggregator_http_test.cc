@@ -165,6 +165,9 @@ TEST_F(AggregatorMetricsTest, DiagnosisPassesByKind) {
   EXPECT_EQ(s["meshprobe_aggregator_diagnosis_passes_total{kind=\"rules\"}"], std::to_string(engine_.rulePasses()));
   EXPECT_EQ(s["meshprobe_aggregator_diagnosis_passes_total{kind=\"reused\"}"],
             std::to_string(engine_.skippedPasses()));
+  // Only the passes that ran the rules are timed.
+  EXPECT_EQ(s["meshprobe_aggregator_diagnosis_pass_duration_seconds_count"], std::to_string(engine_.rulePasses()));
+  EXPECT_EQ(s["meshprobe_aggregator_message_handling_seconds_count"], "0");
 }
 
 TEST_F(AggregatorMetricsTest, SummaryAgreesWithTheMatrix) {
