@@ -15,6 +15,10 @@
 #      UNDERLAY (polled every 100 ms by the loadgen, --watch-diagnose), and the finding's
 #      onset_time after the injection (when the diagnosis first saw it; the rest until it
 #      shows is the onset hold and the polling)
+#      and what happened in between: when the simulated nodes wrote their first failing
+#      reports (the loadgen's summaries), and the aggregator's message handling time and
+#      diagnosis pass durations between a /metrics scrape just before the injection and one
+#      just after the finding showed
 #   6. membership: the aggregator's meshprobe_aggregator_membership_{messages,bytes}_total by
 #      kind (full PeerLists, PeerDeltas) over the whole run, scraped just before it stops
 # and prints one result line per N plus the machine's load average before the run. The
@@ -92,6 +96,31 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 TICKS=$(getconf CLK_TCK)
+# hist_delta FAMILY BEFORE AFTER: the observations of a histogram between two /metrics
+# scrapes: their count, mean, and the bucket bounds (le) that hold half, 95 % and all.
+hist_delta() {
+  awk -v f="$1" '
+    FNR == 1 { file++ }
+    index($0, f "_bucket{le=") == 1 {
+      le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le)
+      v[file, le] = $2
+      if (file == 1) order[++k] = le
+    }
+    index($0, f "_sum ") == 1 { sum[file] = $2 }
+    index($0, f "_count ") == 1 { cnt[file] = $2 }
+    END {
+      n = cnt[2] - cnt[1]
+      if (n <= 0) { print "count=0"; exit }
+      out = sprintf("count=%d mean_ms=%.1f", n, 1000 * (sum[2] - sum[1]) / n)
+      split("0.5 0.95 1", qs, " "); split("p50 p95 max", qn, " ")
+      for (q = 1; q <= 3; q++) {
+        for (i = 1; i < k; i++) if (v[2, order[i]] - v[1, order[i]] >= qs[q] * n) break
+        out = out sprintf(" %s_le_s=%s", qn[q], order[i])
+      }
+      print out
+    }' "$2" "$3"
+}
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime (after the comm field)
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
@@ -175,12 +204,14 @@ run_size() {
   dg=$(awk '$2 == "Diagnose" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')
   gm=$(awk '$2 == "GetMatrix(UNDERLAY)" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')
 
+  curl -s -o "$WORK/metrics-fault0-$n.txt" "http://127.0.0.1:$http_port/metrics" || true
   kill -USR1 "${LG_PIDS[@]}"
   local detect="timeout" onset="-"
   if wait_for_line "$lg_out" 60 "^visible "; then
     detect=$(awk '/^visible / {print $4}' "$lg_out")
     onset=$(sed -n 's/^visible .*(onset after \([-0-9.]*\) s).*/\1/p' "$lg_out")
   fi
+  curl -s -o "$WORK/metrics-fault1-$n.txt" "http://127.0.0.1:$http_port/metrics" || true
 
   kill "${LG_PIDS[@]}"
   for pid in "${LG_PIDS[@]}"; do wait "$pid" || true; done
@@ -214,6 +245,14 @@ run_size() {
   grep -h "stream error:" "$WORK"/lg-"$n"-*.err | sed 's/^meshprobe-loadgen: /       loadgen /' || true
   echo "       aggregator ingest errors: $(awk '/^meshprobe_aggregator_ingest_errors_total\{/ && $2 > 0 {printf "%s ", $0}' "$WORK/metrics-end-$n.txt")"
   sed 's/^/       /' "$WORK/q-$n"
+  # Where the detection time went: when the simulated nodes wrote their first failing
+  # reports, and the aggregator's message handling and diagnosis passes between the
+  # injection and the finding.
+  grep -h "fault reports written" "$WORK"/lg-"$n"-*.err | sed 's/^meshprobe-loadgen: /       loadgen /' || true
+  echo "       during detection: message handling $(hist_delta meshprobe_aggregator_message_handling_seconds \
+    "$WORK/metrics-fault0-$n.txt" "$WORK/metrics-fault1-$n.txt")"
+  echo "       during detection: diagnosis passes $(hist_delta meshprobe_aggregator_diagnosis_pass_duration_seconds \
+    "$WORK/metrics-fault0-$n.txt" "$WORK/metrics-fault1-$n.txt")"
 }
 
 echo "aggregator_scale.sh: warm-up ${WARMUP}s, window ${WINDOW}s, $(nproc) cores, PIN=${PIN:-0}; $(date -u +%FT%TZ)"

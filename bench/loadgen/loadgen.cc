@@ -171,6 +171,7 @@ struct Node {
   Steady::time_point last_report{};  // the last report built (early reports after a join)
   Steady::time_point reconnect_due{};
   agent::Backoff backoff{std::chrono::milliseconds(200), std::chrono::seconds(2), 0};
+  bool fault_reported = false;  // a report with a failing result was written since the injection
 };
 
 class Simulation {
@@ -196,6 +197,17 @@ class Simulation {
   void onDone(Node& n, NodeStream* stream, const grpc::Status& status);
   meshprobe::v1::Collector::Stub* stubFor(const Node& n) { return stubs_[n.index % stubs_.size()].get(); }
   bool stopping() const { return stopping_; }
+  // A report of `n` was written (the transport took it, on its way to the aggregator):
+  // after the injection, the first one with a failing result times the fault's way out.
+  void reportWritten(Node& n, const meshprobe::v1::Report& report);
+  // When the nodes' first failing reports were written, in seconds after the injection:
+  // the witnesses' (sorted), and the faulted node's own (negative: none in this shard).
+  struct FaultReports {
+    std::vector<double> witnesses;
+    double faulted = -1;
+    uint64_t faulted_bytes = 0;
+  };
+  FaultReports faultReports();
 
  private:
   struct WorkerCache {
@@ -225,6 +237,8 @@ class Simulation {
   std::atomic<bool> injected_{false};
   Steady::time_point injected_steady_{};
   SysClock::time_point injected_wall_{};
+  std::mutex fault_mu_;
+  FaultReports fault_reports_;  // guarded by fault_mu_
   std::vector<std::thread> workers_;
 };
 
@@ -267,6 +281,7 @@ class NodeStream : public grpc::ClientBidiReactor<AgentMessage, AggregatorMessag
       return;
     }
     if (write_.has_report()) {
+      sim_.reportWritten(node_, write_.report());
       sim_.counters().reports_sent++;
       if (write_.report().delta()) sim_.counters().delta_reports_sent++;
       if (write_.report().results_follow()) sim_.counters().results_follow++;
@@ -388,6 +403,29 @@ void Simulation::inject() {
   injected_steady_ = Steady::now();
   injected_wall_ = SysClock::now();
   injected_ = true;
+}
+
+void Simulation::reportWritten(Node& n, const meshprobe::v1::Report& report) {
+  if (!injected_ || n.fault_reported) return;
+  const bool failing = std::any_of(report.probes().begin(), report.probes().end(),
+                                   [](const meshprobe::v1::ProbeResult& p) { return p.consecutive_failures() > 0; });
+  if (!failing) return;
+  n.fault_reported = true;
+  const double after = std::chrono::duration<double>(Steady::now() - injected_steady_).count();
+  std::lock_guard lock(fault_mu_);
+  if (faults_.faultedNode(n.index)) {
+    fault_reports_.faulted = after;
+    fault_reports_.faulted_bytes = report.ByteSizeLong();
+  } else {
+    fault_reports_.witnesses.push_back(after);
+  }
+}
+
+Simulation::FaultReports Simulation::faultReports() {
+  std::lock_guard lock(fault_mu_);
+  FaultReports out = fault_reports_;
+  std::sort(out.witnesses.begin(), out.witnesses.end());
+  return out;
 }
 
 void Simulation::stop() {
@@ -870,6 +908,18 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
       static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
       static_cast<unsigned long long>(c.membership_full_bytes.load()),
       static_cast<unsigned long long>(c.membership_delta_bytes.load()), static_cast<unsigned long long>(foreign));
+  if (injected) {
+    // When the fault left this process: each node's first report with a failing result,
+    // as the transport took it.
+    const Simulation::FaultReports fr = sim.faultReports();
+    const auto& w = fr.witnesses;
+    auto at = [&w](double q) { return w.empty() ? -1.0 : w[std::min(w.size() - 1, static_cast<size_t>(q * w.size()))]; };
+    std::fprintf(stderr,
+                 "meshprobe-loadgen: fault reports written after the injection: witnesses=%zu first_s=%.3f p50_s=%.3f "
+                 "p95_s=%.3f last_s=%.3f faulted_node_s=%.3f faulted_node_bytes=%llu\n",
+                 w.size(), w.empty() ? -1.0 : w.front(), at(0.5), at(0.95), w.empty() ? -1.0 : w.back(), fr.faulted,
+                 static_cast<unsigned long long>(fr.faulted_bytes));
+  }
   if (!first_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: first stream error: %s\n", first_error.c_str());
   if (!last_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: last stream error: %s\n", last_error.c_str());
   return 0;

@@ -172,6 +172,10 @@ bool FaultSet::fails(size_t src, size_t dst, Layer layer) const {
   return false;
 }
 
+bool FaultSet::faultedNode(size_t i) const {
+  return std::any_of(node_.begin(), node_.end(), [i](const auto& f) { return f.first == i; });
+}
+
 std::vector<size_t> FaultSet::destinationsFrom(size_t src, size_t nodes) const {
   std::vector<size_t> out;
   for (const auto& [n, l] : node_) {

@@ -71,6 +71,8 @@ class FaultSet {
   bool empty() const { return node_.empty() && pairs_.empty(); }
   // Whether probes from src to dst on `layer` fail once the faults are injected.
   bool fails(size_t src, size_t dst, Layer layer) const;
+  // Whether a node-wide fault names node `i` (its own probes fail, not only its peers').
+  bool faultedNode(size_t i) const;
   // The destinations whose probes from `src` may fail (every node when src is a faulted
   // node), sorted, of `nodes` in all: what a delta report from src has to look at.
   std::vector<size_t> destinationsFrom(size_t src, size_t nodes) const;
