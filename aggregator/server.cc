@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/grpc_keepalive.h"
+#include "common/thread_name.h"
 
 namespace meshprobe::aggregator {
 
@@ -95,8 +96,14 @@ Result<int> AggregatorServer::start() {
     }
     http_port_ = *http_port;
   }
-  sweeper_ = std::thread([this] { sweepLoop(); });
-  diagnoser_ = std::thread([this] { diagnosisLoop(); });
+  sweeper_ = std::thread([this] {
+    nameThisThread("membership");
+    sweepLoop();
+  });
+  diagnoser_ = std::thread([this] {
+    nameThisThread("diagnosis");
+    diagnosisLoop();
+  });
   return port_;
 }
 
