@@ -49,7 +49,6 @@ class DenseView final : public LayerView {
   DenseView(v1::Layer layer, uint32_t n) : n_(n), state_(static_cast<size_t>(n) * n, v1::Cell::OK) { (void)layer; }
   void fail(uint32_t s, uint32_t d) { state_[static_cast<size_t>(s) * n_ + d] = v1::Cell::FAIL; }
   void seal() {
-    measured_.assign(n_, n_ - 1);  // every pair measured
     for (uint32_t s = 0; s < n_; ++s) {
       for (uint32_t d = 0; d < n_; ++d) {
         if (s != d && state(s, d) == v1::Cell::FAIL) failing_.emplace_back(s, d);
@@ -72,7 +71,14 @@ class DenseView final : public LayerView {
     return static_cast<State>(state_[static_cast<size_t>(s) * n_ + d]);
   }
   const std::vector<CellPair>& failing() const override { return failing_; }
-  uint32_t measuredPeers(uint32_t x) const override { return measured_[x]; }
+  // As the cluster state's view answers it: a walk over the node's row and column.
+  uint32_t measuredPeers(uint32_t x) const override {
+    uint32_t count = 0;
+    for (uint32_t y = 0; y < n_; ++y) {
+      if (y != x && (state(x, y) != v1::Cell::UNKNOWN || state(y, x) != v1::Cell::UNKNOWN)) ++count;
+    }
+    return count;
+  }
   const v1::ProbeResult* detail(uint32_t s, uint32_t d) const override {
     auto it = std::lower_bound(detailed_.begin(), detailed_.end(), CellPair{s, d});
     return it == detailed_.end() || *it != CellPair{s, d} ? nullptr : &details_[it - detailed_.begin()];
@@ -82,7 +88,6 @@ class DenseView final : public LayerView {
  private:
   uint32_t n_;
   std::vector<uint8_t> state_;
-  std::vector<uint32_t> measured_;
   std::vector<CellPair> failing_, detailed_;
   std::vector<v1::ProbeResult> details_;
 };

@@ -19,8 +19,11 @@
 // has `mtu_failures` DF probes missed in a row while the cell's small probes pass, and a
 // pair is measured when either of its overlay cells passes (OK or DEGRADED).
 // Cost of a pass: O(nodes + F log F) over F failing cells, plus O(B × C) for the greedy
-// picks (B nodes blamed, C nodes failing with at least min_witnesses peers); a cell's
-// probe result is looked up (LayerView::detail), never searched for. Evidence beyond what
+// picks (B nodes blamed, C nodes failing with at least min_witnesses peers), plus one
+// LayerView::measuredPeers (O(nodes) in the cluster state's view) per candidate and per
+// node checked for "every pair fails" (the check stops at the first node with a working
+// pair, so only a cluster-wide fault asks every node); a cell's probe result is looked up
+// (LayerView::detail), never searched for. Evidence beyond what
 // a finding shows (12 lines, then "... and N more") is counted, not built.
 // Then the "why": a blamed node's own check findings (no VXLAN device, no socket on the
 // port, a firewall rule, stale FDB, MTU) and the cluster's VNI/port disagreement explain

@@ -60,7 +60,13 @@ class DenseView final : public LayerView {
     return state_[static_cast<size_t>(s) * n_ + d];
   }
   const std::vector<CellPair>& failing() const override { return failing_; }
-  uint32_t measuredPeers(uint32_t x) const override { return measured_.at(x); }
+  uint32_t measuredPeers(uint32_t x) const override {
+    ++measured_calls_;
+    return measured_.at(x);
+  }
+  // How often the rules asked for a node's measured peers: in the cluster state's view
+  // each answer walks the node's row and column.
+  size_t measuredCalls() const { return measured_calls_; }
   const meshprobe::v1::ProbeResult* detail(uint32_t s, uint32_t d) const override {
     auto it = details_.find({s, d});
     return it == details_.end() ? nullptr : &it->second;
@@ -68,6 +74,7 @@ class DenseView final : public LayerView {
   const std::vector<CellPair>& detailed() const override { return detailed_; }
 
  private:
+  mutable size_t measured_calls_ = 0;
   static bool known(State s) {
     return s != meshprobe::v1::Cell::UNKNOWN && s != meshprobe::v1::Cell::STATE_UNSPECIFIED;
   }

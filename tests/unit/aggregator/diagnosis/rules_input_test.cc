@@ -118,6 +118,20 @@ TEST(DiagnosisInputRules, LargeClusterWithOneBrokenNodeAndOneBrokenPair) {
   EXPECT_EQ(node.finding.evidence(12), "... and " + std::to_string(2 * (kN - 1) - 12) + " more");
 }
 
+// A node's measured peers cost O(nodes) in the cluster state's view: a pass with one broken
+// node asks them of the candidate and of the nodes checked for "every pair fails" (the
+// check stops at the first node with a working pair), not of all 2,000 nodes.
+TEST(DiagnosisInputRules, ABrokenNodeAsksForTheMeasuredPeersOfAFewNodesOnly) {
+  constexpr uint32_t kN = 2000;
+  DenseView ul(v1::UNDERLAY, kN), ol(v1::OVERLAY, kN);
+  ol.failNode(0);  // the first node in order fails with every peer: the check reads one more
+  const DiagnosisInput in = inputOf(kN, ul, ol);
+  ASSERT_THAT(keys(diagnose(in)), ElementsAre("OVERLAY_PARTITION[n0000]"));
+  const auto* overlay = dynamic_cast<const DenseView*>(in.overlay.get());
+  ASSERT_NE(overlay, nullptr);
+  EXPECT_LE(overlay->measuredCalls(), 3u);
+}
+
 TEST(DiagnosisInputRules, EveryMeasuredPairFailingIsClusterWideEvenWhenFewAreMeasured) {
   DenseView ul(v1::UNDERLAY, 30), ol(v1::OVERLAY, 30, v1::Cell::UNKNOWN);
   for (uint32_t a = 3; a <= 5; ++a)
