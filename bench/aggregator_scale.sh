@@ -14,11 +14,13 @@
 #      the time from its `injected` line until Diagnose shows a finding naming sim-0001 on
 #      UNDERLAY (polled every 100 ms by the loadgen, --watch-diagnose), and the finding's
 #      onset_time after the injection (when the diagnosis first saw it; the rest until it
-#      shows is the onset hold and the polling)
-#      and what happened in between: when the simulated nodes wrote their first failing
-#      reports (the loadgen's summaries), and the aggregator's message handling time and
-#      diagnosis pass durations between a /metrics scrape just before the injection and one
-#      just after the finding showed
+#      shows is the onset hold and the polling), and what happened in between: when the
+#      simulated nodes wrote their first failing reports (the loadgen's stderr), and the
+#      aggregator's message handling time and diagnosis pass durations between a /metrics
+#      scrape just before the injection and one just after the finding showed. FAULTS=K
+#      repeats it K times (SIGUSR2 heals the fault; the next injection waits until Diagnose
+#      no longer shows it) and prints the median (detect_s, onset_s) and the nearest-rank
+#      95th percentile (detect_p95_s) of the detection times
 #   6. membership: the aggregator's meshprobe_aggregator_membership_{messages,bytes}_total by
 #      kind (full PeerLists, PeerDeltas) over the whole run, scraped just before it stops
 # and prints one result line per N plus the machine's load average before the run. The
@@ -43,7 +45,7 @@
 # Usage: bench/aggregator_scale.sh [BUILD_DIR] [THIRD_N]      (default BUILD_DIR: build)
 # Env:   SIZES="100 300" WARMUP=10 WINDOW=20 METRICS_SAMPLES=20 QUERY_COUNT=20 THREADS=2 JOIN_RATE=50
 #        RAMP_TIMEOUT=60 LEGACY_MEMBERSHIP=0 WHOLE_DIGESTS=0 EVERY_INTERVAL=0 SHARDS=1 PIN=0
-#        PROBE_BUDGET=200 WHOLE_FIRST_REPORTS=0
+#        PROBE_BUDGET=200 WHOLE_FIRST_REPORTS=0 FAULTS=1
 #        AGG_ARGS=
 set -euo pipefail
 
@@ -59,6 +61,7 @@ THREADS=${THREADS:-2}
 JOIN_RATE=${JOIN_RATE:-50}
 RAMP_TIMEOUT=${RAMP_TIMEOUT:-60}
 SHARDS=${SHARDS:-1}
+FAULTS=${FAULTS:-1}
 AGG_CPUS=()
 LG_CPUS=()
 if [[ ${PIN:-0} == 1 ]]; then
@@ -125,10 +128,11 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime (after
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 # Polls (every 100 ms, at most $2 s) until file $1 matches regex $3.
+# wait_for_line FILE SECS RE [COUNT]: until FILE has COUNT (default 1) lines matching RE.
 wait_for_line() {
-  local file=$1 secs=$2 re=$3 i
+  local file=$1 secs=$2 re=$3 count=${4:-1} i
   for ((i = 0; i < secs * 10; i++)); do
-    grep -Eq "$re" "$file" 2>/dev/null && return 0
+    (($(grep -Ec "$re" "$file" 2>/dev/null) >= count)) && return 0
     sleep 0.1
   done
   echo "aggregator_scale.sh: no '$re' in $file within ${secs}s:" >&2
@@ -204,14 +208,28 @@ run_size() {
   dg=$(awk '$2 == "Diagnose" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')
   gm=$(awk '$2 == "GetMatrix(UNDERLAY)" {print $4, $5, $6}' "$WORK/q-$n" | sed 's/[a-z0-9_]*=/ /g' | awk '{print $2 "/" $3 (($1 > 0) ? "(" $1 "err)" : "")}')
 
-  curl -s -o "$WORK/metrics-fault0-$n.txt" "http://127.0.0.1:$http_port/metrics" || true
-  kill -USR1 "${LG_PIDS[@]}"
-  local detect="timeout" onset="-"
-  if wait_for_line "$lg_out" 60 "^visible "; then
-    detect=$(awk '/^visible / {print $4}' "$lg_out")
-    onset=$(sed -n 's/^visible .*(onset after \([-0-9.]*\) s).*/\1/p' "$lg_out")
+  # FAULTS injections: each waits for the finding, then (but the last) heals the fault and
+  # waits until Diagnose no longer shows it.
+  local f
+  for ((f = 1; f <= FAULTS; f++)); do
+    curl -s -o "$WORK/metrics-fault0-$n-$f.txt" "http://127.0.0.1:$http_port/metrics" || true
+    kill -USR1 "${LG_PIDS[@]}"
+    wait_for_line "$lg_out" 60 "^visible " "$f" || break
+    curl -s -o "$WORK/metrics-fault1-$n-$f.txt" "http://127.0.0.1:$http_port/metrics" || true
+    ((f < FAULTS)) || break
+    kill -USR2 "${LG_PIDS[@]}"
+    wait_for_line "$lg_out" 120 "^cleared " "$f" || break
+  done
+  local detect="timeout" onset="-" detect_p95="-" detected
+  detected=$(grep -c "^visible " "$lg_out" || true)
+  if ((detected > 0)); then
+    # Median and nearest-rank 95th percentile over the injections that showed.
+    detect=$(awk '/^visible / {print $4}' "$lg_out" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+    detect_p95=$(awk '/^visible / {print $4}' "$lg_out" | sort -n |
+      awk '{v[NR] = $1} END {i = int(0.95 * NR); if (i < 0.95 * NR) i++; print v[i]}')
+    onset=$(sed -n 's/^visible .*(onset after \([-0-9.]*\) s).*/\1/p' "$lg_out" | sort -n |
+      awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
   fi
-  curl -s -o "$WORK/metrics-fault1-$n.txt" "http://127.0.0.1:$http_port/metrics" || true
 
   kill "${LG_PIDS[@]}"
   for pid in "${LG_PIDS[@]}"; do wait "$pid" || true; done
@@ -235,8 +253,9 @@ run_size() {
   wait "$AGG_PID" || true
   AGG_PID=""
 
-  printf '%-6s ramp_s=%-6s agg_cpu_pct=%-6s agg_rss_mib=%-7s loadgen_cpu_pct=%-6s metrics_p50_ms=%-6s series=%-6s listnodes_p50/p99_ms=%-13s diagnose_p50/p99_ms=%-13s getmatrix_p50/p99_ms=%-15s detect_s=%-6s onset_s=%-6s membership_mib=%s stream_errors=%s load_before=%s\n' \
-    "$n" "$ramp" "$agg_cpu" "$rss" "$lg_cpu" "$metrics_p50" "$series" "$ln" "$dg" "$gm" "$detect" "${onset:--}" \
+  printf '%-6s ramp_s=%-6s agg_cpu_pct=%-6s agg_rss_mib=%-7s loadgen_cpu_pct=%-6s metrics_p50_ms=%-6s series=%-6s listnodes_p50/p99_ms=%-13s diagnose_p50/p99_ms=%-13s getmatrix_p50/p99_ms=%-15s detect_s=%-6s detect_p95_s=%-6s detected=%s/%s onset_s=%-6s membership_mib=%s stream_errors=%s load_before=%s\n' \
+    "$n" "$ramp" "$agg_cpu" "$rss" "$lg_cpu" "$metrics_p50" "$series" "$ln" "$dg" "$gm" "$detect" "$detect_p95" \
+    "$detected" "$FAULTS" "${onset:--}" \
     "$(awk -v b="${membership:-0}" 'BEGIN {printf "%.1f", b / 1048576}')" "${errors:-?}" "$load"
   echo "       aggregator membership sent: $agg_membership"
   sed 's/meshprobe-loadgen summary: /       loadgen: /' <<<"$summary"
@@ -245,14 +264,22 @@ run_size() {
   grep -h "stream error:" "$WORK"/lg-"$n"-*.err | sed 's/^meshprobe-loadgen: /       loadgen /' || true
   echo "       aggregator ingest errors: $(awk '/^meshprobe_aggregator_ingest_errors_total\{/ && $2 > 0 {printf "%s ", $0}' "$WORK/metrics-end-$n.txt")"
   sed 's/^/       /' "$WORK/q-$n"
-  # Where the detection time went: when the simulated nodes wrote their first failing
-  # reports, and the aggregator's message handling and diagnosis passes between the
-  # injection and the finding.
-  grep -h "fault reports written" "$WORK"/lg-"$n"-*.err | sed 's/^meshprobe-loadgen: /       loadgen /' || true
-  echo "       during detection: message handling $(hist_delta meshprobe_aggregator_message_handling_seconds \
-    "$WORK/metrics-fault0-$n.txt" "$WORK/metrics-fault1-$n.txt")"
-  echo "       during detection: diagnosis passes $(hist_delta meshprobe_aggregator_diagnosis_pass_duration_seconds \
-    "$WORK/metrics-fault0-$n.txt" "$WORK/metrics-fault1-$n.txt")"
+  # Where each detection's time went: when the simulated nodes wrote their first failing
+  # reports (the latest witness over the shards, and the faulted node), and the aggregator's
+  # message handling and diagnosis passes between the injection and the finding.
+  local lines
+  for ((f = 1; f <= detected; f++)); do
+    lines=$(for e in "$WORK"/lg-"$n"-*.err; do grep "fault reports written" "$e" | sed -n "${f}p"; done)
+    echo "       fault $f: detect $(awk '/^visible / {print $4}' "$lg_out" | sed -n "${f}p") s," \
+      "onset $(sed -n 's/^visible .*(onset after \([-0-9.]*\) s).*/\1/p' "$lg_out" | sed -n "${f}p") s;" \
+      "reports written: last witness $(grep -oE 'last_s=[0-9.]+' <<<"$lines" | cut -d= -f2 | sort -n | tail -1) s," \
+      "faulted node $(grep -oE 'faulted_node_s=[0-9.]+' <<<"$lines" | cut -d= -f2 | sort -n | tail -1) s" \
+      "($(grep -oE 'faulted_node_bytes=[1-9][0-9]*' <<<"$lines" | cut -d= -f2 | tail -1) bytes)"
+    echo "         message handling $(hist_delta meshprobe_aggregator_message_handling_seconds \
+      "$WORK/metrics-fault0-$n-$f.txt" "$WORK/metrics-fault1-$n-$f.txt")"
+    echo "         diagnosis passes $(hist_delta meshprobe_aggregator_diagnosis_pass_duration_seconds \
+      "$WORK/metrics-fault0-$n-$f.txt" "$WORK/metrics-fault1-$n-$f.txt")"
+  done
 }
 
 echo "aggregator_scale.sh: warm-up ${WARMUP}s, window ${WINDOW}s, $(nproc) cores, PIN=${PIN:-0}; $(date -u +%FT%TZ)"

@@ -172,6 +172,7 @@ struct Node {
   Steady::time_point reconnect_due{};
   agent::Backoff backoff{std::chrono::milliseconds(200), std::chrono::seconds(2), 0};
   bool fault_reported = false;  // a report with a failing result was written since the injection
+  bool owed_recovery = false;   // healed: the next report carries the recovered results
 };
 
 class Simulation {
@@ -182,7 +183,11 @@ class Simulation {
   void start();
   // Cancels every stream and waits (bounded) for gRPC to finish them.
   void stop();
+  // Injects the faults (again, after heal()).
   void inject();
+  // Ends the faults: each node's next report carries the results that recovered, as an
+  // agent's delta does for cells whose state changed.
+  void heal();
 
   Counters& counters() { return counters_; }
   size_t nodes() const { return nodes_.size(); }
@@ -235,8 +240,11 @@ class Simulation {
   Steady::time_point start_{};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> injected_{false};
-  Steady::time_point injected_steady_{};
-  SysClock::time_point injected_wall_{};
+  // When the faults were last injected (set before injected_ turns true; read after it).
+  std::atomic<Steady::rep> injected_steady_{0};
+  std::atomic<SysClock::rep> injected_wall_{0};
+  Steady::time_point injectedSteady() const { return Steady::time_point(Steady::duration(injected_steady_.load())); }
+  SysClock::time_point injectedWall() const { return SysClock::time_point(SysClock::duration(injected_wall_.load())); }
   std::mutex fault_mu_;
   FaultReports fault_reports_;  // guarded by fault_mu_
   std::vector<std::thread> workers_;
@@ -400,9 +408,25 @@ void Simulation::start() {
 }
 
 void Simulation::inject() {
-  injected_steady_ = Steady::now();
-  injected_wall_ = SysClock::now();
+  {
+    std::lock_guard lock(fault_mu_);
+    fault_reports_ = {};
+  }
+  for (size_t i : mine_) {
+    std::lock_guard lock(nodes_[i]->mu);
+    nodes_[i]->fault_reported = false;
+  }
+  injected_steady_ = Steady::now().time_since_epoch().count();
+  injected_wall_ = SysClock::now().time_since_epoch().count();
   injected_ = true;
+}
+
+void Simulation::heal() {
+  injected_ = false;
+  for (size_t i : mine_) {
+    std::lock_guard lock(nodes_[i]->mu);
+    nodes_[i]->owed_recovery = !faults_.destinationsFrom(i, nodes_.size()).empty();
+  }
 }
 
 void Simulation::reportWritten(Node& n, const meshprobe::v1::Report& report) {
@@ -411,7 +435,7 @@ void Simulation::reportWritten(Node& n, const meshprobe::v1::Report& report) {
                                    [](const meshprobe::v1::ProbeResult& p) { return p.consecutive_failures() > 0; });
   if (!failing) return;
   n.fault_reported = true;
-  const double after = std::chrono::duration<double>(Steady::now() - injected_steady_).count();
+  const double after = std::chrono::duration<double>(Steady::now() - injectedSteady()).count();
   std::lock_guard lock(fault_mu_);
   if (faults_.faultedNode(n.index)) {
     fault_reports_.faulted = after;
@@ -513,7 +537,7 @@ bool Simulation::quietRound(Node& n, Steady::time_point now) const {
   if (!n.deltas_ok || !n.whole_on_stream || n.quiet_hold <= options_.interval) return false;
   if (now - n.last_report >= n.quiet_hold || now - n.last_checks >= digest_period_) return false;
   if (n.peers->anyJoined()) return false;
-  if (n.owed_from != SIZE_MAX || !n.owed_joined.empty()) return false;  // results still owed
+  if (n.owed_from != SIZE_MAX || !n.owed_joined.empty() || n.owed_recovery) return false;  // results still owed
   return !injected_ || faults_.destinationsFrom(n.index, nodes_.size()).empty();
 }
 
@@ -525,8 +549,8 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
       0.8 * std::min<Duration>(options_.interval, std::chrono::seconds(1)));
   const bool injected = injected_;
   if (injected) {
-    facts.failed_rounds = static_cast<uint64_t>((now - injected_steady_) / options_.interval) + 1;
-    facts.injected_at = injected_wall_;
+    facts.failed_rounds = static_cast<uint64_t>((now - injectedSteady()) / options_.interval) + 1;
+    facts.injected_at = injectedWall();
   }
   const size_t count = nodes_.size();
   if (cache.round != facts.round || cache.healthy.empty()) {
@@ -550,6 +574,7 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
   const auto ns = [](Steady::time_point t) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   };
+  if (whole || !n.deltas_ok) n.owed_recovery = false;  // every result goes out anyway
   if (whole) {
     n.whole_on_stream = true;
     n.last_checks = now;
@@ -616,13 +641,16 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
       // Results owed (the rest of a whole report whose results follow, and joined members'
       // results), at most results_per_report_ a report to an aggregator that accepts it.
       size_t room = n.results_follow ? results_per_report_ : SIZE_MAX;
+      // Failing results, or after heal() the recovered ones: sent below, once.
+      const bool recovering = !injected && n.owed_recovery;
+      auto changed = [&](size_t j, Layer l) { return (injected || recovering) && faults_.fails(n.index, j, l); };
       if (n.owed_from != SIZE_MAX) {
         const size_t end = std::min(2 * count, n.owed_from + room);
         room -= end - n.owed_from;
         for (size_t t = n.owed_from; t < end; ++t) {
           const size_t j = t / 2;
           const Layer l = t % 2 == 0 ? Layer::kUnderlay : Layer::kOverlay;
-          if (j == n.index || !n.peers->known(j) || (injected && faults_.fails(n.index, j, l))) continue;
+          if (j == n.index || !n.peers->known(j) || changed(j, l)) continue;
           *report.add_probes() = cache.healthy[t];
         }
         n.owed_from = end < 2 * count ? end : SIZE_MAX;
@@ -630,6 +658,17 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
       if (injected) {
         for (size_t j : faults_.destinationsFrom(n.index, count)) add(j);
       }
+      if (recovering) {
+        for (size_t j : faults_.destinationsFrom(n.index, count)) {
+          if (j == n.index || !n.peers->known(j)) continue;
+          for (int layer = 0; layer < 2; ++layer) {
+            if (changed(j, layer == 0 ? Layer::kUnderlay : Layer::kOverlay)) {
+              *report.add_probes() = cache.healthy[2 * j + static_cast<size_t>(layer)];
+            }
+          }
+        }
+      }
+      n.owed_recovery = false;
       // Members that joined since the last report: all their results, as the agent's
       // encoder resends them (the aggregator could not place them before it knew the member),
       // within the room left.
@@ -643,7 +682,7 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
         joined[j] = true;
         for (int layer = 0; layer < 2; ++layer) {
           const Layer l = layer == 0 ? Layer::kUnderlay : Layer::kOverlay;
-          if (injected && faults_.fails(n.index, j, l)) continue;  // added above, failing
+          if (changed(j, l)) continue;  // added above
           *report.add_probes() = cache.healthy[2 * j + static_cast<size_t>(layer)];
         }
       }
@@ -652,7 +691,7 @@ void Simulation::buildReport(Node& n, meshprobe::v1::Report& report, WorkerCache
         const size_t t = (slice.from + k) % (2 * count);
         const size_t j = t / 2;
         const Layer l = t % 2 == 0 ? Layer::kUnderlay : Layer::kOverlay;
-        if (j == n.index || !n.peers->known(j) || joined[j] || (injected && faults_.fails(n.index, j, l))) continue;
+        if (j == n.index || !n.peers->known(j) || joined[j] || changed(j, l)) continue;
         *report.add_probes() = cache.healthy[t];
       }
     }
@@ -720,29 +759,29 @@ bool findingMatches(const meshprobe::v1::Finding& f, const FaultSpec& fault) {
   return fault.b.empty() ? has(fault.a) : has(fault.a) && has(fault.b);
 }
 
-// True when Diagnose shows every fault.
-// Whether every fault shows in Diagnose. `onset` gets the latest onset_time of the findings
-// that show them: when the aggregator's diagnosis first saw the fault, before the finding
-// became active (the onset hold).
-bool faultsVisible(meshprobe::v1::Query::Stub& query, const std::vector<FaultSpec>& faults,
-                   SysClock::time_point* onset) {
+// How many of the faults Diagnose shows (-1: the call failed). When it shows every one,
+// `onset` gets the latest onset_time of the findings that show them: when the aggregator's
+// diagnosis first saw the fault, before the finding became active (the onset hold).
+int faultsShown(meshprobe::v1::Query::Stub& query, const std::vector<FaultSpec>& faults, SysClock::time_point* onset) {
   grpc::ClientContext ctx;
   ctx.set_deadline(SysClock::now() + std::chrono::seconds(5));
   meshprobe::v1::DiagnoseResponse resp;
-  if (!query.Diagnose(&ctx, {}, &resp).ok()) return false;
+  if (!query.Diagnose(&ctx, {}, &resp).ok()) return -1;
   SysClock::time_point latest{};
+  int shown = 0;
   for (const auto& fault : faults) {
     const meshprobe::v1::Finding* seen = nullptr;
     for (const auto& f : resp.findings()) {
       if (seen == nullptr && findingMatches(f, fault)) seen = &f;
     }
-    if (seen == nullptr) return false;
+    if (seen == nullptr) continue;
+    ++shown;
     const auto at = SysClock::time_point(std::chrono::duration_cast<SysClock::duration>(std::chrono::nanoseconds(
         google::protobuf::util::TimeUtil::TimestampToNanoseconds(seen->onset_time()))));
     latest = std::max(latest, at);
   }
-  *onset = latest;
-  return true;
+  if (shown == static_cast<int>(faults.size())) *onset = latest;
+  return shown;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -810,6 +849,19 @@ void raiseFileLimit() {
   }
 }
 
+// When the injected fault left this process: each node's first report with a failing
+// result after the injection, as the transport took it (stderr; at heal and at the end).
+void printFaultReports(Simulation& sim) {
+  const Simulation::FaultReports fr = sim.faultReports();
+  const auto& w = fr.witnesses;
+  auto at = [&w](double q) { return w.empty() ? -1.0 : w[std::min(w.size() - 1, static_cast<size_t>(q * w.size()))]; };
+  std::fprintf(stderr,
+               "meshprobe-loadgen: fault reports written after the injection: witnesses=%zu first_s=%.3f p50_s=%.3f "
+               "p95_s=%.3f last_s=%.3f faulted_node_s=%.3f faulted_node_bytes=%llu\n",
+               w.size(), w.empty() ? -1.0 : w.front(), at(0.5), at(0.95), w.empty() ? -1.0 : w.back(), fr.faulted,
+               static_cast<unsigned long long>(fr.faulted_bytes));
+}
+
 int run(const Options& o, const std::vector<FaultSpec>& faults) {
   std::string error;
   FaultSet fault_set(faults, o.prefix, o.nodes, &error);
@@ -824,6 +876,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const auto t_start = Steady::now();
@@ -833,16 +886,19 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
   std::unique_ptr<meshprobe::v1::Query::Stub> query;
   if (o.watch_diagnose && !faults.empty()) query = meshprobe::v1::Query::NewStub(makeChannel(o.aggregator, o.tls));
 
-  bool ramped = false, injected = false, visible = false;
+  bool ramped = false, injected = false, visible = false, healed = false, cleared = false;
+  uint64_t injections = 0;
   auto last_progress = t_start;
   SysClock::time_point injected_wall{};
-  Steady::time_point injected_steady{};
+  Steady::time_point injected_steady{}, healed_steady{};
   auto last_watch = t_start;
   while (true) {
     timespec ts{0, 100'000'000};  // the main loop's tick: progress, injection, the end
-    bool inject_now = false;
+    bool inject_now = false, heal_now = false;
     if (const int sig = sigtimedwait(&signals, nullptr, &ts); sig == SIGUSR1) {
       inject_now = true;
+    } else if (sig == SIGUSR2) {
+      heal_now = true;
     } else if (sig > 0) {
       std::cerr << "meshprobe-loadgen: signal; stopping\n";
       break;
@@ -859,18 +915,39 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
                      static_cast<unsigned long long>(c.connected.load()), sim.simulated(), seconds(now - t_start));
       }
     }
-    if (!injected && !faults.empty() && (inject_now || now - t_start >= o.fault_after)) {
+    if (!injected && !faults.empty() && (inject_now || (injections == 0 && now - t_start >= o.fault_after))) {
       injected = true;
+      visible = healed = false;
+      ++injections;
       sim.inject();
       injected_wall = SysClock::now();
       injected_steady = now;
       std::printf("injected %s\n", unixSeconds(injected_wall).c_str());
       std::fflush(stdout);
     }
+    if (injected && heal_now) {
+      printFaultReports(sim);
+      sim.heal();
+      injected = false;
+      healed = true;
+      cleared = false;
+      healed_steady = now;
+      std::printf("healed %s\n", unixSeconds(SysClock::now()).c_str());
+      std::fflush(stdout);
+    }
+    if (healed && query && !cleared && now - last_watch >= std::chrono::milliseconds(100)) {
+      last_watch = now;
+      SysClock::time_point onset{};
+      if (faultsShown(*query, faults, &onset) == 0) {
+        cleared = true;
+        std::printf("cleared after %.3f s\n", seconds(Steady::now() - healed_steady));
+        std::fflush(stdout);
+      }
+    }
     if (injected && query && !visible && now - last_watch >= std::chrono::milliseconds(100)) {
       last_watch = now;
       SysClock::time_point onset{};
-      if (faultsVisible(*query, faults, &onset)) {
+      if (faultsShown(*query, faults, &onset) == static_cast<int>(faults.size())) {
         visible = true;
         std::printf("visible %s after %.3f s (onset after %.3f s)\n", unixSeconds(SysClock::now()).c_str(),
                     seconds(Steady::now() - injected_steady), seconds(onset - injected_wall));
@@ -908,18 +985,7 @@ int run(const Options& o, const std::vector<FaultSpec>& faults) {
       static_cast<unsigned long long>(c.membership_full_bytes + c.membership_delta_bytes),
       static_cast<unsigned long long>(c.membership_full_bytes.load()),
       static_cast<unsigned long long>(c.membership_delta_bytes.load()), static_cast<unsigned long long>(foreign));
-  if (injected) {
-    // When the fault left this process: each node's first report with a failing result,
-    // as the transport took it.
-    const Simulation::FaultReports fr = sim.faultReports();
-    const auto& w = fr.witnesses;
-    auto at = [&w](double q) { return w.empty() ? -1.0 : w[std::min(w.size() - 1, static_cast<size_t>(q * w.size()))]; };
-    std::fprintf(stderr,
-                 "meshprobe-loadgen: fault reports written after the injection: witnesses=%zu first_s=%.3f p50_s=%.3f "
-                 "p95_s=%.3f last_s=%.3f faulted_node_s=%.3f faulted_node_bytes=%llu\n",
-                 w.size(), w.empty() ? -1.0 : w.front(), at(0.5), at(0.95), w.empty() ? -1.0 : w.back(), fr.faulted,
-                 static_cast<unsigned long long>(fr.faulted_bytes));
-  }
+  if (injected) printFaultReports(sim);
   if (!first_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: first stream error: %s\n", first_error.c_str());
   if (!last_error.empty()) std::fprintf(stderr, "meshprobe-loadgen: last stream error: %s\n", last_error.c_str());
   return 0;
@@ -954,11 +1020,13 @@ int main(int argc, char** argv) {
       ("fault-pair", po::value(&fault_pairs)->composing(),
        "A:B:LAYER: probes between A and B on LAYER fail, both ways (repeatable)")
       ("fault-after", po::value(&fault_after)->default_value(fault_after),
-       "inject the faults this long after start (or at SIGUSR1); prints `injected <unix seconds>` on stdout")
+       "inject the faults this long after start (or at SIGUSR1); prints `injected <unix seconds>` on stdout. "
+       "SIGUSR2 heals them (the next reports carry the recovered results; prints `healed <unix seconds>`), and "
+       "SIGUSR1 injects them again")
       ("watch-diagnose", po::bool_switch(&o.watch_diagnose),
        "after injection poll Diagnose (every 100 ms) and print `visible <unix seconds> after <s> s (onset after "
        "<s> s)` once it shows every fault; the onset is the findings' onset_time, when the diagnosis first saw the "
-       "fault")
+       "fault. After a heal, print `cleared after <s> s` once it shows none of them")
       ("legacy-membership", po::bool_switch(&o.legacy_membership),
        "simulate agents that predate membership deltas: the Hello leaves accepts_peer_deltas unset, so the "
        "aggregator sends whole PeerLists only (default: current agents, one PeerList per stream then PeerDeltas)")

@@ -1,6 +1,7 @@
 // meshprobe-loadgen against the real aggregator binary on loopback (ephemeral ports):
 // 50 simulated agents join, a node fault and a pair fault show in Diagnose with the right
-// nodes and layers after the `injected` line, nothing listening is a clear non-zero
+// nodes and layers after the `injected` line, clear after SIGUSR2 and show again after
+// SIGUSR1, nothing listening is a clear non-zero
 // exit, an aggregator under --grpc-memory-limit takes in 1,000 agents with no stream
 // lost, and large first reports whose results follow in deltas make a complete matrix.
 // Needs no privileges; traffic stays on 127.0.0.1.
@@ -165,6 +166,48 @@ TEST_F(LoadgenTest, FiftyNodesJoinAndInjectedFaultsShowInDiagnose) {
   size_t lines = 0;
   for (size_t pos = 0; (pos = log.find("injected ", pos)) != std::string::npos; ++pos) ++lines;
   EXPECT_EQ(lines, 1u) << log;
+
+  // SIGUSR2 heals both faults: a `healed` line, the injection's fault reports on stderr
+  // (every witness of sim-0007 and both pair ends wrote a failing report, and so did
+  // sim-0007 itself), then `cleared` once Diagnose shows neither fault.
+  loadgen.signal(SIGUSR2);
+  ASSERT_TRUE(eventually([&] { return loadgen.log().find("\nhealed ") != std::string::npos; },
+                         [&] { return loadgen.describe(); }, 10s, 50ms));
+  log = loadgen.log();
+  ASSERT_TRUE(std::regex_search(
+      log, m, std::regex(R"(fault reports written after the injection: witnesses=([0-9]+) .* faulted_node_s=(-?[0-9.]+) )")))
+      << log;
+  EXPECT_EQ(std::atoi(m[1].str().c_str()), 49) << log;  // sim-0007's 49 peers (sim-0002/3 among them)
+  EXPECT_GE(std::atof(m[2].str().c_str()), 0.0) << log;
+  ASSERT_TRUE(eventually(
+      [&] {
+        log = loadgen.log();
+        return std::regex_search(log, m, std::regex(R"(\ncleared after ([0-9]+\.[0-9]+) s\n)"));
+      },
+      [&] { return loadgen.describe(); }, 60s, 100ms));
+  std::cout << "cleared after " << m[1].str() << " s" << std::endl;
+  // The next reports carry the recovered results: the findings clear after their clear
+  // hold (5 s) and a report interval, not when the agents' digests come round (30 s).
+  EXPECT_LT(std::atof(m[1].str().c_str()), 12.0) << log;
+  r = diagnose();
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  for (const auto& f : r->findings()) {
+    EXPECT_FALSE(hasNode(f, "sim-0007") && f.layer() == v1::UNDERLAY) << describe(*r);
+    EXPECT_FALSE(hasNode(f, "sim-0002") && f.layer() == v1::OVERLAY) << describe(*r);
+  }
+  // SIGUSR1 injects them again: a second `injected` and a second `visible` line.
+  loadgen.signal(SIGUSR1);
+  ASSERT_TRUE(eventually(
+      [&] {
+        log = loadgen.log();
+        size_t visible = 0;
+        for (size_t pos = 0; (pos = log.find("\nvisible ", pos)) != std::string::npos; ++pos) ++visible;
+        return visible == 2;
+      },
+      [&] { return loadgen.describe(); }, 30s, 100ms));
+  lines = 0;
+  for (size_t pos = 0; (pos = log.find("injected ", pos)) != std::string::npos; ++pos) ++lines;
+  EXPECT_EQ(lines, 2u) << log;
 
   // SIGTERM ends the run with the summary.
   loadgen.signal(SIGTERM);
