@@ -7,7 +7,8 @@
 #      that does not happen within RAMP_TIMEOUT s, the most that were connected at once
 #   2. steady state, after WARMUP s: the aggregator's CPU over WINDOW s (utime + stime from
 #      /proc/PID/stat, % of one core) and its RSS (VmRSS) at the end of the window; the
-#      loadgen's CPU over the same window (it shares the machine)
+#      loadgen's CPU over the same window (it shares the machine); the aggregator's message
+#      handling time and diagnosis pass durations over the window (/metrics histograms)
 #   3. /metrics: p50 of METRICS_SAMPLES scrapes (curl time_total) and the series count
 #   4. Query API p50/p99 over QUERY_COUNT calls each (meshprobe-loadgen --query-bench)
 #   5. detection: SIGUSR1 makes the loadgen fail every UNDERLAY probe to and from sim-0001;
@@ -185,9 +186,11 @@ run_size() {
   sleep "$WARMUP"  # warm-up before the measurement window (not synchronisation)
   local a0 l0 w0 a1 l1 w1
   lg_ticks() { local pid sum=0; for pid in "${LG_PIDS[@]}"; do sum=$((sum + $(cpu_ticks "$pid"))); done; echo "$sum"; }
+  curl -s -o "$WORK/metrics-w0-$n.txt" "http://127.0.0.1:$http_port/metrics" || true
   a0=$(cpu_ticks "$AGG_PID"); l0=$(lg_ticks); w0=$(date +%s.%N)
   sleep "$WINDOW"  # the measurement window
   a1=$(cpu_ticks "$AGG_PID"); l1=$(lg_ticks); w1=$(date +%s.%N)
+  curl -s -o "$WORK/metrics-w1-$n.txt" "http://127.0.0.1:$http_port/metrics" || true
   local agg_cpu lg_cpu rss
   agg_cpu=$(awk -v a="$a0" -v b="$a1" -v s="$w0" -v e="$w1" -v t="$TICKS" 'BEGIN {printf "%.1f", 100 * (b - a) / t / (e - s)}')
   lg_cpu=$(awk -v a="$l0" -v b="$l1" -v s="$w0" -v e="$w1" -v t="$TICKS" 'BEGIN {printf "%.1f", 100 * (b - a) / t / (e - s)}')
@@ -264,6 +267,10 @@ run_size() {
   grep -h "stream error:" "$WORK"/lg-"$n"-*.err | sed 's/^meshprobe-loadgen: /       loadgen /' || true
   echo "       aggregator ingest errors: $(awk '/^meshprobe_aggregator_ingest_errors_total\{/ && $2 > 0 {printf "%s ", $0}' "$WORK/metrics-end-$n.txt")"
   sed 's/^/       /' "$WORK/q-$n"
+  echo "       steady state (the window): message handling $(hist_delta meshprobe_aggregator_message_handling_seconds \
+    "$WORK/metrics-w0-$n.txt" "$WORK/metrics-w1-$n.txt")"
+  echo "       steady state (the window): diagnosis passes $(hist_delta meshprobe_aggregator_diagnosis_pass_duration_seconds \
+    "$WORK/metrics-w0-$n.txt" "$WORK/metrics-w1-$n.txt")"
   # Where each detection's time went: when the simulated nodes wrote their first failing
   # reports (the latest witness over the shards, and the faulted node), and the aggregator's
   # message handling and diagnosis passes between the injection and the finding.
