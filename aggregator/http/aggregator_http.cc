@@ -106,6 +106,14 @@ void renderKube(MetricsWriter& w, const AggregatorMetricsSources& src) {
   }
 }
 
+// A latency histogram with no observations (its source is absent).
+HistogramSnapshot emptyLatencyHistogram() {
+  HistogramSnapshot h;
+  h.bounds = Histogram::latencyBounds();
+  h.counts.assign(h.bounds.size() + 1, 0);
+  return h;
+}
+
 }  // namespace
 
 std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t* series) {
@@ -202,26 +210,13 @@ std::string renderAggregatorMetrics(const AggregatorMetricsSources& src, size_t*
            "Time from an agent message read off its stream until it was applied to the cluster state: waiting for an "
            "ingest worker, decoding, applying.",
            MetricType::kHistogram);
-  if (c) {
-    w.histogram({}, c->message_seconds.snapshot());
-  } else {
-    HistogramSnapshot none;
-    none.bounds = Histogram::latencyBounds();
-    none.counts.assign(none.bounds.size() + 1, 0);
-    w.histogram({}, none);
-  }
+  w.histogram({}, c ? c->message_seconds.snapshot() : emptyLatencyHistogram());
   w.family("meshprobe_aggregator_query_duration_seconds", "Time spent answering Query API calls, by method.",
            MetricType::kHistogram);
   for (size_t i = 0; i < static_cast<size_t>(QueryMethod::kCount); ++i) {
     const auto m = static_cast<QueryMethod>(i);
-    HistogramSnapshot snap;
-    if (src.query) {
-      snap = src.query->latency(m);
-    } else {
-      snap.bounds = Histogram::latencyBounds();
-      snap.counts.assign(snap.bounds.size() + 1, 0);
-    }
-    w.histogram({{"method", std::string(queryMethodName(m))}}, snap);
+    w.histogram({{"method", std::string(queryMethodName(m))}},
+                src.query ? src.query->latency(m) : emptyLatencyHistogram());
   }
   w.family("meshprobe_aggregator_nodes", "Members (nodes that said Hello and were not forgotten).", MetricType::kGauge);
   w.sample(static_cast<double>(nodes.size()));
