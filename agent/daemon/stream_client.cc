@@ -167,6 +167,10 @@ void StreamClient::serveOneStream() {
             }
             list_cv.notify_all();
           }
+          // A cleared message keeps its parsed fields for reuse: the whole member list (about
+          // 600 bytes a peer) would stay allocated for the stream's life. Deltas are small.
+          AggregatorMessage fresh;
+          msg.Swap(&fresh);
         } else if (msg.has_peer_delta() && callbacks_.on_peer_delta) {
           if (!have_list) {
             ++peer_deltas_ignored_;
