@@ -3,15 +3,24 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "agent/daemon/report_builder.h"
+#include "agent/daemon/report_delta.h"
 
 namespace meshprobe::agent {
 
 using google::protobuf::util::TimeUtil;
 
-ProbeEntry::ProbeEntry(meshprobe::v1::ProbeResult r, uint64_t v)
-    : result(std::move(r)), key(keyOf(result)), version(v) {
-  if (result.has_last_probe()) last_probe_ns = TimeUtil::TimestampToNanoseconds(result.last_probe());
+ProbeEntry::ProbeEntry(const meshprobe::v1::ProbeResult& r, uint64_t v)
+    : bytes(r.SerializeAsString()), key(keyOf(r)), version(v), summary(ReportDeltaEncoder::summaryOf(r)) {
+  if (r.has_last_probe()) last_probe_ns = TimeUtil::TimestampToNanoseconds(r.last_probe());
 }
+
+meshprobe::v1::ProbeResult ProbeEntry::result() const {
+  meshprobe::v1::ProbeResult out;
+  out.ParseFromString(bytes);  // serialized by the constructor: it parses
+  return out;
+}
+
+void ProbeEntry::appendTo(meshprobe::v1::Report& report) const { report.add_probes()->ParseFromString(bytes); }
 
 std::string ProbeEntry::keyOf(const meshprobe::v1::ProbeResult& result) {
   std::string key = std::to_string(static_cast<int>(result.layer()));
@@ -22,7 +31,7 @@ std::string ProbeEntry::keyOf(const meshprobe::v1::ProbeResult& result) {
 
 PendingReport::PendingReport(meshprobe::v1::Report whole) {
   probes.reserve(static_cast<size_t>(whole.probes_size()));
-  for (auto& p : *whole.mutable_probes()) probes.push_back(std::make_shared<const ProbeEntry>(std::move(p)));
+  for (const auto& p : whole.probes()) probes.push_back(std::make_shared<const ProbeEntry>(p));
   whole.clear_probes();
   report = std::move(whole);
 }
@@ -30,7 +39,7 @@ PendingReport::PendingReport(meshprobe::v1::Report whole) {
 meshprobe::v1::Report PendingReport::whole() const {
   meshprobe::v1::Report out = report;
   out.mutable_probes()->Reserve(static_cast<int>(probes.size()));
-  for (const auto& p : probes) *out.add_probes() = p->result;
+  for (const auto& p : probes) p->appendTo(out);
   return out;
 }
 

@@ -4,11 +4,17 @@
 // Every interval the agent reports every probe target, but in steady state only the targets
 // probed since the last report changed (under a probe budget, a few hundred of thousands).
 // So a report holds its probe results as shared, immutable entries: ProbeEntries builds an
-// entry (the ProbeResult message) once per change of its target, as the prober's stats
-// version says, and every later report shares it until the target changes again. The
-// stream's delta encoder (report_delta.h) compares versions before it compares contents,
-// and copies only what it sends. A report of T targets of which C changed costs C
-// conversions and T pointer copies, not T message builds.
+// entry once per change of its target, as the prober's stats version says, and every later
+// report shares it until the target changes again. The stream's delta encoder
+// (report_delta.h) compares versions before it compares contents, and copies only what it
+// sends. A report of T targets of which C changed costs C conversions and T pointer copies,
+// not T message builds.
+//
+// An entry keeps its result serialized (about 90 bytes) with the few fields the encoder
+// compares beside it, not as a ProbeResult message: a message with its durations and
+// timestamps is half a dozen allocations, about 520 bytes, and every target has an entry
+// all the time (10,000 at 5,000 peers), while a result is parsed again only when a report
+// carries it.
 
 #include <cstdint>
 #include <functional>
@@ -24,12 +30,28 @@
 namespace meshprobe::agent {
 
 struct ProbeEntry {
-  meshprobe::v1::ProbeResult result;
-  std::string key;                      // keyOf(result): layer and destination
-  uint64_t version = 0;                 // the stats version it was built from; 0: unknown
-  std::optional<int64_t> last_probe_ns;  // result.last_probe, as nanoseconds
+  // What the delta encoder (report_delta.h) compares of a result, taken when the entry is
+  // built (ReportDeltaEncoder::summaryOf).
+  struct Summary {
+    bool quiet = false;  // ReportDeltaEncoder::quiet
+    bool never = false;  // never probed
+    int64_t rtt_p50_ns = 0;
+    int64_t rtt_p99_ns = 0;
+    uint32_t path_mtu_size = 0;
+    bool has_last_probe = false;
+  };
 
-  explicit ProbeEntry(meshprobe::v1::ProbeResult r, uint64_t v = 0);
+  std::string bytes;                     // the ProbeResult, serialized
+  std::string key;                       // keyOf(result): layer and destination
+  uint64_t version = 0;                  // the stats version it was built from; 0: unknown
+  std::optional<int64_t> last_probe_ns;  // result.last_probe, as nanoseconds
+  Summary summary;
+
+  explicit ProbeEntry(const meshprobe::v1::ProbeResult& r, uint64_t v = 0);
+  // The result, parsed again from `bytes`.
+  meshprobe::v1::ProbeResult result() const;
+  // Adds the result to `report`'s probes.
+  void appendTo(meshprobe::v1::Report& report) const;
   // The encoder's key of a result: "<layer number>/<dst>".
   static std::string keyOf(const meshprobe::v1::ProbeResult& result);
 };

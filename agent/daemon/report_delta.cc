@@ -56,16 +56,21 @@ bool ReportDeltaEncoder::neverProbed(const v1::ProbeResult& p) {
          p.failure() == v1::PROBE_FAILURE_UNSPECIFIED && !p.has_path_mtu();
 }
 
-ReportDeltaEncoder::Sent ReportDeltaEncoder::sentOf(const ProbeEntry& entry) {
-  const v1::ProbeResult& p = entry.result;
-  Sent s;
-  s.looked_at = entry.version;
+ProbeEntry::Summary ReportDeltaEncoder::summaryOf(const v1::ProbeResult& p) {
+  ProbeEntry::Summary s;
   s.quiet = quiet(p);
   s.never = neverProbed(p);
   s.rtt_p50_ns = TimeUtil::DurationToNanoseconds(p.rtt_p50());
   s.rtt_p99_ns = TimeUtil::DurationToNanoseconds(p.rtt_p99());
   s.path_mtu_size = p.has_path_mtu() ? p.path_mtu().size() : 0;
   s.has_last_probe = p.has_last_probe();
+  return s;
+}
+
+ReportDeltaEncoder::Sent ReportDeltaEncoder::sentOf(const ProbeEntry& entry) {
+  Sent s;
+  static_cast<ProbeEntry::Summary&>(s) = entry.summary;
+  s.looked_at = entry.version;
   return s;
 }
 
@@ -80,13 +85,12 @@ ReportDeltaEncoder::SentCheck ReportDeltaEncoder::sentOf(const v1::CheckResult& 
   return SentCheck{std::move(bytes), check.status(), check.summary()};
 }
 
-ReportDeltaEncoder::Change ReportDeltaEncoder::change(const Sent& before, const v1::ProbeResult& now) const {
-  if (before.never) return neverProbed(now) ? Change::kNone : Change::kOther;
-  if (!before.quiet || !quiet(now)) return Change::kOther;
-  if (before.has_last_probe != now.has_last_probe()) return Change::kOther;
-  if (before.path_mtu_size != (now.has_path_mtu() ? now.path_mtu().size() : 0)) return Change::kOther;
-  const bool rtt = moved(before.rtt_p50_ns, TimeUtil::DurationToNanoseconds(now.rtt_p50())) ||
-                   moved(before.rtt_p99_ns, TimeUtil::DurationToNanoseconds(now.rtt_p99()));
+ReportDeltaEncoder::Change ReportDeltaEncoder::change(const Sent& before, const ProbeEntry::Summary& now) const {
+  if (before.never) return now.never ? Change::kNone : Change::kOther;
+  if (!before.quiet || !now.quiet) return Change::kOther;
+  if (before.has_last_probe != now.has_last_probe) return Change::kOther;
+  if (before.path_mtu_size != now.path_mtu_size) return Change::kOther;
+  const bool rtt = moved(before.rtt_p50_ns, now.rtt_p50_ns) || moved(before.rtt_p99_ns, now.rtt_p99_ns);
   return rtt ? Change::kRtt : Change::kNone;
 }
 
@@ -186,7 +190,7 @@ bool ReportDeltaEncoder::scan(const PendingReport& pending, int64_t now_ns) {
       // which, after a send, is "send again" only for a result that is not quiet.
       const bool same = entry.version != 0 && sent->looked_at == entry.version;
       const Change c = same ? (!sent->quiet && !sent->never ? Change::kOther : Change::kNone)
-                            : change(*sent, entry.result);
+                            : change(*sent, entry.summary);
       if (c == Change::kNone) {
         sent->looked_at = entry.version;
         continue;
@@ -263,14 +267,14 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
     out.set_results_follow(true);
     size_t room = per_report;
     for (const auto& p : pending.probes) {
-      if (quiet(p->result) || neverProbed(p->result)) {
+      if (p->summary.quiet || p->summary.never) {
         if (room == 0) {
           probes_.erase(p->key);
           continue;
         }
         --room;
       }
-      *out.add_probes() = p->result;
+      p->appendTo(out);
     }
     ++counters_.results_follow;
     counters_.probes_sent += static_cast<uint64_t>(out.probes_size());
@@ -319,11 +323,11 @@ std::optional<v1::Report> ReportDeltaEncoder::encodeUnlessQuiet(const PendingRep
       continue;
     }
     const ProbeEntry& entry = *pending.probes[i];
-    if (found_[i] == nullptr && (quiet(entry.result) || neverProbed(entry.result))) {
+    if (found_[i] == nullptr && (entry.summary.quiet || entry.summary.never)) {
       if (owed_room == 0) continue;  // still owed: a later delta carries it
       --owed_room;
     }
-    *delta.add_probes() = entry.result;
+    entry.appendTo(delta);
     if (refresh_it) ++counters_.probes_refreshed;
     if (Sent* sent = found_[i]; sent != nullptr) {
       *sent = sentOf(entry);

@@ -181,15 +181,11 @@ class ReportDeltaEncoder {
   // A probe result the encoder may leave out while it stays as it is: answered, no loss,
   // no consecutive failures, no error or failure reason, path-MTU probes (if any) answered.
   static bool quiet(const meshprobe::v1::ProbeResult& probe);
+  // What the encoder compares of `probe` (kept in its ProbeEntry).
+  static ProbeEntry::Summary summaryOf(const meshprobe::v1::ProbeResult& probe);
 
  private:
-  struct Sent {
-    bool quiet = false;
-    bool never = false;  // never probed (neverProbed)
-    int64_t rtt_p50_ns = 0;
-    int64_t rtt_p99_ns = 0;
-    uint32_t path_mtu_size = 0;
-    bool has_last_probe = false;
+  struct Sent : ProbeEntry::Summary {
     uint64_t looked_at = 0;  // the entry version last compared (0: unknown)
   };
   static Sent sentOf(const ProbeEntry& entry);
@@ -198,7 +194,7 @@ class ReportDeltaEncoder {
   // How `now` differs from what was sent: not at all, only in a healthy result's RTT (news
   // that may wait for the next report sent), or otherwise.
   enum class Change { kNone, kRtt, kOther };
-  Change change(const Sent& before, const meshprobe::v1::ProbeResult& now) const;
+  Change change(const Sent& before, const ProbeEntry::Summary& now) const;
   bool moved(int64_t before, int64_t now) const;
   void remember(const PendingReport& report);  // a whole report was sent
   // What a delta of `report` must carry besides its digest slice, against what was sent

@@ -510,7 +510,7 @@ TEST(ReportDelta, VersionedEntriesEncodeExactlyAsComparingEveryResult) {
     const int64_t now = 1000 + static_cast<int64_t>(seq);
     for (auto& t : targets) {
       if (pick(4) != 0) continue;  // most targets do not change between two reports
-      v1::ProbeResult r = t.entry->result;
+      v1::ProbeResult r = t.entry->result();
       switch (pick(6)) {
         case 0: r = probe(r.dst(), r.layer(), static_cast<uint32_t>(pick(11))); break;   // loss
         case 1: r = probe(r.dst(), r.layer(), 10, 150 + pick(150), 300 + pick(300)); break;  // RTT
@@ -566,7 +566,7 @@ TEST(ProbeEntriesTest, OnlyTargetsWhoseVersionMovedAreBuiltAgain) {
   auto first = entries.update({{1, 100}, {2, 200}, {3, 300}}, stats_of);
   ASSERT_EQ(first.size(), 3u);
   EXPECT_EQ(asked, (std::vector<uint64_t>{1, 2, 3}));
-  EXPECT_EQ(first[1]->result.dst(), "peer-2");
+  EXPECT_EQ(first[1]->result().dst(), "peer-2");
   EXPECT_EQ(first[1]->version, 200u);
   EXPECT_EQ(first[1]->key, "1/peer-2");
 
@@ -581,10 +581,10 @@ TEST(ProbeEntriesTest, OnlyTargetsWhoseVersionMovedAreBuiltAgain) {
   EXPECT_EQ(asked, (std::vector<uint64_t>{2, 4}));
   ASSERT_EQ(next.size(), 3u);
   EXPECT_NE(next[0], first[1]);
-  EXPECT_EQ(next[0]->result.dst(), "peer-2");
+  EXPECT_EQ(next[0]->result().dst(), "peer-2");
   EXPECT_EQ(next[0]->version, 201u);
   EXPECT_EQ(next[1], first[0]);
-  EXPECT_EQ(next[2]->result.dst(), "peer-4");
+  EXPECT_EQ(next[2]->result().dst(), "peer-4");
   EXPECT_EQ(entries.built(), 5u);
 
   // 3 was forgotten: listed again, it is built again.
