@@ -421,6 +421,12 @@ TEST(OutcomeWindow, KeepsTheLastCapacityOutcomesOldestFirst) {
   EXPECT_EQ(w[0].rtt, std::chrono::milliseconds(5));
   EXPECT_TRUE(w[3].ok);
   EXPECT_EQ(w[3].rtt, Duration(0));
+  // Kept to the nanosecond up to kMaxRtt (2.1 s), beyond any probe timeout; longer counts as it.
+  w.push(Outcome{true, std::chrono::nanoseconds(2'000'000'001)}, 4);
+  w.push(Outcome{true, std::chrono::seconds(5)}, 4);
+  EXPECT_EQ(w[2].rtt, std::chrono::nanoseconds(2'000'000'001));
+  EXPECT_TRUE(w[3].ok);
+  EXPECT_EQ(w[3].rtt, OutcomeWindow::kMaxRtt);
 }
 
 }  // namespace
