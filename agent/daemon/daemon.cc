@@ -342,7 +342,7 @@ void Daemon::Impl::publish(size_t part, DoctorReport report) {
 }
 
 void Daemon::Impl::applyPeers() {
-  auto peers = peer_set.current();
+  const auto peers = peer_set.view();  // under peer_mu, as every caller holds it
   directory->set(expectationsFromPeers(peers, config.node_name));
   uint32_t mtu = 0;
   {
@@ -350,7 +350,7 @@ void Daemon::Impl::applyPeers() {
     mtu = hello->hello.vxlan_mtu();
   }
   auto targets = targetsFromPeers(peers, config.node_name, mtu);
-  spdlog::info("membership: {} peers, {} probe targets", peers.peers_size(), targets.size());
+  spdlog::info("membership: {} peers, {} probe targets", peers.size(), targets.size());
   if (auto st = prober->setTargets(targets); !st.ok()) spdlog::warn("peer list: {}", st.error().message);
   if (auto rot = prober->rotationStatus(); rot.sparse) {
     spdlog::info("probe budget: {} peers per round of {} (--probe-budget {}), every pair within {} rounds",

@@ -1,5 +1,7 @@
 #include "agent/daemon/peer_set.h"
 
+#include "agent/daemon/report_builder.h"
+
 #include <google/protobuf/util/message_differencer.h>
 
 #include <set>
@@ -36,14 +38,15 @@ bool PeerSet::applyDelta(const meshprobe::v1::PeerDelta& delta, const std::strin
 }
 
 bool PeerSet::upsert(const meshprobe::v1::Peer& p) {
+  auto identity = identityOf(p);
   auto it = peers_.find(p.node_name());
   if (it == peers_.end()) {
-    peers_.emplace(p.node_name(), Entry{p, std::nullopt});
+    peers_.emplace(p.node_name(), Entry{std::move(identity), std::nullopt});
     return true;
   }
   it->second.missing_since.reset();
-  if (google::protobuf::util::MessageDifferencer::Equals(it->second.peer, p)) return false;
-  it->second.peer = p;
+  if (google::protobuf::util::MessageDifferencer::Equals(it->second.identity, identity)) return false;
+  it->second.identity = std::move(identity);
   return true;
 }
 
@@ -56,7 +59,26 @@ bool PeerSet::expire() {
 
 meshprobe::v1::PeerList PeerSet::current() const {
   meshprobe::v1::PeerList out;
-  for (const auto& [name, e] : peers_) *out.add_peers() = e.peer;
+  for (const auto& [name, e] : peers_) {
+    const auto& id = e.identity;
+    auto* p = out.add_peers();
+    p->set_node_name(name);
+    p->set_node_ip(id.node_ip());
+    p->set_overlay_ip(id.overlay_ip());
+    p->set_vtep_mac(id.vtep_mac());
+    p->set_vxlan_vni(id.vxlan_vni());
+    p->set_vxlan_port(id.vxlan_port());
+    p->set_pod_cidr(id.pod_cidr());
+    p->set_vxlan_mtu(id.vxlan_mtu());
+    *p->mutable_identity() = id;
+  }
+  return out;
+}
+
+std::vector<const meshprobe::v1::NodeIdentity*> PeerSet::view() const {
+  std::vector<const meshprobe::v1::NodeIdentity*> out;
+  out.reserve(peers_.size());
+  for (const auto& [name, e] : peers_) out.push_back(&e.identity);
   return out;
 }
 

@@ -239,26 +239,50 @@ meshprobe::v1::NodeIdentity identityOf(const meshprobe::v1::Peer& peer) {
   return id;
 }
 
+namespace {
+// Each peer's facts (identityOf): kept in `store`, pointed to by the result.
+std::vector<const meshprobe::v1::NodeIdentity*> identitiesOf(const meshprobe::v1::PeerList& list,
+                                                            std::vector<meshprobe::v1::NodeIdentity>& store) {
+  store.clear();
+  store.reserve(static_cast<size_t>(list.peers_size()));
+  for (const auto& p : list.peers()) store.push_back(identityOf(p));
+  std::vector<const meshprobe::v1::NodeIdentity*> out;
+  out.reserve(store.size());
+  for (const auto& id : store) out.push_back(&id);
+  return out;
+}
+}  // namespace
+
 std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self,
                                           uint32_t local_vxlan_mtu) {
+  std::vector<meshprobe::v1::NodeIdentity> store;
+  return targetsFromPeers(identitiesOf(peers, store), self, local_vxlan_mtu);
+}
+
+std::vector<ProbeTarget> targetsFromPeers(const std::vector<const meshprobe::v1::NodeIdentity*>& peers,
+                                          const std::string& self, uint32_t local_vxlan_mtu) {
   std::vector<ProbeTarget> targets;
-  for (const auto& peer : peers.peers()) {
-    const auto p = identityOf(peer);
-    if (p.name() == self) continue;
-    if (!p.node_ip().empty()) targets.push_back({p.name(), Layer::kUnderlay, p.node_ip()});
-    if (!p.overlay_ip().empty()) {
-      targets.push_back({p.name(), Layer::kOverlay, p.overlay_ip(), overlayPathMtu(local_vxlan_mtu, p.vxlan_mtu())});
+  for (const auto* p : peers) {
+    if (p->name() == self) continue;
+    if (!p->node_ip().empty()) targets.push_back({p->name(), Layer::kUnderlay, p->node_ip()});
+    if (!p->overlay_ip().empty()) {
+      targets.push_back({p->name(), Layer::kOverlay, p->overlay_ip(), overlayPathMtu(local_vxlan_mtu, p->vxlan_mtu())});
     }
   }
   return targets;
 }
 
 std::vector<PeerExpectation> expectationsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self) {
+  std::vector<meshprobe::v1::NodeIdentity> store;
+  return expectationsFromPeers(identitiesOf(peers, store), self);
+}
+
+std::vector<PeerExpectation> expectationsFromPeers(const std::vector<const meshprobe::v1::NodeIdentity*>& peers,
+                                                   const std::string& self) {
   std::vector<PeerExpectation> out;
-  for (const auto& peer : peers.peers()) {
-    const auto p = identityOf(peer);
-    if (p.name() == self || p.overlay_ip().empty() || p.vtep_mac().empty()) continue;
-    out.push_back({p.name(), p.node_ip(), p.overlay_ip(), p.vtep_mac(), p.pod_cidr()});
+  for (const auto* p : peers) {
+    if (p->name() == self || p->overlay_ip().empty() || p->vtep_mac().empty()) continue;
+    out.push_back({p->name(), p->node_ip(), p->overlay_ip(), p->vtep_mac(), p->pod_cidr()});
   }
   return out;
 }

@@ -51,6 +51,10 @@ meshprobe::v1::NodeIdentity identityOf(const meshprobe::v1::Peer& peer);
 // path-MTU probes for that peer.
 std::vector<ProbeTarget> targetsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self,
                                           uint32_t local_vxlan_mtu = 0);
+// The same of the peers' facts the caller keeps (PeerSet::view): a member list is not
+// copied to be read.
+std::vector<ProbeTarget> targetsFromPeers(const std::vector<const meshprobe::v1::NodeIdentity*>& peers,
+                                          const std::string& self, uint32_t local_vxlan_mtu = 0);
 
 // The overlay MTU of a pair: min of the two device MTUs, ignoring an unknown (0) one.
 uint32_t overlayPathMtu(uint32_t local_vxlan_mtu, uint32_t peer_vxlan_mtu);
@@ -58,6 +62,8 @@ uint32_t overlayPathMtu(uint32_t local_vxlan_mtu, uint32_t peer_vxlan_mtu);
 // What each other member's overlay entries on this node must be (for vxlan_fdb). Members
 // without a VXLAN device (no overlay facts) are left out.
 std::vector<PeerExpectation> expectationsFromPeers(const meshprobe::v1::PeerList& peers, const std::string& self);
+std::vector<PeerExpectation> expectationsFromPeers(const std::vector<const meshprobe::v1::NodeIdentity*>& peers,
+                                                   const std::string& self);
 
 // Standalone mode: --peers IPs probed on the underlay, named by their address.
 std::vector<ProbeTarget> targetsFromStaticPeers(const std::vector<std::string>& peers);

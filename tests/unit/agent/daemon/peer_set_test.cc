@@ -31,6 +31,12 @@ TEST(PeerSet, SkipsSelfAndSortsByName) {
   PeerSet set(clock, 30s);
   EXPECT_TRUE(set.apply(listOf({"c", "self", "a"}), "self"));
   EXPECT_EQ(names(set.current()), (std::vector<std::string>{"a", "c"}));
+  // The view: the same peers in the same order, the set's own (not copies).
+  const auto view = set.view();
+  ASSERT_EQ(view.size(), 2u);
+  EXPECT_EQ(view[0]->name(), "a");
+  EXPECT_EQ(view[1]->name(), "c");
+  EXPECT_EQ(view, set.view());
 }
 
 TEST(PeerSet, APartialListAfterAnAggregatorRestartKeepsKnownPeersDuringTheGrace) {
