@@ -60,17 +60,9 @@ bool PeerSet::expire() {
 meshprobe::v1::PeerList PeerSet::current() const {
   meshprobe::v1::PeerList out;
   for (const auto& [name, e] : peers_) {
-    const auto& id = e.identity;
     auto* p = out.add_peers();
     p->set_node_name(name);
-    p->set_node_ip(id.node_ip());
-    p->set_overlay_ip(id.overlay_ip());
-    p->set_vtep_mac(id.vtep_mac());
-    p->set_vxlan_vni(id.vxlan_vni());
-    p->set_vxlan_port(id.vxlan_port());
-    p->set_pod_cidr(id.pod_cidr());
-    p->set_vxlan_mtu(id.vxlan_mtu());
-    *p->mutable_identity() = id;
+    *p->mutable_identity() = e.identity;
   }
   return out;
 }

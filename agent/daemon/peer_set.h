@@ -30,8 +30,8 @@ class PeerSet {
   // Drops peers that every list for longer than the grace has left out (the aggregator
   // sends lists only on change, so a quiet cluster expires nothing). True when it did.
   bool expire();
-  // The current peers, sorted by name, as a PeerList (each Peer's flat fields and its
-  // identity filled from the same facts).
+  // The current peers, sorted by name, as a PeerList: each Peer's name and identity (the
+  // flat fields, which only repeat the identity, left empty).
   meshprobe::v1::PeerList current() const;
   // Each current peer's facts (identityOf its Peer), sorted by name, without copying them:
   // valid until the set next changes.

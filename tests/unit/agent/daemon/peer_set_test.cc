@@ -80,7 +80,7 @@ TEST(PeerSet, ChangedFactsCountAsAChange) {
   set.apply(listOf({"a"}, "0a:58:00:00:00:01"), "self");
   EXPECT_FALSE(set.apply(listOf({"a"}, "0a:58:00:00:00:01"), "self"));
   EXPECT_TRUE(set.apply(listOf({"a"}, "0a:58:00:00:00:02"), "self"));  // flannel recreated the device
-  EXPECT_EQ(set.current().peers(0).vtep_mac(), "0a:58:00:00:00:02");
+  EXPECT_EQ(set.current().peers(0).identity().vtep_mac(), "0a:58:00:00:00:02");
 }
 
 namespace {
@@ -100,7 +100,7 @@ TEST(PeerSet, ADeltaJoinsChangesAndLeavesWithTheGrace) {
   EXPECT_TRUE(set.applyDelta(deltaOf({"c", "self"}, {}), "self"));
   EXPECT_EQ(names(set.current()), (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_TRUE(set.applyDelta(deltaOf({"a"}, {}, "0a:58:00:00:00:02"), "self"));
-  EXPECT_EQ(set.current().peers(0).vtep_mac(), "0a:58:00:00:00:02");
+  EXPECT_EQ(set.current().peers(0).identity().vtep_mac(), "0a:58:00:00:00:02");
   EXPECT_FALSE(set.applyDelta(deltaOf({"a"}, {}, "0a:58:00:00:00:02"), "self"));  // again: no change
   EXPECT_FALSE(set.applyDelta(deltaOf({}, {"b", "never-known"}), "self"));        // b kept for the grace
   EXPECT_EQ(names(set.current()), (std::vector<std::string>{"a", "b", "c"}));
