@@ -1,10 +1,10 @@
 #include "agent/daemon/peer_set.h"
 
-#include "agent/daemon/report_builder.h"
-
 #include <google/protobuf/util/message_differencer.h>
 
 #include <set>
+
+#include "agent/daemon/report_builder.h"
 
 namespace meshprobe::agent {
 

@@ -10,7 +10,7 @@
 // sends. A report of T targets of which C changed costs C conversions and T pointer copies,
 // not T message builds.
 //
-// An entry keeps its result serialized (about 90 bytes) with the few fields the encoder
+// An entry keeps its result serialized (about 100 bytes) with the few fields the encoder
 // compares beside it, not as a ProbeResult message: a message with its durations and
 // timestamps is half a dozen allocations, about 520 bytes, and every target has an entry
 // all the time (10,000 at 5,000 peers), while a result is parsed again only when a report
