@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "common/duration.h"
+#include "common/thread_name.h"
 
 namespace meshprobe::agent {
 
@@ -84,6 +85,7 @@ CheckRunner::CheckRunner(std::vector<CheckPtr> checks, const Clock& clock, std::
     workers_.push_back(w);
     // The thread holds its own reference to the worker: see shutdown().
     threads_.emplace_back([w](std::stop_token stop) {
+      nameThisThread("mp-chk-" + w->name);  // cut to 15 bytes: "mp-chk-vxlan_fd"
       std::unique_lock lock(w->mu);
       for (;;) {
         w->cv.wait(lock, stop, [&] { return w->job != nullptr; });

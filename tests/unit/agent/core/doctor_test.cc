@@ -4,9 +4,12 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "agent/doctor/render.h"
@@ -64,6 +67,30 @@ TEST(Doctor, AHungCheckTimesOutWithoutBlockingTheOthers) {
   EXPECT_FALSE(gate->isDestroyed());
   gate->release();
   EXPECT_TRUE(pollFast([&] { return gate->isDestroyed(); }));
+}
+
+TEST(CheckRunner, NamesEachWorkerThreadAfterItsCheck) {
+  FakeClock clock;
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  std::vector<CheckPtr> checks;
+  checks.push_back(std::make_unique<CountingCheck>("vxlan_fdb", runs));
+  checks.push_back(std::make_unique<CountingCheck>("istiod", runs));
+  CheckRunner runner(std::move(checks), clock);
+  // The names the kernel shows for this process's threads (`top -H`), at most 15 bytes.
+  auto names = [] {
+    std::set<std::string> out;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      if (std::getline(comm, name)) out.insert(name);
+    }
+    return out;
+  };
+  // Each worker names itself when it starts.
+  ASSERT_TRUE(pollFast([&] {
+    const auto n = names();
+    return n.count("mp-chk-vxlan_fd") == 1 && n.count("mp-chk-istiod") == 1;
+  }));
 }
 
 TEST(CheckRunner, AHungCheckIsNotStartedAgainAndHoldsOnlyItsOwnWorker) {
